@@ -1,0 +1,395 @@
+/**
+ * Server configuration: one TOML file, validated in full before the server starts, so that a
+ * mistake is reported once with the exact key instead of surfacing later as odd behaviour.
+ *
+ * Every key has a default; an empty file (or no file) is a working configuration for
+ * `localhost`. Unknown keys are errors, because a misspelt key that is silently ignored leaves
+ * the default in force without anyone noticing.
+ *
+ * @module
+ */
+
+import { isIP } from "node:net";
+import { domainToASCII } from "node:url";
+import { parse as parseToml } from "smol-toml";
+import * as v from "valibot";
+
+/** Log levels, least to most severe (the same names as the logging library's). */
+export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
+
+/** One of {@link LOG_LEVELS}. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Resource limits applied to every connection. */
+export interface LimitsConfig {
+  /** Largest stanza in bytes once authenticated (`limits.stanza_size`). */
+  readonly stanzaSize: number;
+  /** Largest stanza in bytes before authentication (`limits.stanza_size_unauthed`). */
+  readonly stanzaSizeUnauthed: number;
+  /** Deepest element nesting, the stream element included (`limits.max_depth`). */
+  readonly maxDepth: number;
+  /** Seconds a connection may take to authenticate (`limits.auth_timeout`). */
+  readonly authTimeout: number;
+  /** Seconds of silence before a connection is closed; XEP-0478 idle-seconds. */
+  readonly idleTimeout: number;
+}
+
+/** Authentication settings. */
+export interface AuthConfig {
+  /** PBKDF2 iterations for newly stored SCRAM credentials (`auth.scram_iterations`). */
+  readonly scramIterations: number;
+  /** Whether SASL PLAIN is offered (only ever over TLS) (`auth.allow_plain`). */
+  readonly allowPlain: boolean;
+  /** Failed logins per address or account within {@link failureWindow} before holding back. */
+  readonly maxFailures: number;
+  /** The window, in seconds, in which {@link maxFailures} are counted. */
+  readonly failureWindow: number;
+}
+
+/** Paths of a PEM certificate (chain) and its private key; both or neither. */
+export interface TlsConfig {
+  readonly cert?: string;
+  readonly key?: string;
+}
+
+/** The validated configuration, with defaults filled in. */
+export interface Config {
+  /** Served domains, lowercased (`hosts`). */
+  readonly hosts: readonly string[];
+  /** Where accounts, rosters, archives and generated certificates live (`data_dir`). */
+  readonly dataDir: string;
+  /** Addresses to listen on; `"*"` means every IPv4 and IPv6 address (`interfaces`). */
+  readonly interfaces: readonly string[];
+  /** Client port with STARTTLS; 0 picks a free port (`c2s_port`). */
+  readonly c2sPort: number;
+  /** Client port with TLS from the first byte; `false` disables it (`c2s_direct_tls_port`). */
+  readonly c2sDirectTlsPort: number | false;
+  /** Whether clients must negotiate TLS before authenticating (`require_encryption`). */
+  readonly requireEncryption: boolean;
+  /** Certificate and key files; when absent a self-signed pair is made per host. */
+  readonly tls: TlsConfig;
+  readonly limits: LimitsConfig;
+  readonly auth: AuthConfig;
+  /** Lowest level that is logged (`log_level`). */
+  readonly logLevel: LogLevel;
+}
+
+/** A configuration that cannot be read or is invalid; the message names file and key. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** The file read when no `--config` is given, relative to the working directory. */
+export const DEFAULT_CONFIG_PATH = "xmpp.toml";
+
+function integer(min: number, max: number, fallback: number) {
+  const expected = max === Number.MAX_SAFE_INTEGER
+    ? `expected an integer >= ${min}`
+    : `expected an integer from ${min} to ${max}`;
+  return v.optional(
+    v.pipe(
+      v.number(expected),
+      v.integer(expected),
+      v.minValue(min, expected),
+      v.maxValue(max, expected),
+    ),
+    fallback,
+  );
+}
+
+function boolean(fallback: boolean) {
+  return v.optional(v.boolean("expected true or false"), fallback);
+}
+
+function path() {
+  return v.optional(v.pipe(v.string("expected a file path"), v.nonEmpty("expected a file path")));
+}
+
+function isTable(value: unknown): value is Record<string, unknown> {
+  // Arrays and TOML dates are objects too, but never a table.
+  return typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !(value instanceof Date);
+}
+
+function table<const E extends v.ObjectEntries>(entries: E) {
+  return v.pipe(
+    v.custom<Record<string, unknown>>(isTable, "expected a table"),
+    v.strictObject(entries, "expected a table"),
+  );
+}
+
+function isPort(value: unknown): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 65535;
+}
+
+function isDomain(value: string): boolean {
+  // Validate the ASCII (A-label) form so that internationalised names are accepted too.
+  const ascii = domainToASCII(value);
+  if (ascii === "" || ascii.length > 253 || isIP(value) !== 0) return false;
+  return ascii.split(".").every((label) => /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(label));
+}
+
+const HOST_EXPECTED = 'expected a domain name such as "example.org"';
+const INTERFACE_EXPECTED = 'expected "*" or an IP address';
+
+const Schema = table({
+  hosts: v.optional(
+    v.pipe(
+      v.array(
+        v.pipe(
+          v.string(HOST_EXPECTED),
+          v.toLowerCase(),
+          v.check(isDomain, HOST_EXPECTED),
+        ),
+        "expected an array of domain names",
+      ),
+      v.nonEmpty("expected at least one host"),
+    ),
+    () => ["localhost"],
+  ),
+  data_dir: v.optional(
+    v.pipe(v.string("expected a directory path"), v.nonEmpty("expected a directory path")),
+    "./data",
+  ),
+  interfaces: v.optional(
+    v.pipe(
+      v.array(
+        v.pipe(
+          v.string(INTERFACE_EXPECTED),
+          v.check((s) => s === "*" || isIP(s) !== 0, INTERFACE_EXPECTED),
+        ),
+        'expected an array of IP addresses or ["*"]',
+      ),
+      v.nonEmpty("expected at least one interface"),
+    ),
+    () => ["*"],
+  ),
+  c2s_port: integer(0, 65535, 5222),
+  c2s_direct_tls_port: v.optional(
+    v.custom<number | false>(
+      (x) => x === false || isPort(x),
+      "expected an integer from 0 to 65535, or false",
+    ),
+    5223,
+  ),
+  require_encryption: boolean(true),
+  tls: v.optional(
+    table({ cert: path(), key: path() }),
+    {},
+  ),
+  limits: v.optional(
+    table({
+      stanza_size: integer(1024, Number.MAX_SAFE_INTEGER, 262144),
+      stanza_size_unauthed: integer(1024, Number.MAX_SAFE_INTEGER, 8192),
+      max_depth: integer(2, 10000, 32),
+      auth_timeout: integer(1, Number.MAX_SAFE_INTEGER, 60),
+      idle_timeout: integer(1, Number.MAX_SAFE_INTEGER, 840),
+    }),
+    {},
+  ),
+  auth: v.optional(
+    table({
+      scram_iterations: integer(4096, Number.MAX_SAFE_INTEGER, 4096),
+      allow_plain: boolean(true),
+      max_failures: integer(1, Number.MAX_SAFE_INTEGER, 5),
+      failure_window: integer(1, Number.MAX_SAFE_INTEGER, 300),
+    }),
+    {},
+  ),
+  log_level: v.optional(
+    v.picklist(LOG_LEVELS, `expected one of ${LOG_LEVELS.map((l) => `"${l}"`).join(", ")}`),
+    "info",
+  ),
+});
+
+type RawConfig = v.InferOutput<typeof Schema>;
+
+/** Describes a rejected value briefly, in TOML terms, for an error message. */
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return "nothing";
+  if (value instanceof Date) return `the date ${value.toISOString()}`;
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object") return "a table";
+  if (typeof value === "string") return JSON.stringify(value);
+  return String(value);
+}
+
+function formatPath(path: readonly unknown[]): string {
+  let out = "";
+  for (const key of path) {
+    if (typeof key === "number") out += `[${key}]`;
+    else out += out === "" ? String(key) : `.${String(key)}`;
+  }
+  return out;
+}
+
+function issueMessage(issue: v.BaseIssue<unknown>): string {
+  const keys = (issue.path ?? []).map((item) => item.key);
+  const where = keys.length === 0 ? "" : `${formatPath(keys)}: `;
+  // A strict object reports an unknown key with the key itself as the input.
+  if (issue.type === "strict_object" && issue.expected === "never") return `${where}unknown key`;
+  return `${where}${issue.message}, got ${describe(issue.input)}`;
+}
+
+function fail(source: string, message: string): never {
+  throw new ConfigError(`config ${source}: ${message}`);
+}
+
+/** Checks that relate several keys, which the per-key schema cannot express. */
+function checkRelations(raw: RawConfig, source: string): void {
+  if (raw.tls.cert !== undefined && raw.tls.key === undefined) {
+    fail(source, "tls.key: required when tls.cert is set");
+  }
+  if (raw.tls.key !== undefined && raw.tls.cert === undefined) {
+    fail(source, "tls.cert: required when tls.key is set");
+  }
+  if (raw.interfaces.length > 1 && raw.interfaces.includes("*")) {
+    fail(source, 'interfaces: "*" already means every address and cannot be combined');
+  }
+  const seen = new Set<string>();
+  raw.hosts.forEach((host, i) => {
+    if (seen.has(host)) fail(source, `hosts[${i}]: duplicate host "${host}"`);
+    seen.add(host);
+  });
+  if (raw.c2s_direct_tls_port !== false && raw.c2s_direct_tls_port !== 0) {
+    if (raw.c2s_direct_tls_port === raw.c2s_port) {
+      fail(source, "c2s_direct_tls_port: must differ from c2s_port");
+    }
+  }
+  if (raw.limits.stanza_size_unauthed > raw.limits.stanza_size) {
+    fail(source, "limits.stanza_size_unauthed: must not exceed limits.stanza_size");
+  }
+}
+
+/**
+ * Validates a plain object whose keys are the TOML key names (`data_dir`, `[limits]` as a nested
+ * object, ...) and returns the configuration with defaults filled in.
+ *
+ * @param obj the parsed document
+ * @param source names the origin in error messages, usually the file path
+ * @throws {ConfigError} naming the first offending key path and what was expected
+ */
+export function configFromObject(obj: unknown, source: string): Config {
+  const result = v.safeParse(Schema, obj);
+  if (!result.success) {
+    fail(source, result.issues.map(issueMessage).join(`\nconfig ${source}: `));
+  }
+  const raw = result.output;
+  checkRelations(raw, source);
+  const tls: TlsConfig = raw.tls.cert !== undefined && raw.tls.key !== undefined
+    ? { cert: raw.tls.cert, key: raw.tls.key }
+    : {};
+  return {
+    hosts: raw.hosts,
+    dataDir: raw.data_dir,
+    interfaces: raw.interfaces,
+    c2sPort: raw.c2s_port,
+    c2sDirectTlsPort: raw.c2s_direct_tls_port,
+    requireEncryption: raw.require_encryption,
+    tls,
+    limits: {
+      stanzaSize: raw.limits.stanza_size,
+      stanzaSizeUnauthed: raw.limits.stanza_size_unauthed,
+      maxDepth: raw.limits.max_depth,
+      authTimeout: raw.limits.auth_timeout,
+      idleTimeout: raw.limits.idle_timeout,
+    },
+    auth: {
+      scramIterations: raw.auth.scram_iterations,
+      allowPlain: raw.auth.allow_plain,
+      maxFailures: raw.auth.max_failures,
+      failureWindow: raw.auth.failure_window,
+    },
+    logLevel: raw.log_level,
+  };
+}
+
+/** The configuration used when no file is given: every key at its default. */
+export function defaultConfig(): Config {
+  return configFromObject({}, "(defaults)");
+}
+
+/**
+ * Parses and validates TOML text.
+ *
+ * @param text the document
+ * @param source names the origin in error messages, usually the file path
+ * @throws {ConfigError} on a syntax error or an invalid key
+ */
+export function parseConfig(text: string, source: string): Config {
+  let doc: unknown;
+  try {
+    doc = parseToml(text);
+  } catch (err) {
+    const detail = err instanceof Error ? err.message : String(err);
+    fail(source, `invalid TOML: ${detail}`);
+  }
+  return configFromObject(doc, source);
+}
+
+/**
+ * Reads the configuration file.
+ *
+ * @param path a file that must exist; when omitted, {@link DEFAULT_CONFIG_PATH} is read if it
+ *   exists, and the defaults are used if it does not
+ * @throws {ConfigError} when the file cannot be read or is invalid
+ */
+export async function loadConfig(path?: string): Promise<Config> {
+  const file = path ?? DEFAULT_CONFIG_PATH;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (err) {
+    if (path === undefined && err instanceof Deno.errors.NotFound) return defaultConfig();
+    const detail = err instanceof Deno.errors.NotFound
+      ? "file not found"
+      : err instanceof Error
+      ? err.message
+      : String(err);
+    fail(file, `cannot read: ${detail}`);
+  }
+  return parseConfig(text, file);
+}
+
+/** The result of {@link parseCommonArgs}. */
+export interface CommonArgs {
+  /** The value of `--config`, when given. */
+  readonly configPath?: string;
+  /** The other arguments, in order. */
+  readonly rest: string[];
+}
+
+/**
+ * Takes `--config FILE` or `--config=FILE` out of command-line arguments, wherever it appears
+ * before a `--` terminator; everything after `--` is passed through untouched.
+ *
+ * @throws {ConfigError} when the option has no value or is given twice
+ */
+export function parseCommonArgs(args: readonly string[]): CommonArgs {
+  let configPath: string | undefined;
+  const rest: string[] = [];
+  const take = (value: string | undefined) => {
+    // A following option is far more likely a forgotten value than a file named "-x".
+    if (value === undefined || value === "" || value.startsWith("-")) {
+      throw new ConfigError("--config needs a file path");
+    }
+    if (configPath !== undefined) throw new ConfigError("--config given more than once");
+    configPath = value;
+  };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      rest.push(...args.slice(i));
+      break;
+    }
+    if (arg === "--config") {
+      take(args[i + 1]);
+      i++;
+    } else if (arg.startsWith("--config=")) {
+      take(arg.slice("--config=".length));
+    } else {
+      rest.push(arg);
+    }
+  }
+  return configPath === undefined ? { rest } : { configPath, rest };
+}

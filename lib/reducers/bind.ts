@@ -1,0 +1,47 @@
+/**
+ * Resource binding (RFC 6120 §7) and the legacy session establishment (RFC 3921 §3, kept as a
+ * no-op per RFC 6121 Appendix E).
+ * @module
+ */
+import type { Session } from "../session.ts";
+import { child, type Element, elem, text } from "../xml/element.ts";
+import { errorReply, iqResult } from "../xmpp/errors.ts";
+import { prepResourcepart } from "../xmpp/jid.ts";
+import { NS_BIND } from "../xmpp/namespaces.ts";
+import type { Ctx, Step } from "./types.ts";
+
+/** `<iq type="set"><bind/></iq>` from an authenticated, unbound session. */
+export function onBind(s: Session, iq: Element, bind: Element, ctx: Ctx): Step {
+  if (iq.attrs.type !== "set") return [s, [{ kind: "send", stanza: errorReply(iq, "bad-request") }]];
+  if (s.fullJid !== undefined) {
+    // One resource per stream (RFC 6120 §7.7.2.2 leaves multiple bindings to policy).
+    return [s, [{ kind: "send", stanza: errorReply(iq, "not-allowed") }]];
+  }
+  const requested = child(bind, "resource", NS_BIND);
+  let resource: string;
+  if (requested === undefined || text(requested).trim() === "") {
+    resource = ctx.newId();
+  } else {
+    const prepped = prepResourcepart(text(requested));
+    // RFC 6120 §7.7.2.1: a resource that cannot be processed is bad-request.
+    if (prepped === undefined) {
+      return [s, [{
+        kind: "send",
+        stanza: errorReply(iq, "bad-request", { text: "Invalid resource" }),
+      }]];
+    }
+    resource = prepped;
+  }
+  const fullJid = `${s.username}@${s.host}/${resource}`;
+  const reply = iqResult(
+    { ...iq, attrs: { id: iq.attrs.id } },
+    elem("bind", { xmlns: NS_BIND }, [elem("jid", {}, [fullJid])]),
+  );
+  return [{ ...s, resource, fullJid }, [
+    // Registering first replaces an older session with this JID (RFC 6120 §7.7.2.2 case 1)
+    // before the client hears it is bound.
+    { kind: "bind", fullJid },
+    { kind: "send", stanza: reply },
+    { kind: "load-roster", host: s.host!, username: s.username! },
+  ]];
+}

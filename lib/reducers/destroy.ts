@@ -1,0 +1,41 @@
+/**
+ * The one destroy path every end of a session goes through (the origin's
+ * `destroy_session`): say goodbye on the stream when it is still writable, broadcast
+ * unavailable presence when the resource was available, leave the registry, close the socket.
+ * The destroyed session is terminal and swallows late input.
+ * @module
+ */
+import type { Session } from "../session.ts";
+import { stanza } from "../xml/element.ts";
+import { type StreamError, streamErrorElement } from "../xmpp/errors.ts";
+import { STREAM_CLOSE, streamHeader } from "./stream_xml.ts";
+import type { Ctx, Output, Step } from "./types.ts";
+
+/** How the session ends. */
+export interface DestroyOptions {
+  /** The stream error to send, when the server ends the stream because of one. */
+  readonly error?: StreamError;
+  /** False when the connection is already gone: nothing more can be written. */
+  readonly writable: boolean;
+}
+
+/** Ends a session. Calling it on a destroyed session does nothing. */
+export function destroy(s: Session, ctx: Ctx, opts: DestroyOptions): Step {
+  if (s.destroyed) return [s, []];
+  const out: Output[] = [];
+  if (opts.writable) {
+    // RFC 6120 §4.9.1.2: an error before our header still needs a header to be well-formed.
+    if (s.notopen && s.streamId === undefined) {
+      out.push({ kind: "send-raw", text: streamHeader({ from: s.host ?? ctx.hosts[0], id: ctx.newId() }) });
+    }
+    if (opts.error !== undefined) out.push({ kind: "send", stanza: streamErrorElement(opts.error) });
+    out.push({ kind: "send-raw", text: STREAM_CLOSE });
+  }
+  if (s.presence !== undefined && s.fullJid !== undefined) {
+    // RFC 6121 §4.5.2: the server broadcasts unavailable presence on the user's behalf.
+    out.push({ kind: "route", stanza: stanza("presence", { type: "unavailable", from: s.fullJid }) });
+  }
+  if (s.fullJid !== undefined) out.push({ kind: "unbind", fullJid: s.fullJid });
+  out.push({ kind: "disconnect", error: opts.error });
+  return [{ ...s, destroyed: true, presence: undefined, sasl: undefined }, out];
+}

@@ -1,0 +1,164 @@
+/**
+ * The session reducer: (session, event, ctx) -> [session', outputs]. It dispatches on the
+ * event and the session's state to the module that owns the concern.
+ * @module
+ */
+import type { Session } from "../session.ts";
+import { child, type Element, withAttrs } from "../xml/element.ts";
+import { errorReply } from "../xmpp/errors.ts";
+import { normalizeJid } from "../xmpp/jid.ts";
+import { NS_BIND, NS_CLIENT, NS_SESSION } from "../xmpp/namespaces.ts";
+import { onBind } from "./bind.ts";
+import { destroy } from "./destroy.ts";
+import { badRequest, iqProblem, onServerIq } from "./iq.ts";
+import { isSasl, onAbort, onAuth, onCredentials, onResponse } from "./sasl.ts";
+import { isStartTls, onStartTls, onStreamOpen, onTlsDone } from "./stream.ts";
+import type { Ctx, Event, Step } from "./types.ts";
+
+/** Reduces one event. A destroyed session swallows everything. */
+export function reduce(s: Session, ev: Event, ctx: Ctx): Step {
+  if (s.destroyed) return [s, []];
+  switch (ev.kind) {
+    case "stream-open":
+      if (!s.notopen) {
+        return destroy(s, ctx, {
+          writable: true,
+          error: { condition: "not-well-formed", text: "A second stream header" },
+        });
+      }
+      return onStreamOpen(s, ev, ctx);
+    case "stanza":
+      return onStanza(s, ev.stanza, ctx);
+    case "stream-close":
+      return destroy(s, ctx, { writable: true });
+    case "parse-error":
+      return destroy(s, ctx, { writable: true, error: { condition: ev.condition, text: ev.text } });
+    case "tls-done":
+      return onTlsDone(s, ev.channelBindings);
+    case "credentials-loaded":
+      return onCredentials(s, ev.username, ev.credentials, ctx);
+    case "roster-loaded":
+      return [{ ...s, roster: ev.roster }, []];
+    case "inbound":
+      return s.fullJid === undefined ? [s, []] : [s, [{ kind: "send", stanza: ev.stanza }]];
+    case "replaced":
+      return destroy(s, ctx, {
+        writable: true,
+        error: { condition: "conflict", text: "Replaced by a new session with the same resource" },
+      });
+    case "auth-timeout":
+      if (s.type === "c2s" && s.fullJid !== undefined) return [s, []];
+      return destroy(s, ctx, {
+        writable: true,
+        error: { condition: "connection-timeout", text: "Authentication took too long" },
+      });
+    case "disconnected":
+      return destroy(s, ctx, { writable: false });
+    case "shutdown":
+      return destroy(s, ctx, {
+        writable: true,
+        error: { condition: "system-shutdown", text: "The server is shutting down" },
+      });
+  }
+}
+
+function notAuthorized(s: Session, ctx: Ctx, text: string): Step {
+  return destroy(s, ctx, { writable: true, error: { condition: "not-authorized", text } });
+}
+
+function onStanza(s: Session, el: Element, ctx: Ctx): Step {
+  if (s.type === "c2s_unauthed") {
+    if (isStartTls(el)) return onStartTls(s, ctx);
+    if (isSasl(el)) {
+      switch (el.name) {
+        case "auth":
+          return onAuth(s, el, ctx);
+        case "response":
+          return onResponse(s, el);
+        case "abort":
+          return onAbort(s);
+      }
+    }
+    // Nothing but negotiation is allowed before authentication (RFC 6120 §6.3.2, §5.3.1).
+    if (!s.secure && ctx.requireEncryption) {
+      return destroy(s, ctx, {
+        writable: true,
+        error: { condition: "policy-violation", text: "Encryption is required (STARTTLS)" },
+      });
+    }
+    return notAuthorized(s, ctx, "Authenticate first");
+  }
+  if (el.xmlns !== NS_CLIENT) {
+    return destroy(s, ctx, {
+      writable: true,
+      error: { condition: "unsupported-stanza-type", text: `Unknown element <${el.name}/>` },
+    });
+  }
+  if (el.name !== "message" && el.name !== "presence" && el.name !== "iq") {
+    return destroy(s, ctx, {
+      writable: true,
+      error: { condition: "unsupported-stanza-type", text: `Unknown stanza <${el.name}/>` },
+    });
+  }
+  if (s.fullJid === undefined) return onUnbound(s, el, ctx);
+  return onBoundStanza(s, el, ctx);
+}
+
+/** Before binding only the bind and session iqs are allowed. */
+function onUnbound(s: Session, el: Element, ctx: Ctx): Step {
+  if (el.name === "iq") {
+    const bind = child(el, "bind", NS_BIND);
+    if (bind !== undefined) return onBind(s, el, bind, ctx);
+    if (child(el, "session", NS_SESSION) !== undefined) return onServerIq(s, el, ctx);
+  }
+  return notAuthorized(s, ctx, "Bind a resource first");
+}
+
+function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
+  if (raw.name === "iq") {
+    const problem = iqProblem(raw);
+    if (problem !== undefined) {
+      const type = raw.attrs.type;
+      // An iq without an id cannot be answered usefully, but RFC 6120 §8.2.3 asks for an error.
+      if (type === "result" || type === "error") return [s, []];
+      return [s, [{ kind: "send", stanza: badRequest(raw, problem) }]];
+    }
+    if (raw.attrs.type === "get" || raw.attrs.type === "set") {
+      const bind = child(raw, "bind", NS_BIND);
+      if (bind !== undefined) return onBind(s, raw, bind, ctx);
+    }
+  }
+  let to = raw.attrs.to;
+  if (to !== undefined) {
+    const normal = normalizeJid(to);
+    if (normal === undefined) {
+      if (raw.attrs.type === "error") return [s, []];
+      return [s, [{ kind: "send", stanza: errorReply(raw, "jid-malformed") }]];
+    }
+    to = normal;
+  }
+  // Every from is ours to stamp: no spoofing (RFC 6120 §8.1.2.1).
+  const el = withAttrs(raw, { from: s.fullJid, to });
+  const bare = `${s.username}@${s.host}`;
+  if (el.name === "iq" && (to === undefined || to === s.host || to === bare)) {
+    return onServerIq(s, el, ctx);
+  }
+  if (el.name === "presence" && to === undefined) return onBroadcastPresence(s, el);
+  return [s, [{ kind: "route", stanza: el }]];
+}
+
+/** Presence without 'to' updates this resource's presence (RFC 6121 §4.2, §4.4, §4.5). */
+function onBroadcastPresence(s: Session, el: Element): Step {
+  const type = el.attrs.type;
+  if (type === "unavailable") {
+    return [{ ...s, presence: undefined }, [{ kind: "route", stanza: el }]];
+  }
+  if (type !== undefined) return [s, []];
+  const p = child(el, "priority");
+  let priority = 0;
+  if (p !== undefined) {
+    const n = Number.parseInt(p.children.join("").trim(), 10);
+    priority = Number.isNaN(n) ? 0 : Math.max(-128, Math.min(127, n));
+  }
+  return [{ ...s, presence: el, priority }, [{ kind: "route", stanza: el }]];
+}

@@ -1,0 +1,108 @@
+/**
+ * The reducer contract: (session, event, ctx) -> [session', outputs]. Events come from the
+ * shell; outputs are data the shell executes in order.
+ * @module
+ */
+import type { ChannelBindings, Roster, Session } from "../session.ts";
+import type { Element } from "../xml/element.ts";
+import type { StreamError, StreamErrorCondition } from "../xmpp/errors.ts";
+import type { ScramCredentialSet } from "../sasl/scram.ts";
+
+/** Something that happened to a session. */
+export type Event =
+  /** The stream header: the root element's qualified parts and its attributes. */
+  | {
+    readonly kind: "stream-open";
+    readonly name: string;
+    readonly prefix: string;
+    /** Namespace of the root element (must be the streams namespace). */
+    readonly xmlns: string;
+    /** The default (content) namespace declared on the root. */
+    readonly contentXmlns: string;
+    readonly attrs: Readonly<Record<string, string>>;
+  }
+  | { readonly kind: "stanza"; readonly stanza: Element }
+  | { readonly kind: "stream-close" }
+  /** The parser refused the input. */
+  | { readonly kind: "parse-error"; readonly condition: StreamErrorCondition; readonly text?: string }
+  | { readonly kind: "tls-done"; readonly channelBindings: ChannelBindings }
+  /** A stanza routed to this session by the router. */
+  | { readonly kind: "inbound"; readonly stanza: Element }
+  /** Answer to a `load` of credentials; undefined when the account does not exist. */
+  | {
+    readonly kind: "credentials-loaded";
+    readonly username: string;
+    readonly credentials: ScramCredentialSet | undefined;
+  }
+  | { readonly kind: "roster-loaded"; readonly roster: Roster }
+  /** Another session bound the same full JID. */
+  | { readonly kind: "replaced" }
+  /** The unauthenticated-connection timer fired. */
+  | { readonly kind: "auth-timeout" }
+  /** The connection dropped (read end or write error). */
+  | { readonly kind: "disconnected"; readonly reason: string }
+  /** The server is shutting down. */
+  | { readonly kind: "shutdown" };
+
+/** Something the shell must do, in order. */
+export type Output =
+  /** Write a stanza (or a stream-level element) on this connection. */
+  | { readonly kind: "send"; readonly stanza: Element }
+  /** Write raw text: stream headers and the closing tag only. */
+  | { readonly kind: "send-raw"; readonly text: string }
+  /** Hand a stanza to the router (its `from` is already stamped). */
+  | { readonly kind: "route"; readonly stanza: Element }
+  | { readonly kind: "load-credentials"; readonly host: string; readonly username: string }
+  | { readonly kind: "load-roster"; readonly host: string; readonly username: string }
+  /** Upgrade the connection to TLS now (after `<proceed/>` was written). */
+  | { readonly kind: "starttls" }
+  /** Start a fresh parser for the restarted stream; `authenticated` raises the size limit. */
+  | { readonly kind: "reset-stream"; readonly authenticated: boolean }
+  /** Register the bound full JID; an older session with it is replaced. */
+  | { readonly kind: "bind"; readonly fullJid: string }
+  /** Remove this session from the registry (the destroy path). */
+  | { readonly kind: "unbind"; readonly fullJid: string }
+  /** A login failed or succeeded, for throttling per address and account. */
+  | { readonly kind: "auth-result"; readonly ok: boolean; readonly username?: string }
+  /** Close the socket (after everything before it was written). */
+  | { readonly kind: "disconnect"; readonly error?: StreamError }
+  | { readonly kind: "log"; readonly level: "debug" | "info" | "warning"; readonly message: string };
+
+/** One reduction's result. */
+export type Step = readonly [Session, readonly Output[]];
+
+/** A view of another live session, as the registry shows it. */
+export interface ResourceView {
+  readonly fullJid: string;
+  readonly resource: string;
+  readonly priority: number;
+  readonly available: boolean;
+  readonly interested: boolean;
+}
+
+/** What a reducer may consult. Everything here is read-only or deterministic under test. */
+export interface Ctx {
+  readonly hosts: readonly string[];
+  readonly requireEncryption: boolean;
+  /** TLS can be offered (a certificate is loaded). */
+  readonly tlsAvailable: boolean;
+  /** SASL PLAIN may be offered (only ever under TLS). */
+  readonly allowPlain: boolean;
+  /** Stanza size limit after authentication, in bytes. */
+  readonly maxStanzaSize: number;
+  /** Stanza size limit before authentication, in bytes. */
+  readonly maxStanzaSizeUnauthed: number;
+  /** Seconds the server waits before closing an idle stream (XEP-0478 idle-seconds). */
+  readonly idleSeconds: number;
+  readonly now: () => number;
+  /** A fresh unique id (stream ids, resources, iq ids). */
+  readonly newId: () => string;
+  /** A fresh random nonce for SASL (printable, no comma). */
+  readonly nonce: () => string;
+  /** True when logins from this address or for this account are held back. */
+  readonly isAuthThrottled: (ip: string, username?: string) => boolean;
+  /** The live resources of a bare JID. */
+  readonly resourcesOf: (bareJid: string) => readonly ResourceView[];
+  readonly serverName: string;
+  readonly serverVersion: string;
+}

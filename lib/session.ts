@@ -1,0 +1,108 @@
+/**
+ * The c2s session record of the origin model, and its predicates.
+ *
+ * A session goes `c2s_unauthed` -> `c2s`; `notopen` holds until the stream header arrives. A
+ * connected resource has a full JID, an available resource also has presence, an interested
+ * resource also fetched its roster. Every change returns a new record.
+ * @module
+ */
+import type { Element } from "./xml/element.ts";
+
+/** One roster entry (RFC 6121 §2.1.2). */
+export interface RosterItem {
+  readonly jid: string;
+  readonly name?: string;
+  readonly subscription: "none" | "to" | "from" | "both";
+  /** Pending outbound subscription request (`ask="subscribe"`). */
+  readonly ask?: "subscribe";
+  readonly groups: readonly string[];
+}
+
+/** A user's roster with its version (XEP-0237). */
+export interface Roster {
+  readonly version: string;
+  readonly items: Readonly<Record<string, RosterItem>>;
+}
+
+/** SASL exchange in progress (opaque to everything but lib/reducers/sasl.ts). */
+export interface SaslExchange {
+  readonly mechanism: string;
+  readonly step: "await-credentials" | "await-final";
+  readonly username: string;
+  readonly state: Readonly<Record<string, string>>;
+}
+
+/** Channel binding data the TLS layer could provide, by RFC 5056 type name. */
+export type ChannelBindings = Readonly<Partial<Record<"tls-server-end-point" | "tls-exporter", Uint8Array>>>;
+
+/** A client-to-server session. */
+export interface Session {
+  /** Process-unique id of the connection. */
+  readonly id: string;
+  readonly type: "c2s_unauthed" | "c2s";
+  /** True until the (current) stream header has arrived. */
+  readonly notopen: boolean;
+  /** True once the stream ended: the terminal state swallows late input. */
+  readonly destroyed: boolean;
+  /** The stream id we sent in the latest header. */
+  readonly streamId?: string;
+  /** TLS is in place (STARTTLS done or direct TLS). */
+  readonly secure: boolean;
+  /** Channel binding data for SCRAM-*-PLUS, set when TLS completes. */
+  readonly channelBindings: ChannelBindings;
+  /** A SASL exchange under way. */
+  readonly sasl?: SaslExchange;
+  /** Remote address, for throttling and logs. */
+  readonly ip: string;
+  readonly host?: string;
+  readonly username?: string;
+  readonly resource?: string;
+  readonly fullJid?: string;
+  readonly priority: number;
+  /** The last broadcast available presence; reset on unavailable. */
+  readonly presence?: Element;
+  /** Set when this resource fetched its roster: it then gets roster pushes. */
+  readonly interested: boolean;
+  /** Loaded at bind. */
+  readonly roster?: Roster;
+  /** The stream's xml:lang, for error texts. */
+  readonly lang?: string;
+}
+
+/** A fresh session for a new connection. */
+export function newSession(
+  id: string,
+  opts: { readonly ip: string; readonly secure: boolean; readonly channelBindings?: ChannelBindings },
+): Session {
+  return {
+    id,
+    type: "c2s_unauthed",
+    notopen: true,
+    destroyed: false,
+    secure: opts.secure,
+    channelBindings: opts.channelBindings ?? {},
+    ip: opts.ip,
+    priority: 0,
+    interested: false,
+  };
+}
+
+/** The bare JID of an authenticated session. */
+export function bareJid(s: Session): string | undefined {
+  return s.username !== undefined && s.host !== undefined ? `${s.username}@${s.host}` : undefined;
+}
+
+/** A connected resource has a full JID. */
+export function isConnected(s: Session): boolean {
+  return !s.destroyed && s.fullJid !== undefined;
+}
+
+/** An available resource has also sent available presence. */
+export function isAvailable(s: Session): boolean {
+  return isConnected(s) && s.presence !== undefined;
+}
+
+/** An interested resource has also requested the roster. */
+export function isInterested(s: Session): boolean {
+  return isConnected(s) && s.interested;
+}

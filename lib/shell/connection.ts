@@ -1,0 +1,294 @@
+/**
+ * The per-connection loop: bytes in through the parser, events through the reducer one at a
+ * time in arrival order, outputs executed in order. The only place a session record changes.
+ * @module
+ */
+import type tls from "node:tls";
+import { reduce } from "../reducers/mod.ts";
+import { serializeTop } from "../reducers/stream_xml.ts";
+import type { Ctx, Event, Output } from "../reducers/types.ts";
+import { route } from "../router.ts";
+import { newSession, type Roster, type Session } from "../session.ts";
+import type { AccountStore } from "../storage/accounts.ts";
+import type { KeyvalStore } from "../storage/mod.ts";
+import { createStreamParser, type ParseEvent, type StreamParser } from "../xml/parser.ts";
+import type { Element } from "../xml/element.ts";
+import type { Logger } from "../log.ts";
+import type { Registry, SessionHandle } from "./registry.ts";
+import type { AuthThrottle } from "./throttle.ts";
+import { acceptTls, type TlsContexts, writeAll } from "./tls.ts";
+
+/** Everything a connection shares with the rest of the server. */
+export interface ConnectionDeps {
+  readonly ctx: Ctx;
+  readonly registry: Registry;
+  readonly accounts: AccountStore;
+  readonly rosters: KeyvalStore<Roster>;
+  readonly throttle: AuthThrottle;
+  readonly tls?: TlsContexts;
+  /** tls-server-end-point data per host (RFC 5929), for SCRAM-*-PLUS. */
+  readonly endPoints: ReadonlyMap<string, Uint8Array>;
+  readonly maxDepth: number;
+  readonly authTimeoutMs: number;
+  readonly log: Logger;
+}
+
+/** A byte sink that keeps writes in order and batches those made in one tick. */
+interface Sink {
+  write(text: string): void;
+  flush(): Promise<void>;
+  close(): void;
+}
+
+const encoder = new TextEncoder();
+
+function plainSink(conn: Deno.Conn, onError: () => void): Sink {
+  let pending: string[] = [];
+  let chain = Promise.resolve();
+  let scheduled = false;
+  const flush = (): Promise<void> => {
+    scheduled = false;
+    if (pending.length === 0) return chain;
+    const data = encoder.encode(pending.join(""));
+    pending = [];
+    chain = chain.then(() => writeAll(conn, data)).catch(onError);
+    return chain;
+  };
+  return {
+    write(text) {
+      pending.push(text);
+      if (!scheduled) {
+        scheduled = true;
+        queueMicrotask(flush);
+      }
+    },
+    flush,
+    close() {
+      flush().finally(() => {
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+      });
+    },
+  };
+}
+
+function tlsSink(socket: tls.TLSSocket): Sink {
+  return {
+    write(text) {
+      if (!socket.destroyed) socket.write(text);
+    },
+    flush: () => Promise.resolve(),
+    close() {
+      socket.end();
+      setTimeout(() => socket.destroy(), 2000).unref?.();
+    },
+  };
+}
+
+function toEvent(ev: ParseEvent): Event {
+  switch (ev.kind) {
+    case "error":
+      return { kind: "parse-error", condition: ev.condition, text: ev.text };
+    default:
+      return ev;
+  }
+}
+
+function remoteIp(conn: Deno.Conn): string {
+  const addr = conn.remoteAddr;
+  return addr.transport === "tcp" ? addr.hostname : "unknown";
+}
+
+/** Serves one accepted connection until it ends. `directTls`: XEP-0368 port. */
+export async function serveConnection(
+  conn: Deno.Conn,
+  deps: ConnectionDeps,
+  opts: { readonly directTls: boolean },
+): Promise<void> {
+  const { ctx, registry, log } = deps;
+  let session: Session = newSession(ctx.newId(), { ip: remoteIp(conn), secure: false });
+  let parser: StreamParser = newParser(false);
+  let generation = 0;
+  let sink: Sink = plainSink(conn, () => dispatch({ kind: "disconnected", reason: "write" }));
+  let tlsSocket: tls.TLSSocket | undefined;
+  let done = false;
+  let resolveDone!: () => void;
+  const finished = new Promise<void>((r) => (resolveDone = r));
+  const queue: { ev: Event; gen: number }[] = [];
+  let draining = false;
+
+  function newParser(authenticated: boolean): StreamParser {
+    return createStreamParser({
+      maxStanzaBytes: authenticated ? ctx.maxStanzaSize : ctx.maxStanzaSizeUnauthed,
+      maxDepth: deps.maxDepth,
+    });
+  }
+
+  const handle: SessionHandle = {
+    id: session.id,
+    session: () => session,
+    dispatch: (ev) => dispatch(ev),
+  };
+
+  function dispatch(ev: Event, gen = -1): void {
+    if (done) return;
+    queue.push({ ev, gen });
+    if (!draining) drain();
+  }
+
+  function drain(): void {
+    draining = true;
+    while (queue.length > 0 && !done) {
+      const { ev, gen } = queue.shift()!;
+      // Events parsed before a stream restart belong to the old stream.
+      if (gen !== -1 && gen !== generation) continue;
+      const [next, outputs] = reduce(session, ev, ctx);
+      session = next;
+      for (const out of outputs) execute(out);
+    }
+    draining = false;
+  }
+
+  function deliver(to: string, stanza: Element): void {
+    registry.get(to)?.dispatch({ kind: "inbound", stanza });
+  }
+
+  function execute(out: Output): void {
+    switch (out.kind) {
+      case "send":
+        sink.write(serializeTop(out.stanza));
+        return;
+      case "send-raw":
+        sink.write(out.text);
+        return;
+      case "route":
+        for (const d of route(out.stanza, { hosts: ctx.hosts, resourcesOf: ctx.resourcesOf })) {
+          if (d.kind === "deliver") deliver(d.to, d.stanza);
+          else if (d.stanza.attrs.to !== undefined) deliver(d.stanza.attrs.to, d.stanza);
+        }
+        return;
+      case "load-credentials":
+        deps.accounts.getCredentials(out.host, out.username).then(
+          (credentials) =>
+            dispatch({ kind: "credentials-loaded", username: out.username, credentials }),
+          (err) => {
+            log.error("Loading credentials failed: {err}", { err: String(err) });
+            dispatch({ kind: "credentials-loaded", username: out.username, credentials: undefined });
+          },
+        );
+        return;
+      case "load-roster":
+        deps.rosters.get(out.host, out.username).then(
+          (roster) => dispatch({ kind: "roster-loaded", roster: roster ?? { version: "0", items: {} } }),
+          (err) => log.error("Loading the roster failed: {err}", { err: String(err) }),
+        );
+        return;
+      case "starttls":
+        startTls();
+        return;
+      case "reset-stream":
+        generation++;
+        parser = newParser(out.authenticated);
+        return;
+      case "bind": {
+        const old = registry.bind(out.fullJid, handle);
+        old?.dispatch({ kind: "replaced" });
+        return;
+      }
+      case "unbind":
+        registry.unbind(out.fullJid, handle);
+        return;
+      case "auth-result":
+        deps.throttle.record(session.ip, out.username, out.ok, ctx.now());
+        log.info(out.ok ? "{ip} authenticated as {user}" : "{ip} failed to authenticate as {user}", {
+          ip: session.ip,
+          user: out.username ?? "?",
+        });
+        return;
+      case "disconnect":
+        finish();
+        return;
+      case "log":
+        log[out.level === "warning" ? "warn" : out.level](out.message);
+        return;
+    }
+  }
+
+  function finish(): void {
+    if (done) return;
+    done = true;
+    clearTimeout(authTimer);
+    registry.removeConnection(handle);
+    sink.close();
+    resolveDone();
+  }
+
+  function onBytes(chunk: Uint8Array): void {
+    const gen = generation;
+    for (const ev of parser.push(chunk)) dispatch(toEvent(ev), gen);
+  }
+
+  function readTls(socket: tls.TLSSocket): void {
+    socket.on("data", (chunk: Uint8Array) => onBytes(chunk));
+    socket.on("end", () => dispatch({ kind: "disconnected", reason: "end" }));
+    socket.on("close", () => dispatch({ kind: "disconnected", reason: "close" }));
+    socket.on("error", () => dispatch({ kind: "disconnected", reason: "tls error" }));
+  }
+
+  function bindingsFor(socket: tls.TLSSocket) {
+    const name = (socket as unknown as { servername?: string }).servername;
+    const host = typeof name === "string" && deps.endPoints.has(name) ? name : deps.tls!.defaultHost;
+    const endPoint = deps.endPoints.get(host);
+    return endPoint === undefined ? {} : { "tls-server-end-point": endPoint };
+  }
+
+  function startTls(): void {
+    readingPlain = false;
+    const previous = sink;
+    previous.flush().then(() => acceptTls(conn, deps.tls!)).then((socket) => {
+      tlsSocket = socket;
+      sink = tlsSink(socket);
+      readTls(socket);
+      dispatch({ kind: "tls-done", channelBindings: bindingsFor(socket) });
+    }, () => dispatch({ kind: "disconnected", reason: "TLS handshake failed" }));
+  }
+
+  let readingPlain = true;
+  registry.addConnection(handle);
+  const authTimer = setTimeout(() => dispatch({ kind: "auth-timeout" }), deps.authTimeoutMs);
+
+  if (opts.directTls) {
+    try {
+      const socket = await acceptTls(conn, deps.tls!, { alpn: ["xmpp-client"] });
+      tlsSocket = socket;
+      sink = tlsSink(socket);
+      session = { ...session, secure: true, channelBindings: bindingsFor(socket) };
+      readTls(socket);
+    } catch {
+      finish();
+    }
+    return finished;
+  }
+
+  const buf = new Uint8Array(16384);
+  // A pending read cannot be cancelled, so a STARTTLS upgrade must happen between reads: the
+  // client sends nothing after <starttls/> until it sees <proceed/>.
+  while (readingPlain && !done) {
+    let n: number | null;
+    try {
+      n = await conn.read(buf);
+    } catch {
+      n = null;
+    }
+    if (n === null) {
+      if (readingPlain) dispatch({ kind: "disconnected", reason: "end" });
+      break;
+    }
+    onBytes(buf.slice(0, n));
+  }
+  void tlsSocket;
+  return finished;
+}

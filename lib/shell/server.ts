@@ -1,0 +1,144 @@
+/**
+ * Starts the server: TLS material, stores, the registry, the listeners, and the shared context
+ * reducers read. Returns a handle to learn the chosen ports and to shut down.
+ * @module
+ */
+import type { Config } from "../config.ts";
+import { getLogger } from "../log.ts";
+import type { Ctx } from "../reducers/types.ts";
+import type { Roster } from "../session.ts";
+import { type AccountStore, openAccountStore } from "../storage/accounts.ts";
+import { openKeyvalStore } from "../storage/datamanager.ts";
+import { ensureSelfSigned, loadTlsMaterial, type TlsMaterial, tlsServerEndPoint } from "./certs.ts";
+import { type ConnectionDeps, serveConnection } from "./connection.ts";
+import { createRegistry } from "./registry.ts";
+import { createAuthThrottle } from "./throttle.ts";
+import { secureContexts } from "./tls.ts";
+
+/** Name and version reported to peers. */
+export const SERVER_NAME = "deno-xmpp";
+export const SERVER_VERSION = "0.1.0";
+
+/** A started server. */
+export interface RunningServer {
+  /** The STARTTLS client port actually bound (the first interface's). */
+  readonly c2sPort: number;
+  /** The direct TLS port actually bound, when enabled. */
+  readonly directTlsPort?: number;
+  readonly accounts: AccountStore;
+  /** Closes every stream with `<system-shutdown/>` and stops listening. */
+  shutdown(): Promise<void>;
+}
+
+function listenAddresses(interfaces: readonly string[]): string[] {
+  return interfaces.flatMap((i) => (i === "*" ? ["0.0.0.0"] : [i]));
+}
+
+function randomToken(bytes: number): string {
+  const b = crypto.getRandomValues(new Uint8Array(bytes));
+  let s = "";
+  for (const x of b) s += String.fromCharCode(x);
+  // URL-safe alphabet: no commas (SCRAM) and nothing that needs escaping in XML.
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+async function tlsMaterial(config: Config): Promise<Map<string, TlsMaterial>> {
+  const out = new Map<string, TlsMaterial>();
+  if (config.tls.cert !== undefined && config.tls.key !== undefined) {
+    const m = await loadTlsMaterial(config.tls.cert, config.tls.key);
+    for (const host of config.hosts) out.set(host, m);
+  } else {
+    for (const host of config.hosts) out.set(host, await ensureSelfSigned(config.dataDir, host));
+  }
+  return out;
+}
+
+/** Starts listening as the configuration says. */
+export async function startServer(config: Config): Promise<RunningServer> {
+  const log = getLogger("server");
+  const material = await tlsMaterial(config);
+  const registry = createRegistry();
+  const throttle = createAuthThrottle({
+    maxFailures: config.auth.maxFailures,
+    windowMs: config.auth.failureWindow * 1000,
+  });
+  const accounts = openAccountStore(config.dataDir, { iterations: config.auth.scramIterations });
+  const ctx: Ctx = {
+    hosts: config.hosts,
+    requireEncryption: config.requireEncryption,
+    tlsAvailable: material.size > 0,
+    allowPlain: config.auth.allowPlain,
+    maxStanzaSize: config.limits.stanzaSize,
+    maxStanzaSizeUnauthed: config.limits.stanzaSizeUnauthed,
+    idleSeconds: config.limits.idleTimeout,
+    now: () => Date.now(),
+    newId: () => randomToken(12),
+    nonce: () => randomToken(18),
+    isAuthThrottled: (ip, username) => throttle.isThrottled(ip, username, Date.now()),
+    resourcesOf: (bare) => registry.resourcesOf(bare),
+    serverName: SERVER_NAME,
+    serverVersion: SERVER_VERSION,
+  };
+  const endPoints = new Map<string, Uint8Array>();
+  for (const [host, m] of material) endPoints.set(host, tlsServerEndPoint(m.certDer));
+  const deps: ConnectionDeps = {
+    ctx,
+    registry,
+    accounts,
+    rosters: openKeyvalStore<Roster>(config.dataDir, "roster"),
+    throttle,
+    tls: secureContexts(material),
+    endPoints,
+    maxDepth: config.limits.maxDepth,
+    authTimeoutMs: config.limits.authTimeout * 1000,
+    log: getLogger("c2s"),
+  };
+
+  const listeners: Deno.Listener[] = [];
+  const serving = new Set<Promise<void>>();
+  const accept = async (listener: Deno.Listener, directTls: boolean) => {
+    for await (const conn of listener) {
+      const p = serveConnection(conn, deps, { directTls }).catch((err) =>
+        log.error("Connection failed: {err}", { err: String(err) })
+      );
+      serving.add(p);
+      p.finally(() => serving.delete(p));
+    }
+  };
+  const listen = (port: number, directTls: boolean): number => {
+    let bound = port;
+    for (const [i, hostname] of listenAddresses(config.interfaces).entries()) {
+      const l = Deno.listen({ hostname, port: i === 0 ? port : bound, transport: "tcp" });
+      if (i === 0) bound = (l.addr as Deno.NetAddr).port;
+      listeners.push(l);
+      accept(l, directTls).catch(() => {});
+      log.info("Listening for clients on {host}:{port}{tls}", {
+        host: hostname,
+        port: bound,
+        tls: directTls ? " (direct TLS)" : "",
+      });
+    }
+    return bound;
+  };
+  const c2sPort = listen(config.c2sPort, false);
+  const directTlsPort = config.c2sDirectTlsPort === false
+    ? undefined
+    : listen(config.c2sDirectTlsPort, true);
+
+  let stopped: Promise<void> | undefined;
+  const shutdown = (): Promise<void> =>
+    stopped ??= (async () => {
+      for (const l of listeners) {
+        try {
+          l.close();
+        } catch {
+          // already closed
+        }
+      }
+      for (const h of registry.connections()) h.dispatch({ kind: "shutdown" });
+      const timeout = new Promise<void>((r) => setTimeout(r, 3000));
+      await Promise.race([Promise.allSettled([...serving]), timeout]);
+    })();
+
+  return { c2sPort, directTlsPort, accounts, shutdown };
+}

@@ -1,0 +1,82 @@
+/**
+ * Server-side TLS on an accepted Deno connection through `node:tls`: the connection is adapted
+ * to a Node Duplex and wrapped in a server TLSSocket, which serves both STARTTLS and direct TLS.
+ * @module
+ */
+import { Duplex } from "node:stream";
+import tls from "node:tls";
+
+/** Writes all of `data`, however many calls it takes. */
+export async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) off += await conn.write(data.subarray(off));
+}
+
+/** A Node Duplex over a Deno connection, reading only when the consumer asks. */
+export function connDuplex(conn: Deno.Conn): Duplex {
+  let reading = false;
+  return new Duplex({
+    read() {
+      if (reading) return;
+      reading = true;
+      const buf = new Uint8Array(16384);
+      conn.read(buf).then((n) => {
+        reading = false;
+        this.push(n === null ? null : buf.subarray(0, n));
+      }, (err) => this.destroy(err));
+    },
+    write(chunk: Uint8Array, _enc, cb) {
+      writeAll(conn, chunk).then(() => cb(), (err) => cb(err));
+    },
+    final(cb) {
+      conn.closeWrite().then(() => cb(), () => cb());
+    },
+    destroy(err, cb) {
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+      cb(err);
+    },
+  });
+}
+
+/** Certificates by host name, for SNI; the first is the default. */
+export interface TlsContexts {
+  readonly byHost: ReadonlyMap<string, tls.SecureContext>;
+  readonly defaultHost: string;
+}
+
+/** Builds secure contexts from PEM material per host. */
+export function secureContexts(
+  material: ReadonlyMap<string, { readonly certPem: string; readonly keyPem: string }>,
+): TlsContexts {
+  const byHost = new Map<string, tls.SecureContext>();
+  for (const [host, m] of material) {
+    byHost.set(host, tls.createSecureContext({ cert: m.certPem, key: m.keyPem }));
+  }
+  return { byHost, defaultHost: [...material.keys()][0] };
+}
+
+/** Starts a server-side TLS session on the connection; resolves once the handshake is done. */
+export function acceptTls(
+  conn: Deno.Conn,
+  contexts: TlsContexts,
+  opts: { readonly alpn?: readonly string[] } = {},
+): Promise<tls.TLSSocket> {
+  const socket = new tls.TLSSocket(connDuplex(conn), {
+    isServer: true,
+    secureContext: contexts.byHost.get(contexts.defaultHost),
+    SNICallback: (name, cb) => cb(null, contexts.byHost.get(name.toLowerCase())),
+    ALPNProtocols: opts.alpn ? [...opts.alpn] : undefined,
+  });
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    socket.once("error", onError);
+    socket.once("secure", () => {
+      socket.off("error", onError);
+      resolve(socket);
+    });
+  });
+}

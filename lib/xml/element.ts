@@ -1,0 +1,170 @@
+/**
+ * The readonly element model every other module speaks: stanzas from the parser, stanzas built
+ * by reducers, and the serializer that writes them back.
+ *
+ * `xmlns` is always resolved; an element built without one inherits its parent's namespace when
+ * the parent is built (the empty string means "not yet known").
+ *
+ * @module
+ */
+
+/** A text node is a plain string; everything else is an element. */
+export type XmlNode = Element | string;
+
+/** One XML element, immutable. */
+export interface Element {
+  /** Local name (no prefix). */
+  readonly name: string;
+  /** Namespace URI; "" only for a detached element built without one. */
+  readonly xmlns: string;
+  /** Attributes by qualified name (`type`, `xml:lang`); namespace declarations excluded. */
+  readonly attrs: Readonly<Record<string, string>>;
+  readonly children: readonly XmlNode[];
+}
+
+/** Attribute input for the builder: undefined values are left out, `xmlns` sets the namespace. */
+export type AttrsInput = Readonly<Record<string, string | undefined>>;
+
+/** Characters allowed by XML 1.0 §2.2 (Char production). */
+// deno-lint-ignore no-control-regex
+const INVALID_CHAR = /[^\u0009\u000A\u000D\u0020-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/u;
+const NAME = /^[A-Za-z_][\w.\-]*(?::[A-Za-z_][\w.\-]*)?$/;
+
+/** Thrown by the builder for input that cannot be represented as XML. */
+export class XmlBuildError extends Error {
+  override name = "XmlBuildError";
+}
+
+/** True when `s` holds only characters XML 1.0 allows (lone surrogates are refused too). */
+export function isValidXmlText(s: string): boolean {
+  return !INVALID_CHAR.test(s);
+}
+
+function checkText(s: string): string {
+  if (!isValidXmlText(s)) throw new XmlBuildError("invalid character in XML text");
+  return s;
+}
+
+function inherit(node: XmlNode, xmlns: string): XmlNode {
+  if (typeof node === "string" || node.xmlns !== "") return node;
+  return { ...node, xmlns, children: node.children.map((c) => inherit(c, xmlns)) };
+}
+
+/**
+ * Builds an element, validating its name, attribute names and values, and text children.
+ * Children built without a namespace take this element's.
+ */
+export function elem(
+  name: string,
+  attrs: AttrsInput = {},
+  children: readonly (XmlNode | undefined | false)[] = [],
+): Element {
+  if (!NAME.test(name)) throw new XmlBuildError(`invalid element name: ${name}`);
+  const xmlns = attrs.xmlns ?? "";
+  const clean: Record<string, string> = {};
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || k === "xmlns") continue;
+    if (!NAME.test(k)) throw new XmlBuildError(`invalid attribute name: ${k}`);
+    clean[k] = checkText(v);
+  }
+  const kids: XmlNode[] = [];
+  for (const c of children) {
+    if (c === undefined || c === false) continue;
+    kids.push(typeof c === "string" ? checkText(c) : xmlns === "" ? c : inherit(c, xmlns));
+  }
+  return { name, xmlns, attrs: clean, children: kids };
+}
+
+/** Builds a top-level stanza (`message`, `presence`, `iq`) in the client namespace. */
+export function stanza(
+  name: "message" | "presence" | "iq",
+  attrs: AttrsInput = {},
+  children: readonly (XmlNode | undefined | false)[] = [],
+): Element {
+  return elem(name, { xmlns: NS_CLIENT, ...attrs }, children);
+}
+
+/** Namespace of client-to-server stanzas. */
+export const NS_CLIENT = "jabber:client";
+
+/** The first child element with this name and namespace (namespace defaults to the parent's). */
+export function child(el: Element, name: string, xmlns: string = el.xmlns): Element | undefined {
+  for (const c of el.children) {
+    if (typeof c !== "string" && c.name === name && c.xmlns === xmlns) return c;
+  }
+  return undefined;
+}
+
+/** Every child element, optionally only those in one namespace. */
+export function childElements(el: Element, xmlns?: string): Element[] {
+  const out: Element[] = [];
+  for (const c of el.children) {
+    if (typeof c !== "string" && (xmlns === undefined || c.xmlns === xmlns)) out.push(c);
+  }
+  return out;
+}
+
+/** The concatenated text children of an element. */
+export function text(el: Element): string {
+  let s = "";
+  for (const c of el.children) if (typeof c === "string") s += c;
+  return s;
+}
+
+/** The text of the named child, or undefined when the child is missing. */
+export function childText(el: Element, name: string, xmlns?: string): string | undefined {
+  const c = child(el, name, xmlns);
+  return c === undefined ? undefined : text(c);
+}
+
+/** A copy with some attributes changed (undefined removes one). */
+export function withAttrs(el: Element, attrs: AttrsInput): Element {
+  const next: Record<string, string> = { ...el.attrs };
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined) delete next[k];
+    else next[k] = checkText(v);
+  }
+  return { ...el, attrs: next };
+}
+
+/** A copy with other children. */
+export function withChildren(el: Element, children: readonly XmlNode[]): Element {
+  return { ...el, children };
+}
+
+const ESC_TEXT: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;" };
+const ESC_ATTR: Record<string, string> = {
+  "&": "&amp;",
+  "<": "&lt;",
+  ">": "&gt;",
+  '"': "&quot;",
+  "'": "&apos;",
+  "\t": "&#9;",
+  "\n": "&#10;",
+  "\r": "&#13;",
+};
+
+/** Escapes character data. */
+export function escapeText(s: string): string {
+  return /[&<>]/.test(s) ? s.replace(/[&<>]/g, (c) => ESC_TEXT[c]) : s;
+}
+
+/** Escapes an attribute value for double quotes, keeping whitespace characters exact. */
+export function escapeAttr(s: string): string {
+  return /[&<>"'\t\n\r]/.test(s) ? s.replace(/[&<>"'\t\n\r]/g, (c) => ESC_ATTR[c]) : s;
+}
+
+/**
+ * Serializes an element. `parentXmlns` is the namespace in scope where it is written (the
+ * stream's content namespace for a stanza); a differing namespace is declared on the element.
+ */
+export function serialize(el: Element, parentXmlns: string = NS_CLIENT): string {
+  let s = "<" + el.name;
+  if (el.xmlns !== parentXmlns && el.xmlns !== "") s += ' xmlns="' + escapeAttr(el.xmlns) + '"';
+  for (const k in el.attrs) s += " " + k + '="' + escapeAttr(el.attrs[k]) + '"';
+  if (el.children.length === 0) return s + "/>";
+  s += ">";
+  const ns = el.xmlns === "" ? parentXmlns : el.xmlns;
+  for (const c of el.children) s += typeof c === "string" ? escapeText(c) : serialize(c, ns);
+  return s + "</" + el.name + ">";
+}

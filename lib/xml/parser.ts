@@ -1,0 +1,365 @@
+/**
+ * The streaming XML parser for XMPP streams (RFC 6120 §4, §11): bytes in, stream events out.
+ *
+ * It wraps saxes and adds what XMPP needs on top of plain XML: one event per stanza (a direct
+ * child of the stream root), restricted XML (no DOCTYPE, comments or processing instructions),
+ * and limits on stanza size and depth that fire while the offending stanza is still arriving,
+ * so a peer can never make us buffer more than about one limit's worth of input.
+ *
+ * @module
+ */
+
+import { SaxesParser, type SaxesTagNS } from "saxes";
+import type { Element, XmlNode } from "./element.ts";
+
+/** Why a stream could not be parsed; each maps to the stream error of the same name. */
+export type ParseErrorCondition =
+  | "not-well-formed"
+  | "restricted-xml"
+  | "policy-violation"
+  | "bad-namespace-prefix"
+  | "bad-format";
+
+/** What a chunk of input completed. */
+export type ParseEvent =
+  | {
+    readonly kind: "stream-open";
+    /** Local name of the root (`stream`). */
+    readonly name: string;
+    /** Prefix of the root (`stream`), or "" when unprefixed. */
+    readonly prefix: string;
+    /** Resolved namespace URI of the root. */
+    readonly xmlns: string;
+    /** Default namespace declared on the root, "" when none. */
+    readonly contentXmlns: string;
+    /** Attributes by qualified name, namespace declarations left out. */
+    readonly attrs: Readonly<Record<string, string>>;
+  }
+  | { readonly kind: "stanza"; readonly stanza: Element }
+  | { readonly kind: "stream-close" }
+  | { readonly kind: "error"; readonly condition: ParseErrorCondition; readonly text: string };
+
+/** Limits for one stream. */
+export interface StreamParserOptions {
+  /** Largest stanza (and stream header) in bytes, from its `<` to its end. */
+  readonly maxStanzaBytes: number;
+  /** Deepest element nesting inside a stanza (the stanza itself is depth 1); default 32. */
+  readonly maxDepth?: number;
+}
+
+/** A parser for one stream; a stream restart takes a new parser. */
+export interface StreamParser {
+  /** Feeds bytes; returns the events they complete, in order. After an error event the parser is dead and returns []. */
+  push(chunk: Uint8Array): readonly ParseEvent[];
+  /** Changes the stanza size limit (raised after authentication). */
+  setMaxStanzaBytes(n: number): void;
+}
+
+/** An element under construction: its children grow until its end tag. */
+interface Building {
+  readonly name: string;
+  readonly xmlns: string;
+  readonly attrs: Readonly<Record<string, string>>;
+  readonly children: XmlNode[];
+}
+
+// saxes is fed at most this many bytes at a time, so the limits are checked at least this often
+// and an oversized stanza is refused after at most limit + SLICE bytes.
+const SLICE = 4096;
+
+// Where we are in the stream.
+const PROLOG = 0; // before the root start tag is complete
+const GAP = 1; // between stanzas
+const STANZA = 2; // inside a stanza (from the `<` of its start tag)
+const DONE = 3; // root closed or error
+
+const NONE: readonly ParseEvent[] = Object.freeze([]);
+
+// Thrown out of saxes callbacks to stop parsing at once; never escapes push().
+const ABORT = new Error("stream parser aborted");
+
+/** Creates a parser for one XMPP stream. */
+export function createStreamParser(opts: StreamParserOptions): StreamParser {
+  let maxBytes = opts.maxStanzaBytes;
+  const maxDepth = opts.maxDepth ?? 32;
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  const sax = new SaxesParser({ xmlns: true, defaultXMLVersion: "1.0", forceXMLVersion: true });
+
+  let out: ParseEvent[] = [];
+  let phase = PROLOG;
+  const stack: Building[] = [];
+  // Bytes of an unfinished UTF-8 sequence at the end of the last chunk.
+  let carry: Uint8Array | undefined;
+
+  // Byte accounting. saxes reports positions in UTF-16 code units over everything written to it;
+  // each slice we write is whole characters, so its code units map to its bytes exactly.
+  let totalBytes = 0;
+  let totalChars = 0;
+  let sliceStr = "";
+  let sliceCharStart = 0;
+  let sliceByteStart = 0;
+  let sliceAscii = true;
+  let memoRel = 0; // bytesAt() walks forward from its last answer within a non-ASCII slice
+  let memoBytes = 0;
+  let startByte = 0; // where the stream header or the current stanza began
+  let gapStart = 0; // code unit position where the current gap between stanzas began
+  let ltKnown = false; // whether the `<` ending the gap has been located (at ltByte)
+  let ltByte = 0;
+
+  function fail(condition: ParseErrorCondition, text: string): never {
+    if (phase !== DONE) {
+      phase = DONE;
+      out.push({ kind: "error", condition, text });
+    }
+    throw ABORT;
+  }
+
+  function bytesAt(pos: number): number {
+    let rel = pos - sliceCharStart;
+    if (rel < 0) rel = 0;
+    if (sliceAscii) return sliceByteStart + rel;
+    if (rel < memoRel) {
+      memoRel = 0;
+      memoBytes = 0;
+    }
+    memoBytes += utf8Length(sliceStr, memoRel, rel);
+    memoRel = rel;
+    return sliceByteStart + memoBytes;
+  }
+
+  // Text between stanzas must be whitespace (RFC 6120 §11.7). saxes is not given a text handler
+  // there, so it does not buffer keepalives; the gap is checked here instead, in the slice text.
+  function checkGap(from: number, to: number): void {
+    if (!isXmlSpace(sliceStr, from, to)) fail("bad-format", "text between stanzas");
+  }
+
+  // Called when markup ends a gap (a stanza start tag or the stream end tag) at code unit `pos`.
+  function endGap(pos: number): void {
+    if (ltKnown) return;
+    const from = gapStart > sliceCharStart ? gapStart - sliceCharStart : 0;
+    let lt = sliceStr.lastIndexOf("<", pos - sliceCharStart - 1);
+    if (lt < from) lt = from;
+    checkGap(from, lt);
+    ltKnown = true;
+    ltByte = bytesAt(sliceCharStart + lt);
+  }
+
+  function startGap(pos: number): void {
+    phase = GAP;
+    gapStart = pos;
+    ltKnown = false;
+  }
+
+  function onText(t: string): void {
+    const kids = stack[stack.length - 1].children;
+    const last = kids.length - 1;
+    if (last >= 0 && typeof kids[last] === "string") kids[last] += t;
+    else kids.push(t);
+  }
+
+  sax.on("error", (err) => fail(classify(err.message), err.message));
+  sax.on("doctype", () => fail("restricted-xml", "DOCTYPE is not allowed"));
+  sax.on("comment", () => fail("restricted-xml", "comments are not allowed"));
+  sax.on("processinginstruction", () => {
+    fail("restricted-xml", "processing instructions are not allowed");
+  });
+  sax.on("cdata", (t) => {
+    if (phase === STANZA) {
+      if (t.length !== 0) onText(t);
+    } else if (!isXmlSpace(t, 0, t.length)) fail("bad-format", "text between stanzas");
+  });
+
+  sax.on("opentagstart", () => {
+    if (phase === GAP) {
+      endGap(sax.position);
+      phase = STANZA;
+      startByte = ltByte;
+    }
+  });
+
+  sax.on("opentag", (tag) => {
+    if (phase === STANZA) {
+      const el: Building = { name: tag.local, xmlns: tag.uri, attrs: attrsOf(tag), children: [] };
+      if (stack.length === 0) sax.on("text", onText);
+      else stack[stack.length - 1].children.push(el);
+      stack.push(el);
+      if (stack.length > maxDepth) fail("policy-violation", "stanza nested too deeply");
+    } else if (phase === PROLOG) {
+      const pos = sax.position;
+      if (bytesAt(pos) > maxBytes) fail("policy-violation", "stream header too large");
+      out.push({
+        kind: "stream-open",
+        name: tag.local,
+        prefix: tag.prefix,
+        xmlns: tag.uri,
+        contentXmlns: tag.ns[""] ?? "",
+        attrs: attrsOf(tag, true),
+      });
+      startGap(pos);
+    }
+  });
+
+  sax.on("closetag", () => {
+    if (phase === STANZA) {
+      const el = stack.pop() as Building;
+      if (stack.length !== 0) return;
+      const pos = sax.position;
+      if (bytesAt(pos) - startByte > maxBytes) fail("policy-violation", "stanza too large");
+      sax.off("text");
+      out.push({ kind: "stanza", stanza: el });
+      startGap(pos);
+    } else if (phase === GAP) {
+      endGap(sax.position);
+      out.push({ kind: "stream-close" });
+      phase = DONE;
+      throw ABORT;
+    }
+  });
+
+  function feed(bytes: Uint8Array): void {
+    let str: string;
+    try {
+      str = decoder.decode(bytes, { stream: true });
+    } catch {
+      fail("not-well-formed", "invalid UTF-8");
+    }
+    sliceStr = str;
+    sliceCharStart = totalChars;
+    sliceByteStart = totalBytes;
+    // Every non-ASCII character takes more bytes than code units.
+    sliceAscii = str.length === bytes.length;
+    memoRel = 0;
+    memoBytes = 0;
+    totalChars += str.length;
+    totalBytes += bytes.length;
+
+    sax.write(str);
+
+    // An element still open here is at least as large as what has been read of it.
+    if (phase === STANZA || phase === PROLOG) {
+      if (totalBytes - startByte > maxBytes) {
+        fail("policy-violation", phase === STANZA ? "stanza too large" : "stream header too large");
+      }
+    } else if (phase === GAP) {
+      if (!ltKnown) {
+        const from = gapStart > sliceCharStart ? gapStart - sliceCharStart : 0;
+        const lt = str.indexOf("<", from);
+        checkGap(from, lt === -1 ? str.length : lt);
+        if (lt !== -1) {
+          ltKnown = true;
+          ltByte = bytesAt(sliceCharStart + lt);
+        }
+      }
+      if (ltKnown && totalBytes - ltByte > maxBytes) fail("policy-violation", "stanza too large");
+    }
+  }
+
+  function push(chunk: Uint8Array): readonly ParseEvent[] {
+    if (phase === DONE) return NONE;
+    out = [];
+    try {
+      let data = chunk;
+      if (carry !== undefined) {
+        data = new Uint8Array(carry.length + chunk.length);
+        data.set(carry);
+        data.set(chunk, carry.length);
+        carry = undefined;
+      }
+      const end = data.length - incompleteTail(data);
+      let pos = 0;
+      while (pos < end) {
+        let cut = pos + SLICE;
+        if (cut >= end) cut = end;
+        else {
+          // Cut between characters, so that each slice decodes on its own.
+          for (let k = 0; k < 3 && (data[cut] & 0xc0) === 0x80; k++) cut--;
+        }
+        feed(data.subarray(pos, cut));
+        pos = cut;
+      }
+      if (end < data.length) carry = data.slice(end);
+    } catch (e) {
+      if (e !== ABORT) throw e;
+    }
+    return out;
+  }
+
+  return {
+    push,
+    setMaxStanzaBytes(n: number): void {
+      maxBytes = n;
+    },
+  };
+}
+
+/** Maps a saxes error message to a stream error condition. */
+function classify(message: string): ParseErrorCondition {
+  if (message.includes("unbound namespace prefix")) return "bad-namespace-prefix";
+  if (message.includes("doctype") || message.includes("processing instruction")) {
+    return "restricted-xml";
+  }
+  return "not-well-formed";
+}
+
+/**
+ * Attributes by qualified name without namespace declarations. On a stanza element, a prefix
+ * used by one of its attributes keeps (or gains) its declaration, so that the element still
+ * serializes to namespace-well-formed XML on its own.
+ */
+function attrsOf(tag: SaxesTagNS, root = false): Record<string, string> {
+  const attrs: Record<string, string> = {};
+  const list = tag.attributes;
+  let prefixed = false;
+  for (const k in list) {
+    const a = list[k];
+    const p = a.prefix;
+    if (p === "xmlns" || k === "xmlns") continue;
+    attrs[k] = a.value;
+    if (p !== "" && p !== "xml") prefixed = true;
+  }
+  if (prefixed && !root) {
+    for (const k in list) {
+      const a = list[k];
+      const p = a.prefix;
+      if (p !== "" && p !== "xml" && p !== "xmlns") attrs["xmlns:" + p] = a.uri;
+    }
+  }
+  return attrs;
+}
+
+/** UTF-8 length of s[from, to), which holds no lone surrogates. */
+function utf8Length(s: string, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
+/** Whether s[from, to) is XML whitespace only. */
+function isXmlSpace(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return false;
+  }
+  return true;
+}
+
+/** Length of a UTF-8 sequence that was started but not finished at the end of `b` (0 if none). */
+function incompleteTail(b: Uint8Array): number {
+  for (let k = 1; k <= 3 && k <= b.length; k++) {
+    const c = b[b.length - k];
+    if (c < 0x80) return 0;
+    if (c >= 0xc0) {
+      const need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+      return need > k ? k : 0;
+    }
+  }
+  return 0;
+}

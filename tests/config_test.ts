@@ -1,0 +1,370 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  type Config,
+  ConfigError,
+  configFromObject,
+  DEFAULT_CONFIG_PATH,
+  defaultConfig,
+  loadConfig,
+  parseCommonArgs,
+  parseConfig,
+} from "../lib/config.ts";
+
+const DEFAULTS: Config = {
+  hosts: ["localhost"],
+  dataDir: "./data",
+  interfaces: ["*"],
+  c2sPort: 5222,
+  c2sDirectTlsPort: 5223,
+  requireEncryption: true,
+  tls: {},
+  limits: {
+    stanzaSize: 262144,
+    stanzaSizeUnauthed: 8192,
+    maxDepth: 32,
+    authTimeout: 60,
+    idleTimeout: 840,
+  },
+  auth: { scramIterations: 4096, allowPlain: true, maxFailures: 5, failureWindow: 300 },
+  logLevel: "info",
+};
+
+/** Asserts that `fn` throws a ConfigError whose message is exactly `message`. */
+function assertConfigError(fn: () => unknown, message: string | RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${err}`);
+    if (typeof message === "string") assert.equal(err.message, message);
+    else assert.match(err.message, message);
+    return true;
+  });
+}
+
+Deno.test("defaults: no keys, empty text and defaultConfig() agree", () => {
+  assert.deepEqual(defaultConfig(), DEFAULTS);
+  assert.deepEqual(parseConfig("", "empty.toml"), DEFAULTS);
+  assert.deepEqual(configFromObject({}, "obj"), DEFAULTS);
+  assert.deepEqual(
+    parseConfig("[tls]\n[limits]\n[auth]\n", "tables.toml"),
+    DEFAULTS,
+  );
+});
+
+Deno.test("the example file sets every key to its default", async () => {
+  const url = new URL("../xmpp.example.toml", import.meta.url);
+  const text = await Deno.readTextFile(url);
+  assert.deepEqual(parseConfig(text, "xmpp.example.toml"), DEFAULTS);
+  // Each key of the schema appears in the example (uncommented, except tls paths).
+  for (
+    const key of [
+      "hosts",
+      "data_dir",
+      "interfaces",
+      "c2s_port",
+      "c2s_direct_tls_port",
+      "require_encryption",
+      "log_level",
+      "stanza_size",
+      "stanza_size_unauthed",
+      "max_depth",
+      "auth_timeout",
+      "idle_timeout",
+      "scram_iterations",
+      "allow_plain",
+      "max_failures",
+      "failure_window",
+      "# cert",
+      "# key",
+    ]
+  ) {
+    assert.match(text, new RegExp(`^${key} = `, "m"), key);
+  }
+});
+
+Deno.test("every key is parsed", () => {
+  const text = `
+hosts = ["Example.ORG", "chat.example.org"]
+data_dir = "/var/lib/xmpp"
+interfaces = ["127.0.0.1", "::1"]
+c2s_port = 0
+c2s_direct_tls_port = false
+require_encryption = false
+log_level = "debug"
+
+[tls]
+cert = "/etc/xmpp/cert.pem"
+key = "/etc/xmpp/key.pem"
+
+[limits]
+stanza_size = 65536
+stanza_size_unauthed = 4096
+max_depth = 16
+auth_timeout = 30
+idle_timeout = 300
+
+[auth]
+scram_iterations = 10000
+allow_plain = false
+max_failures = 3
+failure_window = 60
+`;
+  const expected: Config = {
+    hosts: ["example.org", "chat.example.org"],
+    dataDir: "/var/lib/xmpp",
+    interfaces: ["127.0.0.1", "::1"],
+    c2sPort: 0,
+    c2sDirectTlsPort: false,
+    requireEncryption: false,
+    tls: { cert: "/etc/xmpp/cert.pem", key: "/etc/xmpp/key.pem" },
+    limits: {
+      stanzaSize: 65536,
+      stanzaSizeUnauthed: 4096,
+      maxDepth: 16,
+      authTimeout: 30,
+      idleTimeout: 300,
+    },
+    auth: { scramIterations: 10000, allowPlain: false, maxFailures: 3, failureWindow: 60 },
+    logLevel: "debug",
+  };
+  assert.deepEqual(parseConfig(text, "full.toml"), expected);
+});
+
+Deno.test("a direct TLS port number and a free port are accepted", () => {
+  assert.equal(parseConfig("c2s_direct_tls_port = 5300", "a").c2sDirectTlsPort, 5300);
+  assert.equal(parseConfig("c2s_direct_tls_port = 0", "a").c2sDirectTlsPort, 0);
+  // Both ports 0: two free ports are picked, so they do not clash.
+  const both = parseConfig("c2s_port = 0\nc2s_direct_tls_port = 0", "a");
+  assert.equal(both.c2sPort, 0);
+  assert.equal(both.c2sDirectTlsPort, 0);
+});
+
+Deno.test("unknown keys are errors naming the key path", () => {
+  assertConfigError(
+    () => parseConfig('hostz = ["a.org"]', "xmpp.toml"),
+    "config xmpp.toml: hostz: unknown key",
+  );
+  assertConfigError(
+    () => parseConfig("[limits]\nstanza_sise = 5000", "xmpp.toml"),
+    "config xmpp.toml: limits.stanza_sise: unknown key",
+  );
+  assertConfigError(
+    () => parseConfig("[nope]\nx = 1", "xmpp.toml"),
+    "config xmpp.toml: nope: unknown key",
+  );
+});
+
+Deno.test("wrong types name the key path, the expectation and the value", () => {
+  const cases: readonly (readonly [string, string])[] = [
+    [
+      '[limits]\nstanza_size = "big"',
+      'limits.stanza_size: expected an integer >= 1024, got "big"',
+    ],
+    ["[limits]\nstanza_size = 100", "limits.stanza_size: expected an integer >= 1024, got 100"],
+    ["[limits]\nmax_depth = 1.5", "limits.max_depth: expected an integer from 2 to 10000, got 1.5"],
+    [
+      "[auth]\nscram_iterations = 1000",
+      "auth.scram_iterations: expected an integer >= 4096, got 1000",
+    ],
+    ['[auth]\nallow_plain = "yes"', 'auth.allow_plain: expected true or false, got "yes"'],
+    ["require_encryption = 1", "require_encryption: expected true or false, got 1"],
+    ['hosts = "localhost"', 'hosts: expected an array of domain names, got "localhost"'],
+    ['hosts = ["ok.org", 5]', 'hosts[1]: expected a domain name such as "example.org", got 5'],
+    [
+      'hosts = ["bad host"]',
+      'hosts[0]: expected a domain name such as "example.org", got "bad host"',
+    ],
+    ["hosts = []", "hosts: expected at least one host, got an array"],
+    ['interfaces = ["eth0"]', 'interfaces[0]: expected "*" or an IP address, got "eth0"'],
+    ["data_dir = 7", "data_dir: expected a directory path, got 7"],
+    [
+      'log_level = "loud"',
+      'log_level: expected one of "trace", "debug", "info", "warning", "error", "fatal", got "loud"',
+    ],
+    ["limits = 5", "limits: expected a table, got 5"],
+    ["limits = []", "limits: expected a table, got an array"],
+    ['[tls]\ncert = 1\nkey = "k"', "tls.cert: expected a file path, got 1"],
+    ["c2s_port = 2024-01-01", "c2s_port: expected an integer from 0 to 65535, got the date"],
+  ];
+  for (const [text, message] of cases) {
+    assertConfigError(
+      () => parseConfig(text, "xmpp.toml"),
+      new RegExp(`^${RegExp.escape(`config xmpp.toml: ${message}`)}`),
+    );
+  }
+});
+
+Deno.test("port ranges", () => {
+  for (const port of [0, 1, 5222, 65535]) {
+    assert.equal(configFromObject({ c2s_port: port }, "p").c2sPort, port);
+  }
+  for (const port of [-1, 65536, 1.5]) {
+    assertConfigError(
+      () => configFromObject({ c2s_port: port }, "p"),
+      `config p: c2s_port: expected an integer from 0 to 65535, got ${port}`,
+    );
+    assertConfigError(
+      () => configFromObject({ c2s_direct_tls_port: port }, "p"),
+      `config p: c2s_direct_tls_port: expected an integer from 0 to 65535, or false, got ${port}`,
+    );
+  }
+  assertConfigError(
+    () => configFromObject({ c2s_direct_tls_port: true }, "p"),
+    "config p: c2s_direct_tls_port: expected an integer from 0 to 65535, or false, got true",
+  );
+  assertConfigError(
+    () => configFromObject({ c2s_port: 6000, c2s_direct_tls_port: 6000 }, "p"),
+    "config p: c2s_direct_tls_port: must differ from c2s_port",
+  );
+});
+
+Deno.test("tls cert and key: both or neither", () => {
+  assertConfigError(
+    () => parseConfig('[tls]\ncert = "c.pem"', "x.toml"),
+    "config x.toml: tls.key: required when tls.cert is set",
+  );
+  assertConfigError(
+    () => parseConfig('[tls]\nkey = "k.pem"', "x.toml"),
+    "config x.toml: tls.cert: required when tls.key is set",
+  );
+  assert.deepEqual(parseConfig("[tls]", "x.toml").tls, {});
+  assert.deepEqual(
+    configFromObject({ tls: { cert: "c", key: "k" } }, "x").tls,
+    { cert: "c", key: "k" },
+  );
+});
+
+Deno.test("relations between keys are checked", () => {
+  assertConfigError(
+    () => configFromObject({ interfaces: ["*", "127.0.0.1"] }, "r"),
+    'config r: interfaces: "*" already means every address and cannot be combined',
+  );
+  assertConfigError(
+    () => configFromObject({ hosts: ["a.org", "A.org"] }, "r"),
+    'config r: hosts[1]: duplicate host "a.org"',
+  );
+  assertConfigError(
+    () => configFromObject({ limits: { stanza_size: 2048, stanza_size_unauthed: 4096 } }, "r"),
+    "config r: limits.stanza_size_unauthed: must not exceed limits.stanza_size",
+  );
+});
+
+Deno.test("several problems are all reported", () => {
+  assert.throws(
+    () => configFromObject({ c2s_port: "x", log_level: 3 }, "m"),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      const lines = err.message.split("\n");
+      assert.equal(lines.length, 2);
+      assert.match(lines[0], /^config m: c2s_port: /);
+      assert.match(lines[1], /^config m: log_level: /);
+      return true;
+    },
+  );
+});
+
+Deno.test("a non-table document and invalid TOML are errors", () => {
+  assertConfigError(() => configFromObject(null, "n"), "config n: expected a table, got nothing");
+  assertConfigError(() => configFromObject([], "n"), "config n: expected a table, got an array");
+  assertConfigError(
+    () => parseConfig("hosts = [", "bad.toml"),
+    /^config bad\.toml: invalid TOML: /,
+  );
+});
+
+Deno.test("internationalised host names are accepted and lowercased", () => {
+  assert.deepEqual(configFromObject({ hosts: ["Bücher.Example"] }, "i").hosts, ["bücher.example"]);
+});
+
+Deno.test("parseCommonArgs extracts --config", () => {
+  assert.deepEqual(parseCommonArgs([]), { rest: [] });
+  assert.deepEqual(parseCommonArgs(["serve"]), { rest: ["serve"] });
+  assert.deepEqual(parseCommonArgs(["--config", "a.toml", "serve"]), {
+    configPath: "a.toml",
+    rest: ["serve"],
+  });
+  assert.deepEqual(parseCommonArgs(["adduser", "--config=b.toml", "alice@localhost"]), {
+    configPath: "b.toml",
+    rest: ["adduser", "alice@localhost"],
+  });
+  // After "--" nothing is interpreted.
+  assert.deepEqual(parseCommonArgs(["x", "--", "--config", "c"]), {
+    rest: ["x", "--", "--config", "c"],
+  });
+  for (
+    const args of [["--config"], ["--config="], ["--config", "--verbose"], ["serve", "--config"]]
+  ) {
+    assert.throws(() => parseCommonArgs(args), {
+      name: "ConfigError",
+      message: "--config needs a file path",
+    });
+  }
+  assert.throws(() => parseCommonArgs(["--config=a", "--config", "b"]), {
+    name: "ConfigError",
+    message: "--config given more than once",
+  });
+});
+
+Deno.test("loadConfig reads the given file, and a missing given file is an error", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = join(dir, "server.toml");
+    await Deno.writeTextFile(file, 'hosts = ["example.net"]\n[limits]\nmax_depth = 8\n');
+    const config = await loadConfig(file);
+    assert.deepEqual(config.hosts, ["example.net"]);
+    assert.equal(config.limits.maxDepth, 8);
+    assert.equal(config.c2sPort, 5222);
+
+    const missing = join(dir, "missing.toml");
+    await assert.rejects(() => loadConfig(missing), {
+      name: "ConfigError",
+      message: `config ${missing}: cannot read: file not found`,
+    });
+
+    await Deno.writeTextFile(file, 'log_level = "chatty"\n');
+    await assert.rejects(() => loadConfig(file), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.ok(err.message.startsWith(`config ${file}: log_level: `), err.message);
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadConfig without a path: ./xmpp.toml if present, else defaults", async () => {
+  // Run in a child process with its own working directory: Deno.chdir would affect tests in
+  // other files that run in parallel in this process.
+  const moduleUrl = new URL("../lib/config.ts", import.meta.url).href;
+  const script = `
+    const { loadConfig } = await import(${JSON.stringify(moduleUrl)});
+    try {
+      console.log(JSON.stringify(await loadConfig()));
+    } catch (err) {
+      console.log(JSON.stringify({ error: err.name + ": " + err.message }));
+    }
+  `;
+  const configUrl = new URL("../deno.json", import.meta.url);
+  async function loadIn(dir: string): Promise<unknown> {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--config", configUrl.pathname, script],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    return JSON.parse(new TextDecoder().decode(stdout));
+  }
+  const dir = await Deno.makeTempDir();
+  try {
+    assert.deepEqual(await loadIn(dir), DEFAULTS);
+    await Deno.writeTextFile(join(dir, DEFAULT_CONFIG_PATH), "c2s_port = 15222\n");
+    assert.deepEqual(await loadIn(dir), { ...DEFAULTS, c2sPort: 15222 });
+    await Deno.writeTextFile(join(dir, DEFAULT_CONFIG_PATH), 'c2s_port = "x"\n');
+    assert.deepEqual(await loadIn(dir), {
+      error: "ConfigError: config xmpp.toml: c2s_port: expected an integer from 0 to 65535, " +
+        'got "x"',
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,87 @@
+/** A real server on 127.0.0.1 with ephemeral ports and a temporary data dir, for tests. */
+import { configFromObject } from "../../lib/config.ts";
+import { type RunningServer, startServer } from "../../lib/shell/server.ts";
+
+/** A started test server and its data dir. */
+export interface TestServer extends RunningServer {
+  readonly dataDir: string;
+  /** Shuts down and removes the data dir. */
+  stop(): Promise<void>;
+}
+
+/** Starts a server; `settings` uses the TOML key names and overrides the test defaults. */
+export async function startTestServer(
+  settings: Readonly<Record<string, unknown>> = {},
+): Promise<TestServer> {
+  const dataDir = await Deno.makeTempDir({ prefix: "xmpp-test-" });
+  const config = configFromObject({
+    hosts: ["localhost"],
+    data_dir: dataDir,
+    interfaces: ["127.0.0.1"],
+    c2s_port: 0,
+    c2s_direct_tls_port: 0,
+    log_level: "error",
+    ...settings,
+  }, "test");
+  const server = await startServer(config);
+  return {
+    ...server,
+    dataDir,
+    async stop() {
+      await server.shutdown();
+      await Deno.remove(dataDir, { recursive: true });
+    },
+  };
+}
+
+/** Everything a raw connection received until the server closed it (or the timeout). */
+export async function rawExchange(
+  port: number,
+  send: string | readonly (string | Uint8Array)[],
+  timeoutMs = 3000,
+): Promise<{ readonly text: string; readonly closed: boolean }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const chunks = typeof send === "string" ? [send] : send;
+  const enc = new TextEncoder();
+  const writing = (async () => {
+    for (const c of chunks) {
+      try {
+        await conn.write(typeof c === "string" ? enc.encode(c) : c);
+      } catch {
+        return; // the server may close before we finish: that is what some tests expect
+      }
+    }
+  })();
+  let text = "";
+  let closed = false;
+  const dec = new TextDecoder();
+  const buf = new Uint8Array(65536);
+  const timer = setTimeout(() => conn.close(), timeoutMs);
+  try {
+    while (true) {
+      const n = await conn.read(buf);
+      if (n === null) {
+        closed = true;
+        break;
+      }
+      text += dec.decode(buf.subarray(0, n), { stream: true });
+    }
+  } catch {
+    // closed by the timer
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+  }
+  await writing;
+  return { text, closed };
+}
+
+/** A stream header from a client to `to`. */
+export function clientHeader(to = "localhost", extra = ""): string {
+  return `<?xml version='1.0'?><stream:stream xmlns='jabber:client' ` +
+    `xmlns:stream='http://etherx.jabber.org/streams' to='${to}' version='1.0'${extra}>`;
+}

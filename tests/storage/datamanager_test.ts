@@ -1,0 +1,198 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  decodePathPart,
+  encodePathPart,
+  openKeyvalStore,
+  StoreCorruptError,
+  storeDir,
+} from "../../lib/storage/datamanager.ts";
+
+async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) out.push(e.name);
+  return out.sort();
+}
+
+/** Every file and directory under `root`, relative, sorted. */
+async function walk(root: string, prefix = ""): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(join(root, prefix))) {
+    const rel = prefix ? `${prefix}/${e.name}` : e.name;
+    out.push(rel);
+    if (e.isDirectory) out.push(...await walk(root, rel));
+  }
+  return out.sort();
+}
+
+Deno.test("datamanager: set/get/delete round trip in DATA/<host>/<store>/<user>.json", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = openKeyvalStore<{ n: number; s: string }>(dir, "roster");
+    assert.equal(await store.get("example.com", "juliet"), undefined);
+    await store.set("example.com", "juliet", { n: 1, s: "one" });
+    assert.deepEqual(await store.get("example.com", "juliet"), { n: 1, s: "one" });
+    const path = join(dir, "example%2Ecom", "roster", "juliet.json");
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(path)), { n: 1, s: "one" });
+
+    await store.set("example.com", "juliet", { n: 2, s: "two" });
+    assert.deepEqual(await store.get("example.com", "juliet"), { n: 2, s: "two" });
+    assert.deepEqual(await store.users("example.com"), ["juliet"]);
+
+    await store.delete("example.com", "juliet");
+    assert.equal(await store.get("example.com", "juliet"), undefined);
+    await store.delete("example.com", "juliet"); // idempotent
+    await store.delete("nowhere.example", "nobody"); // not even the directory exists
+    assert.deepEqual(await store.users("example.com"), []);
+    assert.deepEqual(await store.users("nowhere.example"), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datamanager: atomic writes leave no temp file and private permissions", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = openKeyvalStore<number[]>(dir, "data");
+    await Promise.all(Array.from({ length: 20 }, (_, i) => store.set("h", `u${i % 4}`, [i])));
+    const files = await listFiles(storeDir(dir, "h", "data"));
+    assert.deepEqual(files, ["u0.json", "u1.json", "u2.json", "u3.json"]);
+    for (let u = 0; u < 4; u++) {
+      const value = await store.get("h", `u${u}`);
+      assert.ok(value !== undefined && value[0] % 4 === u);
+    }
+    if (Deno.build.os !== "windows") {
+      const info = await Deno.stat(join(storeDir(dir, "h", "data"), "u0.json"));
+      assert.equal(info.mode! & 0o777, 0o600);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datamanager: a failed write keeps the old value and removes its temp file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = openKeyvalStore<string>(dir, "s");
+    await store.set("h", "ok", "kept");
+    const sdir = storeDir(dir, "h", "s");
+    // A directory where the value file should go makes the rename fail.
+    await Deno.mkdir(join(sdir, "blocked.json", "inner"), { recursive: true });
+    await assert.rejects(store.set("h", "blocked", "value"));
+    assert.deepEqual(await listFiles(sdir), ["blocked.json", "ok.json"]);
+    assert.equal(await store.get("h", "ok"), "kept");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datamanager: encodePathPart keeps every part inside its folder", () => {
+  const cases: ReadonlyArray<readonly [string, string]> = [
+    ["juliet", "juliet"],
+    ["../evil", "%2E%2E%2Fevil"],
+    ["a/b", "a%2Fb"],
+    ["a\\b", "a%5Cb"],
+    ["..", "%2E%2E"],
+    ["CON", "%43%4F%4E"],
+    ["con", "%63on"],
+    ["lpt1", "%6Cpt1"],
+    ["100%", "100%25"],
+    ["über", "%C3%BCber"],
+    ["日本", "%E6%97%A5%E6%9C%AC"],
+    ["a b", "a%20b"],
+    ["x_y-z", "x_y-z"],
+  ];
+  for (const [part, encoded] of cases) {
+    assert.equal(encodePathPart(part), encoded, part);
+    assert.match(encoded, /^[a-z0-9_%A-F-]+$/);
+    assert.equal(decodePathPart(encoded), part, encoded);
+  }
+  // Case-folding filesystems cannot merge two users.
+  assert.notEqual(encodePathPart("Juliet").toLowerCase(), encodePathPart("juliet").toLowerCase());
+  assert.throws(() => encodePathPart(""), RangeError);
+  assert.throws(() => encodePathPart("\u00e9".repeat(100)), RangeError);
+  // Names encodePathPart would never produce are not decoded.
+  for (const bad of ["", ".tmp-1234", "%61", "%2e", "%zz", "%C3", "A", "a.b"]) {
+    assert.equal(decodePathPart(bad), undefined, bad);
+  }
+});
+
+Deno.test("datamanager: hostile names stay in the store folder and users() decodes them", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = openKeyvalStore<string>(dir, "accounts");
+    const names = ["../evil", "a/b", "CON", "con", "über", "日本", "Juliet", "juliet", ".hidden"];
+    for (const name of names) await store.set("example.com", name, `value of ${name}`);
+    for (const name of names) {
+      assert.equal(await store.get("example.com", name), `value of ${name}`);
+    }
+    assert.deepEqual(await store.users("example.com"), [...names].sort());
+    // Nothing was written outside <dir>/<host>/<store>.
+    const all = await walk(dir);
+    assert.ok(all.every((p) => p === "example%2Ecom" || p.startsWith("example%2Ecom/accounts")));
+    assert.equal((await listFiles(storeDir(dir, "example.com", "accounts"))).length, names.length);
+
+    // A host name that tries to escape is contained too.
+    await store.set("../..", "x", "y");
+    assert.equal(await store.get("../..", "x"), "y");
+    assert.deepEqual(await listFiles(dir), ["%2E%2E%2F%2E%2E", "example%2Ecom"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datamanager: users() ignores stray files", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = openKeyvalStore<number>(dir, "s");
+    await store.set("h", "alice", 1);
+    const sdir = storeDir(dir, "h", "s");
+    await Deno.writeTextFile(join(sdir, ".tmp-deadbeef"), "partial");
+    await Deno.writeTextFile(join(sdir, "notes.txt"), "x");
+    await Deno.writeTextFile(join(sdir, "Bad.json"), "1");
+    await Deno.mkdir(join(sdir, "dir.json"));
+    assert.deepEqual(await store.users("h"), ["alice"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datamanager: corrupt JSON throws an error naming the file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = openKeyvalStore<number>(dir, "s");
+    await store.set("h", "bob", 1);
+    const path = join(storeDir(dir, "h", "s"), "bob.json");
+    await Deno.writeTextFile(path, '{"truncated":');
+    await assert.rejects(store.get("h", "bob"), (err: unknown) => {
+      assert.ok(err instanceof StoreCorruptError);
+      assert.equal(err.path, path);
+      assert.ok(err.message.includes(path));
+      return true;
+    });
+    // Overwriting a corrupt value repairs it.
+    await store.set("h", "bob", 2);
+    assert.equal(await store.get("h", "bob"), 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datamanager: stores and hosts are separate", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const a = openKeyvalStore<string>(dir, "a");
+    const b = openKeyvalStore<string>(dir, "b");
+    await a.set("one.example", "u", "a1");
+    await b.set("one.example", "u", "b1");
+    await a.set("two.example", "u", "a2");
+    assert.equal(await a.get("one.example", "u"), "a1");
+    assert.equal(await b.get("one.example", "u"), "b1");
+    assert.equal(await a.get("two.example", "u"), "a2");
+    assert.equal(await b.get("two.example", "u"), undefined);
+    await assert.rejects(a.set("h", "u", undefined as unknown as string), TypeError);
+    assert.throws(() => openKeyvalStore(dir, ""), RangeError);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
