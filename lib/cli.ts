@@ -5,7 +5,7 @@
  */
 import { type Config, ConfigError, loadConfig, parseCommonArgs } from "./config.ts";
 import { getLogger, setupLogging } from "./log.ts";
-import { startServer } from "./shell/server.ts";
+import { ListenError, startServer } from "./shell/server.ts";
 import { AccountExistsError, AccountMissingError, openAccountStore } from "./storage/accounts.ts";
 import { parseJid } from "./xmpp/jid.ts";
 
@@ -62,10 +62,14 @@ class UsageError extends Error {
 function accountJid(config: Config, arg: string | undefined): { host: string; username: string } {
   const jid = arg === undefined ? undefined : parseJid(arg);
   if (jid === undefined || jid.local === undefined || jid.resource !== undefined) {
-    throw new UsageError(`expected an account JID like user@${config.hosts[0]}, got ${arg ?? "nothing"}`);
+    throw new UsageError(
+      `expected an account JID like user@${config.hosts[0]}, got ${arg ?? "nothing"}`,
+    );
   }
   if (!config.hosts.includes(jid.domain)) {
-    throw new UsageError(`${jid.domain} is not one of the configured hosts (${config.hosts.join(", ")})`);
+    throw new UsageError(
+      `${jid.domain} is not one of the configured hosts (${config.hosts.join(", ")})`,
+    );
   }
   return { host: jid.domain, username: jid.local };
 }
@@ -75,7 +79,9 @@ async function serve(config: Config): Promise<number> {
   const log = getLogger("main");
   log.info("Serving {hosts}", { hosts: config.hosts.join(", ") });
   const stop = new Promise<string>((resolve) => {
-    for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => resolve(sig));
+    for (const sig of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(sig, () => resolve(sig));
+    }
   });
   const sig = await stop;
   log.info("{sig}: shutting down", { sig });
@@ -94,7 +100,8 @@ export async function runCli(args: readonly string[]): Promise<number> {
     }
     const config = await loadConfig(configPath);
     await setupLogging(config.logLevel);
-    const accounts = () => openAccountStore(config.dataDir, { iterations: config.auth.scramIterations });
+    const accounts = () =>
+      openAccountStore(config.dataDir, { iterations: config.auth.scramIterations });
     switch (command) {
       case "serve":
         return await serve(config);
@@ -126,8 +133,9 @@ export async function runCli(args: readonly string[]): Promise<number> {
     }
   } catch (err) {
     if (
-      err instanceof ConfigError || err instanceof UsageError || err instanceof AccountExistsError ||
-      err instanceof AccountMissingError
+      err instanceof ConfigError || err instanceof UsageError ||
+      err instanceof AccountExistsError ||
+      err instanceof AccountMissingError || err instanceof ListenError
     ) {
       console.error(`error: ${err.message}`);
       if (err instanceof UsageError) console.error(USAGE);

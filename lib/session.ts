@@ -33,7 +33,9 @@ export interface SaslExchange {
 }
 
 /** Channel binding data the TLS layer could provide, by RFC 5056 type name. */
-export type ChannelBindings = Readonly<Partial<Record<"tls-server-end-point" | "tls-exporter", Uint8Array>>>;
+export type ChannelBindings = Readonly<
+  Partial<Record<"tls-server-end-point" | "tls-exporter", Uint8Array>>
+>;
 
 /** A client-to-server session. */
 export interface Session {
@@ -72,7 +74,11 @@ export interface Session {
 /** A fresh session for a new connection. */
 export function newSession(
   id: string,
-  opts: { readonly ip: string; readonly secure: boolean; readonly channelBindings?: ChannelBindings },
+  opts: {
+    readonly ip: string;
+    readonly secure: boolean;
+    readonly channelBindings?: ChannelBindings;
+  },
 ): Session {
   return {
     id,

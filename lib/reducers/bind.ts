@@ -4,7 +4,7 @@
  * @module
  */
 import type { Session } from "../session.ts";
-import { child, type Element, elem, text } from "../xml/element.ts";
+import { child, elem, type Element, text } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import { prepResourcepart } from "../xmpp/jid.ts";
 import { NS_BIND } from "../xmpp/namespaces.ts";
@@ -12,7 +12,9 @@ import type { Ctx, Step } from "./types.ts";
 
 /** `<iq type="set"><bind/></iq>` from an authenticated, unbound session. */
 export function onBind(s: Session, iq: Element, bind: Element, ctx: Ctx): Step {
-  if (iq.attrs.type !== "set") return [s, [{ kind: "send", stanza: errorReply(iq, "bad-request") }]];
+  if (iq.attrs.type !== "set") {
+    return [s, [{ kind: "send", stanza: errorReply(iq, "bad-request") }]];
+  }
   if (s.fullJid !== undefined) {
     // One resource per stream (RFC 6120 §7.7.2.2 leaves multiple bindings to policy).
     return [s, [{ kind: "send", stanza: errorReply(iq, "not-allowed") }]];

@@ -26,14 +26,22 @@ export function destroy(s: Session, ctx: Ctx, opts: DestroyOptions): Step {
   if (opts.writable) {
     // RFC 6120 §4.9.1.2: an error before our header still needs a header to be well-formed.
     if (s.notopen && s.streamId === undefined) {
-      out.push({ kind: "send-raw", text: streamHeader({ from: s.host ?? ctx.hosts[0], id: ctx.newId() }) });
+      out.push({
+        kind: "send-raw",
+        text: streamHeader({ from: s.host ?? ctx.hosts[0], id: ctx.newId() }),
+      });
     }
-    if (opts.error !== undefined) out.push({ kind: "send", stanza: streamErrorElement(opts.error) });
+    if (opts.error !== undefined) {
+      out.push({ kind: "send", stanza: streamErrorElement(opts.error) });
+    }
     out.push({ kind: "send-raw", text: STREAM_CLOSE });
   }
   if (s.presence !== undefined && s.fullJid !== undefined) {
     // RFC 6121 §4.5.2: the server broadcasts unavailable presence on the user's behalf.
-    out.push({ kind: "route", stanza: stanza("presence", { type: "unavailable", from: s.fullJid }) });
+    out.push({
+      kind: "route",
+      stanza: stanza("presence", { type: "unavailable", from: s.fullJid }),
+    });
   }
   if (s.fullJid !== undefined) out.push({ kind: "unbind", fullJid: s.fullJid });
   out.push({ kind: "disconnect", error: opts.error });

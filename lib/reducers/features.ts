@@ -4,7 +4,7 @@
  * @module
  */
 import type { Session } from "../session.ts";
-import { type Element, elem } from "../xml/element.ts";
+import { elem, type Element } from "../xml/element.ts";
 import {
   NS_BIND,
   NS_LIMITS,

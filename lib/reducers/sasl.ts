@@ -16,7 +16,7 @@ import {
 } from "../sasl/scram.ts";
 import type { ScramCredentialSet } from "../sasl/scram.ts";
 import type { ChannelBindings, SaslExchange, Session } from "../session.ts";
-import { type Element, elem, text } from "../xml/element.ts";
+import { elem, type Element, text } from "../xml/element.ts";
 import { prepDomainpart, prepLocalpart } from "../xmpp/jid.ts";
 import { NS_SASL } from "../xmpp/namespaces.ts";
 import { type Mechanism, offeredMechanisms } from "./features.ts";

@@ -3,7 +3,7 @@
  * @module
  */
 import type { ChannelBindings, Session } from "../session.ts";
-import { type Element, elem } from "../xml/element.ts";
+import { elem, type Element } from "../xml/element.ts";
 import type { StreamErrorCondition } from "../xmpp/errors.ts";
 import { prepDomainpart } from "../xmpp/jid.ts";
 import { NS_CLIENT, NS_STREAMS, NS_TLS } from "../xmpp/namespaces.ts";
@@ -24,7 +24,10 @@ export function checkHeader(
     return { condition: "invalid-namespace", text: "The stream element must be in " + NS_STREAMS };
   }
   if (ev.prefix !== "stream") {
-    return { condition: "bad-namespace-prefix", text: "The stream element must use prefix 'stream'" };
+    return {
+      condition: "bad-namespace-prefix",
+      text: "The stream element must use prefix 'stream'",
+    };
   }
   if (ev.contentXmlns !== NS_CLIENT) {
     return { condition: "invalid-namespace", text: "The default namespace must be " + NS_CLIENT };

@@ -24,7 +24,11 @@ export type Event =
   | { readonly kind: "stanza"; readonly stanza: Element }
   | { readonly kind: "stream-close" }
   /** The parser refused the input. */
-  | { readonly kind: "parse-error"; readonly condition: StreamErrorCondition; readonly text?: string }
+  | {
+    readonly kind: "parse-error";
+    readonly condition: StreamErrorCondition;
+    readonly text?: string;
+  }
   | { readonly kind: "tls-done"; readonly channelBindings: ChannelBindings }
   /** A stanza routed to this session by the router. */
   | { readonly kind: "inbound"; readonly stanza: Element }
@@ -66,7 +70,11 @@ export type Output =
   | { readonly kind: "auth-result"; readonly ok: boolean; readonly username?: string }
   /** Close the socket (after everything before it was written). */
   | { readonly kind: "disconnect"; readonly error?: StreamError }
-  | { readonly kind: "log"; readonly level: "debug" | "info" | "warning"; readonly message: string };
+  | {
+    readonly kind: "log";
+    readonly level: "debug" | "info" | "warning";
+    readonly message: string;
+  };
 
 /** One reduction's result. */
 export type Step = readonly [Session, readonly Output[]];

@@ -176,13 +176,18 @@ export async function serveConnection(
             dispatch({ kind: "credentials-loaded", username: out.username, credentials }),
           (err) => {
             log.error("Loading credentials failed: {err}", { err: String(err) });
-            dispatch({ kind: "credentials-loaded", username: out.username, credentials: undefined });
+            dispatch({
+              kind: "credentials-loaded",
+              username: out.username,
+              credentials: undefined,
+            });
           },
         );
         return;
       case "load-roster":
         deps.rosters.get(out.host, out.username).then(
-          (roster) => dispatch({ kind: "roster-loaded", roster: roster ?? { version: "0", items: {} } }),
+          (roster) =>
+            dispatch({ kind: "roster-loaded", roster: roster ?? { version: "0", items: {} } }),
           (err) => log.error("Loading the roster failed: {err}", { err: String(err) }),
         );
         return;
@@ -203,10 +208,13 @@ export async function serveConnection(
         return;
       case "auth-result":
         deps.throttle.record(session.ip, out.username, out.ok, ctx.now());
-        log.info(out.ok ? "{ip} authenticated as {user}" : "{ip} failed to authenticate as {user}", {
-          ip: session.ip,
-          user: out.username ?? "?",
-        });
+        log.info(
+          out.ok ? "{ip} authenticated as {user}" : "{ip} failed to authenticate as {user}",
+          {
+            ip: session.ip,
+            user: out.username ?? "?",
+          },
+        );
         return;
       case "disconnect":
         finish();
@@ -240,7 +248,9 @@ export async function serveConnection(
 
   function bindingsFor(socket: tls.TLSSocket) {
     const name = (socket as unknown as { servername?: string }).servername;
-    const host = typeof name === "string" && deps.endPoints.has(name) ? name : deps.tls!.defaultHost;
+    const host = typeof name === "string" && deps.endPoints.has(name)
+      ? name
+      : deps.tls!.defaultHost;
     const endPoint = deps.endPoints.get(host);
     return endPoint === undefined ? {} : { "tls-server-end-point": endPoint };
   }

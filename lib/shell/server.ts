@@ -30,8 +30,29 @@ export interface RunningServer {
   shutdown(): Promise<void>;
 }
 
-function listenAddresses(interfaces: readonly string[]): string[] {
-  return interfaces.flatMap((i) => (i === "*" ? ["0.0.0.0"] : [i]));
+/** Thrown when a port cannot be bound; the message names the address. */
+export class ListenError extends Error {
+  override name = "ListenError";
+}
+
+/**
+ * Binds one address. "*" is the IPv6 wildcard, which also takes IPv4 on dual-stack hosts,
+ * falling back to the IPv4 wildcard where IPv6 is off.
+ */
+function bind(address: string, port: number): Deno.Listener {
+  const attempt = (hostname: string) => Deno.listen({ hostname, port, transport: "tcp" });
+  try {
+    if (address !== "*") return attempt(address);
+    try {
+      return attempt("::");
+    } catch (err) {
+      if (err instanceof Deno.errors.AddrInUse) throw err;
+      return attempt("0.0.0.0");
+    }
+  } catch (err) {
+    const why = err instanceof Deno.errors.AddrInUse ? "the address is in use" : String(err);
+    throw new ListenError(`cannot listen on ${address} port ${port}: ${why}`);
+  }
 }
 
 function randomToken(bytes: number): string {
@@ -107,13 +128,14 @@ export async function startServer(config: Config): Promise<RunningServer> {
   };
   const listen = (port: number, directTls: boolean): number => {
     let bound = port;
-    for (const [i, hostname] of listenAddresses(config.interfaces).entries()) {
-      const l = Deno.listen({ hostname, port: i === 0 ? port : bound, transport: "tcp" });
+    for (const [i, address] of config.interfaces.entries()) {
+      // With port 0, every interface shares the port the first one got.
+      const l = bind(address, i === 0 ? port : bound);
       if (i === 0) bound = (l.addr as Deno.NetAddr).port;
       listeners.push(l);
       accept(l, directTls).catch(() => {});
       log.info("Listening for clients on {host}:{port}{tls}", {
-        host: hostname,
+        host: (l.addr as Deno.NetAddr).hostname,
         port: bound,
         tls: directTls ? " (direct TLS)" : "",
       });

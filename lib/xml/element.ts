@@ -60,7 +60,7 @@ export function elem(
   children: readonly (XmlNode | undefined | false)[] = [],
 ): Element {
   if (!NAME.test(name)) throw new XmlBuildError(`invalid element name: ${name}`);
-  const xmlns = attrs.xmlns ?? "";
+  const xmlns = checkText(attrs.xmlns ?? "");
   const clean: Record<string, string> = {};
   for (const [k, v] of Object.entries(attrs)) {
     if (v === undefined || k === "xmlns") continue;
@@ -122,6 +122,7 @@ export function withAttrs(el: Element, attrs: AttrsInput): Element {
   const next: Record<string, string> = { ...el.attrs };
   for (const [k, v] of Object.entries(attrs)) {
     if (v === undefined) delete next[k];
+    else if (!NAME.test(k)) throw new XmlBuildError(`invalid attribute name: ${k}`);
     else next[k] = checkText(v);
   }
   return { ...el, attrs: next };
@@ -132,7 +133,8 @@ export function withChildren(el: Element, children: readonly XmlNode[]): Element
   return { ...el, children };
 }
 
-const ESC_TEXT: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;" };
+// A raw CR in character data would be read back as LF (XML 1.0 §2.11), so it is escaped too.
+const ESC_TEXT: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;" };
 const ESC_ATTR: Record<string, string> = {
   "&": "&amp;",
   "<": "&lt;",
@@ -146,7 +148,7 @@ const ESC_ATTR: Record<string, string> = {
 
 /** Escapes character data. */
 export function escapeText(s: string): string {
-  return /[&<>]/.test(s) ? s.replace(/[&<>]/g, (c) => ESC_TEXT[c]) : s;
+  return /[&<>\r]/.test(s) ? s.replace(/[&<>\r]/g, (c) => ESC_TEXT[c]) : s;
 }
 
 /** Escapes an attribute value for double quotes, keeping whitespace characters exact. */

@@ -71,7 +71,8 @@ const SLICE = 4096;
 const PROLOG = 0; // before the root start tag is complete
 const GAP = 1; // between stanzas
 const STANZA = 2; // inside a stanza (from the `<` of its start tag)
-const DONE = 3; // root closed or error
+const CLOSED = 3; // root end tag read, stream-close not yet emitted
+const DONE = 4; // stream closed or failed
 
 const NONE: readonly ParseEvent[] = Object.freeze([]);
 
@@ -86,6 +87,10 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
   const sax = new SaxesParser({ xmlns: true, defaultXMLVersion: "1.0", forceXMLVersion: true });
 
   let out: ParseEvent[] = [];
+  // saxes reports a mismatched end tag only after the close tag callback for the element it
+  // popped, so a completed stanza or stream end is held here until the next callback shows the
+  // end tag was right.
+  let pending: ParseEvent | undefined;
   let phase = PROLOG;
   const stack: Building[] = [];
   // Bytes of an unfinished UTF-8 sequence at the end of the last chunk.
@@ -112,6 +117,16 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
       out.push({ kind: "error", condition, text });
     }
     throw ABORT;
+  }
+
+  function flush(): void {
+    if (pending === undefined) return;
+    out.push(pending);
+    pending = undefined;
+    if (phase === CLOSED) {
+      phase = DONE;
+      throw ABORT;
+    }
   }
 
   function bytesAt(pos: number): number {
@@ -157,19 +172,36 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
     else kids.push(t);
   }
 
-  sax.on("error", (err) => fail(classify(err.message), err.message));
-  sax.on("doctype", () => fail("restricted-xml", "DOCTYPE is not allowed"));
-  sax.on("comment", () => fail("restricted-xml", "comments are not allowed"));
+  sax.on("error", (err) => {
+    const message = err.message;
+    if (pending !== undefined) {
+      if (message.includes("unexpected close tag")) pending = undefined;
+      // Anything after the stream end is not ours to judge.
+      else flush();
+    }
+    fail(classify(message), message);
+  });
+  sax.on("doctype", () => {
+    flush();
+    fail("restricted-xml", "DOCTYPE is not allowed");
+  });
+  sax.on("comment", () => {
+    flush();
+    fail("restricted-xml", "comments are not allowed");
+  });
   sax.on("processinginstruction", () => {
+    flush();
     fail("restricted-xml", "processing instructions are not allowed");
   });
   sax.on("cdata", (t) => {
+    if (pending !== undefined) flush();
     if (phase === STANZA) {
       if (t.length !== 0) onText(t);
     } else if (!isXmlSpace(t, 0, t.length)) fail("bad-format", "text between stanzas");
   });
 
   sax.on("opentagstart", () => {
+    if (pending !== undefined) flush();
     if (phase === GAP) {
       endGap(sax.position);
       phase = STANZA;
@@ -200,19 +232,19 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
   });
 
   sax.on("closetag", () => {
+    if (pending !== undefined) flush();
     if (phase === STANZA) {
       const el = stack.pop() as Building;
       if (stack.length !== 0) return;
       const pos = sax.position;
       if (bytesAt(pos) - startByte > maxBytes) fail("policy-violation", "stanza too large");
       sax.off("text");
-      out.push({ kind: "stanza", stanza: el });
+      pending = { kind: "stanza", stanza: el };
       startGap(pos);
     } else if (phase === GAP) {
       endGap(sax.position);
-      out.push({ kind: "stream-close" });
-      phase = DONE;
-      throw ABORT;
+      pending = { kind: "stream-close" };
+      phase = CLOSED;
     }
   });
 
@@ -234,6 +266,7 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
     totalBytes += bytes.length;
 
     sax.write(str);
+    if (pending !== undefined) flush();
 
     // An element still open here is at least as large as what has been read of it.
     if (phase === STANZA || phase === PROLOG) {

@@ -2,7 +2,7 @@
  * Stream errors (RFC 6120 §4.9) and stanza errors (RFC 6120 §8.3) as data and as elements.
  * @module
  */
-import { type Element, elem, stanza } from "../xml/element.ts";
+import { elem, type Element, stanza } from "../xml/element.ts";
 import { NS_STANZA_ERRORS, NS_STREAM_ERRORS, NS_STREAMS } from "./namespaces.ts";
 
 /** RFC 6120 §4.9.3 defined stream error conditions. */

@@ -1,0 +1,102 @@
+import assert from "node:assert/strict";
+import { configFromObject } from "../../lib/config.ts";
+import { startServer } from "../../lib/shell/server.ts";
+import { AccountExistsError } from "../../lib/storage/accounts.ts";
+import { EXPECTED_FAILURES } from "./expected_failures.ts";
+import { listScripts, type RunResult, runScript } from "./scansion.ts";
+import { parseScript } from "./script.ts";
+
+// A local server answers at once; a shorter wait keeps expected failures cheap.
+const STEP_TIMEOUT_MS = Number(Deno.env.get("SCANSION_STEP_TIMEOUT_MS") ?? "2000");
+// Each script has its own server and storage, so several can run at once.
+const CONCURRENCY = Number(Deno.env.get("SCANSION_CONCURRENCY") ?? "8");
+
+function baseName(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
+/** Runs one script against a fresh server with the script's accounts created. */
+async function runAgainstFreshServer(file: string): Promise<RunResult> {
+  const text = await Deno.readTextFile(file);
+  const dataDir = await Deno.makeTempDir({ prefix: "scansion_" });
+  const server = await startServer(configFromObject({
+    hosts: ["localhost"],
+    data_dir: dataDir,
+    interfaces: ["127.0.0.1"],
+    c2s_port: 0,
+    c2s_direct_tls_port: false,
+    require_encryption: false,
+    log_level: "warning",
+  }, "scansion test"));
+  try {
+    for (const client of parseScript(text).clients) {
+      const bare = client.jid.split("/")[0];
+      const [username, host] = bare.split("@");
+      try {
+        await server.accounts.create(host, username, client.password);
+      } catch (e) {
+        // Two clients may share one account.
+        if (!(e instanceof AccountExistsError)) throw e;
+      }
+    }
+    return await runScript(text, {
+      host: "127.0.0.1",
+      port: server.c2sPort,
+      stepTimeoutMs: STEP_TIMEOUT_MS,
+    });
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+}
+
+Deno.test({
+  name: "scansion conformance scripts",
+  // The node:net sockets of the test client close asynchronously after each script.
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const files = listScripts();
+    const names = files.map(baseName);
+    await t.step("every expected failure names a script", () => {
+      for (const name of Object.keys(EXPECTED_FAILURES)) {
+        assert.ok(names.includes(name), `expected_failures lists ${name}, which does not exist`);
+      }
+    });
+
+    // Scripts run ahead in a pool; each step then reports one script's outcome.
+    const results = new Map(names.map((n) => [n, Promise.withResolvers<RunResult>()]));
+    let next = 0;
+    const worker = async () => {
+      while (next < files.length) {
+        const file = files[next++];
+        const result = await runAgainstFreshServer(file).catch((e): RunResult => ({
+          ok: false,
+          step: "setup",
+          message: String(e),
+        }));
+        results.get(baseName(file))!.resolve(result);
+      }
+    };
+    const all = Promise.all(Array.from({ length: Math.max(1, CONCURRENCY) }, worker));
+
+    for (const name of names) {
+      await t.step(name, async () => {
+        const result = await results.get(name)!.promise;
+        const reason = EXPECTED_FAILURES[name];
+        if (reason === undefined) {
+          assert.ok(
+            result.ok,
+            result.ok ? "" : `${name} failed at ${result.step}\n${result.message}`,
+          );
+        } else {
+          assert.ok(
+            !result.ok,
+            `${name} passes now: remove it from expected_failures (it says: ${reason})`,
+          );
+        }
+      });
+    }
+    await all;
+  },
+});

@@ -1,0 +1,151 @@
+/**
+ * A fixed reducer context for tests, and helpers to drive and inspect reductions. Everything a
+ * reducer may consult is deterministic here, so tests can assert exact outputs.
+ * @module
+ */
+import type { Session } from "../../lib/session.ts";
+import { newSession } from "../../lib/session.ts";
+import type { Ctx, Event, Output, ResourceView } from "../../lib/reducers/types.ts";
+import { reduce } from "../../lib/reducers/mod.ts";
+import { serializeTop } from "../../lib/reducers/stream_xml.ts";
+import type { Element } from "../../lib/xml/element.ts";
+import { NS_CLIENT, NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
+
+/** The host every test session talks to. */
+export const HOST = "example.com";
+/** The fixed clock's reading. */
+export const NOW = 1_700_000_000_000;
+
+/** What a test may change about the context. */
+export interface TestCtxOptions {
+  readonly hosts?: readonly string[];
+  readonly requireEncryption?: boolean;
+  readonly tlsAvailable?: boolean;
+  readonly allowPlain?: boolean;
+  readonly maxStanzaSize?: number;
+  readonly maxStanzaSizeUnauthed?: number;
+  readonly idleSeconds?: number;
+  /** Values `nonce()` returns, in order; drawing past the end throws. */
+  readonly nonces?: readonly string[];
+  readonly isAuthThrottled?: (ip: string, username?: string) => boolean;
+  readonly resourcesOf?: (bareJid: string) => readonly ResourceView[];
+}
+
+/** A Ctx with a fixed clock, ids "id1", "id2"... and nonces from a list. */
+export function testCtx(opts: TestCtxOptions = {}): Ctx {
+  let ids = 0;
+  let nonceIndex = 0;
+  const nonces = opts.nonces ?? [];
+  return {
+    hosts: opts.hosts ?? [HOST],
+    requireEncryption: opts.requireEncryption ?? false,
+    tlsAvailable: opts.tlsAvailable ?? true,
+    allowPlain: opts.allowPlain ?? true,
+    maxStanzaSize: opts.maxStanzaSize ?? 262144,
+    maxStanzaSizeUnauthed: opts.maxStanzaSizeUnauthed ?? 10000,
+    idleSeconds: opts.idleSeconds ?? 300,
+    now: () => NOW,
+    newId: () => `id${++ids}`,
+    nonce: () => {
+      // An unexpected draw is a test failure, not a silent default.
+      if (nonceIndex >= nonces.length) throw new Error("test ctx: out of nonces");
+      return nonces[nonceIndex++];
+    },
+    isAuthThrottled: opts.isAuthThrottled ?? (() => false),
+    resourcesOf: opts.resourcesOf ?? (() => []),
+    serverName: "test-server",
+    serverVersion: "0.0.0",
+  };
+}
+
+/** A stream header event, valid unless overridden. */
+export function streamOpen(
+  attrs: Readonly<Record<string, string>> = { to: HOST, version: "1.0" },
+  over: Partial<Omit<Extract<Event, { kind: "stream-open" }>, "kind" | "attrs">> = {},
+): Event {
+  return {
+    kind: "stream-open",
+    name: "stream",
+    prefix: "stream",
+    xmlns: NS_STREAMS,
+    contentXmlns: NS_CLIENT,
+    attrs,
+    ...over,
+  };
+}
+
+/** A stanza event. */
+export function stanzaEvent(stanza: Element): Event {
+  return { kind: "stanza", stanza };
+}
+
+/** A fresh connection, plain TCP unless told otherwise. */
+export function fresh(secure = false): Session {
+  return newSession("c1", { ip: "192.0.2.1", secure });
+}
+
+/** An authenticated session whose restarted stream is open, not yet bound. */
+export function authed(over: Partial<Session> = {}): Session {
+  return {
+    ...fresh(true),
+    type: "c2s",
+    notopen: false,
+    streamId: "sid",
+    host: HOST,
+    username: "user",
+    ...over,
+  };
+}
+
+/** An authenticated session bound to `user@example.com/res`. */
+export function bound(over: Partial<Session> = {}): Session {
+  return authed({ resource: "res", fullJid: `user@${HOST}/res`, ...over });
+}
+
+/** An output with its stanza serialized, so expectations can be written as XML text. */
+export type Shown =
+  | { readonly kind: "send" | "route"; readonly xml: string }
+  | Exclude<Output, { kind: "send" } | { kind: "route" }>;
+
+/** Replaces stanzas in outputs by their serialization. */
+export function show(outputs: readonly Output[]): Shown[] {
+  return outputs.map((o) =>
+    o.kind === "send" || o.kind === "route" ? { kind: o.kind, xml: serializeTop(o.stanza) } : o
+  );
+}
+
+/** Reduces events in order; returns the last session and every output. */
+export function run(
+  s: Session,
+  events: readonly Event[],
+  ctx: Ctx,
+): { readonly session: Session; readonly outputs: Output[] } {
+  const outputs: Output[] = [];
+  let cur = s;
+  for (const ev of events) {
+    const [next, out] = reduce(cur, ev, ctx);
+    outputs.push(...out);
+    cur = next;
+  }
+  return { session: cur, outputs };
+}
+
+/** Base64 of UTF-8 text, as a SASL payload. */
+export function b64(text: string): string {
+  let bin = "";
+  for (const b of new TextEncoder().encode(text)) bin += String.fromCharCode(b);
+  return btoa(bin);
+}
+
+/** Bytes of base64 text. */
+export function unb64(text: string): Uint8Array {
+  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+}
+
+/**
+ * A session record without its undefined-valued fields: a field set to undefined and an absent
+ * field mean the same, and reducers produce both.
+ */
+export function record(s: Session): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined));
+}
