@@ -52,6 +52,11 @@ export function reduce(s: Session, ev: Event, ctx: Ctx): Step {
         writable: true,
         error: { condition: "connection-timeout", text: "Authentication took too long" },
       });
+    case "idle-timeout":
+      return destroy(s, ctx, {
+        writable: true,
+        error: { condition: "connection-timeout", text: "Idle for too long" },
+      });
     case "disconnected":
       return destroy(s, ctx, { writable: false });
     case "shutdown":

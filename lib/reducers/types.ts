@@ -43,6 +43,8 @@ export type Event =
   | { readonly kind: "replaced" }
   /** The unauthenticated-connection timer fired. */
   | { readonly kind: "auth-timeout" }
+  /** Nothing arrived for longer than the idle limit (XEP-0478 idle-seconds). */
+  | { readonly kind: "idle-timeout" }
   /** The connection dropped (read end or write error). */
   | { readonly kind: "disconnected"; readonly reason: string }
   /** The server is shutting down. */

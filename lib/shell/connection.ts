@@ -8,7 +8,7 @@ import { reduce } from "../reducers/mod.ts";
 import { serializeTop } from "../reducers/stream_xml.ts";
 import type { Ctx, Event, Output } from "../reducers/types.ts";
 import { route } from "../router.ts";
-import { newSession, type Roster, type Session } from "../session.ts";
+import { type ChannelBindings, newSession, type Roster, type Session } from "../session.ts";
 import type { AccountStore } from "../storage/accounts.ts";
 import type { KeyvalStore } from "../storage/mod.ts";
 import { createStreamParser, type ParseEvent, type StreamParser } from "../xml/parser.ts";
@@ -97,6 +97,26 @@ function toEvent(ev: ParseEvent): Event {
   }
 }
 
+/**
+ * RFC 9266 tls-exporter data, when the runtime can export keying material and the session is
+ * TLS 1.3 (the binding is undefined for older versions). Deno's node:tls lacks the call today,
+ * so this turns on by itself once it exists.
+ */
+function tlsExporter(socket: tls.TLSSocket): Uint8Array | undefined {
+  const exportKeyingMaterial = (socket as unknown as {
+    exportKeyingMaterial?: (length: number, label: string, context?: Uint8Array) => Uint8Array;
+  }).exportKeyingMaterial;
+  if (typeof exportKeyingMaterial !== "function") return undefined;
+  if (socket.getProtocol() !== "TLSv1.3") return undefined;
+  try {
+    return new Uint8Array(
+      exportKeyingMaterial.call(socket, 32, "EXPORTER-Channel-Binding", new Uint8Array(0)),
+    );
+  } catch {
+    return undefined;
+  }
+}
+
 function remoteIp(conn: Deno.Conn): string {
   const addr = conn.remoteAddr;
   return addr.transport === "tcp" ? addr.hostname : "unknown";
@@ -115,6 +135,7 @@ export async function serveConnection(
   let sink: Sink = plainSink(conn, () => dispatch({ kind: "disconnected", reason: "write" }));
   let tlsSocket: tls.TLSSocket | undefined;
   let done = false;
+  let lastActivity = Date.now();
   let resolveDone!: () => void;
   const finished = new Promise<void>((r) => (resolveDone = r));
   const queue: { ev: Event; gen: number }[] = [];
@@ -131,6 +152,7 @@ export async function serveConnection(
     id: session.id,
     session: () => session,
     dispatch: (ev) => dispatch(ev),
+    lastActivity: () => lastActivity,
   };
 
   function dispatch(ev: Event, gen = -1): void {
@@ -235,6 +257,7 @@ export async function serveConnection(
   }
 
   function onBytes(chunk: Uint8Array): void {
+    lastActivity = Date.now();
     const gen = generation;
     for (const ev of parser.push(chunk)) dispatch(toEvent(ev), gen);
   }
@@ -246,13 +269,17 @@ export async function serveConnection(
     socket.on("error", () => dispatch({ kind: "disconnected", reason: "tls error" }));
   }
 
-  function bindingsFor(socket: tls.TLSSocket) {
+  function bindingsFor(socket: tls.TLSSocket): ChannelBindings {
     const name = (socket as unknown as { servername?: string }).servername;
     const host = typeof name === "string" && deps.endPoints.has(name)
       ? name
       : deps.tls!.defaultHost;
     const endPoint = deps.endPoints.get(host);
-    return endPoint === undefined ? {} : { "tls-server-end-point": endPoint };
+    const exporter = tlsExporter(socket);
+    return {
+      ...(endPoint === undefined ? {} : { "tls-server-end-point": endPoint }),
+      ...(exporter === undefined ? {} : { "tls-exporter": exporter }),
+    };
   }
 
   function startTls(): void {

@@ -13,6 +13,8 @@ export interface SessionHandle {
   readonly session: () => Session;
   /** Queues an event for the connection. */
   readonly dispatch: (ev: Event) => void;
+  /** When bytes last arrived (ms since the epoch). */
+  readonly lastActivity: () => number;
 }
 
 /** The registry's operations. */

@@ -147,9 +147,20 @@ export async function startServer(config: Config): Promise<RunningServer> {
     ? undefined
     : listen(config.c2sDirectTlsPort, true);
 
+  // One sweep for all connections instead of a timer each: idle streams are closed
+  // (XEP-0478 idle-seconds; clients keep alive with whitespace or pings).
+  const idleMs = config.limits.idleTimeout * 1000;
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const h of registry.connections()) {
+      if (now - h.lastActivity() > idleMs) h.dispatch({ kind: "idle-timeout" });
+    }
+  }, Math.min(30_000, Math.max(250, idleMs / 4)));
+
   let stopped: Promise<void> | undefined;
   const shutdown = (): Promise<void> =>
     stopped ??= (async () => {
+      clearInterval(sweep);
       for (const l of listeners) {
         try {
           l.close();

@@ -140,3 +140,17 @@ Deno.test("an unauthenticated connection is closed after auth_timeout", async ()
     await server.stop();
   }
 });
+
+Deno.test("a silent connection is closed after idle_timeout", async () => {
+  const server = await startTestServer({ limits: { idle_timeout: 1, auth_timeout: 30 } });
+  try {
+    const started = Date.now();
+    const { text, closed } = await rawExchange(server.c2sPort, clientHeader(), 6000);
+    assert.ok(closed);
+    assert.equal(streamError(text), "connection-timeout");
+    assert.ok(text.includes("<idle-seconds>1</idle-seconds>"), text);
+    assert.ok(Date.now() - started >= 900);
+  } finally {
+    await server.stop();
+  }
+});

@@ -155,3 +155,50 @@ Deno.test("real clients log in", async (t) => {
     await server.stop();
   }
 });
+
+Deno.test("failed logins are throttled per account", async () => {
+  const server = await startTestServer({ auth: { max_failures: 2, failure_window: 60 } });
+  await server.accounts.create("localhost", "eve", "right");
+  try {
+    const attempt = async (password: string) => {
+      const xmpp = testClient({ port: server.c2sPort, username: "eve", password });
+      const res = await waitFor(
+        xmpp.start().then(() => "ok", (e: Error & { condition?: string }) => e.condition),
+        10000,
+        "login",
+      );
+      await stopQuietly(xmpp);
+      return res;
+    };
+    assert.equal(await attempt("wrong"), "not-authorized");
+    assert.equal(await attempt("wrong"), "not-authorized");
+    // Held back now, even with the right password.
+    assert.equal(await attempt("right"), "temporary-auth-failure");
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("a stanza over the authenticated limit closes the stream with policy-violation", async () => {
+  const server = await startTestServer({ limits: { stanza_size: 16384 } });
+  await server.accounts.create("localhost", "big", "pw");
+  try {
+    const xmpp = testClient({ port: server.c2sPort, username: "big", password: "pw" });
+    await online(xmpp);
+    const streamError = new Promise<string>((resolve) => {
+      xmpp.on("error", (err: Error & { condition?: string }) => resolve(err.condition ?? ""));
+    });
+    // Under the limit is fine: a ping still answers.
+    await xmpp.send(xml("message", { to: "big@localhost/x" }, xml("body", {}, "y".repeat(8000))));
+    const pong = await xmpp.iqCaller.request(
+      xml("iq", { type: "get", to: "localhost" }, xml("ping", { xmlns: "urn:xmpp:ping" })),
+    );
+    assert.equal(pong.attrs.type, "result");
+    await xmpp.send(xml("message", { to: "big@localhost/x" }, xml("body", {}, "y".repeat(20000))));
+    assert.equal(await waitFor(streamError, 5000, "stream error"), "policy-violation");
+    await stopQuietly(xmpp);
+  } finally {
+    await server.stop();
+  }
+});
+
