@@ -275,11 +275,15 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
     } catch {
       fail("not-well-formed", "invalid UTF-8");
     }
+    // The decoder drops a byte order mark at the start of the stream.
+    const bom = totalBytes === 0 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf
+      ? 3
+      : 0;
     sliceStr = str;
     sliceCharStart = totalChars;
-    sliceByteStart = totalBytes;
+    sliceByteStart = totalBytes + bom;
     // Every non-ASCII character takes more bytes than code units.
-    sliceAscii = str.length === bytes.length;
+    sliceAscii = str.length === bytes.length - bom;
     memoRel = 0;
     memoBytes = 0;
     totalChars += str.length;

@@ -59,8 +59,8 @@ function rng(seed: number): () => number {
 const SMALL_STREAM = "<?xml version='1.0'?>" + HEADER +
   "<message to='jüliet@example.com' type='chat' xmlns:x='urn:x' x:hint='ü'>" +
   "<body>caf\u00e9 &amp; \u4e2d\u6587 \u{1F600}&#x1F44D;&lt;&#233;</body>" +
-  "<x:thread>t\r\n1</x:thread><![CDATA[<raw>]]></message>\n \t" +
-  "<iq type='result' id='r'><query xmlns='jabber:iq:roster'><item jid='a@b' name='\u00c5sa'/>" +
+  "<x:thread>t\r\n1</x:thread><![CDATA[<raw>]]></message>\r\n \t" +
+  "<iq\r\n type='result'\r id='r'><query xmlns='jabber:iq:roster'><item jid='a@b' name='\u00c5sa'/>" +
   "</query></iq> </stream:stream>";
 
 function largeStream(): string {
@@ -96,6 +96,22 @@ Deno.test("stream header with an XML declaration", () => {
   const events = parse(['<?xml version="1.0" encoding="UTF-8"?>\n' + HEADER]);
   assert.equal(events.length, 1);
   assert.equal(events[0].kind, "stream-open");
+});
+
+Deno.test("a UTF-8 byte order mark before the stream is skipped and not counted", () => {
+  const stanza = "<message><body>\u00e9</body></message>";
+  const size = enc.encode(stanza).length;
+  const bom = new Uint8Array([0xef, 0xbb, 0xbf]);
+  for (const limit of [size, size - 1]) {
+    const p = createStreamParser({ maxStanzaBytes: limit });
+    const events = [
+      ...p.push(bom.subarray(0, 2)),
+      ...p.push(bom.subarray(2)),
+      ...p.push(enc.encode(HEADER + stanza)),
+    ];
+    assert.equal(events[0].kind, "stream-open");
+    assert.equal(errorOf(events), limit === size ? undefined : "policy-violation");
+  }
 });
 
 Deno.test("unprefixed root and a root without a default namespace are reported as sent", () => {
@@ -195,6 +211,7 @@ Deno.test("split invariance: a small stream cut at every byte position", () => {
     "caf\u00e9 & \u4e2d\u6587 \u{1F600}\u{1F44D}<\u00e9",
   ]);
   assert.deepEqual((msg.children[1] as Element).children, ["t\n1"]);
+  assert.deepEqual(stanzas(whole)[1].attrs, { type: "result", id: "r" });
   for (let i = 0; i <= all.length; i++) {
     assert.deepEqual(parse([all.subarray(0, i), all.subarray(i)]), whole, `cut at ${i}`);
   }
