@@ -120,17 +120,19 @@ function onUnbound(s: Session, el: Element, ctx: Ctx): Step {
 }
 
 function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
+  // Error replies go to the sender as the server knows it, whatever 'from' the client wrote.
+  const sender = withAttrs(raw, { from: s.fullJid });
   if (raw.name === "iq") {
     const problem = iqProblem(raw);
     if (problem !== undefined) {
       const type = raw.attrs.type;
       // An iq without an id cannot be answered usefully, but RFC 6120 §8.2.3 asks for an error.
       if (type === "result" || type === "error") return [s, []];
-      return [s, [{ kind: "send", stanza: badRequest(raw, problem) }]];
+      return [s, [{ kind: "send", stanza: badRequest(sender, problem) }]];
     }
     if (raw.attrs.type === "get" || raw.attrs.type === "set") {
       const bind = child(raw, "bind", NS_BIND);
-      if (bind !== undefined) return onBind(s, raw, bind, ctx);
+      if (bind !== undefined) return onBind(s, sender, bind, ctx);
     }
   }
   let to = raw.attrs.to;
@@ -138,7 +140,7 @@ function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
     const normal = normalizeJid(to);
     if (normal === undefined) {
       if (raw.attrs.type === "error") return [s, []];
-      return [s, [{ kind: "send", stanza: errorReply(raw, "jid-malformed") }]];
+      return [s, [{ kind: "send", stanza: errorReply(sender, "jid-malformed") }]];
     }
     to = normal;
   }

@@ -142,10 +142,13 @@ function startScram(
 ): Step {
   const first = parseClientFirst(payload);
   if ("error" in first) return fail(s, first.error, first.text);
+  // Normalised first: every auth-result must name the account the way the throttle keys it.
+  const username = prepLocalpart(first.username);
+  if (username === undefined) return fail(s, "not-authorized");
   const plus = mechanism.endsWith("-PLUS");
   if (plus) {
     if (first.cbFlag !== "p") return fail(s, "malformed-request", "-PLUS needs channel binding");
-    if (s.channelBindings[first.cbName as keyof ChannelBindings] === undefined) {
+    if (bindingData(s, first.cbName) === undefined) {
       return fail(s, "malformed-request", "Unsupported channel binding type");
     }
   } else {
@@ -154,11 +157,9 @@ function startScram(
     }
     // RFC 5802 §6: "y" means the client thinks we do not support binding; we do: downgrade.
     if (first.cbFlag === "y" && offeredMechanisms(s, ctx).some((m) => m.endsWith("-PLUS"))) {
-      return fail(s, "not-authorized", "Channel binding downgrade detected", first.username);
+      return fail(s, "not-authorized", "Channel binding downgrade detected", username);
     }
   }
-  const username = prepLocalpart(first.username);
-  if (username === undefined) return fail(s, "not-authorized");
   if (!authzidOk(first.authzid, username, host)) {
     return fail(s, "invalid-authzid", undefined, username);
   }
@@ -180,6 +181,15 @@ function startScram(
     },
   };
   return [{ ...s, sasl }, [{ kind: "load-credentials", host, username }]];
+}
+
+/**
+ * The channel binding data for a client-chosen type name. Own keys only: a name such as
+ * "constructor" must not find Object.prototype members and pass them off as binding data.
+ */
+function bindingData(s: Session, name: string | undefined): Uint8Array | undefined {
+  if (name === undefined || !Object.hasOwn(s.channelBindings, name)) return undefined;
+  return s.channelBindings[name as keyof ChannelBindings];
 }
 
 function firstOf(state: Readonly<Record<string, string>>): ClientFirst {
@@ -266,9 +276,7 @@ export function onResponse(s: Session, el: Element): Step {
     first,
     serverFirst: st.serverFirst,
     clientFinal: payload,
-    channelBinding: first.cbFlag === "p"
-      ? s.channelBindings[first.cbName as keyof ChannelBindings]
-      : undefined,
+    channelBinding: first.cbFlag === "p" ? bindingData(s, first.cbName) : undefined,
   });
   if (!result.ok || st.known !== "1") {
     const error = result.ok ? "not-authorized" : result.error;

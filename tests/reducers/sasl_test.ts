@@ -428,6 +428,43 @@ const AUTH_FAILURES: readonly AuthFailureCase[] = [
     ],
   },
   {
+    name: "y flag downgrade reports the normalised account to the throttle",
+    session: withCb(),
+    event: auth("SCRAM-SHA-1", b64("y,,n=USER,r=abc")),
+    outputs: [
+      { kind: "send", xml: failure("not-authorized", "Channel binding downgrade detected") },
+      { kind: "auth-result", ok: false, username: "user" },
+    ],
+  },
+  {
+    name: "-PLUS naming 'constructor' (an Object.prototype member) -> malformed-request",
+    session: withCb(),
+    event: auth("SCRAM-SHA-1-PLUS", b64("p=constructor,,n=user,r=abc")),
+    outputs: [{
+      kind: "send",
+      xml: failure("malformed-request", "Unsupported channel binding type"),
+    }],
+  },
+  {
+    name: "-PLUS naming 'toString' -> malformed-request",
+    session: withCb(),
+    event: auth("SCRAM-SHA-256-PLUS", b64("p=toString,,n=user,r=abc")),
+    outputs: [{
+      kind: "send",
+      xml: failure("malformed-request", "Unsupported channel binding type"),
+    }],
+  },
+  {
+    name: "SCRAM username that is not a valid localpart -> not-authorized",
+    session: opened(false),
+    event: auth("SCRAM-SHA-1", b64("n,,n=us er,r=abc")),
+    // Counted against the address only: there is no account to name.
+    outputs: [
+      { kind: "send", xml: failure("not-authorized") },
+      { kind: "auth-result", ok: false, username: undefined },
+    ],
+  },
+  {
     name: "throttled address -> temporary-auth-failure",
     session: opened(false),
     ctx: testCtx({ isAuthThrottled: () => true }),

@@ -98,20 +98,29 @@ Deno.test("stream header with an XML declaration", () => {
   assert.equal(events[0].kind, "stream-open");
 });
 
-Deno.test("a UTF-8 byte order mark before the stream is skipped and not counted", () => {
-  const stanza = "<message><body>\u00e9</body></message>";
+Deno.test("a UTF-8 byte order mark is accepted and counts toward the header only", () => {
+  // Longer than the header, so that only the stanza can hit the limit.
+  const stanza = "<message><body>" + "\u00e9".repeat(200) + "</body></message>";
   const size = enc.encode(stanza).length;
   const bom = new Uint8Array([0xef, 0xbb, 0xbf]);
+  const all = new Uint8Array([...bom, ...enc.encode(HEADER + stanza)]);
   for (const limit of [size, size - 1]) {
-    const p = createStreamParser({ maxStanzaBytes: limit });
-    const events = [
-      ...p.push(bom.subarray(0, 2)),
-      ...p.push(bom.subarray(2)),
-      ...p.push(enc.encode(HEADER + stanza)),
-    ];
-    assert.equal(events[0].kind, "stream-open");
-    assert.equal(errorOf(events), limit === size ? undefined : "policy-violation");
+    for (const cuts of [[2, 3], [1], [all.length]]) {
+      const chunks: Uint8Array[] = [];
+      let from = 0;
+      for (const c of [...cuts, all.length]) {
+        chunks.push(all.subarray(from, c));
+        from = c;
+      }
+      const events = parse(chunks, limit);
+      assert.equal(events[0].kind, "stream-open");
+      assert.equal(errorOf(events), limit === size ? undefined : "policy-violation");
+      assert.equal(stanzas(events).length, limit === size ? 1 : 0);
+    }
   }
+  const header = new Uint8Array([...bom, ...enc.encode(HEADER)]);
+  assert.equal(parse([header], header.length)[0].kind, "stream-open");
+  assert.equal(errorOf(parse([header], header.length - 1)), "policy-violation");
 });
 
 Deno.test("unprefixed root and a root without a default namespace are reported as sent", () => {

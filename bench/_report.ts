@@ -1,0 +1,172 @@
+/**
+ * The Markdown report of `bench/load.ts`: which xmppbench JSON fields are shown per scenario,
+ * medians over repeats, and the side-by-side table. Pure functions over the parsed JSON lines.
+ * @module
+ */
+
+/** The scenarios load.ts knows. */
+export type Scenario = "login" | "idle" | "msg" | "fanout";
+
+/** One xmppbench JSON line, parsed. */
+export type BenchJson = Readonly<Record<string, unknown>>;
+
+/** What happened to one scenario on one server. */
+export interface Outcome {
+  /** The JSON lines of the successful runs. */
+  readonly runs: readonly BenchJson[];
+  /** Why runs failed (one entry per failed run), empty when all succeeded. */
+  readonly failures: readonly string[];
+  /** Set when the scenario was not run on this server at all, with the reason. */
+  readonly skipped?: string;
+}
+
+/** One row of the table: a JSON field (dotted path) and how to show it. */
+export interface Metric {
+  readonly label: string;
+  readonly path: string;
+  /** Decimals below 100 (values of 100 and more are shown as integers). */
+  readonly digits: number;
+  /** Divide the field by this (kB -> MB: 1024). */
+  readonly divide?: number;
+}
+
+/** The rows per scenario; the first of each is the headline figure. */
+export const METRICS: Readonly<Record<Scenario, readonly Metric[]>> = {
+  login: [
+    { label: "**server CPU µs/login** (lower is better)", path: "cpu_us_per_op", digits: 0 },
+    { label: "logins/s", path: "rate_per_s", digits: 0 },
+    { label: "login time p50 ms", path: "lat_ms.p50", digits: 1 },
+    { label: "login time p99 ms", path: "lat_ms.p99", digits: 1 },
+    { label: "SASL step p50 ms", path: "auth_ms.p50", digits: 1 },
+    { label: "other load on the machine (cores)", path: "phase.other_busy_cores", digits: 2 },
+  ],
+  idle: [
+    { label: "**KB per connection** (lower is better)", path: "kb_per_conn", digits: 1 },
+    { label: "RSS before MB", path: "rss_before_kb", digits: 1, divide: 1024 },
+    { label: "RSS held MB", path: "rss_after_kb", digits: 1, divide: 1024 },
+    { label: "RSS after close MB", path: "rss_after_close_kb", digits: 1, divide: 1024 },
+    { label: "server CPU µs/login during the ramp", path: "cpu_us_per_op", digits: 0 },
+    { label: "server CPU s while holding", path: "hold_server_cpu_s", digits: 2 },
+    { label: "other load on the machine (cores)", path: "phase.other_busy_cores", digits: 2 },
+  ],
+  msg: [
+    { label: "**server CPU µs/msg** (+ its receipt)", path: "cpu_us_per_op", digits: 0 },
+    { label: "delivered msgs/s", path: "rate_per_s", digits: 0 },
+    { label: "end-to-end p50 ms", path: "lat_ms.p50", digits: 1 },
+    { label: "end-to-end p99 ms", path: "lat_ms.p99", digits: 1 },
+    { label: "other load on the machine (cores)", path: "phase.other_busy_cores", digits: 2 },
+  ],
+  fanout: [
+    { label: "**server CPU µs/presence delivery**", path: "cpu_us_per_op", digits: 1 },
+    { label: "all contacts reached p50 ms", path: "update_ms.p50", digits: 1 },
+    { label: "all contacts reached p99 ms", path: "update_ms.p99", digits: 1 },
+    { label: "deliveries/s", path: "rate_per_s", digits: 0 },
+    { label: "other load on the machine (cores)", path: "phase.other_busy_cores", digits: 2 },
+  ],
+};
+
+/** A numeric field at a dotted path, or `undefined`. */
+export function field(json: BenchJson, path: string): number | undefined {
+  let cur: unknown = json;
+  for (const key of path.split(".")) {
+    if (typeof cur !== "object" || cur === null) return undefined;
+    cur = (cur as Record<string, unknown>)[key];
+  }
+  return typeof cur === "number" && Number.isFinite(cur) ? cur : undefined;
+}
+
+/** The median of the values (mean of the middle two for an even count). */
+export function median(values: readonly number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const v = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 === 1 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+/** A number as summarize.mjs shows it: integers with separators from 100 up. */
+export function formatNumber(x: number, digits: number): string {
+  return Math.abs(x) >= 100 || digits === 0
+    ? Math.round(x).toLocaleString("en-US")
+    : x.toFixed(digits);
+}
+
+function values(outcome: Outcome, m: Metric): number[] {
+  return outcome.runs
+    .map((r) => field(r, m.path))
+    .filter((x): x is number => x !== undefined)
+    .map((x) => x / (m.divide ?? 1));
+}
+
+/** The median of a metric over an outcome's runs. */
+export function metricMedian(outcome: Outcome | undefined, m: Metric): number | undefined {
+  return outcome === undefined ? undefined : median(values(outcome, m));
+}
+
+function cell(outcome: Outcome | undefined, m: Metric, unsupported: string): string {
+  if (outcome === undefined) return "—";
+  if (outcome.skipped !== undefined) return "skipped";
+  const v = values(outcome, m).sort((a, b) => a - b);
+  if (v.length === 0) return outcome.runs.length === 0 ? unsupported : "n/a";
+  const med = formatNumber(median(v)!, m.digits);
+  // The range shows how far repeats disagree; with one run there is none.
+  return v.length === 1
+    ? med
+    : `${med} (${formatNumber(v[0], m.digits)}–${formatNumber(v[v.length - 1], m.digits)})`;
+}
+
+function ratio(ours: number | undefined, theirs: number | undefined): string {
+  if (ours === undefined || theirs === undefined || theirs === 0) return "—";
+  const r = ours / theirs;
+  return r >= 10 ? r.toFixed(0) : r >= 1 ? r.toFixed(1) : r.toFixed(2);
+}
+
+/** Input of {@link renderTable}. */
+export interface TableInput {
+  readonly scenarios: readonly Scenario[];
+  /** Parameters per scenario, shown in the scenario column. */
+  readonly params: Readonly<Record<Scenario, string>>;
+  readonly ours: Readonly<Partial<Record<Scenario, Outcome>>>;
+  /** `undefined` when Prosody was not measured. */
+  readonly prosody: Readonly<Partial<Record<Scenario, Outcome>>> | undefined;
+  readonly oursLabel: string;
+  readonly prosodyLabel: string;
+}
+
+/** The side-by-side Markdown table. */
+export function renderTable(t: TableInput): string {
+  const lines = [
+    `| scenario | metric | ${t.oursLabel} | ${t.prosodyLabel} | ours / Prosody |`,
+    "|---|---|---|---|---|",
+  ];
+  for (const s of t.scenarios) {
+    const ours = t.ours[s];
+    const theirs = t.prosody?.[s];
+    METRICS[s].forEach((m, i) => {
+      const head = i === 0 ? `${s} (${t.params[s]})` : "";
+      lines.push(
+        `| ${head} | ${m.label} | ${cell(ours, m, "not yet supported")} | ${
+          cell(theirs, m, "failed")
+        } | ${ratio(metricMedian(ours, m), metricMedian(theirs, m))} |`,
+      );
+    });
+  }
+  return lines.join("\n");
+}
+
+/** Notes for runs that failed or were skipped, one line each. */
+export function renderFailures(
+  name: string,
+  outcomes: Readonly<Partial<Record<Scenario, Outcome>>>,
+): string[] {
+  const out: string[] = [];
+  for (const [s, o] of Object.entries(outcomes)) {
+    if (o === undefined) continue;
+    if (o.skipped !== undefined) out.push(`- ${name}, ${s}: skipped: ${o.skipped}`);
+    const distinct = [...new Set(o.failures)];
+    for (const f of distinct) {
+      const n = o.failures.filter((x) => x === f).length;
+      out.push(`- ${name}, ${s}: ${n} run(s) failed: ${f.slice(0, 300)}`);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,298 @@
+/**
+ * Server control for `bench/load.ts`: provision accounts once into a snapshot, then start a
+ * fresh server process from that snapshot for every measured run, so that runs do not inherit
+ * each other's heaps, caches or stored data (the procedure of ../shared/bench/run-suite.sh).
+ *
+ * Two kinds: this project's server (accounts created through the account store, since it has
+ * no in-band registration yet) and Prosody (the shared start/stop scripts, accounts through
+ * in-band registration with xmppbench).
+ *
+ * @module
+ */
+
+import { openAccountStore } from "../lib/storage/accounts.ts";
+
+/** File descriptors for the server and the load generator: one per connection and more. */
+export const NOFILE = 20000;
+
+/** A server process started for one measurement. */
+export interface RunningServer {
+  /** The process whose CPU and RSS xmppbench samples. */
+  readonly pid: number;
+  /** Its c2s port on 127.0.0.1. */
+  readonly port: number;
+  /** Stops the process and waits for it to be gone. */
+  stop(): Promise<void>;
+}
+
+/** What to provision: bench1..bench<users>, and optionally the fanout accounts. */
+export interface ProvisionSpec {
+  readonly users: number;
+  /** Contacts fan1..fan<n> and `fanhub`; 0 for none. */
+  readonly fanContacts: number;
+}
+
+/** Options for one start. */
+export interface StartOptions {
+  /** Prosody only: archive messages (mod_mam's default policy); ignored by our server. */
+  readonly archive: boolean;
+}
+
+/** One kind of server under test. */
+export interface ServerKind {
+  /** Short name used in the table header. */
+  readonly name: string;
+  /** Label written into the JSON lines (server and version). */
+  readonly label: string;
+  /** Creates the accounts and keeps them as the snapshot every start restores. */
+  provision(spec: ProvisionSpec, bench: BenchRunner): Promise<void>;
+  /** A fresh process from the snapshot. */
+  start(opts: StartOptions): Promise<RunningServer>;
+  /** Removes the scratch directory. */
+  cleanup(): Promise<void>;
+}
+
+/** Runs xmppbench with the given arguments; resolves with its parsed JSON line, if any. */
+export type BenchRunner = (args: readonly string[], timeoutS: number) => Promise<BenchRun>;
+
+/** What one xmppbench invocation produced. */
+export interface BenchRun {
+  readonly code: number;
+  /** The JSON result line, or `undefined` if the tool printed none. */
+  readonly json: Readonly<Record<string, unknown>> | undefined;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs a command to completion; throws with its stderr when it fails. */
+export async function run(cmd: string, args: readonly string[], env?: Record<string, string>) {
+  const out = await new Deno.Command(cmd, {
+    args: [...args],
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")} failed (${out.code}): ${dec.decode(out.stderr)}`);
+  }
+  return dec.decode(out.stdout);
+}
+
+/**
+ * A free loopback TCP port. The port is released again before the server binds it; the race
+ * is acceptable for a benchmark and avoids clashing with fixed ports other jobs use.
+ */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function waitForPort(port: number, alive: () => boolean, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!alive()) throw new Error(`server exited before listening on ${port}`);
+    try {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      c.close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`server did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
+}
+
+async function restore(snapshot: string, target: string) {
+  await Deno.remove(target, { recursive: true }).catch(() => {});
+  // cp -a keeps owners and modes, which Prosody (running as its own user) needs.
+  await run("cp", ["-a", snapshot, target]);
+}
+
+/** Runs `fn` on 1..n with at most `concurrency` in flight. */
+async function pool(n: number, concurrency: number, fn: (i: number) => Promise<void>) {
+  let next = 1;
+  async function worker() {
+    while (next <= n) await fn(next++);
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
+}
+
+/** This project's server, started as `deno run --allow-all main.ts --config FILE`. */
+export async function ourServer(mainTs: string, label: string): Promise<ServerKind> {
+  const scratch = await Deno.makeTempDir({ prefix: "bench_load_ours_" });
+  const snapshot = `${scratch}/snapshot`;
+  const data = `${scratch}/data`;
+  const logFile = `${scratch}/server.log`;
+
+  async function provision(spec: ProvisionSpec) {
+    const accounts = openAccountStore(snapshot);
+    const names = Array.from({ length: spec.users }, (_, i) => `bench${i + 1}`);
+    for (let i = 1; i <= spec.fanContacts; i++) names.push(`fan${i}`);
+    if (spec.fanContacts > 0) names.push("fanhub");
+    // Each create runs PBKDF2 twice (SHA-1 and SHA-256); overlapping the file writes helps.
+    await pool(names.length, 8, (i) => accounts.create("localhost", names[i - 1], "benchpass"));
+  }
+
+  async function start(): Promise<RunningServer> {
+    await restore(snapshot, data);
+    const port = freePort();
+    const config = `${scratch}/config.toml`;
+    await Deno.writeTextFile(
+      config,
+      [
+        `hosts = ["localhost"]`,
+        `data_dir = ${JSON.stringify(data)}`,
+        `interfaces = ["127.0.0.1"]`,
+        `c2s_port = ${port}`,
+        `c2s_direct_tls_port = false`,
+        `require_encryption = false`,
+        `log_level = "warning"`,
+        ``,
+      ].join("\n"),
+    );
+    // exec keeps the pid, so the child's pid is the server's; bash only raises the fd limit.
+    const child = new Deno.Command("bash", {
+      args: [
+        "-c",
+        `ulimit -n ${NOFILE} 2>/dev/null; exec "$@" >>"$LOG" 2>&1`,
+        "bash",
+        Deno.execPath(),
+        "run",
+        "--allow-all",
+        mainTs,
+        "--config",
+        config,
+      ],
+      env: { LOG: logFile },
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    let exited = false;
+    const status = child.status.then((s) => {
+      exited = true;
+      return s;
+    });
+    const stop = async () => {
+      if (exited) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => {
+        if (!exited) child.kill("SIGKILL");
+      }, 10_000);
+      await status;
+      clearTimeout(timer);
+    };
+    try {
+      await waitForPort(port, () => !exited, 30_000);
+    } catch (e) {
+      await stop();
+      const log = await Deno.readTextFile(logFile).catch(() => "");
+      throw new Error(`${(e as Error).message}\n${log.split("\n").slice(-20).join("\n")}`);
+    }
+    return { pid: child.pid, port, stop };
+  }
+
+  return {
+    name: "ours",
+    label,
+    provision,
+    start,
+    cleanup: () => Deno.remove(scratch, { recursive: true }).catch(() => {}),
+  };
+}
+
+/** Whether `prosody` is on PATH. */
+export async function prosodyInstalled(): Promise<boolean> {
+  try {
+    await run("bash", ["-c", "command -v prosody"]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Prosody's packaged version, e.g. `0.12.3`, or `unknown`. */
+export async function prosodyVersion(): Promise<string> {
+  try {
+    const v = await run("dpkg-query", ["-W", "-f=${Version}", "prosody"]);
+    return v.trim().replace(/-[^-]*$/, "") || "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+/** Prosody through ../shared/bench/prosody/{start,stop}.sh. */
+export async function prosodyServer(scriptsDir: string, label: string): Promise<ServerKind> {
+  const scratch = await Deno.makeTempDir({ prefix: "bench_load_prosody_" });
+  // start.sh runs Prosody as the `prosody` user, which must reach the scratch directory.
+  await Deno.chmod(scratch, 0o755);
+  const inst = `${scratch}/instance`;
+  const snapshot = `${scratch}/snapshot`;
+
+  async function startAt(extraConfig: string): Promise<RunningServer> {
+    const port = freePort();
+    const out = await run(
+      `${scriptsDir}/start.sh`,
+      [inst, String(port), String(freePort()), String(freePort())],
+      { ...Deno.env.toObject(), PROSODY_EXTRA_CONFIG: extraConfig, NOFILE: String(NOFILE) },
+    );
+    const pid = Number(out.trim().split("\n").pop());
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`start.sh printed no pid: ${out}`);
+    // start.sh waits until the port listens, so the instance is ready here.
+    return { pid, port, stop: () => run(`${scriptsDir}/stop.sh`, [inst]).then(() => {}) };
+  }
+
+  async function provision(spec: ProvisionSpec, bench: BenchRunner) {
+    await Deno.remove(inst, { recursive: true }).catch(() => {});
+    const s = await startAt("");
+    try {
+      const reg = async (args: readonly string[], what: string) => {
+        const r = await bench(
+          ["--scenario", "register", "--port", String(s.port), "--concurrency", "10", ...args],
+          900,
+        );
+        if (r.json?.ok !== true) throw new Error(`Prosody: registering ${what} failed: ${r.stdout}`);
+      };
+      await reg(["--users", String(spec.users)], `bench1..bench${spec.users}`);
+      if (spec.fanContacts > 0) {
+        await reg(["--user-prefix", "fan", "--users", String(spec.fanContacts)], "fan contacts");
+        await reg(["--names", "fanhub"], "fanhub");
+        // The fanout setup phase establishes the subscriptions; one update only.
+        const r = await bench([
+          "--scenario",
+          "fanout",
+          "--port",
+          String(s.port),
+          "--contacts",
+          String(spec.fanContacts),
+          "--updates",
+          "1",
+          "--mech",
+          "PLAIN",
+        ], 300);
+        if (r.json?.ok !== true) throw new Error(`Prosody: fanout subscriptions failed`);
+      }
+    } finally {
+      await s.stop();
+    }
+    await restore(`${inst}/data`, snapshot);
+  }
+
+  async function start(opts: StartOptions): Promise<RunningServer> {
+    await run(`${scriptsDir}/stop.sh`, [inst]).catch(() => {});
+    await restore(snapshot, `${inst}/data`);
+    return await startAt(opts.archive ? "" : "default_archive_policy = false");
+  }
+
+  return {
+    name: "Prosody",
+    label,
+    provision,
+    start,
+    cleanup: () => Deno.remove(scratch, { recursive: true }).catch(() => {}),
+  };
+}
