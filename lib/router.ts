@@ -53,6 +53,15 @@ export function route(stanza: Element, view: RouterView): Delivery[] {
     if (stanza.name !== "message") return bounce(stanza);
   }
   if (stanza.name === "iq") return bounce(stanza);
+  if (stanza.name === "presence") {
+    // RFC 6121 §8.5.2.1.1: presence to a bare JID goes to every available resource, whatever
+    // its priority; with none available it is dropped (bounce never answers presence).
+    return resources.filter((r) => r.available).map((r) => ({
+      kind: "deliver" as const,
+      to: r.fullJid,
+      stanza,
+    }));
+  }
   const candidates = resources.filter((r) => r.available && r.priority >= 0);
   if (candidates.length === 0) return bounce(stanza);
   const top = Math.max(...candidates.map((r) => r.priority));

@@ -82,7 +82,9 @@ export function onStartTls(s: Session, ctx: Ctx): Step {
     const [d, out] = destroy(s, ctx, { writable: true });
     return [d, [{ kind: "send", stanza: elem("failure", { xmlns: NS_TLS }) }, ...out]];
   }
-  return [{ ...s, notopen: true, streamId: undefined }, [
+  // RFC 6120 §5.4.3.3: nothing learnt before TLS survives it, so a SASL exchange started in
+  // the clear cannot be finished under TLS.
+  return [{ ...s, notopen: true, streamId: undefined, sasl: undefined }, [
     { kind: "send", stanza: elem("proceed", { xmlns: NS_TLS }) },
     { kind: "starttls" },
     { kind: "reset-stream", authenticated: false },

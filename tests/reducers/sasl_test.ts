@@ -9,7 +9,7 @@ import {
 } from "../../lib/sasl/scram.ts";
 import type { Session } from "../../lib/session.ts";
 import { elem, stanza } from "../../lib/xml/element.ts";
-import { NS_SASL } from "../../lib/xmpp/namespaces.ts";
+import { NS_SASL, NS_TLS } from "../../lib/xmpp/namespaces.ts";
 import {
   b64,
   fresh,
@@ -644,4 +644,21 @@ Deno.test("sasl: after success the restarted stream offers binding", () => {
   assert.equal(session.type, "c2s");
   assert.equal(session.notopen, false);
   assert.equal(session.streamId, "id1");
+});
+
+Deno.test("sasl: an exchange started in the clear does not survive STARTTLS", () => {
+  const ctx = testCtx({ nonces: [RFC5802.serverNonce] });
+  const { session, outputs } = run(opened(false), [
+    auth("SCRAM-SHA-1", b64(RFC5802.clientFirst)),
+    loaded(CREDS),
+    stanzaEvent(elem("starttls", { xmlns: NS_TLS })),
+    { kind: "tls-done", channelBindings: {} },
+    streamOpen(),
+    response(b64(RFC5802.clientFinal)),
+  ], ctx);
+  assert.deepEqual(show(outputs.slice(-1)), [
+    { kind: "send", xml: failure("malformed-request", "No exchange in progress") },
+  ]);
+  assert.equal(session.type, "c2s_unauthed");
+  assert.equal(session.username, undefined);
 });
