@@ -255,7 +255,9 @@ export async function prosodyServer(scriptsDir: string, label: string): Promise<
           ["--scenario", "register", "--port", String(s.port), "--concurrency", "10", ...args],
           900,
         );
-        if (r.json?.ok !== true) throw new Error(`Prosody: registering ${what} failed: ${r.stdout}`);
+        if (r.json?.ok !== true) {
+          throw new Error(`Prosody: registering ${what} failed: ${r.stdout}`);
+        }
       };
       await reg(["--users", String(spec.users)], `bench1..bench${spec.users}`);
       if (spec.fanContacts > 0) {
@@ -285,7 +287,12 @@ export async function prosodyServer(scriptsDir: string, label: string): Promise<
   async function start(opts: StartOptions): Promise<RunningServer> {
     await run(`${scriptsDir}/stop.sh`, [inst]).catch(() => {});
     await restore(snapshot, `${inst}/data`);
-    return await startAt(opts.archive ? "" : "default_archive_policy = false");
+    // A second global `default_archive_policy` would make Prosody 0.12.3 fail to read its
+    // config (its duplicate-option warning crashes on a nil line number), so the override
+    // goes into the host section, which takes precedence over the template's global one.
+    return await startAt(
+      opts.archive ? "" : `VirtualHost "localhost"; default_archive_policy = false`,
+    );
   }
 
   return {

@@ -32,6 +32,8 @@ export interface LimitsConfig {
   readonly authTimeout: number;
   /** Seconds of silence before a connection is closed; XEP-0478 idle-seconds. */
   readonly idleTimeout: number;
+  /** Messages kept per user while they are offline (XEP-0160); more bounce. */
+  readonly offlineMessages: number;
 }
 
 /** Authentication settings. */
@@ -184,6 +186,7 @@ const Schema = table({
       max_depth: integer(2, 10000, 32),
       auth_timeout: integer(1, Number.MAX_SAFE_INTEGER, 60),
       idle_timeout: integer(1, Number.MAX_SAFE_INTEGER, 840),
+      offline_messages: integer(0, 100000, 100),
     }),
     {},
   ),
@@ -293,6 +296,7 @@ export function configFromObject(obj: unknown, source: string): Config {
       maxDepth: raw.limits.max_depth,
       authTimeout: raw.limits.auth_timeout,
       idleTimeout: raw.limits.idle_timeout,
+      offlineMessages: raw.limits.offline_messages,
     },
     auth: {
       scramIterations: raw.auth.scram_iterations,

@@ -1,18 +1,22 @@
 /**
  * Who receives a stanza (RFC 6120 §10, RFC 6121 §8), as a pure function of a registry view.
- * This is the part the foundation needs; the IM core extends it.
+ * Stanzas that concern a user's account rather than one session (subscriptions, probes,
+ * messages nobody online can take) go to the account.
  * @module
  */
+import type { AccountOp } from "./reducers/account.ts";
 import type { ResourceView } from "./reducers/types.ts";
 import type { Element } from "./xml/element.ts";
-import { errorReply } from "./xmpp/errors.ts";
+import { errorReply, type StanzaErrorCondition } from "./xmpp/errors.ts";
 import { parseJid } from "./xmpp/jid.ts";
 
 /** One delivery decided by the router. */
 export type Delivery =
   | { readonly kind: "deliver"; readonly to: string; readonly stanza: Element }
-  /** An error reply to the sender's session (routed back to `stanza.attrs.to`). */
-  | { readonly kind: "bounce"; readonly stanza: Element };
+  /** An error reply to the sender (route it again: its `to` is the sender). */
+  | { readonly kind: "bounce"; readonly stanza: Element }
+  /** Work for a local user's account. */
+  | { readonly kind: "account"; readonly bare: string; readonly op: AccountOp };
 
 /** What the router may consult. */
 export interface RouterView {
@@ -20,54 +24,86 @@ export interface RouterView {
   readonly resourcesOf: (bareJid: string) => readonly ResourceView[];
 }
 
-function bounce(stanza: Element): Delivery[] {
+const SUBSCRIPTION_TYPES = new Set(["subscribe", "subscribed", "unsubscribe", "unsubscribed"]);
+
+function bounce(
+  stanza: Element,
+  condition: StanzaErrorCondition = "service-unavailable",
+): Delivery[] {
   const type = stanza.attrs.type;
-  // Errors are never answered with errors, results never bounce (RFC 6120 §8.3.1).
+  // Errors are never answered with errors, results never bounce (RFC 6120 §8.3.1), and
+  // presence is never answered with an error by the router.
   if (type === "error" || (stanza.name === "iq" && type === "result")) return [];
   if (stanza.name === "presence") return [];
-  return [{ kind: "bounce", stanza: errorReply(stanza, "service-unavailable") }];
+  return [{ kind: "bounce", stanza: errorReply(stanza, condition) }];
 }
 
-/** Deliveries for a stanza whose `from` is already stamped. */
-export function route(stanza: Element, view: RouterView): Delivery[] {
-  const from = stanza.attrs.from!;
-  const to = stanza.attrs.to;
-  if (to === undefined) {
-    // Presence without 'to' is a broadcast: for now, to the user's own available resources.
-    if (stanza.name !== "presence") return [];
-    const bare = from.split("/")[0];
-    return view.resourcesOf(bare).filter((r) => r.available || r.fullJid === from).map((r) => ({
-      kind: "deliver" as const,
-      to: r.fullJid,
-      stanza,
-    }));
+function deliverAll(stanza: Element, to: readonly ResourceView[]): Delivery[] {
+  return to.map((r) => ({ kind: "deliver" as const, to: r.fullJid, stanza }));
+}
+
+/** A message to a bare JID (RFC 6121 §8.5.2.1.1, §8.5.2.2.1). */
+function messageToBare(stanza: Element, bare: string, resources: readonly ResourceView[]) {
+  const type = stanza.attrs.type ?? "normal";
+  // RFC 6121 §8.5.2.1.1: an error to a bare JID is silently ignored, never delivered.
+  if (type === "error") return [];
+  if (type === "groupchat") return bounce(stanza);
+  const candidates = resources.filter((r) => r.available && r.priority >= 0);
+  if (candidates.length === 0) {
+    if (type === "headline" || type === "error") return [];
+    // Offline storage, or a bounce when the account does not exist: the account knows.
+    return [{ kind: "account" as const, bare, op: { kind: "offline-message" as const, stanza } }];
   }
+  if (type === "headline" || type === "normal") return deliverAll(stanza, candidates);
+  // Chat goes to the most available resources (ties all get it).
+  const top = Math.max(...candidates.map((r) => r.priority));
+  return deliverAll(stanza, candidates.filter((r) => r.priority === top));
+}
+
+/** Deliveries for a stanza whose `from` is stamped and whose `to` is normalised. */
+export function route(stanza: Element, view: RouterView): Delivery[] {
+  const to = stanza.attrs.to;
+  if (to === undefined) return [];
   const jid = parseJid(to);
-  if (jid === undefined) return [];
-  if (jid.local === undefined || !view.hosts.includes(jid.domain)) return bounce(stanza);
+  if (jid === undefined) return bounce(stanza, "jid-malformed");
+  if (!view.hosts.includes(jid.domain)) {
+    // No server-to-server yet: other domains cannot be reached (RFC 6120 §10.4.3).
+    return bounce(stanza, "remote-server-not-found");
+  }
+  if (jid.local === undefined) {
+    // To the server itself: handled by the sender's session before routing; anything
+    // else (results, errors, presence) has nowhere to go.
+    return stanza.name === "iq" ? bounce(stanza) : [];
+  }
   const bare = `${jid.local}@${jid.domain}`;
   const resources = view.resourcesOf(bare);
+  const type = stanza.attrs.type;
+
+  if (stanza.name === "presence") {
+    // Subscriptions and probes are the account's, whatever resource they name (RFC 6121 §3).
+    if (type !== undefined && SUBSCRIPTION_TYPES.has(type)) {
+      return [{ kind: "account", bare, op: { kind: "inbound-subscription", stanza } }];
+    }
+    if (type === "probe") return [{ kind: "account", bare, op: { kind: "probe", stanza } }];
+    if (jid.resource !== undefined) {
+      const target = resources.find((r) => r.resource === jid.resource);
+      return target === undefined ? [] : [{ kind: "deliver", to: target.fullJid, stanza }];
+    }
+    // RFC 6121 §8.5.2.1.1: to every available resource, whatever its priority.
+    return deliverAll(stanza, resources.filter((r) => r.available));
+  }
+
   if (jid.resource !== undefined) {
     const target = resources.find((r) => r.resource === jid.resource);
     if (target !== undefined) return [{ kind: "deliver", to: target.fullJid, stanza }];
-    if (stanza.name !== "message") return bounce(stanza);
+    // RFC 6121 §8.5.3.2: the resource is gone.
+    if (stanza.name === "iq") return bounce(stanza);
+    const mtype = type ?? "normal";
+    if (mtype === "chat" || mtype === "normal") return messageToBare(stanza, bare, resources);
+    if (mtype === "groupchat") return bounce(stanza);
+    return [];
   }
+  // An iq to a bare JID is answered by the server on the user's behalf (RFC 6121 §8.5.2.1.3).
   if (stanza.name === "iq") return bounce(stanza);
-  if (stanza.name === "presence") {
-    // RFC 6121 §8.5.2.1.1: presence to a bare JID goes to every available resource, whatever
-    // its priority; with none available it is dropped (bounce never answers presence).
-    return resources.filter((r) => r.available).map((r) => ({
-      kind: "deliver" as const,
-      to: r.fullJid,
-      stanza,
-    }));
-  }
-  const candidates = resources.filter((r) => r.available && r.priority >= 0);
-  if (candidates.length === 0) return bounce(stanza);
-  const top = Math.max(...candidates.map((r) => r.priority));
-  return candidates.filter((r) => r.priority === top).map((r) => ({
-    kind: "deliver" as const,
-    to: r.fullJid,
-    stanza,
-  }));
+  return messageToBare(stanza, bare, resources);
 }

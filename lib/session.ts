@@ -8,21 +8,37 @@
  */
 import type { Element } from "./xml/element.ts";
 
+/** Subscription states of RFC 6121 §2.1.2.5. */
+export type Subscription = "none" | "to" | "from" | "both";
+
 /** One roster entry (RFC 6121 §2.1.2). */
 export interface RosterItem {
+  /** The contact's bare JID, normalised. */
   readonly jid: string;
   readonly name?: string;
-  readonly subscription: "none" | "to" | "from" | "both";
+  readonly subscription: Subscription;
   /** Pending outbound subscription request (`ask="subscribe"`). */
   readonly ask?: "subscribe";
+  /** Subscription pre-approved by the user (RFC 6121 §3.4, `approved="true"`). */
+  readonly approved?: boolean;
   readonly groups: readonly string[];
 }
 
 /** A user's roster with its version (XEP-0237). */
 export interface Roster {
+  /** Increases with every change; sent as `ver`. */
   readonly version: string;
+  /** Items by the contact's bare JID. */
   readonly items: Readonly<Record<string, RosterItem>>;
+  /**
+   * Inbound subscription requests awaiting the user's answer (RFC 6121 §3.1.3), by bare JID,
+   * whether or not the contact is in the roster; redelivered at each initial presence.
+   */
+  readonly pendingIn: Readonly<Record<string, true>>;
 }
+
+/** A roster with nothing in it. */
+export const EMPTY_ROSTER: Roster = { version: "0", items: {}, pendingIn: {} };
 
 /** SASL exchange in progress (opaque to everything but lib/reducers/sasl.ts). */
 export interface SaslExchange {
@@ -67,6 +83,10 @@ export interface Session {
   readonly interested: boolean;
   /** Loaded at bind. */
   readonly roster?: Roster;
+  /** Who got directed presence from this resource and must hear when it goes (RFC 6121 §4.6). */
+  readonly directed: readonly string[];
+  /** Stanzas that arrived between binding and the roster's arrival, replayed in order. */
+  readonly held: readonly Element[];
   /** The stream's xml:lang, for error texts. */
   readonly lang?: string;
 }
@@ -90,6 +110,8 @@ export function newSession(
     ip: opts.ip,
     priority: 0,
     interested: false,
+    directed: [],
+    held: [],
   };
 }
 

@@ -25,6 +25,7 @@ const DEFAULTS: Config = {
     maxDepth: 32,
     authTimeout: 60,
     idleTimeout: 840,
+    offlineMessages: 100,
   },
   auth: { scramIterations: 4096, allowPlain: true, maxFailures: 5, failureWindow: 300 },
   logLevel: "info",
@@ -101,6 +102,7 @@ stanza_size_unauthed = 4096
 max_depth = 16
 auth_timeout = 30
 idle_timeout = 300
+offline_messages = 10
 
 [auth]
 scram_iterations = 10000
@@ -122,6 +124,7 @@ failure_window = 60
       maxDepth: 16,
       authTimeout: 30,
       idleTimeout: 300,
+      offlineMessages: 10,
     },
     auth: { scramIterations: 10000, allowPlain: false, maxFailures: 3, failureWindow: 60 },
     logLevel: "debug",

@@ -6,12 +6,13 @@ import { elem, type Element, stanza } from "../lib/xml/element.ts";
 
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const ROMEO = "romeo@example.com/orchard";
+const JULIET = "juliet@example.com";
 
 function resource(
   name: string,
   priority: number,
   available = true,
-  bare = "juliet@example.com",
+  bare = JULIET,
 ): ResourceView {
   return { fullJid: `${bare}/${name}`, resource: name, priority, available, interested: false };
 }
@@ -22,11 +23,21 @@ function view(online: Readonly<Record<string, readonly ResourceView[]>>): Router
 
 /** Deliveries with their stanzas serialized, for exact comparison. */
 function shown(ds: readonly Delivery[]): unknown[] {
-  return ds.map((d) =>
-    d.kind === "deliver"
-      ? { kind: d.kind, to: d.to, xml: serializeTop(d.stanza) }
-      : { kind: d.kind, xml: serializeTop(d.stanza) }
-  );
+  return ds.map((d) => {
+    switch (d.kind) {
+      case "deliver":
+        return { kind: d.kind, to: d.to, xml: serializeTop(d.stanza) };
+      case "bounce":
+        return { kind: d.kind, xml: serializeTop(d.stanza) };
+      case "account":
+        return {
+          kind: d.kind,
+          bare: d.bare,
+          op: d.op.kind,
+          xml: "stanza" in d.op ? serializeTop(d.op.stanza) : undefined,
+        };
+    }
+  });
 }
 
 function message(to: string, attrs: Readonly<Record<string, string>> = {}): Element {
@@ -41,14 +52,36 @@ function presence(to: string, attrs: Readonly<Record<string, string>> = {}): Ele
   return stanza("presence", { from: ROMEO, to, ...attrs });
 }
 
-function bounced(el: Element): string {
-  const to = el.attrs.to;
-  return `<${el.name} type="error" id="${el.attrs.id}" from="${to}" to="${ROMEO}">` +
-    `<error type="cancel"><service-unavailable xmlns="${STANZAS}"/></error></${el.name}>`;
+/** The error types RFC 6120 §8.3.3 gives these conditions. */
+const ERROR_TYPES = {
+  "service-unavailable": "cancel",
+  "remote-server-not-found": "cancel",
+  "jid-malformed": "modify",
+} as const;
+
+type Condition = keyof typeof ERROR_TYPES;
+
+/** The error reply to `el`: name and id kept, to and from swapped, no payload. */
+function bounced(el: Element, condition: Condition): string {
+  return `<${el.name} type="error" id="${el.attrs.id}" from="${el.attrs.to}" to="${ROMEO}">` +
+    `<error type="${ERROR_TYPES[condition]}"><${condition} xmlns="${STANZAS}"/></error>` +
+    `</${el.name}>`;
+}
+
+/** What one delivery should be, the stanza being the routed one unless it bounces. */
+type Expected =
+  | { readonly deliver: string }
+  | { readonly bounce: Condition }
+  | { readonly account: "offline-message" | "inbound-subscription" | "probe" };
+
+function expected(el: Element, e: Expected): unknown {
+  if ("deliver" in e) return { kind: "deliver", to: e.deliver, xml: serializeTop(el) };
+  if ("bounce" in e) return { kind: "bounce", xml: bounced(el, e.bounce) };
+  return { kind: "account", bare: JULIET, op: e.account, xml: serializeTop(el) };
 }
 
 const JULIET_ONLINE = view({
-  "juliet@example.com": [
+  [JULIET]: [
     resource("balcony", 5),
     resource("chamber", 5),
     resource("garden", 1),
@@ -56,174 +89,401 @@ const JULIET_ONLINE = view({
   ],
 });
 
+/** The bare-JID priority layout of the brief: 1, 1, 0, -1, plus one not available. */
+const PRIORITIES = view({
+  [JULIET]: [
+    resource("a", 1),
+    resource("b", 1),
+    resource("c", 0),
+    resource("d", -1),
+    resource("e", 9, false),
+  ],
+});
+
+const OFFLINE = view({});
+
+const GARDEN = `${JULIET}/garden`;
+const GONE = `${JULIET}/gone`;
+const TOMB = `${JULIET}/tomb`;
+
 const CASES: readonly {
   readonly name: string;
   readonly stanza: Element;
   readonly view: RouterView;
-  /** Full JIDs that get the stanza as it is; `bounce` for a service-unavailable reply. */
-  readonly expect: readonly string[] | "bounce" | "nothing";
+  readonly expect: readonly Expected[];
 }[] = [
-  {
-    name: "message to a connected full JID is delivered there",
-    stanza: message("juliet@example.com/garden"),
+  // -- Full JID, the resource is connected: delivered there, whatever the type (RFC 6121
+  // §8.5.3.1), except subscription stanzas and probes, which belong to the account (§3, §4.3).
+  ...(["chat", "normal", "headline", "groupchat", "error"] as const).map((type) => ({
+    name: `message ${type} to a connected full JID is delivered there`,
+    stanza: message(GARDEN, { type }),
     view: JULIET_ONLINE,
-    expect: ["juliet@example.com/garden"],
-  },
+    expect: [{ deliver: GARDEN }],
+  })),
   {
-    name: "iq to a connected but unavailable full JID is delivered there",
-    stanza: iq("juliet@example.com/tomb"),
+    name: "message without type to a connected full JID is delivered there",
+    stanza: message(GARDEN),
     view: JULIET_ONLINE,
-    expect: ["juliet@example.com/tomb"],
+    expect: [{ deliver: GARDEN }],
   },
   {
-    name: "message to a gone resource follows the bare JID rules",
-    stanza: message("juliet@example.com/gone"),
+    name: "iq get to a connected but unavailable full JID is delivered there",
+    stanza: iq(TOMB),
     view: JULIET_ONLINE,
-    expect: ["juliet@example.com/balcony", "juliet@example.com/chamber"],
+    expect: [{ deliver: TOMB }],
   },
   {
-    name: "iq to a gone resource bounces with service-unavailable",
-    stanza: iq("juliet@example.com/gone"),
+    name: "iq result to a connected full JID is delivered there",
+    stanza: iq(GARDEN, "result"),
     view: JULIET_ONLINE,
-    expect: "bounce",
+    expect: [{ deliver: GARDEN }],
   },
   {
-    name: "presence to a gone resource is dropped",
-    stanza: presence("juliet@example.com/gone"),
+    name: "available presence to a connected full JID is delivered there",
+    stanza: presence(GARDEN),
     view: JULIET_ONLINE,
-    expect: "nothing",
+    expect: [{ deliver: GARDEN }],
   },
   {
-    name: "message to the bare JID: every available resource of the top priority",
-    stanza: message("juliet@example.com"),
+    name: "unavailable presence to a connected but unavailable full JID is delivered there",
+    stanza: presence(TOMB, { type: "unavailable" }),
     view: JULIET_ONLINE,
-    expect: ["juliet@example.com/balcony", "juliet@example.com/chamber"],
+    expect: [{ deliver: TOMB }],
   },
-  {
-    name: "message to the bare JID: a single top resource alone",
-    stanza: message("juliet@example.com"),
-    view: view({ "juliet@example.com": [resource("a", 0), resource("b", 3)] }),
-    expect: ["juliet@example.com/b"],
-  },
-  {
-    name: "message to the bare JID: negative priorities never get it",
-    stanza: message("juliet@example.com"),
-    view: view({ "juliet@example.com": [resource("a", -1), resource("b", -5)] }),
-    expect: "bounce",
-  },
-  {
-    name: "message to the bare JID: connected but unavailable resources never get it",
-    stanza: message("juliet@example.com"),
-    view: view({ "juliet@example.com": [resource("a", 5, false)] }),
-    expect: "bounce",
-  },
-  {
-    name: "message to an offline user bounces",
-    stanza: message("juliet@example.com"),
-    view: view({}),
-    expect: "bounce",
-  },
-  {
-    name: "iq to a bare JID bounces (the server answers for the account)",
-    stanza: iq("juliet@example.com"),
+  ...(["subscribe", "subscribed", "unsubscribe", "unsubscribed"] as const).map((type) => ({
+    name: `presence ${type} to a connected full JID goes to the account`,
+    stanza: presence(GARDEN, { type }),
     view: JULIET_ONLINE,
-    expect: "bounce",
+    expect: [{ account: "inbound-subscription" as const }],
+  })),
+  {
+    name: "probe to a connected full JID goes to the account",
+    stanza: presence(GARDEN, { type: "probe" }),
+    view: JULIET_ONLINE,
+    expect: [{ account: "probe" }],
+  },
+
+  // -- Full JID, the resource is gone (RFC 6121 §8.5.3.2).
+  {
+    name: "chat to a gone resource follows the bare JID rules",
+    stanza: message(GONE, { type: "chat" }),
+    view: JULIET_ONLINE,
+    expect: [{ deliver: `${JULIET}/balcony` }, { deliver: `${JULIET}/chamber` }],
   },
   {
-    name: "presence to the bare JID reaches every available resource (RFC 6121 §8.5.2.1.1)",
-    stanza: presence("juliet@example.com"),
+    name: "normal message to a gone resource follows the bare JID rules",
+    stanza: message(GONE),
+    view: PRIORITIES,
+    expect: [{ deliver: `${JULIET}/a` }, { deliver: `${JULIET}/b` }, { deliver: `${JULIET}/c` }],
+  },
+  {
+    name: "chat to a gone resource of an offline user is stored",
+    stanza: message(GONE, { type: "chat" }),
+    view: OFFLINE,
+    expect: [{ account: "offline-message" }],
+  },
+  {
+    name: "normal message to a gone resource of an offline user is stored",
+    stanza: message(GONE, { type: "normal" }),
+    view: OFFLINE,
+    expect: [{ account: "offline-message" }],
+  },
+  {
+    name: "headline to a gone resource is dropped",
+    stanza: message(GONE, { type: "headline" }),
     view: JULIET_ONLINE,
+    expect: [],
+  },
+  {
+    name: "groupchat to a gone resource bounces",
+    stanza: message(GONE, { type: "groupchat" }),
+    view: JULIET_ONLINE,
+    expect: [{ bounce: "service-unavailable" }],
+  },
+  {
+    name: "error message to a gone resource is dropped",
+    stanza: message(GONE, { type: "error" }),
+    view: OFFLINE,
+    expect: [],
+  },
+  {
+    name: "iq get to a gone resource bounces with service-unavailable",
+    stanza: iq(GONE),
+    view: JULIET_ONLINE,
+    expect: [{ bounce: "service-unavailable" }],
+  },
+  {
+    name: "iq set to a gone resource of an offline user bounces",
+    stanza: iq(GONE, "set"),
+    view: OFFLINE,
+    expect: [{ bounce: "service-unavailable" }],
+  },
+  {
+    name: "iq result to a gone resource is not bounced",
+    stanza: iq(GONE, "result"),
+    view: JULIET_ONLINE,
+    expect: [],
+  },
+  {
+    name: "iq error to a gone resource is not bounced",
+    stanza: iq(GONE, "error"),
+    view: JULIET_ONLINE,
+    expect: [],
+  },
+  {
+    name: "available presence to a gone resource is dropped",
+    stanza: presence(GONE),
+    view: JULIET_ONLINE,
+    expect: [],
+  },
+  {
+    name: "unavailable presence to a gone resource is dropped",
+    stanza: presence(GONE, { type: "unavailable" }),
+    view: OFFLINE,
+    expect: [],
+  },
+  {
+    name: "subscribe to a gone resource of an offline user goes to the account",
+    stanza: presence(GONE, { type: "subscribe" }),
+    view: OFFLINE,
+    expect: [{ account: "inbound-subscription" }],
+  },
+  {
+    name: "probe to a gone resource of an offline user goes to the account",
+    stanza: presence(GONE, { type: "probe" }),
+    view: OFFLINE,
+    expect: [{ account: "probe" }],
+  },
+
+  // -- Bare JID with resources at priorities 1, 1, 0, -1 (and one not available).
+  {
+    name: "chat to the bare JID: the available resources of the top priority",
+    stanza: message(JULIET, { type: "chat" }),
+    view: PRIORITIES,
+    expect: [{ deliver: `${JULIET}/a` }, { deliver: `${JULIET}/b` }],
+  },
+  {
+    name: "normal message to the bare JID: every non-negative available resource",
+    stanza: message(JULIET),
+    view: PRIORITIES,
+    expect: [{ deliver: `${JULIET}/a` }, { deliver: `${JULIET}/b` }, { deliver: `${JULIET}/c` }],
+  },
+  {
+    name: "headline to the bare JID: every non-negative available resource (RFC 6121 §8.5.2.1.1)",
+    stanza: message(JULIET, { type: "headline" }),
+    view: PRIORITIES,
+    expect: [{ deliver: `${JULIET}/a` }, { deliver: `${JULIET}/b` }, { deliver: `${JULIET}/c` }],
+  },
+  {
+    name: "groupchat to the bare JID bounces with service-unavailable",
+    stanza: message(JULIET, { type: "groupchat" }),
+    view: PRIORITIES,
+    expect: [{ bounce: "service-unavailable" }],
+  },
+  {
+    name: "error message to the bare JID is silently dropped (RFC 6121 §8.5.2.1.1)",
+    stanza: message(JULIET, { type: "error" }),
+    view: PRIORITIES,
+    expect: [],
+  },
+  {
+    name: "chat to the bare JID: a single top resource alone",
+    stanza: message(JULIET, { type: "chat" }),
+    view: view({ [JULIET]: [resource("a", 0), resource("b", 3)] }),
+    expect: [{ deliver: `${JULIET}/b` }],
+  },
+  {
+    name: "iq get to the bare JID bounces (the server answers for the account)",
+    stanza: iq(JULIET),
+    view: PRIORITIES,
+    expect: [{ bounce: "service-unavailable" }],
+  },
+  {
+    name: "iq result to the bare JID is dropped",
+    stanza: iq(JULIET, "result"),
+    view: PRIORITIES,
+    expect: [],
+  },
+  {
+    name: "available presence to the bare JID reaches every available resource, any priority",
+    stanza: presence(JULIET),
+    view: PRIORITIES,
     expect: [
-      "juliet@example.com/balcony",
-      "juliet@example.com/chamber",
-      "juliet@example.com/garden",
+      { deliver: `${JULIET}/a` },
+      { deliver: `${JULIET}/b` },
+      { deliver: `${JULIET}/c` },
+      { deliver: `${JULIET}/d` },
     ],
   },
   {
-    name: "presence to the bare JID ignores priority but not availability",
-    stanza: presence("juliet@example.com", { type: "unavailable" }),
-    view: view({ "juliet@example.com": [resource("a", -1), resource("b", 2, false)] }),
-    expect: ["juliet@example.com/a"],
+    name: "unavailable presence to the bare JID reaches every available resource",
+    stanza: presence(JULIET, { type: "unavailable" }),
+    view: PRIORITIES,
+    expect: [
+      { deliver: `${JULIET}/a` },
+      { deliver: `${JULIET}/b` },
+      { deliver: `${JULIET}/c` },
+      { deliver: `${JULIET}/d` },
+    ],
+  },
+  ...(["subscribe", "subscribed", "unsubscribe", "unsubscribed"] as const).map((type) => ({
+    name: `presence ${type} to the bare JID goes to the account`,
+    stanza: presence(JULIET, { type }),
+    view: PRIORITIES,
+    expect: [{ account: "inbound-subscription" as const }],
+  })),
+  {
+    name: "probe to the bare JID goes to the account",
+    stanza: presence(JULIET, { type: "probe" }),
+    view: PRIORITIES,
+    expect: [{ account: "probe" }],
+  },
+
+  // -- Bare JID with no available resource with non-negative priority (§8.5.2.2).
+  {
+    name: "chat to the bare JID, only negative priorities: stored",
+    stanza: message(JULIET, { type: "chat" }),
+    view: view({ [JULIET]: [resource("a", -1), resource("b", -5)] }),
+    expect: [{ account: "offline-message" }],
   },
   {
-    name: "presence to the bare JID of an offline user is dropped",
-    stanza: presence("juliet@example.com"),
-    view: view({}),
-    expect: "nothing",
+    name: "normal message to the bare JID, only unavailable resources: stored",
+    stanza: message(JULIET),
+    view: view({ [JULIET]: [resource("a", 5, false)] }),
+    expect: [{ account: "offline-message" }],
+  },
+  {
+    name: "chat to an offline user: stored (or bounced by the account if there is none)",
+    stanza: message(JULIET, { type: "chat" }),
+    view: OFFLINE,
+    expect: [{ account: "offline-message" }],
+  },
+  {
+    name: "headline to an offline user is dropped",
+    stanza: message(JULIET, { type: "headline" }),
+    view: OFFLINE,
+    expect: [],
+  },
+  {
+    name: "groupchat to an offline user bounces",
+    stanza: message(JULIET, { type: "groupchat" }),
+    view: OFFLINE,
+    expect: [{ bounce: "service-unavailable" }],
   },
   {
     name: "error message to an offline user is not bounced",
-    stanza: message("juliet@example.com", { type: "error" }),
-    view: view({}),
-    expect: "nothing",
+    stanza: message(JULIET, { type: "error" }),
+    view: OFFLINE,
+    expect: [],
   },
   {
-    name: "error iq to a gone resource is not bounced",
-    stanza: iq("juliet@example.com/gone", "error"),
-    view: JULIET_ONLINE,
-    expect: "nothing",
+    name: "iq get to an offline user bounces",
+    stanza: iq(JULIET),
+    view: OFFLINE,
+    expect: [{ bounce: "service-unavailable" }],
   },
   {
-    name: "result iq to a gone resource is not bounced",
-    stanza: iq("juliet@example.com/gone", "result"),
-    view: JULIET_ONLINE,
-    expect: "nothing",
+    name: "available presence to an offline user is dropped",
+    stanza: presence(JULIET),
+    view: OFFLINE,
+    expect: [],
   },
   {
-    name: "message to an unknown domain bounces",
+    name: "subscribe to an offline user goes to the account",
+    stanza: presence(JULIET, { type: "subscribe" }),
+    view: OFFLINE,
+    expect: [{ account: "inbound-subscription" }],
+  },
+  {
+    name: "probe to an offline user goes to the account",
+    stanza: presence(JULIET, { type: "probe" }),
+    view: OFFLINE,
+    expect: [{ account: "probe" }],
+  },
+
+  // -- Other domains and the server's own domain.
+  {
+    name: "message to an unknown domain bounces with remote-server-not-found",
     stanza: message("juliet@elsewhere.example"),
     view: JULIET_ONLINE,
-    expect: "bounce",
+    expect: [{ bounce: "remote-server-not-found" }],
   },
   {
-    name: "message to the server's own domain bounces",
+    name: "iq to an unknown domain bounces with remote-server-not-found",
+    stanza: iq("elsewhere.example"),
+    view: JULIET_ONLINE,
+    expect: [{ bounce: "remote-server-not-found" }],
+  },
+  {
+    name: "presence to an unknown domain is dropped, never answered with an error",
+    stanza: presence("juliet@elsewhere.example", { type: "subscribe" }),
+    view: JULIET_ONLINE,
+    expect: [],
+  },
+  {
+    name: "error message to an unknown domain is not bounced",
+    stanza: message("juliet@elsewhere.example", { type: "error" }),
+    view: JULIET_ONLINE,
+    expect: [],
+  },
+  {
+    name: "message to the server's own domain is dropped (the server handles what it knows)",
     stanza: message("example.com"),
     view: JULIET_ONLINE,
-    expect: "bounce",
+    expect: [],
   },
   {
-    name: "malformed to is dropped",
+    name: "iq get to the server's own domain that reached the router bounces",
+    stanza: iq("example.com"),
+    view: JULIET_ONLINE,
+    expect: [{ bounce: "service-unavailable" }],
+  },
+  {
+    name: "presence to the server's own domain is dropped",
+    stanza: presence("example.com"),
+    view: JULIET_ONLINE,
+    expect: [],
+  },
+  {
+    name: "malformed to bounces with jid-malformed",
     stanza: message("@example.com"),
     view: JULIET_ONLINE,
-    expect: "nothing",
+    expect: [{ bounce: "jid-malformed" }],
   },
 ];
 
 for (const c of CASES) {
   Deno.test(`router: ${c.name}`, () => {
-    const got = shown(route(c.stanza, c.view));
-    const expected = c.expect === "nothing"
-      ? []
-      : c.expect === "bounce"
-      ? [{ kind: "bounce", xml: bounced(c.stanza) }]
-      : c.expect.map((to) => ({ kind: "deliver", to, xml: serializeTop(c.stanza) }));
-    assert.deepEqual(got, expected);
+    assert.deepEqual(shown(route(c.stanza, c.view)), c.expect.map((e) => expected(c.stanza, e)));
   });
 }
 
 Deno.test("router: a bounce is addressed back to the sender, from the intended recipient", () => {
-  const [d] = route(iq("juliet@example.com/gone"), JULIET_ONLINE);
+  const [d] = route(iq(GONE), JULIET_ONLINE);
   assert.equal(d.kind, "bounce");
   assert.equal(
     serializeTop(d.stanza),
-    `<iq type="error" id="i1" from="juliet@example.com/gone" to="${ROMEO}">` +
+    `<iq type="error" id="i1" from="${GONE}" to="${ROMEO}">` +
       `<error type="cancel"><service-unavailable xmlns="${STANZAS}"/></error></iq>`,
   );
 });
 
-Deno.test("router: broadcast presence reaches the sender's available resources and itself", () => {
+Deno.test("router: an account delivery names the bare JID of the addressed user", () => {
+  // The stanza keeps the full JID it was sent to; the account is keyed by the bare JID.
+  const ds = route(presence(`${JULIET}/Balcony`, { type: "subscribe" }), OFFLINE);
+  assert.deepEqual(shown(ds), [{
+    kind: "account",
+    bare: JULIET,
+    op: "inbound-subscription",
+    xml: `<presence from="${ROMEO}" to="juliet@example.com/Balcony" type="subscribe"/>`,
+  }]);
+});
+
+Deno.test("router: presence without to is not routed (the session addresses each target)", () => {
   const online = view({
-    "romeo@example.com": [
-      resource("orchard", 0, false, "romeo@example.com"),
-      resource("hall", 0, true, "romeo@example.com"),
-      resource("street", 0, false, "romeo@example.com"),
-    ],
+    "romeo@example.com": [resource("hall", 0, true, "romeo@example.com")],
   });
-  const p = stanza("presence", { from: ROMEO });
-  assert.deepEqual(shown(route(p, online)), [
-    { kind: "deliver", to: ROMEO, xml: `<presence from="${ROMEO}"/>` },
-    { kind: "deliver", to: "romeo@example.com/hall", xml: `<presence from="${ROMEO}"/>` },
-  ]);
+  assert.deepEqual(route(stanza("presence", { from: ROMEO }), online), []);
 });
 
 Deno.test("router: a message without to is not routed", () => {

@@ -6,8 +6,8 @@
  * @module
  */
 import type { Session } from "../session.ts";
-import { stanza } from "../xml/element.ts";
 import { type StreamError, streamErrorElement } from "../xmpp/errors.ts";
+import { goodbyeOutputs } from "./presence.ts";
 import { STREAM_CLOSE, streamHeader } from "./stream_xml.ts";
 import type { Ctx, Output, Step } from "./types.ts";
 
@@ -36,14 +36,12 @@ export function destroy(s: Session, ctx: Ctx, opts: DestroyOptions): Step {
     }
     out.push({ kind: "send-raw", text: STREAM_CLOSE });
   }
-  if (s.presence !== undefined && s.fullJid !== undefined) {
-    // RFC 6121 §4.5.2: the server broadcasts unavailable presence on the user's behalf.
-    out.push({
-      kind: "route",
-      stanza: stanza("presence", { type: "unavailable", from: s.fullJid }),
-    });
-  }
+  // RFC 6121 §4.5.2, §4.6.3: the server says goodbye on the user's behalf, once.
+  out.push(...goodbyeOutputs(s, ctx));
   if (s.fullJid !== undefined) out.push({ kind: "unbind", fullJid: s.fullJid });
   out.push({ kind: "disconnect", error: opts.error });
-  return [{ ...s, destroyed: true, presence: undefined, sasl: undefined }, out];
+  return [
+    { ...s, destroyed: true, presence: undefined, sasl: undefined, directed: [], held: [] },
+    out,
+  ];
 }

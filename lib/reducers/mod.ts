@@ -3,8 +3,8 @@
  * event and the session's state to the module that owns the concern.
  * @module
  */
-import type { Session } from "../session.ts";
-import { child, type Element, withAttrs } from "../xml/element.ts";
+import type { Roster, Session } from "../session.ts";
+import { child, childElements, type Element, withAttrs } from "../xml/element.ts";
 import { errorReply } from "../xmpp/errors.ts";
 import { normalizeJid } from "../xmpp/jid.ts";
 import { NS_BIND, NS_CLIENT, NS_SESSION } from "../xmpp/namespaces.ts";
@@ -13,7 +13,9 @@ import { destroy } from "./destroy.ts";
 import { badRequest, iqProblem, onServerIq } from "./iq.ts";
 import { isSasl, onAbort, onAuth, onCredentials, onResponse } from "./sasl.ts";
 import { isStartTls, onStartTls, onStreamOpen, onTlsDone } from "./stream.ts";
-import type { Ctx, Event, Step } from "./types.ts";
+import { onOutboundPresence } from "./presence.ts";
+import { isRosterQuery, onRosterIq } from "./roster.ts";
+import type { Ctx, Event, Output, Step } from "./types.ts";
 
 /** Reduces one event. A destroyed session swallows everything. */
 export function reduce(s: Session, ev: Event, ctx: Ctx): Step {
@@ -38,7 +40,7 @@ export function reduce(s: Session, ev: Event, ctx: Ctx): Step {
     case "credentials-loaded":
       return onCredentials(s, ev.username, ev.credentials, ctx);
     case "roster-loaded":
-      return [{ ...s, roster: ev.roster }, []];
+      return onRosterLoaded(s, ev.roster, ctx);
     case "inbound":
       return s.fullJid === undefined ? [s, []] : [s, [{ kind: "send", stanza: ev.stanza }]];
     case "replaced":
@@ -119,7 +121,35 @@ function onUnbound(s: Session, el: Element, ctx: Ctx): Step {
   return notAuthorized(s, ctx, "Bind a resource first");
 }
 
+/** Stanzas held while the roster loads; past this the client is flooding. */
+const MAX_HELD = 100;
+
+/** The roster arrived (after binding) or changed: replay what waited for it. */
+function onRosterLoaded(s: Session, roster: Roster, ctx: Ctx): Step {
+  const first = s.roster === undefined;
+  let next: Session = { ...s, roster, held: [] };
+  if (!first || s.held.length === 0) return [next, []];
+  const out: Output[] = [];
+  for (const el of s.held) {
+    const [after, more] = onBoundStanza(next, el, ctx);
+    next = after;
+    out.push(...more);
+    if (next.destroyed) break;
+  }
+  return [next, out];
+}
+
 function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
+  if (s.roster === undefined) {
+    // Presence needs the roster; everything waits for it so that order is kept.
+    if (s.held.length >= MAX_HELD) {
+      return destroy(s, ctx, {
+        writable: true,
+        error: { condition: "resource-constraint", text: "Too many stanzas before the roster" },
+      });
+    }
+    return [{ ...s, held: [...s.held, raw] }, []];
+  }
   // Error replies go to the sender as the server knows it, whatever 'from' the client wrote.
   const sender = withAttrs(raw, { from: s.fullJid });
   if (raw.name === "iq") {
@@ -148,24 +178,14 @@ function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
   const el = withAttrs(raw, { from: s.fullJid, to });
   const bare = `${s.username}@${s.host}`;
   if (el.name === "iq" && (to === undefined || to === s.host || to === bare)) {
+    const payload = childElements(el)[0];
+    const own = to === undefined || to === bare;
+    if (own && payload !== undefined && isRosterQuery(payload) && el.attrs.type !== "result") {
+      if (el.attrs.type === "error") return [s, []];
+      return onRosterIq(s, el, payload);
+    }
     return onServerIq(s, el, ctx);
   }
-  if (el.name === "presence" && to === undefined) return onBroadcastPresence(s, el);
+  if (el.name === "presence") return onOutboundPresence(s, el, ctx);
   return [s, [{ kind: "route", stanza: el }]];
-}
-
-/** Presence without 'to' updates this resource's presence (RFC 6121 §4.2, §4.4, §4.5). */
-function onBroadcastPresence(s: Session, el: Element): Step {
-  const type = el.attrs.type;
-  if (type === "unavailable") {
-    return [{ ...s, presence: undefined }, [{ kind: "route", stanza: el }]];
-  }
-  if (type !== undefined) return [s, []];
-  const p = child(el, "priority");
-  let priority = 0;
-  if (p !== undefined) {
-    const n = Number.parseInt(p.children.join("").trim(), 10);
-    priority = Number.isNaN(n) ? 0 : Math.max(-128, Math.min(127, n));
-  }
-  return [{ ...s, presence: el, priority }, [{ kind: "route", stanza: el }]];
 }

@@ -7,6 +7,7 @@ import type { ChannelBindings, Roster, Session } from "../session.ts";
 import type { Element } from "../xml/element.ts";
 import type { StreamError, StreamErrorCondition } from "../xmpp/errors.ts";
 import type { ScramCredentialSet } from "../sasl/scram.ts";
+import type { AccountOp } from "./account.ts";
 
 /** Something that happened to a session. */
 export type Event =
@@ -60,6 +61,8 @@ export type Output =
   | { readonly kind: "route"; readonly stanza: Element }
   | { readonly kind: "load-credentials"; readonly host: string; readonly username: string }
   | { readonly kind: "load-roster"; readonly host: string; readonly username: string }
+  /** An operation for a user's account (roster, subscriptions, offline messages). */
+  | { readonly kind: "account"; readonly bare: string; readonly op: AccountOp }
   /** Upgrade the connection to TLS now (after `<proceed/>` was written). */
   | { readonly kind: "starttls" }
   /** Start a fresh parser for the restarted stream; `authenticated` raises the size limit. */
@@ -88,6 +91,8 @@ export interface ResourceView {
   readonly priority: number;
   readonly available: boolean;
   readonly interested: boolean;
+  /** The last available presence broadcast by the resource (from stamped). */
+  readonly presence?: Element;
 }
 
 /** What a reducer may consult. Everything here is read-only or deterministic under test. */

@@ -7,10 +7,9 @@ import type tls from "node:tls";
 import { reduce } from "../reducers/mod.ts";
 import { serializeTop } from "../reducers/stream_xml.ts";
 import type { Ctx, Event, Output } from "../reducers/types.ts";
-import { route } from "../router.ts";
-import { type ChannelBindings, newSession, type Roster, type Session } from "../session.ts";
+import { type ChannelBindings, newSession, type Session } from "../session.ts";
 import type { AccountStore } from "../storage/accounts.ts";
-import type { KeyvalStore } from "../storage/mod.ts";
+import type { AccountHub } from "./account_hub.ts";
 import { createStreamParser, type ParseEvent, type StreamParser } from "../xml/parser.ts";
 import type { Element } from "../xml/element.ts";
 import type { Logger } from "../log.ts";
@@ -23,7 +22,9 @@ export interface ConnectionDeps {
   readonly ctx: Ctx;
   readonly registry: Registry;
   readonly accounts: AccountStore;
-  readonly rosters: KeyvalStore<Roster>;
+  /** Routes a stanza to sessions and accounts. */
+  readonly route: (stanza: Element) => void;
+  readonly hub: AccountHub;
   readonly throttle: AuthThrottle;
   readonly tls?: TlsContexts;
   /** tls-server-end-point data per host (RFC 5929), for SCRAM-*-PLUS. */
@@ -174,10 +175,6 @@ export async function serveConnection(
     draining = false;
   }
 
-  function deliver(to: string, stanza: Element): void {
-    registry.get(to)?.dispatch({ kind: "inbound", stanza });
-  }
-
   function execute(out: Output): void {
     switch (out.kind) {
       case "send":
@@ -187,10 +184,10 @@ export async function serveConnection(
         sink.write(out.text);
         return;
       case "route":
-        for (const d of route(out.stanza, { hosts: ctx.hosts, resourcesOf: ctx.resourcesOf })) {
-          if (d.kind === "deliver") deliver(d.to, d.stanza);
-          else if (d.stanza.attrs.to !== undefined) deliver(d.stanza.attrs.to, d.stanza);
-        }
+        deps.route(out.stanza);
+        return;
+      case "account":
+        deps.hub.submit(out.bare, out.op);
         return;
       case "load-credentials":
         deps.accounts.getCredentials(out.host, out.username).then(
@@ -207,11 +204,11 @@ export async function serveConnection(
         );
         return;
       case "load-roster":
-        deps.rosters.get(out.host, out.username).then(
-          (roster) =>
-            dispatch({ kind: "roster-loaded", roster: roster ?? { version: "0", items: {} } }),
-          (err) => log.error("Loading the roster failed: {err}", { err: String(err) }),
-        );
+        // The account owns the roster: it answers with roster-loaded.
+        deps.hub.submit(`${out.username}@${out.host}`, {
+          kind: "session-bound",
+          fullJid: session.fullJid!,
+        });
         return;
       case "starttls":
         startTls();

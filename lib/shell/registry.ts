@@ -72,6 +72,7 @@ export function createRegistry(): Registry {
           priority: s.priority,
           available: isAvailable(s),
           interested: isInterested(s),
+          presence: s.presence,
         });
       }
       return out;

@@ -11,6 +11,9 @@ import { type AccountStore, openAccountStore } from "../storage/accounts.ts";
 import { openKeyvalStore } from "../storage/datamanager.ts";
 import { ensureSelfSigned, loadTlsMaterial, type TlsMaterial, tlsServerEndPoint } from "./certs.ts";
 import { type ConnectionDeps, serveConnection } from "./connection.ts";
+import { route } from "../router.ts";
+import type { Element } from "../xml/element.ts";
+import { createAccountHub } from "./account_hub.ts";
 import { createRegistry } from "./registry.ts";
 import { createAuthThrottle } from "./throttle.ts";
 import { secureContexts } from "./tls.ts";
@@ -74,6 +77,16 @@ async function tlsMaterial(config: Config): Promise<Map<string, TlsMaterial>> {
   return out;
 }
 
+/** Waits for `p`, at most `ms` milliseconds. */
+async function within(ms: number, p: Promise<unknown>): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([p, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Starts listening as the configuration says. */
 export async function startServer(config: Config): Promise<RunningServer> {
   const log = getLogger("server");
@@ -102,11 +115,34 @@ export async function startServer(config: Config): Promise<RunningServer> {
   };
   const endPoints = new Map<string, Uint8Array>();
   for (const [host, m] of material) endPoints.set(host, tlsServerEndPoint(m.certDer));
+  const view = { hosts: config.hosts, resourcesOf: registry.resourcesOf };
+  const routeStanza = (stanza: Element): void => {
+    for (const d of route(stanza, view)) {
+      if (d.kind === "deliver") registry.get(d.to)?.dispatch({ kind: "inbound", stanza: d.stanza });
+      else if (d.kind === "bounce") routeStanza(d.stanza);
+      else hub.submit(d.bare, d.op);
+    }
+  };
+  const hub = createAccountHub({
+    accounts,
+    rosters: openKeyvalStore<Roster>(config.dataDir, "roster"),
+    offline: openKeyvalStore<readonly Element[]>(config.dataDir, "offline"),
+    registry,
+    ctx: {
+      now: ctx.now,
+      newId: ctx.newId,
+      resourcesOf: ctx.resourcesOf,
+      offlineLimit: config.limits.offlineMessages,
+    },
+    route: routeStanza,
+    log: getLogger("account"),
+  });
   const deps: ConnectionDeps = {
     ctx,
     registry,
     accounts,
-    rosters: openKeyvalStore<Roster>(config.dataDir, "roster"),
+    route: routeStanza,
+    hub,
     throttle,
     tls: secureContexts(material),
     endPoints,
@@ -169,8 +205,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
         }
       }
       for (const h of registry.connections()) h.dispatch({ kind: "shutdown" });
-      const timeout = new Promise<void>((r) => setTimeout(r, 3000));
-      await Promise.race([Promise.allSettled([...serving]), timeout]);
+      await within(3000, Promise.allSettled([...serving]));
+      // Let the accounts finish what the last sessions asked of them (stores, goodbyes).
+      await within(3000, hub.idle());
     })();
 
   return { c2sPort, directTlsPort, accounts, shutdown };

@@ -230,3 +230,4 @@ export function openKeyvalStore<T>(dataDir: string, store: string): KeyvalStore<
 
   return { get, set, delete: remove, users };
 }
+export { openListStore } from "./list_store.ts";

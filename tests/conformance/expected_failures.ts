@@ -8,23 +8,18 @@
  * @module
  */
 
-const IM = "IM core: presence, messages, offline storage (#3)";
-const ROSTER = "IM core: roster and subscriptions (#3)";
 const MUC = "MUC, XEP-0045, on conference.localhost (not filed yet)";
 const PEP = "PEP, XEP-0163 (#5)";
 const PUBSUB = "pubsub service, XEP-0060, on pubsub.localhost (not filed yet)";
 
 /** Script file name -> why it fails today. */
 export const EXPECTED_FAILURES: Readonly<Record<string, string>> = {
-  "basic_message.scs": IM,
-  "basic_roster.scs": ROSTER,
   "blocking.scs": "blocking, XEP-0191 (#5)",
   "bookmarks2.scs": "PEP native bookmarks, XEP-0402 (#5)",
   "disco_self.scs": "service discovery on accounts, XEP-0030 (#5)",
   "empty_bookmarks.scs": "private XML storage and bookmarks conversion, XEP-0049/0402 (#5)",
   "extdisco.scs": "external service discovery, XEP-0215 (#5)",
   "http_upload.scs": "HTTP upload, XEP-0363, on upload.localhost (not filed yet)",
-  "issue1121.scs": ROSTER,
   "issue505.scs": MUC,
   "issue978.scs": MUC,
   "mam_extended.scs": "message archive management, XEP-0313 (#4)",

@@ -201,4 +201,3 @@ Deno.test("a stanza over the authenticated limit closes the stream with policy-v
     await server.stop();
   }
 });
-

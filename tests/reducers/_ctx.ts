@@ -4,7 +4,7 @@
  * @module
  */
 import type { Session } from "../../lib/session.ts";
-import { newSession } from "../../lib/session.ts";
+import { EMPTY_ROSTER, newSession } from "../../lib/session.ts";
 import type { Ctx, Event, Output, ResourceView } from "../../lib/reducers/types.ts";
 import { reduce } from "../../lib/reducers/mod.ts";
 import { serializeTop } from "../../lib/reducers/stream_xml.ts";
@@ -97,9 +97,13 @@ export function authed(over: Partial<Session> = {}): Session {
   };
 }
 
-/** An authenticated session bound to `user@example.com/res`. */
+/**
+ * An authenticated session bound to `user@example.com/res` whose roster (empty unless told)
+ * has arrived, so its stanzas are handled rather than held. Pass `roster: undefined` for a
+ * session still waiting for it.
+ */
 export function bound(over: Partial<Session> = {}): Session {
-  return authed({ resource: "res", fullJid: `user@${HOST}/res`, ...over });
+  return authed({ resource: "res", fullJid: `user@${HOST}/res`, roster: EMPTY_ROSTER, ...over });
 }
 
 /** An output with its stanza serialized, so expectations can be written as XML text. */

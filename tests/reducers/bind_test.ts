@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { reduce } from "../../lib/reducers/mod.ts";
-import type { Session } from "../../lib/session.ts";
+import { EMPTY_ROSTER, type Session } from "../../lib/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { NS_BIND, NS_PING, NS_SESSION } from "../../lib/xmpp/namespaces.ts";
-import { authed, bound, HOST, record, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { authed, bound, HOST, record, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
 
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const ERR_NS = "urn:ietf:params:xml:ns:xmpp-streams";
@@ -124,10 +124,20 @@ Deno.test("bind: replaced -> conflict stream error, unbind, disconnect", () => {
 });
 
 Deno.test("bind: replaced while available also broadcasts unavailable once", () => {
-  const s = bound({ presence: stanza("presence", { from: `user@${HOST}/res` }) });
+  const romeo = "romeo@example.com";
+  const s = bound({
+    presence: stanza("presence", { from: `user@${HOST}/res` }),
+    roster: {
+      ...EMPTY_ROSTER,
+      items: { [romeo]: { jid: romeo, subscription: "both", groups: [] } },
+    },
+  });
   const [next, out] = reduce(s, { kind: "replaced" }, testCtx());
   assert.deepEqual(show(out).slice(2), [
-    { kind: "route", xml: `<presence type="unavailable" from="user@${HOST}/res"/>` },
+    {
+      kind: "route",
+      xml: `<presence type="unavailable" from="user@${HOST}/res" to="${romeo}"/>`,
+    },
     { kind: "unbind", fullJid: `user@${HOST}/res` },
     {
       kind: "disconnect",
@@ -204,4 +214,77 @@ Deno.test("bind: non-stanza elements after auth -> unsupported-stanza-type", () 
     ]);
     assert.equal(next.destroyed, true);
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Between binding and the roster's arrival, stanzas wait in order (presence needs the roster).
+
+Deno.test("bind: stanzas before roster-loaded are held, then replayed in order", () => {
+  const me = `user@${HOST}/res`;
+  const romeo = "romeo@example.com";
+  const s = bound({ roster: undefined });
+  const msg = stanza("message", { to: romeo, id: "m1" }, [elem("body", {}, ["hi"])]);
+  const ping = stanza("iq", { type: "get", id: "p1" }, [elem("ping", { xmlns: NS_PING })]);
+  const pres = stanza("presence");
+  const held = run(s, [stanzaEvent(msg), stanzaEvent(ping), stanzaEvent(pres)], testCtx());
+  assert.deepEqual(held.outputs, []);
+  assert.deepEqual(held.session.held, [msg, ping, pres]);
+  assert.equal(held.session.roster, undefined);
+
+  const roster = {
+    ...EMPTY_ROSTER,
+    version: "3",
+    items: { [romeo]: { jid: romeo, subscription: "both" as const, groups: [] } },
+  };
+  const [next, out] = reduce(held.session, { kind: "roster-loaded", roster }, testCtx());
+  assert.deepEqual(show(out), [
+    { kind: "route", xml: `<message to="${romeo}" id="m1" from="${me}"><body>hi</body></message>` },
+    { kind: "send", xml: `<iq type="result" id="p1" to="${me}"/>` },
+    // The replayed presence sees the roster that just arrived: romeo is subscribed and probed.
+    { kind: "route", xml: `<presence from="${me}" to="${romeo}"/>` },
+    { kind: "send", xml: `<presence from="${me}"/>` },
+    { kind: "route", xml: `<presence type="probe" from="${me}" to="${romeo}"/>` },
+    {
+      kind: "account",
+      bare: `user@${HOST}`,
+      op: { kind: "initial-presence", fullJid: me, priority: 0 },
+    },
+  ]);
+  assert.deepEqual(next.held, []);
+  assert.equal(next.roster, roster);
+  assert.deepEqual(next.presence, stanza("presence", { from: me }));
+});
+
+Deno.test("bind: a later roster-loaded (a roster change) replaces the roster, replays nothing", () => {
+  const s = bound();
+  const roster = { ...EMPTY_ROSTER, version: "9" };
+  const [next, out] = reduce(s, { kind: "roster-loaded", roster }, testCtx());
+  assert.deepEqual(out, []);
+  assert.deepEqual(record(next), record({ ...s, roster }));
+});
+
+Deno.test("bind: 100 held stanzas are kept; the 101st is a resource-constraint stream error", () => {
+  const msgs = Array.from(
+    { length: 101 },
+    (_, i) => stanza("message", { to: "romeo@example.com", id: `m${i}` }),
+  );
+  const full = run(bound({ roster: undefined }), msgs.slice(0, 100).map(stanzaEvent), testCtx());
+  assert.deepEqual(full.outputs, []);
+  assert.equal(full.session.held.length, 100);
+  assert.equal(full.session.destroyed, false);
+
+  const [next, out] = reduce(full.session, stanzaEvent(msgs[100]), testCtx());
+  const text = "Too many stanzas before the roster";
+  assert.deepEqual(show(out), [
+    {
+      kind: "send",
+      xml: `<stream:error><resource-constraint xmlns="${ERR_NS}"/>` +
+        `<text xmlns="${ERR_NS}" xml:lang="en">${text}</text></stream:error>`,
+    },
+    { kind: "send-raw", text: CLOSE },
+    { kind: "unbind", fullJid: `user@${HOST}/res` },
+    { kind: "disconnect", error: { condition: "resource-constraint", text } },
+  ]);
+  assert.equal(next.destroyed, true);
+  assert.deepEqual(next.held, []);
 });

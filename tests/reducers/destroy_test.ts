@@ -1,14 +1,22 @@
 import assert from "node:assert/strict";
 import { reduce } from "../../lib/reducers/mod.ts";
 import type { Event } from "../../lib/reducers/types.ts";
-import type { Session } from "../../lib/session.ts";
+import { EMPTY_ROSTER, type Roster, type Session } from "../../lib/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { authed, bound, fresh, HOST, record, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
 
 const ERR_NS = "urn:ietf:params:xml:ns:xmpp-streams";
 const CLOSE = "</stream:stream>";
 const ME = `user@${HOST}/res`;
-const UNAVAILABLE = `<presence type="unavailable" from="${ME}"/>`;
+const ROMEO = "romeo@example.com";
+/** The unavailable presence the server routes on the user's behalf to romeo. */
+const UNAVAILABLE = `<presence type="unavailable" from="${ME}" to="${ROMEO}"/>`;
+
+/** A roster with one contact subscribed to the user's presence. */
+const ROSTER: Roster = {
+  ...EMPTY_ROSTER,
+  items: { [ROMEO]: { jid: ROMEO, subscription: "from", groups: [] } },
+};
 
 function streamError(condition: string, text: string): string {
   return `<stream:error><${condition} xmlns="${ERR_NS}"/>` +
@@ -19,9 +27,9 @@ function presence(attrs: Readonly<Record<string, string>> = {}, priority?: strin
   return stanza("presence", attrs, [priority !== undefined && elem("priority", {}, [priority])]);
 }
 
-/** A bound resource that sent available presence. */
+/** A bound resource that sent available presence, with romeo subscribed to it. */
 function available(over: Partial<Session> = {}): Session {
-  return bound({ presence: stanza("presence", { from: ME }), ...over });
+  return bound({ presence: stanza("presence", { from: ME }), roster: ROSTER, ...over });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -43,22 +51,42 @@ for (const c of PRIORITIES) {
     const s = bound();
     const [next, out] = reduce(s, stanzaEvent(presence({}, c.given)), testCtx());
     const stamped = presence({ from: ME }, c.given);
-    assert.deepEqual(out, [{ kind: "route", stanza: stamped }]);
+    // Nobody subscribed and no other resource: the presence only comes back to the sender,
+    // and the account learns the initial presence's priority (offline messages need >= 0).
+    assert.deepEqual(out, [
+      { kind: "send", stanza: stamped },
+      {
+        kind: "account",
+        bare: `user@${HOST}`,
+        op: { kind: "initial-presence", fullJid: ME, priority: c.priority },
+      },
+    ]);
     assert.deepEqual(record(next), record({ ...s, presence: stamped, priority: c.priority }));
   });
 }
 
-Deno.test("presence: <presence/> is stamped, routed, and kept", () => {
-  const s = bound();
+Deno.test("presence: <presence/> is stamped, routed to each subscriber, sent back, and kept", () => {
+  const s = bound({ roster: ROSTER });
   const [next, out] = reduce(s, stanzaEvent(presence({ from: "mallory@example.com" })), testCtx());
-  assert.deepEqual(show(out), [{ kind: "route", xml: `<presence from="${ME}"/>` }]);
+  assert.deepEqual(show(out), [
+    { kind: "route", xml: `<presence from="${ME}" to="${ROMEO}"/>` },
+    { kind: "send", xml: `<presence from="${ME}"/>` },
+    {
+      kind: "account",
+      bare: `user@${HOST}`,
+      op: { kind: "initial-presence", fullJid: ME, priority: 0 },
+    },
+  ]);
   assert.deepEqual(next.presence, stanza("presence", { from: ME }));
 });
 
-Deno.test("presence: unavailable resets presence and is routed", () => {
+Deno.test("presence: unavailable resets presence, is routed to subscribers and sent back", () => {
   const s = available({ priority: 5 });
   const [next, out] = reduce(s, stanzaEvent(presence({ type: "unavailable" })), testCtx());
-  assert.deepEqual(show(out), [{ kind: "route", xml: UNAVAILABLE }]);
+  assert.deepEqual(show(out), [
+    { kind: "route", xml: UNAVAILABLE },
+    { kind: "send", xml: `<presence type="unavailable" from="${ME}"/>` },
+  ]);
   assert.deepEqual(record(next), record({ ...s, presence: undefined }));
 });
 
@@ -69,14 +97,15 @@ Deno.test("presence: a typed broadcast other than unavailable is ignored", () =>
   assert.equal(next, s);
 });
 
-Deno.test("presence: directed presence is routed and leaves the broadcast state alone", () => {
+Deno.test("presence: directed presence is routed, remembered, and leaves the broadcast alone", () => {
   const s = bound();
   const [next, out] = reduce(s, stanzaEvent(presence({ to: "Romeo@example.com" })), testCtx());
   assert.deepEqual(show(out), [{
     kind: "route",
     xml: `<presence to="romeo@${HOST}" from="${ME}"/>`,
   }]);
-  assert.equal(next, s);
+  // RFC 6121 §4.6.3: the recipient must hear when this resource goes.
+  assert.deepEqual(record(next), record({ ...s, directed: [`romeo@${HOST}`] }));
 });
 
 // ---------------------------------------------------------------------------------------------

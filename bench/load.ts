@@ -1,0 +1,524 @@
+/**
+ * Load benchmark: this server beside Prosody, measured with ../shared/bench/xmppbench.mjs in
+ * one run, so both see the same machine at the same time.
+ *
+ * `deno run --allow-all bench/load.ts [--scenarios login,idle,msg] [--repeats N] ...`
+ * (`--help` lists the flags). Every measured run is a fresh server process started from
+ * provisioned accounts, after an unrecorded warm-up of 20 logins; servers alternate within each
+ * repeat so that noise from other jobs falls on both. Prosody is skipped when not installed.
+ *
+ * Prints a Markdown table (medians over repeats), appends xmppbench's raw JSON lines to
+ * `bench/results/load-<date>.jsonl` and writes the table to `bench/results/latest.md`.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  type BenchJson,
+  metricMedian,
+  METRICS,
+  type Outcome,
+  renderFailures,
+  renderTable,
+  type Scenario,
+} from "./_report.ts";
+import {
+  type BenchRun,
+  NOFILE,
+  ourServer,
+  prosodyInstalled,
+  prosodyServer,
+  prosodyVersion,
+  run,
+  type RunningServer,
+  type ServerKind,
+} from "./_servers.ts";
+
+const HELP = `usage: deno run --allow-all bench/load.ts [flags]
+
+  --scenarios LIST      comma-separated: login, idle, msg, fanout [login,idle,msg]
+  --repeats N           measured runs per scenario and server; the table shows medians [1]
+  --users N             login: logins [300]
+  --concurrency N       login: logins in flight [20]
+  --idle-users N        idle: connections held [1000]
+  --idle-concurrency N  idle: logins in flight during the ramp [50]
+  --hold S              idle: seconds to hold the connections [5]
+  --pairs N             msg: sender/receiver pairs [20]
+  --messages N          msg: messages per pair [200]
+  --window N            msg: unacknowledged messages per pair [10]
+  --fanout              also run fanout (needs presence subscriptions; off by default)
+  --contacts N          fanout: contacts [200]
+  --updates N           fanout: presence updates [100]
+  --mech M              SCRAM-SHA-1 | PLAIN [SCRAM-SHA-1] (our server offers PLAIN only over TLS)
+  --roster-get MODE     auto | yes | no: roster get during login, the same for both servers;
+                        auto = yes unless our server cannot answer it yet [auto]
+  --prosody-archive     msg: let Prosody archive (MAM); off by default because our server
+                        does not archive yet
+  --no-prosody          measure our server only
+  --no-save             print only; write nothing under bench/results/
+  --xmppbench PATH      the load generator [../shared/bench/xmppbench.mjs]
+  --verbose             pass xmppbench's progress output through
+`;
+
+const ALL_SCENARIOS: readonly Scenario[] = ["login", "idle", "msg", "fanout"];
+
+interface Options {
+  readonly scenarios: readonly Scenario[];
+  readonly repeats: number;
+  readonly users: number;
+  readonly concurrency: number;
+  readonly idleUsers: number;
+  readonly idleConcurrency: number;
+  readonly hold: number;
+  readonly pairs: number;
+  readonly messages: number;
+  readonly window: number;
+  readonly contacts: number;
+  readonly updates: number;
+  readonly mech: string;
+  readonly rosterGet: "auto" | "yes" | "no";
+  readonly prosodyArchive: boolean;
+  readonly prosody: boolean;
+  readonly save: boolean;
+  readonly xmppbench: string;
+  readonly verbose: boolean;
+}
+
+function positive(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: expected a positive integer`);
+  return n;
+}
+
+function parseOptions(args: readonly string[]): Options | undefined {
+  const str = { type: "string" } as const;
+  const bool = { type: "boolean" } as const;
+  const { values } = parseArgs({
+    args: [...args],
+    strict: true,
+    options: {
+      scenarios: str,
+      repeats: str,
+      users: str,
+      concurrency: str,
+      "idle-users": str,
+      "idle-concurrency": str,
+      hold: str,
+      pairs: str,
+      messages: str,
+      window: str,
+      fanout: bool,
+      contacts: str,
+      updates: str,
+      mech: str,
+      "roster-get": str,
+      "prosody-archive": bool,
+      "no-prosody": bool,
+      "no-save": bool,
+      xmppbench: str,
+      verbose: bool,
+      help: bool,
+    },
+  });
+  if (values.help) return undefined;
+  const scenarios = (values.scenarios ?? "login,idle,msg").split(",").map((s) => s.trim());
+  for (const s of scenarios) {
+    if (!ALL_SCENARIOS.includes(s as Scenario)) throw new Error(`unknown scenario ${s}`);
+  }
+  if (values.fanout && !scenarios.includes("fanout")) scenarios.push("fanout");
+  const rosterGet = values["roster-get"] ?? "auto";
+  if (rosterGet !== "auto" && rosterGet !== "yes" && rosterGet !== "no") {
+    throw new Error("--roster-get: expected auto, yes or no");
+  }
+  const mech = values.mech ?? "SCRAM-SHA-1";
+  if (mech !== "SCRAM-SHA-1" && mech !== "PLAIN") {
+    throw new Error("--mech: expected SCRAM-SHA-1 or PLAIN");
+  }
+  return {
+    scenarios: ALL_SCENARIOS.filter((s) => scenarios.includes(s)),
+    repeats: positive("repeats", values.repeats, 1),
+    users: positive("users", values.users, 300),
+    concurrency: positive("concurrency", values.concurrency, 20),
+    idleUsers: positive("idle-users", values["idle-users"], 1000),
+    idleConcurrency: positive("idle-concurrency", values["idle-concurrency"], 50),
+    hold: positive("hold", values.hold, 5),
+    pairs: positive("pairs", values.pairs, 20),
+    messages: positive("messages", values.messages, 200),
+    window: positive("window", values.window, 10),
+    contacts: positive("contacts", values.contacts, 200),
+    updates: positive("updates", values.updates, 100),
+    mech,
+    rosterGet,
+    prosodyArchive: values["prosody-archive"] ?? false,
+    prosody: !values["no-prosody"],
+    save: !values["no-save"],
+    xmppbench: values.xmppbench ??
+      new URL("../../shared/bench/xmppbench.mjs", import.meta.url).pathname,
+    verbose: values.verbose ?? false,
+  };
+}
+
+function progress(msg: string) {
+  console.error(`[bench:load ${new Date().toTimeString().slice(0, 8)}] ${msg}`);
+}
+
+/** Runs xmppbench under a raised fd limit; never throws for a failed measurement. */
+function benchRunner(xmppbench: string, verbose: boolean) {
+  return async function bench(args: readonly string[], timeoutS: number): Promise<BenchRun> {
+    const child = new Deno.Command("bash", {
+      args: [
+        "-c",
+        `ulimit -n ${NOFILE} 2>/dev/null; exec node "$0" "$@"`,
+        xmppbench,
+        ...args,
+        "--timeout",
+        String(timeoutS),
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: verbose ? "inherit" : "piped",
+    }).spawn();
+    benchChildren.add(child);
+    // xmppbench exits by --timeout on its own; this is the backstop if it hangs anyway.
+    const timer = setTimeout(() => child.kill("SIGKILL"), (timeoutS + 30) * 1000);
+    const out = await child.output();
+    clearTimeout(timer);
+    benchChildren.delete(child);
+    const dec = new TextDecoder();
+    const stdout = dec.decode(out.stdout);
+    const line = stdout.split("\n").reverse().find((l) => l.startsWith("{"));
+    let json: BenchJson | undefined;
+    try {
+      json = line === undefined ? undefined : JSON.parse(line);
+    } catch {
+      json = undefined;
+    }
+    return { code: out.code, json, stdout, stderr: verbose ? "" : dec.decode(out.stderr) };
+  };
+}
+
+/** Why a run failed, from its JSON (errors or error) or its output. */
+function failureText(r: BenchRun): string {
+  const j = r.json;
+  if (j === undefined) {
+    return `xmppbench exited ${r.code} without a result: ${r.stderr.trim().split("\n").pop()}`;
+  }
+  const errors = Array.isArray(j.errors) && j.errors.length > 0 ? j.errors.join("; ") : "";
+  const error = typeof j.error === "string" ? j.error.split(" | ")[0] : "";
+  return error || errors || r.stdout.split("\n").find((l) => l.startsWith("#")) || "failed";
+}
+
+function scenarioArgs(s: Scenario, o: Options): string[] {
+  switch (s) {
+    case "login":
+      return ["--users", `${o.users}`, "--concurrency", `${o.concurrency}`];
+    case "idle":
+      return [
+        "--users",
+        `${o.idleUsers}`,
+        "--concurrency",
+        `${o.idleConcurrency}`,
+        "--hold",
+        `${o.hold}`,
+      ];
+    case "msg":
+      return ["--pairs", `${o.pairs}`, "--messages", `${o.messages}`, "--window", `${o.window}`];
+    case "fanout":
+      return ["--contacts", `${o.contacts}`, "--updates", `${o.updates}`];
+  }
+}
+
+function scenarioParams(o: Options, rosterGet: boolean): Record<Scenario, string> {
+  const login = `${o.mech}, roster get ${rosterGet ? "on" : "off"}`;
+  return {
+    login: `L=${o.users}, C=${o.concurrency}, ${login}`,
+    idle: `N=${o.idleUsers}, C=${o.idleConcurrency}, hold ${o.hold} s, ${login}`,
+    msg: `P=${o.pairs}, M=${o.messages}, W=${o.window}, Prosody MAM ${
+      o.prosodyArchive ? "archiving" : "policy off"
+    }`,
+    fanout: `R=${o.contacts}, K=${o.updates}`,
+  };
+}
+
+async function machineFacts(): Promise<string[]> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? "unknown";
+  const node = await run("node", ["--version"]).then((v) => v.trim(), () => "not found");
+  return [
+    `- date: ${new Date().toISOString()}`,
+    `- nproc: ${navigator.hardwareConcurrency}, CPU: ${model}, load average at start: ${
+      Deno.loadavg().map((x) => x.toFixed(2)).join(" ")
+    }`,
+    `- deno ${Deno.version.deno} (V8 ${Deno.version.v8}), node ${node}`,
+  ];
+}
+
+async function gitRevision(root: string): Promise<string> {
+  try {
+    return (await run("git", ["-C", root, "rev-parse", "--short", "HEAD"])).trim();
+  } catch {
+    return "";
+  }
+}
+
+/** The running servers, so that an interrupt can stop them. */
+const active = new Set<RunningServer>();
+/** The running xmppbench processes, likewise. */
+const benchChildren = new Set<Deno.ChildProcess>();
+
+async function withServer<T>(
+  kind: ServerKind,
+  archive: boolean,
+  fn: (s: RunningServer) => Promise<T>,
+): Promise<T> {
+  const s = await kind.start({ archive });
+  active.add(s);
+  try {
+    return await fn(s);
+  } finally {
+    active.delete(s);
+    await s.stop();
+  }
+}
+
+async function main(args: readonly string[]): Promise<number> {
+  let o: Options | undefined;
+  try {
+    o = parseOptions(args);
+  } catch (e) {
+    console.error(`${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (o === undefined) {
+    console.log(HELP);
+    return 0;
+  }
+  const opts = o;
+  const started = Date.now();
+  const root = new URL("..", import.meta.url).pathname;
+  const mainTs = new URL("../main.ts", import.meta.url).pathname;
+  const resultsDir = new URL("./results/", import.meta.url).pathname;
+  const day = new Date().toISOString().slice(0, 10);
+  const jsonl = `${resultsDir}load-${day}.jsonl`;
+  if (opts.save) await Deno.mkdir(resultsDir, { recursive: true });
+  const bench = benchRunner(opts.xmppbench, opts.verbose);
+
+  const rev = await gitRevision(root);
+  const ours = await ourServer(mainTs, rev ? `ours-${rev}` : "ours");
+  const kinds: ServerKind[] = [ours];
+  let prosodyNote = "";
+  if (opts.prosody && await prosodyInstalled()) {
+    const v = await prosodyVersion();
+    kinds.push(
+      await prosodyServer(
+        new URL("../../shared/bench/prosody", import.meta.url).pathname,
+        `prosody-${v}`,
+      ),
+    );
+  } else {
+    prosodyNote = opts.prosody
+      ? "Prosody is not installed (`command -v prosody` found nothing): its column is empty."
+      : "Prosody not measured (--no-prosody).";
+    progress(prosodyNote);
+  }
+
+  const stopAll = () => Promise.allSettled([...active].map((s) => s.stop()));
+  const onSignal = async () => {
+    progress("interrupted: stopping servers and xmppbench, removing scratch directories");
+    for (const c of benchChildren) {
+      try {
+        c.kill("SIGTERM");
+      } catch {
+        // Already exited.
+      }
+    }
+    // Bounded: stop() escalates to SIGKILL after 10 s (ours) or 15 s (Prosody's stop.sh).
+    await stopAll();
+    for (const k of kinds) await k.cleanup();
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+
+  const outcomes = new Map<string, Partial<Record<Scenario, Outcome>>>();
+  try {
+    const fanout = opts.scenarios.includes("fanout");
+    const spec = {
+      users: Math.max(
+        20,
+        opts.scenarios.includes("login") ? opts.users : 0,
+        opts.scenarios.includes("idle") ? opts.idleUsers : 0,
+        opts.scenarios.includes("msg") ? 2 * opts.pairs : 0,
+      ),
+      fanContacts: fanout ? opts.contacts : 0,
+    };
+    for (const k of [...kinds]) {
+      progress(`${k.name}: provisioning ${spec.users} accounts`);
+      const t0 = Date.now();
+      try {
+        await k.provision(spec, bench);
+      } catch (e) {
+        if (k === ours) throw e;
+        // A broken Prosody setup should not cost us our own figures.
+        prosodyNote = `Prosody dropped: provisioning failed: ${(e as Error).message}`;
+        progress(prosodyNote);
+        kinds.splice(kinds.indexOf(k), 1);
+        await k.cleanup();
+        continue;
+      }
+      progress(`${k.name}: provisioned in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    }
+
+    // The same login procedure for both servers: roster get only if ours can answer it.
+    let rosterGet = opts.rosterGet !== "no";
+    if (opts.rosterGet === "auto") {
+      rosterGet = await withServer(ours, false, async (s) => {
+        const r = await bench([
+          "--scenario",
+          "login",
+          "--port",
+          `${s.port}`,
+          "--users",
+          "1",
+          "--mech",
+          opts.mech,
+          "--quiesce-max",
+          "0",
+        ], 30);
+        return r.json?.ok === true;
+      });
+      progress(`roster get during login: ${rosterGet ? "on" : "off (our server cannot yet)"}`);
+    }
+    const rosterFlag = rosterGet ? [] : ["--no-roster-get"];
+    const common = ["--mech", opts.mech, ...rosterFlag];
+
+    for (const k of kinds) outcomes.set(k.name, {});
+    for (const s of opts.scenarios) {
+      const runs = new Map<string, BenchJson[]>(kinds.map((k) => [k.name, []]));
+      const failures = new Map<string, string[]>(kinds.map((k) => [k.name, []]));
+      for (let rep = 1; rep <= opts.repeats; rep++) {
+        for (const k of kinds) {
+          progress(`${k.name}: ${s}, repeat ${rep}/${opts.repeats}`);
+          const archive = s === "msg" && opts.prosodyArchive;
+          try {
+            await withServer(k, archive, async (srv) => {
+              const base = ["--port", `${srv.port}`, ...common];
+              // Unrecorded warm-up: the login path once, so JIT and caches are not measured.
+              await bench([
+                "--scenario",
+                "login",
+                ...base,
+                "--users",
+                "20",
+                "--concurrency",
+                "5",
+                "--quiesce-max",
+                "0",
+              ], 60);
+              const r = await bench([
+                "--scenario",
+                s,
+                ...base,
+                ...scenarioArgs(s, opts),
+                "--server-pid",
+                `${srv.pid}`,
+                "--label",
+                k.label,
+                "--tag",
+                `load-${s}`,
+                ...(opts.save ? ["--json-out", jsonl] : []),
+              ], s === "idle" ? 500 : 300);
+              const line = r.stdout.split("\n").find((l) => l.startsWith("# "));
+              if (line) progress(`${k.name}: ${line.slice(2)}`);
+              if (r.json?.ok === true) runs.get(k.name)!.push(r.json);
+              else failures.get(k.name)!.push(failureText(r));
+            });
+          } catch (e) {
+            // A server that does not start costs this run only, not the whole table.
+            failures.get(k.name)!.push(`server start/stop failed: ${(e as Error).message}`);
+            progress(`${k.name}: start/stop failed: ${(e as Error).message.split("\n")[0]}`);
+          }
+        }
+      }
+      for (const k of kinds) {
+        outcomes.get(k.name)![s] = { runs: runs.get(k.name)!, failures: failures.get(k.name)! };
+      }
+    }
+
+    const prosodyKind = kinds.find((k) => k.name === "Prosody");
+    const table = renderTable({
+      scenarios: opts.scenarios,
+      params: scenarioParams(opts, rosterGet),
+      ours: outcomes.get("ours")!,
+      prosody: prosodyKind ? outcomes.get("Prosody") : undefined,
+      oursLabel: ours.label,
+      prosodyLabel: prosodyKind?.label ?? "Prosody",
+    });
+    const notes = [
+      ...renderFailures("ours", outcomes.get("ours")!),
+      ...(prosodyKind ? renderFailures("Prosody", outcomes.get("Prosody")!) : []),
+    ];
+    const login = outcomes.get("ours")!.login;
+    const idle = outcomes.get("ours")!.idle;
+    const cpuLogin = metricMedian(login, METRICS.login[0]);
+    const kbConn = metricMedian(idle, METRICS.idle[0]);
+    const goal = (v: number | undefined, limit: number, unit: string) =>
+      v === undefined
+        ? "not measured"
+        : `${v.toFixed(unit === "µs" ? 0 : 1)} ${unit}: ${v <= limit ? "met" : "NOT met"}`;
+    const report = [
+      `## bench:load — ${ours.label} beside ${prosodyKind?.label ?? "(no Prosody)"}`,
+      "",
+      ...await machineFacts(),
+      `- ${opts.repeats} measured run(s) per scenario and server, each on a fresh server process` +
+      " after a 20-login warm-up; cells are median (min–max). CPU is the server process's" +
+      " utime+stime during the measured phase, in 10 ms ticks.",
+      "",
+      table,
+      "",
+      "Goals for our server:",
+      `- server CPU per ${opts.mech} login over plain TCP ≤ 1000 µs (Prosody 5,200 SCRAM): ${
+        goal(cpuLogin, 1000, "µs")
+      }`,
+      `- memory per idle authenticated connection ≤ 17 KB (Prosody 34): ${goal(kbConn, 17, "KB")}`,
+      "",
+      "Notes:",
+      ...(rosterGet ? [] : [
+        "- Roster get is off during login for both servers: our server answers it with" +
+        " service-unavailable until the IM core exists (`--roster-get yes` to force).",
+      ]),
+      ...(opts.scenarios.includes("msg") && !opts.prosodyArchive
+        ? [
+          "- msg: Prosody runs with `default_archive_policy = false` (mod_mam loaded, nothing" +
+          " archived), like for like with our server, which has no archive yet" +
+          " (`--prosody-archive` to let Prosody archive).",
+        ]
+        : []),
+      ...(opts.scenarios.includes("fanout") ? [] : [
+        "- fanout: not run; it is off by default because it needs presence subscriptions," +
+        " which our server is only getting now (`--fanout` to run it).",
+      ]),
+      ...(prosodyNote ? [`- ${prosodyNote}`] : []),
+      ...notes,
+      `- total time ${((Date.now() - started) / 1000).toFixed(0)} s` +
+      (opts.save ? `; raw JSON lines appended to bench/results/load-${day}.jsonl` : ""),
+      "",
+    ].join("\n");
+    console.log(report);
+    if (opts.save) {
+      await Deno.writeTextFile(`${resultsDir}latest.md`, report);
+      // The repository's `deno fmt --check` covers Markdown too; keep the file clean for it.
+      await run(Deno.execPath(), ["fmt", "--quiet", `${resultsDir}latest.md`]).catch(() => {});
+    }
+    return 0;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    await stopAll();
+    for (const k of kinds) await k.cleanup();
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

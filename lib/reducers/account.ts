@@ -1,0 +1,391 @@
+/**
+ * The account reducer: everything that belongs to a user rather than to one of their sessions
+ * (the roster with its subscription states and pending requests, offline messages), reduced
+ * one operation at a time per account whether or not the user is online. Sessions keep a copy
+ * of the roster, refreshed by `roster-changed`.
+ * @module
+ */
+import {
+  contactsWith,
+  removeItem,
+  rosterPush,
+  rosterQuery,
+  setPendingIn,
+  setSubscription,
+  updateItem,
+} from "../roster.ts";
+import type { Roster, RosterItem } from "../session.ts";
+import {
+  inbound,
+  NO_SUBSCRIPTION,
+  outbound,
+  type SubscriptionType,
+  type SubState,
+} from "../subscription.ts";
+import { child, elem, type Element, stanza, withAttrs, withChildren } from "../xml/element.ts";
+import { errorReply, iqResult } from "../xmpp/errors.ts";
+import { bareJidOf } from "../xmpp/jid.ts";
+import type { ResourceView } from "./types.ts";
+
+/** What the server keeps for one account while it works on it. */
+export interface AccountState {
+  /** user@host. */
+  readonly bare: string;
+  /** False for a local JID with no account: stanzas to it bounce. */
+  readonly exists: boolean;
+  readonly roster: Roster;
+  /** Stored messages, oldest first, each with its delay stamp. */
+  readonly offline: readonly Element[];
+}
+
+/** A roster change requested by the user, validated by the session. */
+export type RosterSetChange =
+  | {
+    readonly kind: "update";
+    readonly jid: string;
+    readonly name?: string;
+    readonly groups: readonly string[];
+  }
+  | { readonly kind: "remove"; readonly jid: string };
+
+/** An operation on an account. */
+export type AccountOp =
+  /** A session bound: it needs the roster. */
+  | { readonly kind: "session-bound"; readonly fullJid: string }
+  /** `<iq type="get"><query xmlns="jabber:iq:roster"/></iq>` from one of the user's sessions. */
+  | { readonly kind: "roster-get"; readonly iq: Element }
+  | { readonly kind: "roster-set"; readonly iq: Element; readonly change: RosterSetChange }
+  /** The user sent subscribe/subscribed/unsubscribe/unsubscribed (from = user's bare JID). */
+  | { readonly kind: "outbound-subscription"; readonly stanza: Element }
+  /** A contact's subscription stanza for this user. */
+  | { readonly kind: "inbound-subscription"; readonly stanza: Element }
+  /** A presence probe for this user (RFC 6121 §4.3). */
+  | { readonly kind: "probe"; readonly stanza: Element }
+  /** A message for this user that no resource can take now (RFC 6121 §8.5.2.1.1, XEP-0160). */
+  | { readonly kind: "offline-message"; readonly stanza: Element }
+  /** One of the user's resources sent initial presence (RFC 6121 §4.2). */
+  | { readonly kind: "initial-presence"; readonly fullJid: string; readonly priority: number };
+
+/** What the shell does for an account, in order. */
+export type AccountOutput =
+  /** Persist the roster before anything that follows is sent. */
+  | { readonly kind: "store-roster"; readonly roster: Roster }
+  /** Persist the offline messages before anything that follows is sent. */
+  | { readonly kind: "store-offline"; readonly messages: readonly Element[] }
+  /** Give a stanza to one of this user's sessions. */
+  | { readonly kind: "deliver"; readonly to: string; readonly stanza: Element }
+  /** Hand a stanza to the router (to another account or session). */
+  | { readonly kind: "route"; readonly stanza: Element }
+  /** The roster changed: every session of the user gets the new one. */
+  | { readonly kind: "roster-changed"; readonly roster: Roster }
+  /** One session gets the roster (after binding). */
+  | { readonly kind: "send-roster"; readonly to: string; readonly roster: Roster };
+
+/** What the account reducer may consult. */
+export interface AccountCtx {
+  readonly now: () => number;
+  readonly newId: () => string;
+  readonly resourcesOf: (bareJid: string) => readonly ResourceView[];
+  /** Offline messages kept per user (XEP-0160 cap). */
+  readonly offlineLimit: number;
+}
+
+/** One reduction of an account. */
+export type AccountStep = readonly [AccountState, readonly AccountOutput[]];
+
+/** The subscription state of a contact as the tables see it. */
+export function subStateOf(roster: Roster, contact: string): SubState {
+  const item = roster.items[contact];
+  const pendingIn = roster.pendingIn[contact] === true;
+  if (item === undefined) return { ...NO_SUBSCRIPTION, pendingIn };
+  return {
+    subscription: item.subscription,
+    pendingOut: item.ask === "subscribe",
+    pendingIn,
+    approved: item.approved === true,
+  };
+}
+
+function applySubState(
+  roster: Roster,
+  contact: string,
+  next: SubState,
+): { roster: Roster; item: RosterItem | undefined; changed: boolean } {
+  // A subscription either way, a request of the user's or a pre-approval needs an item
+  // (RFC 6121 §3.1.2, §3.1.5, §3.4); a pending inbound request alone does not.
+  const create = next.subscription !== "none" || next.pendingOut || next.approved;
+  const withPending = setPendingIn(roster, contact, next.pendingIn);
+  const r = setSubscription(withPending, contact, {
+    subscription: next.subscription,
+    ask: next.pendingOut ? "subscribe" : undefined,
+    approved: next.approved ? true : undefined,
+  }, create);
+  return { ...r, changed: r.changed || withPending !== roster };
+}
+
+function interested(ctx: AccountCtx, bare: string): ResourceView[] {
+  return ctx.resourcesOf(bare).filter((r) => r.interested);
+}
+
+function available(ctx: AccountCtx, bare: string): ResourceView[] {
+  return ctx.resourcesOf(bare).filter((r) => r.available);
+}
+
+/** Roster pushes of one change to every interested resource (RFC 6121 §2.1.6). */
+function pushes(
+  ctx: AccountCtx,
+  bare: string,
+  roster: Roster,
+  change: Parameters<typeof rosterPush>[1],
+): AccountOutput[] {
+  return interested(ctx, bare).map((r) => ({
+    kind: "deliver" as const,
+    to: r.fullJid,
+    stanza: rosterPush(roster, change, r.fullJid, ctx.newId()),
+  }));
+}
+
+/** The current presence of each available resource, addressed to `to` (RFC 6121 §4.3.2). */
+function presenceOfResources(ctx: AccountCtx, bare: string, to: string): AccountOutput[] {
+  return available(ctx, bare).filter((r) => r.presence !== undefined).map((r) => ({
+    kind: "route" as const,
+    stanza: withAttrs(r.presence!, { from: r.fullJid, to, id: undefined }),
+  }));
+}
+
+/** Unavailable presence from each available resource to `to`. */
+function unavailableOfResources(ctx: AccountCtx, bare: string, to: string): AccountOutput[] {
+  return available(ctx, bare).map((r) => ({
+    kind: "route" as const,
+    stanza: stanza("presence", { type: "unavailable", from: r.fullJid, to }),
+  }));
+}
+
+function changedRoster(roster: Roster): AccountOutput[] {
+  return [{ kind: "store-roster", roster }, { kind: "roster-changed", roster }];
+}
+
+function subscriptionType(el: Element): SubscriptionType | undefined {
+  const t = el.attrs.type;
+  return t === "subscribe" || t === "subscribed" || t === "unsubscribe" || t === "unsubscribed"
+    ? t
+    : undefined;
+}
+
+/** Reduces one operation on an account. */
+export function reduceAccount(s: AccountState, op: AccountOp, ctx: AccountCtx): AccountStep {
+  switch (op.kind) {
+    case "session-bound":
+      return [s, [{ kind: "send-roster", to: op.fullJid, roster: s.roster }]];
+    case "roster-get":
+      return onRosterGet(s, op.iq);
+    case "roster-set":
+      return onRosterSet(s, op.iq, op.change, ctx);
+    case "outbound-subscription":
+      return onOutbound(s, op.stanza, ctx);
+    case "inbound-subscription":
+      return onInbound(s, op.stanza, ctx);
+    case "probe":
+      return onProbe(s, op.stanza, ctx);
+    case "offline-message":
+      return onOfflineMessage(s, op.stanza, ctx);
+    case "initial-presence":
+      return onInitialPresence(s, op.fullJid, op.priority);
+  }
+}
+
+function onRosterGet(s: AccountState, iq: Element): AccountStep {
+  const query = child(iq, "query", "jabber:iq:roster");
+  const result = iqResult(iq, rosterQuery(s.roster, query?.attrs.ver));
+  return [s, [{ kind: "deliver", to: iq.attrs.from!, stanza: result }]];
+}
+
+function onRosterSet(
+  s: AccountState,
+  iq: Element,
+  change: RosterSetChange,
+  ctx: AccountCtx,
+): AccountStep {
+  const requester = iq.attrs.from!;
+  if (change.kind === "update") {
+    const { roster, item } = updateItem(s.roster, change.jid, change.name, change.groups);
+    return [{ ...s, roster }, [
+      ...changedRoster(roster),
+      // The result first, then the pushes: clients wait for the result of what they sent.
+      { kind: "deliver", to: requester, stanza: iqResult(iq) },
+      ...pushes(ctx, s.bare, roster, { kind: "item", item }),
+    ]];
+  }
+  const removed = removeItem(s.roster, change.jid);
+  if (removed === undefined) {
+    return [s, [{ kind: "deliver", to: requester, stanza: errorReply(iq, "item-not-found") }]];
+  }
+  const { roster } = removed;
+  const sub = removed.removed.subscription;
+  const out: AccountOutput[] = [
+    ...changedRoster(roster),
+    { kind: "deliver", to: requester, stanza: iqResult(iq) },
+    ...pushes(ctx, s.bare, roster, { kind: "remove", jid: change.jid }),
+  ];
+  // RFC 6121 §2.5.2: removing an item cancels the subscriptions both ways.
+  if (sub === "to" || sub === "both" || removed.removed.ask === "subscribe") {
+    out.push({
+      kind: "route",
+      stanza: stanza("presence", { type: "unsubscribe", from: s.bare, to: change.jid }),
+    });
+  }
+  // A pending request from the contact is declined too, so their side does not wait forever.
+  const declines = sub === "from" || sub === "both" || s.roster.pendingIn[change.jid] === true;
+  if (declines) {
+    out.push({
+      kind: "route",
+      stanza: stanza("presence", { type: "unsubscribed", from: s.bare, to: change.jid }),
+    });
+    // The contact no longer sees this user's presence: say goodbye from each resource.
+    if (sub === "from" || sub === "both") {
+      out.push(...unavailableOfResources(ctx, s.bare, change.jid));
+    }
+  }
+  return [{ ...s, roster }, out];
+}
+
+function onOutbound(s: AccountState, el: Element, ctx: AccountCtx): AccountStep {
+  const type = subscriptionType(el);
+  const contact = el.attrs.to;
+  if (type === undefined || contact === undefined) return [s, []];
+  const before = subStateOf(s.roster, contact);
+  const { state, route } = outbound(before, type);
+  // RFC 6121 §3.1.2: an outbound subscribe creates the item when it is missing.
+  const { roster, item, changed } = applySubState(s.roster, contact, state);
+  const out: AccountOutput[] = [];
+  if (changed) {
+    out.push(...changedRoster(roster));
+    if (item !== undefined) out.push(...pushes(ctx, s.bare, roster, { kind: "item", item }));
+  }
+  // Subscription stanzas carry the user's bare JID (RFC 6121 §3.1.2).
+  if (route) out.push({ kind: "route", stanza: withAttrs(el, { from: s.bare, to: contact }) });
+  if (type === "subscribed" && route) {
+    // RFC 6121 §3.1.5: the new subscriber gets the user's current presence.
+    out.push(...presenceOfResources(ctx, s.bare, contact));
+    // And if the user is subscribed to the contact too, learn the contact's presence now.
+    if (state.subscription === "to" || state.subscription === "both") {
+      out.push({
+        kind: "route",
+        stanza: stanza("presence", { type: "probe", from: s.bare, to: contact }),
+      });
+    }
+  }
+  if (type === "unsubscribed" && route) {
+    out.push(...unavailableOfResources(ctx, s.bare, contact));
+  }
+  return [{ ...s, roster }, out];
+}
+
+function onInbound(s: AccountState, el: Element, ctx: AccountCtx): AccountStep {
+  const type = subscriptionType(el);
+  const from = el.attrs.from === undefined ? undefined : bareJidOf(el.attrs.from);
+  // Subscription stanzas for a JID without an account are dropped (RFC 6121 §8.5.1).
+  if (type === undefined || from === undefined || !s.exists) return [s, []];
+  const before = subStateOf(s.roster, from);
+  const { state, deliver, autoReply } = inbound(before, type);
+  const { roster, item, changed } = applySubState(s.roster, from, state);
+  const out: AccountOutput[] = [];
+  if (changed) {
+    out.push(...changedRoster(roster));
+    if (item !== undefined) out.push(...pushes(ctx, s.bare, roster, { kind: "item", item }));
+  }
+  const delivered = withAttrs(el, { from, to: s.bare });
+  if (deliver) {
+    for (const r of available(ctx, s.bare)) {
+      out.push({ kind: "deliver", to: r.fullJid, stanza: delivered });
+    }
+  }
+  if (autoReply === "subscribed") {
+    out.push({
+      kind: "route",
+      stanza: stanza("presence", { type: "subscribed", from: s.bare, to: from }),
+    });
+    out.push(...presenceOfResources(ctx, s.bare, from));
+  } else if (type === "subscribe" && deliver) {
+    // Tell the requester the request arrived, without revealing presence (as Prosody does).
+    out.push({
+      kind: "route",
+      stanza: stanza("presence", { type: "unavailable", from: s.bare, to: from }),
+    });
+  }
+  if (
+    type === "unsubscribe" && (before.subscription === "from" || before.subscription === "both")
+  ) {
+    // The contact unsubscribed from this user's presence: it goes dark for them. Only a
+    // subscriber ever saw it; withdrawing a mere request must not reveal the user's resources.
+    out.push(...unavailableOfResources(ctx, s.bare, from));
+  }
+  return [{ ...s, roster }, out];
+}
+
+function onProbe(s: AccountState, el: Element, ctx: AccountCtx): AccountStep {
+  const from = el.attrs.from;
+  const fromBare = from === undefined ? undefined : bareJidOf(from);
+  if (from === undefined || fromBare === undefined || !s.exists) return [s, []];
+  const sub = s.roster.items[fromBare]?.subscription;
+  // RFC 6121 §4.3.2: presence only for contacts subscribed to it (and the user's own JID).
+  if (fromBare !== s.bare && sub !== "from" && sub !== "both") return [s, []];
+  return [s, presenceOfResources(ctx, s.bare, from)];
+}
+
+/** The XEP-0203 delay stamp added to a stored message. */
+export function withDelay(el: Element, from: string, now: number): Element {
+  const stamp = new Date(now).toISOString().replace(/\.\d{3}Z$/, "Z");
+  return withChildren(el, [
+    ...el.children,
+    elem("delay", { xmlns: "urn:xmpp:delay", from, stamp }),
+  ]);
+}
+
+function onOfflineMessage(s: AccountState, el: Element, ctx: AccountCtx): AccountStep {
+  const type = el.attrs.type ?? "normal";
+  if (!s.exists) {
+    // RFC 6121 §8.5.1: a message to a JID without an account bounces.
+    if (type === "error" || type === "headline" || type === "groupchat") return [s, []];
+    return [s, [{ kind: "route", stanza: errorReply(el, "service-unavailable") }]];
+  }
+  // XEP-0160: only chat and normal messages are stored; the rest is dropped.
+  if (type !== "chat" && type !== "normal") {
+    if (type === "groupchat") {
+      return [s, [{ kind: "route", stanza: errorReply(el, "service-unavailable") }]];
+    }
+    return [s, []];
+  }
+  if (s.offline.length >= ctx.offlineLimit) {
+    return [s, [{
+      kind: "route",
+      stanza: errorReply(el, "service-unavailable", { text: "Offline storage is full" }),
+    }]];
+  }
+  const host = s.bare.slice(s.bare.indexOf("@") + 1);
+  const offline = [...s.offline, withDelay(el, host, ctx.now())];
+  return [{ ...s, offline }, [{ kind: "store-offline", messages: offline }]];
+}
+
+function onInitialPresence(s: AccountState, fullJid: string, priority: number): AccountStep {
+  const out: AccountOutput[] = [];
+  // RFC 6121 §3.1.3: pending requests are delivered again when the user comes online.
+  for (const jid of Object.keys(s.roster.pendingIn)) {
+    out.push({
+      kind: "deliver",
+      to: fullJid,
+      stanza: stanza("presence", { type: "subscribe", from: jid, to: s.bare }),
+    });
+  }
+  // XEP-0160: offline messages go to the first resource with non-negative priority.
+  if (priority < 0 || s.offline.length === 0) return [s, out];
+  // Delivered before the store is cleared: a crash in between repeats, never loses.
+  for (const m of s.offline) out.push({ kind: "deliver", to: fullJid, stanza: m });
+  out.push({ kind: "store-offline", messages: [] });
+  return [{ ...s, offline: [] }, out];
+}
+
+/** Contacts that receive the user's broadcast presence (subscription from or both). */
+export function presenceSubscribers(roster: Roster): string[] {
+  return contactsWith(roster, ["from", "both"]);
+}

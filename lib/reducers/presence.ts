@@ -1,0 +1,125 @@
+/**
+ * Presence sent by a user's resource (RFC 6121 §4): broadcast to subscribers and the user's own
+ * resources, probes at initial presence, directed presence remembered so that its recipients
+ * hear when the resource goes, and subscription requests handed to the account.
+ * @module
+ */
+import { contactsWith } from "../roster.ts";
+import { bareJid, EMPTY_ROSTER, type Session } from "../session.ts";
+import { child, type Element, stanza, text, withAttrs } from "../xml/element.ts";
+import { bareJidOf } from "../xmpp/jid.ts";
+import type { Ctx, Output, Step } from "./types.ts";
+
+const SUBSCRIPTION_TYPES = new Set(["subscribe", "subscribed", "unsubscribe", "unsubscribed"]);
+
+/** The priority of an available presence, clamped to -128..127 (RFC 6121 §4.7.2.3). */
+export function priorityOf(el: Element): number {
+  const p = child(el, "priority");
+  if (p === undefined) return 0;
+  const n = Number.parseInt(text(p).trim(), 10);
+  return Number.isNaN(n) ? 0 : Math.max(-128, Math.min(127, n));
+}
+
+function routeTo(el: Element, to: string): Output {
+  return { kind: "route", stanza: withAttrs(el, { to }) };
+}
+
+/** The user's other available resources, as the registry sees them now. */
+function otherAvailable(s: Session, ctx: Ctx) {
+  return ctx.resourcesOf(bareJid(s)!).filter((r) => r.available && r.fullJid !== s.fullJid);
+}
+
+/** Presence from a bound session; `from` is stamped and `to` normalised (or absent). */
+export function onOutboundPresence(s: Session, el: Element, ctx: Ctx): Step {
+  const type = el.attrs.type;
+  const to = el.attrs.to;
+  if (to === undefined) {
+    if (type === undefined) return onAvailable(s, el, ctx);
+    if (type === "unavailable") return onUnavailable(s, el, ctx);
+    return [s, []];
+  }
+  if (type !== undefined && SUBSCRIPTION_TYPES.has(type)) {
+    // RFC 6121 §3: subscription state belongs to the account, whichever resource asked.
+    const contact = bareJidOf(to)!;
+    const bare = bareJid(s)!;
+    return [s, [{
+      kind: "account",
+      bare,
+      op: { kind: "outbound-subscription", stanza: withAttrs(el, { from: bare, to: contact }) },
+    }]];
+  }
+  // Servers answer probes; a client's are ignored (RFC 6121 §4.3).
+  if (type === "probe") return [s, []];
+  if (type === undefined) {
+    const directed = s.directed.includes(to) ? s.directed : [...s.directed, to];
+    return [{ ...s, directed }, [{ kind: "route", stanza: el }]];
+  }
+  if (type === "unavailable") {
+    return [{ ...s, directed: s.directed.filter((j) => j !== to) }, [{
+      kind: "route",
+      stanza: el,
+    }]];
+  }
+  return [s, [{ kind: "route", stanza: el }]];
+}
+
+/** Initial or updated available presence (RFC 6121 §4.2.2, §4.4.2). */
+function onAvailable(s: Session, el: Element, ctx: Ctx): Step {
+  const initial = s.presence === undefined;
+  const roster = s.roster ?? EMPTY_ROSTER;
+  const priority = priorityOf(el);
+  const next: Session = { ...s, presence: el, priority };
+  const out: Output[] = [];
+  // 1. To every contact subscribed to the user's presence.
+  for (const contact of contactsWith(roster, ["from", "both"])) out.push(routeTo(el, contact));
+  // 2. To the user's other available resources, and back to this one.
+  const others = otherAvailable(s, ctx);
+  for (const r of others) out.push(routeTo(el, r.fullJid));
+  out.push({ kind: "send", stanza: el });
+  if (initial) {
+    // 3. Probe the contacts the user is subscribed to, answered to this resource.
+    for (const contact of contactsWith(roster, ["to", "both"])) {
+      out.push({
+        kind: "route",
+        stanza: stanza("presence", { type: "probe", from: s.fullJid, to: contact }),
+      });
+    }
+    // 4. Learn the presence of the user's other resources.
+    for (const r of others) {
+      if (r.presence !== undefined) {
+        out.push({ kind: "send", stanza: withAttrs(r.presence, { to: s.fullJid }) });
+      }
+    }
+    // 5. Pending subscription requests and offline messages.
+    out.push({
+      kind: "account",
+      bare: bareJid(s)!,
+      op: { kind: "initial-presence", fullJid: s.fullJid!, priority },
+    });
+  }
+  return [next, out];
+}
+
+/** Everyone who must hear that this resource is gone (RFC 6121 §4.5.2, §4.6.3). */
+export function unavailableRecipients(s: Session, ctx: Ctx): string[] {
+  const targets: string[] = [];
+  if (s.presence !== undefined) {
+    targets.push(...contactsWith(s.roster ?? EMPTY_ROSTER, ["from", "both"]));
+    targets.push(...otherAvailable(s, ctx).map((r) => r.fullJid));
+  }
+  for (const j of s.directed) if (!targets.includes(j)) targets.push(j);
+  return targets;
+}
+
+function onUnavailable(s: Session, el: Element, ctx: Ctx): Step {
+  const out: Output[] = unavailableRecipients(s, ctx).map((to) => routeTo(el, to));
+  if (s.presence !== undefined) out.push({ kind: "send", stanza: el });
+  return [{ ...s, presence: undefined, directed: [] }, out];
+}
+
+/** The unavailable presence routes of a session that ends without saying so itself. */
+export function goodbyeOutputs(s: Session, ctx: Ctx): Output[] {
+  if (s.fullJid === undefined) return [];
+  const el = stanza("presence", { type: "unavailable", from: s.fullJid });
+  return unavailableRecipients(s, ctx).map((to) => routeTo(el, to));
+}

@@ -1,0 +1,143 @@
+/**
+ * One queue per account: operations on a user's roster, subscriptions and offline messages are
+ * reduced one at a time, whether or not the user is online. The account's data is loaded on
+ * first use and let go when the account is idle and nobody of it is online.
+ * @module
+ */
+import type { Logger } from "../log.ts";
+import {
+  type AccountCtx,
+  type AccountOp,
+  type AccountOutput,
+  type AccountState,
+  reduceAccount,
+} from "../reducers/account.ts";
+import { EMPTY_ROSTER, type Roster } from "../session.ts";
+import type { AccountStore } from "../storage/accounts.ts";
+import type { KeyvalStore } from "../storage/mod.ts";
+import type { Element } from "../xml/element.ts";
+import type { Registry } from "./registry.ts";
+
+/** The hub's operations. */
+export interface AccountHub {
+  /** Queues an operation for the account `bare` (user@host). */
+  submit(bare: string, op: AccountOp): void;
+  /** Resolves when every queue is empty (for shutdown and tests). */
+  idle(): Promise<void>;
+}
+
+/** What the hub needs. */
+export interface AccountHubDeps {
+  readonly accounts: AccountStore;
+  readonly rosters: KeyvalStore<Roster>;
+  readonly offline: KeyvalStore<readonly Element[]>;
+  readonly registry: Registry;
+  readonly ctx: AccountCtx;
+  /** Routes a stanza (the shell's router). */
+  readonly route: (stanza: Element) => void;
+  readonly log: Logger;
+}
+
+interface Entry {
+  state?: AccountState;
+  readonly queue: AccountOp[];
+  running: boolean;
+}
+
+function split(bare: string): [string, string] {
+  const at = bare.indexOf("@");
+  return [bare.slice(at + 1), bare.slice(0, at)];
+}
+
+/** A hub over the given stores. */
+export function createAccountHub(deps: AccountHubDeps): AccountHub {
+  const entries = new Map<string, Entry>();
+  const running = new Set<Promise<void>>();
+
+  async function load(bare: string): Promise<AccountState> {
+    const [host, user] = split(bare);
+    const [exists, roster, offline] = await Promise.all([
+      deps.accounts.exists(host, user),
+      deps.rosters.get(host, user),
+      deps.offline.get(host, user),
+    ]);
+    return { bare, exists, roster: { ...EMPTY_ROSTER, ...roster }, offline: offline ?? [] };
+  }
+
+  async function execute(bare: string, out: AccountOutput): Promise<void> {
+    const [host, user] = split(bare);
+    switch (out.kind) {
+      case "store-roster":
+        await deps.rosters.set(host, user, out.roster);
+        return;
+      case "store-offline":
+        if (out.messages.length === 0) await deps.offline.delete(host, user);
+        else await deps.offline.set(host, user, out.messages);
+        return;
+      case "deliver":
+        deps.registry.get(out.to)?.dispatch({ kind: "inbound", stanza: out.stanza });
+        return;
+      case "route":
+        deps.route(out.stanza);
+        return;
+      case "roster-changed":
+        for (const r of deps.registry.resourcesOf(bare)) {
+          deps.registry.get(r.fullJid)?.dispatch({ kind: "roster-loaded", roster: out.roster });
+        }
+        return;
+      case "send-roster":
+        deps.registry.get(out.to)?.dispatch({ kind: "roster-loaded", roster: out.roster });
+        return;
+    }
+  }
+
+  async function drain(bare: string, entry: Entry): Promise<void> {
+    try {
+      entry.state ??= await load(bare);
+      while (entry.queue.length > 0) {
+        const op = entry.queue.shift()!;
+        const [next, outputs] = reduceAccount(entry.state, op, deps.ctx);
+        entry.state = next;
+        try {
+          // In order, each store finished before what follows it is sent (persist, then
+          // acknowledge).
+          for (const out of outputs) await execute(bare, out);
+        } catch (err) {
+          deps.log.error("Account {bare}: {op} failed: {err}", {
+            bare,
+            op: op.kind,
+            err: String(err),
+          });
+          // What is cached may now differ from what is stored: read it again next time.
+          entry.state = await load(bare);
+        }
+      }
+    } catch (err) {
+      deps.log.error("Account {bare} could not be loaded: {err}", { bare, err: String(err) });
+      entry.queue.length = 0;
+    } finally {
+      entry.running = false;
+      if (entry.queue.length > 0) start(bare, entry);
+      else if (deps.registry.resourcesOf(bare).length === 0) entries.delete(bare);
+    }
+  }
+
+  function start(bare: string, entry: Entry): void {
+    entry.running = true;
+    const p = drain(bare, entry);
+    running.add(p);
+    p.finally(() => running.delete(p));
+  }
+
+  return {
+    submit(bare, op) {
+      let entry = entries.get(bare);
+      if (entry === undefined) entries.set(bare, entry = { queue: [], running: false });
+      entry.queue.push(op);
+      if (!entry.running) start(bare, entry);
+    },
+    async idle() {
+      while (running.size > 0) await Promise.allSettled([...running]);
+    },
+  };
+}

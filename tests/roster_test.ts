@@ -1,0 +1,366 @@
+import assert from "node:assert/strict";
+import {
+  contactsWith,
+  itemElement,
+  NS_ROSTER,
+  parseRosterSet,
+  removeItem,
+  rosterPush,
+  rosterQuery,
+  setPendingIn,
+  setSubscription,
+  updateItem,
+} from "../lib/roster.ts";
+import { EMPTY_ROSTER, type Roster, type RosterItem } from "../lib/session.ts";
+import { elem, type Element, serialize } from "../lib/xml/element.ts";
+
+const OWN = "juliet@example.com";
+
+const ROMEO: RosterItem = {
+  jid: "romeo@example.net",
+  name: "Romeo",
+  subscription: "both",
+  groups: ["Friends"],
+};
+const NURSE: RosterItem = {
+  jid: "nurse@example.com",
+  subscription: "to",
+  ask: "subscribe",
+  approved: true,
+  groups: [],
+};
+const BENVOLIO: RosterItem = { jid: "benvolio@example.net", subscription: "from", groups: [] };
+const MERCUTIO: RosterItem = { jid: "mercutio@example.com", subscription: "none", groups: [] };
+
+const ROSTER: Roster = {
+  version: "7",
+  items: {
+    [ROMEO.jid]: ROMEO,
+    [NURSE.jid]: NURSE,
+    [BENVOLIO.jid]: BENVOLIO,
+    [MERCUTIO.jid]: MERCUTIO,
+  },
+  pendingIn: { "tybalt@example.org": true },
+};
+
+/** A roster set query holding these items. */
+function setQuery(...items: Element[]): Element {
+  return elem("query", { xmlns: NS_ROSTER }, items);
+}
+
+function item(attrs: Readonly<Record<string, string>>, groups: readonly string[] = []): Element {
+  return elem("item", { xmlns: NS_ROSTER, ...attrs }, groups.map((g) => elem("group", {}, [g])));
+}
+
+Deno.test("rosterQuery without ver returns every item and the version", () => {
+  const q = rosterQuery(ROSTER, undefined);
+  assert.ok(q !== undefined);
+  assert.equal(
+    serialize(q),
+    '<query xmlns="jabber:iq:roster" ver="7">' +
+      '<item jid="romeo@example.net" name="Romeo" subscription="both"><group>Friends</group></item>' +
+      '<item jid="nurse@example.com" subscription="to" ask="subscribe" approved="true"/>' +
+      '<item jid="benvolio@example.net" subscription="from"/>' +
+      '<item jid="mercutio@example.com" subscription="none"/>' +
+      "</query>",
+  );
+});
+
+Deno.test("rosterQuery with a stale or empty ver returns the whole roster", () => {
+  for (const ver of ["6", "", "abc"]) {
+    const q = rosterQuery(ROSTER, ver);
+    assert.ok(q !== undefined, ver);
+    assert.equal(q.attrs.ver, "7");
+    assert.equal(q.children.length, 4);
+  }
+});
+
+Deno.test("rosterQuery with the current ver returns undefined (XEP-0237 empty result)", () => {
+  assert.equal(rosterQuery(ROSTER, "7"), undefined);
+  assert.equal(rosterQuery(EMPTY_ROSTER, "0"), undefined);
+});
+
+Deno.test("rosterQuery of an empty roster is an empty query", () => {
+  assert.equal(
+    serialize(rosterQuery(EMPTY_ROSTER, undefined)!),
+    '<query xmlns="jabber:iq:roster" ver="0"/>',
+  );
+});
+
+Deno.test("itemElement renders attributes and groups exactly", () => {
+  const cases: ReadonlyArray<readonly [RosterItem, string]> = [
+    [MERCUTIO, '<item xmlns="jabber:iq:roster" jid="mercutio@example.com" subscription="none"/>'],
+    [
+      NURSE,
+      '<item xmlns="jabber:iq:roster" jid="nurse@example.com" subscription="to" ask="subscribe"' +
+      ' approved="true"/>',
+    ],
+    [
+      { ...MERCUTIO, approved: false, name: 'M & "co" <x>', groups: ["A&B", "<C>"] },
+      '<item xmlns="jabber:iq:roster" jid="mercutio@example.com" name="M &amp; &quot;co&quot;' +
+      ' &lt;x&gt;" subscription="none"><group>A&amp;B</group><group>&lt;C&gt;</group></item>',
+    ],
+  ];
+  for (const [it, xml] of cases) assert.equal(serialize(itemElement(it)), xml);
+});
+
+Deno.test("rosterPush carries one item and the roster's version", () => {
+  const push = rosterPush(
+    ROSTER,
+    { kind: "item", item: ROMEO },
+    "juliet@example.com/balcony",
+    "p1",
+  );
+  assert.equal(
+    serialize(push),
+    '<iq type="set" id="p1" to="juliet@example.com/balcony">' +
+      '<query xmlns="jabber:iq:roster" ver="7">' +
+      '<item jid="romeo@example.net" name="Romeo" subscription="both"><group>Friends</group></item>' +
+      "</query></iq>",
+  );
+});
+
+Deno.test("rosterPush for a removal has subscription=remove and nothing else", () => {
+  const push = rosterPush(
+    ROSTER,
+    { kind: "remove", jid: "romeo@example.net" },
+    "juliet@example.com/r",
+    "p2",
+  );
+  assert.equal(
+    serialize(push),
+    '<iq type="set" id="p2" to="juliet@example.com/r">' +
+      '<query xmlns="jabber:iq:roster" ver="7">' +
+      '<item jid="romeo@example.net" subscription="remove"/></query></iq>',
+  );
+});
+
+Deno.test("parseRosterSet: the errors of RFC 6121 §2.3.3 and §2.5.3", () => {
+  const long = "x".repeat(1025);
+  const cases: ReadonlyArray<readonly [string, Element, string]> = [
+    ["no item", setQuery(), "bad-request"],
+    [
+      "two items",
+      setQuery(item({ jid: "a@example.net" }), item({ jid: "b@example.net" })),
+      "bad-request",
+    ],
+    ["no jid", setQuery(item({ name: "x" })), "bad-request"],
+    ["bad JID", setQuery(item({ jid: "a@b@example.net" })), "bad-request"],
+    ["empty JID", setQuery(item({ jid: "" })), "bad-request"],
+    ["full JID", setQuery(item({ jid: "romeo@example.net/orchard" })), "bad-request"],
+    [
+      "full JID remove",
+      setQuery(item({ jid: "r@example.net/o", subscription: "remove" })),
+      "bad-request",
+    ],
+    ["own JID", setQuery(item({ jid: OWN })), "not-allowed"],
+    ["own JID, other case", setQuery(item({ jid: "Juliet@Example.COM" })), "not-allowed"],
+    ["own JID remove", setQuery(item({ jid: OWN, subscription: "remove" })), "not-allowed"],
+    ["empty group", setQuery(item({ jid: "a@example.net" }, ["ok", ""])), "not-acceptable"],
+    ["duplicate group", setQuery(item({ jid: "a@example.net" }, ["G", "H", "G"])), "bad-request"],
+    ["too long name", setQuery(item({ jid: "a@example.net", name: long })), "not-acceptable"],
+    ["too long group", setQuery(item({ jid: "a@example.net" }, [long])), "not-acceptable"],
+  ];
+  for (const [label, query, condition] of cases) {
+    const r = parseRosterSet(query, OWN);
+    assert.equal(r.ok, false, label);
+    if (!r.ok) {
+      assert.equal(r.condition, condition, label);
+      assert.ok(r.text.length > 0, label);
+    }
+  }
+});
+
+Deno.test("parseRosterSet: an update keeps only jid, name and groups, normalised", () => {
+  const r = parseRosterSet(
+    setQuery(
+      item({
+        jid: "Romeo@Example.NET",
+        name: "Romeo",
+        subscription: "both",
+        ask: "subscribe",
+        approved: "true",
+      }, ["Friends", "Lovers"]),
+    ),
+    OWN,
+  );
+  assert.deepEqual(r, {
+    ok: true,
+    change: {
+      kind: "update",
+      jid: "romeo@example.net",
+      name: "Romeo",
+      groups: ["Friends", "Lovers"],
+    },
+  });
+});
+
+Deno.test("parseRosterSet: no name or an empty name gives no name; names at the cap pass", () => {
+  const attrSets: ReadonlyArray<Readonly<Record<string, string>>> = [
+    { jid: "a@example.net" },
+    { jid: "a@example.net", name: "" },
+  ];
+  for (const attrs of attrSets) {
+    assert.deepEqual(parseRosterSet(setQuery(item(attrs)), OWN), {
+      ok: true,
+      change: { kind: "update", jid: "a@example.net", groups: [] },
+    });
+  }
+  // 1024 astral characters are 2048 UTF-16 units: the cap counts characters.
+  const atCap = "😀".repeat(1024);
+  const r = parseRosterSet(setQuery(item({ jid: "a@example.net", name: atCap }, [atCap])), OWN);
+  assert.equal(r.ok, true);
+});
+
+Deno.test("parseRosterSet: subscription=remove asks for removal, other parts ignored", () => {
+  assert.deepEqual(
+    parseRosterSet(
+      setQuery(item({ jid: "Romeo@example.net", subscription: "remove", name: "x" }, ["", ""])),
+      OWN,
+    ),
+    { ok: true, change: { kind: "remove", jid: "romeo@example.net" } },
+  );
+});
+
+Deno.test("parseRosterSet: domain JIDs are valid items; foreign children are ignored", () => {
+  const query = elem("query", { xmlns: NS_ROSTER }, [
+    elem("x", { xmlns: "urn:example:other" }),
+    item({ jid: "gateway.example.org" }),
+  ]);
+  assert.deepEqual(parseRosterSet(query, OWN), {
+    ok: true,
+    change: { kind: "update", jid: "gateway.example.org", groups: [] },
+  });
+});
+
+Deno.test("updateItem creates an item with subscription none and bumps the version", () => {
+  const r = updateItem(EMPTY_ROSTER, "a@example.net", "A", ["G"]);
+  assert.deepEqual(r.item, {
+    jid: "a@example.net",
+    name: "A",
+    subscription: "none",
+    groups: ["G"],
+  });
+  assert.deepEqual(r.roster, {
+    version: "1",
+    items: { "a@example.net": r.item },
+    pendingIn: {},
+  });
+  assert.deepEqual(EMPTY_ROSTER, { version: "0", items: {}, pendingIn: {} });
+});
+
+Deno.test("updateItem keeps the subscription state and replaces name and groups", () => {
+  const r = updateItem(ROSTER, NURSE.jid, "Nurse", ["Household"]);
+  assert.deepEqual(r.item, {
+    jid: NURSE.jid,
+    name: "Nurse",
+    subscription: "to",
+    ask: "subscribe",
+    approved: true,
+    groups: ["Household"],
+  });
+  assert.equal(r.roster.version, "8");
+  assert.deepEqual(r.roster.pendingIn, ROSTER.pendingIn);
+  const cleared = updateItem(r.roster, NURSE.jid, undefined, []);
+  assert.equal("name" in cleared.item, false);
+  assert.deepEqual(cleared.item.groups, []);
+  assert.equal(cleared.item.subscription, "to");
+  assert.equal(cleared.roster.version, "9");
+  // The input roster is untouched.
+  assert.equal(ROSTER.items[NURSE.jid], NURSE);
+});
+
+Deno.test("versions are exact past the float range", () => {
+  const r = updateItem(
+    { ...EMPTY_ROSTER, version: "9007199254740993" },
+    "a@example.net",
+    undefined,
+    [],
+  );
+  assert.equal(r.roster.version, "9007199254740994");
+});
+
+Deno.test("removeItem removes the item and its pending request, bumping the version", () => {
+  const roster = setPendingIn(ROSTER, ROMEO.jid, true);
+  const r = removeItem(roster, ROMEO.jid);
+  assert.ok(r !== undefined);
+  assert.equal(r.removed, ROMEO);
+  assert.equal(r.roster.version, "8");
+  assert.equal(ROMEO.jid in r.roster.items, false);
+  assert.deepEqual(r.roster.pendingIn, { "tybalt@example.org": true });
+});
+
+Deno.test("removeItem of an unknown JID is undefined", () => {
+  assert.equal(removeItem(ROSTER, "tybalt@example.org"), undefined);
+  assert.equal(removeItem(ROSTER, "constructor"), undefined);
+});
+
+Deno.test("setSubscription changes an existing item, keeping name and groups", () => {
+  const r = setSubscription(ROSTER, BENVOLIO.jid, { subscription: "both" }, false);
+  assert.equal(r.changed, true);
+  assert.deepEqual(r.item, { ...BENVOLIO, subscription: "both" });
+  assert.equal(r.roster.version, "8");
+  const r2 = setSubscription(ROSTER, NURSE.jid, { subscription: "both" }, false);
+  // ask and approved are replaced, not merged: their absence clears them.
+  assert.deepEqual(r2.item, { jid: NURSE.jid, subscription: "both", groups: [] });
+  assert.equal(r2.changed, true);
+});
+
+Deno.test("setSubscription with the same fields changes nothing", () => {
+  const r = setSubscription(
+    ROSTER,
+    NURSE.jid,
+    { subscription: "to", ask: "subscribe", approved: true },
+    true,
+  );
+  assert.equal(r.changed, false);
+  assert.equal(r.roster, ROSTER);
+  assert.equal(r.item, NURSE);
+  // approved=false is the same as no approval.
+  const r2 = setSubscription(ROSTER, ROMEO.jid, { subscription: "both", approved: false }, false);
+  assert.equal(r2.changed, false);
+  assert.equal(r2.roster, ROSTER);
+});
+
+Deno.test("setSubscription creates a missing item only when asked to", () => {
+  const none = setSubscription(ROSTER, "paris@example.org", { subscription: "none" }, false);
+  assert.deepEqual(none, { roster: ROSTER, item: undefined, changed: false });
+  const made = setSubscription(
+    ROSTER,
+    "paris@example.org",
+    { subscription: "none", ask: "subscribe" },
+    true,
+  );
+  assert.equal(made.changed, true);
+  assert.deepEqual(made.item, {
+    jid: "paris@example.org",
+    subscription: "none",
+    ask: "subscribe",
+    groups: [],
+  });
+  assert.equal(made.roster.items["paris@example.org"], made.item);
+  assert.equal(made.roster.version, "8");
+  // Creating with nothing pending still records the contact (the user asked for it).
+  const plain = setSubscription(EMPTY_ROSTER, "paris@example.org", { subscription: "none" }, true);
+  assert.equal(plain.changed, true);
+  assert.equal(plain.roster.version, "1");
+});
+
+Deno.test("setPendingIn records and clears without bumping the version", () => {
+  const on = setPendingIn(ROSTER, "paris@example.org", true);
+  assert.deepEqual(on.pendingIn, { "tybalt@example.org": true, "paris@example.org": true });
+  assert.equal(on.version, "7");
+  assert.equal(setPendingIn(on, "paris@example.org", true), on);
+  const off = setPendingIn(on, "tybalt@example.org", false);
+  assert.deepEqual(off.pendingIn, { "paris@example.org": true });
+  assert.equal(off.version, "7");
+  assert.equal(setPendingIn(off, "constructor", false), off);
+  assert.deepEqual(ROSTER.pendingIn, { "tybalt@example.org": true });
+});
+
+Deno.test("contactsWith selects by subscription", () => {
+  assert.deepEqual(contactsWith(ROSTER, ["from", "both"]), [ROMEO.jid, BENVOLIO.jid]);
+  assert.deepEqual(contactsWith(ROSTER, ["to", "both"]), [ROMEO.jid, NURSE.jid]);
+  assert.deepEqual(contactsWith(ROSTER, ["none"]), [MERCUTIO.jid]);
+  assert.deepEqual(contactsWith(ROSTER, []), []);
+});

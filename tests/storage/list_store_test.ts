@@ -1,0 +1,402 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { openListStore } from "../../lib/storage/datamanager.ts";
+import { INDEX_HEADER_SIZE, INDEX_VERSION, LIST_BLOCK } from "../../lib/storage/list_store.ts";
+import { encodePathPart, storeDir } from "../../lib/storage/datamanager.ts";
+import type { ShiftMethod } from "../../lib/storage/mod.ts";
+import {
+  collapseCapableDir,
+  type Item,
+  misplaced,
+  prng,
+  randomItems,
+  readIndex,
+  scanRaw,
+} from "./_list_helpers.ts";
+
+const HOST = "example.com";
+const STORE = "archive";
+
+function paths(dir: string, user: string) {
+  const base = join(storeDir(dir, HOST, STORE), encodePathPart(user));
+  return { list: `${base}.list`, idx: `${base}.lidx` };
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "list-store-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Appends `items` in random batches, some of them concurrently. */
+async function appendRandomly(
+  store: ReturnType<typeof openListStore<Item>>,
+  user: string,
+  items: readonly Item[],
+  rand: () => number,
+): Promise<void> {
+  let i = 0;
+  while (i < items.length) {
+    // Several appends started together must land in call order (one queue per file).
+    const group: Promise<void>[] = [];
+    const concurrent = 1 + Math.floor(rand() * 4);
+    for (let c = 0; c < concurrent && i < items.length; c++) {
+      const n = 1 + Math.floor(rand() * 5);
+      group.push(store.append(HOST, user, items.slice(i, i + n)));
+      i += n;
+    }
+    await Promise.all(group);
+  }
+}
+
+/** The invariants of the raw files against what was written. */
+async function checkFiles(dir: string, user: string, expected: readonly Item[]): Promise<void> {
+  const p = paths(dir, user);
+  const { records, bad } = await scanRaw(p.list);
+  assert.deepEqual(bad, [], "no damaged line");
+  assert.deepEqual(misplaced(records), [], "no record crosses a block boundary needlessly");
+  assert.deepEqual(records.map((r) => JSON.parse(r.json)), expected);
+  const index = await readIndex(p.idx);
+  assert.equal(index.version, INDEX_VERSION);
+  assert.deepEqual(index.ends, records.map((r) => r.end), "index matches a full scan");
+}
+
+function lowerBoundOf(items: readonly Item[], k: number): number {
+  const i = items.findIndex((it) => it.ts >= k);
+  return i === -1 ? items.length : i;
+}
+
+Deno.test("list store: random items round-trip; layout, index, get/range/lowerBound", async () => {
+  for (const seed of [1, 2, 3]) {
+    await withDir(async (dir) => {
+      const rand = prng(seed);
+      const store = openListStore<Item>(dir, STORE);
+      const items = randomItems(rand, 120, 0, 1000);
+      await appendRandomly(store, "romeo", items, rand);
+      await checkFiles(dir, "romeo", items);
+
+      // A fresh instance reads the same through the index.
+      const fresh = openListStore<Item>(dir, STORE);
+      for (const s of [store, fresh]) {
+        assert.equal(await s.count(HOST, "romeo"), items.length);
+        assert.deepEqual(await s.range(HOST, "romeo", 0, items.length), items);
+        for (let t = 0; t < 20; t++) {
+          const i = Math.floor(rand() * (items.length + 2)) - 1;
+          assert.deepEqual(await s.get(HOST, "romeo", i), items[i], `get(${i}) seed ${seed}`);
+          const a = Math.floor(rand() * items.length);
+          const b = a + Math.floor(rand() * 30);
+          assert.deepEqual(await s.range(HOST, "romeo", a, b), items.slice(a, b));
+          const k = items[0].ts - 1 + Math.floor(rand() * (items.at(-1)!.ts - items[0].ts + 3));
+          assert.equal(
+            await s.lowerBound(HOST, "romeo", k, (it) => it.ts),
+            lowerBoundOf(items, k),
+            `lowerBound(${k}) seed ${seed}`,
+          );
+        }
+        assert.deepEqual(await s.stat(HOST, "romeo").then((st) => st.corrupt), []);
+      }
+    });
+  }
+});
+
+Deno.test("list store: empty and missing lists, delete, users, bad input", async () => {
+  await withDir(async (dir) => {
+    const store = openListStore<Item>(dir, STORE);
+    assert.equal(await store.count(HOST, "nobody"), 0);
+    assert.equal(await store.get(HOST, "nobody", 0), undefined);
+    assert.deepEqual(await store.range(HOST, "nobody", 0, 10), []);
+    assert.equal(await store.lowerBound(HOST, "nobody", 5, (it) => it.ts), 0);
+    assert.deepEqual(await store.shift(HOST, "nobody", 3), { method: "none" });
+    assert.deepEqual(await store.users(HOST), []);
+    await store.delete(HOST, "nobody");
+    await assert.rejects(Deno.stat(paths(dir, "nobody").list), Deno.errors.NotFound);
+
+    const items = randomItems(prng(7), 5, 0, 0);
+    await store.append(HOST, "Juliet", items);
+    await store.append(HOST, "romeo", items.slice(0, 2));
+    await store.append(HOST, "romeo", []);
+    assert.deepEqual(await store.users(HOST), ["Juliet", "romeo"]);
+    assert.equal(await store.get(HOST, "romeo", 2), undefined);
+    assert.deepEqual(await store.range(HOST, "Juliet", -5, 100), items);
+    assert.deepEqual(await store.range(HOST, "Juliet", 3, 2), []);
+    await assert.rejects(store.get(HOST, "romeo", 0.5), RangeError);
+    await assert.rejects(store.range(HOST, "romeo", 0, NaN), RangeError);
+    await assert.rejects(store.shift(HOST, "romeo", 1.5), RangeError);
+    const loose = openListStore<unknown>(dir, STORE);
+    await assert.rejects(loose.append(HOST, "romeo", [undefined]), TypeError);
+    assert.equal(await store.count(HOST, "romeo"), 2, "a refused item appends nothing");
+
+    await store.delete(HOST, "Juliet");
+    assert.deepEqual(await store.users(HOST), ["romeo"]);
+    assert.equal(await store.count(HOST, "Juliet"), 0);
+    await assert.rejects(Deno.stat(paths(dir, "Juliet").idx), Deno.errors.NotFound);
+    await store.append(HOST, "Juliet", items.slice(4));
+    assert.deepEqual(await store.range(HOST, "Juliet", 0, 9), items.slice(4));
+    const info = await Deno.stat(paths(dir, "Juliet").list);
+    if (Deno.build.os !== "windows") assert.equal(info.mode! & 0o777, 0o600);
+  });
+});
+
+Deno.test("list store: concurrent appenders share syncs and lose nothing", async () => {
+  await withDir(async (dir) => {
+    const store = openListStore<{ a: number; n: number }>(dir, STORE);
+    const appenders = 32;
+    const per = 10;
+    await Promise.all(
+      Array.from({ length: appenders }, async (_, a) => {
+        for (let n = 0; n < per; n++) await store.append(HOST, "muc", [{ a, n }, { a, n: -1 }]);
+      }),
+    );
+    const all = await store.range(HOST, "muc", 0, 1e9);
+    assert.equal(all.length, appenders * per * 2);
+    for (let a = 0; a < appenders; a++) {
+      const mine = all.filter((x) => x.a === a);
+      // Each append's two items stay adjacent and each appender's appends keep their order.
+      assert.deepEqual(mine.map((x) => x.n), Array.from({ length: per }, (_, n) => [n, -1]).flat());
+    }
+    for (let i = 0; i < all.length; i += 2) assert.equal(all[i + 1].n, -1);
+  });
+});
+
+async function shiftBoth(
+  a: ReturnType<typeof openListStore<Item>>,
+  b: ReturnType<typeof openListStore<Item>>,
+  n: number,
+): Promise<[ShiftMethod, ShiftMethod]> {
+  const [ra, rb] = await Promise.all([a.shift(HOST, "u", n), b.shift(HOST, "u", n)]);
+  return [ra.method, rb.method];
+}
+
+Deno.test("list store: shift by collapse and by copy give identical files and reads", async () => {
+  const capable = await collapseCapableDir();
+  if (capable === undefined) {
+    console.log(
+      "list store shift: no collapse-capable filesystem (ext4/xfs) or no FFI here; " +
+        "checking that the copy fallback is used instead",
+    );
+  }
+  const base = capable ?? await Deno.makeTempDir({ prefix: "list-store-" });
+  try {
+    const rand = prng(11);
+    const viaCollapse = openListStore<Item>(join(base, "a"), STORE, { ffi: "auto" });
+    const viaCopy = openListStore<Item>(join(base, "b"), STORE, { ffi: "off" });
+    let model = randomItems(rand, 400, 0, 0);
+    await viaCollapse.append(HOST, "u", model);
+    await viaCopy.append(HOST, "u", model);
+    const methods: ShiftMethod[] = [];
+    let nextId = model.length;
+    for (const n of [0, 1, 37, 3, 90, 1]) {
+      const [ma, mb] = await shiftBoth(viaCollapse, viaCopy, n);
+      methods.push(ma);
+      model = model.slice(n);
+      if (n === 0) assert.deepEqual([ma, mb], ["none", "none"]);
+      else if (mb !== "blank") assert.equal(mb, "copy");
+      if (n > 0 && mb === "copy") assert.equal(ma, capable ? "collapse" : "copy");
+      if (mb === "blank") assert.equal(ma, "blank");
+
+      const [fa, fb] = await Promise.all(
+        [join(base, "a"), join(base, "b")].map((d) => Deno.readFile(paths(d, "u").list)),
+      );
+      assert.deepEqual(fa, fb, `list files byte-identical after shift(${n})`);
+      for (const [d, s] of [[join(base, "a"), viaCollapse], [join(base, "b"), viaCopy]] as const) {
+        await checkFiles(d, "u", model);
+        assert.deepEqual(await s.range(HOST, "u", 0, 1e9), model);
+        assert.equal(await s.count(HOST, "u"), model.length);
+        // A fresh instance agrees (it reads the rewritten index).
+        assert.deepEqual(await openListStore<Item>(d, STORE).get(HOST, "u", 0), model[0]);
+      }
+      const more = randomItems(rand, 15, nextId, model.at(-1)!.ts);
+      nextId += more.length;
+      await viaCollapse.append(HOST, "u", more);
+      await viaCopy.append(HOST, "u", more);
+      model = model.concat(more);
+    }
+    assert.ok(methods.includes(capable ? "collapse" : "copy"), `methods used: ${methods}`);
+    assert.deepEqual(
+      await Deno.readFile(paths(join(base, "a"), "u").list),
+      await Deno.readFile(paths(join(base, "b"), "u").list),
+      "identical after the appends that follow",
+    );
+
+    // Shifting everything leaves an empty, still usable list.
+    const [ta, tb] = await shiftBoth(viaCollapse, viaCopy, 10_000);
+    assert.deepEqual([ta, tb], ["truncate", "truncate"]);
+    assert.equal(await viaCollapse.count(HOST, "u"), 0);
+    assert.equal((await Deno.stat(paths(join(base, "a"), "u").list)).size, 0);
+    await viaCollapse.append(HOST, "u", model.slice(0, 3));
+    await checkFiles(join(base, "a"), "u", model.slice(0, 3));
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("list store: a damaged record in the middle is skipped and reported", async () => {
+  await withDir(async (dir) => {
+    const items = randomItems(prng(5), 60, 0, 0);
+    await openListStore<Item>(dir, STORE).append(HOST, "u", items);
+    const p = paths(dir, "u");
+    const { records } = await scanRaw(p.list);
+    const victim = 27;
+    const bytes = await Deno.readFile(p.list);
+    // Flip one byte of the JSON: the line stays a line, but its checksum no longer matches.
+    bytes[records[victim].start + 10] ^= 0x01;
+    await Deno.writeFile(p.list, bytes);
+    const expected = items.filter((_, i) => i !== victim);
+
+    // With the index in place, the damage shows when the record is read.
+    const store = openListStore<Item>(dir, STORE);
+    assert.equal(await store.count(HOST, "u"), items.length, "the index alone cannot tell");
+    assert.deepEqual(await store.get(HOST, "u", victim), items[victim + 1]);
+    assert.equal(await store.count(HOST, "u"), items.length - 1);
+    const st = await store.stat(HOST, "u");
+    assert.deepEqual(st.corrupt, [{
+      offset: records[victim].start,
+      length: records[victim].end - records[victim].start - 1,
+      kind: "checksum",
+    }]);
+    assert.deepEqual(await store.range(HOST, "u", 0, 1000), expected);
+
+    // Without an index, the rebuild on open finds it.
+    await Deno.remove(p.idx);
+    const again = openListStore<Item>(dir, STORE);
+    assert.deepEqual((await again.stat(HOST, "u")).corrupt.map((c) => c.kind), ["checksum"]);
+    assert.deepEqual(await again.range(HOST, "u", 0, 1000), expected);
+    assert.deepEqual((await readIndex(p.idx)).ends.length, expected.length);
+
+    // Appends go on after it; the damaged line is left where it is (it is not the tail).
+    const more = randomItems(prng(6), 3, 100, 1e6);
+    await again.append(HOST, "u", more);
+    assert.deepEqual(await again.range(HOST, "u", 0, 1000), expected.concat(more));
+    assert.deepEqual((await scanRaw(p.list)).bad, [records[victim].start]);
+  });
+});
+
+Deno.test("list store: a torn tail is reported and truncated before the next append", async () => {
+  await withDir(async (dir) => {
+    const items = randomItems(prng(9), 30, 0, 0);
+    await openListStore<Item>(dir, STORE).append(HOST, "u", items);
+    const p = paths(dir, "u");
+    const goodSize = (await Deno.stat(p.list)).size;
+    // A record cut short by a crash: padding, then the first half of a line.
+    const partial = new TextEncoder().encode('\n\n0badf00d {"id":999,"ts":1,"bo');
+    const f = await Deno.open(p.list, { append: true });
+    await f.write(partial);
+    f.close();
+
+    const store = openListStore<Item>(dir, STORE);
+    assert.equal(await store.count(HOST, "u"), items.length);
+    const st = await store.stat(HOST, "u");
+    assert.equal(st.bytes, goodSize + partial.length);
+    assert.deepEqual(st.corrupt, [{
+      offset: goodSize + 2,
+      length: partial.length - 2,
+      kind: "torn",
+    }]);
+    assert.deepEqual(await store.range(HOST, "u", 0, 100), items);
+
+    const more = randomItems(prng(10), 4, 30, 1e6);
+    await store.append(HOST, "u", more);
+    await checkFiles(dir, "u", items.concat(more));
+    assert.deepEqual(
+      await openListStore<Item>(dir, STORE).stat(HOST, "u").then((s) => s.corrupt),
+      [],
+    );
+  });
+});
+
+Deno.test("list store: a missing, lagging, stale or other-version index is rebuilt", async () => {
+  await withDir(async (dir) => {
+    const items = randomItems(prng(13), 80, 0, 0);
+    await openListStore<Item>(dir, STORE).append(HOST, "u", items);
+    const p = paths(dir, "u");
+    const good = await Deno.readFile(p.idx);
+    const expectedEnds = (await scanRaw(p.list)).records.map((r) => r.end);
+    assert.equal(good.length, INDEX_HEADER_SIZE + 8 * items.length);
+
+    const damage: Record<string, () => Promise<void>> = {
+      missing: () => Deno.remove(p.idx),
+      lagging: () => Deno.writeFile(p.idx, good.subarray(0, INDEX_HEADER_SIZE + 8 * 50 + 3)),
+      "other version": async () => {
+        const copy = good.slice();
+        new DataView(copy.buffer).setUint32(8, INDEX_VERSION + 1, true);
+        await Deno.writeFile(p.idx, copy);
+      },
+      "past the end": async () => {
+        const copy = new Uint8Array(good.length + 8);
+        copy.set(good);
+        new DataView(copy.buffer).setBigUint64(good.length, 1n << 40n, true);
+        await Deno.writeFile(p.idx, copy);
+      },
+      "not increasing": async () => {
+        const copy = good.slice();
+        new DataView(copy.buffer).setBigUint64(INDEX_HEADER_SIZE + 8 * 10, 0n, true);
+        await Deno.writeFile(p.idx, copy);
+      },
+      "off by some bytes": async () => {
+        // Plausible numbers, but the last one does not end on a record.
+        const copy = good.slice();
+        const view = new DataView(copy.buffer);
+        const at = copy.length - 8;
+        view.setBigUint64(at, view.getBigUint64(at, true) - 5n, true);
+        await Deno.writeFile(p.idx, copy);
+      },
+      "garbage": () => Deno.writeFile(p.idx, new TextEncoder().encode("not an index at all")),
+    };
+    for (const [name, apply] of Object.entries(damage)) {
+      await apply();
+      const store = openListStore<Item>(dir, STORE);
+      assert.deepEqual(await store.range(HOST, "u", 0, 1000), items, name);
+      assert.equal(
+        await store.lowerBound(HOST, "u", items[40].ts, (it) => it.ts),
+        lowerBoundOf(items, items[40].ts),
+        name,
+      );
+      assert.deepEqual(await Deno.readFile(p.idx), good, `${name}: index rewritten as it was`);
+      assert.deepEqual((await readIndex(p.idx)).ends, expectedEnds, name);
+    }
+  });
+});
+
+Deno.test("list store: two instances (as two processes would) see each other's changes", async () => {
+  await withDir(async (dir) => {
+    const a = openListStore<Item>(dir, STORE);
+    const b = openListStore<Item>(dir, STORE, { ffi: "off" });
+    const items = randomItems(prng(17), 40, 0, 0);
+    await a.append(HOST, "u", items.slice(0, 20));
+    assert.equal(await b.count(HOST, "u"), 20);
+    await b.append(HOST, "u", items.slice(20));
+    assert.deepEqual(await a.range(HOST, "u", 0, 100), items);
+    await b.shift(HOST, "u", 25); // a copy: a new inode under the same name
+    assert.deepEqual(await a.range(HOST, "u", 0, 100), items.slice(25));
+    await a.append(HOST, "u", items.slice(0, 2));
+    assert.deepEqual(await b.range(HOST, "u", 0, 100), items.slice(25).concat(items.slice(0, 2)));
+    await a.delete(HOST, "u");
+    assert.equal(await b.count(HOST, "u"), 0);
+    // Interleaved appends from both never interleave inside a record.
+    await Promise.all([
+      a.append(HOST, "u", items.slice(0, 10)),
+      b.append(HOST, "u", items.slice(10, 20)),
+    ]);
+    const got = await a.range(HOST, "u", 0, 100);
+    assert.equal(got.length, 20);
+    assert.deepEqual(
+      got.map((x) => x.id).sort((x, y) => x - y),
+      items.slice(0, 20).map((x) => x.id),
+    );
+    await checkFiles(dir, "u", got);
+  });
+});
+
+Deno.test("list store: a record larger than a block starts on a boundary", async () => {
+  await withDir(async (dir) => {
+    const store = openListStore<{ s: string }>(dir, STORE);
+    const big = { s: "y".repeat(3 * LIST_BLOCK) };
+    await store.append(HOST, "u", [{ s: "a" }, big, { s: "b" }, big]);
+    const { records } = await scanRaw(paths(dir, "u").list);
+    assert.deepEqual(records.map((r) => r.start % LIST_BLOCK === 0), [true, true, false, true]);
+    assert.deepEqual(await store.range(HOST, "u", 0, 4), [{ s: "a" }, big, { s: "b" }, big]);
+  });
+});
