@@ -510,7 +510,13 @@ async function main(args: readonly string[]): Promise<number> {
     if (opts.save) {
       await Deno.writeTextFile(`${resultsDir}latest.md`, report);
       // The repository's `deno fmt --check` covers Markdown too; keep the file clean for it.
-      await run(Deno.execPath(), ["fmt", "--quiet", `${resultsDir}latest.md`]).catch(() => {});
+      await run(Deno.execPath(), [
+        "fmt",
+        "--quiet",
+        "--config",
+        `${root}deno.json`,
+        `${resultsDir}latest.md`,
+      ]).catch(() => {});
     }
     return 0;
   } finally {
