@@ -163,6 +163,7 @@ export async function ourServer(mainTs: string, label: string): Promise<ServerKi
         Deno.execPath(),
         "run",
         "--allow-all",
+        ...(Deno.env.get("OUR_V8_FLAGS") ? [`--v8-flags=${Deno.env.get("OUR_V8_FLAGS")}`] : []),
         mainTs,
         "--config",
         config,

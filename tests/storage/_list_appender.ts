@@ -7,8 +7,11 @@
  *
  * `fill <dataDir>`: run under a file-size limit; appends ~700-byte items until an append
  * fails, then reports as one JSON line what it saw.
+ *
+ * `collapse <path> <len>`: prints what `collapseRange` answers (run without `--allow-ffi`).
  * @module
  */
+import { collapseRange } from "../../lib/storage/fallocate.ts";
 import { openListStore } from "../../lib/storage/list_store.ts";
 
 /** An item written by this helper. */
@@ -87,5 +90,6 @@ if (import.meta.main) {
   const [mode, dataDir, ...rest] = Deno.args;
   if (mode === "append") await appendForever(dataDir, Number(rest[0]), Number(rest[1]));
   else if (mode === "fill") await fill(dataDir);
+  else if (mode === "collapse") await say(collapseRange(dataDir, Number(rest[0])));
   else throw new Error(`unknown mode ${mode}`);
 }
