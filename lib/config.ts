@@ -48,6 +48,18 @@ export interface AuthConfig {
   readonly failureWindow: number;
 }
 
+/** The message archive (XEP-0313). */
+export interface ArchiveConfig {
+  /** Archive messages at all (`archive_enabled`). */
+  readonly enabled: boolean;
+  /** Seconds after which archived messages are dropped; Infinity keeps them (`archive_expires_after`). */
+  readonly expiresAfter: number;
+  /** Items kept per user; the oldest go first (`archive_max_items`). */
+  readonly maxItems: number;
+  /** Default preference of users who set none (`archive_policy`). */
+  readonly policy: "roster" | "always" | "never";
+}
+
 /** Paths of a PEM certificate (chain) and its private key; both or neither. */
 export interface TlsConfig {
   readonly cert?: string;
@@ -72,6 +84,7 @@ export interface Config {
   readonly tls: TlsConfig;
   readonly limits: LimitsConfig;
   readonly auth: AuthConfig;
+  readonly archive: ArchiveConfig;
   /** Lowest level that is logged (`log_level`). */
   readonly logLevel: LogLevel;
 }
@@ -129,6 +142,36 @@ function isDomain(value: string): boolean {
   const ascii = domainToASCII(value);
   if (ascii === "" || ascii.length > 253 || isIP(value) !== 0) return false;
   return ascii.split(".").every((label) => /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(label));
+}
+
+const DURATION_UNITS: Readonly<Record<string, number>> = {
+  s: 1,
+  m: 60,
+  h: 3600,
+  d: 86400,
+  w: 604800,
+  y: 31536000,
+};
+const DURATION_EXPECTED =
+  'expected seconds, a duration such as "7d" (s, m, h, d, w, y), or "never"';
+
+/** Seconds in a duration written as seconds or "7d"; `Infinity` for "never". */
+function parseDuration(value: unknown): number | undefined {
+  if (typeof value === "number") return Number.isInteger(value) && value > 0 ? value : undefined;
+  if (typeof value !== "string") return undefined;
+  if (value === "never") return Infinity;
+  const m = /^(\d+)\s*([smhdwy])$/.exec(value.trim());
+  return m === null || Number(m[1]) === 0 ? undefined : Number(m[1]) * DURATION_UNITS[m[2]];
+}
+
+function duration(fallback: string) {
+  return v.optional(
+    v.pipe(
+      v.custom<number | string>((x) => parseDuration(x) !== undefined, DURATION_EXPECTED),
+      v.transform((x) => parseDuration(x)!),
+    ),
+    fallback,
+  );
 }
 
 const HOST_EXPECTED = 'expected a domain name such as "example.org"';
@@ -198,6 +241,13 @@ const Schema = table({
       failure_window: integer(1, Number.MAX_SAFE_INTEGER, 300),
     }),
     {},
+  ),
+  archive_enabled: boolean(true),
+  archive_expires_after: duration("7d"),
+  archive_max_items: integer(1, Number.MAX_SAFE_INTEGER, 10000),
+  archive_policy: v.optional(
+    v.picklist(["roster", "always", "never"], 'expected "roster", "always" or "never"'),
+    "roster",
   ),
   log_level: v.optional(
     v.picklist(LOG_LEVELS, `expected one of ${LOG_LEVELS.map((l) => `"${l}"`).join(", ")}`),
@@ -303,6 +353,12 @@ export function configFromObject(obj: unknown, source: string): Config {
       allowPlain: raw.auth.allow_plain,
       maxFailures: raw.auth.max_failures,
       failureWindow: raw.auth.failure_window,
+    },
+    archive: {
+      enabled: raw.archive_enabled,
+      expiresAfter: raw.archive_expires_after,
+      maxItems: raw.archive_max_items,
+      policy: raw.archive_policy,
     },
     logLevel: raw.log_level,
   };

@@ -9,6 +9,7 @@ import type { ResourceView } from "./reducers/types.ts";
 import type { Element } from "./xml/element.ts";
 import { errorReply, type StanzaErrorCondition } from "./xmpp/errors.ts";
 import { parseJid } from "./xmpp/jid.ts";
+import { isArchivable } from "./mam.ts";
 
 /** One delivery decided by the router. */
 export type Delivery =
@@ -21,6 +22,8 @@ export type Delivery =
 /** What the router may consult. */
 export interface RouterView {
   readonly hosts: readonly string[];
+  /** Messages to and from local users pass through their accounts to be archived. */
+  readonly archiving: boolean;
   readonly resourcesOf: (bareJid: string) => readonly ResourceView[];
 }
 
@@ -93,17 +96,54 @@ export function route(stanza: Element, view: RouterView): Delivery[] {
     return deliverAll(stanza, resources.filter((r) => r.available));
   }
 
-  if (jid.resource !== undefined) {
+  if (stanza.name === "iq") {
+    if (jid.resource === undefined) {
+      // Answered by the server on the user's behalf (RFC 6121 §8.5.2.1.3).
+      return bounce(stanza);
+    }
     const target = resources.find((r) => r.resource === jid.resource);
+    return target === undefined
+      ? bounce(stanza)
+      : [{ kind: "deliver", to: target.fullJid, stanza }];
+  }
+  const outgoing = outgoingArchive(stanza, view);
+  if (view.archiving) {
+    // The recipient's account archives before it delivers, and keeps messages in order.
+    return [...outgoing, { kind: "account", bare, op: { kind: "incoming-message", stanza } }];
+  }
+  return [...outgoing, ...messageDeliveries(stanza, bare, jid.resource, resources)];
+}
+
+/** The sender's archive copy of a message from a local user (XEP-0313). */
+function outgoingArchive(stanza: Element, view: RouterView): Delivery[] {
+  if (!view.archiving || !isArchivable(stanza)) return [];
+  const from = stanza.attrs.from === undefined ? undefined : parseJid(stanza.attrs.from);
+  if (from?.local === undefined || !view.hosts.includes(from.domain)) return [];
+  return [{
+    kind: "account",
+    bare: `${from.local}@${from.domain}`,
+    op: { kind: "outgoing-message", stanza },
+  }];
+}
+
+/**
+ * Where a message for a local user goes now (RFC 6121 §8.5.2, §8.5.3): `resource` is the one it
+ * names, if any. Used by the router and, when archiving, by the recipient's account.
+ */
+export function messageDeliveries(
+  stanza: Element,
+  bare: string,
+  resource: string | undefined,
+  resources: readonly ResourceView[],
+): Delivery[] {
+  if (resource !== undefined) {
+    const target = resources.find((r) => r.resource === resource);
     if (target !== undefined) return [{ kind: "deliver", to: target.fullJid, stanza }];
     // RFC 6121 §8.5.3.2: the resource is gone.
-    if (stanza.name === "iq") return bounce(stanza);
-    const mtype = type ?? "normal";
+    const mtype = stanza.attrs.type ?? "normal";
     if (mtype === "chat" || mtype === "normal") return messageToBare(stanza, bare, resources);
     if (mtype === "groupchat") return bounce(stanza);
     return [];
   }
-  // An iq to a bare JID is answered by the server on the user's behalf (RFC 6121 §8.5.2.1.3).
-  if (stanza.name === "iq") return bounce(stanza);
   return messageToBare(stanza, bare, resources);
 }

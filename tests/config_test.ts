@@ -28,6 +28,7 @@ const DEFAULTS: Config = {
     offlineMessages: 100,
   },
   auth: { scramIterations: 4096, allowPlain: true, maxFailures: 5, failureWindow: 300 },
+  archive: { enabled: true, expiresAfter: 604800, maxItems: 10000, policy: "roster" },
   logLevel: "info",
 };
 
@@ -74,6 +75,11 @@ Deno.test("the example file sets every key to its default", async () => {
       "allow_plain",
       "max_failures",
       "failure_window",
+      "offline_messages",
+      "archive_enabled",
+      "archive_expires_after",
+      "archive_max_items",
+      "archive_policy",
       "# cert",
       "# key",
     ]
@@ -91,6 +97,10 @@ c2s_port = 0
 c2s_direct_tls_port = false
 require_encryption = false
 log_level = "debug"
+archive_enabled = false
+archive_expires_after = "2d"
+archive_max_items = 50
+archive_policy = "always"
 
 [tls]
 cert = "/etc/xmpp/cert.pem"
@@ -127,6 +137,7 @@ failure_window = 60
       offlineMessages: 10,
     },
     auth: { scramIterations: 10000, allowPlain: false, maxFailures: 3, failureWindow: 60 },
+    archive: { enabled: false, expiresAfter: 172800, maxItems: 50, policy: "always" },
     logLevel: "debug",
   };
   assert.deepEqual(parseConfig(text, "full.toml"), expected);
@@ -370,4 +381,14 @@ Deno.test("loadConfig without a path: ./xmpp.toml if present, else defaults", as
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("archive durations accept seconds, units and never", () => {
+  assert.equal(parseConfig("archive_expires_after = 3600", "a").archive.expiresAfter, 3600);
+  assert.equal(parseConfig('archive_expires_after = "1w"', "a").archive.expiresAfter, 604800);
+  assert.equal(parseConfig('archive_expires_after = "never"', "a").archive.expiresAfter, Infinity);
+  assertConfigError(
+    () => parseConfig('archive_expires_after = "soon"', "a.toml"),
+    /archive_expires_after: expected seconds, a duration/,
+  );
 });

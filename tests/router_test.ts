@@ -18,7 +18,7 @@ function resource(
 }
 
 function view(online: Readonly<Record<string, readonly ResourceView[]>>): RouterView {
-  return { hosts: ["example.com"], resourcesOf: (bare) => online[bare] ?? [] };
+  return { hosts: ["example.com"], archiving: false, resourcesOf: (bare) => online[bare] ?? [] };
 }
 
 /** Deliveries with their stanzas serialized, for exact comparison. */

@@ -24,7 +24,18 @@ import {
 } from "../subscription.ts";
 import { child, elem, type Element, stanza, withAttrs, withChildren } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
-import { bareJidOf } from "../xmpp/jid.ts";
+import { bareJidOf, parseJid } from "../xmpp/jid.ts";
+import {
+  type ArchivedMessage,
+  type ArchivePrefs,
+  type ArchiveQuery,
+  isArchivable,
+  newArchiveId,
+  prefsElement,
+  shouldArchive,
+  withStanzaId,
+} from "../mam.ts";
+import { messageDeliveries } from "../router.ts";
 import type { ResourceView } from "./types.ts";
 
 /** What the server keeps for one account while it works on it. */
@@ -36,6 +47,10 @@ export interface AccountState {
   readonly roster: Roster;
   /** Stored messages, oldest first, each with its delay stamp. */
   readonly offline: readonly Element[];
+  /** The user's archive preferences; undefined: the server's default policy. */
+  readonly prefs?: ArchivePrefs;
+  /** Timestamp of the newest archived message, so that stamps never go backwards. */
+  readonly lastArchived: number;
 }
 
 /** A roster change requested by the user, validated by the session. */
@@ -64,7 +79,16 @@ export type AccountOp =
   /** A message for this user that no resource can take now (RFC 6121 §8.5.2.1.1, XEP-0160). */
   | { readonly kind: "offline-message"; readonly stanza: Element }
   /** One of the user's resources sent initial presence (RFC 6121 §4.2). */
-  | { readonly kind: "initial-presence"; readonly fullJid: string; readonly priority: number };
+  | { readonly kind: "initial-presence"; readonly fullJid: string; readonly priority: number }
+  /** A message for this user, to archive and then deliver (when archiving is on). */
+  | { readonly kind: "incoming-message"; readonly stanza: Element }
+  /** A message this user sent, for their archive. */
+  | { readonly kind: "outgoing-message"; readonly stanza: Element }
+  /** XEP-0313 query, metadata and preferences of the user's own archive. */
+  | { readonly kind: "mam-query"; readonly iq: Element; readonly query: ArchiveQuery }
+  | { readonly kind: "mam-metadata"; readonly iq: Element }
+  /** Preferences get (no prefs) or set. */
+  | { readonly kind: "mam-prefs"; readonly iq: Element; readonly prefs?: ArchivePrefs };
 
 /** What the shell does for an account, in order. */
 export type AccountOutput =
@@ -79,7 +103,14 @@ export type AccountOutput =
   /** The roster changed: every session of the user gets the new one. */
   | { readonly kind: "roster-changed"; readonly roster: Roster }
   /** One session gets the roster (after binding). */
-  | { readonly kind: "send-roster"; readonly to: string; readonly roster: Roster };
+  | { readonly kind: "send-roster"; readonly to: string; readonly roster: Roster }
+  /** Append to the user's archive, durably, before anything that follows is sent. */
+  | { readonly kind: "archive-append"; readonly item: ArchivedMessage }
+  /** Run a query on the user's archive and send the results and the fin to `iq.from`. */
+  | { readonly kind: "mam-query"; readonly iq: Element; readonly query: ArchiveQuery }
+  /** Answer a metadata request from the user's archive. */
+  | { readonly kind: "mam-metadata"; readonly iq: Element }
+  | { readonly kind: "store-prefs"; readonly prefs: ArchivePrefs };
 
 /** What the account reducer may consult. */
 export interface AccountCtx {
@@ -88,6 +119,10 @@ export interface AccountCtx {
   readonly resourcesOf: (bareJid: string) => readonly ResourceView[];
   /** Offline messages kept per user (XEP-0160 cap). */
   readonly offlineLimit: number;
+  /** The archive's switch and the default policy for users without preferences. */
+  readonly archive: { readonly enabled: boolean; readonly policy: ArchivePrefs["default"] };
+  /** A random token for archive ids. */
+  readonly random: () => string;
 }
 
 /** One reduction of an account. */
@@ -191,7 +226,91 @@ export function reduceAccount(s: AccountState, op: AccountOp, ctx: AccountCtx): 
       return onOfflineMessage(s, op.stanza, ctx);
     case "initial-presence":
       return onInitialPresence(s, op.fullJid, op.priority);
+    case "incoming-message":
+      return onIncomingMessage(s, op.stanza, ctx);
+    case "outgoing-message":
+      return onOutgoingMessage(s, op.stanza, ctx);
+    case "mam-query":
+      return [s, [{ kind: "mam-query", iq: op.iq, query: op.query }]];
+    case "mam-metadata":
+      return [s, [{ kind: "mam-metadata", iq: op.iq }]];
+    case "mam-prefs":
+      return onPrefs(s, op.iq, op.prefs, ctx);
   }
+}
+
+/** The preferences in force for the user. */
+function prefsOf(s: AccountState, ctx: AccountCtx): ArchivePrefs {
+  return s.prefs ?? { default: ctx.archive.policy, always: [], never: [] };
+}
+
+/** Archives `el` with `peer` when the user's preferences say so; the item and the new state. */
+function archived(
+  s: AccountState,
+  el: Element,
+  peer: string | undefined,
+  ctx: AccountCtx,
+): { readonly state: AccountState; readonly item?: ArchivedMessage } {
+  if (!ctx.archive.enabled || !s.exists || peer === undefined || !isArchivable(el)) {
+    return { state: s };
+  }
+  const peerBare = bareJidOf(peer);
+  if (peerBare === undefined) return { state: s };
+  if (!shouldArchive(prefsOf(s, ctx), peerBare, s.roster.items[peerBare] !== undefined)) {
+    return { state: s };
+  }
+  // Stamps never go backwards, so that the archive stays sorted by time.
+  const ts = Math.max(ctx.now(), s.lastArchived);
+  const item: ArchivedMessage = { id: newArchiveId(ts, ctx.random()), ts, peer, stanza: el };
+  return { state: { ...s, lastArchived: ts }, item };
+}
+
+function onIncomingMessage(s: AccountState, el: Element, ctx: AccountCtx): AccountStep {
+  if (!s.exists) return onOfflineMessage(s, el, ctx);
+  const { state, item } = archived(s, el, el.attrs.from, ctx);
+  const out: AccountOutput[] = [];
+  let delivered = el;
+  if (item !== undefined) {
+    out.push({ kind: "archive-append", item });
+    // XEP-0359: the recipient learns the archive id, once it is on disk.
+    delivered = withStanzaId(el, s.bare, item.id);
+  }
+  const to = el.attrs.to === undefined ? undefined : parseJid(el.attrs.to);
+  let next = state;
+  for (const d of messageDeliveries(delivered, s.bare, to?.resource, ctx.resourcesOf(s.bare))) {
+    if (d.kind === "deliver") out.push({ kind: "deliver", to: d.to, stanza: d.stanza });
+    else if (d.kind === "bounce") out.push({ kind: "route", stanza: d.stanza });
+    else if (d.op.kind === "offline-message") {
+      const [after, more] = onOfflineMessage(next, d.op.stanza, ctx);
+      next = after;
+      out.push(...more);
+    }
+  }
+  return [next, out];
+}
+
+function onOutgoingMessage(s: AccountState, el: Element, ctx: AccountCtx): AccountStep {
+  const { state, item } = archived(s, el, el.attrs.to, ctx);
+  return [state, item === undefined ? [] : [{ kind: "archive-append", item }]];
+}
+
+function onPrefs(
+  s: AccountState,
+  iq: Element,
+  prefs: ArchivePrefs | undefined,
+  ctx: AccountCtx,
+): AccountStep {
+  if (prefs === undefined) {
+    return [s, [{
+      kind: "deliver",
+      to: iq.attrs.from!,
+      stanza: iqResult(iq, prefsElement(prefsOf(s, ctx))),
+    }]];
+  }
+  return [{ ...s, prefs }, [
+    { kind: "store-prefs", prefs },
+    { kind: "deliver", to: iq.attrs.from!, stanza: iqResult(iq, prefsElement(prefs)) },
+  ]];
 }
 
 function onRosterGet(s: AccountState, iq: Element): AccountStep {

@@ -6,7 +6,9 @@
 import type { Roster, Session } from "../session.ts";
 import { child, childElements, type Element, withAttrs } from "../xml/element.ts";
 import { errorReply } from "../xmpp/errors.ts";
-import { normalizeJid } from "../xmpp/jid.ts";
+import { normalizeJid, parseJid } from "../xmpp/jid.ts";
+import { stripStanzaIds } from "../mam.ts";
+import { isMamPayload, onMamIq } from "./mam.ts";
 import { NS_BIND, NS_CLIENT, NS_SESSION } from "../xmpp/namespaces.ts";
 import { onBind } from "./bind.ts";
 import { destroy } from "./destroy.ts";
@@ -121,6 +123,12 @@ function onUnbound(s: Session, el: Element, ctx: Ctx): Step {
   return notAuthorized(s, ctx, "Bind a resource first");
 }
 
+/** True when `jid` is one of our hosts or an account on one of them. */
+function isLocal(jid: string, ctx: Ctx): boolean {
+  const parsed = parseJid(jid);
+  return parsed !== undefined && ctx.hosts.includes(parsed.domain);
+}
+
 /** Stanzas held while the roster loads; past this the client is flooding. */
 const MAX_HELD = 100;
 
@@ -175,7 +183,8 @@ function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
     to = normal;
   }
   // Every from is ours to stamp: no spoofing (RFC 6120 §8.1.2.1).
-  const el = withAttrs(raw, { from: s.fullJid, to });
+  // RFC 6120 §4.7.4: the stream's language is the default of every stanza it carries.
+  const el = withAttrs(raw, { from: s.fullJid, to, "xml:lang": raw.attrs["xml:lang"] ?? s.lang });
   const bare = `${s.username}@${s.host}`;
   if (el.name === "iq" && (to === undefined || to === s.host || to === bare)) {
     const payload = childElements(el)[0];
@@ -184,8 +193,16 @@ function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
       if (el.attrs.type === "error") return [s, []];
       return onRosterIq(s, el, payload);
     }
+    if (
+      own && ctx.archiving && payload !== undefined && isMamPayload(payload) &&
+      (el.attrs.type === "get" || el.attrs.type === "set")
+    ) {
+      return onMamIq(s, el, payload);
+    }
     return onServerIq(s, el, ctx);
   }
   if (el.name === "presence") return onOutboundPresence(s, el, ctx);
-  return [s, [{ kind: "route", stanza: el }]];
+  // XEP-0359 §5: a client cannot forge the ids our archives hand out.
+  const message = stripStanzaIds(el, (by) => isLocal(by, ctx));
+  return [s, [{ kind: "route", stanza: message }]];
 }

@@ -101,6 +101,8 @@ export interface Ctx {
   readonly requireEncryption: boolean;
   /** TLS can be offered (a certificate is loaded). */
   readonly tlsAvailable: boolean;
+  /** The message archive (XEP-0313) is on. */
+  readonly archiving: boolean;
   /** SASL PLAIN may be offered (only ever under TLS). */
   readonly allowPlain: boolean;
   /** Stanza size limit after authentication, in bytes. */

@@ -16,6 +16,16 @@ import { EMPTY_ROSTER, type Roster } from "../session.ts";
 import type { AccountStore } from "../storage/accounts.ts";
 import type { KeyvalStore } from "../storage/mod.ts";
 import type { Element } from "../xml/element.ts";
+import {
+  type ArchivedMessage,
+  type ArchivePrefs,
+  finResult,
+  metadataElement,
+  resultMessages,
+} from "../mam.ts";
+import { archiveMetadata, runQuery } from "../storage/archive.ts";
+import type { ListStore } from "../storage/mod.ts";
+import { errorReply, iqResult } from "../xmpp/errors.ts";
 import type { Registry } from "./registry.ts";
 
 /** The hub's operations. */
@@ -31,6 +41,8 @@ export interface AccountHubDeps {
   readonly accounts: AccountStore;
   readonly rosters: KeyvalStore<Roster>;
   readonly offline: KeyvalStore<readonly Element[]>;
+  readonly archive: ListStore<ArchivedMessage>;
+  readonly prefs: KeyvalStore<ArchivePrefs>;
   readonly registry: Registry;
   readonly ctx: AccountCtx;
   /** Routes a stanza (the shell's router). */
@@ -56,12 +68,22 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
 
   async function load(bare: string): Promise<AccountState> {
     const [host, user] = split(bare);
-    const [exists, roster, offline] = await Promise.all([
+    const [exists, roster, offline, prefs, count] = await Promise.all([
       deps.accounts.exists(host, user),
       deps.rosters.get(host, user),
       deps.offline.get(host, user),
+      deps.prefs.get(host, user),
+      deps.archive.count(host, user),
     ]);
-    return { bare, exists, roster: { ...EMPTY_ROSTER, ...roster }, offline: offline ?? [] };
+    const last = count > 0 ? await deps.archive.get(host, user, count - 1) : undefined;
+    return {
+      bare,
+      exists,
+      roster: { ...EMPTY_ROSTER, ...roster },
+      offline: offline ?? [],
+      prefs,
+      lastArchived: last?.ts ?? 0,
+    };
   }
 
   async function execute(bare: string, out: AccountOutput): Promise<void> {
@@ -88,6 +110,33 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       case "send-roster":
         deps.registry.get(out.to)?.dispatch({ kind: "roster-loaded", roster: out.roster });
         return;
+      case "archive-append":
+        await deps.archive.append(host, user, [out.item]);
+        return;
+      case "store-prefs":
+        await deps.prefs.set(host, user, out.prefs);
+        return;
+      case "mam-query": {
+        const to = out.iq.attrs.from!;
+        const send = (stanza: Element) =>
+          deps.registry.get(to)?.dispatch({ kind: "inbound", stanza });
+        const page = await runQuery(deps.archive, host, user, out.query);
+        if ("error" in page) {
+          send(errorReply(out.iq, page.error));
+          return;
+        }
+        for (const m of resultMessages(page, out.query, to)) send(m);
+        send(finResult(out.iq, page, out.query));
+        return;
+      }
+      case "mam-metadata": {
+        const { first, last } = await archiveMetadata(deps.archive, host, user);
+        deps.registry.get(out.iq.attrs.from!)?.dispatch({
+          kind: "inbound",
+          stanza: iqResult(out.iq, metadataElement(first, last)),
+        });
+        return;
+      }
     }
   }
 

@@ -9,6 +9,8 @@ import type { Ctx } from "../reducers/types.ts";
 import type { Roster } from "../session.ts";
 import { type AccountStore, openAccountStore } from "../storage/accounts.ts";
 import { openKeyvalStore } from "../storage/datamanager.ts";
+import { openListStore } from "../storage/list_store.ts";
+import type { ArchivedMessage, ArchivePrefs } from "../mam.ts";
 import { ensureSelfSigned, loadTlsMaterial, type TlsMaterial, tlsServerEndPoint } from "./certs.ts";
 import { type ConnectionDeps, serveConnection } from "./connection.ts";
 import { route } from "../router.ts";
@@ -102,6 +104,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     requireEncryption: config.requireEncryption,
     tlsAvailable: material.size > 0,
     allowPlain: config.auth.allowPlain,
+    archiving: config.archive.enabled,
     maxStanzaSize: config.limits.stanzaSize,
     maxStanzaSizeUnauthed: config.limits.stanzaSizeUnauthed,
     idleSeconds: config.limits.idleTimeout,
@@ -115,7 +118,12 @@ export async function startServer(config: Config): Promise<RunningServer> {
   };
   const endPoints = new Map<string, Uint8Array>();
   for (const [host, m] of material) endPoints.set(host, tlsServerEndPoint(m.certDer));
-  const view = { hosts: config.hosts, resourcesOf: registry.resourcesOf };
+  const archive = openListStore<ArchivedMessage>(config.dataDir, "archive");
+  const view = {
+    hosts: config.hosts,
+    archiving: config.archive.enabled,
+    resourcesOf: registry.resourcesOf,
+  };
   const routeStanza = (stanza: Element): void => {
     for (const d of route(stanza, view)) {
       if (d.kind === "deliver") registry.get(d.to)?.dispatch({ kind: "inbound", stanza: d.stanza });
@@ -127,12 +135,16 @@ export async function startServer(config: Config): Promise<RunningServer> {
     accounts,
     rosters: openKeyvalStore<Roster>(config.dataDir, "roster"),
     offline: openKeyvalStore<readonly Element[]>(config.dataDir, "offline"),
+    archive,
+    prefs: openKeyvalStore<ArchivePrefs>(config.dataDir, "archive_prefs"),
     registry,
     ctx: {
       now: ctx.now,
       newId: ctx.newId,
       resourcesOf: ctx.resourcesOf,
       offlineLimit: config.limits.offlineMessages,
+      archive: { enabled: config.archive.enabled, policy: config.archive.policy },
+      random: () => randomToken(6),
     },
     route: routeStanza,
     log: getLogger("account"),

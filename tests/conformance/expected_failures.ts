@@ -22,7 +22,6 @@ export const EXPECTED_FAILURES: Readonly<Record<string, string>> = {
   "http_upload.scs": "HTTP upload, XEP-0363, on upload.localhost (not filed yet)",
   "issue505.scs": MUC,
   "issue978.scs": MUC,
-  "mam_extended.scs": "message archive management, XEP-0313 (#4)",
   "muc_affiliation_notify.scs": MUC,
   "muc_create_destroy.scs": MUC,
   "muc_mediated_invite.scs": MUC,

@@ -22,6 +22,7 @@ export interface TestCtxOptions {
   readonly requireEncryption?: boolean;
   readonly tlsAvailable?: boolean;
   readonly allowPlain?: boolean;
+  readonly archiving?: boolean;
   readonly maxStanzaSize?: number;
   readonly maxStanzaSizeUnauthed?: number;
   readonly idleSeconds?: number;
@@ -41,6 +42,7 @@ export function testCtx(opts: TestCtxOptions = {}): Ctx {
     requireEncryption: opts.requireEncryption ?? false,
     tlsAvailable: opts.tlsAvailable ?? true,
     allowPlain: opts.allowPlain ?? true,
+    archiving: opts.archiving ?? false,
     maxStanzaSize: opts.maxStanzaSize ?? 262144,
     maxStanzaSizeUnauthed: opts.maxStanzaSizeUnauthed ?? 10000,
     idleSeconds: opts.idleSeconds ?? 300,

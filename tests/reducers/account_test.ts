@@ -65,6 +65,8 @@ function ctx(
     newId: () => `id${++ids}`,
     resourcesOf: (bare) => bare === JULIET ? online : [],
     offlineLimit: over.offlineLimit ?? 2,
+    archive: { enabled: false, policy: "roster" },
+    random: () => "rnd",
   };
 }
 
@@ -85,7 +87,14 @@ function rosterOf(
 }
 
 function account(over: Partial<AccountState> = {}): AccountState {
-  return { bare: JULIET, exists: true, roster: EMPTY_ROSTER, offline: [], ...over };
+  return {
+    bare: JULIET,
+    exists: true,
+    roster: EMPTY_ROSTER,
+    offline: [],
+    lastArchived: 0,
+    ...over,
+  };
 }
 
 /** Outputs with stanzas serialized, so expectations read as XML. */

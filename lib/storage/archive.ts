@@ -1,0 +1,213 @@
+/**
+ * Runs XEP-0313 queries against a user's message archive kept in a {@link ListStore}, oldest
+ * message first. Time bounds and ids are found by binary search on `ts` (archive ids embed their
+ * timestamp, see `newArchiveId`), so a page costs a few reads whatever the archive's size; only
+ * the `with` filter scans, in chunks, and only as far as it needs to fill the page.
+ * @module
+ */
+import { type ArchivedMessage, type ArchiveQuery, type QueryPage, tsOfArchiveId } from "../mam.ts";
+import type { ListStore } from "./mod.ts";
+
+/** Items read at a time when scanning for the `with` filter or for an id among equal stamps. */
+const CHUNK = 256;
+
+type Archive = ListStore<ArchivedMessage>;
+
+/** Where one user's archive lives, and how many items it had when the query started. */
+interface Target {
+  readonly store: Archive;
+  readonly host: string;
+  readonly user: string;
+  /** Appends during the query land past this and are left out, so the page stays consistent. */
+  readonly n: number;
+}
+
+interface Found {
+  readonly index: number;
+  readonly item: ArchivedMessage;
+}
+
+const byTs = (m: ArchivedMessage): number => m.ts;
+
+/** Finds an archive id: a binary search on its embedded timestamp, then the items of that ts. */
+async function findId(t: Target, id: string): Promise<Found | undefined> {
+  const ts = tsOfArchiveId(id);
+  if (ts === undefined) return undefined;
+  let i = await t.store.lowerBound(t.host, t.user, ts, byTs);
+  while (i < t.n) {
+    const chunk = await t.store.range(t.host, t.user, i, Math.min(i + CHUNK, t.n));
+    if (chunk.length === 0) return undefined;
+    for (const [k, item] of chunk.entries()) {
+      if (item.ts !== ts) return undefined;
+      if (item.id === id) return { index: i + k, item };
+    }
+    i += chunk.length;
+  }
+  return undefined;
+}
+
+/** XEP-0313 §4.1.1: a bare JID matches any resource of it, a full JID only itself. */
+function withMatcher(w: string | undefined): ((m: ArchivedMessage) => boolean) | undefined {
+  if (w === undefined) return undefined;
+  // Neither localpart nor domainpart may hold a '/', so the first one starts the resource.
+  if (w.includes("/")) return (m) => m.peer === w;
+  return (m) => {
+    const slash = m.peer.indexOf("/");
+    return (slash < 0 ? m.peer : m.peer.slice(0, slash)) === w;
+  };
+}
+
+/** The page out of an explicit, index-sorted selection (the `ids` field). */
+function pageOfSelection(
+  all: readonly Found[],
+  pageLo: number,
+  pageHi: number,
+  q: ArchiveQuery,
+): QueryPage {
+  const inPage = all.filter((f) => f.index >= pageLo && f.index < pageHi);
+  const backward = q.before !== undefined;
+  const from = backward ? Math.max(0, inPage.length - q.max) : 0;
+  const items = inPage.slice(from, from + q.max);
+  const page: QueryPage = {
+    items: items.map((f) => f.item),
+    complete: inPage.length <= q.max,
+    count: all.length,
+  };
+  return items.length === 0 ? page : { ...page, firstIndex: all.indexOf(items[0]) };
+}
+
+/** The page out of the contiguous indexes `[lo, hi)` when every item there matches. */
+async function pageOfRange(
+  t: Target,
+  lo: number,
+  hi: number,
+  pageLo: number,
+  pageHi: number,
+  q: ArchiveQuery,
+): Promise<QueryPage> {
+  const count = Math.max(0, hi - lo);
+  if (pageLo >= pageHi) return { items: [], complete: true, count };
+  const backward = q.before !== undefined;
+  const a = backward ? Math.max(pageLo, pageHi - q.max) : pageLo;
+  const b = backward ? pageHi : Math.min(pageHi, pageLo + q.max);
+  const items = a < b ? await t.store.range(t.host, t.user, a, b) : [];
+  const complete = backward ? a <= pageLo : b >= pageHi;
+  return items.length === 0 ? { items, complete, count } : {
+    items,
+    complete,
+    count,
+    firstIndex: a - lo,
+  };
+}
+
+/**
+ * The page out of `[pageLo, pageHi)` keeping only items that match: scans in chunks from the
+ * end paging starts at, stopping at one match past the page (which tells whether it is complete).
+ */
+async function pageOfScan(
+  t: Target,
+  pageLo: number,
+  pageHi: number,
+  q: ArchiveQuery,
+  match: (m: ArchivedMessage) => boolean,
+): Promise<QueryPage> {
+  const backward = q.before !== undefined;
+  const found: ArchivedMessage[] = [];
+  let lo = pageLo;
+  let hi = pageHi;
+  while (lo < hi && found.length <= q.max) {
+    const a = backward ? Math.max(lo, hi - CHUNK) : lo;
+    const b = backward ? hi : Math.min(hi, lo + CHUNK);
+    const chunk = await t.store.range(t.host, t.user, a, b);
+    if (chunk.length === 0) break;
+    if (backward) chunk.reverse();
+    for (const item of chunk) {
+      if (match(item)) found.push(item);
+      if (found.length > q.max) break;
+    }
+    if (backward) hi = a;
+    else lo = b;
+  }
+  const items = found.slice(0, q.max);
+  if (backward) items.reverse();
+  return { items, complete: found.length <= q.max };
+}
+
+/**
+ * Runs a query against one user's archive. Unknown ids (after-id, before-id, ids, RSM after and
+ * before) give `{ error: "item-not-found" }` (XEP-0313 §4.1.4, §4.3.2).
+ *
+ * The result set is cut by start/end (binary search on `ts`), after-id/before-id (exclusive),
+ * ids, and `with`. RSM `after` pages forward from just after that item, RSM `before` (an id, or
+ * true for the last page) pages backward from just before it; after-id and before-id only
+ * bound the set and never reverse paging (XEP-0313 §9). `complete` is true when nothing more
+ * matches in the direction of paging. `count` and `firstIndex` are given when cheap: without a
+ * `with` filter, or with `ids` (whose items are all read anyway).
+ */
+export async function runQuery(
+  store: Archive,
+  host: string,
+  user: string,
+  q: ArchiveQuery,
+): Promise<QueryPage | { readonly error: "item-not-found" }> {
+  const t: Target = { store, host, user, n: await store.count(host, user) };
+  let lo = 0;
+  let hi = t.n;
+  if (q.start !== undefined) lo = Math.max(lo, await store.lowerBound(host, user, q.start, byTs));
+  if (q.end !== undefined) hi = Math.min(hi, await store.lowerBound(host, user, q.end + 1, byTs));
+  if (q.afterId !== undefined) {
+    const f = await findId(t, q.afterId);
+    if (f === undefined) return { error: "item-not-found" };
+    lo = Math.max(lo, f.index + 1);
+  }
+  if (q.beforeId !== undefined) {
+    const f = await findId(t, q.beforeId);
+    if (f === undefined) return { error: "item-not-found" };
+    hi = Math.min(hi, f.index);
+  }
+
+  // RSM ids must exist in the archive but may lie outside the filtered set: they only move
+  // the page's bounds.
+  let pageLo = lo;
+  let pageHi = hi;
+  if (q.after !== undefined) {
+    const f = await findId(t, q.after);
+    if (f === undefined) return { error: "item-not-found" };
+    pageLo = Math.max(pageLo, f.index + 1);
+  }
+  if (typeof q.before === "string") {
+    const f = await findId(t, q.before);
+    if (f === undefined) return { error: "item-not-found" };
+    pageHi = Math.min(pageHi, f.index);
+  }
+
+  const match = withMatcher(q.with);
+  if (q.ids !== undefined) {
+    const selected: Found[] = [];
+    for (const id of q.ids) {
+      const f = await findId(t, id);
+      if (f === undefined) return { error: "item-not-found" };
+      if (f.index >= lo && f.index < hi && (match === undefined || match(f.item))) {
+        selected.push(f);
+      }
+    }
+    selected.sort((x, y) => x.index - y.index);
+    // The same id asked twice is one result.
+    const unique = selected.filter((f, i) => i === 0 || selected[i - 1].index !== f.index);
+    return pageOfSelection(unique, pageLo, pageHi, q);
+  }
+  if (match === undefined) return pageOfRange(t, lo, hi, pageLo, pageHi, q);
+  return pageOfScan(t, pageLo, pageHi, q, match);
+}
+
+/** The oldest and newest message of a user's archive (both absent when it is empty). */
+export async function archiveMetadata(
+  store: Archive,
+  host: string,
+  user: string,
+): Promise<{ first?: ArchivedMessage; last?: ArchivedMessage }> {
+  const n = await store.count(host, user);
+  if (n === 0) return {};
+  const [first, last] = await Promise.all([store.get(host, user, 0), store.get(host, user, n - 1)]);
+  return { first, last };
+}

@@ -1,0 +1,382 @@
+import assert from "node:assert/strict";
+import {
+  type ArchivedMessage,
+  type ArchivePrefs,
+  type ArchiveQuery,
+  DEFAULT_MAX,
+  finResult,
+  isArchivable,
+  MAX_PAGE,
+  metadataElement,
+  newArchiveId,
+  NS_DELAY,
+  NS_FORWARD,
+  NS_MAM,
+  NS_RSM,
+  NS_SID,
+  parseMamQuery,
+  parsePrefs,
+  prefsElement,
+  type QueryPage,
+  resultMessages,
+  shouldArchive,
+  stamp,
+  stripStanzaIds,
+  tsOfArchiveId,
+  withStanzaId,
+} from "../lib/mam.ts";
+import { childElements, elem, type Element, serialize, stanza } from "../lib/xml/element.ts";
+import { createStreamParser } from "../lib/xml/parser.ts";
+
+/** Parses one element, written as the child of a client stanza. */
+function xml(s: string): Element {
+  const p = createStreamParser({ maxStanzaBytes: 1 << 20 });
+  const events = p.push(new TextEncoder().encode(
+    `<stream:stream xmlns="jabber:client" xmlns:stream="http://etherx.jabber.org/streams"><iq>${s}</iq>`,
+  ));
+  const iq = events.find((e) => e.kind === "stanza");
+  assert.ok(iq !== undefined && iq.kind === "stanza", `not parsed: ${s}`);
+  return childElements(iq.stanza)[0];
+}
+
+/** A MAM query with a data form of `fields` (var, values) and optional extra children. */
+function mamQuery(fields: ReadonlyArray<readonly [string, ...string[]]>, extra = ""): Element {
+  const f = fields.map(([v, ...vals]) =>
+    `<field var="${v}">${vals.map((x) => `<value>${x}</value>`).join("")}</field>`
+  ).join("");
+  return xml(
+    `<query xmlns="${NS_MAM}" queryid="q9"><x xmlns="jabber:x:data" type="submit">` +
+      `<field var="FORM_TYPE" type="hidden"><value>${NS_MAM}</value></field>${f}</x>${extra}</query>`,
+  );
+}
+
+function parsed(q: Element): ArchiveQuery {
+  const r = parseMamQuery(q);
+  assert.ok(!("error" in r), `unexpected error: ${"error" in r ? r.text : ""}`);
+  return r;
+}
+
+function refused(q: Element): string {
+  const r = parseMamQuery(q);
+  assert.ok("error" in r, "expected an error");
+  assert.ok(r.text.length > 0);
+  return r.error;
+}
+
+// XEP-0082 §3.2 DateTime examples and their instants.
+const T0 = Date.UTC(1969, 6, 21, 2, 56, 15);
+
+Deno.test("parseMamQuery: an empty query gets the defaults", () => {
+  assert.deepEqual(parsed(xml(`<query xmlns="${NS_MAM}"/>`)), { max: DEFAULT_MAX, flip: false });
+  assert.deepEqual(parsed(xml(`<query xmlns="${NS_MAM}" queryid="f27"/>`)), {
+    queryId: "f27",
+    max: DEFAULT_MAX,
+    flip: false,
+  });
+});
+
+Deno.test("parseMamQuery: every form field", () => {
+  const q = parsed(mamQuery([
+    ["with", "Juliet@Capulet.LIT"],
+    ["start", "1969-07-21T02:56:15Z"],
+    ["end", "1969-07-20T21:56:15.123-05:00"],
+    ["after-id", "aaa"],
+    ["before-id", "bbb"],
+    ["ids", "i1", "i2", "i1"],
+  ]));
+  assert.deepEqual(q, {
+    queryId: "q9",
+    with: "juliet@capulet.lit",
+    start: T0,
+    end: T0 + 123,
+    afterId: "aaa",
+    beforeId: "bbb",
+    ids: ["i1", "i2"],
+    max: DEFAULT_MAX,
+    flip: false,
+  });
+});
+
+Deno.test("parseMamQuery: with keeps a full JID, normalised", () => {
+  assert.equal(
+    parsed(mamQuery([["with", "Romeo@Montague.LIT/Orchard"]])).with,
+    "romeo@montague.lit/Orchard",
+  );
+});
+
+Deno.test("parseMamQuery: an end without fraction covers its whole second; start rounds up", () => {
+  assert.equal(parsed(mamQuery([["end", "1969-07-21T02:56:15Z"]])).end, T0 + 999);
+  assert.equal(parsed(mamQuery([["start", "1969-07-21T02:56:15.0001Z"]])).start, T0 + 1);
+  assert.equal(parsed(mamQuery([["end", "1969-07-21T02:56:15.0009Z"]])).end, T0);
+  assert.equal(parsed(mamQuery([["start", "1969-07-21T04:56:15+02:00"]])).start, T0);
+});
+
+Deno.test("parseMamQuery: fields without a value are absent", () => {
+  const q = parsed(mamQuery([["with"], ["start"], ["ids"]]));
+  assert.deepEqual(q, { queryId: "q9", max: DEFAULT_MAX, flip: false });
+});
+
+Deno.test("parseMamQuery: RSM max, after, before, empty before, flip-page", () => {
+  const rsm = (inner: string) => mamQuery([], `<set xmlns="${NS_RSM}">${inner}</set>`);
+  assert.equal(parsed(rsm("<max>10</max>")).max, 10);
+  assert.equal(parsed(rsm("<max>0</max>")).max, 0);
+  assert.equal(parsed(rsm(`<max>${MAX_PAGE + 1}</max>`)).max, MAX_PAGE);
+  assert.equal(parsed(rsm("<max>100000000000000000000000</max>")).max, MAX_PAGE);
+  assert.equal(parsed(rsm("<after>x1</after>")).after, "x1");
+  assert.equal(parsed(rsm("<before>x2</before>")).before, "x2");
+  assert.equal(parsed(rsm("<before/>")).before, true);
+  const both = parsed(rsm("<max>3</max><after>a</after><before>b</before>"));
+  assert.deepEqual([both.max, both.after, both.before], [3, "a", "b"]);
+  assert.equal(parsed(mamQuery([], "<flip-page/>")).flip, true);
+  assert.equal(parsed(xml(`<query xmlns="${NS_MAM}"><flip-page/></query>`)).flip, true);
+});
+
+Deno.test("parseMamQuery: errors", () => {
+  const cases: ReadonlyArray<readonly [string, Element]> = [
+    ["bad-request", mamQuery([["with", "@bad"]])],
+    ["bad-request", mamQuery([["start", "2010-06-07"]])],
+    ["bad-request", mamQuery([["start", "2010-06-07T00:00:00"]])],
+    ["bad-request", mamQuery([["start", "2010-13-07T00:00:00Z"]])],
+    ["bad-request", mamQuery([["end", "2011-02-29T00:00:00Z"]])],
+    ["bad-request", mamQuery([["end", "2010-06-07T24:00:00Z"]])],
+    ["bad-request", mamQuery([["end", "2010-06-07T00:00:00+25:00"]])],
+    ["bad-request", mamQuery([["with", "a@b", "c@d"]])],
+    ["bad-request", mamQuery([["ids", "a", ""]])],
+    ["bad-request", mamQuery([["with", "a@b"], ["with", "c@d"]])],
+    ["feature-not-implemented", mamQuery([["include-groupchat", "true"]])],
+    ["feature-not-implemented", mamQuery([["{urn:example}full-text", "x"]])],
+    ["bad-request", mamQuery([], `<set xmlns="${NS_RSM}"><max>-1</max></set>`)],
+    ["bad-request", mamQuery([], `<set xmlns="${NS_RSM}"><max>1.5</max></set>`)],
+    ["bad-request", mamQuery([], `<set xmlns="${NS_RSM}"><max/></set>`)],
+    ["bad-request", mamQuery([], `<set xmlns="${NS_RSM}"><after/></set>`)],
+    ["feature-not-implemented", mamQuery([], `<set xmlns="${NS_RSM}"><index>3</index></set>`)],
+    [
+      "bad-request",
+      xml(
+        `<query xmlns="${NS_MAM}"><x xmlns="jabber:x:data" type="submit"><field var="FORM_TYPE">` +
+          `<value>urn:xmpp:mam:1</value></field></x></query>`,
+      ),
+    ],
+    [
+      "bad-request",
+      xml(`<query xmlns="${NS_MAM}"><x xmlns="jabber:x:data" type="submit"/></query>`),
+    ],
+    [
+      "bad-request",
+      xml(
+        `<query xmlns="${NS_MAM}"><x xmlns="jabber:x:data" type="form"><field var="FORM_TYPE">` +
+          `<value>${NS_MAM}</value></field></x></query>`,
+      ),
+    ],
+  ];
+  for (const [condition, q] of cases) assert.equal(refused(q), condition, serialize(q));
+});
+
+Deno.test("stamp: XEP-0082 DateTime at second precision, truncated", () => {
+  assert.equal(stamp(T0), "1969-07-21T02:56:15Z");
+  assert.equal(stamp(T0 + 999), "1969-07-21T02:56:15Z");
+  assert.equal(stamp(Date.UTC(2010, 6, 10, 23, 8, 25)), "2010-07-10T23:08:25Z");
+  assert.equal(stamp(0), "1970-01-01T00:00:00Z");
+});
+
+Deno.test("archive ids: embed the timestamp, sort by it, refuse what is not ours", () => {
+  const stamps = [0, 1, 35, 36, Date.UTC(2010, 6, 10), Date.UTC(2025, 0, 1), 36 ** 9 - 1];
+  for (const ts of stamps) {
+    const id = newArchiveId(ts, "rnd");
+    assert.equal(id.length, 9 + 3);
+    assert.ok(id.endsWith("rnd"));
+    assert.equal(tsOfArchiveId(id), ts);
+  }
+  const ids = stamps.map((ts) => newArchiveId(ts, "z"));
+  assert.deepEqual([...ids].sort(), ids);
+  assert.throws(() => newArchiveId(-1, "x"), RangeError);
+  assert.throws(() => newArchiveId(36 ** 9, "x"), RangeError);
+  assert.throws(() => newArchiveId(1.5, "x"), RangeError);
+  assert.equal(tsOfArchiveId("short"), undefined);
+  assert.equal(tsOfArchiveId("ABCDEFGHIJ"), undefined);
+  assert.equal(tsOfArchiveId("28482-98726-73623"), undefined);
+});
+
+const ROMEO = "romeo@montague.lit/orchard";
+
+function archived(ts: number, suffix: string, body: string): ArchivedMessage {
+  return {
+    id: newArchiveId(ts, suffix),
+    ts,
+    peer: "juliet@capulet.lit",
+    stanza: stanza("message", {
+      to: "juliet@capulet.lit",
+      from: ROMEO,
+      type: "chat",
+      id: `m-${suffix}`,
+      "xml:lang": "en",
+    }, [elem("body", {}, [body])]),
+  };
+}
+
+const A = archived(Date.UTC(2010, 6, 10, 23, 8, 25, 400), "a", "Hello");
+const B = archived(Date.UTC(2010, 6, 10, 23, 9, 32), "b", "U there?");
+
+function resultXml(item: ArchivedMessage, body: string, queryid: string | undefined): string {
+  const qid = queryid === undefined ? "" : ` queryid="${queryid}"`;
+  const m = item.stanza.attrs;
+  return `<message to="${ROMEO}"><result xmlns="${NS_MAM}"${qid} id="${item.id}">` +
+    `<forwarded xmlns="${NS_FORWARD}"><delay xmlns="${NS_DELAY}" stamp="${stamp(item.ts)}"/>` +
+    `<message xmlns="jabber:client" to="${m.to}" from="${m.from}" type="chat" id="${m.id}"` +
+    ` xml:lang="en"><body>${body}</body></message>` +
+    `</forwarded></result></message>`;
+}
+
+Deno.test("resultMessages: XEP-0313 §4.2 shape, queryid echoed, chronological", () => {
+  const q = parsed(xml(`<query xmlns="${NS_MAM}" queryid="f27"/>`));
+  const out = resultMessages({ items: [A, B], complete: true }, q, ROMEO).map((e) => serialize(e));
+  assert.deepEqual(out, [resultXml(A, "Hello", "f27"), resultXml(B, "U there?", "f27")]);
+  assert.ok(out[0].includes('stamp="2010-07-10T23:08:25Z"'));
+});
+
+Deno.test("resultMessages: no queryid when none was given; flip-page reverses", () => {
+  const q = parsed(xml(`<query xmlns="${NS_MAM}"><flip-page/></query>`));
+  const out = resultMessages({ items: [A, B], complete: true }, q, ROMEO).map((e) => serialize(e));
+  assert.deepEqual(out, [resultXml(B, "U there?", undefined), resultXml(A, "Hello", undefined)]);
+});
+
+Deno.test("finResult: complete, first with index, last, count", () => {
+  const iq = stanza("iq", { type: "set", id: "juliet1", from: ROMEO });
+  const q = parsed(xml(`<query xmlns="${NS_MAM}"/>`));
+  const page: QueryPage = { items: [A, B], complete: true, count: 16, firstIndex: 0 };
+  assert.equal(
+    serialize(finResult(iq, page, q)),
+    `<iq type="result" id="juliet1" to="${ROMEO}"><fin xmlns="${NS_MAM}" complete="true">` +
+      `<set xmlns="${NS_RSM}"><first index="0">${A.id}</first><last>${B.id}</last>` +
+      `<count>16</count></set></fin></iq>`,
+  );
+});
+
+Deno.test("finResult: incomplete page without count; flip keeps first and last", () => {
+  const iq = stanza("iq", { type: "set", id: "q2", from: ROMEO });
+  const q = parsed(xml(`<query xmlns="${NS_MAM}"><flip-page/></query>`));
+  assert.equal(
+    serialize(finResult(iq, { items: [A, B], complete: false }, q)),
+    `<iq type="result" id="q2" to="${ROMEO}"><fin xmlns="${NS_MAM}">` +
+      `<set xmlns="${NS_RSM}"><first>${A.id}</first><last>${B.id}</last></set></fin></iq>`,
+  );
+});
+
+Deno.test("finResult: an empty page has no first or last", () => {
+  const iq = stanza("iq", { type: "set", id: "q3", from: ROMEO });
+  const q = parsed(xml(`<query xmlns="${NS_MAM}"/>`));
+  assert.equal(
+    serialize(finResult(iq, { items: [], complete: true, count: 0 }, q)),
+    `<iq type="result" id="q3" to="${ROMEO}"><fin xmlns="${NS_MAM}" complete="true">` +
+      `<set xmlns="${NS_RSM}"><count>0</count></set></fin></iq>`,
+  );
+});
+
+Deno.test("prefs: parse, render round trip, errors", () => {
+  const p = parsePrefs(xml(
+    `<prefs xmlns="${NS_MAM}" default="roster"><always><jid>Romeo@Montague.LIT</jid>` +
+      `<jid>romeo@montague.lit</jid></always><never><jid>montague.lit</jid></never></prefs>`,
+  ));
+  assert.deepEqual(p, {
+    default: "roster",
+    always: ["romeo@montague.lit"],
+    never: ["montague.lit"],
+  });
+  assert.equal(
+    serialize(prefsElement(p as ArchivePrefs)),
+    `<prefs xmlns="${NS_MAM}" default="roster"><always><jid>romeo@montague.lit</jid></always>` +
+      `<never><jid>montague.lit</jid></never></prefs>`,
+  );
+  // The shape the conformance script sends and expects back.
+  const empty = parsePrefs(
+    xml(`<prefs xmlns="${NS_MAM}" default="always"><always/><never/></prefs>`),
+  );
+  assert.deepEqual(empty, { default: "always", always: [], never: [] });
+  assert.equal(
+    serialize(prefsElement(empty as ArchivePrefs)),
+    `<prefs xmlns="${NS_MAM}" default="always"><always/><never/></prefs>`,
+  );
+  assert.deepEqual(parsePrefs(xml(`<prefs xmlns="${NS_MAM}" default="never"/>`)), {
+    default: "never",
+    always: [],
+    never: [],
+  });
+  for (
+    const bad of [
+      `<prefs xmlns="${NS_MAM}"/>`,
+      `<prefs xmlns="${NS_MAM}" default="sometimes"/>`,
+      `<prefs xmlns="${NS_MAM}" default="always"><never><jid>@x</jid></never></prefs>`,
+    ]
+  ) {
+    const r = parsePrefs(xml(bad));
+    assert.ok("error" in r && r.error === "bad-request", bad);
+  }
+});
+
+Deno.test("shouldArchive: never beats always, then the default", () => {
+  const list = { always: ["a@x", "both@x"], never: ["n@x", "both@x"] };
+  // [default, peer, in roster, archived]
+  const table: ReadonlyArray<readonly [ArchivePrefs["default"], string, boolean, boolean]> = [
+    ["always", "a@x", false, true],
+    ["always", "n@x", true, false],
+    ["always", "both@x", true, false],
+    ["always", "other@x", false, true],
+    ["never", "a@x", false, true],
+    ["never", "n@x", true, false],
+    ["never", "other@x", true, false],
+    ["roster", "a@x", false, true],
+    ["roster", "n@x", true, false],
+    ["roster", "other@x", true, true],
+    ["roster", "other@x", false, false],
+  ];
+  for (const [d, peer, inRoster, want] of table) {
+    assert.equal(shouldArchive({ default: d, ...list }, peer, inRoster), want, `${d} ${peer}`);
+  }
+});
+
+Deno.test("metadataElement: start and end, or empty", () => {
+  assert.equal(
+    serialize(metadataElement(A, B)),
+    `<metadata xmlns="${NS_MAM}"><start id="${A.id}" timestamp="2010-07-10T23:08:25Z"/>` +
+      `<end id="${B.id}" timestamp="2010-07-10T23:09:32Z"/></metadata>`,
+  );
+  assert.equal(serialize(metadataElement(undefined, undefined)), `<metadata xmlns="${NS_MAM}"/>`);
+});
+
+Deno.test("stripStanzaIds drops only ours; withStanzaId appends one", () => {
+  const m = xml(
+    `<message xmlns="jabber:client" to="a@b"><body>hi</body>` +
+      `<stanza-id xmlns="${NS_SID}" by="romeo@montague.lit" id="forged"/>` +
+      `<stanza-id xmlns="${NS_SID}" by="room@muc.example" id="theirs"/>` +
+      `<stanza-id xmlns="urn:example" by="romeo@montague.lit" id="other-ns"/></message>`,
+  );
+  const stripped = stripStanzaIds(m, (by) => by === "romeo@montague.lit");
+  assert.equal(
+    serialize(stripped),
+    `<message to="a@b"><body>hi</body>` +
+      `<stanza-id xmlns="${NS_SID}" by="room@muc.example" id="theirs"/>` +
+      `<stanza-id xmlns="urn:example" by="romeo@montague.lit" id="other-ns"/></message>`,
+  );
+  const noneOurs = stripStanzaIds(m, () => false);
+  assert.equal(serialize(noneOurs), serialize(m));
+  assert.equal(
+    serialize(
+      withStanzaId(xml(`<message xmlns="jabber:client"><body>hi</body></message>`), "r@m", "X1"),
+    ),
+    `<message><body>hi</body><stanza-id xmlns="${NS_SID}" by="r@m" id="X1"/></message>`,
+  );
+});
+
+Deno.test("isArchivable: chat and normal messages with a body", () => {
+  const table: ReadonlyArray<readonly [string, boolean]> = [
+    [`<message xmlns="jabber:client" type="chat"><body>x</body></message>`, true],
+    [`<message xmlns="jabber:client"><body>x</body></message>`, true],
+    [`<message xmlns="jabber:client" type="normal"><body>x</body></message>`, true],
+    [`<message xmlns="jabber:client" type="chat"><active xmlns="urn:x"/></message>`, false],
+    [`<message xmlns="jabber:client" type="groupchat"><body>x</body></message>`, false],
+    [`<message xmlns="jabber:client" type="headline"><body>x</body></message>`, false],
+    [`<message xmlns="jabber:client" type="error"><body>x</body></message>`, false],
+    [`<message xmlns="jabber:client"><body xmlns="urn:other">x</body></message>`, false],
+  ];
+  for (const [s, want] of table) assert.equal(isArchivable(xml(s)), want, s);
+});
