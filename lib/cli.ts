@@ -8,6 +8,7 @@ import { getLogger, setupLogging } from "./log.ts";
 import { ListenError, startServer } from "./shell/server.ts";
 import { AccountExistsError, AccountMissingError, openAccountStore } from "./storage/accounts.ts";
 import { parseJid } from "./xmpp/jid.ts";
+import { deleteAccount } from "./storage/user_data.ts";
 
 const USAGE = `usage:
   main.ts [serve] [--config FILE]          run the server
@@ -124,7 +125,7 @@ export async function runCli(args: readonly string[]): Promise<number> {
       }
       case "deluser": {
         const { host, username } = accountJid(config, params[0]);
-        await accounts().remove(host, username);
+        await deleteAccount(accounts(), config.dataDir, host, username);
         console.log(`deleted ${username}@${host}`);
         return 0;
       }

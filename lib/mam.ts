@@ -386,7 +386,7 @@ export function withStanzaId(el: Element, by: string, id: string): Element {
 
 /**
  * True when a message is archived at all: type chat or normal (absent means normal) with a
- * `<body/>`. XEP-0313 §5.1.1 leaves the choice to the server; this is our rule.
+ * `<body/>`. XEP-0313 §6.1.1 leaves the choice to the server; this is our rule.
  */
 export function isArchivable(el: Element): boolean {
   if (el.name !== "message") return false;

@@ -16,6 +16,7 @@ import { type ConnectionDeps, serveConnection } from "./connection.ts";
 import { route } from "../router.ts";
 import type { Element } from "../xml/element.ts";
 import { createAccountHub } from "./account_hub.ts";
+import { expireArchives } from "./archive_expiry.ts";
 import { createRegistry } from "./registry.ts";
 import { createAuthThrottle } from "./throttle.ts";
 import { secureContexts } from "./tls.ts";
@@ -205,10 +206,30 @@ export async function startServer(config: Config): Promise<RunningServer> {
     }
   }, Math.min(30_000, Math.max(250, idleMs / 4)));
 
+  // Archive expiry: soon after start, then hourly.
+  const expire = () =>
+    expireArchives(archive, config.hosts, {
+      now: Date.now(),
+      expiresAfter: config.archive.expiresAfter,
+      maxItems: config.archive.maxItems,
+    }).then(
+      (r) => r.removed > 0 && log.info("Archive expiry removed {n} messages", { n: r.removed }),
+      (err) => log.error("Archive expiry failed: {err}", { err: String(err) }),
+    );
+  let expiring: Promise<unknown> = Promise.resolve();
+  const runExpiry = () => {
+    expiring = expiring.then(expire);
+  };
+  const firstExpiry = setTimeout(runExpiry, 10_000);
+  const expiryTimer = setInterval(runExpiry, 3600_000);
+
   let stopped: Promise<void> | undefined;
   const shutdown = (): Promise<void> =>
     stopped ??= (async () => {
       clearInterval(sweep);
+      clearTimeout(firstExpiry);
+      clearInterval(expiryTimer);
+      await expiring;
       for (const l of listeners) {
         try {
           l.close();

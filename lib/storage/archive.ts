@@ -135,7 +135,7 @@ async function pageOfScan(
 
 /**
  * Runs a query against one user's archive. Unknown ids (after-id, before-id, ids, RSM after and
- * before) give `{ error: "item-not-found" }` (XEP-0313 §4.1.4, §4.3.2).
+ * before) give `{ error: "item-not-found" }` (XEP-0313 §4.1.3, §4.3.2).
  *
  * The result set is cut by start/end (binary search on `ts`), after-id/before-id (exclusive),
  * ids, and `with`. RSM `after` pages forward from just after that item, RSM `before` (an id, or

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { clientHeader } from "./_server.ts";
 import { testClient } from "./_xmpp_client.ts";
+import { openListStore } from "../../lib/storage/list_store.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -91,9 +92,21 @@ Deno.test("accounts are managed from the command line while the server runs", as
     const stored = await Deno.readTextFile(`${dir}/data/localhost/accounts/carol.json`);
     assert.ok(!stored.includes("second"), "the password is never stored");
 
+    // Carol's data beyond the account: a roster and an archive.
+    await Deno.mkdir(`${dir}/data/localhost/roster`, { recursive: true });
+    await Deno.writeTextFile(
+      `${dir}/data/localhost/roster/carol.json`,
+      '{"version":"1","items":{},"pendingIn":{}}',
+    );
+    await openListStore<unknown>(`${dir}/data`, "archive").append("localhost", "carol", [
+      { id: "x", ts: 1, peer: "a@localhost", stanza: {} },
+    ]);
     r = await run(["deluser", "--config", config, "carol@localhost"]);
     assert.equal(r.code, 0, r.out);
     assert.equal(await login(port, "carol", "second"), false);
+    // Deleting an account deletes everything stored for it.
+    await assert.rejects(Deno.stat(`${dir}/data/localhost/roster/carol.json`));
+    await assert.rejects(Deno.stat(`${dir}/data/localhost/archive/carol.list`));
 
     r = await run(["adduser", "--config", config, "dave@example.org", "x"]);
     assert.equal(r.code, 2);
