@@ -5,7 +5,8 @@
  *
  * Two kinds: this project's server (accounts created through the account store, since it has
  * no in-band registration yet) and Prosody (the shared start/stop scripts, accounts through
- * in-band registration with xmppbench).
+ * in-band registration with xmppbench). For both, the fanout subscriptions are established once
+ * by xmppbench's fanout setup phase (normal presence subscription flows) and kept in the snapshot.
  *
  * @module
  */
@@ -34,7 +35,12 @@ export interface ProvisionSpec {
 
 /** Options for one start. */
 export interface StartOptions {
-  /** Prosody only: archive messages (mod_mam's default policy); ignored by our server. */
+  /**
+   * Archive every message (XEP-0313): Prosody's mod_mam with the template's
+   * `default_archive_policy = true`, ours with `archive_enabled = true` and
+   * `archive_policy = "always"`. Off: Prosody keeps mod_mam loaded with the default policy off,
+   * ours runs with `archive_enabled = false`.
+   */
   readonly archive: boolean;
 }
 
@@ -121,23 +127,68 @@ async function pool(n: number, concurrency: number, fn: (i: number) => Promise<v
   await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
 }
 
-/** This project's server, started as `deno run --allow-all main.ts --config FILE`. */
+/** The last lines of a log file, for error messages. */
+async function logTail(logFile: string, lines: number): Promise<string> {
+  const log = await Deno.readTextFile(logFile).catch(() => "");
+  return log.trimEnd().split("\n").slice(-lines).join("\n");
+}
+
+/**
+ * This project's server, started as `deno run --allow-all main.ts --config FILE`.
+ * `OUR_LOG_LEVEL` sets its `log_level` (default "warning"; "info" for a debug run), and
+ * `OUR_V8_FLAGS` passes `--v8-flags`. The log of all runs goes to `<scratch>/server.log`.
+ */
 export async function ourServer(mainTs: string, label: string): Promise<ServerKind> {
   const scratch = await Deno.makeTempDir({ prefix: "bench_load_ours_" });
   const snapshot = `${scratch}/snapshot`;
   const data = `${scratch}/data`;
   const logFile = `${scratch}/server.log`;
+  const logLevel = Deno.env.get("OUR_LOG_LEVEL") ?? "warning";
 
-  async function provision(spec: ProvisionSpec) {
+  async function provision(spec: ProvisionSpec, bench: BenchRunner) {
     const accounts = openAccountStore(snapshot);
     const names = Array.from({ length: spec.users }, (_, i) => `bench${i + 1}`);
     for (let i = 1; i <= spec.fanContacts; i++) names.push(`fan${i}`);
     if (spec.fanContacts > 0) names.push("fanhub");
     // Each create runs PBKDF2 twice (SHA-1 and SHA-256); overlapping the file writes helps.
     await pool(names.length, 8, (i) => accounts.create("localhost", names[i - 1], "benchpass"));
+    if (spec.fanContacts === 0) return;
+    // Subscriptions go through the server like Prosody's do, then become part of the snapshot,
+    // so measured runs start from populated rosters instead of paying for the flows each time.
+    const s = await start({ archive: false });
+    let r: BenchRun;
+    try {
+      r = await bench([
+        "--scenario",
+        "fanout",
+        "--port",
+        String(s.port),
+        "--contacts",
+        String(spec.fanContacts),
+        "--updates",
+        "1",
+        // Our server offers PLAIN only over TLS.
+        "--mech",
+        "SCRAM-SHA-1",
+        "--quiesce-max",
+        "0",
+      ], 300);
+    } finally {
+      await s.stop();
+    }
+    if (r.json?.ok !== true) {
+      const why = typeof r.json?.error === "string" ? r.json.error : r.stderr.trim();
+      throw new Error(
+        `ours: fanout subscriptions failed: ${why}\nserver log (${logLevel}):\n${await logTail(
+          logFile,
+          30,
+        )}`,
+      );
+    }
+    await restore(data, snapshot);
   }
 
-  async function start(): Promise<RunningServer> {
+  async function start(opts: StartOptions): Promise<RunningServer> {
     await restore(snapshot, data);
     const port = freePort();
     const config = `${scratch}/config.toml`;
@@ -150,7 +201,12 @@ export async function ourServer(mainTs: string, label: string): Promise<ServerKi
         `c2s_port = ${port}`,
         `c2s_direct_tls_port = false`,
         `require_encryption = false`,
-        `log_level = "warning"`,
+        // "always" archives every message, as Prosody's template (`default_archive_policy =
+        // true`) does; our default ("roster") would skip the bench pairs, who share no roster.
+        ...(opts.archive
+          ? [`archive_enabled = true`, `archive_policy = "always"`]
+          : [`archive_enabled = false`]),
+        `log_level = ${JSON.stringify(logLevel)}`,
         ``,
       ].join("\n"),
     );
@@ -191,8 +247,7 @@ export async function ourServer(mainTs: string, label: string): Promise<ServerKi
       await waitForPort(port, () => !exited, 30_000);
     } catch (e) {
       await stop();
-      const log = await Deno.readTextFile(logFile).catch(() => "");
-      throw new Error(`${(e as Error).message}\n${log.split("\n").slice(-20).join("\n")}`);
+      throw new Error(`${(e as Error).message}\n${await logTail(logFile, 20)}`);
     }
     return { pid: child.pid, port, stop };
   }

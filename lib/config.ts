@@ -85,6 +85,8 @@ export interface Config {
   readonly limits: LimitsConfig;
   readonly auth: AuthConfig;
   readonly archive: ArchiveConfig;
+  /** XEP-0157 contact addresses by kind (`[contact_info] abuse = ["mailto:..."]`). */
+  readonly contactInfo: Readonly<Record<string, readonly string[]>>;
   /** Lowest level that is logged (`log_level`). */
   readonly logLevel: LogLevel;
 }
@@ -242,6 +244,20 @@ const Schema = table({
     }),
     {},
   ),
+  contact_info: v.optional(
+    table(Object.fromEntries(
+      ["abuse", "admin", "feedback", "sales", "security", "status", "support"].map((k) => [
+        k,
+        v.optional(
+          v.array(
+            v.pipe(v.string("expected a URI"), v.nonEmpty("expected a URI")),
+            "expected an array of URIs",
+          ),
+        ),
+      ]),
+    )),
+    {},
+  ),
   archive_enabled: boolean(true),
   archive_expires_after: duration("7d"),
   archive_max_items: integer(1, Number.MAX_SAFE_INTEGER, 10000),
@@ -354,6 +370,9 @@ export function configFromObject(obj: unknown, source: string): Config {
       maxFailures: raw.auth.max_failures,
       failureWindow: raw.auth.failure_window,
     },
+    contactInfo: Object.fromEntries(
+      Object.entries(raw.contact_info).filter(([, v]) => v !== undefined),
+    ) as Record<string, readonly string[]>,
     archive: {
       enabled: raw.archive_enabled,
       expiresAfter: raw.archive_expires_after,

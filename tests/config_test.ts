@@ -29,6 +29,7 @@ const DEFAULTS: Config = {
   },
   auth: { scramIterations: 4096, allowPlain: true, maxFailures: 5, failureWindow: 300 },
   archive: { enabled: true, expiresAfter: 604800, maxItems: 10000, policy: "roster" },
+  contactInfo: {},
   logLevel: "info",
 };
 
@@ -102,6 +103,10 @@ archive_expires_after = "2d"
 archive_max_items = 50
 archive_policy = "always"
 
+[contact_info]
+abuse = ["mailto:abuse@example.org"]
+admin = []
+
 [tls]
 cert = "/etc/xmpp/cert.pem"
 key = "/etc/xmpp/key.pem"
@@ -138,6 +143,7 @@ failure_window = 60
     },
     auth: { scramIterations: 10000, allowPlain: false, maxFailures: 3, failureWindow: 60 },
     archive: { enabled: false, expiresAfter: 172800, maxItems: 50, policy: "always" },
+    contactInfo: { abuse: ["mailto:abuse@example.org"], admin: [] },
     logLevel: "debug",
   };
   assert.deepEqual(parseConfig(text, "full.toml"), expected);

@@ -5,12 +5,9 @@
  */
 import type { Session } from "../session.ts";
 import { childElements, type Element } from "../xml/element.ts";
-import { errorReply, iqResult } from "../xmpp/errors.ts";
-import { NS_PING, NS_SESSION } from "../xmpp/namespaces.ts";
+import { errorReply } from "../xmpp/errors.ts";
+import { HOST_IQ, SELF_IQ } from "./modules.ts";
 import type { Ctx, Step } from "./types.ts";
-
-/** An IQ handler for one payload (`namespace name`), answering on behalf of the server. */
-export type IqHandler = (s: Session, iq: Element, payload: Element, ctx: Ctx) => Step;
 
 /** Why an iq is malformed, or undefined when it is well-formed (RFC 6120 §8.2.3). */
 export function iqProblem(iq: Element): string | undefined {
@@ -31,28 +28,21 @@ function reply(s: Session, stanza: Element): Step {
   return [s, [{ kind: "send", stanza }]];
 }
 
-/** Handlers answered by the server for its own domain and for the user's own account. */
-export const SERVER_IQ_HANDLERS: Readonly<Record<string, IqHandler>> = {
-  // XEP-0199 client-to-server ping.
-  [`${NS_PING} ping`]: (s, iq) => reply(s, iqResult(iq)),
-  // RFC 6121 Appendix E: the legacy session request succeeds and does nothing.
-  [`${NS_SESSION} session`]: (s, iq) => reply(s, iqResult(iq)),
-};
-
-/** An iq addressed to the server or the user's own bare JID (from is already stamped). */
-export function onServerIq(s: Session, iq: Element, ctx: Ctx): Step {
+/**
+ * An iq to the server's domain (`host`) or to the user's own account (`self`), from stamped:
+ * answered by the module registered for its payload, else `service-unavailable`.
+ */
+export function onServerIq(s: Session, iq: Element, ctx: Ctx, target: "host" | "self"): Step {
   const type = iq.attrs.type;
   // Results and errors are never answered (RFC 6120 §8.2.3).
   if (type === "result" || type === "error") return [s, []];
   const payload = childElements(iq)[0];
-  const handler = SERVER_IQ_HANDLERS[`${payload.xmlns} ${payload.name}`];
+  const handlers = target === "host" ? HOST_IQ : SELF_IQ;
+  const handler = Object.hasOwn(handlers, `${payload.xmlns} ${payload.name}`)
+    ? handlers[`${payload.xmlns} ${payload.name}`]
+    : undefined;
   if (handler === undefined) return reply(s, errorReply(iq, "service-unavailable"));
   return handler(s, iq, payload, ctx);
-}
-
-/** Disco-style list of the features the iq handlers provide. */
-export function iqFeatures(): string[] {
-  return Object.keys(SERVER_IQ_HANDLERS).map((k) => k.split(" ")[0]);
 }
 
 /** A bad-request reply, for malformed iqs that can be answered. */

@@ -118,7 +118,9 @@ function onUnbound(s: Session, el: Element, ctx: Ctx): Step {
   if (el.name === "iq") {
     const bind = child(el, "bind", NS_BIND);
     if (bind !== undefined) return onBind(s, el, bind, ctx);
-    if (child(el, "session", NS_SESSION) !== undefined) return onServerIq(s, el, ctx);
+    if (child(el, "session", NS_SESSION) !== undefined) {
+      return onServerIq(s, el, ctx, el.attrs.to === undefined ? "self" : "host");
+    }
   }
   return notAuthorized(s, ctx, "Bind a resource first");
 }
@@ -199,7 +201,7 @@ function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
     ) {
       return onMamIq(s, el, payload);
     }
-    return onServerIq(s, el, ctx);
+    return onServerIq(s, el, ctx, own ? "self" : "host");
   }
   if (el.name === "presence") return onOutboundPresence(s, el, ctx);
   // XEP-0359 §5: a client cannot forge the ids our archives hand out.

@@ -122,4 +122,42 @@ export interface Ctx {
   readonly resourcesOf: (bareJid: string) => readonly ResourceView[];
   readonly serverName: string;
   readonly serverVersion: string;
+  readonly settings: ModuleSettings;
+}
+
+/** Settings of the server's modules, from the configuration. */
+export interface ModuleSettings {
+  /** When the server started (ms), for uptime (XEP-0012 on the domain). */
+  readonly startedAt: number;
+  /** XEP-0157 contact addresses by kind (`abuse`, `admin`, ...). */
+  readonly contactInfo: Readonly<Record<string, readonly string[]>>;
+}
+
+/** An IQ handler for one payload (`namespace name`). */
+export type IqHandler = (s: Session, iq: Element, payload: Element, ctx: Ctx) => Step;
+
+/** A disco identity (XEP-0030). */
+export interface Identity {
+  readonly category: string;
+  readonly type: string;
+  readonly name?: string;
+}
+
+/**
+ * One feature of the server: what it answers and what it announces. Everything served is
+ * registered as a module, and disco is derived from the registry, so it never lies.
+ */
+export interface Module {
+  readonly name: string;
+  /** Features announced on the server's domain. */
+  readonly hostFeatures?: readonly string[];
+  /** Features announced on accounts (bare JIDs). */
+  readonly accountFeatures?: readonly string[];
+  readonly hostIdentities?: readonly Identity[];
+  /** Handlers of iqs to the server's domain, by `namespace name` of the payload. */
+  readonly hostIq?: Readonly<Record<string, IqHandler>>;
+  /** Handlers of iqs to the user's own account (no `to`, or the bare JID). */
+  readonly selfIq?: Readonly<Record<string, IqHandler>>;
+  /** XEP-0128 extended information on the domain's disco#info. */
+  readonly hostForms?: (ctx: Ctx) => readonly Element[];
 }

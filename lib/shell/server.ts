@@ -116,6 +116,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     resourcesOf: (bare) => registry.resourcesOf(bare),
     serverName: SERVER_NAME,
     serverVersion: SERVER_VERSION,
+    settings: { startedAt: Date.now(), contactInfo: config.contactInfo },
   };
   const endPoints = new Map<string, Uint8Array>();
   for (const [host, m] of material) endPoints.set(host, tlsServerEndPoint(m.certDer));

@@ -16,7 +16,6 @@ const PUBSUB = "pubsub service, XEP-0060, on pubsub.localhost (not filed yet)";
 export const EXPECTED_FAILURES: Readonly<Record<string, string>> = {
   "blocking.scs": "blocking, XEP-0191 (#5)",
   "bookmarks2.scs": "PEP native bookmarks, XEP-0402 (#5)",
-  "disco_self.scs": "service discovery on accounts, XEP-0030 (#5)",
   "empty_bookmarks.scs": "private XML storage and bookmarks conversion, XEP-0049/0402 (#5)",
   "extdisco.scs": "external service discovery, XEP-0215 (#5)",
   "http_upload.scs": "HTTP upload, XEP-0363, on upload.localhost (not filed yet)",
@@ -44,9 +43,7 @@ export const EXPECTED_FAILURES: Readonly<Record<string, string>> = {
   "pubsub_max_items.scs": PUBSUB,
   "pubsub_multi_items.scs": PUBSUB,
   "pubsub_preconditions.scs": PUBSUB,
-  "server_contact_info.scs": "server contact addresses, XEP-0157 (#5)",
   "tombstones.scs": "account removal, XEP-0077, with tombstones (#5)",
-  "uptime.scs": "server uptime, XEP-0012 (#5)",
   "vcard_temp.scs": "vCard, XEP-0054 with vCard4 conversion (#5)",
   "version.scs": "permanent difference: expects the software name Prosody; ours names itself",
 };

@@ -27,6 +27,21 @@ async function runAgainstFreshServer(file: string): Promise<RunResult> {
     c2s_direct_tls_port: false,
     require_encryption: false,
     log_level: "warning",
+    // The settings the scripts assume (../shared/conformance/README.md).
+    archive_policy: "always",
+    contact_info: {
+      abuse: ["mailto:abuse@localhost", "xmpp:abuse@localhost"],
+      admin: ["mailto:admin@localhost", "xmpp:admin@localhost"],
+      feedback: [
+        "http://localhost/feedback.html",
+        "mailto:feedback@localhost",
+        "xmpp:feedback@localhost",
+      ],
+      sales: ["xmpp:sales@localhost"],
+      security: ["xmpp:security@localhost"],
+      status: ["gopher://status.localhost"],
+      support: ["https://localhost/support.html", "xmpp:support@localhost"],
+    },
   }, "scansion test"));
   try {
     for (const client of parseScript(text).clients) {

@@ -57,6 +57,7 @@ export function testCtx(opts: TestCtxOptions = {}): Ctx {
     resourcesOf: opts.resourcesOf ?? (() => []),
     serverName: "test-server",
     serverVersion: "0.0.0",
+    settings: { startedAt: 0, contactInfo: {} },
   };
 }
 

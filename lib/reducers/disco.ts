@@ -1,0 +1,97 @@
+/**
+ * Service discovery (XEP-0030) derived from the registered modules: disco#info of the domain
+ * and of accounts lists exactly the features that are served; XEP-0128 forms come from the
+ * modules that carry them.
+ * @module
+ */
+import { bareJid, type Session } from "../session.ts";
+import { elem, type Element } from "../xml/element.ts";
+import { errorReply, iqResult } from "../xmpp/errors.ts";
+import type { Ctx, Identity, Module, Step } from "./types.ts";
+
+export const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
+export const NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items";
+
+function identityElement(i: Identity): Element {
+  return elem("identity", { category: i.category, type: i.type, name: i.name });
+}
+
+function infoQuery(
+  node: string | undefined,
+  identities: readonly Identity[],
+  features: readonly string[],
+  forms: readonly Element[],
+): Element {
+  const unique = [...new Set(features)].sort();
+  return elem("query", { xmlns: NS_DISCO_INFO, node }, [
+    ...identities.map(identityElement),
+    ...unique.map((f) => elem("feature", { var: f })),
+    ...forms,
+  ]);
+}
+
+/** The disco module for a registry of the other modules. */
+export function discoModule(modules: readonly Module[]): Module {
+  const base = [NS_DISCO_INFO, NS_DISCO_ITEMS];
+  const hostFeatures = [...base, ...modules.flatMap((m) => m.hostFeatures ?? [])];
+  const accountFeatures = [...base, ...modules.flatMap((m) => m.accountFeatures ?? [])];
+  const hostIdentities: Identity[] = [
+    { category: "server", type: "im" },
+    ...modules.flatMap((m) => m.hostIdentities ?? []),
+  ];
+  const reply = (s: Session, stanza: Element): Step => [s, [{ kind: "send", stanza }]];
+  const nodeError = (s: Session, iq: Element, payload: Element): Step | undefined =>
+    payload.attrs.node !== undefined ? reply(s, errorReply(iq, "item-not-found")) : undefined;
+  return {
+    name: "disco",
+    hostFeatures: base,
+    accountFeatures: base,
+    hostIq: {
+      [`${NS_DISCO_INFO} query`]: (s, iq, payload, ctx: Ctx) =>
+        nodeError(s, iq, payload) ?? reply(
+          s,
+          iqResult(
+            iq,
+            infoQuery(
+              undefined,
+              hostIdentities,
+              hostFeatures,
+              modules.flatMap((m) => m.hostForms?.(ctx) ?? []),
+            ),
+          ),
+        ),
+      [`${NS_DISCO_ITEMS} query`]: (s, iq, payload) =>
+        nodeError(s, iq, payload) ??
+          reply(s, iqResult(iq, elem("query", { xmlns: NS_DISCO_ITEMS }))),
+    },
+    selfIq: {
+      // XEP-0030 §3.1: an account answers with its registered identity and features.
+      [`${NS_DISCO_INFO} query`]: (s, iq, payload) =>
+        nodeError(s, iq, payload) ?? reply(
+          s,
+          iqResult(
+            iq,
+            infoQuery(
+              undefined,
+              [{ category: "account", type: "registered" }],
+              accountFeatures,
+              [],
+            ),
+          ),
+        ),
+      [`${NS_DISCO_ITEMS} query`]: (s, iq, payload) =>
+        nodeError(s, iq, payload) ??
+          reply(s, iqResult(iq, elem("query", { xmlns: NS_DISCO_ITEMS }))),
+    },
+  };
+}
+
+/** The features announced for accounts, for tests and caps. */
+export function accountFeaturesOf(modules: readonly Module[]): string[] {
+  return [...new Set(modules.flatMap((m) => m.accountFeatures ?? []))].sort();
+}
+
+/** Whether `s` may see the account's disco (the user themself). */
+export function isOwnAccount(s: Session, bare: string): boolean {
+  return bareJid(s) === bare;
+}
