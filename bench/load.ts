@@ -48,10 +48,10 @@ const HELP = `usage: deno run --allow-all bench/load.ts [flags]
   --idle-concurrency N  idle: logins in flight during the ramp [50]
   --hold S              idle: seconds to hold the connections [5]
   --pairs N             msg, msg-archive: sender/receiver pairs [20]
-  --messages N          msg, msg-archive: messages per pair [200]
+  --messages N          msg, msg-archive: messages per pair [500]
   --window N            msg, msg-archive: unacknowledged messages per pair [10]
   --contacts N          fanout: contacts [200]
-  --updates N           fanout: presence updates [100]
+  --updates N           fanout: presence updates [300]
   --mech M              SCRAM-SHA-1 | PLAIN [SCRAM-SHA-1] (our server offers PLAIN only over TLS)
   --roster-get MODE     auto | yes | no: roster get during login, the same for both servers;
                         auto = yes unless our server cannot answer it yet [auto]
@@ -141,10 +141,10 @@ function parseOptions(args: readonly string[]): Options | undefined {
     idleConcurrency: positive("idle-concurrency", values["idle-concurrency"], 50),
     hold: positive("hold", values.hold, 5),
     pairs: positive("pairs", values.pairs, 20),
-    messages: positive("messages", values.messages, 200),
+    messages: positive("messages", values.messages, 500),
     window: positive("window", values.window, 10),
     contacts: positive("contacts", values.contacts, 200),
-    updates: positive("updates", values.updates, 100),
+    updates: positive("updates", values.updates, 300),
     mech,
     rosterGet,
     prosody: !values["no-prosody"],

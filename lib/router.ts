@@ -24,6 +24,8 @@ export interface RouterView {
   readonly hosts: readonly string[];
   /** Messages to and from local users pass through their accounts to be archived. */
   readonly archiving: boolean;
+  /** True when an account answers iqs with this payload (`namespace name`) itself. */
+  readonly accountIq?: (key: string) => boolean;
   readonly resourcesOf: (bareJid: string) => readonly ResourceView[];
 }
 
@@ -63,6 +65,11 @@ function messageToBare(stanza: Element, bare: string, resources: readonly Resour
   return deliverAll(stanza, candidates.filter((r) => r.priority === top));
 }
 
+function firstChild(el: Element): Element | undefined {
+  for (const c of el.children) if (typeof c !== "string") return c;
+  return undefined;
+}
+
 /** Deliveries for a stanza whose `from` is stamped and whose `to` is normalised. */
 export function route(stanza: Element, view: RouterView): Delivery[] {
   const to = stanza.attrs.to;
@@ -98,7 +105,12 @@ export function route(stanza: Element, view: RouterView): Delivery[] {
 
   if (stanza.name === "iq") {
     if (jid.resource === undefined) {
-      // Answered by the server on the user's behalf (RFC 6121 §8.5.2.1.3).
+      // Answered by the server on the user's behalf (RFC 6121 §8.5.2.1.3): by the account's
+      // stored data when a module keeps some for this payload, else service-unavailable.
+      const payload = (type === "get" || type === "set") ? firstChild(stanza) : undefined;
+      if (payload !== undefined && view.accountIq?.(`${payload.xmlns} ${payload.name}`)) {
+        return [{ kind: "account", bare, op: { kind: "module-iq", iq: stanza } }];
+      }
       return bounce(stanza);
     }
     const target = resources.find((r) => r.resource === jid.resource);

@@ -22,7 +22,15 @@ import {
   type SubscriptionType,
   type SubState,
 } from "../subscription.ts";
-import { child, elem, type Element, stanza, withAttrs, withChildren } from "../xml/element.ts";
+import {
+  child,
+  childElements,
+  elem,
+  type Element,
+  stanza,
+  withAttrs,
+  withChildren,
+} from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import { bareJidOf, parseJid } from "../xmpp/jid.ts";
 import {
@@ -36,6 +44,7 @@ import {
   withStanzaId,
 } from "../mam.ts";
 import { messageDeliveries } from "../router.ts";
+import { ACCOUNT_IQ, payloadKey } from "./modules.ts";
 import type { ResourceView } from "./types.ts";
 
 /** What the server keeps for one account while it works on it. */
@@ -51,6 +60,8 @@ export interface AccountState {
   readonly prefs?: ArchivePrefs;
   /** Timestamp of the newest archived message, so that stamps never go backwards. */
   readonly lastArchived: number;
+  /** Stored data of modules, by store name; loaded before an op that needs it. */
+  readonly modules: Readonly<Record<string, unknown>>;
 }
 
 /** A roster change requested by the user, validated by the session. */
@@ -88,7 +99,9 @@ export type AccountOp =
   | { readonly kind: "mam-query"; readonly iq: Element; readonly query: ArchiveQuery }
   | { readonly kind: "mam-metadata"; readonly iq: Element }
   /** Preferences get (no prefs) or set. */
-  | { readonly kind: "mam-prefs"; readonly iq: Element; readonly prefs?: ArchivePrefs };
+  | { readonly kind: "mam-prefs"; readonly iq: Element; readonly prefs?: ArchivePrefs }
+  /** An iq for a module's per-account data (vCard, private storage ...), from stamped. */
+  | { readonly kind: "module-iq"; readonly iq: Element };
 
 /** What the shell does for an account, in order. */
 export type AccountOutput =
@@ -110,7 +123,9 @@ export type AccountOutput =
   | { readonly kind: "mam-query"; readonly iq: Element; readonly query: ArchiveQuery }
   /** Answer a metadata request from the user's archive. */
   | { readonly kind: "mam-metadata"; readonly iq: Element }
-  | { readonly kind: "store-prefs"; readonly prefs: ArchivePrefs };
+  | { readonly kind: "store-prefs"; readonly prefs: ArchivePrefs }
+  /** Persist a module's data for the account (undefined deletes it). */
+  | { readonly kind: "store-module"; readonly store: string; readonly data: unknown };
 
 /** What the account reducer may consult. */
 export interface AccountCtx {
@@ -236,7 +251,32 @@ export function reduceAccount(s: AccountState, op: AccountOp, ctx: AccountCtx): 
       return [s, [{ kind: "mam-metadata", iq: op.iq }]];
     case "mam-prefs":
       return onPrefs(s, op.iq, op.prefs, ctx);
+    case "module-iq":
+      return onModuleIq(s, op.iq, ctx);
   }
+}
+
+function onModuleIq(s: AccountState, iq: Element, ctx: AccountCtx): AccountStep {
+  const payload = childElements(iq)[0];
+  const entry = payload === undefined ? undefined : ACCOUNT_IQ.get(payloadKey(payload));
+  if (entry === undefined || !s.exists) {
+    return [s, [{ kind: "route", stanza: errorReply(iq, "service-unavailable") }]];
+  }
+  const from = iq.attrs.from === undefined ? undefined : bareJidOf(iq.attrs.from);
+  const result = entry.handler(s.modules[entry.store], iq, payload, {
+    bare: s.bare,
+    self: from === s.bare,
+    now: ctx.now(),
+  });
+  const out: AccountOutput[] = [];
+  let next = s;
+  if ("data" in result) {
+    next = { ...s, modules: { ...s.modules, [entry.store]: result.data } };
+    out.push({ kind: "store-module", store: entry.store, data: result.data });
+  }
+  // Replies go through the router: to the user's own session, or to whoever asked.
+  for (const r of result.replies) out.push({ kind: "route", stanza: r });
+  return [next, out];
 }
 
 /** The preferences in force for the user. */

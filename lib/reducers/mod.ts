@@ -9,6 +9,7 @@ import { errorReply } from "../xmpp/errors.ts";
 import { normalizeJid, parseJid } from "../xmpp/jid.ts";
 import { stripStanzaIds } from "../mam.ts";
 import { isMamPayload, onMamIq } from "./mam.ts";
+import { ACCOUNT_IQ, payloadKey } from "./modules.ts";
 import { NS_BIND, NS_CLIENT, NS_SESSION } from "../xmpp/namespaces.ts";
 import { onBind } from "./bind.ts";
 import { destroy } from "./destroy.ts";
@@ -200,6 +201,12 @@ function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
       (el.attrs.type === "get" || el.attrs.type === "set")
     ) {
       return onMamIq(s, el, payload);
+    }
+    if (
+      own && payload !== undefined && ACCOUNT_IQ.has(payloadKey(payload)) &&
+      (el.attrs.type === "get" || el.attrs.type === "set")
+    ) {
+      return [s, [{ kind: "account", bare, op: { kind: "module-iq", iq: el } }]];
     }
     return onServerIq(s, el, ctx, own ? "self" : "host");
   }

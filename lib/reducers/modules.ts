@@ -4,7 +4,7 @@
  */
 import { discoModule } from "./disco.ts";
 import { CONTACT_INFO, PING, SESSION, TIME, UPTIME, VERSION } from "./info.ts";
-import type { IqHandler, Module } from "./types.ts";
+import type { AccountIqHandler, IqHandler, Module } from "./types.ts";
 
 /** Roster and archive are handled by their own reducers; registered for their disco features. */
 const ROSTER: Module = { name: "roster", accountFeatures: [] };
@@ -28,3 +28,25 @@ function merged(pick: (m: Module) => Readonly<Record<string, IqHandler>> | undef
 export const HOST_IQ: Readonly<Record<string, IqHandler>> = merged((m) => m.hostIq);
 /** Handlers of iqs to the user's own account, by `namespace name`. */
 export const SELF_IQ: Readonly<Record<string, IqHandler>> = merged((m) => m.selfIq);
+
+/** An account handler with the store it works on. */
+export interface AccountIqEntry {
+  readonly store: string;
+  readonly handler: AccountIqHandler;
+}
+
+/** Handlers of iqs to an account's stored data, by `namespace name`. */
+export const ACCOUNT_IQ: ReadonlyMap<string, AccountIqEntry> = new Map(
+  MODULES.flatMap((m) =>
+    m.account === undefined
+      ? []
+      : Object.entries(m.account.iq).map(([key, handler]) =>
+        [key, { store: m.account!.store, handler }] as const
+      )
+  ),
+);
+
+/** The key of an iq's payload in the registries. */
+export function payloadKey(payload: { readonly xmlns: string; readonly name: string }): string {
+  return `${payload.xmlns} ${payload.name}`;
+}

@@ -160,4 +160,36 @@ export interface Module {
   readonly selfIq?: Readonly<Record<string, IqHandler>>;
   /** XEP-0128 extended information on the domain's disco#info. */
   readonly hostForms?: (ctx: Ctx) => readonly Element[];
+  /** Data kept per account, answered by the account's queue (vCard, private storage ...). */
+  readonly account?: AccountModule;
+}
+
+/** What an account handler may consult. */
+export interface AccountIqCtx {
+  /** The account (user@host). */
+  readonly bare: string;
+  /** True when the iq comes from one of the account's own resources. */
+  readonly self: boolean;
+  readonly now: number;
+}
+
+/** The answer of an account handler: new data to store (if changed) and the replies. */
+export interface AccountIqResult {
+  readonly data?: unknown;
+  readonly replies: readonly Element[];
+}
+
+/** Handles an iq (get or set, from stamped) for an account's stored data. */
+export type AccountIqHandler = (
+  data: unknown,
+  iq: Element,
+  payload: Element,
+  ctx: AccountIqCtx,
+) => AccountIqResult;
+
+/** A module's per-account data: one keyval store, and the payloads it answers. */
+export interface AccountModule {
+  readonly store: string;
+  /** By `namespace name` of the payload; iqs to the account's bare JID (or none, from itself). */
+  readonly iq: Readonly<Record<string, AccountIqHandler>>;
 }

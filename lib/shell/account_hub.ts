@@ -15,7 +15,8 @@ import {
 import { EMPTY_ROSTER, type Roster } from "../session.ts";
 import type { AccountStore } from "../storage/accounts.ts";
 import type { KeyvalStore } from "../storage/mod.ts";
-import type { Element } from "../xml/element.ts";
+import { childElements, type Element } from "../xml/element.ts";
+import { ACCOUNT_IQ, payloadKey } from "../reducers/modules.ts";
 import {
   type ArchivedMessage,
   type ArchivePrefs,
@@ -43,6 +44,8 @@ export interface AccountHubDeps {
   readonly offline: KeyvalStore<readonly Element[]>;
   readonly archive: ListStore<ArchivedMessage>;
   readonly prefs: KeyvalStore<ArchivePrefs>;
+  /** Opens the keyval store of a module's per-account data. */
+  readonly openStore: (name: string) => KeyvalStore<unknown>;
   readonly registry: Registry;
   readonly ctx: AccountCtx;
   /** Routes a stanza (the shell's router). */
@@ -83,7 +86,30 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       offline: offline ?? [],
       prefs,
       lastArchived: last?.ts ?? 0,
+      modules: {},
     };
+  }
+
+  const moduleStores = new Map<string, KeyvalStore<unknown>>();
+  function moduleStore(name: string): KeyvalStore<unknown> {
+    let store = moduleStores.get(name);
+    if (store === undefined) moduleStores.set(name, store = deps.openStore(name));
+    return store;
+  }
+
+  /** Loads the module data an op needs, so that the reducer finds it in the state. */
+  async function withModuleData(
+    bare: string,
+    state: AccountState,
+    op: AccountOp,
+  ): Promise<AccountState> {
+    if (op.kind !== "module-iq") return state;
+    const payload = childElements(op.iq)[0];
+    const entry = payload === undefined ? undefined : ACCOUNT_IQ.get(payloadKey(payload));
+    if (entry === undefined || entry.store in state.modules) return state;
+    const [host, user] = split(bare);
+    const data = await moduleStore(entry.store).get(host, user);
+    return { ...state, modules: { ...state.modules, [entry.store]: data } };
   }
 
   async function execute(bare: string, out: AccountOutput): Promise<void> {
@@ -116,6 +142,12 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       case "store-prefs":
         await deps.prefs.set(host, user, out.prefs);
         return;
+      case "store-module": {
+        const store = moduleStore(out.store);
+        if (out.data === undefined) await store.delete(host, user);
+        else await store.set(host, user, out.data);
+        return;
+      }
       case "mam-query": {
         const to = out.iq.attrs.from!;
         const send = (stanza: Element) =>
@@ -145,6 +177,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       entry.state ??= await load(bare);
       while (entry.queue.length > 0) {
         const op = entry.queue.shift()!;
+        entry.state = await withModuleData(bare, entry.state, op);
         const [next, outputs] = reduceAccount(entry.state, op, deps.ctx);
         entry.state = next;
         try {

@@ -16,6 +16,7 @@ import { type ConnectionDeps, serveConnection } from "./connection.ts";
 import { route } from "../router.ts";
 import type { Element } from "../xml/element.ts";
 import { createAccountHub } from "./account_hub.ts";
+import { ACCOUNT_IQ } from "../reducers/modules.ts";
 import { expireArchives } from "./archive_expiry.ts";
 import { createRegistry } from "./registry.ts";
 import { createAuthThrottle } from "./throttle.ts";
@@ -125,6 +126,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     hosts: config.hosts,
     archiving: config.archive.enabled,
     resourcesOf: registry.resourcesOf,
+    accountIq: (key: string) => ACCOUNT_IQ.has(key),
   };
   const routeStanza = (stanza: Element): void => {
     for (const d of route(stanza, view)) {
@@ -139,6 +141,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     offline: openKeyvalStore<readonly Element[]>(config.dataDir, "offline"),
     archive,
     prefs: openKeyvalStore<ArchivePrefs>(config.dataDir, "archive_prefs"),
+    openStore: (name) => openKeyvalStore<unknown>(config.dataDir, name),
     registry,
     ctx: {
       now: ctx.now,

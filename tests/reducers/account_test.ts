@@ -93,6 +93,7 @@ function account(over: Partial<AccountState> = {}): AccountState {
     roster: EMPTY_ROSTER,
     offline: [],
     lastArchived: 0,
+    modules: {},
     ...over,
   };
 }
