@@ -8,7 +8,8 @@ import { getLogger, setupLogging } from "./log.ts";
 import { ListenError, startServer } from "./shell/server.ts";
 import { AccountExistsError, AccountMissingError, openAccountStore } from "./storage/accounts.ts";
 import { parseJid } from "./xmpp/jid.ts";
-import { deleteAccount } from "./storage/user_data.ts";
+import { openTombstoneStore, removeAccount } from "./storage/tombstones.ts";
+import { MODULE_STORES } from "./reducers/modules.ts";
 
 const USAGE = `usage:
   main.ts [serve] [--config FILE]          run the server
@@ -125,7 +126,18 @@ export async function runCli(args: readonly string[]): Promise<number> {
       }
       case "deluser": {
         const { host, username } = accountJid(config, params[0]);
-        await deleteAccount(accounts(), config.dataDir, host, username);
+        // As when users remove their own account: the name stays taken for a while.
+        await removeAccount(
+          {
+            accounts: accounts(),
+            dataDir: config.dataDir,
+            tombstones: openTombstoneStore(config.dataDir),
+            moduleStores: MODULE_STORES,
+          },
+          host,
+          username,
+          Date.now(),
+        );
         console.log(`deleted ${username}@${host}`);
         return 0;
       }

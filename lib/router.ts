@@ -10,6 +10,8 @@ import type { Element } from "./xml/element.ts";
 import { errorReply, type StanzaErrorCondition } from "./xmpp/errors.ts";
 import { parseJid } from "./xmpp/jid.ts";
 import { isArchivable } from "./mam.ts";
+import { blockedMessage } from "./reducers/blocking.ts";
+import { receivedCarbons, withoutPrivate } from "./reducers/carbons.ts";
 
 /** One delivery decided by the router. */
 export type Delivery =
@@ -143,6 +145,22 @@ function outgoingArchive(stanza: Element, view: RouterView): Delivery[] {
  * names, if any. Used by the router and, when archiving, by the recipient's account.
  */
 export function messageDeliveries(
+  stanza: Element,
+  bare: string,
+  resource: string | undefined,
+  resources: readonly ResourceView[],
+): Delivery[] {
+  // XEP-0191 §3.5: a blocked sender's message bounces once, before anyone gets it or a copy.
+  const blocked = blockedMessage(stanza, bare, resources);
+  if (blocked !== undefined) return blocked.map((b) => ({ kind: "bounce", stanza: b }));
+  const out = plainDeliveries(withoutPrivate(stanza), bare, resource, resources);
+  // XEP-0280 §6: the user's other carbons-enabled resources get a received copy.
+  const reached = out.flatMap((d) => d.kind === "deliver" ? [d.to] : []);
+  const copies = receivedCarbons(stanza, bare, reached, resources);
+  return [...out, ...copies.map((c) => ({ kind: "deliver" as const, ...c }))];
+}
+
+function plainDeliveries(
   stanza: Element,
   bare: string,
   resource: string | undefined,

@@ -89,6 +89,29 @@ export interface Session {
   readonly held: readonly Element[];
   /** The stream's xml:lang, for error texts. */
   readonly lang?: string;
+  /**
+   * Present while the client says it is inactive (XEP-0352): the stanzas held back from it,
+   * oldest first. Absent means active, as every stream begins.
+   */
+  readonly csi?: { readonly held: readonly Element[] };
+  /** The user's avatar hash from their vCard (XEP-0153), added to available presence. */
+  readonly avatarHash?: string;
+  /** The entity capabilities (XEP-0115) of the last available presence; features once known. */
+  readonly caps?: ClientCaps;
+  /** The resource enabled message carbons (XEP-0280). */
+  readonly carbons: boolean;
+  /** The user's block list (XEP-0191), a copy of the account's; set at bind and on change. */
+  readonly blocklist?: readonly string[];
+  /** When the current presence was set (ms), for the delay stamp when it is sent again. */
+  readonly presenceAt?: number;
+}
+
+/** A client's advertised capabilities: `node#ver` names them, `features` once learned. */
+export interface ClientCaps {
+  readonly node: string;
+  readonly ver: string;
+  readonly hash: string;
+  readonly features?: readonly string[];
 }
 
 /** A fresh session for a new connection. */
@@ -110,6 +133,7 @@ export function newSession(
     ip: opts.ip,
     priority: 0,
     interested: false,
+    carbons: false,
     directed: [],
     held: [],
   };

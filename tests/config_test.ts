@@ -31,6 +31,10 @@ const DEFAULTS: Config = {
   archive: { enabled: true, expiresAfter: 604800, maxItems: 10000, policy: "roster" },
   contactInfo: {},
   logLevel: "info",
+  allowRegistration: false,
+  registrationThrottle: 5,
+  tombstoneExpiry: 2592000,
+  externalServices: [],
 };
 
 /** Asserts that `fn` throws a ConfigError whose message is exactly `message`. */
@@ -81,6 +85,10 @@ Deno.test("the example file sets every key to its default", async () => {
       "archive_expires_after",
       "archive_max_items",
       "archive_policy",
+      "allow_registration",
+      "registration_throttle",
+      "tombstone_expiry",
+      "# type",
       "# cert",
       "# key",
     ]
@@ -102,6 +110,24 @@ archive_enabled = false
 archive_expires_after = "2d"
 archive_max_items = 50
 archive_policy = "always"
+allow_registration = true
+registration_throttle = 2
+tombstone_expiry = "never"
+
+[[external_services]]
+type = "turn"
+host = "turn.example.org"
+port = 3478
+transport = "udp"
+secret = "s3cret"
+ttl = 600
+
+[[external_services]]
+type = "ftp"
+host = "ftp.example.org"
+username = "john"
+password = "pw"
+restricted = true
 
 [contact_info]
 abuse = ["mailto:abuse@example.org"]
@@ -145,6 +171,20 @@ failure_window = 60
     archive: { enabled: false, expiresAfter: 172800, maxItems: 50, policy: "always" },
     contactInfo: { abuse: ["mailto:abuse@example.org"], admin: [] },
     logLevel: "debug",
+    allowRegistration: true,
+    registrationThrottle: 2,
+    tombstoneExpiry: Infinity,
+    externalServices: [
+      {
+        type: "turn",
+        host: "turn.example.org",
+        port: 3478,
+        transport: "udp",
+        secret: "s3cret",
+        ttl: 600,
+      },
+      { type: "ftp", host: "ftp.example.org", username: "john", password: "pw", restricted: true },
+    ],
   };
   assert.deepEqual(parseConfig(text, "full.toml"), expected);
 });
@@ -397,4 +437,20 @@ Deno.test("archive durations accept seconds, units and never", () => {
     () => parseConfig('archive_expires_after = "soon"', "a.toml"),
     /archive_expires_after: expected seconds, a duration/,
   );
+});
+
+Deno.test("external services are checked per key", () => {
+  assertConfigError(
+    () => parseConfig('[[external_services]]\ntype = "stun"', "x.toml"),
+    "config x.toml: external_services[0].host: required",
+  );
+  assertConfigError(
+    () => parseConfig('[[external_services]]\ntype = "stun"\nhost = "h"\ntransport = "sctp"', "x"),
+    /external_services\[0\]\.transport: expected "tcp" or "udp", got "sctp"/,
+  );
+  assertConfigError(
+    () => parseConfig('[[external_services]]\ntype = "stun"\nhost = "h"\nport = 0', "x"),
+    /external_services\[0\]\.port: expected an integer from 1 to 65535, got 0/,
+  );
+  assertConfigError(() => parseConfig('tombstone_expiry = "soon"', "x"), /tombstone_expiry: /);
 });

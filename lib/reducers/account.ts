@@ -14,7 +14,7 @@ import {
   setSubscription,
   updateItem,
 } from "../roster.ts";
-import type { Roster, RosterItem } from "../session.ts";
+import { EMPTY_ROSTER, type Roster, type RosterItem } from "../session.ts";
 import {
   inbound,
   NO_SUBSCRIPTION,
@@ -44,7 +44,10 @@ import {
   withStanzaId,
 } from "../mam.ts";
 import { messageDeliveries } from "../router.ts";
-import { ACCOUNT_IQ, payloadKey } from "./modules.ts";
+import { tombstoneReplies } from "./tombstones.ts";
+import { ACCOUNT_BOUND, ACCOUNT_IQ, ACCOUNT_SCREEN, payloadKey } from "./modules.ts";
+import { resentPresence } from "./presence.ts";
+import { lastItemsFor, PEP_STORE } from "./pep.ts";
 import type { ResourceView } from "./types.ts";
 
 /** What the server keeps for one account while it works on it. */
@@ -62,6 +65,8 @@ export interface AccountState {
   readonly lastArchived: number;
   /** Stored data of modules, by store name; loaded before an op that needs it. */
   readonly modules: Readonly<Record<string, unknown>>;
+  /** The account was removed and its tombstone stands: presence to it is answered. */
+  readonly gone?: boolean;
 }
 
 /** A roster change requested by the user, validated by the session. */
@@ -101,7 +106,15 @@ export type AccountOp =
   /** Preferences get (no prefs) or set. */
   | { readonly kind: "mam-prefs"; readonly iq: Element; readonly prefs?: ArchivePrefs }
   /** An iq for a module's per-account data (vCard, private storage ...), from stamped. */
-  | { readonly kind: "module-iq"; readonly iq: Element };
+  | { readonly kind: "module-iq"; readonly iq: Element }
+  /** A resource (XEP-0115 caps) wants these PEP nodes' notifications: send it the last items. */
+  | {
+    readonly kind: "pep-caps";
+    readonly fullJid: string;
+    readonly features: readonly string[];
+  }
+  /** XEP-0077 §3.2: the user removes their account (`iq` from the requesting session). */
+  | { readonly kind: "remove-account"; readonly iq: Element };
 
 /** What the shell does for an account, in order. */
 export type AccountOutput =
@@ -125,7 +138,16 @@ export type AccountOutput =
   | { readonly kind: "mam-metadata"; readonly iq: Element }
   | { readonly kind: "store-prefs"; readonly prefs: ArchivePrefs }
   /** Persist a module's data for the account (undefined deletes it). */
-  | { readonly kind: "store-module"; readonly store: string; readonly data: unknown };
+  | { readonly kind: "store-module"; readonly store: string; readonly data: unknown }
+  /** The block list (XEP-0191) for one session (`to`) or, without `to`, all of the user's. */
+  | { readonly kind: "blocklist"; readonly to?: string; readonly blocklist: readonly string[] }
+  /** The avatar hash (XEP-0153) for one session (`to`) or, without `to`, all of the user's. */
+  | { readonly kind: "avatar-hash"; readonly to?: string; readonly hash?: string }
+  /**
+   * Delete the account and all its data, leave a tombstone, then answer `iq` and end every
+   * session of the account (or answer with an error when the deletion failed).
+   */
+  | { readonly kind: "remove-account"; readonly iq: Element };
 
 /** What the account reducer may consult. */
 export interface AccountCtx {
@@ -170,7 +192,11 @@ function applySubState(
     ask: next.pendingOut ? "subscribe" : undefined,
     approved: next.approved ? true : undefined,
   }, create);
-  return { ...r, changed: r.changed || withPending !== roster };
+  // One change, one version: the request and the item are saved together.
+  const once = r.changed && withPending !== roster
+    ? { ...r.roster, version: withPending.version }
+    : r.roster;
+  return { ...r, roster: once, changed: r.changed || withPending !== roster };
 }
 
 function interested(ctx: AccountCtx, bare: string): ResourceView[] {
@@ -197,10 +223,10 @@ function pushes(
 
 /** The current presence of each available resource, addressed to `to` (RFC 6121 §4.3.2). */
 function presenceOfResources(ctx: AccountCtx, bare: string, to: string): AccountOutput[] {
-  return available(ctx, bare).filter((r) => r.presence !== undefined).map((r) => ({
-    kind: "route" as const,
-    stanza: withAttrs(r.presence!, { from: r.fullJid, to, id: undefined }),
-  }));
+  return available(ctx, bare).flatMap((r) => {
+    const stanza = resentPresence(r, to);
+    return stanza === undefined ? [] : [{ kind: "route" as const, stanza }];
+  });
 }
 
 /** Unavailable presence from each available resource to `to`. */
@@ -224,9 +250,15 @@ function subscriptionType(el: Element): SubscriptionType | undefined {
 
 /** Reduces one operation on an account. */
 export function reduceAccount(s: AccountState, op: AccountOp, ctx: AccountCtx): AccountStep {
+  const screened = screenInbound(s, op);
+  if (screened !== undefined) return [s, screened.map((stanza) => ({ kind: "route", stanza }))];
   switch (op.kind) {
     case "session-bound":
-      return [s, [{ kind: "send-roster", to: op.fullJid, roster: s.roster }]];
+      return [s, [
+        // Before the roster: the session replays its held stanzas when the roster arrives.
+        ...ACCOUNT_BOUND.flatMap((m) => m.onBound!(s.modules[m.store], op.fullJid)),
+        { kind: "send-roster", to: op.fullJid, roster: s.roster },
+      ]];
     case "roster-get":
       return onRosterGet(s, op.iq);
     case "roster-set":
@@ -253,7 +285,50 @@ export function reduceAccount(s: AccountState, op: AccountOp, ctx: AccountCtx): 
       return onPrefs(s, op.iq, op.prefs, ctx);
     case "module-iq":
       return onModuleIq(s, op.iq, ctx);
+    case "pep-caps":
+      return [
+        s,
+        s.exists
+          ? lastItemsFor(s.modules[PEP_STORE], s.bare, s.roster, op.fullJid, op.features)
+          : [],
+      ];
+    case "remove-account":
+      // What stays cached is an account that no longer exists, with its tombstone.
+      return [
+        { ...s, exists: false, gone: true, roster: EMPTY_ROSTER, offline: [], modules: {} },
+        [{ kind: "remove-account", iq: op.iq }],
+      ];
   }
+}
+
+/** What arrives from someone else, for the modules that screen it (XEP-0191 blocking). */
+function inboundStanza(s: AccountState, op: AccountOp): Element | undefined {
+  let el: Element;
+  switch (op.kind) {
+    case "inbound-subscription":
+    case "probe":
+    case "offline-message":
+    case "incoming-message":
+      el = op.stanza;
+      break;
+    case "module-iq":
+      el = op.iq;
+      break;
+    default:
+      return undefined;
+  }
+  const from = el.attrs.from === undefined ? undefined : bareJidOf(el.attrs.from);
+  return from === undefined || from === s.bare ? undefined : el;
+}
+
+function screenInbound(s: AccountState, op: AccountOp): readonly Element[] | undefined {
+  const el = inboundStanza(s, op);
+  if (el === undefined) return undefined;
+  for (const m of ACCOUNT_SCREEN) {
+    const out = m.screen!(s.modules[m.store], el);
+    if (out !== undefined) return out;
+  }
+  return undefined;
 }
 
 function onModuleIq(s: AccountState, iq: Element, ctx: AccountCtx): AccountStep {
@@ -267,6 +342,9 @@ function onModuleIq(s: AccountState, iq: Element, ctx: AccountCtx): AccountStep 
     bare: s.bare,
     self: from === s.bare,
     now: ctx.now(),
+    newId: ctx.newId,
+    roster: s.roster,
+    resourcesOf: ctx.resourcesOf,
   });
   const out: AccountOutput[] = [];
   let next = s;
@@ -274,6 +352,7 @@ function onModuleIq(s: AccountState, iq: Element, ctx: AccountCtx): AccountStep 
     next = { ...s, modules: { ...s.modules, [entry.store]: result.data } };
     out.push({ kind: "store-module", store: entry.store, data: result.data });
   }
+  out.push(...result.outputs ?? []);
   // Replies go through the router: to the user's own session, or to whoever asked.
   for (const r of result.replies) out.push({ kind: "route", stanza: r });
   return [next, out];
@@ -424,8 +503,10 @@ function onOutbound(s: AccountState, el: Element, ctx: AccountCtx): AccountStep 
   // Subscription stanzas carry the user's bare JID (RFC 6121 §3.1.2).
   if (route) out.push({ kind: "route", stanza: withAttrs(el, { from: s.bare, to: contact }) });
   if (type === "subscribed" && route) {
-    // RFC 6121 §3.1.5: the new subscriber gets the user's current presence.
-    out.push(...presenceOfResources(ctx, s.bare, contact));
+    // RFC 6121 §3.1.5: the new subscriber gets the user's current presence. Its account asks
+    // for it with a probe once it has handled this approval (onInbound), so the presence
+    // cannot overtake the 'subscribed' and the roster push there.
+    // TODO(#5): send it from here to remote subscribers once server-to-server exists.
     // And if the user is subscribed to the contact too, learn the contact's presence now.
     if (state.subscription === "to" || state.subscription === "both") {
       out.push({
@@ -444,20 +525,29 @@ function onInbound(s: AccountState, el: Element, ctx: AccountCtx): AccountStep {
   const type = subscriptionType(el);
   const from = el.attrs.from === undefined ? undefined : bareJidOf(el.attrs.from);
   // Subscription stanzas for a JID without an account are dropped (RFC 6121 §8.5.1).
-  if (type === undefined || from === undefined || !s.exists) return [s, []];
+  if (type === undefined || from === undefined) return [s, []];
+  if (!s.exists) return [s, goneReplies(s, el)];
   const before = subStateOf(s.roster, from);
   const { state, deliver, autoReply } = inbound(before, type);
   const { roster, item, changed } = applySubState(s.roster, from, state);
   const out: AccountOutput[] = [];
-  if (changed) {
-    out.push(...changedRoster(roster));
-    if (item !== undefined) out.push(...pushes(ctx, s.bare, roster, { kind: "item", item }));
-  }
+  if (changed) out.push(...changedRoster(roster));
   const delivered = withAttrs(el, { from, to: s.bare });
   if (deliver) {
     for (const r of available(ctx, s.bare)) {
       out.push({ kind: "deliver", to: r.fullJid, stanza: delivered });
     }
+  }
+  // The presence first, then the push, as Prosody sends them (the scripts expect this order).
+  if (changed && item !== undefined) {
+    out.push(...pushes(ctx, s.bare, roster, { kind: "item", item }));
+  }
+  if (type === "subscribed" && deliver) {
+    // RFC 6121 §3.1.5, from this side: now subscribed, learn the contact's presence.
+    out.push({
+      kind: "route",
+      stanza: stanza("presence", { type: "probe", from: s.bare, to: from }),
+    });
   }
   if (autoReply === "subscribed") {
     out.push({
@@ -482,10 +572,25 @@ function onInbound(s: AccountState, el: Element, ctx: AccountCtx): AccountStep {
   return [{ ...s, roster }, out];
 }
 
+/**
+ * A removed account answers probes and subscription requests from its tombstone. A probe from
+ * a local session is answered to that session directly (as Prosody does), so the prober hears
+ * of it whatever its own subscription state; the rest goes through the router.
+ */
+function goneReplies(s: AccountState, el: Element): AccountOutput[] {
+  if (s.gone !== true) return [];
+  const from = el.attrs.from!;
+  const direct = el.attrs.type === "probe" && parseJid(from)?.resource !== undefined;
+  return tombstoneReplies(el, s.bare).map((stanza): AccountOutput =>
+    direct ? { kind: "deliver", to: from, stanza } : { kind: "route", stanza }
+  );
+}
+
 function onProbe(s: AccountState, el: Element, ctx: AccountCtx): AccountStep {
   const from = el.attrs.from;
   const fromBare = from === undefined ? undefined : bareJidOf(from);
-  if (from === undefined || fromBare === undefined || !s.exists) return [s, []];
+  if (from === undefined || fromBare === undefined) return [s, []];
+  if (!s.exists) return [s, goneReplies(s, el)];
   const sub = s.roster.items[fromBare]?.subscription;
   // RFC 6121 §4.3.2: presence only for contacts subscribed to it (and the user's own JID).
   if (fromBare !== s.bare && sub !== "from" && sub !== "both") return [s, []];

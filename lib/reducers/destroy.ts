@@ -40,8 +40,18 @@ export function destroy(s: Session, ctx: Ctx, opts: DestroyOptions): Step {
   out.push(...goodbyeOutputs(s, ctx));
   if (s.fullJid !== undefined) out.push({ kind: "unbind", fullJid: s.fullJid });
   out.push({ kind: "disconnect", error: opts.error });
+  // Stanzas held for an inactive client (XEP-0352) are only presence updates and chat states
+  // (anything that matters flushed them): like an unsent socket buffer, they go with the session.
   return [
-    { ...s, destroyed: true, presence: undefined, sasl: undefined, directed: [], held: [] },
+    {
+      ...s,
+      destroyed: true,
+      presence: undefined,
+      sasl: undefined,
+      directed: [],
+      held: [],
+      csi: undefined,
+    },
     out,
   ];
 }

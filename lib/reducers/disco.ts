@@ -30,15 +30,33 @@ function infoQuery(
   ]);
 }
 
+/** What a disco#info answer lists: identities, features (unique, sorted) and XEP-0128 forms. */
+export interface DiscoInfo {
+  readonly identities: readonly Identity[];
+  readonly features: readonly string[];
+  readonly forms: readonly Element[];
+}
+
+/**
+ * The domain's disco#info for a registry of the other modules (disco's own features included).
+ * Entity capabilities (caps.ts) hash this same answer, so the two cannot disagree.
+ */
+export function hostDiscoInfo(modules: readonly Module[], ctx: Ctx): DiscoInfo {
+  const features = [NS_DISCO_INFO, NS_DISCO_ITEMS, ...modules.flatMap((m) => m.hostFeatures ?? [])];
+  return {
+    identities: [
+      { category: "server", type: "im" },
+      ...modules.flatMap((m) => m.hostIdentities ?? []),
+    ],
+    features: [...new Set(features)].sort(),
+    forms: modules.flatMap((m) => m.hostForms?.(ctx) ?? []),
+  };
+}
+
 /** The disco module for a registry of the other modules. */
 export function discoModule(modules: readonly Module[]): Module {
   const base = [NS_DISCO_INFO, NS_DISCO_ITEMS];
-  const hostFeatures = [...base, ...modules.flatMap((m) => m.hostFeatures ?? [])];
   const accountFeatures = [...base, ...modules.flatMap((m) => m.accountFeatures ?? [])];
-  const hostIdentities: Identity[] = [
-    { category: "server", type: "im" },
-    ...modules.flatMap((m) => m.hostIdentities ?? []),
-  ];
   const reply = (s: Session, stanza: Element): Step => [s, [{ kind: "send", stanza }]];
   const nodeError = (s: Session, iq: Element, payload: Element): Step | undefined =>
     payload.attrs.node !== undefined ? reply(s, errorReply(iq, "item-not-found")) : undefined;
@@ -47,19 +65,13 @@ export function discoModule(modules: readonly Module[]): Module {
     hostFeatures: base,
     accountFeatures: base,
     hostIq: {
-      [`${NS_DISCO_INFO} query`]: (s, iq, payload, ctx: Ctx) =>
-        nodeError(s, iq, payload) ?? reply(
+      [`${NS_DISCO_INFO} query`]: (s, iq, payload, ctx: Ctx) => {
+        const info = hostDiscoInfo(modules, ctx);
+        return nodeError(s, iq, payload) ?? reply(
           s,
-          iqResult(
-            iq,
-            infoQuery(
-              undefined,
-              hostIdentities,
-              hostFeatures,
-              modules.flatMap((m) => m.hostForms?.(ctx) ?? []),
-            ),
-          ),
-        ),
+          iqResult(iq, infoQuery(undefined, info.identities, info.features, info.forms)),
+        );
+      },
       [`${NS_DISCO_ITEMS} query`]: (s, iq, payload) =>
         nodeError(s, iq, payload) ??
           reply(s, iqResult(iq, elem("query", { xmlns: NS_DISCO_ITEMS }))),

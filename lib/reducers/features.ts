@@ -14,6 +14,8 @@ import {
   NS_STREAMS,
   NS_TLS,
 } from "../xmpp/namespaces.ts";
+import { MODULES } from "./modules.ts";
+import { registerFeature } from "./register.ts";
 import type { Ctx } from "./types.ts";
 
 /** SASL mechanisms in order of preference. */
@@ -75,12 +77,17 @@ export function streamFeatures(s: Session, ctx: Ctx): Element {
         ));
       }
     }
+    // XEP-0077 §8: in-band registration, when it is open to this stream.
+    const register = registerFeature(s, ctx);
+    if (register !== undefined) children.push(register);
     children.push(limits(ctx.maxStanzaSizeUnauthed, ctx));
   } else if (s.fullJid === undefined) {
     children.push(elem("bind", { xmlns: NS_BIND }));
     // RFC 6121 Appendix E: session establishment is a no-op kept for old clients.
     children.push(elem("session", { xmlns: NS_SESSION }, [elem("optional")]));
     children.push(limits(ctx.maxStanzaSize, ctx));
+    // What the registered modules offer once authenticated (csi, caps), so it follows the registry.
+    for (const m of MODULES) children.push(...(m.authedFeatures?.(ctx) ?? []));
   }
   return elem("features", { xmlns: NS_STREAMS }, children);
 }

@@ -12,11 +12,16 @@ import { isMamPayload, onMamIq } from "./mam.ts";
 import { ACCOUNT_IQ, payloadKey } from "./modules.ts";
 import { NS_BIND, NS_CLIENT, NS_SESSION } from "../xmpp/namespaces.ts";
 import { onBind } from "./bind.ts";
+import { blockedInbound, onBlocklist, refuseBlocked, withoutBlockedRoutes } from "./blocking.ts";
+import { onOutboundMessage } from "./carbons.ts";
+import { deliver, isCsiNonza, onCsiNonza } from "./csi.ts";
 import { destroy } from "./destroy.ts";
 import { badRequest, iqProblem, onServerIq } from "./iq.ts";
 import { isSasl, onAbort, onAuth, onCredentials, onResponse } from "./sasl.ts";
 import { isStartTls, onStartTls, onStreamOpen, onTlsDone } from "./stream.ts";
 import { onOutboundPresence } from "./presence.ts";
+import { isCapsAnswer, onCapsAnswer } from "./client_caps.ts";
+import { isRegisterIq, onRegistrationResult, onUnauthedRegister } from "./register.ts";
 import { isRosterQuery, onRosterIq } from "./roster.ts";
 import type { Ctx, Event, Output, Step } from "./types.ts";
 
@@ -45,7 +50,8 @@ export function reduce(s: Session, ev: Event, ctx: Ctx): Step {
     case "roster-loaded":
       return onRosterLoaded(s, ev.roster, ctx);
     case "inbound":
-      return s.fullJid === undefined ? [s, []] : [s, [{ kind: "send", stanza: ev.stanza }]];
+      if (s.fullJid === undefined) return [s, []];
+      return blockedInbound(s, ev.stanza) ?? deliver(s, ev.stanza);
     case "replaced":
       return destroy(s, ctx, {
         writable: true,
@@ -69,6 +75,21 @@ export function reduce(s: Session, ev: Event, ctx: Ctx): Step {
         writable: true,
         error: { condition: "system-shutdown", text: "The server is shutting down" },
       });
+    case "avatar-hash":
+      return [{ ...s, avatarHash: ev.hash }, []];
+    case "blocklist":
+      return onBlocklist(s, ev.blocklist);
+    case "registration-result":
+      return onRegistrationResult(s, ev.iq, ev.outcome);
+    case "account-removed": {
+      // XEP-0077 §3.2: the requester gets its result, then every session of the account ends.
+      if (s.type !== "c2s") return [s, []];
+      const [next, out] = destroy(s, ctx, {
+        writable: true,
+        error: { condition: "not-authorized", text: "Account removed" },
+      });
+      return [next, ev.reply === undefined ? out : [{ kind: "send", stanza: ev.reply }, ...out]];
+    }
   }
 }
 
@@ -89,6 +110,14 @@ function onStanza(s: Session, el: Element, ctx: Ctx): Step {
           return onAbort(s);
       }
     }
+    // XEP-0077: registration is the one iq allowed before authentication (under TLS if required).
+    if (isRegisterIq(el) && (s.secure || !ctx.requireEncryption)) {
+      const problem = iqProblem(el);
+      if (problem === undefined) return onUnauthedRegister(s, el, ctx);
+      return el.attrs.type === "result" || el.attrs.type === "error"
+        ? [s, []]
+        : [s, [{ kind: "send", stanza: badRequest(el, problem) }]];
+    }
     // Nothing but negotiation is allowed before authentication (RFC 6120 §6.3.2, §5.3.1).
     if (!s.secure && ctx.requireEncryption) {
       return destroy(s, ctx, {
@@ -98,6 +127,8 @@ function onStanza(s: Session, el: Element, ctx: Ctx): Step {
     }
     return notAuthorized(s, ctx, "Authenticate first");
   }
+  // XEP-0352 nonzas are not stanzas: handled before the stanza checks, in stream order.
+  if (isCsiNonza(el)) return onCsiNonza(s, el);
   if (el.xmlns !== NS_CLIENT) {
     return destroy(s, ctx, {
       writable: true,
@@ -189,6 +220,11 @@ function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
   // RFC 6120 §4.7.4: the stream's language is the default of every stanza it carries.
   const el = withAttrs(raw, { from: s.fullJid, to, "xml:lang": raw.attrs["xml:lang"] ?? s.lang });
   const bare = `${s.username}@${s.host}`;
+  // XEP-0191 §3.6: nothing goes to a JID the user blocked.
+  const refused = refuseBlocked(s, el);
+  if (refused !== undefined) return refused;
+  // XEP-0115: the answer to a PEP service's caps question is the server's, whoever asked.
+  if (isCapsAnswer(el)) return onCapsAnswer(s, el, ctx);
   if (el.name === "iq" && (to === undefined || to === s.host || to === bare)) {
     const payload = childElements(el)[0];
     const own = to === undefined || to === bare;
@@ -210,8 +246,9 @@ function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
     }
     return onServerIq(s, el, ctx, own ? "self" : "host");
   }
-  if (el.name === "presence") return onOutboundPresence(s, el, ctx);
+  if (el.name === "presence") return withoutBlockedRoutes(s, onOutboundPresence(s, el, ctx));
   // XEP-0359 §5: a client cannot forge the ids our archives hand out.
   const message = stripStanzaIds(el, (by) => isLocal(by, ctx));
-  return [s, [{ kind: "route", stanza: message }]];
+  // XEP-0280: routed with sent copies for the user's other resources.
+  return onOutboundMessage(s, message, ctx.resourcesOf(bare));
 }

@@ -2,9 +2,18 @@
  * The one place where the server's modules are registered. Disco is derived from this list.
  * @module
  */
+import { BLOCKING } from "./blocking.ts";
+import { capsModule } from "./caps.ts";
+import { CARBONS } from "./carbons.ts";
+import { CSI } from "./csi.ts";
 import { discoModule } from "./disco.ts";
+import { EXTERNAL_SERVICES } from "./external_services.ts";
 import { CONTACT_INFO, PING, SESSION, TIME, UPTIME, VERSION } from "./info.ts";
-import type { AccountIqHandler, IqHandler, Module } from "./types.ts";
+import { PEP } from "./pep.ts";
+import { PRIVATE } from "./private.ts";
+import { REGISTER } from "./register.ts";
+import { VCARD } from "./vcard.ts";
+import type { AccountIqHandler, AccountModule, IqHandler, Module } from "./types.ts";
 
 /** Roster and archive are handled by their own reducers; registered for their disco features. */
 const ROSTER: Module = { name: "roster", accountFeatures: [] };
@@ -13,10 +22,27 @@ const MAM: Module = {
   accountFeatures: ["urn:xmpp:mam:2", "urn:xmpp:mam:2#extended"],
 };
 
-const BASE: readonly Module[] = [PING, SESSION, VERSION, TIME, UPTIME, CONTACT_INFO, ROSTER, MAM];
+const BASE: readonly Module[] = [
+  PING,
+  SESSION,
+  VERSION,
+  TIME,
+  UPTIME,
+  CONTACT_INFO,
+  ROSTER,
+  MAM,
+  VCARD,
+  PRIVATE,
+  CSI,
+  REGISTER,
+  EXTERNAL_SERVICES,
+  PEP,
+  CARBONS,
+  BLOCKING,
+];
 
-/** Every module, disco included. */
-export const MODULES: readonly Module[] = [...BASE, discoModule(BASE)];
+/** Every module, disco and caps (both derived from the others) included. */
+export const MODULES: readonly Module[] = [...BASE, discoModule(BASE), capsModule(BASE)];
 
 function merged(pick: (m: Module) => Readonly<Record<string, IqHandler>> | undefined) {
   const out: Record<string, IqHandler> = {};
@@ -46,7 +72,22 @@ export const ACCOUNT_IQ: ReadonlyMap<string, AccountIqEntry> = new Map(
   ),
 );
 
+/** Account modules that tell a newly bound session something from their stored data. */
+export const ACCOUNT_BOUND: readonly AccountModule[] = MODULES.flatMap((m) =>
+  m.account?.onBound === undefined ? [] : [m.account]
+);
+
+/** Account modules that screen what others send the user (XEP-0191); their store is kept loaded. */
+export const ACCOUNT_SCREEN: readonly AccountModule[] = MODULES.flatMap((m) =>
+  m.account?.screen === undefined ? [] : [m.account]
+);
+
 /** The key of an iq's payload in the registries. */
 export function payloadKey(payload: { readonly xmlns: string; readonly name: string }): string {
   return `${payload.xmlns} ${payload.name}`;
 }
+
+/** The keyval stores modules keep per account, so that deleting an account deletes them too. */
+export const MODULE_STORES: readonly string[] = [
+  ...new Set(MODULES.flatMap((m) => (m.account === undefined ? [] : [m.account.store]))),
+];

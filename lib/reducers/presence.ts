@@ -6,9 +6,20 @@
  */
 import { contactsWith } from "../roster.ts";
 import { bareJid, EMPTY_ROSTER, type Session } from "../session.ts";
-import { child, type Element, stanza, text, withAttrs } from "../xml/element.ts";
+import {
+  child,
+  elem,
+  type Element,
+  stanza,
+  text,
+  withAttrs,
+  withChildren,
+} from "../xml/element.ts";
 import { bareJidOf } from "../xmpp/jid.ts";
-import type { Ctx, Output, Step } from "./types.ts";
+import type { Ctx, Output, ResourceView, Step } from "./types.ts";
+import { NS_DELAY } from "../mam.ts";
+import { withAvatarHash } from "./vcard.ts";
+import { capsOnPresence } from "./client_caps.ts";
 
 const SUBSCRIPTION_TYPES = new Set(["subscribe", "subscribed", "unsubscribe", "unsubscribed"]);
 
@@ -30,9 +41,11 @@ function otherAvailable(s: Session, ctx: Ctx) {
 }
 
 /** Presence from a bound session; `from` is stamped and `to` normalised (or absent). */
-export function onOutboundPresence(s: Session, el: Element, ctx: Ctx): Step {
-  const type = el.attrs.type;
-  const to = el.attrs.to;
+export function onOutboundPresence(s: Session, raw: Element, ctx: Ctx): Step {
+  const type = raw.attrs.type;
+  const to = raw.attrs.to;
+  // XEP-0153: available presence, broadcast or directed, carries the vCard avatar's hash.
+  const el = type === undefined ? withAvatarHash(raw, s.avatarHash) : raw;
   if (to === undefined) {
     if (type === undefined) return onAvailable(s, el, ctx);
     if (type === "unavailable") return onUnavailable(s, el, ctx);
@@ -48,8 +61,9 @@ export function onOutboundPresence(s: Session, el: Element, ctx: Ctx): Step {
       op: { kind: "outbound-subscription", stanza: withAttrs(el, { from: bare, to: contact }) },
     }]];
   }
-  // Servers answer probes; a client's are ignored (RFC 6121 §4.3).
-  if (type === "probe") return [s, []];
+  // A client's probe goes to the contact's account like the server's own (as Prosody does): it
+  // answers subscribers only (RFC 6121 §4.3.2), and a removed account answers from its tombstone.
+  if (type === "probe") return [s, [{ kind: "route", stanza: el }]];
   if (type === undefined) {
     const directed = s.directed.includes(to) ? s.directed : [...s.directed, to];
     return [{ ...s, directed }, [{ kind: "route", stanza: el }]];
@@ -68,8 +82,10 @@ function onAvailable(s: Session, el: Element, ctx: Ctx): Step {
   const initial = s.presence === undefined;
   const roster = s.roster ?? EMPTY_ROSTER;
   const priority = priorityOf(el);
-  const next: Session = { ...s, presence: el, priority };
-  const out: Output[] = [];
+  // XEP-0115: the user's own PEP service asks about unknown caps before the presence returns.
+  const caps = capsOnPresence(s, el, ctx);
+  const next: Session = { ...caps.session, presence: el, priority, presenceAt: ctx.now() };
+  const out: Output[] = [...caps.before];
   // 1. To every contact subscribed to the user's presence.
   for (const contact of contactsWith(roster, ["from", "both"])) out.push(routeTo(el, contact));
   // 2. To the user's other available resources, and back to this one.
@@ -97,6 +113,8 @@ function onAvailable(s: Session, el: Element, ctx: Ctx): Step {
       op: { kind: "initial-presence", fullJid: s.fullJid!, priority },
     });
   }
+  // 6. The contacts' PEP services ask too, or the last PEP items the caps want are sent.
+  out.push(...caps.after);
   return [next, out];
 }
 
@@ -115,6 +133,19 @@ function onUnavailable(s: Session, el: Element, ctx: Ctx): Step {
   const out: Output[] = unavailableRecipients(s, ctx).map((to) => routeTo(el, to));
   if (s.presence !== undefined) out.push({ kind: "send", stanza: el });
   return [{ ...s, presence: undefined, directed: [] }, out];
+}
+
+/**
+ * A resource's current presence sent again later (to a new subscriber, a probe, an unblocked
+ * contact): XEP-0203 stamps it with when it was set, as Prosody does.
+ */
+export function resentPresence(r: ResourceView, to: string): Element | undefined {
+  if (r.presence === undefined) return undefined;
+  const el = withAttrs(r.presence, { from: r.fullJid, to, id: undefined });
+  if (r.presenceAt === undefined) return el;
+  const host = r.fullJid.slice(r.fullJid.indexOf("@") + 1).split("/")[0];
+  const stamp = new Date(r.presenceAt).toISOString().replace(/\.\d{3}Z$/, "Z");
+  return withChildren(el, [...el.children, elem("delay", { xmlns: NS_DELAY, from: host, stamp })]);
 }
 
 /** The unavailable presence routes of a session that ends without saying so itself. */

@@ -7,7 +7,7 @@ import type { ChannelBindings, Roster, Session } from "../session.ts";
 import type { Element } from "../xml/element.ts";
 import type { StreamError, StreamErrorCondition } from "../xmpp/errors.ts";
 import type { ScramCredentialSet } from "../sasl/scram.ts";
-import type { AccountOp } from "./account.ts";
+import type { AccountOp, AccountOutput } from "./account.ts";
 
 /** Something that happened to a session. */
 export type Event =
@@ -49,7 +49,22 @@ export type Event =
   /** The connection dropped (read end or write error). */
   | { readonly kind: "disconnected"; readonly reason: string }
   /** The server is shutting down. */
-  | { readonly kind: "shutdown" };
+  | { readonly kind: "shutdown" }
+  /** The user's avatar hash (XEP-0153) is now this; undefined: no avatar. */
+  | { readonly kind: "avatar-hash"; readonly hash?: string }
+  /** The shell's answer to `register-account` or `change-password` (XEP-0077) for `iq`. */
+  | {
+    readonly kind: "registration-result";
+    readonly iq: Element;
+    readonly outcome: RegistrationOutcome;
+  }
+  /** The account was removed (XEP-0077 §3.2): the session ends, `reply` sent first. */
+  | { readonly kind: "account-removed"; readonly reply?: Element }
+  /** The user's block list (XEP-0191), at bind and after each change. */
+  | { readonly kind: "blocklist"; readonly blocklist: readonly string[] };
+
+/** How an account creation or password change went. */
+export type RegistrationOutcome = "ok" | "conflict" | "throttled" | "failed";
 
 /** Something the shell must do, in order. */
 export type Output =
@@ -75,6 +90,27 @@ export type Output =
   | { readonly kind: "auth-result"; readonly ok: boolean; readonly username?: string }
   /** Close the socket (after everything before it was written). */
   | { readonly kind: "disconnect"; readonly error?: StreamError }
+  /** A client answered a caps disco#info (XEP-0115): the shell verifies `ver` and caches it. */
+  | { readonly kind: "caps-learned"; readonly ver: string; readonly query: Element }
+  /**
+   * XEP-0077: create an account, answered by `registration-result`. `iq` is the request
+   * without its payload, so that the password is in `password` only (and never logged).
+   */
+  | {
+    readonly kind: "register-account";
+    readonly iq: Element;
+    readonly host: string;
+    readonly username: string;
+    readonly password: string;
+  }
+  /** XEP-0077 §3.3: replace the user's password, answered by `registration-result`. */
+  | {
+    readonly kind: "change-password";
+    readonly iq: Element;
+    readonly host: string;
+    readonly username: string;
+    readonly password: string;
+  }
   | {
     readonly kind: "log";
     readonly level: "debug" | "info" | "warning";
@@ -93,6 +129,14 @@ export interface ResourceView {
   readonly interested: boolean;
   /** The last available presence broadcast by the resource (from stamped). */
   readonly presence?: Element;
+  /** The resource's disco features, known from its entity capabilities (XEP-0115). */
+  readonly features?: readonly string[];
+  /** The resource enabled message carbons (XEP-0280). */
+  readonly carbons?: boolean;
+  /** The user's block list (XEP-0191) as the resource holds it; undefined until loaded. */
+  readonly blocklist?: readonly string[];
+  /** When `presence` was set (ms), for the delay stamp when it is sent again. */
+  readonly presenceAt?: number;
 }
 
 /** What a reducer may consult. Everything here is read-only or deterministic under test. */
@@ -120,6 +164,8 @@ export interface Ctx {
   readonly isAuthThrottled: (ip: string, username?: string) => boolean;
   /** The live resources of a bare JID. */
   readonly resourcesOf: (bareJid: string) => readonly ResourceView[];
+  /** The features behind a verified XEP-0115 `ver`, when some client already told us. */
+  readonly capsFeatures: (ver: string) => readonly string[] | undefined;
   readonly serverName: string;
   readonly serverVersion: string;
   readonly settings: ModuleSettings;
@@ -131,6 +177,26 @@ export interface ModuleSettings {
   readonly startedAt: number;
   /** XEP-0157 contact addresses by kind (`abuse`, `admin`, ...). */
   readonly contactInfo: Readonly<Record<string, readonly string[]>>;
+  /** XEP-0077: accounts may be created in-band (off when absent). */
+  readonly allowRegistration?: boolean;
+  /** XEP-0215: the services announced on the domain. */
+  readonly externalServices?: readonly ExternalService[];
+}
+
+/** One external service (XEP-0215) as configured. */
+export interface ExternalService {
+  readonly type: string;
+  readonly host: string;
+  readonly port?: number;
+  readonly transport?: "tcp" | "udp";
+  readonly username?: string;
+  readonly password?: string;
+  /** Shared secret for TURN REST credentials (draft-uberti-behave-turn-rest); never sent. */
+  readonly secret?: string;
+  /** Seconds REST credentials stay valid (default one day). */
+  readonly ttl?: number;
+  /** Credentials are needed even without a password here. */
+  readonly restricted?: boolean;
 }
 
 /** An IQ handler for one payload (`namespace name`). */
@@ -160,6 +226,8 @@ export interface Module {
   readonly selfIq?: Readonly<Record<string, IqHandler>>;
   /** XEP-0128 extended information on the domain's disco#info. */
   readonly hostForms?: (ctx: Ctx) => readonly Element[];
+  /** Stream features offered once authenticated, beside `<bind/>` (XEP-0352 csi, XEP-0115 c). */
+  readonly authedFeatures?: (ctx: Ctx) => readonly Element[];
   /** Data kept per account, answered by the account's queue (vCard, private storage ...). */
   readonly account?: AccountModule;
 }
@@ -171,12 +239,20 @@ export interface AccountIqCtx {
   /** True when the iq comes from one of the account's own resources. */
   readonly self: boolean;
   readonly now: number;
+  /** A fresh unique id (item ids). */
+  readonly newId?: () => string;
+  /** The account's roster, for access decisions (PEP access models). */
+  readonly roster?: Roster;
+  /** The live resources of a bare JID, for notifications (PEP). */
+  readonly resourcesOf?: (bareJid: string) => readonly ResourceView[];
 }
 
 /** The answer of an account handler: new data to store (if changed) and the replies. */
 export interface AccountIqResult {
   readonly data?: unknown;
   readonly replies: readonly Element[];
+  /** What else the account must do, before the replies (e.g. tell the user's sessions). */
+  readonly outputs?: readonly AccountOutput[];
 }
 
 /** Handles an iq (get or set, from stamped) for an account's stored data. */
@@ -192,4 +268,11 @@ export interface AccountModule {
   readonly store: string;
   /** By `namespace name` of the payload; iqs to the account's bare JID (or none, from itself). */
   readonly iq: Readonly<Record<string, AccountIqHandler>>;
+  /** What a session that just bound needs from the stored data (its store is loaded first). */
+  readonly onBound?: (data: unknown, fullJid: string) => readonly AccountOutput[];
+  /**
+   * Screens a stanza from someone else before the account acts on it (its store is always
+   * loaded): undefined lets it through, otherwise the stanzas to route instead (none: drop).
+   */
+  readonly screen?: (data: unknown, stanza: Element) => readonly Element[] | undefined;
 }

@@ -16,7 +16,8 @@ import { EMPTY_ROSTER, type Roster } from "../session.ts";
 import type { AccountStore } from "../storage/accounts.ts";
 import type { KeyvalStore } from "../storage/mod.ts";
 import { childElements, type Element } from "../xml/element.ts";
-import { ACCOUNT_IQ, payloadKey } from "../reducers/modules.ts";
+import { ACCOUNT_BOUND, ACCOUNT_IQ, ACCOUNT_SCREEN, payloadKey } from "../reducers/modules.ts";
+import { PEP_STORE } from "../reducers/pep.ts";
 import {
   type ArchivedMessage,
   type ArchivePrefs,
@@ -50,6 +51,10 @@ export interface AccountHubDeps {
   readonly ctx: AccountCtx;
   /** Routes a stanza (the shell's router). */
   readonly route: (stanza: Element) => void;
+  /** True while the tombstone of a removed account stands (XEP-0077, tombstones). */
+  readonly isTombstoned?: (host: string, user: string) => Promise<boolean>;
+  /** Deletes an account with its data and leaves a tombstone. */
+  readonly removeAccount?: (host: string, user: string) => Promise<void>;
   readonly log: Logger;
 }
 
@@ -79,9 +84,11 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       deps.archive.count(host, user),
     ]);
     const last = count > 0 ? await deps.archive.get(host, user, count - 1) : undefined;
+    const gone = !exists && (await deps.isTombstoned?.(host, user)) === true;
     return {
       bare,
       exists,
+      gone,
       roster: { ...EMPTY_ROSTER, ...roster },
       offline: offline ?? [],
       prefs,
@@ -103,13 +110,22 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     state: AccountState,
     op: AccountOp,
   ): Promise<AccountState> {
-    if (op.kind !== "module-iq") return state;
-    const payload = childElements(op.iq)[0];
-    const entry = payload === undefined ? undefined : ACCOUNT_IQ.get(payloadKey(payload));
-    if (entry === undefined || entry.store in state.modules) return state;
+    let stores: string[] = [];
+    if (op.kind === "session-bound") stores = ACCOUNT_BOUND.map((m) => m.store);
+    else if (op.kind === "module-iq") {
+      const payload = childElements(op.iq)[0];
+      const entry = payload === undefined ? undefined : ACCOUNT_IQ.get(payloadKey(payload));
+      if (entry !== undefined) stores = [entry.store];
+    } else if (op.kind === "pep-caps") stores = [PEP_STORE];
+    // Screening modules (XEP-0191 blocking) judge every op, so their data is always at hand.
+    stores = [...ACCOUNT_SCREEN.map((m) => m.store), ...stores];
+    stores = [...new Set(stores)].filter((name) => !(name in state.modules));
+    if (stores.length === 0) return state;
     const [host, user] = split(bare);
-    const data = await moduleStore(entry.store).get(host, user);
-    return { ...state, modules: { ...state.modules, [entry.store]: data } };
+    const loaded = await Promise.all(stores.map((name) => moduleStore(name).get(host, user)));
+    const modules = { ...state.modules };
+    stores.forEach((name, i) => modules[name] = loaded[i]);
+    return { ...state, modules };
   }
 
   async function execute(bare: string, out: AccountOutput): Promise<void> {
@@ -135,6 +151,27 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
         return;
       case "send-roster":
         deps.registry.get(out.to)?.dispatch({ kind: "roster-loaded", roster: out.roster });
+        return;
+      case "blocklist": {
+        const to = out.to === undefined
+          ? deps.registry.resourcesOf(bare).map((r) => r.fullJid)
+          : [out.to];
+        for (const jid of to) {
+          deps.registry.get(jid)?.dispatch({ kind: "blocklist", blocklist: out.blocklist });
+        }
+        return;
+      }
+      case "avatar-hash": {
+        const to = out.to === undefined
+          ? deps.registry.resourcesOf(bare).map((r) => r.fullJid)
+          : [out.to];
+        for (const jid of to) {
+          deps.registry.get(jid)?.dispatch({ kind: "avatar-hash", hash: out.hash });
+        }
+        return;
+      }
+      case "remove-account":
+        await removeAccount(bare, out.iq);
         return;
       case "archive-append":
         await deps.archive.append(host, user, [out.item]);
@@ -169,6 +206,32 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
         });
         return;
       }
+    }
+  }
+
+  /**
+   * XEP-0077 §3.2: deletes the account with every store of its data, leaves a tombstone, then
+   * ends each of its sessions; the requesting one gets its result first.
+   */
+  async function removeAccount(bare: string, iq: Element): Promise<void> {
+    const [host, user] = split(bare);
+    try {
+      if (deps.removeAccount === undefined) throw new Error("account removal is not available");
+      await deps.removeAccount(host, user);
+      const stores = new Set([...ACCOUNT_IQ.values()].map((e) => e.store));
+      for (const store of stores) await moduleStore(store).delete(host, user);
+    } catch (err) {
+      deps.route(errorReply(iq, "internal-server-error"));
+      throw err;
+    }
+    deps.log.info("{bare} removed their account", { bare });
+    for (const h of deps.registry.connections()) {
+      const s = h.session();
+      if (s.destroyed || s.type !== "c2s" || s.username !== user || s.host !== host) continue;
+      const reply = s.fullJid !== undefined && s.fullJid === iq.attrs.from
+        ? iqResult(iq)
+        : undefined;
+      h.dispatch({ kind: "account-removed", reply });
     }
   }
 

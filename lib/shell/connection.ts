@@ -10,10 +10,13 @@ import type { Ctx, Event, Output } from "../reducers/types.ts";
 import { type ChannelBindings, newSession, type Session } from "../session.ts";
 import type { AccountStore } from "../storage/accounts.ts";
 import type { AccountHub } from "./account_hub.ts";
+import type { CapsCache } from "./caps_cache.ts";
 import { createStreamParser, type ParseEvent, type StreamParser } from "../xml/parser.ts";
 import type { Element } from "../xml/element.ts";
 import type { Logger } from "../log.ts";
 import type { Registry, SessionHandle } from "./registry.ts";
+import type { QuietWatch } from "./quiet.ts";
+import type { Registration } from "./registration.ts";
 import type { AuthThrottle } from "./throttle.ts";
 import { acceptTls, type TlsContexts, writeAll } from "./tls.ts";
 
@@ -25,12 +28,18 @@ export interface ConnectionDeps {
   /** Routes a stanza to sessions and accounts. */
   readonly route: (stanza: Element) => void;
   readonly hub: AccountHub;
+  /** The process-wide entity capabilities cache (XEP-0115). */
+  readonly caps?: CapsCache;
   readonly throttle: AuthThrottle;
+  /** Account creation and password changes (XEP-0077); without it both fail. */
+  readonly registration?: Registration;
   readonly tls?: TlsContexts;
   /** tls-server-end-point data per host (RFC 5929), for SCRAM-*-PLUS. */
   readonly endPoints: ReadonlyMap<string, Uint8Array>;
   readonly maxDepth: number;
   readonly authTimeoutMs: number;
+  /** Tells when a connection has gone quiet, so that it can shed its parser's state. */
+  readonly quiet: QuietWatch;
   readonly log: Logger;
 }
 
@@ -42,6 +51,10 @@ interface Sink {
 }
 
 const encoder = new TextEncoder();
+
+// Read buffer bounds in bytes: an idle connection holds READ_MIN, a busy one up to READ_MAX.
+const READ_MIN = 512;
+const READ_MAX = 16384;
 
 function plainSink(conn: Deno.Conn, onError: () => void): Sink {
   let pending: string[] = [];
@@ -218,6 +231,8 @@ export async function serveConnection(
         parser = newParser(out.authenticated);
         return;
       case "bind": {
+        // Bound: the auth timeout no longer applies, and its timer would outlive the login.
+        clearTimeout(authTimer);
         const old = registry.bind(out.fullJid, handle);
         old?.dispatch({ kind: "replaced" });
         return;
@@ -235,8 +250,23 @@ export async function serveConnection(
           },
         );
         return;
+      case "register-account":
+      case "change-password": {
+        const { iq } = out;
+        const registration = deps.registration;
+        const answer = registration === undefined
+          ? Promise.resolve("failed" as const)
+          : out.kind === "register-account"
+          ? registration.register(session.ip, out.host, out.username, out.password)
+          : registration.changePassword(out.host, out.username, out.password);
+        answer.then((outcome) => dispatch({ kind: "registration-result", iq, outcome }));
+        return;
+      }
       case "disconnect":
         finish();
+        return;
+      case "caps-learned":
+        deps.caps?.learn(out.ver, out.query);
         return;
       case "log":
         log[out.level === "warning" ? "warn" : out.level](out.message);
@@ -248,6 +278,7 @@ export async function serveConnection(
     if (done) return;
     done = true;
     clearTimeout(authTimer);
+    deps.quiet.forget(handle);
     registry.removeConnection(handle);
     sink.close();
     resolveDone();
@@ -257,6 +288,12 @@ export async function serveConnection(
     lastActivity = Date.now();
     const gen = generation;
     for (const ev of parser.push(chunk)) dispatch(toEvent(ev), gen);
+    if (!done) deps.quiet.touch(handle, compact);
+  }
+
+  // Most connections are idle most of the time: between stanzas the parser can drop its state.
+  function compact(): void {
+    parser.compact();
   }
 
   function readTls(socket: tls.TLSSocket): void {
@@ -307,7 +344,10 @@ export async function serveConnection(
     return finished;
   }
 
-  const buf = new Uint8Array(16384);
+  // The pending read holds its buffer for as long as the connection is idle, which is most of
+  // its life, so the buffer starts small and grows only while reads fill it. The parser copies
+  // what it keeps, so the buffer is reused without copying each chunk.
+  let buf = new Uint8Array(READ_MIN);
   // A pending read cannot be cancelled, so a STARTTLS upgrade must happen between reads: the
   // client sends nothing after <starttls/> until it sees <proceed/>.
   while (readingPlain && !done) {
@@ -321,7 +361,10 @@ export async function serveConnection(
       if (readingPlain) dispatch({ kind: "disconnected", reason: "end" });
       break;
     }
-    onBytes(buf.slice(0, n));
+    onBytes(buf.subarray(0, n));
+    if (n === buf.length) {
+      if (n < READ_MAX) buf = new Uint8Array(Math.min(n * 4, READ_MAX));
+    } else if (n <= READ_MIN && buf.length > READ_MIN) buf = new Uint8Array(READ_MIN);
   }
   void tlsSocket;
   return finished;

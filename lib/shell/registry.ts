@@ -36,8 +36,10 @@ function bareOf(fullJid: string): string {
   return slash < 0 ? fullJid : fullJid.slice(0, slash);
 }
 
-/** A new, empty registry. */
-export function createRegistry(): Registry {
+/** A new, empty registry; `capsFeatures` (the caps cache) completes what resources can do. */
+export function createRegistry(
+  capsFeatures?: (ver: string) => readonly string[] | undefined,
+): Registry {
   const byFull = new Map<string, SessionHandle>();
   const byBare = new Map<string, Set<string>>();
   const live = new Set<SessionHandle>();
@@ -73,6 +75,12 @@ export function createRegistry(): Registry {
           available: isAvailable(s),
           interested: isInterested(s),
           presence: s.presence,
+          features: s.caps === undefined
+            ? undefined
+            : s.caps.features ?? capsFeatures?.(s.caps.ver),
+          carbons: s.carbons,
+          blocklist: s.blocklist,
+          presenceAt: s.presenceAt,
         });
       }
       return out;

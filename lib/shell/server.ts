@@ -16,10 +16,14 @@ import { type ConnectionDeps, serveConnection } from "./connection.ts";
 import { route } from "../router.ts";
 import type { Element } from "../xml/element.ts";
 import { createAccountHub } from "./account_hub.ts";
-import { ACCOUNT_IQ } from "../reducers/modules.ts";
+import { ACCOUNT_IQ, MODULE_STORES } from "../reducers/modules.ts";
 import { expireArchives } from "./archive_expiry.ts";
 import { createRegistry } from "./registry.ts";
+import { createCapsCache } from "./caps_cache.ts";
+import { createQuietWatch } from "./quiet.ts";
 import { createAuthThrottle } from "./throttle.ts";
+import { createRegistration } from "./registration.ts";
+import { hasTombstone, openTombstoneStore, removeAccount } from "../storage/tombstones.ts";
 import { secureContexts } from "./tls.ts";
 
 /** Name and version reported to peers. */
@@ -95,7 +99,8 @@ async function within(ms: number, p: Promise<unknown>): Promise<void> {
 export async function startServer(config: Config): Promise<RunningServer> {
   const log = getLogger("server");
   const material = await tlsMaterial(config);
-  const registry = createRegistry();
+  const caps = createCapsCache();
+  const registry = createRegistry(caps.get);
   const throttle = createAuthThrottle({
     maxFailures: config.auth.maxFailures,
     windowMs: config.auth.failureWindow * 1000,
@@ -115,13 +120,20 @@ export async function startServer(config: Config): Promise<RunningServer> {
     nonce: () => randomToken(18),
     isAuthThrottled: (ip, username) => throttle.isThrottled(ip, username, Date.now()),
     resourcesOf: (bare) => registry.resourcesOf(bare),
+    capsFeatures: caps.get,
     serverName: SERVER_NAME,
     serverVersion: SERVER_VERSION,
-    settings: { startedAt: Date.now(), contactInfo: config.contactInfo },
+    settings: {
+      startedAt: Date.now(),
+      contactInfo: config.contactInfo,
+      allowRegistration: config.allowRegistration,
+      externalServices: config.externalServices,
+    },
   };
   const endPoints = new Map<string, Uint8Array>();
   for (const [host, m] of material) endPoints.set(host, tlsServerEndPoint(m.certDer));
   const archive = openListStore<ArchivedMessage>(config.dataDir, "archive");
+  const tombstones = openTombstoneStore(config.dataDir);
   const view = {
     hosts: config.hosts,
     archiving: config.archive.enabled,
@@ -152,19 +164,40 @@ export async function startServer(config: Config): Promise<RunningServer> {
       random: () => randomToken(6),
     },
     route: routeStanza,
+    isTombstoned: (host, user) =>
+      hasTombstone(tombstones, host, user, { now: Date.now(), expiry: config.tombstoneExpiry }),
+    removeAccount: (host, user) =>
+      removeAccount(
+        { accounts, dataDir: config.dataDir, tombstones, moduleStores: MODULE_STORES },
+        host,
+        user,
+        Date.now(),
+      ),
     log: getLogger("account"),
   });
+  // Quiet for 1-2 s: long after the bytes of one exchange, short against how long clients idle.
+  const quiet = createQuietWatch(1000);
   const deps: ConnectionDeps = {
     ctx,
     registry,
     accounts,
     route: routeStanza,
     hub,
+    caps,
     throttle,
+    registration: createRegistration({
+      accounts,
+      tombstones,
+      perMinute: config.registrationThrottle,
+      tombstoneExpiry: config.tombstoneExpiry,
+      now: () => Date.now(),
+      log: getLogger("register"),
+    }),
     tls: secureContexts(material),
     endPoints,
     maxDepth: config.limits.maxDepth,
     authTimeoutMs: config.limits.authTimeout * 1000,
+    quiet,
     log: getLogger("c2s"),
   };
 
@@ -231,6 +264,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const shutdown = (): Promise<void> =>
     stopped ??= (async () => {
       clearInterval(sweep);
+      quiet.stop();
       clearTimeout(firstExpiry);
       clearInterval(expiryTimer);
       await expiring;

@@ -49,10 +49,19 @@ export interface StreamParserOptions {
 
 /** A parser for one stream; a stream restart takes a new parser. */
 export interface StreamParser {
-  /** Feeds bytes; returns the events they complete, in order. After an error event the parser is dead and returns []. */
+  /**
+   * Feeds bytes; returns the events they complete, in order. After an error event the parser is
+   * dead and returns []. The chunk is not kept: the caller may reuse it once this returns.
+   */
   push(chunk: Uint8Array): readonly ParseEvent[];
   /** Changes the stanza size limit (raised after authentication). */
   setMaxStanzaBytes(n: number): void;
+  /**
+   * Lets go of the XML parser while the stream is between stanzas, for a connection that has
+   * gone quiet: an idle stream then keeps only a copy of its header, which the next push
+   * replays into a new XML parser. Does nothing elsewhere in the stream.
+   */
+  compact(): void;
 }
 
 /**
@@ -95,6 +104,14 @@ const DONE = 4; // stream closed or failed
 
 const NONE: readonly ParseEvent[] = Object.freeze([]);
 
+// Shared by all streams: push() only ever decodes whole characters, so no decoder holds state
+// between calls. The byte order mark is dropped by feed(), at the start of the stream only.
+const DECODER = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+function newSaxes(): SaxesParser {
+  return new SaxesParser({ xmlns: true, defaultXMLVersion: "1.0", forceXMLVersion: true });
+}
+
 // Thrown out of saxes callbacks to stop parsing at once; never escapes push().
 const ABORT = new Error("stream parser aborted");
 
@@ -102,9 +119,12 @@ const ABORT = new Error("stream parser aborted");
 export function createStreamParser(opts: StreamParserOptions): StreamParser {
   let maxBytes = opts.maxStanzaBytes;
   const maxDepth = opts.maxDepth ?? 32;
-  const decoder = new TextDecoder("utf-8", { fatal: true });
-  const sax = new SaxesParser({ xmlns: true, defaultXMLVersion: "1.0", forceXMLVersion: true });
-  const slots = sax as unknown as SaxesSlots;
+  // Undefined while compacted; `header` is the stream's root start tag to replay then, and
+  // `posShift` maps the current saxes's positions (which count the replay) onto the stream's.
+  let sax: SaxesParser | undefined = newSaxes();
+  let slots = sax as unknown as SaxesSlots;
+  let header = "";
+  let posShift = 0;
 
   let out: ParseEvent[] = [];
   // saxes reports a mismatched end tag only after the close tag callback for the element it
@@ -192,7 +212,7 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
     else kids.push(t);
   }
 
-  slots.errorHandler = (err) => {
+  function errorHandler(err: Error): void {
     const message = err.message;
     if (pending !== undefined) {
       if (message.includes("unexpected close tag")) pending = undefined;
@@ -200,36 +220,36 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
       else flush();
     }
     fail(classify(message), message);
-  };
-  slots.doctypeHandler = () => {
+  }
+  function doctypeHandler(): void {
     flush();
     fail("restricted-xml", "DOCTYPE is not allowed");
-  };
-  slots.commentHandler = () => {
+  }
+  function commentHandler(): void {
     flush();
     fail("restricted-xml", "comments are not allowed");
-  };
-  slots.piHandler = () => {
+  }
+  function piHandler(): void {
     flush();
     fail("restricted-xml", "processing instructions are not allowed");
-  };
-  slots.cdataHandler = (t) => {
+  }
+  function cdataHandler(t: string): void {
     if (pending !== undefined) flush();
     if (phase === STANZA) {
       if (t.length !== 0) onText(t);
     } else if (!isXmlSpace(t, 0, t.length)) fail("bad-format", "text between stanzas");
-  };
+  }
 
-  slots.openTagStartHandler = () => {
+  function openTagStartHandler(): void {
     if (pending !== undefined) flush();
     if (phase === GAP) {
-      endGap(sax.position);
+      endGap(sax!.position + posShift);
       phase = STANZA;
       startByte = ltByte;
     }
-  };
+  }
 
-  slots.openTagHandler = (tag) => {
+  function openTagHandler(tag: SaxesTagNS): void {
     if (phase === STANZA) {
       const el: Building = { name: tag.local, xmlns: tag.uri, attrs: attrsOf(tag), children: [] };
       if (stack.length === 0) slots.textHandler = onText;
@@ -237,7 +257,7 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
       stack.push(el);
       if (stack.length > maxDepth) fail("policy-violation", "stanza nested too deeply");
     } else if (phase === PROLOG) {
-      const pos = sax.position;
+      const pos = sax!.position + posShift;
       if (bytesAt(pos) > maxBytes) fail("policy-violation", "stream header too large");
       out.push({
         kind: "stream-open",
@@ -247,38 +267,67 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
         contentXmlns: tag.ns[""] ?? "",
         attrs: attrsOf(tag, true),
       });
+      header = startTagOf(tag);
       startGap(pos);
     }
-  };
+  }
 
-  slots.closeTagHandler = () => {
+  function closeTagHandler(): void {
     if (pending !== undefined) flush();
     if (phase === STANZA) {
       const el = stack.pop() as Building;
       if (stack.length !== 0) return;
-      const pos = sax.position;
+      const pos = sax!.position + posShift;
       if (bytesAt(pos) - startByte > maxBytes) fail("policy-violation", "stanza too large");
       slots.textHandler = undefined;
       pending = { kind: "stanza", stanza: el };
       startGap(pos);
     } else if (phase === GAP) {
-      endGap(sax.position);
+      endGap(sax!.position + posShift);
       pending = { kind: "stream-close" };
       phase = CLOSED;
     }
-  };
+  }
+
+  // Assigned by name, not through on(): see SaxesSlots.
+  function attach(): void {
+    slots.errorHandler = errorHandler;
+    slots.doctypeHandler = doctypeHandler;
+    slots.commentHandler = commentHandler;
+    slots.piHandler = piHandler;
+    slots.cdataHandler = cdataHandler;
+    slots.openTagStartHandler = openTagStartHandler;
+    slots.openTagHandler = openTagHandler;
+    slots.closeTagHandler = closeTagHandler;
+  }
+  attach();
+
+  // A new saxes that has read the stream header again, its handlers silenced meanwhile; only
+  // called between stanzas, where saxes holds nothing but the root element.
+  function wake(): SaxesParser {
+    const s = newSaxes();
+    sax = s;
+    slots = s as unknown as SaxesSlots;
+    attach();
+    const was = phase;
+    phase = DONE;
+    s.write(header);
+    phase = was;
+    posShift = sliceCharStart - header.length;
+    return s;
+  }
 
   function feed(bytes: Uint8Array): void {
     let str: string;
-    try {
-      str = decoder.decode(bytes, { stream: true });
-    } catch {
-      fail("not-well-formed", "invalid UTF-8");
-    }
-    // The decoder drops a byte order mark at the start of the stream.
+    // A byte order mark may start the stream, and is no character of it.
     const bom = totalBytes === 0 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf
       ? 3
       : 0;
+    try {
+      str = DECODER.decode(bom === 0 ? bytes : bytes.subarray(bom));
+    } catch {
+      fail("not-well-formed", "invalid UTF-8");
+    }
     sliceStr = str;
     sliceCharStart = totalChars;
     sliceByteStart = totalBytes + bom;
@@ -289,7 +338,7 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
     totalChars += str.length;
     totalBytes += bytes.length;
 
-    sax.write(str);
+    (sax ?? wake()).write(str);
     if (pending !== undefined) flush();
 
     // An element still open here is at least as large as what has been read of it.
@@ -346,7 +395,30 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
     setMaxStanzaBytes(n: number): void {
       maxBytes = n;
     },
+    compact(): void {
+      // saxes holds back a trailing CR to pair it with a following LF; only whitespace can be
+      // in the gap, so a CR is the one thing it could be holding.
+      if (
+        phase !== GAP || ltKnown || pending !== undefined || carry !== undefined ||
+        sliceStr.charCodeAt(sliceStr.length - 1) === 0x0d
+      ) return;
+      sax = undefined;
+      slots = {};
+      sliceStr = "";
+      out = [];
+    },
   };
+}
+
+/** The start tag `tag` was read from, namespace declarations included, to be parsed again. */
+function startTagOf(tag: SaxesTagNS): string {
+  let s = "<" + tag.name;
+  const list = tag.attributes;
+  for (const k in list) {
+    s += " " + k + '="' +
+      list[k].value.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/"/g, "&quot;") + '"';
+  }
+  return s + ">";
 }
 
 /** Maps a saxes error message to a stream error condition. */

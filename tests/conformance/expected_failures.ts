@@ -9,15 +9,10 @@
  */
 
 const MUC = "MUC, XEP-0045, on conference.localhost (not filed yet)";
-const PEP = "PEP, XEP-0163 (#5)";
 const PUBSUB = "pubsub service, XEP-0060, on pubsub.localhost (not filed yet)";
 
 /** Script file name -> why it fails today. */
 export const EXPECTED_FAILURES: Readonly<Record<string, string>> = {
-  "blocking.scs": "blocking, XEP-0191 (#5)",
-  "bookmarks2.scs": "PEP native bookmarks, XEP-0402 (#5)",
-  "empty_bookmarks.scs": "private XML storage and bookmarks conversion, XEP-0049/0402 (#5)",
-  "extdisco.scs": "external service discovery, XEP-0215 (#5)",
   "http_upload.scs": "HTTP upload, XEP-0363, on upload.localhost (not filed yet)",
   "issue505.scs": MUC,
   "issue978.scs": MUC,
@@ -33,9 +28,6 @@ export const EXPECTED_FAILURES: Readonly<Record<string, string>> = {
   "muc_show_offline.scs": MUC,
   "muc_subject_issue_667.scs": MUC,
   "muc_whois_anyone_member.scs": MUC,
-  "pep_nickname.scs": PEP,
-  "pep_publish_subscribe.scs": PEP,
-  "pep_pubsub_max.scs": PEP,
   "pubsub_advanced.scs": PUBSUB,
   "pubsub_basic.scs": PUBSUB,
   "pubsub_config.scs": PUBSUB,
@@ -43,7 +35,5 @@ export const EXPECTED_FAILURES: Readonly<Record<string, string>> = {
   "pubsub_max_items.scs": PUBSUB,
   "pubsub_multi_items.scs": PUBSUB,
   "pubsub_preconditions.scs": PUBSUB,
-  "tombstones.scs": "account removal, XEP-0077, with tombstones (#5)",
-  "vcard_temp.scs": "vCard, XEP-0054 with vCard4 conversion (#5)",
   "version.scs": "permanent difference: expects the software name Prosody; ours names itself",
 };

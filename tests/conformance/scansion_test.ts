@@ -29,6 +29,28 @@ async function runAgainstFreshServer(file: string): Promise<RunResult> {
     log_level: "warning",
     // The settings the scripts assume (../shared/conformance/README.md).
     archive_policy: "always",
+    external_services: [
+      { type: "stun", transport: "udp", host: "default.example", port: 9876 },
+      // One with the server's shared secret, one with a secret of its own (as Prosody's setup).
+      { type: "turn", transport: "udp", host: "default.example", port: 9876, secret: "s3cr3t" },
+      { type: "turn", transport: "udp", host: "default.example", port: 9876, secret: "foo" },
+      {
+        type: "ftp",
+        transport: "tcp",
+        host: "default.example",
+        port: 2121,
+        username: "john",
+        password: "password",
+      },
+      {
+        type: "ftp",
+        transport: "tcp",
+        host: "ftp.example.com",
+        port: 21,
+        username: "john",
+        password: "password",
+      },
+    ],
     contact_info: {
       abuse: ["mailto:abuse@localhost", "xmpp:abuse@localhost"],
       admin: ["mailto:admin@localhost", "xmpp:admin@localhost"],

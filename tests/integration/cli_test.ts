@@ -107,6 +107,11 @@ Deno.test("accounts are managed from the command line while the server runs", as
     // Deleting an account deletes everything stored for it.
     await assert.rejects(Deno.stat(`${dir}/data/localhost/roster/carol.json`));
     await assert.rejects(Deno.stat(`${dir}/data/localhost/archive/carol.list`));
+    // ... but leaves a tombstone, so that the name is not given out again too soon.
+    const tombstone = JSON.parse(
+      await Deno.readTextFile(`${dir}/data/localhost/tombstones/carol.json`),
+    );
+    assert.ok(Math.abs(tombstone.removed - Date.now()) < 60_000, JSON.stringify(tombstone));
 
     r = await run(["adduser", "--config", config, "dave@example.org", "x"]);
     assert.equal(r.code, 2);

@@ -8,7 +8,9 @@ import { EMPTY_ROSTER, newSession } from "../../lib/session.ts";
 import type { Ctx, Event, Output, ResourceView } from "../../lib/reducers/types.ts";
 import { reduce } from "../../lib/reducers/mod.ts";
 import { serializeTop } from "../../lib/reducers/stream_xml.ts";
-import type { Element } from "../../lib/xml/element.ts";
+import { childElements, elem, type Element, stanza } from "../../lib/xml/element.ts";
+import { capsInputOf, verificationString } from "../../lib/reducers/caps.ts";
+import { NS_DISCO_INFO } from "../../lib/reducers/disco.ts";
 import { NS_CLIENT, NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
 
 /** The host every test session talks to. */
@@ -30,6 +32,8 @@ export interface TestCtxOptions {
   readonly nonces?: readonly string[];
   readonly isAuthThrottled?: (ip: string, username?: string) => boolean;
   readonly resourcesOf?: (bareJid: string) => readonly ResourceView[];
+  /** The caps cache: features by `ver` (none known unless told). */
+  readonly capsFeatures?: (ver: string) => readonly string[] | undefined;
 }
 
 /** A Ctx with a fixed clock, ids "id1", "id2"... and nonces from a list. */
@@ -55,6 +59,7 @@ export function testCtx(opts: TestCtxOptions = {}): Ctx {
     },
     isAuthThrottled: opts.isAuthThrottled ?? (() => false),
     resourcesOf: opts.resourcesOf ?? (() => []),
+    capsFeatures: opts.capsFeatures ?? (() => undefined),
     serverName: "test-server",
     serverVersion: "0.0.0",
     settings: { startedAt: 0, contactInfo: {} },
@@ -155,4 +160,25 @@ export function unb64(text: string): Uint8Array {
  */
 export function record(s: Session): Record<string, unknown> {
   return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined));
+}
+
+/**
+ * The `ver` a client computes (XEP-0115 §5.4) from the server's own disco#info reply under
+ * `ctx`: asked through the reducer, not taken from the registry, so it checks the announcement.
+ */
+export function discoCapsVer(ctx: Ctx): string {
+  const get = stanza("iq", { type: "get", id: "caps", to: HOST }, [
+    elem("query", { xmlns: NS_DISCO_INFO }),
+  ]);
+  const [, out] = reduce(bound(), stanzaEvent(get), ctx);
+  const reply = out[0];
+  if (out.length !== 1 || reply.kind !== "send") throw new Error("no disco#info reply");
+  return verificationString(capsInputOf(childElements(reply.stanza)[0]));
+}
+
+/** What the server offers after authentication beside bind, session and limits, as XML. */
+export function authedExtrasXml(ctx: Ctx): string {
+  return '<csi xmlns="urn:xmpp:csi:0"/>' +
+    '<c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="https://deno-xmpp.invalid" ' +
+    `ver="${discoCapsVer(ctx)}"/>`;
 }

@@ -3,7 +3,18 @@ import { reduce } from "../../lib/reducers/mod.ts";
 import type { Event } from "../../lib/reducers/types.ts";
 import { EMPTY_ROSTER, type Roster, type Session } from "../../lib/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
-import { authed, bound, fresh, HOST, record, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import {
+  authed,
+  bound,
+  fresh,
+  HOST,
+  NOW,
+  record,
+  run,
+  show,
+  stanzaEvent,
+  testCtx,
+} from "./_ctx.ts";
 
 const ERR_NS = "urn:ietf:params:xml:ns:xmpp-streams";
 const CLOSE = "</stream:stream>";
@@ -61,7 +72,10 @@ for (const c of PRIORITIES) {
         op: { kind: "initial-presence", fullJid: ME, priority: c.priority },
       },
     ]);
-    assert.deepEqual(record(next), record({ ...s, presence: stamped, priority: c.priority }));
+    assert.deepEqual(
+      record(next),
+      record({ ...s, presence: stamped, priority: c.priority, presenceAt: NOW }),
+    );
   });
 }
 

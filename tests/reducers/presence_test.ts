@@ -3,7 +3,7 @@ import { reduce } from "../../lib/reducers/mod.ts";
 import type { ResourceView } from "../../lib/reducers/types.ts";
 import type { Roster, RosterItem, Session } from "../../lib/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
-import { bound, HOST, record, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { bound, HOST, NOW, record, show, stanzaEvent, testCtx } from "./_ctx.ts";
 
 const BARE = `user@${HOST}`;
 const ME = `${BARE}/res`;
@@ -96,6 +96,7 @@ Deno.test("presence: initial presence broadcasts, probes, learns other resources
       ...s,
       presence: stanza("presence", { from: ME }, [elem("priority", {}, ["3"])]),
       priority: 3,
+      presenceAt: NOW,
     }),
   );
 });
@@ -113,7 +114,11 @@ Deno.test("presence: an update is broadcast again without probes or an account o
   ]);
   assert.deepEqual(
     record(next),
-    record({ ...s, presence: stanza("presence", { from: ME }, [elem("show", {}, ["away"])]) }),
+    record({
+      ...s,
+      presence: stanza("presence", { from: ME }, [elem("show", {}, ["away"])]),
+      presenceAt: NOW,
+    }),
   );
 });
 
@@ -188,10 +193,12 @@ for (const type of ["subscribe", "subscribed", "unsubscribe", "unsubscribed"]) {
   });
 }
 
-Deno.test("presence: a client's probe is ignored", () => {
+Deno.test("presence: a client's probe goes to the contact's account, from the full JID", () => {
   const s = available();
   const [next, out] = reduce(s, stanzaEvent(presence({ type: "probe", to: TO })), ctx());
-  assert.deepEqual(out, []);
+  assert.deepEqual(show(out), [
+    { kind: "route", xml: `<presence type="probe" to="${TO}" from="${ME}"/>` },
+  ]);
   assert.equal(next, s);
 });
 

@@ -11,6 +11,7 @@ import type { Session } from "../../lib/session.ts";
 import { elem, stanza } from "../../lib/xml/element.ts";
 import { NS_SASL, NS_TLS } from "../../lib/xmpp/namespaces.ts";
 import {
+  authedExtrasXml,
   b64,
   fresh,
   HOST,
@@ -639,7 +640,8 @@ Deno.test("sasl: after success the restarted stream offers binding", () => {
     xml: '<stream:features><bind xmlns="urn:ietf:params:xml:ns:xmpp-bind"/>' +
       '<session xmlns="urn:ietf:params:xml:ns:xmpp-session"><optional/></session>' +
       '<limits xmlns="urn:xmpp:stream-limits:0"><max-bytes>262144</max-bytes>' +
-      "<idle-seconds>300</idle-seconds></limits></stream:features>",
+      "<idle-seconds>300</idle-seconds></limits>" + authedExtrasXml(testCtx()) +
+      "</stream:features>",
   }]);
   assert.equal(session.type, "c2s");
   assert.equal(session.notopen, false);

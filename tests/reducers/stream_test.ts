@@ -7,6 +7,7 @@ import type { StreamErrorCondition } from "../../lib/xmpp/errors.ts";
 import { NS_TLS } from "../../lib/xmpp/namespaces.ts";
 import {
   authed,
+  authedExtrasXml,
   bound,
   fresh,
   HOST,
@@ -286,7 +287,7 @@ Deno.test("stream: features after authentication: bind, optional session, larger
       kind: "send",
       xml: '<stream:features><bind xmlns="urn:ietf:params:xml:ns:xmpp-bind"/>' +
         '<session xmlns="urn:ietf:params:xml:ns:xmpp-session"><optional/></session>' +
-        LIMITS_AUTHED + "</stream:features>",
+        LIMITS_AUTHED + authedExtrasXml(testCtx()) + "</stream:features>",
     },
   ]);
   assert.deepEqual(record(next), record({ ...s, notopen: false, streamId: "id1" }));
@@ -312,7 +313,7 @@ Deno.test("stream: XEP-0478 limits carry the configured values", () => {
     kind: "send",
     xml: '<stream:features><bind xmlns="urn:ietf:params:xml:ns:xmpp-bind"/>' +
       '<session xmlns="urn:ietf:params:xml:ns:xmpp-session"><optional/></session>' +
-      limits(65536) + "</stream:features>",
+      limits(65536) + authedExtrasXml(testCtx(opts)) + "</stream:features>",
   });
 });
 

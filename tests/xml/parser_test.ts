@@ -495,3 +495,63 @@ Deno.test("serialize(parsed stanza) parses back to the same element", () => {
   const attr = original[2].attrs["y:a"];
   assert.equal(attr, "\"'\t\n\r<&");
 });
+
+/** Like parse(), but lets go of the XML parser after every push, as an idle connection does. */
+function parseCompacting(chunks: readonly (string | Uint8Array)[], maxStanzaBytes = 65536) {
+  const p = createStreamParser({ maxStanzaBytes });
+  const events: ParseEvent[] = [];
+  for (const c of chunks) {
+    events.push(...p.push(bytes(c)));
+    p.compact();
+  }
+  return events;
+}
+
+Deno.test("compact: the same events when compacted after every chunk", () => {
+  const small = enc.encode(SMALL_STREAM);
+  const whole = parse([small]);
+  for (let i = 0; i <= small.length; i++) {
+    assert.deepEqual(parseCompacting([small.subarray(0, i), small.subarray(i)]), whole, `cut ${i}`);
+  }
+  const oneByOne: Uint8Array[] = [];
+  for (let i = 0; i < small.length; i++) oneByOne.push(small.subarray(i, i + 1));
+  assert.deepEqual(parseCompacting(oneByOne), whole);
+  const large = enc.encode(largeStream());
+  const largeWhole = parse([large]);
+  const next = rng(7);
+  for (let round = 0; round < 20; round++) {
+    const maxChunk = [2, 17, 300, 5000][round % 4];
+    const chunks: Uint8Array[] = [];
+    for (let i = 0; i < large.length;) {
+      const n = 1 + Math.floor(next() * maxChunk);
+      chunks.push(large.subarray(i, i + n));
+      i += n;
+    }
+    assert.deepEqual(parseCompacting(chunks), largeWhole, `round ${round}`);
+  }
+});
+
+Deno.test("compact: limits, namespaces and the root end tag still hold after a replay", () => {
+  // The header's attribute values need escaping to be replayed.
+  const header = "<stream:stream xmlns='jabber:client' xmlns:stream='" + NS_STREAMS +
+    "' to='a&amp;b&lt;&quot;' version='1.0'>";
+  // Larger than the header, which the same limit applies to.
+  const stanza = "<message><body>" + "\u4e2d\u00e9".repeat(100) + "</body></message>";
+  const size = enc.encode(stanza).length;
+  const ok = parseCompacting([header, "\r\n", stanza, " ", stanza, "</stream:stream>"], size);
+  assert.deepEqual(ok.map((e) => e.kind), ["stream-open", "stanza", "stanza", "stream-close"]);
+  assert.equal((ok[0] as { attrs: Record<string, string> }).attrs.to, 'a&b<"');
+  const over = parseCompacting([header, stanza, " ", stanza], size - 1);
+  assert.equal(errorOf(over), "policy-violation");
+  assert.equal(stanzas(over).length, 0);
+  assert.equal(
+    errorOf(parseCompacting([header, "<presence/>", "</stream:wrong>"])),
+    "not-well-formed",
+  );
+  assert.equal(errorOf(parseCompacting([header, "<presence/>", "text"])), "bad-format");
+  assert.equal(errorOf(parseCompacting([header, "<x:y/>"])), "bad-namespace-prefix");
+  assert.deepEqual(
+    stanzas(parseCompacting([header, " ", "<stream:features/>"]))[0].xmlns,
+    NS_STREAMS,
+  );
+});

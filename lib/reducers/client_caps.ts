@@ -1,0 +1,123 @@
+/**
+ * What clients can do, learned from their entity capabilities (XEP-0115), so that PEP sends a
+ * resource only the notifications it asked for with `NODE+notify` (XEP-0163 §4.3). A presence
+ * with an unknown `ver` makes each PEP service that hears it (the user's own, and those of local
+ * contacts it is broadcast to) ask the resource with disco#info, as Prosody's mod_pep does; the
+ * answer is verified and cached process-wide by the shell (`caps-learned`), and each service
+ * that asked sends the resource the last items it now wants. A known `ver` needs no question.
+ * @module
+ */
+import { contactsWith } from "../roster.ts";
+import { bareJid, type ClientCaps, EMPTY_ROSTER, type Session } from "../session.ts";
+import { child, childElements, elem, type Element, stanza } from "../xml/element.ts";
+import { bareJidOf, parseJid } from "../xmpp/jid.ts";
+import type { Ctx, Output, Step } from "./types.ts";
+
+export const NS_CAPS = "http://jabber.org/protocol/caps";
+const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
+/** The id of our caps questions: Prosody's, which the conformance scripts expect. */
+const CAPS_IQ_ID = "disco";
+
+/** The caps a presence advertises; undefined without (usable) caps. */
+export function capsOf(presence: Element): ClientCaps | undefined {
+  const c = child(presence, "c", NS_CAPS);
+  const { hash, node, ver } = c?.attrs ?? {};
+  // Legacy caps (no hash, XEP-0115 before 1.5) name feature bundles we would not understand.
+  if (hash === undefined || node === undefined || ver === undefined) return undefined;
+  return { node, ver, hash };
+}
+
+/** The local PEP services that hear this resource's broadcast presence. */
+function contactServices(s: Session, ctx: Ctx): string[] {
+  return contactsWith(s.roster ?? EMPTY_ROSTER, ["from", "both"]).filter((jid) => {
+    const parsed = parseJid(jid);
+    return parsed?.local !== undefined && ctx.hosts.includes(parsed.domain);
+  });
+}
+
+function question(from: string, to: string, caps: ClientCaps): Element {
+  return stanza("iq", { type: "get", id: CAPS_IQ_ID, from, to }, [
+    elem("query", { xmlns: NS_DISCO_INFO, node: `${caps.node}#${caps.ver}` }),
+  ]);
+}
+
+function lastItems(service: string, fullJid: string, features: readonly string[]): Output {
+  return { kind: "account", bare: service, op: { kind: "pep-caps", fullJid, features } };
+}
+
+/** What an available broadcast presence does to the session's caps. */
+export interface CapsStep {
+  readonly session: Session;
+  /** Sent before the presence comes back to the resource (the user's own service asks first). */
+  readonly before: readonly Output[];
+  /** After the broadcast: the contacts' services ask, or the last items are sent. */
+  readonly after: readonly Output[];
+}
+
+/**
+ * Caps of an available broadcast presence (before `s.presence` is updated). Nothing happens when
+ * the caps did not change since the last available presence of this resource.
+ */
+export function capsOnPresence(s: Session, el: Element, ctx: Ctx): CapsStep {
+  const advertised = capsOf(el);
+  const own = bareJid(s)!;
+  if (advertised === undefined) {
+    return { session: { ...s, caps: undefined }, before: [], after: [] };
+  }
+  const same = s.caps !== undefined && s.presence !== undefined &&
+    s.caps.ver === advertised.ver && s.caps.node === advertised.node;
+  if (same) return { session: s, before: [], after: [] };
+  const features = s.caps?.ver === advertised.ver && s.caps.features !== undefined
+    ? s.caps.features
+    : ctx.capsFeatures(advertised.ver);
+  const caps: ClientCaps = { ...advertised, features };
+  const services = contactServices(s, ctx);
+  if (features === undefined) {
+    return {
+      session: { ...s, caps },
+      before: [{ kind: "send", stanza: question(own, s.fullJid!, caps) }],
+      after: services.map((svc) => ({ kind: "send", stanza: question(svc, s.fullJid!, caps) })),
+    };
+  }
+  return {
+    session: { ...s, caps },
+    before: [],
+    after: [own, ...services].map((svc) => lastItems(svc, s.fullJid!, features)),
+  };
+}
+
+/**
+ * True for the client's answer to one of our caps questions: those come from bare JIDs, so an
+ * answer to a full JID is another client's own caps lookup and passes untouched.
+ */
+export function isCapsAnswer(el: Element): boolean {
+  if (el.name !== "iq" || el.attrs.type !== "result" || el.attrs.id !== CAPS_IQ_ID) return false;
+  const to = el.attrs.to;
+  if (to !== undefined && parseJid(to)?.resource !== undefined) return false;
+  const query = child(el, "query", NS_DISCO_INFO);
+  return query !== undefined && (query.attrs.node ?? "").includes("#");
+}
+
+/**
+ * The client answered a caps question: the shell learns the `ver` (it verifies the hash), the
+ * session keeps the features when they describe its current caps, and the service that asked
+ * (named by `to`) sends the last items the resource now wants.
+ */
+export function onCapsAnswer(s: Session, el: Element, ctx: Ctx): Step {
+  const query = child(el, "query", NS_DISCO_INFO)!;
+  const node = query.attrs.node!;
+  const ver = node.slice(node.lastIndexOf("#") + 1);
+  const out: Output[] = [{ kind: "caps-learned", ver, query }];
+  const caps = s.caps;
+  if (caps === undefined || node !== `${caps.node}#${caps.ver}`) return [s, out];
+  const features = childElements(query, NS_DISCO_INFO)
+    .filter((f) => f.name === "feature" && f.attrs.var !== undefined)
+    .map((f) => f.attrs.var);
+  const own = bareJid(s)!;
+  const service = el.attrs.to === undefined ? own : bareJidOf(el.attrs.to);
+  // Only the services that asked: the user's own, or a contact that hears the presence.
+  if (service === own || (service !== undefined && contactServices(s, ctx).includes(service))) {
+    out.push(lastItems(service, s.fullJid!, features));
+  }
+  return [{ ...s, caps: { ...caps, features } }, out];
+}

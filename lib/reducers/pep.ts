@@ -1,0 +1,725 @@
+/**
+ * Personal eventing (XEP-0163): every account is a small XEP-0060 service whose nodes are created
+ * by publishing, with publish-options preconditions (XEP-0223), access models, and notifications
+ * to the resources that asked for a node with `NODE+notify` in their entity capabilities
+ * (XEP-0115). Native bookmarks (XEP-0402) are one such node; `legacyBookmarks` and
+ * `bookmarksFromLegacy` convert to and from the XEP-0048 `<storage/>` element.
+ * @module
+ */
+import { childElements, elem, type Element, text } from "../xml/element.ts";
+import { errorReply, iqResult } from "../xmpp/errors.ts";
+import { bareJidOf } from "../xmpp/jid.ts";
+import type { Roster } from "../session.ts";
+import type { AccountOutput } from "./account.ts";
+import type { AccountIqCtx, AccountIqResult, Module, ResourceView } from "./types.ts";
+
+export const NS_PUBSUB = "http://jabber.org/protocol/pubsub";
+export const NS_PUBSUB_OWNER = "http://jabber.org/protocol/pubsub#owner";
+export const NS_PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event";
+export const NS_PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors";
+const NS_DATA = "jabber:x:data";
+const FORM_NODE_CONFIG = "http://jabber.org/protocol/pubsub#node_config";
+const FORM_PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options";
+export const NS_BOOKMARKS2 = "urn:xmpp:bookmarks:1";
+export const NS_LEGACY_BOOKMARKS = "storage:bookmarks";
+
+/** The keyval store of PEP data. */
+export const PEP_STORE = "pep";
+
+/** Items one node may keep; `max` in a configuration means this (Prosody's pep_max_items). */
+export const MAX_ITEMS = 256;
+/** Nodes one account may have: PEP is for small personal data, not a general store. */
+export const MAX_NODES = 256;
+
+/** Who may see a node's items and get its notifications (XEP-0060 §4.5). */
+export type AccessModel = "open" | "presence" | "whitelist";
+
+/** A node's configuration (the `pubsub#` fields we serve). */
+export interface NodeConfig {
+  readonly persistItems: boolean;
+  readonly accessModel: AccessModel;
+  readonly maxItems: number | "max";
+  readonly sendLastPublishedItem: "never" | "on_sub" | "on_sub_and_presence";
+  readonly notifyRetract: boolean;
+  readonly notifyDelete: boolean;
+  readonly title?: string;
+}
+
+/** One published item. */
+export interface PepItem {
+  readonly id: string;
+  readonly payload: Element;
+  /** The full JID that published it. */
+  readonly publisher: string;
+}
+
+/** A node: its configuration and items, oldest first. */
+export interface PepNode {
+  readonly config: NodeConfig;
+  readonly items: readonly PepItem[];
+}
+
+/** What the `pep` store holds for an account. */
+export interface PepData {
+  readonly nodes: Readonly<Record<string, PepNode>>;
+}
+
+/** XEP-0163 §4: presence access, one item, the last one sent to new subscribers (as Prosody). */
+export const DEFAULT_CONFIG: NodeConfig = {
+  persistItems: true,
+  accessModel: "presence",
+  maxItems: 1,
+  sendLastPublishedItem: "on_sub_and_presence",
+  notifyRetract: true,
+  notifyDelete: true,
+};
+
+/** The stored data, or no nodes at all. */
+export function pepData(data: unknown): PepData {
+  if (typeof data !== "object" || data === null) return { nodes: {} };
+  const nodes = (data as { nodes?: unknown }).nodes;
+  return typeof nodes === "object" && nodes !== null
+    ? { nodes: nodes as PepData["nodes"] }
+    : { nodes: {} };
+}
+
+function limitOf(config: NodeConfig): number {
+  return config.maxItems === "max" ? MAX_ITEMS : config.maxItems;
+}
+
+// --- data forms ------------------------------------------------------------------------------
+
+/** Values of a submitted form, by field var. */
+function formValues(x: Element): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const f of childElements(x, NS_DATA)) {
+    if (f.name !== "field" || f.attrs.var === undefined) continue;
+    out.set(
+      f.attrs.var,
+      childElements(f, NS_DATA).filter((v) => v.name === "value").map((v) => text(v)),
+    );
+  }
+  return out;
+}
+
+function parseBool(v: string): boolean | undefined {
+  return v === "1" || v === "true" ? true : v === "0" || v === "false" ? false : undefined;
+}
+
+/**
+ * The configuration changes a form asks for. Unknown fields are ignored (XEP-0060 §8.2.4 lets a
+ * service keep its own set); a known field with a value we cannot take is an error.
+ */
+export function configFromForm(
+  x: Element,
+): { readonly changes: Partial<NodeConfig> } | { readonly error: string } {
+  const changes: { -readonly [K in keyof NodeConfig]?: NodeConfig[K] } = {};
+  for (const [key, values] of formValues(x)) {
+    const v = values[0] ?? "";
+    switch (key) {
+      case "pubsub#persist_items":
+      case "pubsub#notify_retract":
+      case "pubsub#notify_delete": {
+        const b = parseBool(v);
+        if (b === undefined) return { error: `${key} is not a boolean` };
+        if (key === "pubsub#persist_items") changes.persistItems = b;
+        else if (key === "pubsub#notify_retract") changes.notifyRetract = b;
+        else changes.notifyDelete = b;
+        break;
+      }
+      case "pubsub#access_model":
+        if (v !== "open" && v !== "presence" && v !== "whitelist") {
+          return { error: `Access model ${v} is not supported` };
+        }
+        changes.accessModel = v;
+        break;
+      case "pubsub#max_items": {
+        if (v === "max") {
+          changes.maxItems = "max";
+          break;
+        }
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1 || n > MAX_ITEMS) {
+          return { error: `pubsub#max_items must be 1 to ${MAX_ITEMS} or max` };
+        }
+        changes.maxItems = n;
+        break;
+      }
+      case "pubsub#send_last_published_item":
+        if (v !== "never" && v !== "on_sub" && v !== "on_sub_and_presence") {
+          return { error: `pubsub#send_last_published_item ${v} is not supported` };
+        }
+        changes.sendLastPublishedItem = v;
+        break;
+      case "pubsub#title":
+        changes.title = v;
+        break;
+    }
+  }
+  return { changes };
+}
+
+function field(
+  type: string,
+  v: string,
+  values: readonly string[],
+  options: readonly string[] = [],
+): Element {
+  return elem("field", { type, var: v }, [
+    ...options.map((o) => elem("option", {}, [elem("value", {}, [o])])),
+    ...values.map((value) => elem("value", {}, [value])),
+  ]);
+}
+
+/** The node configuration form (XEP-0060 §8.2), filled with `config`. */
+export function configForm(config: NodeConfig): Element {
+  return elem("x", { xmlns: NS_DATA, type: "form" }, [
+    field("hidden", "FORM_TYPE", [FORM_NODE_CONFIG]),
+    field("text-single", "pubsub#title", config.title === undefined ? [] : [config.title]),
+    field("text-single", "pubsub#max_items", [String(config.maxItems)]),
+    field("boolean", "pubsub#persist_items", [config.persistItems ? "1" : "0"]),
+    field("list-single", "pubsub#access_model", [config.accessModel], [
+      "open",
+      "presence",
+      "whitelist",
+    ]),
+    field("list-single", "pubsub#send_last_published_item", [config.sendLastPublishedItem], [
+      "never",
+      "on_sub",
+      "on_sub_and_presence",
+    ]),
+    field("boolean", "pubsub#notify_retract", [config.notifyRetract ? "1" : "0"]),
+    field("boolean", "pubsub#notify_delete", [config.notifyDelete ? "1" : "0"]),
+  ]);
+}
+
+// --- access and recipients -------------------------------------------------------------------
+
+/** True when `bare` may see the owner's node (the owner always may). */
+export function mayAccess(
+  config: NodeConfig,
+  owner: string,
+  roster: Roster | undefined,
+  bare: string,
+): boolean {
+  if (bare === owner) return true;
+  switch (config.accessModel) {
+    case "open":
+      return true;
+    case "presence": {
+      const sub = roster?.items[bare]?.subscription;
+      return sub === "from" || sub === "both";
+    }
+    case "whitelist":
+      // Affiliations other than the owner's are not kept: the whitelist holds the owner only.
+      return false;
+  }
+}
+
+function accessError(iq: Element, config: NodeConfig): Element {
+  return config.accessModel === "presence"
+    ? errorReply(iq, "not-authorized", {
+      extra: elem("presence-subscription-required", { xmlns: NS_PUBSUB_ERRORS }),
+    })
+    : errorReply(iq, "not-allowed", { extra: elem("closed-node", { xmlns: NS_PUBSUB_ERRORS }) });
+}
+
+function wantsNotify(r: ResourceView, node: string): boolean {
+  return r.available && (r.features ?? []).includes(`${node}+notify`);
+}
+
+/** Who may hear about a node: the owner and, unless whitelisted, contacts with presence access. */
+function audience(config: NodeConfig, owner: string, roster: Roster | undefined): string[] {
+  const out = [owner];
+  if (config.accessModel === "whitelist" || roster === undefined) return out;
+  for (const [jid, item] of Object.entries(roster.items)) {
+    if (jid === owner) continue;
+    // Open nodes reach contacts too, but only those whose presence tells us their caps.
+    if (item.subscription === "from" || item.subscription === "both") out.push(jid);
+  }
+  return out;
+}
+
+/** An event notification (XEP-0060 §7.1.2.1) from the owner to one resource. */
+function eventMessage(owner: string, to: string, payload: Element): Element {
+  return elem("message", { xmlns: "jabber:client", type: "headline", from: owner, to }, [
+    elem("event", { xmlns: NS_PUBSUB_EVENT }, [payload]),
+  ]);
+}
+
+/** Deliveries of an event: the owner's sessions directly (ahead of the iq reply), others routed. */
+function notify(
+  owner: string,
+  to: readonly ResourceView[],
+  payload: Element,
+): AccountOutput[] {
+  return to.map((r) => {
+    const stanza = eventMessage(owner, r.fullJid, payload);
+    return bareJidOf(r.fullJid) === owner
+      ? { kind: "deliver" as const, to: r.fullJid, stanza }
+      : { kind: "route" as const, stanza };
+  });
+}
+
+/** The resources to notify about `node`. */
+function recipients(
+  node: string,
+  config: NodeConfig,
+  owner: string,
+  ctx: AccountIqCtx,
+): ResourceView[] {
+  const resourcesOf = ctx.resourcesOf ?? (() => []);
+  return audience(config, owner, ctx.roster).flatMap((bare) =>
+    resourcesOf(bare).filter((r) => wantsNotify(r, node))
+  );
+}
+
+function itemElement(item: PepItem, withPayload: boolean): Element {
+  return elem("item", { id: item.id }, withPayload ? [item.payload] : []);
+}
+
+function itemsEvent(node: string, item: PepItem): Element {
+  return elem("items", { node }, [itemElement(item, true)]);
+}
+
+// --- operations ------------------------------------------------------------------------------
+
+function pubsubResult(iq: Element, children: readonly Element[]): Element {
+  return iqResult(iq, elem("pubsub", { xmlns: NS_PUBSUB }, children));
+}
+
+function pubsubError(
+  iq: Element,
+  condition: Parameters<typeof errorReply>[1],
+  extra?: string,
+  text?: string,
+): Element {
+  return errorReply(iq, condition, {
+    text,
+    extra: extra === undefined ? undefined : elem(extra, { xmlns: NS_PUBSUB_ERRORS }),
+  });
+}
+
+function withNode(data: PepData, name: string, node: PepNode | undefined): PepData {
+  const nodes = { ...data.nodes };
+  if (node === undefined) delete nodes[name];
+  else nodes[name] = node;
+  return { nodes };
+}
+
+/** True when every requested option equals the node's (XEP-0223 §3, XEP-0060 §7.1.5). */
+function preconditionsMet(config: NodeConfig, wanted: Partial<NodeConfig>): boolean {
+  return Object.entries(wanted).every(([k, v]) => config[k as keyof NodeConfig] === v);
+}
+
+function onPublish(
+  data: PepData,
+  iq: Element,
+  publish: Element,
+  options: Element | undefined,
+  ctx: AccountIqCtx,
+): AccountIqResult {
+  if (!ctx.self) return { replies: [errorReply(iq, "forbidden")] };
+  const name = publish.attrs.node;
+  if (name === undefined || name === "") {
+    return { replies: [pubsubError(iq, "bad-request", "nodeid-required")] };
+  }
+  const items = childElements(publish, NS_PUBSUB).filter((i) => i.name === "item");
+  if (items.length !== 1) {
+    return { replies: [pubsubError(iq, "bad-request", "item-required")] };
+  }
+  const payloads = childElements(items[0]);
+  if (payloads.length !== 1) {
+    return { replies: [pubsubError(iq, "bad-request", "invalid-payload")] };
+  }
+  let wanted: Partial<NodeConfig> = {};
+  const form = options === undefined
+    ? undefined
+    : childElements(options, NS_DATA).find((x) => x.name === "x");
+  if (form !== undefined) {
+    const type = formValues(form).get("FORM_TYPE")?.[0];
+    if (type !== undefined && type !== FORM_PUBLISH_OPTIONS) {
+      return { replies: [pubsubError(iq, "bad-request", "invalid-options")] };
+    }
+    const parsed = configFromForm(form);
+    if ("error" in parsed) {
+      return { replies: [pubsubError(iq, "bad-request", "invalid-options", parsed.error)] };
+    }
+    wanted = parsed.changes;
+  }
+  let node = data.nodes[name];
+  if (node === undefined) {
+    // XEP-0163 §3: publishing creates the node, configured by the publish-options.
+    if (Object.keys(data.nodes).length >= MAX_NODES) {
+      return { replies: [errorReply(iq, "resource-constraint", { text: "Too many nodes" })] };
+    }
+    node = { config: { ...DEFAULT_CONFIG, ...wanted }, items: [] };
+  } else if (!preconditionsMet(node.config, wanted)) {
+    return { replies: [pubsubError(iq, "conflict", "precondition-not-met")] };
+  }
+  const id = items[0].attrs.id ?? ctx.newId?.() ?? `${ctx.now}`;
+  const item: PepItem = { id, payload: payloads[0], publisher: iq.attrs.from ?? ctx.bare };
+  // A republished id replaces its item and becomes the newest (XEP-0060 §7.1.2).
+  const kept = node.config.persistItems
+    ? [...node.items.filter((i) => i.id !== id), item].slice(-limitOf(node.config))
+    : [];
+  const next = withNode(data, name, { ...node, items: kept });
+  const outputs = notify(
+    ctx.bare,
+    recipients(name, node.config, ctx.bare, ctx),
+    itemsEvent(name, item),
+  );
+  return {
+    data: next,
+    outputs,
+    replies: [pubsubResult(iq, [elem("publish", { node: name }, [elem("item", { id })])])],
+  };
+}
+
+function onRetract(
+  data: PepData,
+  iq: Element,
+  retract: Element,
+  ctx: AccountIqCtx,
+): AccountIqResult {
+  if (!ctx.self) return { replies: [errorReply(iq, "forbidden")] };
+  const name = retract.attrs.node;
+  if (name === undefined) return { replies: [pubsubError(iq, "bad-request", "nodeid-required")] };
+  const node = data.nodes[name];
+  if (node === undefined) return { replies: [errorReply(iq, "item-not-found")] };
+  const ids = childElements(retract, NS_PUBSUB)
+    .filter((i) => i.name === "item" && i.attrs.id !== undefined)
+    .map((i) => i.attrs.id);
+  if (ids.length === 0) return { replies: [pubsubError(iq, "bad-request", "item-required")] };
+  if (ids.some((id) => !node.items.some((i) => i.id === id))) {
+    return { replies: [errorReply(iq, "item-not-found")] };
+  }
+  const items = node.items.filter((i) => !ids.includes(i.id));
+  const flag = retract.attrs.notify === undefined ? undefined : parseBool(retract.attrs.notify);
+  const outputs = (flag ?? node.config.notifyRetract)
+    ? notify(
+      ctx.bare,
+      recipients(name, node.config, ctx.bare, ctx),
+      elem("items", { node: name }, ids.map((id) => elem("retract", { id }))),
+    )
+    : [];
+  return { data: withNode(data, name, { ...node, items }), outputs, replies: [iqResult(iq)] };
+}
+
+function onItems(data: PepData, iq: Element, items: Element, ctx: AccountIqCtx): AccountIqResult {
+  const name = items.attrs.node;
+  if (name === undefined) return { replies: [pubsubError(iq, "bad-request", "nodeid-required")] };
+  const node = data.nodes[name] ?? legacyNode(data, name);
+  if (node === undefined) return { replies: [errorReply(iq, "item-not-found")] };
+  const requester = iq.attrs.from === undefined ? ctx.bare : bareJidOf(iq.attrs.from) ?? "";
+  if (!mayAccess(node.config, ctx.bare, ctx.roster, requester)) {
+    return { replies: [accessError(iq, node.config)] };
+  }
+  const ids = childElements(items, NS_PUBSUB)
+    .filter((i) => i.name === "item" && i.attrs.id !== undefined)
+    .map((i) => i.attrs.id);
+  let chosen = ids.length > 0 ? node.items.filter((i) => ids.includes(i.id)) : node.items;
+  const max = items.attrs.max_items === undefined ? undefined : Number(items.attrs.max_items);
+  if (max !== undefined && Number.isInteger(max) && max >= 0) {
+    chosen = max === 0 ? [] : chosen.slice(-max);
+  }
+  return {
+    replies: [
+      pubsubResult(iq, [elem("items", { node: name }, chosen.map((i) => itemElement(i, true)))]),
+    ],
+  };
+}
+
+function onCreate(
+  data: PepData,
+  iq: Element,
+  create: Element,
+  configure: Element | undefined,
+  ctx: AccountIqCtx,
+): AccountIqResult {
+  if (!ctx.self) return { replies: [errorReply(iq, "forbidden")] };
+  const name = create.attrs.node;
+  // Instant nodes make no sense in PEP, where node names are the protocols' namespaces.
+  if (name === undefined || name === "") {
+    return { replies: [pubsubError(iq, "not-acceptable", "nodeid-required")] };
+  }
+  if (data.nodes[name] !== undefined) return { replies: [errorReply(iq, "conflict")] };
+  if (Object.keys(data.nodes).length >= MAX_NODES) {
+    return { replies: [errorReply(iq, "resource-constraint", { text: "Too many nodes" })] };
+  }
+  let config = DEFAULT_CONFIG;
+  const form = configure === undefined
+    ? undefined
+    : childElements(configure, NS_DATA).find((x) => x.name === "x");
+  if (form !== undefined) {
+    const parsed = configFromForm(form);
+    if ("error" in parsed) {
+      return { replies: [errorReply(iq, "not-acceptable", { text: parsed.error })] };
+    }
+    config = { ...config, ...parsed.changes };
+  }
+  return { data: withNode(data, name, { config, items: [] }), replies: [iqResult(iq)] };
+}
+
+function onAffiliations(data: PepData, iq: Element, ctx: AccountIqCtx): AccountIqResult {
+  const own = ctx.self ? Object.keys(data.nodes) : [];
+  return {
+    replies: [
+      pubsubResult(iq, [
+        elem(
+          "affiliations",
+          {},
+          own.map((node) => elem("affiliation", { node, affiliation: "owner" })),
+        ),
+      ]),
+    ],
+  };
+}
+
+/** `<pubsub xmlns="http://jabber.org/protocol/pubsub"/>` to an account (XEP-0060 §6, §7). */
+export function onPubsubIq(
+  stored: unknown,
+  iq: Element,
+  payload: Element,
+  ctx: AccountIqCtx,
+): AccountIqResult {
+  const data = pepData(stored);
+  const kids = childElements(payload, NS_PUBSUB);
+  const first = kids[0];
+  if (first === undefined) return { replies: [errorReply(iq, "bad-request")] };
+  const set = iq.attrs.type === "set";
+  switch (set ? first.name : `get ${first.name}`) {
+    case "publish":
+      return onPublish(data, iq, first, kids.find((k) => k.name === "publish-options"), ctx);
+    case "retract":
+      return onRetract(data, iq, first, ctx);
+    case "create":
+      return onCreate(data, iq, first, kids.find((k) => k.name === "configure"), ctx);
+    case "get items":
+      return onItems(data, iq, first, ctx);
+    case "get affiliations":
+      return onAffiliations(data, iq, ctx);
+    case "get subscriptions":
+      // Interest is implicit (XEP-0163 §4): there are no explicit subscriptions to list.
+      return { replies: [pubsubResult(iq, [elem("subscriptions")])] };
+  }
+  return {
+    replies: [errorReply(iq, "feature-not-implemented", {
+      extra: elem("unsupported", {
+        xmlns: NS_PUBSUB_ERRORS,
+        feature: first.name === "subscribe" ? "subscribe" : first.name,
+      }),
+    })],
+  };
+}
+
+function onConfigure(data: PepData, iq: Element, configure: Element): AccountIqResult {
+  const name = configure.attrs.node;
+  if (name === undefined) return { replies: [pubsubError(iq, "bad-request", "nodeid-required")] };
+  const node = data.nodes[name];
+  if (node === undefined) return { replies: [errorReply(iq, "item-not-found")] };
+  if (iq.attrs.type === "get") {
+    return {
+      replies: [
+        iqResult(
+          iq,
+          elem("pubsub", { xmlns: NS_PUBSUB_OWNER }, [
+            elem("configure", { node: name }, [configForm(node.config)]),
+          ]),
+        ),
+      ],
+    };
+  }
+  const form = childElements(configure, NS_DATA).find((x) => x.name === "x");
+  if (form === undefined) return { replies: [errorReply(iq, "bad-request")] };
+  // XEP-0060 §8.2.5: cancelling the form changes nothing.
+  if (form.attrs.type === "cancel") return { replies: [iqResult(iq)] };
+  const parsed = configFromForm(form);
+  if ("error" in parsed) {
+    return { replies: [errorReply(iq, "not-acceptable", { text: parsed.error })] };
+  }
+  const config = { ...node.config, ...parsed.changes };
+  const items = config.persistItems ? node.items.slice(-limitOf(config)) : [];
+  return { data: withNode(data, name, { config, items }), replies: [iqResult(iq)] };
+}
+
+function onDelete(data: PepData, iq: Element, del: Element, ctx: AccountIqCtx): AccountIqResult {
+  const name = del.attrs.node;
+  if (name === undefined) return { replies: [pubsubError(iq, "bad-request", "nodeid-required")] };
+  const node = data.nodes[name];
+  if (node === undefined) return { replies: [errorReply(iq, "item-not-found")] };
+  const outputs = node.config.notifyDelete
+    ? notify(
+      ctx.bare,
+      recipients(name, node.config, ctx.bare, ctx),
+      elem("delete", { node: name }),
+    )
+    : [];
+  return { data: withNode(data, name, undefined), outputs, replies: [iqResult(iq)] };
+}
+
+/** `<pubsub xmlns="http://jabber.org/protocol/pubsub#owner"/>`: the owner's node management. */
+export function onPubsubOwnerIq(
+  stored: unknown,
+  iq: Element,
+  payload: Element,
+  ctx: AccountIqCtx,
+): AccountIqResult {
+  if (!ctx.self) return { replies: [errorReply(iq, "forbidden")] };
+  const data = pepData(stored);
+  const first = childElements(payload, NS_PUBSUB_OWNER)[0];
+  if (first?.name === "configure") return onConfigure(data, iq, first);
+  if (first?.name === "delete" && iq.attrs.type === "set") return onDelete(data, iq, first, ctx);
+  return { replies: [errorReply(iq, "feature-not-implemented")] };
+}
+
+/**
+ * A resource of `fullJid` told us (through its caps) which nodes it wants: it gets the last item
+ * of each of the owner's nodes it may see (XEP-0163 §4.3.4, XEP-0060 §12.11).
+ */
+export function lastItemsFor(
+  stored: unknown,
+  owner: string,
+  roster: Roster,
+  fullJid: string,
+  features: readonly string[],
+): AccountOutput[] {
+  const bare = bareJidOf(fullJid);
+  if (bare === undefined) return [];
+  const out: AccountOutput[] = [];
+  for (const [name, node] of Object.entries(pepData(stored).nodes)) {
+    const last = node.items.at(-1);
+    if (last === undefined || node.config.sendLastPublishedItem === "never") continue;
+    if (!features.includes(`${name}+notify`)) continue;
+    if (!mayAccess(node.config, owner, roster, bare)) continue;
+    out.push(...notify(owner, [{ fullJid } as ResourceView], itemsEvent(name, last)));
+  }
+  return out;
+}
+
+// --- XEP-0048 compatibility ------------------------------------------------------------------
+
+/** The XEP-0048 `<storage xmlns="storage:bookmarks"/>` built from the XEP-0402 node's items. */
+export function legacyBookmarks(stored: unknown): Element {
+  const node = pepData(stored).nodes[NS_BOOKMARKS2];
+  const conferences = (node?.items ?? []).map((item) => {
+    const c = item.payload;
+    const nick = childElements(c, NS_BOOKMARKS2).find((k) => k.name === "nick");
+    const password = childElements(c, NS_BOOKMARKS2).find((k) => k.name === "password");
+    return elem("conference", {
+      jid: item.id,
+      name: c.attrs.name,
+      autojoin: c.attrs.autojoin === "true" || c.attrs.autojoin === "1" ? "true" : undefined,
+    }, [
+      nick !== undefined && elem("nick", {}, [text(nick)]),
+      password !== undefined && elem("password", {}, [text(password)]),
+    ]);
+  });
+  return elem("storage", { xmlns: NS_LEGACY_BOOKMARKS }, conferences);
+}
+
+/** The XEP-0402 items (id = room JID) that a XEP-0048 `<storage/>` element describes. */
+export function bookmarksFromLegacy(storage: Element): { id: string; payload: Element }[] {
+  return childElements(storage, NS_LEGACY_BOOKMARKS)
+    .filter((c) => c.name === "conference" && c.attrs.jid !== undefined)
+    .map((c) => {
+      const nick = childElements(c, NS_LEGACY_BOOKMARKS).find((k) => k.name === "nick");
+      const password = childElements(c, NS_LEGACY_BOOKMARKS).find((k) => k.name === "password");
+      const autojoin = c.attrs.autojoin === "true" || c.attrs.autojoin === "1";
+      return {
+        id: c.attrs.jid,
+        payload: elem("conference", {
+          xmlns: NS_BOOKMARKS2,
+          name: c.attrs.name,
+          autojoin: autojoin ? "true" : undefined,
+        }, [
+          nick !== undefined && elem("nick", {}, [text(nick)]),
+          password !== undefined && elem("password", {}, [text(password)]),
+        ]),
+      };
+    });
+}
+
+/** XEP-0402 §5.2: the bookmarks node's configuration. */
+export const BOOKMARKS_CONFIG: NodeConfig = {
+  ...DEFAULT_CONFIG,
+  accessModel: "whitelist",
+  maxItems: "max",
+  sendLastPublishedItem: "never",
+};
+
+/**
+ * The PEP data after a XEP-0048 client stored `<storage xmlns="storage:bookmarks"/>` in private
+ * storage (XEP-0049): the XEP-0402 node holds exactly its conferences, and the events to send.
+ */
+export function withLegacyBookmarks(
+  stored: unknown,
+  storage: Element,
+  ctx: AccountIqCtx,
+): { readonly data: PepData; readonly outputs: AccountOutput[] } {
+  const data = pepData(stored);
+  const before = data.nodes[NS_BOOKMARKS2];
+  const config = before?.config ?? BOOKMARKS_CONFIG;
+  const publisher = ctx.bare;
+  const items = bookmarksFromLegacy(storage).map((b) => ({ ...b, publisher }))
+    .slice(-limitOf(config));
+  const ids = new Set(items.map((i) => i.id));
+  const gone = (before?.items ?? []).filter((i) => !ids.has(i.id)).map((i) => i.id);
+  const to = recipients(NS_BOOKMARKS2, config, ctx.bare, ctx);
+  const outputs = [
+    ...items.flatMap((i) => notify(ctx.bare, to, itemsEvent(NS_BOOKMARKS2, i))),
+    ...(gone.length === 0 ? [] : notify(
+      ctx.bare,
+      to,
+      elem("items", { node: NS_BOOKMARKS2 }, gone.map((id) => elem("retract", { id }))),
+    )),
+  ];
+  return { data: withNode(data, NS_BOOKMARKS2, { config, items }), outputs };
+}
+
+/**
+ * XEP-0048 §3 over PEP (XEP-0411 §4): a read of the legacy `storage:bookmarks` node that does
+ * not exist is answered from the XEP-0402 node, as one item `current`.
+ */
+function legacyNode(data: PepData, name: string): PepNode | undefined {
+  if (name !== NS_LEGACY_BOOKMARKS || data.nodes[NS_BOOKMARKS2] === undefined) return undefined;
+  return {
+    config: BOOKMARKS_CONFIG,
+    items: [{ id: "current", payload: legacyBookmarks(data), publisher: "" }],
+  };
+}
+
+/** The features a PEP service announces on accounts (XEP-0163 §6, XEP-0060 §10). */
+export const PEP_FEATURES: readonly string[] = [
+  "access-open",
+  "access-presence",
+  "access-whitelist",
+  "auto-create",
+  "config-node",
+  "create-nodes",
+  "delete-nodes",
+  "filtered-notifications",
+  "item-ids",
+  "last-published",
+  "persistent-items",
+  "publish",
+  "publish-options",
+  "retract-items",
+  "retrieve-affiliations",
+  "retrieve-items",
+  "retrieve-subscriptions",
+].map((f) => `${NS_PUBSUB}#${f}`);
+
+/** The PEP module: per-account nodes in the `pep` store. */
+export const PEP: Module = {
+  name: "pep",
+  // TODO(#5): `urn:xmpp:bookmarks:1#compat` once private storage converts XEP-0048 bookmarks.
+  accountFeatures: [NS_PUBSUB, ...PEP_FEATURES],
+  account: {
+    store: PEP_STORE,
+    iq: {
+      [`${NS_PUBSUB} pubsub`]: onPubsubIq,
+      [`${NS_PUBSUB_OWNER} pubsub`]: onPubsubOwnerIq,
+    },
+  },
+};

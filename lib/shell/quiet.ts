@@ -1,0 +1,56 @@
+/**
+ * Notices connections that went quiet, with one timer for all of them instead of one each: a
+ * connection that received nothing for between one and two periods gets its `onQuiet` called
+ * once, so it can let go of what it needs only while busy.
+ * @module
+ */
+
+/** The watch's operations. */
+export interface QuietWatch {
+  /** Records activity on `key`; `onQuiet` runs once `key` has then been quiet long enough. */
+  touch(key: object, onQuiet: () => void): void;
+  /** Stops watching `key` (its connection ended). */
+  forget(key: object): void;
+  /** Stops the timer; later touches are ignored. */
+  stop(): void;
+}
+
+/** A watch that ticks every `periodMs` while it has anything to watch. */
+export function createQuietWatch(periodMs: number): QuietWatch {
+  // Two generations: keys touched since the last tick, and keys touched in the period before.
+  // A key still in `older` at a tick was not touched for a whole period.
+  let recent = new Map<object, () => void>();
+  let older = new Map<object, () => void>();
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let stopped = false;
+
+  function tick(): void {
+    for (const [key, onQuiet] of older) if (!recent.has(key)) onQuiet();
+    older = recent;
+    recent = new Map();
+    if (older.size === 0) {
+      clearInterval(timer);
+      timer = undefined;
+    }
+  }
+
+  return {
+    touch(key, onQuiet) {
+      if (stopped) return;
+      recent.set(key, onQuiet);
+      // Runs only while there is something to watch; the server's shutdown stops it.
+      timer ??= setInterval(tick, periodMs);
+    },
+    forget(key) {
+      recent.delete(key);
+      older.delete(key);
+    },
+    stop() {
+      stopped = true;
+      clearInterval(timer);
+      timer = undefined;
+      recent.clear();
+      older.clear();
+    },
+  };
+}

@@ -1,0 +1,147 @@
+/** Client state indication (XEP-0352) and the server's caps (XEP-0115) with real clients. */
+import assert from "node:assert/strict";
+import { startTestServer } from "./_server.ts";
+import { testClient, xml, type XmppClient } from "./_xmpp_client.ts";
+
+const NS_CSI = "urn:xmpp:csi:0";
+const NS_CAPS = "http://jabber.org/protocol/caps";
+const CS = "http://jabber.org/protocol/chatstates";
+
+/** A started client recording what it receives: stanzas, and the stream features. */
+interface Peer {
+  readonly xmpp: XmppClient;
+  readonly received: XmppClient[];
+  readonly features: XmppClient[];
+  waitFor(pred: (st: XmppClient) => boolean, what: string): Promise<XmppClient>;
+}
+
+async function connect(port: number, username: string, resource: string): Promise<Peer> {
+  const xmpp = testClient({ port, username, password: "pw", resource });
+  const received: XmppClient[] = [];
+  const features: XmppClient[] = [];
+  const waiters: { pred: (st: XmppClient) => boolean; resolve: (st: XmppClient) => void }[] = [];
+  xmpp.on("element", (el: XmppClient) => {
+    if (el.name === "stream:features") features.push(el);
+  });
+  xmpp.on("stanza", (st: XmppClient) => {
+    received.push(st);
+    for (const w of [...waiters]) {
+      if (w.pred(st)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(st);
+      }
+    }
+  });
+  await xmpp.start();
+  return {
+    xmpp,
+    received,
+    features,
+    waitFor(pred, what) {
+      const seen = received.find(pred);
+      if (seen !== undefined) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${username}: no ${what}`)), 5000);
+        waiters.push({
+          pred,
+          resolve: (st) => {
+            clearTimeout(timer);
+            resolve(st);
+          },
+        });
+      });
+    },
+  };
+}
+
+/** A ping to the server: its answer proves everything sent before it was processed. */
+async function sync(peer: Peer): Promise<void> {
+  await peer.xmpp.iqCaller.request(
+    xml("iq", { type: "get", to: "localhost" }, xml("ping", { xmlns: "urn:xmpp:ping" })),
+  );
+}
+
+function from(jid: string) {
+  return (st: XmppClient) => st.attrs.from === jid;
+}
+
+/** A stanza as a short description, for order assertions. */
+function describe(st: XmppClient): string {
+  if (st.is("presence")) return `presence ${st.getChildText("show") ?? st.attrs.type ?? ""}`;
+  const body = st.getChildText("body");
+  if (body !== null) return `body ${body}`;
+  const state = st.getChildElements().find((c: XmppClient) => c.attrs.xmlns === CS);
+  return `state ${state?.name}`;
+}
+
+Deno.test("csi: an inactive client gets collapsed updates when something matters", async () => {
+  const server = await startTestServer();
+  const peers: Peer[] = [];
+  try {
+    for (const u of ["alice", "bob"]) await server.accounts.create("localhost", u, "pw");
+    const alice = await connect(server.c2sPort, "alice", "a");
+    const bob = await connect(server.c2sPort, "bob", "b");
+    peers.push(alice, bob);
+
+    // Both offers came in the features after authentication (the second <stream:features/>).
+    const authed = bob.features.at(-1);
+    assert.ok(authed.getChild("csi", NS_CSI) !== undefined, "no <csi/> stream feature");
+    const caps = authed.getChild("c", NS_CAPS);
+    assert.equal(caps.attrs.hash, "sha-1");
+    assert.match(caps.attrs.ver, /^[A-Za-z0-9+/]{27}=$/);
+
+    // Mutual subscription, so that Alice's presence updates reach Bob.
+    await alice.xmpp.send(xml("presence"));
+    await bob.xmpp.send(xml("presence"));
+    await alice.xmpp.send(xml("presence", { to: "bob@localhost", type: "subscribe" }));
+    await bob.waitFor((st) => st.attrs.type === "subscribe", "subscription request");
+    await bob.xmpp.send(xml("presence", { to: "alice@localhost", type: "subscribed" }));
+    await bob.xmpp.send(xml("presence", { to: "alice@localhost", type: "subscribe" }));
+    await alice.waitFor((st) => st.attrs.type === "subscribe", "subscription request back");
+    await alice.xmpp.send(xml("presence", { to: "bob@localhost", type: "subscribed" }));
+    await bob.waitFor(from("alice@localhost/a"), "alice's presence");
+    await sync(alice);
+    await sync(bob);
+
+    await bob.xmpp.send(xml("inactive", { xmlns: NS_CSI }));
+    await sync(bob);
+    const mark = bob.received.length;
+    const fromAlice = () => bob.received.slice(mark).filter(from("alice@localhost/a"));
+
+    for (const show of ["away", "xa", "dnd"]) {
+      await alice.xmpp.send(xml("presence", {}, xml("show", {}, show)));
+    }
+    for (const state of ["composing", "paused"]) {
+      await alice.xmpp.send(
+        xml("message", { to: "bob@localhost", type: "chat" }, xml(state, { xmlns: CS })),
+      );
+    }
+    await sync(alice);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(fromAlice().map(describe), [], "stanzas reached an inactive client");
+
+    // A message with a body matters: the latest presence and chat state come first, then it.
+    await alice.xmpp.send(
+      xml("message", { to: "bob@localhost", type: "chat" }, xml("body", {}, "hello")),
+    );
+    await bob.waitFor((st) => st.getChildText("body") === "hello", "the message");
+    assert.deepEqual(fromAlice().map(describe), ["presence dnd", "state paused", "body hello"]);
+
+    // Still inactive: the next update waits until Bob is active again.
+    await alice.xmpp.send(xml("presence", {}, xml("show", {}, "chat")));
+    await sync(alice);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(fromAlice().length, 3);
+    await bob.xmpp.send(xml("active", { xmlns: NS_CSI }));
+    await sync(bob);
+    assert.deepEqual(fromAlice().map(describe), [
+      "presence dnd",
+      "state paused",
+      "body hello",
+      "presence chat",
+    ]);
+  } finally {
+    for (const p of peers) await p.xmpp.stop().catch(() => {});
+    await server.stop();
+  }
+});
