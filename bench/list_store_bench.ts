@@ -9,6 +9,7 @@
  * @module
  */
 import { join } from "node:path";
+import { cpuUsage } from "node:process";
 import { openListStore } from "../lib/storage/list_store.ts";
 import { encodePathPart, storeDir } from "../lib/storage/datamanager.ts";
 import type { ListStore, ShiftMethod } from "../lib/storage/mod.ts";
@@ -52,19 +53,28 @@ async function build(store: ListStore<Msg>, user: string, n: number): Promise<vo
   }
 }
 
-/** Items per second with `appenders` concurrent callers, each awaiting one item at a time. */
-async function appendRate(dir: string, appenders: number, seconds: number): Promise<number> {
+/**
+ * Items per second with `appenders` concurrent callers, each awaiting one item at a time, and
+ * this process's CPU time (user + system, all threads) per item in µs.
+ */
+async function appendRate(
+  dir: string,
+  appenders: number,
+  seconds: number,
+): Promise<{ rate: number; cpu: number }> {
   const store = openListStore<Msg>(dir, STORE);
   const user = `append${appenders}`;
   let done = 0;
   const stop = performance.now() + seconds * 1000;
+  const cpu0 = cpuUsage();
   await Promise.all(Array.from({ length: appenders }, async () => {
     while (performance.now() < stop) {
       await store.append(HOST, user, [msg(done)]);
       done++;
     }
   }));
-  return done / seconds;
+  const cpu = cpuUsage(cpu0);
+  return { rate: done / seconds, cpu: (cpu.user + cpu.system) / done };
 }
 
 interface TrimResult {
@@ -131,12 +141,13 @@ async function main(args: readonly string[]): Promise<void> {
       .then((o) => new TextDecoder().decode(o.stdout).trim(), () => "unknown");
     console.log(`list store benchmark in ${dir} (${fs}), Deno ${Deno.version.deno}\n`);
 
-    console.log("| durable append (fdatasync per batch) | items/s |");
-    console.log("|---|---:|");
+    console.log("| durable append (fdatasync per batch) | items/s | CPU µs/item |");
+    console.log("|---|---:|---:|");
     for (const appenders of [1, 32]) {
-      const rate = await appendRate(dir, appenders, 3);
+      const { rate, cpu } = await appendRate(dir, appenders, 3);
       console.log(
-        `| ${appenders} appender${appenders > 1 ? "s" : ""}, 1 item each | ${rate.toFixed(0)} |`,
+        `| ${appenders} appender${appenders > 1 ? "s" : ""}, 1 item each | ${rate.toFixed(0)} | ` +
+          `${cpu.toFixed(0)} |`,
       );
     }
 

@@ -35,6 +35,8 @@ export interface LimitsConfig {
   readonly idleTimeout: number;
   /** Messages kept per user while they are offline (XEP-0160); more bounce. */
   readonly offlineMessages: number;
+  /** Seconds a dropped stream-managed session waits to be resumed (XEP-0198 `max`). */
+  readonly smResumeTimeout: number;
 }
 
 /** Authentication settings. */
@@ -241,6 +243,7 @@ const Schema = table({
       auth_timeout: integer(1, Number.MAX_SAFE_INTEGER, 60),
       idle_timeout: integer(1, Number.MAX_SAFE_INTEGER, 840),
       offline_messages: integer(0, 100000, 100),
+      sm_resume_timeout: integer(1, 86400, 300),
     }),
     {},
   ),
@@ -406,6 +409,7 @@ export function configFromObject(obj: unknown, source: string): Config {
       authTimeout: raw.limits.auth_timeout,
       idleTimeout: raw.limits.idle_timeout,
       offlineMessages: raw.limits.offline_messages,
+      smResumeTimeout: raw.limits.sm_resume_timeout,
     },
     auth: {
       scramIterations: raw.auth.scram_iterations,

@@ -104,6 +104,30 @@ export interface Session {
   readonly blocklist?: readonly string[];
   /** When the current presence was set (ms), for the delay stamp when it is sent again. */
   readonly presenceAt?: number;
+  /** Stream management (XEP-0198), once the client enabled it. */
+  readonly sm?: StreamManagement;
+}
+
+/**
+ * XEP-0198 counters and the queue of stanzas the client has not acknowledged. Counters are
+ * unsigned 32-bit and wrap (XEP-0198 §4). Kept in the record so that resumption can hand the
+ * whole session, queue included, to the connection that resumes it.
+ */
+export interface StreamManagement {
+  /** The resumption id; absent when the client enabled counting only. */
+  readonly id?: string;
+  /** Seconds a dropped connection's session waits to be resumed. */
+  readonly max?: number;
+  /** Stanzas received from the client and handled (our `h`). */
+  readonly inbound: number;
+  /** Stanzas sent to the client, acknowledged or not. */
+  readonly outbound: number;
+  /** Sent stanzas the client has not acknowledged yet, oldest first. */
+  readonly unacked: readonly Element[];
+  /** `outbound` when we last sent `<r/>`; absent when no request is outstanding. */
+  readonly requestedAt?: number;
+  /** The connection dropped: the session waits to be resumed, stanzas go to `unacked`. */
+  readonly hibernating?: boolean;
 }
 
 /** A client's advertised capabilities: `node#ver` names them, `features` once learned. */
@@ -152,6 +176,11 @@ export function isConnected(s: Session): boolean {
 /** An available resource has also sent available presence. */
 export function isAvailable(s: Session): boolean {
   return isConnected(s) && s.presence !== undefined;
+}
+
+/** The connection dropped and the session waits to be resumed (XEP-0198 §5). */
+export function isHibernating(s: Session): boolean {
+  return !s.destroyed && s.sm?.hibernating === true;
 }
 
 /** An interested resource has also requested the roster. */

@@ -26,6 +26,7 @@ const DEFAULTS: Config = {
     authTimeout: 60,
     idleTimeout: 840,
     offlineMessages: 100,
+    smResumeTimeout: 300,
   },
   auth: { scramIterations: 4096, allowPlain: true, maxFailures: 5, failureWindow: 300 },
   archive: { enabled: true, expiresAfter: 604800, maxItems: 10000, policy: "roster" },
@@ -81,6 +82,7 @@ Deno.test("the example file sets every key to its default", async () => {
       "max_failures",
       "failure_window",
       "offline_messages",
+      "sm_resume_timeout",
       "archive_enabled",
       "archive_expires_after",
       "archive_max_items",
@@ -144,6 +146,7 @@ max_depth = 16
 auth_timeout = 30
 idle_timeout = 300
 offline_messages = 10
+sm_resume_timeout = 60
 
 [auth]
 scram_iterations = 10000
@@ -166,6 +169,7 @@ failure_window = 60
       authTimeout: 30,
       idleTimeout: 300,
       offlineMessages: 10,
+      smResumeTimeout: 60,
     },
     auth: { scramIterations: 10000, allowPlain: false, maxFailures: 3, failureWindow: 60 },
     archive: { enabled: false, expiresAfter: 172800, maxItems: 50, policy: "always" },

@@ -5,6 +5,7 @@
  * of the roster, refreshed by `roster-changed`.
  * @module
  */
+import type { RosterSetChange } from "../roster.ts";
 import {
   contactsWith,
   removeItem,
@@ -48,6 +49,7 @@ import { tombstoneReplies } from "./tombstones.ts";
 import { ACCOUNT_BOUND, ACCOUNT_IQ, ACCOUNT_SCREEN, payloadKey } from "./modules.ts";
 import { resentPresence } from "./presence.ts";
 import { lastItemsFor, PEP_STORE } from "./pep.ts";
+import { LAST_STORE, logoutRecord } from "./last_activity.ts";
 import type { ResourceView } from "./types.ts";
 
 /** What the server keeps for one account while it works on it. */
@@ -70,14 +72,7 @@ export interface AccountState {
 }
 
 /** A roster change requested by the user, validated by the session. */
-export type RosterSetChange =
-  | {
-    readonly kind: "update";
-    readonly jid: string;
-    readonly name?: string;
-    readonly groups: readonly string[];
-  }
-  | { readonly kind: "remove"; readonly jid: string };
+export type { RosterSetChange };
 
 /** An operation on an account. */
 export type AccountOp =
@@ -114,7 +109,9 @@ export type AccountOp =
     readonly features: readonly string[];
   }
   /** XEP-0077 §3.2: the user removes their account (`iq` from the requesting session). */
-  | { readonly kind: "remove-account"; readonly iq: Element };
+  | { readonly kind: "remove-account"; readonly iq: Element }
+  /** An available resource went (XEP-0012 §4 keeps the time and the status text). */
+  | { readonly kind: "logout"; readonly status?: string };
 
 /** What the shell does for an account, in order. */
 export type AccountOutput =
@@ -292,6 +289,8 @@ export function reduceAccount(s: AccountState, op: AccountOp, ctx: AccountCtx): 
           ? lastItemsFor(s.modules[PEP_STORE], s.bare, s.roster, op.fullJid, op.features)
           : [],
       ];
+    case "logout":
+      return onLogout(s, op.status, ctx);
     case "remove-account":
       // What stays cached is an account that no longer exists, with its tombstone.
       return [
@@ -345,17 +344,35 @@ function onModuleIq(s: AccountState, iq: Element, ctx: AccountCtx): AccountStep 
     newId: ctx.newId,
     roster: s.roster,
     resourcesOf: ctx.resourcesOf,
+    also: Object.fromEntries(entry.alsoStores.map((name) => [name, s.modules[name]])),
   });
   const out: AccountOutput[] = [];
-  let next = s;
+  const modules: Record<string, unknown> = { ...s.modules };
   if ("data" in result) {
-    next = { ...s, modules: { ...s.modules, [entry.store]: result.data } };
+    modules[entry.store] = result.data;
     out.push({ kind: "store-module", store: entry.store, data: result.data });
   }
+  // Only the stores the module declared: the cache then matches what is stored.
+  for (const name of entry.alsoStores) {
+    if (result.alsoData === undefined || !(name in result.alsoData)) continue;
+    modules[name] = result.alsoData[name];
+    out.push({ kind: "store-module", store: name, data: result.alsoData[name] });
+  }
+  const next = out.length === 0 ? s : { ...s, modules };
   out.push(...result.outputs ?? []);
   // Replies go through the router: to the user's own session, or to whoever asked.
   for (const r of result.replies) out.push({ kind: "route", stanza: r });
   return [next, out];
+}
+
+/** XEP-0012 §4: the latest logout is the last one; the query asks whether anyone is online. */
+function onLogout(s: AccountState, status: string | undefined, ctx: AccountCtx): AccountStep {
+  if (!s.exists) return [s, []];
+  const data = logoutRecord(ctx.now(), status);
+  return [
+    { ...s, modules: { ...s.modules, [LAST_STORE]: data } },
+    [{ kind: "store-module", store: LAST_STORE, data }],
+  ];
 }
 
 /** The preferences in force for the user. */

@@ -57,6 +57,10 @@ export function hostDiscoInfo(modules: readonly Module[], ctx: Ctx): DiscoInfo {
 export function discoModule(modules: readonly Module[]): Module {
   const base = [NS_DISCO_INFO, NS_DISCO_ITEMS];
   const accountFeatures = [...base, ...modules.flatMap((m) => m.accountFeatures ?? [])];
+  const accountIdentities: readonly Identity[] = [
+    { category: "account", type: "registered" },
+    ...modules.flatMap((m) => m.accountIdentities ?? []),
+  ];
   const reply = (s: Session, stanza: Element): Step => [s, [{ kind: "send", stanza }]];
   const nodeError = (s: Session, iq: Element, payload: Element): Step | undefined =>
     payload.attrs.node !== undefined ? reply(s, errorReply(iq, "item-not-found")) : undefined;
@@ -83,12 +87,7 @@ export function discoModule(modules: readonly Module[]): Module {
           s,
           iqResult(
             iq,
-            infoQuery(
-              undefined,
-              [{ category: "account", type: "registered" }],
-              accountFeatures,
-              [],
-            ),
+            infoQuery(undefined, accountIdentities, accountFeatures, []),
           ),
         ),
       [`${NS_DISCO_ITEMS} query`]: (s, iq, payload) =>

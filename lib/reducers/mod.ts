@@ -3,7 +3,7 @@
  * event and the session's state to the module that owns the concern.
  * @module
  */
-import type { Roster, Session } from "../session.ts";
+import { isHibernating, type Roster, type Session } from "../session.ts";
 import { child, childElements, type Element, withAttrs } from "../xml/element.ts";
 import { errorReply } from "../xmpp/errors.ts";
 import { normalizeJid, parseJid } from "../xmpp/jid.ts";
@@ -23,11 +23,44 @@ import { onOutboundPresence } from "./presence.ts";
 import { isCapsAnswer, onCapsAnswer } from "./client_caps.ts";
 import { isRegisterIq, onRegistrationResult, onUnauthedRegister } from "./register.ts";
 import { isRosterQuery, onRosterIq } from "./roster.ts";
+import {
+  isSmNonza,
+  onResumeAnswer,
+  onSmNonza,
+  onTakenOver,
+  type SmEnd,
+  trackStanzas,
+} from "./stream_management.ts";
 import type { Ctx, Event, Output, Step } from "./types.ts";
+
+/** Events that come from the connection itself: a hibernating session has none (XEP-0198). */
+const FROM_CONNECTION: ReadonlySet<Event["kind"]> = new Set([
+  "stream-open",
+  "stanza",
+  "stream-close",
+  "parse-error",
+  "tls-done",
+  "disconnected",
+  "auth-timeout",
+  "idle-timeout",
+]);
 
 /** Reduces one event. A destroyed session swallows everything. */
 export function reduce(s: Session, ev: Event, ctx: Ctx): Step {
   if (s.destroyed) return [s, []];
+  if (isHibernating(s) && FROM_CONNECTION.has(ev.kind)) return [s, []];
+  // XEP-0198: every reduction's stanzas are counted in one place.
+  return ended(trackStanzas(s, ev, reduceEvent(s, ev, ctx)), ctx);
+}
+
+/** A stream management violation ends the session through the destroy path. */
+function ended(r: Step | SmEnd, ctx: Ctx): Step {
+  if (!("end" in r)) return r;
+  const [d, out] = destroy(r.session, ctx, { writable: true, error: r.end });
+  return [d, [...r.before, ...out]];
+}
+
+function reduceEvent(s: Session, ev: Event, ctx: Ctx): Step {
   switch (ev.kind) {
     case "stream-open":
       if (!s.notopen) {
@@ -69,7 +102,14 @@ export function reduce(s: Session, ev: Event, ctx: Ctx): Step {
         error: { condition: "connection-timeout", text: "Idle for too long" },
       });
     case "disconnected":
-      return destroy(s, ctx, { writable: false });
+      // A resumable session hibernates instead (XEP-0198 §5): the destroy path decides.
+      return destroy(s, ctx, { writable: false, dropped: true });
+    case "hibernation-timeout":
+      return isHibernating(s) ? destroy(s, ctx, { writable: false }) : [s, []];
+    case "sm-resume-answer":
+      return ended(onResumeAnswer(s, ev), ctx);
+    case "sm-taken-over":
+      return onTakenOver(s);
     case "shutdown":
       return destroy(s, ctx, {
         writable: true,
@@ -129,6 +169,8 @@ function onStanza(s: Session, el: Element, ctx: Ctx): Step {
   }
   // XEP-0352 nonzas are not stanzas: handled before the stanza checks, in stream order.
   if (isCsiNonza(el)) return onCsiNonza(s, el);
+  // So are XEP-0198's.
+  if (isSmNonza(el)) return ended(onSmNonza(s, el, ctx), ctx);
   if (el.xmlns !== NS_CLIENT) {
     return destroy(s, ctx, {
       writable: true,

@@ -2,6 +2,7 @@
  * The one place where the server's modules are registered. Disco is derived from this list.
  * @module
  */
+import { pepWithAvatars, vcardWithAvatars } from "./avatar.ts";
 import { BLOCKING } from "./blocking.ts";
 import { capsModule } from "./caps.ts";
 import { CARBONS } from "./carbons.ts";
@@ -9,9 +10,11 @@ import { CSI } from "./csi.ts";
 import { discoModule } from "./disco.ts";
 import { EXTERNAL_SERVICES } from "./external_services.ts";
 import { CONTACT_INFO, PING, SESSION, TIME, UPTIME, VERSION } from "./info.ts";
+import { LAST_ACTIVITY } from "./last_activity.ts";
 import { PEP } from "./pep.ts";
 import { PRIVATE } from "./private.ts";
 import { REGISTER } from "./register.ts";
+import { STREAM_MANAGEMENT } from "./stream_management.ts";
 import { VCARD } from "./vcard.ts";
 import type { AccountIqHandler, AccountModule, IqHandler, Module } from "./types.ts";
 
@@ -31,14 +34,17 @@ const BASE: readonly Module[] = [
   CONTACT_INFO,
   ROSTER,
   MAM,
-  VCARD,
+  // XEP-0398: the vCard's photo and the PEP avatar follow each other.
+  vcardWithAvatars(VCARD),
   PRIVATE,
   CSI,
+  STREAM_MANAGEMENT,
   REGISTER,
   EXTERNAL_SERVICES,
-  PEP,
+  pepWithAvatars(PEP),
   CARBONS,
   BLOCKING,
+  LAST_ACTIVITY,
 ];
 
 /** Every module, disco and caps (both derived from the others) included. */
@@ -58,17 +64,21 @@ export const SELF_IQ: Readonly<Record<string, IqHandler>> = merged((m) => m.self
 /** An account handler with the store it works on. */
 export interface AccountIqEntry {
   readonly store: string;
+  /** The other stores the handler reads and may update (`AccountModule.alsoStores`). */
+  readonly alsoStores: readonly string[];
   readonly handler: AccountIqHandler;
 }
 
 /** Handlers of iqs to an account's stored data, by `namespace name`. */
 export const ACCOUNT_IQ: ReadonlyMap<string, AccountIqEntry> = new Map(
   MODULES.flatMap((m) =>
-    m.account === undefined
-      ? []
-      : Object.entries(m.account.iq).map(([key, handler]) =>
-        [key, { store: m.account!.store, handler }] as const
-      )
+    m.account === undefined ? [] : Object.entries(m.account.iq).map(([key, handler]) =>
+      [key, {
+        store: m.account!.store,
+        alsoStores: m.account!.alsoStores ?? [],
+        handler,
+      }] as const
+    )
   ),
 );
 

@@ -597,6 +597,30 @@ export function lastItemsFor(
   return out;
 }
 
+/**
+ * The PEP data after the server published `payload` as item `id` of node `name` on the owner's
+ * behalf (XEP-0398: the vCard's photo as a User Avatar), and the notifications to send. A
+ * missing node is created with the default configuration, as a client's publish would.
+ */
+export function publishedByServer(
+  stored: unknown,
+  name: string,
+  id: string,
+  payload: Element,
+  ctx: AccountIqCtx,
+): { readonly data: PepData; readonly outputs: AccountOutput[] } {
+  const data = pepData(stored);
+  const node = data.nodes[name] ?? { config: DEFAULT_CONFIG, items: [] };
+  const item: PepItem = { id, payload, publisher: ctx.bare };
+  const items = node.config.persistItems
+    ? [...node.items.filter((i) => i.id !== id), item].slice(-limitOf(node.config))
+    : [];
+  return {
+    data: withNode(data, name, { ...node, items }),
+    outputs: notify(ctx.bare, recipients(name, node.config, ctx.bare, ctx), itemsEvent(name, item)),
+  };
+}
+
 // --- XEP-0048 compatibility ------------------------------------------------------------------
 
 /** The XEP-0048 `<storage xmlns="storage:bookmarks"/>` built from the XEP-0402 node's items. */
@@ -713,8 +737,10 @@ export const PEP_FEATURES: readonly string[] = [
 /** The PEP module: per-account nodes in the `pep` store. */
 export const PEP: Module = {
   name: "pep",
-  // TODO(#5): `urn:xmpp:bookmarks:1#compat` once private storage converts XEP-0048 bookmarks.
+  // `urn:xmpp:bookmarks:1#compat` is announced by private storage, which does the conversion.
   accountFeatures: [NS_PUBSUB, ...PEP_FEATURES],
+  // XEP-0163 §6: an account with a PEP service is also a pubsub/pep entity.
+  accountIdentities: [{ category: "pubsub", type: "pep" }],
   account: {
     store: PEP_STORE,
     iq: {

@@ -20,6 +20,7 @@ import type { Ctx, Output, ResourceView, Step } from "./types.ts";
 import { NS_DELAY } from "../mam.ts";
 import { withAvatarHash } from "./vcard.ts";
 import { capsOnPresence } from "./client_caps.ts";
+import { statusOf } from "./last_activity.ts";
 
 const SUBSCRIPTION_TYPES = new Set(["subscribe", "subscribed", "unsubscribe", "unsubscribed"]);
 
@@ -131,8 +132,19 @@ export function unavailableRecipients(s: Session, ctx: Ctx): string[] {
 
 function onUnavailable(s: Session, el: Element, ctx: Ctx): Step {
   const out: Output[] = unavailableRecipients(s, ctx).map((to) => routeTo(el, to));
-  if (s.presence !== undefined) out.push({ kind: "send", stanza: el });
+  if (s.presence !== undefined) {
+    out.push({ kind: "send", stanza: el });
+    out.push(logoutOutput(s, statusOf(el)));
+  }
   return [{ ...s, presence: undefined, directed: [] }, out];
+}
+
+/** XEP-0012 §4: the account records when (and with what status) an available resource went. */
+function logoutOutput(s: Session, status: string | undefined): Output {
+  const op = status === undefined
+    ? { kind: "logout" as const }
+    : { kind: "logout" as const, status };
+  return { kind: "account", bare: bareJid(s)!, op };
 }
 
 /**
@@ -152,5 +164,7 @@ export function resentPresence(r: ResourceView, to: string): Element | undefined
 export function goodbyeOutputs(s: Session, ctx: Ctx): Output[] {
   if (s.fullJid === undefined) return [];
   const el = stanza("presence", { type: "unavailable", from: s.fullJid });
-  return unavailableRecipients(s, ctx).map((to) => routeTo(el, to));
+  const out = unavailableRecipients(s, ctx).map((to) => routeTo(el, to));
+  if (s.presence !== undefined) out.push(logoutOutput(s, undefined));
+  return out;
 }

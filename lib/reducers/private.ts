@@ -1,13 +1,30 @@
 /**
  * Private XML storage (XEP-0049): a user keeps arbitrary XML fragments on their account, one per
  * qualified name of the fragment's root, readable and writable only by the user's own resources.
+ * XEP-0048 bookmarks (`<storage xmlns="storage:bookmarks"/>`) are not kept here: they are read
+ * from and written to the XEP-0402 PEP node (XEP-0402 §5, `urn:xmpp:bookmarks:1#compat`), so
+ * that old and new clients share one list.
  * @module
  */
 import { childElements, elem, type Element, serialize, text } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
+import type { AccountOutput } from "./account.ts";
+import {
+  legacyBookmarks,
+  NS_BOOKMARKS2,
+  NS_LEGACY_BOOKMARKS,
+  PEP_STORE,
+  pepData,
+  withLegacyBookmarks,
+} from "./pep.ts";
 import type { AccountIqCtx, AccountIqResult, Module } from "./types.ts";
 
 export const NS_PRIVATE = "jabber:iq:private";
+/** XEP-0402 §5: private-storage bookmarks are the PEP bookmarks. */
+export const NS_BOOKMARKS_COMPAT = `${NS_BOOKMARKS2}#compat`;
+
+/** The storage key of the XEP-0048 bookmarks, which live in PEP. */
+const BOOKMARKS_KEY = `storage:${NS_LEGACY_BOOKMARKS}`;
 
 /**
  * The most a user may keep, in bytes of the stored fragments' serializations: enough for
@@ -78,12 +95,26 @@ export function onPrivateIq(
     }
     const wanted = fragments[0];
     // Nothing stored: the requested element comes back as it was asked for.
-    const found = stored[privateKey(wanted)] ?? wanted;
+    const found = privateKey(wanted) === BOOKMARKS_KEY
+      ? bookmarksOf(stored, ctx)
+      : stored[privateKey(wanted)] ?? wanted;
     return { replies: [iqResult(iq, elem("query", { xmlns: NS_PRIVATE }, [found]))] };
   }
   const next: Record<string, Element> = { ...stored };
+  let pep: unknown = ctx.also?.[PEP_STORE];
+  let pepChanged = false;
+  const outputs: AccountOutput[] = [];
   for (const f of fragments) {
-    if (isEmpty(f)) delete next[privateKey(f)];
+    if (privateKey(f) === BOOKMARKS_KEY) {
+      // A copy kept from before the conversion goes: PEP holds the bookmarks from now on.
+      delete next[BOOKMARKS_KEY];
+      // Clearing bookmarks that were never there creates no node.
+      if (isEmpty(f) && pepData(pep).nodes[NS_BOOKMARKS2] === undefined) continue;
+      const converted = withLegacyBookmarks(pep, f, ctx);
+      pep = converted.data;
+      pepChanged = true;
+      outputs.push(...converted.outputs);
+    } else if (isEmpty(f)) delete next[privateKey(f)];
     else next[privateKey(f)] = f;
   }
   if (size(next) > MAX_PRIVATE_BYTES) {
@@ -94,15 +125,35 @@ export function onPrivateIq(
       })],
     };
   }
+  const unchanged = Object.keys(next).length === Object.keys(stored).length &&
+    Object.entries(next).every(([k, v]) => stored[k] === v);
   return {
-    data: Object.keys(next).length === 0 ? undefined : next,
+    ...(unchanged ? {} : { data: Object.keys(next).length === 0 ? undefined : next }),
+    ...(pepChanged ? { alsoData: { [PEP_STORE]: pep } } : {}),
+    outputs,
     replies: [iqResult(iq)],
   };
+}
+
+/**
+ * XEP-0402 §5: the bookmarks a XEP-0048 client reads are the PEP node's; a copy stored here
+ * before the conversion existed is read until the node does.
+ */
+function bookmarksOf(stored: PrivateData, ctx: AccountIqCtx): Element {
+  const pep = ctx.also?.[PEP_STORE];
+  if (pepData(pep).nodes[NS_BOOKMARKS2] === undefined && stored[BOOKMARKS_KEY] !== undefined) {
+    return stored[BOOKMARKS_KEY];
+  }
+  return legacyBookmarks(pep);
 }
 
 /** The private storage module, in the `private` store. */
 export const PRIVATE: Module = {
   name: "private",
-  accountFeatures: [NS_PRIVATE],
-  account: { store: "private", iq: { [`${NS_PRIVATE} query`]: onPrivateIq } },
+  accountFeatures: [NS_PRIVATE, NS_BOOKMARKS_COMPAT],
+  account: {
+    store: "private",
+    alsoStores: [PEP_STORE],
+    iq: { [`${NS_PRIVATE} query`]: onPrivateIq },
+  },
 };

@@ -61,7 +61,21 @@ export type Event =
   /** The account was removed (XEP-0077 §3.2): the session ends, `reply` sent first. */
   | { readonly kind: "account-removed"; readonly reply?: Element }
   /** The user's block list (XEP-0191), at bind and after each change. */
-  | { readonly kind: "blocklist"; readonly blocklist: readonly string[] };
+  | { readonly kind: "blocklist"; readonly blocklist: readonly string[] }
+  /**
+   * The shell's answer to `sm-resume` (XEP-0198 §5): `old` is the session to resume, taken from
+   * its connection (which is closed), or undefined when none matches.
+   */
+  | {
+    readonly kind: "sm-resume-answer";
+    readonly previd: string;
+    readonly h: number;
+    readonly old?: Session;
+  }
+  /** Another connection resumed this session: this one ends without ending the session. */
+  | { readonly kind: "sm-taken-over" }
+  /** A hibernating session was not resumed in time (XEP-0198 §5). */
+  | { readonly kind: "hibernation-timeout" };
 
 /** How an account creation or password change went. */
 export type RegistrationOutcome = "ok" | "conflict" | "throttled" | "failed";
@@ -111,6 +125,15 @@ export type Output =
     readonly username: string;
     readonly password: string;
   }
+  /** XEP-0198: the session can be resumed by `id` (the shell remembers this connection). */
+  | { readonly kind: "sm-resumable"; readonly id: string }
+  /** XEP-0198: find the session `previd` and answer with `sm-resume-answer`. */
+  | { readonly kind: "sm-resume"; readonly previd: string; readonly h: number }
+  /**
+   * XEP-0198: the connection is gone but the session lives on: close the socket, keep the
+   * session registered, and send `hibernation-timeout` after `seconds`.
+   */
+  | { readonly kind: "hibernate"; readonly seconds: number }
   | {
     readonly kind: "log";
     readonly level: "debug" | "info" | "warning";
@@ -155,6 +178,8 @@ export interface Ctx {
   readonly maxStanzaSizeUnauthed: number;
   /** Seconds the server waits before closing an idle stream (XEP-0478 idle-seconds). */
   readonly idleSeconds: number;
+  /** Seconds a dropped session waits to be resumed (XEP-0198 `max`). */
+  readonly smResumeTimeout: number;
   readonly now: () => number;
   /** A fresh unique id (stream ids, resources, iq ids). */
   readonly newId: () => string;
@@ -220,6 +245,8 @@ export interface Module {
   /** Features announced on accounts (bare JIDs). */
   readonly accountFeatures?: readonly string[];
   readonly hostIdentities?: readonly Identity[];
+  /** Identities announced on accounts, beside `account/registered` (XEP-0163 `pubsub/pep`). */
+  readonly accountIdentities?: readonly Identity[];
   /** Handlers of iqs to the server's domain, by `namespace name` of the payload. */
   readonly hostIq?: Readonly<Record<string, IqHandler>>;
   /** Handlers of iqs to the user's own account (no `to`, or the bare JID). */
@@ -245,6 +272,8 @@ export interface AccountIqCtx {
   readonly roster?: Roster;
   /** The live resources of a bare JID, for notifications (PEP). */
   readonly resourcesOf?: (bareJid: string) => readonly ResourceView[];
+  /** The data of the module's `alsoStores`, by store name (absent when nothing is stored). */
+  readonly also?: Readonly<Record<string, unknown>>;
 }
 
 /** The answer of an account handler: new data to store (if changed) and the replies. */
@@ -253,6 +282,8 @@ export interface AccountIqResult {
   readonly replies: readonly Element[];
   /** What else the account must do, before the replies (e.g. tell the user's sessions). */
   readonly outputs?: readonly AccountOutput[];
+  /** New data for some of the module's `alsoStores`, by store name (undefined deletes it). */
+  readonly alsoData?: Readonly<Record<string, unknown>>;
 }
 
 /** Handles an iq (get or set, from stamped) for an account's stored data. */
@@ -266,6 +297,11 @@ export type AccountIqHandler = (
 /** A module's per-account data: one keyval store, and the payloads it answers. */
 export interface AccountModule {
   readonly store: string;
+  /**
+   * Other modules' stores the handlers read and may update, loaded beside `store` (XEP-0402 §5:
+   * the bookmarks of private storage live in PEP; XEP-0398: avatars live in both).
+   */
+  readonly alsoStores?: readonly string[];
   /** By `namespace name` of the payload; iqs to the account's bare JID (or none, from itself). */
   readonly iq: Readonly<Record<string, AccountIqHandler>>;
   /** What a session that just bound needs from the stored data (its store is loaded first). */

@@ -115,7 +115,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     else if (op.kind === "module-iq") {
       const payload = childElements(op.iq)[0];
       const entry = payload === undefined ? undefined : ACCOUNT_IQ.get(payloadKey(payload));
-      if (entry !== undefined) stores = [entry.store];
+      if (entry !== undefined) stores = [entry.store, ...entry.alsoStores];
     } else if (op.kind === "pep-caps") stores = [PEP_STORE];
     // Screening modules (XEP-0191 blocking) judge every op, so their data is always at hand.
     stores = [...ACCOUNT_SCREEN.map((m) => m.store), ...stores];

@@ -5,6 +5,7 @@
  */
 import type tls from "node:tls";
 import { reduce } from "../reducers/mod.ts";
+import { canResume } from "../reducers/stream_management.ts";
 import { serializeTop } from "../reducers/stream_xml.ts";
 import type { Ctx, Event, Output } from "../reducers/types.ts";
 import { type ChannelBindings, newSession, type Session } from "../session.ts";
@@ -40,7 +41,25 @@ export interface ConnectionDeps {
   readonly authTimeoutMs: number;
   /** Tells when a connection has gone quiet, so that it can shed its parser's state. */
   readonly quiet: QuietWatch;
+  /** Sessions that can be resumed (XEP-0198), by resumption id, across all connections. */
+  readonly resumable: Map<string, Resumable>;
   readonly log: Logger;
+}
+
+/**
+ * A connection whose session can be resumed (XEP-0198 §5). Resumption moves a session record
+ * from one connection to another: the resuming connection's reducer asks with `sm-resume`, this
+ * shell finds the entry, checks (with the pure `canResume`) that it is the same account's, takes
+ * the record with `takeOver` and hands it to its own reducer as `sm-resume-answer`. Deciding
+ * what to send stays in the reducers; the shell only moves the record.
+ */
+export interface Resumable {
+  readonly handle: SessionHandle;
+  /**
+   * Ends this connection without ending its session (it closes with a `conflict` stream error
+   * if still open) and returns the session record; undefined when the connection already ended.
+   */
+  takeOver(): Session | undefined;
 }
 
 /** A byte sink that keeps writes in order and batches those made in one tick. */
@@ -154,6 +173,9 @@ export async function serveConnection(
   const finished = new Promise<void>((r) => (resolveDone = r));
   const queue: { ev: Event; gen: number }[] = [];
   let draining = false;
+  /** The resumption id this connection is registered under (XEP-0198). */
+  let smId: string | undefined;
+  let hibernationTimer: ReturnType<typeof setTimeout> | undefined;
 
   function newParser(authenticated: boolean): StreamParser {
     return createStreamParser({
@@ -168,6 +190,15 @@ export async function serveConnection(
     dispatch: (ev) => dispatch(ev),
     lastActivity: () => lastActivity,
   };
+
+  function takeOver(): Session | undefined {
+    // In the middle of a reduction the record is not final: refuse rather than hand over a
+    // stale one (the client then binds a new resource).
+    if (done || draining) return undefined;
+    const snapshot = session;
+    dispatch({ kind: "sm-taken-over" });
+    return snapshot;
+  }
 
   function dispatch(ev: Event, gen = -1): void {
     if (done) return;
@@ -265,6 +296,31 @@ export async function serveConnection(
       case "disconnect":
         finish();
         return;
+      case "sm-resumable":
+        smId = out.id;
+        deps.resumable.set(out.id, { handle, takeOver });
+        return;
+      case "sm-resume": {
+        const entry = deps.resumable.get(out.previd);
+        const old = entry !== undefined && entry.handle !== handle &&
+            canResume(session, entry.handle.session(), out.previd)
+          ? entry.takeOver()
+          : undefined;
+        // Queued behind this reduction's outputs, before anything else the client sent.
+        dispatch({ kind: "sm-resume-answer", previd: out.previd, h: out.h, old });
+        return;
+      }
+      case "hibernate":
+        // The socket is gone but the session is not: it stays registered, and this loop keeps
+        // reducing what is routed to it until it is resumed elsewhere or the timer fires.
+        sink.close();
+        deps.quiet.forget(handle);
+        clearTimeout(hibernationTimer);
+        hibernationTimer = setTimeout(
+          () => dispatch({ kind: "hibernation-timeout" }),
+          out.seconds * 1000,
+        );
+        return;
       case "caps-learned":
         deps.caps?.learn(out.ver, out.query);
         return;
@@ -278,6 +334,10 @@ export async function serveConnection(
     if (done) return;
     done = true;
     clearTimeout(authTimer);
+    clearTimeout(hibernationTimer);
+    if (smId !== undefined && deps.resumable.get(smId)?.handle === handle) {
+      deps.resumable.delete(smId);
+    }
     deps.quiet.forget(handle);
     registry.removeConnection(handle);
     sink.close();

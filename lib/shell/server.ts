@@ -115,6 +115,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     maxStanzaSize: config.limits.stanzaSize,
     maxStanzaSizeUnauthed: config.limits.stanzaSizeUnauthed,
     idleSeconds: config.limits.idleTimeout,
+    smResumeTimeout: config.limits.smResumeTimeout,
     now: () => Date.now(),
     newId: () => randomToken(12),
     nonce: () => randomToken(18),
@@ -198,6 +199,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     maxDepth: config.limits.maxDepth,
     authTimeoutMs: config.limits.authTimeout * 1000,
     quiet,
+    resumable: new Map(),
     log: getLogger("c2s"),
   };
 

@@ -21,6 +21,16 @@
  * is in flight are queued and written together with one sync (group commit). Each operation
  * takes an advisory `flock` on the list file (shared to read, exclusive to write), so that two
  * processes never write one file at once, and notices changes made by another process.
+ *
+ * Leases: an append keeps the list file (and its index) open and exclusively locked after it
+ * is done, so that the appends that follow are one write, one `fdatasync` and one index write,
+ * without opening, locking or stat-ing again: while the lock is ours nobody else can change the
+ * file. The lease ends after {@link LEASE_IDLE_MS} without an operation on the file, at the
+ * latest after {@link LEASE_MAX_MS} (so that another process waiting for the lock, e.g. the CLI
+ * deleting an account, gets it), when more than {@link MAX_CACHED_FILES} files are cached, and
+ * before a shift or a delete. Another store instance of this process that wants the file asks
+ * the holder to end its lease at once. Small writes are synchronous: to the page cache they
+ * cost less than the thread hand-off of an asynchronous op; only the sync waits off-thread.
  * @module
  */
 import { crc32 } from "node:zlib";
@@ -62,8 +72,25 @@ const NL = 0x0a;
 const SPACE = 0x20;
 // Reads and copies go through buffers of this size, so a huge range never needs one buffer.
 const CHUNK = 1 << 20;
-// Per-file states (the in-memory index) kept for files not in use; least recently used go.
-const MAX_CACHED_FILES = 256;
+/**
+ * Per-file states (the in-memory index) kept for files not in use; least recently used go,
+ * and their leases (two open files each) end.
+ */
+export const MAX_CACHED_FILES = 256;
+/** A lease ends after this many ms without an operation on its file. */
+export const LEASE_IDLE_MS = 250;
+/** A lease ends after the first batch that finds it this old (ms), so other processes get in. */
+export const LEASE_MAX_MS = 2000;
+
+/** A lease held by one store instance of this process, found by the list file's path. */
+interface LeaseHolder {
+  readonly state: object;
+  /** Ends the lease once the holder's queued operations on the file are done. */
+  readonly end: () => Promise<void>;
+}
+// Process-wide: flock excludes open files, not processes, so two instances of one process
+// would otherwise wait for each other's lease to time out.
+const leases = new Map<string, LeaseHolder>();
 
 /** Raised inside a read when a record no longer matches its checksum: the index is rebuilt. */
 class IndexMismatch extends Error {
@@ -104,17 +131,37 @@ interface FileState {
   // Entries known to be in the index file (it may lag behind `count`).
   persisted: number;
   corrupt: CorruptRecord[];
+  // The lease: the list file, open and exclusively locked, and its index open to append.
+  file: Deno.FsFile | null;
+  // Known position of `file` (-1: unknown), so that a write after a write does not seek.
+  pos: number;
+  idx: Deno.FsFile | null;
+  idxPos: number;
+  leasedAt: number;
+  lastUse: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
 }
+
+const HEX = encoder.encode("0123456789abcdef");
+// Records are encoded here first, then copied out at their exact size.
+let scratch = new Uint8Array(64 * 1024);
 
 /** `<crc> <json>\n` for one item. */
 function encodeRecord(item: unknown): Uint8Array {
   const json = JSON.stringify(item);
   if (json === undefined) throw new TypeError("List store items must be JSON-serialisable");
-  const body = encoder.encode(json);
-  const out = new Uint8Array(body.length + 10);
-  out.set(encoder.encode(crc32(body).toString(16).padStart(8, "0")), 0);
+  // UTF-8 takes at most 3 bytes per UTF-16 unit. A huge item gets a buffer of its own.
+  const need = json.length * 3 + 10;
+  if (scratch.length < need && need <= CHUNK) scratch = new Uint8Array(need);
+  const buf = scratch.length < need ? new Uint8Array(need) : scratch;
+  const { written } = encoder.encodeInto(json, buf.subarray(9));
+  const out = buf.slice(0, written + 10);
+  let sum = crc32(out.subarray(9, 9 + written));
+  for (let i = 7; i >= 0; i--) {
+    out[i] = HEX[sum & 0xf];
+    sum >>>= 4;
+  }
   out[8] = SPACE;
-  out.set(body, 9);
   out[out.length - 1] = NL;
   return out;
 }
@@ -160,6 +207,11 @@ async function readAt(file: Deno.FsFile, offset: number, length: number): Promis
 async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
   let done = 0;
   while (done < data.length) done += await file.write(data.subarray(done));
+}
+
+function writeAllSync(file: Deno.FsFile, data: Uint8Array): void {
+  let done = 0;
+  while (done < data.length) done += file.writeSync(data.subarray(done));
 }
 
 function newlines(n: number): Uint8Array {
@@ -348,15 +400,93 @@ export function openListStore<T>(
       validEnd: 0,
       persisted: 0,
       corrupt: [],
+      file: null,
+      pos: -1,
+      idx: null,
+      idxPos: -1,
+      leasedAt: 0,
+      lastUse: 0,
+      timer: undefined,
     };
     states.set(listPath, state);
     if (states.size > MAX_CACHED_FILES) {
       for (const [path, old] of states) {
         if (states.size <= MAX_CACHED_FILES) break;
-        if (old.active === 0 && !old.flushing && old.pending.length === 0) states.delete(path);
+        if (idle(old)) {
+          endLease(old);
+          states.delete(path);
+        }
       }
     }
     return state;
+  }
+
+  function idle(state: FileState): boolean {
+    return state.active === 0 && !state.flushing && state.pending.length === 0;
+  }
+
+  /**
+   * Ends the lease of `state`, if any: notes the file's identity (to notice later changes by
+   * others) and closes it, which drops the lock. Only from inside the file's operation chain,
+   * or when no operation is queued on it.
+   */
+  function endLease(state: FileState): void {
+    const file = state.file;
+    if (file === null) return;
+    clearTimeout(state.timer);
+    state.timer = undefined;
+    if (leases.get(state.listPath)?.state === state) leases.delete(state.listPath);
+    closeIndex(state);
+    state.file = null;
+    state.pos = -1;
+    try {
+      const info = file.statSync();
+      state.ino = info.ino;
+      state.size = info.size;
+      state.mtime = info.mtime?.getTime() ?? 0;
+    } catch {
+      state.loaded = false;
+    }
+    file.close();
+  }
+
+  function closeIndex(state: FileState): void {
+    state.idx?.close();
+    state.idx = null;
+    state.idxPos = -1;
+  }
+
+  /** Takes the lease on a file acquired for writing (locked exclusively, up to date). */
+  function startLease(state: FileState, file: Deno.FsFile): void {
+    state.file = file;
+    state.pos = -1;
+    state.leasedAt = state.lastUse = performance.now();
+    leases.set(state.listPath, {
+      state,
+      end: () => serialised(state, () => Promise.resolve(endLease(state))),
+    });
+    armTimer(state, LEASE_IDLE_MS);
+  }
+
+  function armTimer(state: FileState, ms: number): void {
+    const timer = setTimeout(() => {
+      state.timer = undefined;
+      if (state.file === null) return;
+      const quiet = performance.now() - state.lastUse;
+      if (idle(state) && quiet >= LEASE_IDLE_MS) endLease(state);
+      else armTimer(state, Math.max(1, LEASE_IDLE_MS - quiet));
+    }, ms);
+    // A lease never keeps the process alive: what it covers is on disk already.
+    Deno.unrefTimer(timer);
+    state.timer = timer;
+  }
+
+  /** Ends the lease of another instance of this process on this file, if there is one. */
+  async function takeFromSibling(state: FileState): Promise<boolean> {
+    const holder = leases.get(state.listPath);
+    if (holder === undefined || holder.state === state) return false;
+    await holder.end();
+    return true;
   }
 
   /** Runs `fn` alone among the operations of this process on this file. */
@@ -396,6 +526,7 @@ export function openListStore<T>(
     rebuild: boolean,
   ): Promise<void> {
     const size = info.size;
+    state.pos = -1;
     let ends: number[] | undefined;
     if (!rebuild) {
       try {
@@ -436,8 +567,13 @@ export function openListStore<T>(
   /** Writes index entries not yet in the index file; the index may lag, so errors only log. */
   async function persistIndex(state: FileState): Promise<void> {
     if (state.persisted === state.count) return;
+    if (state.persisted >= 0 && state.file !== null) {
+      persistIndexLeased(state);
+      return;
+    }
     try {
       if (state.persisted < 0) {
+        closeIndex(state);
         await writeFileAtomic(
           state.dir,
           state.idxPath.slice(state.dir.length + 1),
@@ -460,6 +596,30 @@ export function openListStore<T>(
         error: err instanceof Error ? err.message : String(err),
       });
       if (state.persisted >= 0 && isNotFound(err)) state.persisted = -1;
+    }
+  }
+
+  /** {@link persistIndex} under a lease: one write to the index kept open, no seek in a row. */
+  function persistIndexLeased(state: FileState): void {
+    try {
+      if (state.idx === null) {
+        state.idx = Deno.openSync(state.idxPath, { write: true });
+        state.idxPos = -1;
+      }
+      const at = INDEX_HEADER_SIZE + state.persisted * 8;
+      if (state.idxPos !== at) state.idxPos = state.idx.seekSync(at, Deno.SeekMode.Start);
+      const bytes = encodeIndex(state.ends, state.persisted, state.count, false);
+      state.idxPos = -1;
+      writeAllSync(state.idx, bytes);
+      state.idxPos = at + bytes.length;
+      state.persisted = state.count;
+    } catch (err) {
+      closeIndex(state);
+      log.warn("Could not write list index {path}: {error}", {
+        path: state.idxPath,
+        error: err instanceof Error ? err.message : String(err),
+      });
+      if (isNotFound(err)) state.persisted = -1;
     }
   }
 
@@ -496,7 +656,7 @@ export function openListStore<T>(
         await syncDir(state.dir);
       }
       try {
-        await file.lock(write);
+        await lock(state, file, write);
         const info = await file.stat();
         // Another process may have replaced or removed the file while we waited for the lock.
         let current: Deno.FileInfo | undefined;
@@ -520,6 +680,19 @@ export function openListStore<T>(
     }
   }
 
+  /**
+   * Locks `file`: at once when free; after ending the lease of another instance of this
+   * process when it holds it; else waiting for the other process.
+   */
+  async function lock(state: FileState, file: Deno.FsFile, exclusive: boolean): Promise<void> {
+    while (!file.tryLockSync(exclusive)) {
+      if (!(await takeFromSibling(state))) {
+        await file.lock(exclusive);
+        return;
+      }
+    }
+  }
+
   async function refreshIdentity(state: FileState, file: Deno.FsFile): Promise<void> {
     const info = await file.stat();
     state.ino = info.ino;
@@ -536,6 +709,21 @@ export function openListStore<T>(
   ): Promise<R> {
     const state = stateFor(host, user);
     return serialised(state, async () => {
+      const leased = state.file;
+      if (leased !== null) {
+        // Ours alone while leased: nothing to check. The reads move the position.
+        state.pos = -1;
+        state.lastUse = performance.now();
+        try {
+          return await fn(state, leased);
+        } catch (err) {
+          if (!(err instanceof IndexMismatch)) throw err;
+          await load(state, leased, leased.statSync(), true);
+          return await fn(state, leased);
+        } finally {
+          state.pos = -1;
+        }
+      }
       const file = await acquire(state, false, false);
       if (file === undefined) return empty;
       try {
@@ -598,8 +786,14 @@ export function openListStore<T>(
   }
 
   async function writeBatch(state: FileState, records: readonly Uint8Array[]): Promise<void> {
-    const file = await acquire(state, true, true);
-    if (file === undefined) throw new Error("unreachable: list file not created");
+    let file = state.file;
+    if (file === null) {
+      const acquired = await acquire(state, true, true);
+      if (acquired === undefined) throw new Error("unreachable: list file not created");
+      startLease(state, acquired);
+      file = acquired;
+    }
+    let ok = false;
     try {
       await trimTail(state, file);
       const start = state.validEnd;
@@ -614,8 +808,16 @@ export function openListStore<T>(
         newEnds.push(off);
       }
       try {
-        await file.seek(start, Deno.SeekMode.Start);
-        await writeAll(file, concat(parts));
+        const data = parts.length === 1 ? parts[0] : concat(parts);
+        if (state.pos !== start) {
+          state.pos = -1;
+          state.pos = file.seekSync(start, Deno.SeekMode.Start);
+        }
+        state.pos = -1;
+        // Megabytes at once (an import) would hold up the event loop: those go off-thread.
+        if (data.length > CHUNK) await writeAll(file, data);
+        else writeAllSync(file, data);
+        state.pos = start + data.length;
         await file.syncData();
       } catch (err) {
         // ENOSPC/EFBIG/EIO: leave no partial record behind, so later appends follow good data.
@@ -634,10 +836,15 @@ export function openListStore<T>(
       growEnds(state, newEnds.length);
       for (const e of newEnds) state.ends[state.count++] = e;
       state.validEnd = off;
-      await refreshIdentity(state, file);
+      // Ours while leased: the size is what we wrote (the mtime is read when the lease ends).
+      state.size = off;
       await persistIndex(state);
+      ok = true;
     } finally {
-      file.close();
+      const now = performance.now();
+      state.lastUse = now;
+      // After a failure the next batch starts from a fresh look at the file.
+      if (!ok || now - state.leasedAt >= LEASE_MAX_MS) endLease(state);
     }
   }
 
@@ -748,6 +955,8 @@ export function openListStore<T>(
     if (bad) return bad;
     const state = stateFor(host, user);
     return serialised(state, async () => {
+      // Rare: the lease ends rather than following the file through a copy and a new index.
+      endLease(state);
       const file = await acquire(state, true, false);
       if (file === undefined) return { method: "none" as const };
       // After a copy, the new file (still locked) replaces the old one.
@@ -840,6 +1049,7 @@ export function openListStore<T>(
   function remove(host: string, user: string): Promise<void> {
     const state = stateFor(host, user);
     return serialised(state, async () => {
+      endLease(state);
       const file = await acquire(state, true, false, false);
       if (file === undefined) return;
       try {

@@ -37,6 +37,8 @@ export type StreamErrorCondition =
 export interface StreamError {
   readonly condition: StreamErrorCondition;
   readonly text?: string;
+  /** An application-specific condition element (RFC 6120 §4.9.4). */
+  readonly app?: Element;
 }
 
 /** The `<stream:error>` element for a condition (serialize with parent namespace NS_STREAMS). */
@@ -45,6 +47,7 @@ export function streamErrorElement(err: StreamError): Element {
     elem(err.condition, { xmlns: NS_STREAM_ERRORS }),
     err.text !== undefined &&
     elem("text", { xmlns: NS_STREAM_ERRORS, "xml:lang": "en" }, [err.text]),
+    err.app,
   ]);
 }
 

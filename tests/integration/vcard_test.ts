@@ -199,8 +199,8 @@ Deno.test("private XML storage: set and get back, private to the owner", async (
       "forbidden",
     );
 
-    // It is on disk, in the account's private store.
-    const file = await Deno.readTextFile(`${server.dataDir}/localhost/private/alice.json`);
+    // It is on disk, in the account's PEP store: XEP-0048 bookmarks are the XEP-0402 ones.
+    const file = await Deno.readTextFile(`${server.dataDir}/localhost/pep/alice.json`);
     assert.match(file, /room@conference\.localhost/);
     await alice.xmpp.stop();
     await bob.xmpp.stop();

@@ -28,6 +28,7 @@ export interface TestCtxOptions {
   readonly maxStanzaSize?: number;
   readonly maxStanzaSizeUnauthed?: number;
   readonly idleSeconds?: number;
+  readonly smResumeTimeout?: number;
   /** Values `nonce()` returns, in order; drawing past the end throws. */
   readonly nonces?: readonly string[];
   readonly isAuthThrottled?: (ip: string, username?: string) => boolean;
@@ -50,6 +51,7 @@ export function testCtx(opts: TestCtxOptions = {}): Ctx {
     maxStanzaSize: opts.maxStanzaSize ?? 262144,
     maxStanzaSizeUnauthed: opts.maxStanzaSizeUnauthed ?? 10000,
     idleSeconds: opts.idleSeconds ?? 300,
+    smResumeTimeout: opts.smResumeTimeout ?? 300,
     now: () => NOW,
     newId: () => `id${++ids}`,
     nonce: () => {
@@ -178,7 +180,7 @@ export function discoCapsVer(ctx: Ctx): string {
 
 /** What the server offers after authentication beside bind, session and limits, as XML. */
 export function authedExtrasXml(ctx: Ctx): string {
-  return '<csi xmlns="urn:xmpp:csi:0"/>' +
+  return '<csi xmlns="urn:xmpp:csi:0"/><sm xmlns="urn:xmpp:sm:3"/>' +
     '<c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="https://deno-xmpp.invalid" ' +
     `ver="${discoCapsVer(ctx)}"/>`;
 }

@@ -138,6 +138,8 @@ Deno.test("bind: replaced while available also broadcasts unavailable once", () 
       kind: "route",
       xml: `<presence type="unavailable" from="user@${HOST}/res" to="${romeo}"/>`,
     },
+    // XEP-0012 §4: the account records the logout.
+    { kind: "account", bare: `user@${HOST}`, op: { kind: "logout" } },
     { kind: "unbind", fullJid: `user@${HOST}/res` },
     {
       kind: "disconnect",

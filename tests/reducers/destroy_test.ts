@@ -19,6 +19,8 @@ import {
 const ERR_NS = "urn:ietf:params:xml:ns:xmpp-streams";
 const CLOSE = "</stream:stream>";
 const ME = `user@${HOST}/res`;
+/** XEP-0012 §4: the account records when an available resource went. */
+const LOGOUT = { kind: "account", bare: `user@${HOST}`, op: { kind: "logout" } } as const;
 const ROMEO = "romeo@example.com";
 /** The unavailable presence the server routes on the user's behalf to romeo. */
 const UNAVAILABLE = `<presence type="unavailable" from="${ME}" to="${ROMEO}"/>`;
@@ -100,6 +102,7 @@ Deno.test("presence: unavailable resets presence, is routed to subscribers and s
   assert.deepEqual(show(out), [
     { kind: "route", xml: UNAVAILABLE },
     { kind: "send", xml: `<presence type="unavailable" from="${ME}"/>` },
+    LOGOUT,
   ]);
   assert.deepEqual(record(next), record({ ...s, presence: undefined }));
 });
@@ -138,6 +141,7 @@ const ENDINGS: readonly {
     outputs: [
       { kind: "send-raw", text: CLOSE },
       { kind: "route", xml: UNAVAILABLE },
+      LOGOUT,
       { kind: "unbind", fullJid: ME },
       { kind: "disconnect", error: undefined },
     ],
@@ -148,6 +152,7 @@ const ENDINGS: readonly {
     event: { kind: "disconnected", reason: "reset by peer" },
     outputs: [
       { kind: "route", xml: UNAVAILABLE },
+      LOGOUT,
       { kind: "unbind", fullJid: ME },
       { kind: "disconnect", error: undefined },
     ],
@@ -178,6 +183,7 @@ const ENDINGS: readonly {
       { kind: "send", xml: streamError("system-shutdown", "The server is shutting down") },
       { kind: "send-raw", text: CLOSE },
       { kind: "route", xml: UNAVAILABLE },
+      LOGOUT,
       { kind: "unbind", fullJid: ME },
       {
         kind: "disconnect",
@@ -238,6 +244,7 @@ const ENDINGS: readonly {
       { kind: "send", xml: streamError("connection-timeout", "Idle for too long") },
       { kind: "send-raw", text: CLOSE },
       { kind: "route", xml: UNAVAILABLE },
+      LOGOUT,
       { kind: "unbind", fullJid: ME },
       { kind: "disconnect", error: { condition: "connection-timeout", text: "Idle for too long" } },
     ],

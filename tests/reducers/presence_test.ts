@@ -133,6 +133,8 @@ Deno.test("presence: unavailable reaches subscribers, other resources and direct
     { kind: "route", xml: u(OTHER) },
     { kind: "route", xml: u(STRANGER) },
     { kind: "send", xml: `<presence type="unavailable" from="${ME}"/>` },
+    // XEP-0012 §4: the account records the logout.
+    { kind: "account", bare: BARE, op: { kind: "logout" } },
   ]);
   assert.deepEqual(record(next), record({ ...s, presence: undefined, directed: [] }));
 });
@@ -211,6 +213,7 @@ Deno.test("presence: destroying an available session says goodbye to each recipi
     { kind: "route", xml: u(BOTH) },
     { kind: "route", xml: u(OTHER) },
     { kind: "route", xml: u(STRANGER) },
+    { kind: "account", bare: BARE, op: { kind: "logout" } },
     { kind: "unbind", fullJid: ME },
     { kind: "disconnect", error: undefined },
   ]);

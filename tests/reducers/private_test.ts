@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
+import { type AccountCtx, type AccountState, reduceAccount } from "../../lib/reducers/account.ts";
+import { BOOKMARKS_CONFIG, legacyBookmarks } from "../../lib/reducers/pep.ts";
 import { MAX_PRIVATE_BYTES, onPrivateIq } from "../../lib/reducers/private.ts";
 import { serializeTop } from "../../lib/reducers/stream_xml.ts";
 import type { AccountIqCtx } from "../../lib/reducers/types.ts";
+import { EMPTY_ROSTER } from "../../lib/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { HOST, NOW } from "./_ctx.ts";
 
@@ -24,6 +27,8 @@ function iq(type: "get" | "set", payload: Element, from = DENMARK, to?: string):
 
 const PREFS = elem("exodus", { xmlns: "exodus:prefs" }, [elem("defaultnick", {}, ["Hamlet"])]);
 const EMPTY_PREFS = elem("exodus", { xmlns: "exodus:prefs" });
+/** The roster group delimiter (XEP-0083), a common private fragment. */
+const DELIMITER = elem("roster", { xmlns: "roster:delimiter" }, ["::"]);
 const BOOKMARKS = elem("storage", { xmlns: "storage:bookmarks" }, [
   elem("conference", { jid: "elsinore@conference.example.com", autojoin: "true" }),
 ]);
@@ -62,10 +67,10 @@ Deno.test("private: set then get round trip, keyed by name and namespace", () =>
 
 Deno.test("private: a set keeps other fragments and stores each child; empty clears", () => {
   const stored = { "exodus:exodus:prefs": PREFS };
-  const both = onPrivateIq(stored, iq("set", query([BOOKMARKS])), query([BOOKMARKS]), SELF);
+  const both = onPrivateIq(stored, iq("set", query([DELIMITER])), query([DELIMITER]), SELF);
   assert.deepEqual(both.data, {
     "exodus:exodus:prefs": PREFS,
-    "storage:storage:bookmarks": BOOKMARKS,
+    "roster:roster:delimiter": DELIMITER,
   });
   const cleared = onPrivateIq(
     both.data,
@@ -73,8 +78,8 @@ Deno.test("private: a set keeps other fragments and stores each child; empty cle
     query([EMPTY_PREFS]),
     SELF,
   );
-  assert.deepEqual(cleared.data, { "storage:storage:bookmarks": BOOKMARKS });
-  const empty = elem("storage", { xmlns: "storage:bookmarks" });
+  assert.deepEqual(cleared.data, { "roster:roster:delimiter": DELIMITER });
+  const empty = elem("roster", { xmlns: "roster:delimiter" });
   const none = onPrivateIq(cleared.data, iq("set", query([empty])), query([empty]), SELF);
   // Nothing left: the store is deleted.
   assert.equal("data" in none, true);
@@ -128,4 +133,147 @@ Deno.test("private: a set past the quota stores nothing", () => {
     error("not-acceptable", "modify", `Private storage is limited to ${MAX_PRIVATE_BYTES} bytes`),
   ]);
   assert.equal("data" in r, false);
+});
+
+// --- XEP-0402 §5: XEP-0048 bookmarks in private storage are the PEP bookmarks -----------------
+
+const ELSINORE = "elsinore@conference.example.com";
+const PEP_BOOKMARK = elem("conference", { xmlns: "urn:xmpp:bookmarks:1", autojoin: "true" }, [
+  elem("nick", {}, ["Hamlet"]),
+]);
+const PEP_WITH_BOOKMARKS = {
+  nodes: {
+    "urn:xmpp:bookmarks:1": {
+      config: BOOKMARKS_CONFIG,
+      items: [{ id: ELSINORE, payload: PEP_BOOKMARK, publisher: HAMLET }],
+    },
+  },
+};
+
+Deno.test("private: a get of storage:bookmarks reads the PEP bookmarks", () => {
+  const wanted = elem("storage", { xmlns: "storage:bookmarks" });
+  const r = onPrivateIq(
+    // A private copy from before the conversion is shadowed by the PEP node.
+    { "storage:storage:bookmarks": elem("storage", { xmlns: "storage:bookmarks" }) },
+    iq("get", query([wanted])),
+    query([wanted]),
+    { ...SELF, also: { pep: PEP_WITH_BOOKMARKS } },
+  );
+  assert.deepEqual(replies(r), [
+    `<iq type="result" id="p1" to="${DENMARK}"><query xmlns="${NS}">` +
+    `<storage xmlns="storage:bookmarks"><conference jid="${ELSINORE}" autojoin="true">` +
+    `<nick>Hamlet</nick></conference></storage></query></iq>`,
+  ]);
+  assert.equal("data" in r, false);
+  assert.equal(r.alsoData, undefined);
+});
+
+Deno.test("private: without a PEP node, a copy stored before the conversion is still read", () => {
+  const wanted = elem("storage", { xmlns: "storage:bookmarks" });
+  const r = onPrivateIq(
+    { "storage:storage:bookmarks": BOOKMARKS },
+    iq("get", query([wanted])),
+    query([wanted]),
+    { ...SELF, also: {} },
+  );
+  assert.deepEqual(replies(r), [
+    `<iq type="result" id="p1" to="${DENMARK}"><query xmlns="${NS}">` +
+    `<storage xmlns="storage:bookmarks"><conference jid="${ELSINORE}" autojoin="true"/>` +
+    `</storage></query></iq>`,
+  ]);
+});
+
+Deno.test("private: a set of storage:bookmarks writes the PEP node, not private storage", () => {
+  const r = onPrivateIq(
+    { "exodus:exodus:prefs": PREFS },
+    iq("set", query([BOOKMARKS])),
+    query([BOOKMARKS]),
+    { ...SELF, also: {} },
+  );
+  assert.deepEqual(replies(r), [`<iq type="result" id="p1" to="${DENMARK}"/>`]);
+  // Private storage is untouched: nothing to write there.
+  assert.equal("data" in r, false);
+  assert.deepEqual(r.alsoData, {
+    pep: {
+      nodes: {
+        "urn:xmpp:bookmarks:1": {
+          config: BOOKMARKS_CONFIG,
+          items: [{
+            id: ELSINORE,
+            payload: elem("conference", { xmlns: "urn:xmpp:bookmarks:1", autojoin: "true" }),
+            publisher: HAMLET,
+          }],
+        },
+      },
+    },
+  });
+  assert.deepEqual(r.outputs, []);
+});
+
+Deno.test("private: a set of bookmarks drops the old private copy; clearing none creates none", () => {
+  const r = onPrivateIq(
+    { "storage:storage:bookmarks": BOOKMARKS },
+    iq("set", query([BOOKMARKS])),
+    query([BOOKMARKS]),
+    { ...SELF, also: {} },
+  );
+  assert.equal("data" in r, true);
+  assert.equal(r.data, undefined);
+  const empty = elem("storage", { xmlns: "storage:bookmarks" });
+  const none = onPrivateIq(undefined, iq("set", query([empty])), query([empty]), {
+    ...SELF,
+    also: {},
+  });
+  assert.deepEqual(replies(none), [`<iq type="result" id="p1" to="${DENMARK}"/>`]);
+  assert.equal("data" in none, false);
+  assert.equal(none.alsoData, undefined);
+});
+
+Deno.test("private: through the account, PEP bookmarks are stored, cached and notified", () => {
+  const withCaps = {
+    fullJid: DENMARK,
+    resource: "denmark",
+    priority: 0,
+    available: true,
+    interested: true,
+    features: ["urn:xmpp:bookmarks:1+notify"],
+  };
+  const ctx: AccountCtx = {
+    now: () => NOW,
+    newId: () => "id",
+    resourcesOf: (bare) => bare === HAMLET ? [withCaps] : [],
+    offlineLimit: 10,
+    archive: { enabled: false, policy: "roster" },
+    random: () => "rnd",
+  };
+  const state: AccountState = {
+    bare: HAMLET,
+    exists: true,
+    roster: EMPTY_ROSTER,
+    offline: [],
+    lastArchived: 0,
+    modules: { private: undefined, pep: undefined },
+  };
+  const [next, out] = reduceAccount(
+    state,
+    { kind: "module-iq", iq: iq("set", query([BOOKMARKS])) },
+    ctx,
+  );
+  const event = `<message type="headline" from="${HAMLET}" to="${DENMARK}">` +
+    `<event xmlns="http://jabber.org/protocol/pubsub#event"><items node="urn:xmpp:bookmarks:1">` +
+    `<item id="${ELSINORE}"><conference xmlns="urn:xmpp:bookmarks:1" autojoin="true"/></item>` +
+    `</items></event></message>`;
+  assert.deepEqual(
+    out.map((o) =>
+      o.kind === "deliver" || o.kind === "route" ? `${o.kind} ${serializeTop(o.stanza)}` : o.kind
+    ),
+    [
+      "store-module",
+      `deliver ${event}`,
+      `route <iq type="result" id="p1" to="${DENMARK}"/>`,
+    ],
+  );
+  assert.deepEqual(out[0], { kind: "store-module", store: "pep", data: next.modules.pep });
+  assert.deepEqual(legacyBookmarks(next.modules.pep), BOOKMARKS);
+  assert.equal(next.modules.private, undefined);
 });

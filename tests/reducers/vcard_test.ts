@@ -193,6 +193,8 @@ Deno.test("vcard: through the account, a set stores, tells the sessions, then an
   );
   assert.deepEqual(shown(out), [
     { kind: "store-module", store: "vcard", data: "stored" },
+    // XEP-0398 §3.2: the photo is published over PEP as well (avatar.ts).
+    { kind: "store-module", store: "pep", data: "stored" },
     { kind: "avatar-hash", hash: HELLO_SHA1 },
     { kind: "route", xml: `<iq type="result" id="v1" to="${BALCONY}"/>` },
   ]);
@@ -240,6 +242,7 @@ Deno.test("vcard: the session keeps the hash and adds it to broadcast and direct
     { kind: "route", xml: `<presence to="${ROMEO}" from="${me}">${x}</presence>` },
     { kind: "route", xml: `<presence type="unavailable" from="${me}" to="${ROMEO}"/>` },
     { kind: "send", xml: `<presence type="unavailable" from="${me}"/>` },
+    { kind: "account", bare: `user@${HOST}`, op: { kind: "logout" } },
   ]);
 });
 

@@ -9,6 +9,10 @@
  * fails, then reports as one JSON line what it saw.
  *
  * `collapse <path> <len>`: prints what `collapseRange` answers (run without `--allow-ffi`).
+ *
+ * `delete <dataDir>`: deletes the list, as the CLI's `deluser` does, and prints `deleted`.
+ *
+ * `add <dataDir> <firstId> <n>`: appends items `firstId`... one at a time, prints `added`.
  * @module
  */
 import { collapseRange } from "../../lib/storage/fallocate.ts";
@@ -90,6 +94,16 @@ if (import.meta.main) {
   const [mode, dataDir, ...rest] = Deno.args;
   if (mode === "append") await appendForever(dataDir, Number(rest[0]), Number(rest[1]));
   else if (mode === "fill") await fill(dataDir);
-  else if (mode === "collapse") await say(collapseRange(dataDir, Number(rest[0])));
+  else if (mode === "delete") {
+    await openListStore(dataDir, TARGET.store, { ffi: "off" }).delete(TARGET.host, TARGET.user);
+    await say("deleted");
+  } else if (mode === "add") {
+    const store = openListStore<CrashItem>(dataDir, TARGET.store);
+    const first = Number(rest[0]);
+    for (let id = first; id < first + Number(rest[1]); id++) {
+      await store.append(TARGET.host, TARGET.user, [{ id, worker: 0, pad: "" }]);
+    }
+    await say("added");
+  } else if (mode === "collapse") await say(collapseRange(dataDir, Number(rest[0])));
   else throw new Error(`unknown mode ${mode}`);
 }

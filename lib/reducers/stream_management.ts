@@ -1,0 +1,328 @@
+/**
+ * Stream management (XEP-0198, `urn:xmpp:sm:3`): acknowledgements and stream resumption.
+ *
+ * - `<sm/>` is offered after authentication; `<enable/>` after binding turns counting on, with
+ *   `resume="true"` also resumption (`<enabled id max/>`).
+ * - Counting is done in one place, `trackStanzas`, which sees every reduction's event and
+ *   outputs: a stanza from the client raises `inbound` (our `h`), every stanza the session sends
+ *   joins the `unacked` queue until the client's `<a h/>` covers it. We ask with `<r/>` after
+ *   a reduction that sent stanzas when no request is outstanding, and again every
+ *   `ACK_REQUEST_EVERY` stanzas while one is; past `MAX_UNACKED` the stream is closed.
+ * - When a resumable session's connection drops, the destroy path hibernates it instead
+ *   (`hibernate`): it stays registered and keeps its presence; what is sent to it joins the
+ *   queue. At the timeout it is destroyed, and its unacknowledged messages go to offline
+ *   storage (`unackedToOffline`).
+ * - Resumption needs the shell, since the session lives in another connection: the reducer asks
+ *   with `sm-resume`; the shell finds the connection that holds `previd` for the same account,
+ *   takes its session record (closing it) and answers `sm-resume-answer`; `onResumeAnswer`
+ *   then adopts the record and resends what the client has not acknowledged. Everything that
+ *   decides stays here, pure; the shell only moves the record.
+ *
+ * This module never ends a session itself (destroy.ts imports it): a protocol violation comes
+ * back as an `SmEnd` and mod.ts sends it through the destroy path.
+ * @module
+ */
+import { bareJid, isHibernating, type Session, type StreamManagement } from "../session.ts";
+import { child, elem, type Element, NS_CLIENT, withAttrs } from "../xml/element.ts";
+import { type StreamError, streamErrorElement } from "../xmpp/errors.ts";
+import { NS_STANZA_ERRORS } from "../xmpp/namespaces.ts";
+import { NS_CARBONS } from "./carbons.ts";
+import { STREAM_CLOSE } from "./stream_xml.ts";
+import type { Ctx, Event, Module, Output, Step } from "./types.ts";
+
+export const NS_SM = "urn:xmpp:sm:3";
+const NS_MAM = "urn:xmpp:mam:2";
+
+/** Unacknowledged stanzas a session may hold; past this it ends (resource-constraint). */
+export const MAX_UNACKED = 500;
+/** While an `<r/>` is unanswered, another is sent after this many more stanzas. */
+export const ACK_REQUEST_EVERY = 5;
+
+/** XEP-0198 §2: offered after authentication, beside `<bind/>`. No disco feature. */
+export const STREAM_MANAGEMENT: Module = {
+  name: "stream-management",
+  authedFeatures: () => [elem("sm", { xmlns: NS_SM })],
+};
+
+/** A violation that ends the session: mod.ts sends `session` through the destroy path. */
+export interface SmEnd {
+  readonly end: StreamError;
+  readonly session: Session;
+  /** What to do before the destroy path's outputs. */
+  readonly before: readonly Output[];
+}
+
+const NONZAS = new Set(["enable", "resume", "r", "a"]);
+
+/** True for the elements of XEP-0198 a client sends. */
+export function isSmNonza(el: Element): boolean {
+  return el.xmlns === NS_SM && NONZAS.has(el.name);
+}
+
+/** XEP-0198 §4: only stanzas count, not nonzas. */
+function isCounted(el: Element): boolean {
+  return el.xmlns === NS_CLIENT &&
+    (el.name === "message" || el.name === "presence" || el.name === "iq");
+}
+
+/** Counters are unsigned 32-bit integers that wrap (XEP-0198 §4). */
+function u32(n: number): number {
+  return n >>> 0;
+}
+
+function parseCounter(v: string | undefined): number | undefined {
+  if (v === undefined || !/^\d{1,10}$/.test(v)) return undefined;
+  const n = Number(v);
+  return n <= 0xffffffff ? n : undefined;
+}
+
+function send(stanza: Element): Output {
+  return { kind: "send", stanza };
+}
+
+function failed(condition: string, h?: number): Output {
+  return send(elem("failed", { xmlns: NS_SM, h: h === undefined ? undefined : String(h) }, [
+    elem(condition, { xmlns: NS_STANZA_ERRORS }),
+  ]));
+}
+
+/** The count of stanzas the client has acknowledged. */
+function ackedCount(sm: StreamManagement): number {
+  return u32(sm.outbound - sm.unacked.length);
+}
+
+/** `<enable/>`, `<resume/>`, `<r/>`, `<a/>` from an authenticated stream. */
+export function onSmNonza(s: Session, el: Element, ctx: Ctx): Step | SmEnd {
+  switch (el.name) {
+    case "enable":
+      return onEnable(s, el, ctx);
+    case "resume":
+      return onResume(s, el);
+    case "r":
+      // Before `<enable/>` there is nothing to count: ignored, as Prosody does.
+      if (s.sm === undefined) return [s, []];
+      return [s, [send(elem("a", { xmlns: NS_SM, h: String(s.sm.inbound) }))]];
+    default:
+      return onAck(s, el);
+  }
+}
+
+function onEnable(s: Session, el: Element, ctx: Ctx): Step {
+  // XEP-0198 §3: only after binding, and only once per session.
+  if (s.fullJid === undefined || s.sm !== undefined) return [s, [failed("unexpected-request")]];
+  const resume = el.attrs.resume === "true" || el.attrs.resume === "1";
+  if (!resume) {
+    return [{ ...s, sm: { inbound: 0, outbound: 0, unacked: [] } }, [
+      send(elem("enabled", { xmlns: NS_SM })),
+    ]];
+  }
+  // The client may ask for a shorter wait than ours, never a longer one.
+  const asked = parseCounter(el.attrs.max);
+  const max = asked !== undefined && asked > 0
+    ? Math.min(asked, ctx.smResumeTimeout)
+    : ctx.smResumeTimeout;
+  const id = ctx.newId();
+  return [{ ...s, sm: { id, max, inbound: 0, outbound: 0, unacked: [] } }, [
+    send(elem("enabled", { xmlns: NS_SM, id, resume: "true", max: String(max) })),
+    { kind: "sm-resumable", id },
+  ]];
+}
+
+function onResume(s: Session, el: Element): Step {
+  // XEP-0198 §5: instead of binding, on a stream that has not enabled anything yet.
+  if (s.fullJid !== undefined || s.sm !== undefined) return [s, [failed("unexpected-request")]];
+  const previd = el.attrs.previd;
+  const h = parseCounter(el.attrs.h);
+  if (previd === undefined || previd === "" || h === undefined) {
+    return [s, [failed("bad-request")]];
+  }
+  return [s, [{ kind: "sm-resume", previd, h }]];
+}
+
+function tooHigh(h: number, sm: StreamManagement): StreamError {
+  return {
+    condition: "undefined-condition",
+    text: "Acknowledged more stanzas than were sent",
+    app: elem("handled-count-too-high", {
+      xmlns: NS_SM,
+      h: String(h),
+      "send-count": String(sm.outbound),
+    }),
+  };
+}
+
+function onAck(s: Session, el: Element): Step | SmEnd {
+  const sm = s.sm;
+  const h = parseCounter(el.attrs.h);
+  if (sm === undefined || h === undefined) return [s, []];
+  const n = u32(h - ackedCount(sm));
+  // XEP-0198 §4: more than we sent is an error that ends the stream.
+  if (n > sm.unacked.length) return { end: tooHigh(h, sm), session: s, before: [] };
+  return [{ ...s, sm: { ...sm, unacked: sm.unacked.slice(n), requestedAt: undefined } }, []];
+}
+
+/**
+ * Counts what a reduction received and sent (see the module comment). While the session
+ * hibernates, nothing can be written: sends only join the queue.
+ */
+export function trackStanzas(prev: Session, ev: Event, step: Step): Step | SmEnd {
+  const [next, out] = step;
+  const sm0 = next.sm;
+  if (next.destroyed || sm0 === undefined) return step;
+  // A stanza counts as handled once the session that enabled counting has reduced it.
+  const received = ev.kind === "stanza" && prev.sm !== undefined && isCounted(ev.stanza);
+  const hibernating = sm0.hibernating === true;
+  const sends = out.filter((o) => o.kind === "send" && isCounted(o.stanza));
+  if (!received && sends.length === 0) return step;
+  const unacked = [...sm0.unacked];
+  let outbound = sm0.outbound;
+  const kept: Output[] = [];
+  for (const o of out) {
+    if (o.kind === "send" && isCounted(o.stanza)) {
+      unacked.push(o.stanza);
+      outbound = u32(outbound + 1);
+    }
+    if (hibernating && (o.kind === "send" || o.kind === "send-raw")) continue;
+    kept.push(o);
+  }
+  let requestedAt = sm0.requestedAt;
+  if (
+    sends.length > 0 && !hibernating &&
+    (requestedAt === undefined || u32(outbound - requestedAt) >= ACK_REQUEST_EVERY)
+  ) {
+    kept.push(send(elem("r", { xmlns: NS_SM })));
+    requestedAt = outbound;
+  }
+  const sm: StreamManagement = {
+    ...sm0,
+    inbound: received ? u32(sm0.inbound + 1) : sm0.inbound,
+    outbound,
+    unacked,
+    requestedAt,
+  };
+  const session: Session = { ...next, sm };
+  if (unacked.length > MAX_UNACKED) {
+    return {
+      end: { condition: "resource-constraint", text: "Too many unacknowledged stanzas" },
+      session,
+      before: kept,
+    };
+  }
+  return [session, kept];
+}
+
+/** True when a dropped connection leaves this session waiting to be resumed. */
+export function canHibernate(s: Session): boolean {
+  return !s.destroyed && s.fullJid !== undefined && s.sm?.id !== undefined &&
+    s.sm.hibernating !== true;
+}
+
+/** The connection dropped: the session stays, bound and present, waiting to be resumed. */
+export function hibernate(s: Session, ctx: Ctx): Step {
+  const sm = s.sm!;
+  return [{ ...s, sm: { ...sm, hibernating: true, requestedAt: undefined } }, [
+    { kind: "hibernate", seconds: sm.max ?? ctx.smResumeTimeout },
+    { kind: "log", level: "debug", message: `${s.fullJid} hibernates (XEP-0198)` },
+  ]];
+}
+
+/** A copy made for the user's other resources or an archive page: the original is elsewhere. */
+function isCopy(el: Element): boolean {
+  return child(el, "sent", NS_CARBONS) !== undefined ||
+    child(el, "received", NS_CARBONS) !== undefined || child(el, "result", NS_MAM) !== undefined;
+}
+
+/**
+ * XEP-0198 §5: when the session ends, the messages the client never acknowledged are treated as
+ * messages for an unavailable resource: each chat or normal message goes to the account's
+ * offline storage (addressed to the bare JID), delivered at the next initial presence of any of
+ * the user's resources (XEP-0160), whether or not another resource is online now. Carbon copies
+ * and archive results are skipped: their originals are with another resource or in the archive.
+ * Presence, iq and other message types are not kept, as for an offline user (RFC 6121 §8.5.2).
+ */
+export function unackedToOffline(s: Session): Output[] {
+  const bare = bareJid(s);
+  if (s.sm === undefined || bare === undefined) return [];
+  return s.sm.unacked.flatMap((el): Output[] => {
+    const type = el.attrs.type ?? "normal";
+    if (el.name !== "message" || (type !== "chat" && type !== "normal") || isCopy(el)) return [];
+    return [{
+      kind: "account",
+      bare,
+      op: { kind: "offline-message", stanza: withAttrs(el, { to: bare }) },
+    }];
+  });
+}
+
+/** True when `old` is the session `previd` names and belongs to the account `s` logged in as. */
+export function canResume(s: Session, old: Session, previd: string): boolean {
+  return s.type === "c2s" && s.fullJid === undefined && !old.destroyed &&
+    old.fullJid !== undefined && old.sm?.id === previd && old.username === s.username &&
+    old.host === s.host;
+}
+
+/**
+ * The shell's answer to `sm-resume`: the old session continues on this connection (keeping
+ * what belongs to the connection: ids, TLS state, address, language), acknowledged stanzas are
+ * dropped and the others sent again, in order, after `<resumed/>`.
+ */
+export function onResumeAnswer(
+  s: Session,
+  ev: Extract<Event, { kind: "sm-resume-answer" }>,
+): Step | SmEnd {
+  const old = ev.old;
+  if (old === undefined || !canResume(s, old, ev.previd)) {
+    // The client then binds a new resource (XEP-0198 §5).
+    return [s, [failed("item-not-found")]];
+  }
+  const sm0 = old.sm!;
+  const merged: Session = {
+    ...old,
+    id: s.id,
+    notopen: s.notopen,
+    streamId: s.streamId,
+    secure: s.secure,
+    channelBindings: s.channelBindings,
+    ip: s.ip,
+    lang: s.lang,
+    sasl: undefined,
+    sm: {
+      id: sm0.id,
+      max: sm0.max,
+      inbound: sm0.inbound,
+      outbound: sm0.outbound,
+      unacked: sm0.unacked,
+    },
+  };
+  // The registry must point here before anything else happens to the session, even its end.
+  const rebind: Output = { kind: "bind", fullJid: old.fullJid! };
+  const n = u32(ev.h - ackedCount(sm0));
+  if (n > sm0.unacked.length) return { end: tooHigh(ev.h, sm0), session: merged, before: [rebind] };
+  const resend = sm0.unacked.slice(n);
+  // The resent stanzas are counted again by `trackStanzas`, from the client's h.
+  const next: Session = { ...merged, sm: { ...merged.sm!, outbound: ev.h, unacked: [] } };
+  return [next, [
+    rebind,
+    { kind: "sm-resumable", id: sm0.id! },
+    send(elem("resumed", { xmlns: NS_SM, previd: ev.previd, h: String(sm0.inbound) })),
+    ...resend.map(send),
+  ]];
+}
+
+/**
+ * Another connection resumed this session: this connection ends, but the session does not (no
+ * unavailable presence, no unbind: the registry already points at the new connection).
+ */
+export function onTakenOver(s: Session): Step {
+  const out: Output[] = [];
+  if (!isHibernating(s)) {
+    out.push(
+      send(
+        streamErrorElement({ condition: "conflict", text: "The session was resumed elsewhere" }),
+      ),
+      { kind: "send-raw", text: STREAM_CLOSE },
+    );
+  }
+  out.push({ kind: "disconnect" });
+  return [{ ...s, destroyed: true }, out];
+}

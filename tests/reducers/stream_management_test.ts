@@ -1,0 +1,396 @@
+import assert from "node:assert/strict";
+import { reduce } from "../../lib/reducers/mod.ts";
+import { goodbyeOutputs } from "../../lib/reducers/presence.ts";
+import { streamFeatures } from "../../lib/reducers/features.ts";
+import { MAX_UNACKED, NS_SM } from "../../lib/reducers/stream_management.ts";
+import type { Event, Output } from "../../lib/reducers/types.ts";
+import type { Roster, Session, StreamManagement } from "../../lib/session.ts";
+import { child, elem, type Element, stanza, withAttrs } from "../../lib/xml/element.ts";
+import { STREAM_CLOSE } from "../../lib/reducers/stream_xml.ts";
+import { authed, bound, HOST, record, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
+
+const ME = `user@${HOST}/res`;
+const BARE = `user@${HOST}`;
+const FRIEND = "friend@example.com";
+const ROSTER: Roster = {
+  version: "1",
+  items: { [FRIEND]: { jid: FRIEND, subscription: "both", groups: [] } },
+  pendingIn: {},
+};
+
+function nonza(name: string, attrs: Readonly<Record<string, string>> = {}): Event {
+  return stanzaEvent(elem(name, { xmlns: NS_SM, ...attrs }));
+}
+
+function inbound(el: Element): Event {
+  return { kind: "inbound", stanza: el };
+}
+
+function chat(body: string, from = `${FRIEND}/pc`): Element {
+  return stanza("message", { from, to: ME, type: "chat", id: body }, [elem("body", {}, [body])]);
+}
+
+const R = '<r xmlns="urn:xmpp:sm:3"/>';
+
+/** A bound, available session with stream management as given. */
+function managed(sm: Partial<StreamManagement> = {}, over: Partial<Session> = {}): Session {
+  return bound({
+    roster: ROSTER,
+    presence: stanza("presence", { from: ME }),
+    sm: { id: "smid", max: 300, inbound: 0, outbound: 0, unacked: [], ...sm },
+    ...over,
+  });
+}
+
+function offline(el: Element): Output {
+  return {
+    kind: "account",
+    bare: BARE,
+    op: { kind: "offline-message", stanza: withAttrs(el, { to: BARE }) },
+  };
+}
+
+function isOffline(o: Output): boolean {
+  return o.kind === "account" && o.op.kind === "offline-message";
+}
+
+function unavailableRoutes(out: readonly Output[]): number {
+  return out.filter((o) =>
+    o.kind === "route" && o.stanza.name === "presence" && o.stanza.attrs.type === "unavailable"
+  ).length;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Negotiation (XEP-0198 §2, §3).
+
+Deno.test("sm: offered after authentication, not before", () => {
+  const ctx = testCtx();
+  const after = streamFeatures(authed(), ctx);
+  assert.ok(child(after, "sm", NS_SM) !== undefined);
+  const before = streamFeatures({ ...authed(), type: "c2s_unauthed" }, ctx);
+  assert.equal(child(before, "sm", NS_SM), undefined);
+});
+
+Deno.test("sm: <enable resume='true'/> after bind -> enabled with id and max", () => {
+  const s = bound();
+  const [next, out] = reduce(s, nonza("enable", { resume: "true" }), testCtx());
+  assert.deepEqual(show(out), [
+    { kind: "send", xml: '<enabled xmlns="urn:xmpp:sm:3" id="id1" resume="true" max="300"/>' },
+    { kind: "sm-resumable", id: "id1" },
+  ]);
+  assert.deepEqual(next.sm, { id: "id1", max: 300, inbound: 0, outbound: 0, unacked: [] });
+});
+
+Deno.test("sm: the client may ask for a shorter max, never a longer one", () => {
+  const ctx = testCtx({ smResumeTimeout: 120 });
+  const [shorter] = reduce(bound(), nonza("enable", { resume: "1", max: "60" }), ctx);
+  assert.equal(shorter.sm?.max, 60);
+  const [longer] = reduce(bound(), nonza("enable", { resume: "true", max: "9999" }), testCtx());
+  assert.equal(longer.sm?.max, 300);
+});
+
+Deno.test("sm: <enable/> without resume counts only", () => {
+  const [next, out] = reduce(bound(), nonza("enable"), testCtx());
+  assert.deepEqual(show(out), [{ kind: "send", xml: '<enabled xmlns="urn:xmpp:sm:3"/>' }]);
+  assert.deepEqual(next.sm, { inbound: 0, outbound: 0, unacked: [] });
+});
+
+Deno.test("sm: <enable/> before bind or twice -> failed unexpected-request, state kept", () => {
+  const failed = '<failed xmlns="urn:xmpp:sm:3">' +
+    '<unexpected-request xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></failed>';
+  for (const s of [authed(), managed()]) {
+    const [next, out] = reduce(s, nonza("enable", { resume: "true" }), testCtx());
+    assert.deepEqual(show(out), [{ kind: "send", xml: failed }]);
+    assert.deepEqual(next, s);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Counting (XEP-0198 §4).
+
+Deno.test("sm: stanzas from the client are counted, nonzas are not; <r/> -> <a h/>", () => {
+  const ping = stanza("iq", { type: "get", id: "p1", to: HOST }, [
+    elem("ping", { xmlns: "urn:xmpp:ping" }),
+  ]);
+  const { session, outputs } = run(managed({ outbound: 7, unacked: [] }), [
+    stanzaEvent(stanza("presence", {})),
+    stanzaEvent(elem("inactive", { xmlns: "urn:xmpp:csi:0" })),
+    stanzaEvent(ping),
+    nonza("r"),
+  ], testCtx());
+  assert.equal(session.sm?.inbound, 2);
+  const last = show(outputs).at(-1);
+  assert.deepEqual(last, { kind: "send", xml: '<a xmlns="urn:xmpp:sm:3" h="2"/>' });
+});
+
+Deno.test("sm: sent stanzas are queued; one <r/> until answered, again every 5", () => {
+  const ctx = testCtx();
+  const msgs = [1, 2, 3, 4, 5, 6, 7].map((i) => chat(`m${i}`));
+  const first = reduce(managed(), inbound(msgs[0]), ctx);
+  assert.deepEqual(show(first[1]), [
+    {
+      kind: "send",
+      xml: `<message from="${FRIEND}/pc" to="${ME}" type="chat" id="m1">` +
+        "<body>m1</body></message>",
+    },
+    { kind: "send", xml: R },
+  ]);
+  assert.equal(first[0].sm?.requestedAt, 1);
+  const { session, outputs } = run(first[0], msgs.slice(1).map(inbound), ctx);
+  // m2..m5 without a request, m6 is the fifth since the last one: a second <r/>.
+  assert.deepEqual(outputs.filter((o) => o.kind === "send").length, 6 + 1);
+  assert.deepEqual(show(outputs).at(5), { kind: "send", xml: R });
+  assert.deepEqual(session.sm?.unacked, msgs);
+  assert.equal(session.sm?.outbound, 7);
+});
+
+Deno.test("sm: <a h/> drops what it acknowledges; too high ends the stream", () => {
+  const msgs = [chat("m1"), chat("m2"), chat("m3")];
+  const s = managed({ outbound: 3, unacked: msgs, requestedAt: 3 });
+  const [acked, out] = reduce(s, nonza("a", { h: "2" }), testCtx());
+  assert.deepEqual(out, []);
+  assert.deepEqual(acked.sm, { ...s.sm, unacked: [msgs[2]], requestedAt: undefined });
+  // Repeating the same h acknowledges nothing more.
+  assert.deepEqual(reduce(acked, nonza("a", { h: "2" }), testCtx())[0].sm, acked.sm);
+
+  const ctx = testCtx();
+  const [ended, closing] = reduce(acked, nonza("a", { h: "5" }), ctx);
+  assert.equal(ended.destroyed, true);
+  assert.deepEqual(show(closing).slice(0, 2), [
+    {
+      kind: "send",
+      xml: '<stream:error><undefined-condition xmlns="urn:ietf:params:xml:ns:xmpp-streams"/>' +
+        '<text xmlns="urn:ietf:params:xml:ns:xmpp-streams" xml:lang="en">' +
+        "Acknowledged more stanzas than were sent</text>" +
+        '<handled-count-too-high xmlns="urn:xmpp:sm:3" h="5" send-count="3"/></stream:error>',
+    },
+    { kind: "send-raw", text: STREAM_CLOSE },
+  ]);
+  // The one stanza still unacknowledged is kept for later.
+  assert.deepEqual(closing.filter(isOffline), [offline(msgs[2])]);
+});
+
+Deno.test("sm: counters wrap at 2^32", () => {
+  const s = managed({ inbound: 0xffffffff, outbound: 0xffffffff, unacked: [] });
+  const { session } = run(s, [stanzaEvent(stanza("presence", {})), inbound(chat("m"))], testCtx());
+  assert.equal(session.sm?.inbound, 0);
+  // Two sent: the presence echoed back, then the message.
+  assert.equal(session.sm?.outbound, 1);
+  const [acked] = reduce(session, nonza("a", { h: "1" }), testCtx());
+  assert.deepEqual(acked.sm?.unacked, []);
+});
+
+Deno.test("sm: past MAX_UNACKED the stream ends with resource-constraint, nothing lost", () => {
+  const queued = Array.from({ length: MAX_UNACKED }, (_, i) => chat(`m${i}`));
+  const s = managed({ outbound: MAX_UNACKED, unacked: queued, requestedAt: MAX_UNACKED });
+  const extra = chat("one too many");
+  const ctx = testCtx();
+  const [ended, out] = reduce(s, inbound(extra), ctx);
+  assert.equal(ended.destroyed, true);
+  const shown = show(out);
+  assert.deepEqual(shown[0], {
+    kind: "send",
+    xml: `<message from="${FRIEND}/pc" to="${ME}" type="chat" id="one too many">` +
+      "<body>one too many</body></message>",
+  });
+  assert.ok(
+    shown.some((o) => o.kind === "send" && o.xml.includes("<resource-constraint")),
+  );
+  const stored = out.filter((o) => o.kind === "account" && o.op.kind === "offline-message");
+  assert.deepEqual(stored, [...queued, extra].map(offline));
+  assert.equal(unavailableRoutes(out), 1);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Hibernation (XEP-0198 §5): the destroy path decides.
+
+Deno.test("sm: a dropped resumable session hibernates: not destroyed, not unbound", () => {
+  const s = managed({ outbound: 1, unacked: [chat("m1")], requestedAt: 1 });
+  const [next, out] = reduce(s, { kind: "disconnected", reason: "end" }, testCtx());
+  assert.deepEqual(out, [
+    { kind: "hibernate", seconds: 300 },
+    { kind: "log", level: "debug", message: `${ME} hibernates (XEP-0198)` },
+  ]);
+  assert.equal(next.destroyed, false);
+  assert.deepEqual(next.sm, { ...s.sm, hibernating: true, requestedAt: undefined });
+  assert.equal(next.presence, s.presence);
+});
+
+Deno.test("sm: counting only, a clean close, or a replacement destroy at once", () => {
+  const cases: readonly [Session, Event][] = [
+    [managed({ id: undefined }), { kind: "disconnected", reason: "end" }],
+    [managed(), { kind: "stream-close" }],
+    [managed(), { kind: "replaced" }],
+  ];
+  for (const [s, ev] of cases) {
+    const ctx = testCtx();
+    const [next, out] = reduce(s, ev, ctx);
+    assert.equal(next.destroyed, true, ev.kind);
+    assert.equal(unavailableRoutes(out), 1, ev.kind);
+    assert.ok(out.some((o) => o.kind === "unbind"), ev.kind);
+    assert.ok(!out.some((o) => o.kind === "hibernate"), ev.kind);
+  }
+});
+
+Deno.test("sm: a hibernating session queues what it receives and ignores its old connection", () => {
+  const s = managed({ hibernating: true, outbound: 1, unacked: [chat("m1")] });
+  const ctx = testCtx();
+  const { session, outputs } = run(s, [
+    inbound(chat("m2")),
+    { kind: "idle-timeout" },
+    { kind: "disconnected", reason: "close" },
+    stanzaEvent(stanza("presence", { type: "unavailable" })),
+    { kind: "stream-close" },
+  ], ctx);
+  // Nothing is written, nothing ends.
+  assert.deepEqual(outputs, []);
+  assert.equal(session.destroyed, false);
+  assert.deepEqual(session.sm?.unacked, [chat("m1"), chat("m2")]);
+  assert.equal(session.sm?.outbound, 2);
+});
+
+Deno.test("sm: at the timeout: unavailable once, unacked chat/normal messages go offline", () => {
+  const carbon = stanza("message", { from: BARE, to: ME, type: "chat" }, [
+    elem("received", { xmlns: "urn:xmpp:carbons:2" }),
+  ]);
+  const headline = stanza("message", { from: HOST, to: ME, type: "headline" });
+  const normal = stanza("message", { from: `${FRIEND}/pc`, to: ME }, [elem("body", {}, ["n"])]);
+  const presence = stanza("presence", { from: `${FRIEND}/pc`, to: ME });
+  const unacked = [chat("m1"), presence, carbon, headline, normal];
+  const s = managed({ hibernating: true, outbound: 5, unacked });
+  const ctx = testCtx();
+  const [next, out] = reduce(s, { kind: "hibernation-timeout" }, ctx);
+  assert.equal(next.destroyed, true);
+  assert.equal(next.sm, undefined);
+  assert.deepEqual(out, [
+    ...goodbyeOutputs(s, testCtx()),
+    offline(chat("m1")),
+    offline(normal),
+    { kind: "unbind", fullJid: ME },
+    { kind: "disconnect", error: undefined },
+  ]);
+  assert.equal(unavailableRoutes(out), 1);
+  // Anything later is swallowed: no second goodbye.
+  assert.deepEqual(reduce(next, { kind: "hibernation-timeout" }, ctx)[1], []);
+  assert.deepEqual(reduce(next, { kind: "shutdown" }, ctx)[1], []);
+});
+
+Deno.test("sm: a stale timeout does not end a session that is not hibernating", () => {
+  const s = managed();
+  assert.deepEqual(reduce(s, { kind: "hibernation-timeout" }, testCtx()), [s, []]);
+});
+
+Deno.test("sm: shutdown of a hibernating session writes nothing but says goodbye", () => {
+  const s = managed({ hibernating: true });
+  const [next, out] = reduce(s, { kind: "shutdown" }, testCtx());
+  assert.equal(next.destroyed, true);
+  assert.ok(!out.some((o) => o.kind === "send" || o.kind === "send-raw"));
+  assert.equal(unavailableRoutes(out), 1);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Resumption (XEP-0198 §5).
+
+Deno.test("sm: <resume/> on an authenticated, unbound stream asks the shell", () => {
+  const s = authed();
+  const [next, out] = reduce(s, nonza("resume", { previd: "smid", h: "1" }), testCtx());
+  assert.deepEqual(out, [{ kind: "sm-resume", previd: "smid", h: 1 }]);
+  assert.equal(next, s);
+});
+
+Deno.test("sm: <resume/> malformed or after bind fails", () => {
+  const bad = reduce(authed(), nonza("resume", { previd: "smid", h: "-1" }), testCtx());
+  assert.deepEqual(show(bad[1]), [{
+    kind: "send",
+    xml: '<failed xmlns="urn:xmpp:sm:3">' +
+      '<bad-request xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></failed>',
+  }]);
+  const late = reduce(bound(), nonza("resume", { previd: "smid", h: "1" }), testCtx());
+  assert.match(show(late[1]).map((o) => "xml" in o ? o.xml : "").join(), /unexpected-request/);
+});
+
+Deno.test("sm: <resume/> before authentication is refused like any stanza", () => {
+  const s = { ...authed(), type: "c2s_unauthed" as const, username: undefined };
+  const [next, out] = reduce(s, nonza("resume", { previd: "smid", h: "0" }), testCtx());
+  assert.equal(next.destroyed, true);
+  assert.ok(show(out).some((o) => o.kind === "send" && o.xml.includes("not-authorized")));
+});
+
+const NOT_FOUND = '<failed xmlns="urn:xmpp:sm:3">' +
+  '<item-not-found xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></failed>';
+
+Deno.test("sm: no session, another account's or another id -> failed item-not-found", () => {
+  const s = authed({ id: "c2" });
+  const olds: (Session | undefined)[] = [
+    undefined,
+    managed({ hibernating: true }, { username: "other", fullJid: `other@${HOST}/res` }),
+    managed({ hibernating: true, id: "another" }),
+    { ...managed({ hibernating: true }), destroyed: true },
+  ];
+  for (const old of olds) {
+    const ev: Event = { kind: "sm-resume-answer", previd: "smid", h: 0, old };
+    const [next, out] = reduce(s, ev, testCtx());
+    assert.deepEqual(show(out), [{ kind: "send", xml: NOT_FOUND }]);
+    assert.equal(next, s);
+  }
+});
+
+Deno.test("sm: resumed: acknowledged dropped, the rest resent in order, the session moves", () => {
+  const msgs = [chat("m1"), chat("m2"), chat("m3")];
+  const old = managed({ hibernating: true, inbound: 4, outbound: 3, unacked: msgs }, {
+    id: "c1",
+    streamId: "old-stream",
+    ip: "198.51.100.7",
+  });
+  const s = authed({ id: "c2", streamId: "new-stream" });
+  const ev: Event = { kind: "sm-resume-answer", previd: "smid", h: 1, old };
+  const [next, out] = reduce(s, ev, testCtx());
+  assert.deepEqual(show(out), [
+    { kind: "bind", fullJid: ME },
+    { kind: "sm-resumable", id: "smid" },
+    { kind: "send", xml: '<resumed xmlns="urn:xmpp:sm:3" previd="smid" h="4"/>' },
+    ...show(msgs.slice(1).map((stanza) => ({ kind: "send" as const, stanza }))),
+    { kind: "send", xml: R },
+  ]);
+  assert.deepEqual(
+    record(next),
+    record({
+      ...old,
+      id: "c2",
+      streamId: "new-stream",
+      ip: s.ip,
+      sm: { id: "smid", max: 300, inbound: 4, outbound: 3, unacked: msgs.slice(1), requestedAt: 3 },
+    }),
+  );
+});
+
+Deno.test("sm: resumed with an h past what was sent -> the session ends, nothing lost", () => {
+  const msgs = [chat("m1")];
+  const old = managed({ hibernating: true, outbound: 1, unacked: msgs });
+  const ev: Event = { kind: "sm-resume-answer", previd: "smid", h: 3, old };
+  const [next, out] = reduce(authed({ id: "c2" }), ev, testCtx());
+  assert.equal(next.destroyed, true);
+  // The registry points at this connection before the session leaves it.
+  assert.deepEqual(out[0], { kind: "bind", fullJid: ME });
+  assert.ok(show(out).some((o) => o.kind === "send" && o.xml.includes("handled-count-too-high")));
+  assert.equal(unavailableRoutes(out), 1);
+  assert.deepEqual(out.filter(isOffline), [offline(msgs[0])]);
+  assert.deepEqual(out.at(-2), { kind: "unbind", fullJid: ME });
+});
+
+Deno.test("sm: taken over: a live connection closes with conflict, the session goes on", () => {
+  const live = reduce(managed(), { kind: "sm-taken-over" }, testCtx());
+  assert.equal(live[0].destroyed, true);
+  assert.deepEqual(show(live[1]), [
+    {
+      kind: "send",
+      xml: '<stream:error><conflict xmlns="urn:ietf:params:xml:ns:xmpp-streams"/>' +
+        '<text xmlns="urn:ietf:params:xml:ns:xmpp-streams" xml:lang="en">' +
+        "The session was resumed elsewhere</text></stream:error>",
+    },
+    { kind: "send-raw", text: STREAM_CLOSE },
+    { kind: "disconnect" },
+  ]);
+  const asleep = reduce(managed({ hibernating: true }), { kind: "sm-taken-over" }, testCtx());
+  assert.deepEqual(asleep[1], [{ kind: "disconnect" }]);
+});
