@@ -14,7 +14,7 @@
 import { openAccountStore } from "../lib/storage/accounts.ts";
 
 /** V8 flags of the `start` and `compile` tasks in deno.json; keep the three in step. */
-export const SERVER_V8_FLAGS = "--max-semi-space-size=4";
+export const SERVER_V8_FLAGS = "--max-semi-space-size=4,--expose-gc";
 
 /** The `--v8-flags` argument for `flags`; none when empty (V8 rejects an empty flag). */
 function v8Flags(flags: string): string[] {

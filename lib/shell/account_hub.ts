@@ -60,6 +60,11 @@ export interface AccountHubDeps {
 
 interface Entry {
   state?: AccountState;
+  /**
+   * `state.lastArchived` holds the newest archived stamp. Read before the first op that may
+   * archive, not at load: most loads are logins that archive nothing.
+   */
+  archiveTail: boolean;
   readonly queue: AccountOp[];
   running: boolean;
 }
@@ -76,14 +81,12 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
 
   async function load(bare: string): Promise<AccountState> {
     const [host, user] = split(bare);
-    const [exists, roster, offline, prefs, count] = await Promise.all([
+    const [exists, roster, offline, prefs] = await Promise.all([
       deps.accounts.exists(host, user),
       deps.rosters.get(host, user),
       deps.offline.get(host, user),
       deps.prefs.get(host, user),
-      deps.archive.count(host, user),
     ]);
-    const last = count > 0 ? await deps.archive.get(host, user, count - 1) : undefined;
     const gone = !exists && (await deps.isTombstoned?.(host, user)) === true;
     return {
       bare,
@@ -92,9 +95,26 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       roster: { ...EMPTY_ROSTER, ...roster },
       offline: offline ?? [],
       prefs,
-      lastArchived: last?.ts ?? 0,
+      // Until withArchiveTail: nothing reads it before then.
+      lastArchived: 0,
       modules: {},
     };
+  }
+
+  /** Fills in `lastArchived` from the archive's newest item before an op that may archive. */
+  async function withArchiveTail(
+    bare: string,
+    entry: Entry,
+    state: AccountState,
+    op: AccountOp,
+  ): Promise<AccountState> {
+    if (entry.archiveTail || !deps.ctx.archive.enabled) return state;
+    if (op.kind !== "incoming-message" && op.kind !== "outgoing-message") return state;
+    const [host, user] = split(bare);
+    const count = await deps.archive.count(host, user);
+    const last = count > 0 ? await deps.archive.get(host, user, count - 1) : undefined;
+    entry.archiveTail = true;
+    return { ...state, lastArchived: Math.max(state.lastArchived, last?.ts ?? 0) };
   }
 
   const moduleStores = new Map<string, KeyvalStore<unknown>>();
@@ -241,6 +261,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       while (entry.queue.length > 0) {
         const op = entry.queue.shift()!;
         entry.state = await withModuleData(bare, entry.state, op);
+        entry.state = await withArchiveTail(bare, entry, entry.state, op);
         const [next, outputs] = reduceAccount(entry.state, op, deps.ctx);
         entry.state = next;
         try {
@@ -254,6 +275,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
             err: String(err),
           });
           // What is cached may now differ from what is stored: read it again next time.
+          entry.archiveTail = false;
           entry.state = await load(bare);
         }
       }
@@ -277,7 +299,9 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
   return {
     submit(bare, op) {
       let entry = entries.get(bare);
-      if (entry === undefined) entries.set(bare, entry = { queue: [], running: false });
+      if (entry === undefined) {
+        entries.set(bare, entry = { queue: [], running: false, archiveTail: false });
+      }
       entry.queue.push(op);
       if (!entry.running) start(bare, entry);
     },

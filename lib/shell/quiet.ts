@@ -15,8 +15,11 @@ export interface QuietWatch {
   stop(): void;
 }
 
-/** A watch that ticks every `periodMs` while it has anything to watch. */
-export function createQuietWatch(periodMs: number): QuietWatch {
+/**
+ * A watch that ticks every `periodMs` while it has anything to watch. `onAllQuiet` runs at the
+ * tick where the last active key went quiet: the whole server has just become idle.
+ */
+export function createQuietWatch(periodMs: number, onAllQuiet?: () => void): QuietWatch {
   // Two generations: keys touched since the last tick, and keys touched in the period before.
   // A key still in `older` at a tick was not touched for a whole period.
   let recent = new Map<object, () => void>();
@@ -26,12 +29,14 @@ export function createQuietWatch(periodMs: number): QuietWatch {
 
   function tick(): void {
     for (const [key, onQuiet] of older) if (!recent.has(key)) onQuiet();
+    const allQuiet = recent.size === 0 && older.size > 0;
     older = recent;
     recent = new Map();
     if (older.size === 0) {
       clearInterval(timer);
       timer = undefined;
     }
+    if (allQuiet) onAllQuiet?.();
   }
 
   return {

@@ -21,6 +21,7 @@ import { expireArchives } from "./archive_expiry.ts";
 import { createRegistry } from "./registry.ts";
 import { createCapsCache } from "./caps_cache.ts";
 import { createQuietWatch } from "./quiet.ts";
+import { createHeapTrim } from "./heap_trim.ts";
 import { createAuthThrottle } from "./throttle.ts";
 import { createRegistration } from "./registration.ts";
 import { hasTombstone, openTombstoneStore, removeAccount } from "../storage/tombstones.ts";
@@ -148,13 +149,17 @@ export async function startServer(config: Config): Promise<RunningServer> {
       else hub.submit(d.bare, d.op);
     }
   };
+  // The hub's stores are written by the hub alone (the CLI only deletes from them), so each
+  // may keep its directory listing: a login then finds the roster, vCard, block list ... it
+  // does not have without a file operation.
+  const soleWriter = { soleWriter: true };
   const hub = createAccountHub({
     accounts,
-    rosters: openKeyvalStore<Roster>(config.dataDir, "roster"),
-    offline: openKeyvalStore<readonly Element[]>(config.dataDir, "offline"),
+    rosters: openKeyvalStore<Roster>(config.dataDir, "roster", soleWriter),
+    offline: openKeyvalStore<readonly Element[]>(config.dataDir, "offline", soleWriter),
     archive,
-    prefs: openKeyvalStore<ArchivePrefs>(config.dataDir, "archive_prefs"),
-    openStore: (name) => openKeyvalStore<unknown>(config.dataDir, name),
+    prefs: openKeyvalStore<ArchivePrefs>(config.dataDir, "archive_prefs", soleWriter),
+    openStore: (name) => openKeyvalStore<unknown>(config.dataDir, name, soleWriter),
     registry,
     ctx: {
       now: ctx.now,
@@ -176,8 +181,18 @@ export async function startServer(config: Config): Promise<RunningServer> {
       ),
     log: getLogger("account"),
   });
+  // Once every connection has gone quiet after a burst, the burst's garbage goes back to the
+  // system (only with --expose-gc in the V8 flags; see README, Server V8 flags).
+  const heapLog = getLogger("memory");
+  const trimHeap = createHeapTrim((r) =>
+    heapLog.info("Heap trimmed from {before} to {after} MB in {ms} ms", {
+      before: (r.beforeBytes / 1048576).toFixed(1),
+      after: (r.afterBytes / 1048576).toFixed(1),
+      ms: r.ms.toFixed(0),
+    })
+  );
   // Quiet for 1-2 s: long after the bytes of one exchange, short against how long clients idle.
-  const quiet = createQuietWatch(1000);
+  const quiet = createQuietWatch(1000, trimHeap);
   const deps: ConnectionDeps = {
     ctx,
     registry,

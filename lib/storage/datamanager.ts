@@ -144,6 +144,24 @@ function randomHex(bytes: number): string {
 }
 
 /**
+ * Per directory, the tail of the queue of file creations in it. Creating a file takes the
+ * directory's lock in the kernel, and on ext4 without a journal the inode allocation under
+ * that lock scans past every inode freed in the last seconds (each atomic write frees one):
+ * twenty logouts at once writing last activity spent more CPU spinning on that lock than the
+ * server spent on everything else. One creation at a time per directory avoids the spinning.
+ */
+const creating = new Map<string, Promise<unknown>>();
+
+/** Runs `fn` after the earlier calls for `dir` of this process have settled. */
+function oneAtATime<R>(dir: string, fn: () => Promise<R>): Promise<R> {
+  const run = (creating.get(dir) ?? Promise.resolve()).then(fn, fn);
+  const tail = run.catch(() => {});
+  creating.set(dir, tail);
+  tail.then(() => creating.get(dir) === tail && creating.delete(dir));
+  return run;
+}
+
+/**
  * Replaces `dir/name` with `data` atomically: a temp file in the same directory (so the
  * rename stays on one filesystem), written and fsynced, renamed over the target, then the
  * directory fsynced so the rename itself is durable. Temp names start with `.`, which
@@ -152,7 +170,10 @@ function randomHex(bytes: number): string {
 export async function writeFileAtomic(dir: string, name: string, data: Uint8Array): Promise<void> {
   const tmp = join(dir, `.tmp-${randomHex(8)}`);
   // 0o600: stores hold credentials and private messages.
-  const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
+  const file = await oneAtATime(
+    dir,
+    () => Deno.open(tmp, { write: true, createNew: true, mode: 0o600 }),
+  );
   try {
     try {
       let written = 0;
@@ -169,23 +190,81 @@ export async function writeFileAtomic(dir: string, name: string, data: Uint8Arra
   await syncDir(dir);
 }
 
+/** Options of {@link openKeyvalStore}. */
+export interface KeyvalStoreOptions {
+  /**
+   * Only this store instance writes the store while it is open; other processes may only
+   * delete its files (the CLI's `deluser`). The instance then lists a host's directory once
+   * and keeps the listing up to date on `set` and `delete`, so that reading a value that does
+   * not exist costs no file operation (most users have no vCard, block list ...). A file that
+   * vanished since still reads as `undefined`. Never for `accounts` or `tombstones`: the CLI
+   * writes those while the server runs, and a cached "missing" would hide what it wrote.
+   */
+  readonly soleWriter?: boolean;
+}
+
+function isNotFound(err: unknown): boolean {
+  return err instanceof Deno.errors.NotFound;
+}
+
+/** The value names (encoded users) of the `.json` files in `dir`; none when it is missing. */
+async function listValueNames(dir: string): Promise<Set<string>> {
+  const names = new Set<string>();
+  try {
+    // Every `.json` entry, not only regular files: a read of anything else fails as before.
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.name.endsWith(".json")) names.add(entry.name.slice(0, -".json".length));
+    }
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+  return names;
+}
+
 /**
  * A keyval store kept in files under `dataDir`: `<host>/<store>/<user>.json`. A missing file
  * reads as `undefined`; a file that is not valid JSON throws {@link StoreCorruptError}.
  */
-export function openKeyvalStore<T>(dataDir: string, store: string): KeyvalStore<T> {
+export function openKeyvalStore<T>(
+  dataDir: string,
+  store: string,
+  opts: KeyvalStoreOptions = {},
+): KeyvalStore<T> {
   encodePathPart(store); // fail at open time, not at first use
-  const fileOf = (host: string, user: string) =>
-    join(storeDir(dataDir, host, store), `${encodePathPart(user)}.json`);
+  // Hosts whose store directory is known to exist: a write then skips three mkdir calls.
+  const readyHosts = new Set<string>();
+  // soleWriter: per host, the names that have a file (see KeyvalStoreOptions).
+  const listings = new Map<string, Promise<Set<string>>>();
+  // Bumped when a write starts and when it ends, so that a read that found no file can tell
+  // whether a write of this instance may have created it meanwhile.
+  let writeEvents = 0;
+
+  function listing(host: string): Promise<Set<string>> | undefined {
+    if (opts.soleWriter !== true) return undefined;
+    let names = listings.get(host);
+    if (names === undefined) {
+      names = listValueNames(storeDir(dataDir, host, store));
+      listings.set(host, names);
+      // A failed listing (permissions ...) is tried again on the next call.
+      names.catch(() => listings.get(host) === names && listings.delete(host));
+    }
+    return names;
+  }
 
   async function get(host: string, user: string): Promise<T | undefined> {
-    const path = fileOf(host, user);
+    const name = encodePathPart(user);
+    const path = join(storeDir(dataDir, host, store), `${name}.json`);
+    const names = await listing(host);
+    if (names !== undefined && !names.has(name)) return undefined;
+    const seen = writeEvents;
     let text: string;
     try {
       text = await Deno.readTextFile(path);
     } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return undefined;
-      throw err;
+      if (!isNotFound(err)) throw err;
+      // Deleted by another process: forget the name, unless a write of ours overlapped.
+      if (names !== undefined && writeEvents === seen) names.delete(name);
+      return undefined;
     }
     try {
       return JSON.parse(text) as T;
@@ -195,19 +274,47 @@ export function openKeyvalStore<T>(dataDir: string, store: string): KeyvalStore<
   }
 
   async function set(host: string, user: string, value: T): Promise<void> {
-    const name = `${encodePathPart(user)}.json`;
+    const name = encodePathPart(user);
     const json = JSON.stringify(value);
     if (json === undefined) throw new TypeError("Keyval store values must be JSON-serialisable");
-    const dir = await ensureStoreDir(dataDir, host, store);
-    await writeFileAtomic(dir, name, new TextEncoder().encode(json));
+    const data = new TextEncoder().encode(json);
+    // Listed before the write, so that the listing cannot miss the file this write creates.
+    const names = await listing(host);
+    writeEvents++;
+    try {
+      if (!readyHosts.has(host)) {
+        await writeFileAtomic(await ensureStoreDir(dataDir, host, store), `${name}.json`, data);
+        readyHosts.add(host);
+        return;
+      }
+      try {
+        await writeFileAtomic(storeDir(dataDir, host, store), `${name}.json`, data);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        // The directory was removed behind our back: create it again.
+        readyHosts.delete(host);
+        await writeFileAtomic(await ensureStoreDir(dataDir, host, store), `${name}.json`, data);
+        readyHosts.add(host);
+      }
+    } finally {
+      writeEvents++;
+      // Even after a failure: the rename may have happened. A name without a file only costs
+      // a read.
+      names?.add(name);
+    }
   }
 
   async function remove(host: string, user: string): Promise<void> {
-    const path = fileOf(host, user);
+    const name = encodePathPart(user);
+    const path = join(storeDir(dataDir, host, store), `${name}.json`);
+    const names = await listing(host);
+    // Forgotten first: a read meanwhile sees the value as gone, which it is about to be.
+    names?.delete(name);
     try {
       await Deno.remove(path);
     } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return;
+      if (isNotFound(err)) return;
+      names?.add(name);
       throw err;
     }
     await syncDir(storeDir(dataDir, host, store));
@@ -222,7 +329,7 @@ export function openKeyvalStore<T>(dataDir: string, store: string): KeyvalStore<
         if (user !== undefined) found.push(user);
       }
     } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return [];
+      if (isNotFound(err)) return [];
       throw err;
     }
     return found.sort();

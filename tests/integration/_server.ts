@@ -34,6 +34,24 @@ export async function startTestServer(
   };
 }
 
+/**
+ * Runs `fn` against a fresh server where each of `users` has the password "pw", then stops the
+ * server whatever `fn` did.
+ */
+export async function withServer(
+  users: readonly string[],
+  fn: (server: TestServer) => Promise<void>,
+  settings: Readonly<Record<string, unknown>> = {},
+): Promise<void> {
+  const server = await startTestServer(settings);
+  for (const u of users) await server.accounts.create("localhost", u, "pw");
+  try {
+    await fn(server);
+  } finally {
+    await server.stop();
+  }
+}
+
 /** Everything a raw connection received until the server closed it (or the timeout). */
 export async function rawExchange(
   port: number,

@@ -1,14 +1,17 @@
 /** Blocking (XEP-0191) in both directions, with real clients. */
 import assert from "node:assert/strict";
-import { connectPeer, type Peer } from "./_peer.ts";
+import {
+  closeAll,
+  connectPeer,
+  type Peer,
+  presenceFrom,
+  rosterOf,
+  subscribeMutually,
+} from "./_peer.ts";
 import { startTestServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
 
 const NS_BLOCKING = "urn:xmpp:blocking";
-
-function presenceFrom(jid: string, type?: string) {
-  return (st: XmppClient) => st.is("presence") && st.attrs.from === jid && st.attrs.type === type;
-}
 
 function body(text: string) {
   return (st: XmppClient) => st.is("message") && st.getChildText("body") === text;
@@ -18,16 +21,6 @@ function errorFrom(jid: string, condition: string) {
   return (st: XmppClient) =>
     st.is("message") && st.attrs.type === "error" && st.attrs.from === jid &&
     st.getChild("error")?.getChild(condition) !== undefined;
-}
-
-async function subscribeBoth(a: Peer, aJid: string, b: Peer, bJid: string): Promise<void> {
-  await a.xmpp.send(xml("presence", { to: bJid, type: "subscribe" }));
-  await b.waitFor(presenceFrom(aJid, "subscribe"), "request");
-  await b.xmpp.send(xml("presence", { to: aJid, type: "subscribed" }));
-  await b.xmpp.send(xml("presence", { to: aJid, type: "subscribe" }));
-  await a.waitFor(presenceFrom(bJid, "subscribe"), "request back");
-  await a.xmpp.send(xml("presence", { to: bJid, type: "subscribed" }));
-  await b.waitFor(presenceFrom(`${aJid}/a`), "presence");
 }
 
 Deno.test("blocking: a blocked contact can neither write nor be written to, until unblocked", async () => {
@@ -40,11 +33,9 @@ Deno.test("blocking: a blocked contact can neither write nor be written to, unti
     const bob = await connectPeer(server, "bob", "b");
     peers.push(alice, alice2, bob);
     for (const p of peers) await p.xmpp.send(xml("presence"));
-    await subscribeBoth(alice, "alice@localhost", bob, "bob@localhost");
+    await subscribeMutually(alice, bob);
     // The second resource fetched the list: it is told of changes.
-    await alice2.xmpp.iqCaller.request(
-      xml("iq", { type: "get" }, xml("query", { xmlns: "jabber:iq:roster" })),
-    );
+    await rosterOf(alice2);
     const empty = await alice2.xmpp.iqCaller.request(
       xml("iq", { type: "get" }, xml("blocklist", { xmlns: NS_BLOCKING })),
     );
@@ -119,7 +110,7 @@ Deno.test("blocking: a blocked contact can neither write nor be written to, unti
     assert.equal(alice2.received.filter(body("ohai")).length, 0);
     assert.equal(bob.received.filter(body("hello?")).length, 0);
   } finally {
-    for (const p of peers) await p.xmpp.stop().catch(() => {});
+    await closeAll(...peers);
     await server.stop();
   }
 });

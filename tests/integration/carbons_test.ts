@@ -1,6 +1,6 @@
 /** Message carbons (XEP-0280) between two resources of one user, with real clients. */
 import assert from "node:assert/strict";
-import { connectPeer } from "./_peer.ts";
+import { closeAll, connectPeer } from "./_peer.ts";
 import { startTestServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
 
@@ -81,7 +81,7 @@ Deno.test("carbons: the other resource gets received and sent copies, private on
       0,
     );
   } finally {
-    for (const p of peers) await p.xmpp.stop().catch(() => {});
+    await closeAll(...peers);
     await server.stop();
   }
 });

@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { connectPeer, type Peer } from "./_peer.ts";
-import { startTestServer, type TestServer } from "./_server.ts";
+import { connectPeer, errorOf, type Peer, presenceFrom } from "./_peer.ts";
+import { withServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
 
 const NS_PRIVATE = "jabber:iq:private";
@@ -16,28 +16,7 @@ const IMAGE = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const IMAGE_B64 = btoa(String.fromCharCode(...IMAGE));
 const IMAGE_SHA1 = createHash("sha1").update(IMAGE).digest("hex");
 
-async function withServer(fn: (server: TestServer) => Promise<void>): Promise<void> {
-  const server = await startTestServer();
-  for (const u of ["alice", "bob", "eve"]) await server.accounts.create("localhost", u, "pw");
-  try {
-    await fn(server);
-  } finally {
-    await server.stop();
-  }
-}
-
-function presenceFrom(jid: string, type?: string) {
-  return (st: XmppClient) => st.is("presence") && st.attrs.from === jid && st.attrs.type === type;
-}
-
-async function errorOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as { condition?: string }).condition ?? String(e);
-  }
-  return "no error";
-}
+const USERS = ["alice", "bob", "eve"];
 
 /** Bob subscribes to Alice's presence (Alice approves); both become available first. */
 async function subscribe(alice: Peer, bob: Peer): Promise<void> {
@@ -50,7 +29,7 @@ async function subscribe(alice: Peer, bob: Peer): Promise<void> {
 }
 
 Deno.test("compat: XEP-0048 bookmarks in private storage are the PEP bookmarks", async () => {
-  await withServer(async (server) => {
+  await withServer(USERS, async (server) => {
     const alice = await connectPeer(server, "alice", "a");
     await alice.xmpp.iqCaller.request(
       xml(
@@ -110,7 +89,7 @@ Deno.test("compat: XEP-0048 bookmarks in private storage are the PEP bookmarks",
 });
 
 Deno.test("compat: a PEP avatar becomes the vCard photo and the presence hash", async () => {
-  await withServer(async (server) => {
+  await withServer(USERS, async (server) => {
     const alice = await connectPeer(server, "alice", "a");
     const bob = await connectPeer(server, "bob", "b");
     await subscribe(alice, bob);
@@ -158,7 +137,7 @@ Deno.test("compat: a PEP avatar becomes the vCard photo and the presence hash", 
 });
 
 Deno.test("compat: last activity of an account, for subscribers only", async () => {
-  await withServer(async (server) => {
+  await withServer(USERS, async (server) => {
     const alice = await connectPeer(server, "alice", "a");
     const bob = await connectPeer(server, "bob", "b");
     const eve = await connectPeer(server, "eve", "e");

@@ -1,64 +1,27 @@
 /** Client state indication (XEP-0352) and the server's caps (XEP-0115) with real clients. */
 import assert from "node:assert/strict";
-import { startTestServer } from "./_server.ts";
-import { testClient, xml, type XmppClient } from "./_xmpp_client.ts";
+import { closeAll, connectPeer, type Peer, subscribeMutually, sync } from "./_peer.ts";
+import { startTestServer, type TestServer } from "./_server.ts";
+import { xml, type XmppClient } from "./_xmpp_client.ts";
 
 const NS_CSI = "urn:xmpp:csi:0";
 const NS_CAPS = "http://jabber.org/protocol/caps";
 const CS = "http://jabber.org/protocol/chatstates";
 
-/** A started client recording what it receives: stanzas, and the stream features. */
-interface Peer {
-  readonly xmpp: XmppClient;
-  readonly received: XmppClient[];
-  readonly features: XmppClient[];
-  waitFor(pred: (st: XmppClient) => boolean, what: string): Promise<XmppClient>;
-}
-
-async function connect(port: number, username: string, resource: string): Promise<Peer> {
-  const xmpp = testClient({ port, username, password: "pw", resource });
-  const received: XmppClient[] = [];
+/** A peer that also records the stream features it was offered. */
+async function connect(
+  server: TestServer,
+  username: string,
+  resource: string,
+): Promise<Peer & { readonly features: readonly XmppClient[] }> {
   const features: XmppClient[] = [];
-  const waiters: { pred: (st: XmppClient) => boolean; resolve: (st: XmppClient) => void }[] = [];
-  xmpp.on("element", (el: XmppClient) => {
-    if (el.name === "stream:features") features.push(el);
+  const peer = await connectPeer(server, username, resource, {
+    beforeStart: (xmpp) =>
+      xmpp.on("element", (el: XmppClient) => {
+        if (el.name === "stream:features") features.push(el);
+      }),
   });
-  xmpp.on("stanza", (st: XmppClient) => {
-    received.push(st);
-    for (const w of [...waiters]) {
-      if (w.pred(st)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(st);
-      }
-    }
-  });
-  await xmpp.start();
-  return {
-    xmpp,
-    received,
-    features,
-    waitFor(pred, what) {
-      const seen = received.find(pred);
-      if (seen !== undefined) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`${username}: no ${what}`)), 5000);
-        waiters.push({
-          pred,
-          resolve: (st) => {
-            clearTimeout(timer);
-            resolve(st);
-          },
-        });
-      });
-    },
-  };
-}
-
-/** A ping to the server: its answer proves everything sent before it was processed. */
-async function sync(peer: Peer): Promise<void> {
-  await peer.xmpp.iqCaller.request(
-    xml("iq", { type: "get", to: "localhost" }, xml("ping", { xmlns: "urn:xmpp:ping" })),
-  );
+  return { ...peer, features };
 }
 
 function from(jid: string) {
@@ -79,8 +42,8 @@ Deno.test("csi: an inactive client gets collapsed updates when something matters
   const peers: Peer[] = [];
   try {
     for (const u of ["alice", "bob"]) await server.accounts.create("localhost", u, "pw");
-    const alice = await connect(server.c2sPort, "alice", "a");
-    const bob = await connect(server.c2sPort, "bob", "b");
+    const alice = await connect(server, "alice", "a");
+    const bob = await connect(server, "bob", "b");
     peers.push(alice, bob);
 
     // Both offers came in the features after authentication (the second <stream:features/>).
@@ -93,13 +56,7 @@ Deno.test("csi: an inactive client gets collapsed updates when something matters
     // Mutual subscription, so that Alice's presence updates reach Bob.
     await alice.xmpp.send(xml("presence"));
     await bob.xmpp.send(xml("presence"));
-    await alice.xmpp.send(xml("presence", { to: "bob@localhost", type: "subscribe" }));
-    await bob.waitFor((st) => st.attrs.type === "subscribe", "subscription request");
-    await bob.xmpp.send(xml("presence", { to: "alice@localhost", type: "subscribed" }));
-    await bob.xmpp.send(xml("presence", { to: "alice@localhost", type: "subscribe" }));
-    await alice.waitFor((st) => st.attrs.type === "subscribe", "subscription request back");
-    await alice.xmpp.send(xml("presence", { to: "bob@localhost", type: "subscribed" }));
-    await bob.waitFor(from("alice@localhost/a"), "alice's presence");
+    await subscribeMutually(alice, bob);
     await sync(alice);
     await sync(bob);
 
@@ -141,7 +98,7 @@ Deno.test("csi: an inactive client gets collapsed updates when something matters
       "presence chat",
     ]);
   } finally {
-    for (const p of peers) await p.xmpp.stop().catch(() => {});
+    await closeAll(...peers);
     await server.stop();
   }
 });

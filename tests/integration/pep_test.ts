@@ -1,7 +1,8 @@
 /** PEP (XEP-0163) with real clients: caps-filtered notifications between mutual contacts. */
 import assert from "node:assert/strict";
-import { startTestServer } from "./_server.ts";
-import { testClient, xml, type XmppClient } from "./_xmpp_client.ts";
+import { closeAll, connectPeer, presenceFrom, subscribeMutually, sync } from "./_peer.ts";
+import { startTestServer, type TestServer } from "./_server.ts";
+import { xml, type XmppClient } from "./_xmpp_client.ts";
 import { verificationString } from "../../lib/reducers/caps.ts";
 
 const NS_CAPS = "http://jabber.org/protocol/caps";
@@ -15,51 +16,31 @@ const IDENTITY = { category: "client", type: "pc", name: "test" };
 const FEATURES = [NS_DISCO_INFO, NS_CAPS, `${NS_NICK}+notify`];
 const VER = verificationString({ identities: [IDENTITY], features: FEATURES, forms: [] });
 
-/** A logged-in client that records what it receives and answers caps questions. */
-async function connect(port: number, username: string, resource: string) {
-  const xmpp = testClient({ port, username, password: "pw", resource });
-  const received: XmppClient[] = [];
+/** A peer whose client answers caps questions, and the questions it was asked. */
+async function connect(server: TestServer, username: string, resource: string) {
   const discoQuestions: XmppClient[] = [];
-  xmpp.on("stanza", (st: XmppClient) => received.push(st));
-  xmpp.iqCallee.get(NS_DISCO_INFO, "query", (ctx: XmppClient) => {
-    discoQuestions.push(ctx.stanza);
-    return xml("query", { xmlns: NS_DISCO_INFO, node: ctx.element.attrs.node }, [
-      xml("identity", IDENTITY),
-      ...FEATURES.map((f) => xml("feature", { var: f })),
-    ]);
+  const peer = await connectPeer(server, username, resource, {
+    beforeStart: (xmpp) =>
+      xmpp.iqCallee.get(NS_DISCO_INFO, "query", (ctx: XmppClient) => {
+        discoQuestions.push(ctx.stanza);
+        return xml("query", { xmlns: NS_DISCO_INFO, node: ctx.element.attrs.node }, [
+          xml("identity", IDENTITY),
+          ...FEATURES.map((f) => xml("feature", { var: f })),
+        ]);
+      }),
   });
-  await xmpp.start();
-  async function waitFor(pred: (st: XmppClient) => boolean, what: string): Promise<XmppClient> {
-    for (let i = 0; i < 100; i++) {
-      const hit = received.find(pred);
-      if (hit !== undefined) return hit;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error(`${username}: no ${what}`);
-  }
-  return { xmpp, received, discoQuestions, waitFor };
-}
-
-function presenceFrom(jid: string, type?: string) {
-  return (st: XmppClient) => st.is("presence") && st.attrs.from === jid && st.attrs.type === type;
+  return { ...peer, discoQuestions };
 }
 
 Deno.test("a contact whose caps want the nick gets the owner's nickname notification", async () => {
   const server = await startTestServer();
   for (const u of ["alice", "bob"]) await server.accounts.create("localhost", u, "pw");
-  const alice = await connect(server.c2sPort, "alice", "a");
-  const bob = await connect(server.c2sPort, "bob", "b");
+  const alice = await connect(server, "alice", "a");
+  const bob = await connect(server, "bob", "b");
   try {
     await alice.xmpp.send(xml("presence"));
     await bob.xmpp.send(xml("presence"));
-    // Mutual subscription.
-    await alice.xmpp.send(xml("presence", { to: "bob@localhost", type: "subscribe" }));
-    await bob.waitFor(presenceFrom("alice@localhost", "subscribe"), "request");
-    await bob.xmpp.send(xml("presence", { to: "alice@localhost", type: "subscribed" }));
-    await bob.xmpp.send(xml("presence", { to: "alice@localhost", type: "subscribe" }));
-    await alice.waitFor(presenceFrom("bob@localhost", "subscribe"), "request back");
-    await alice.xmpp.send(xml("presence", { to: "bob@localhost", type: "subscribed" }));
-    await bob.waitFor(presenceFrom("alice@localhost/a"), "alice's presence");
+    await subscribeMutually(alice, bob);
 
     // Bob's client says what it wants; both PEP services that hear it ask, once.
     await bob.xmpp.send(
@@ -82,9 +63,7 @@ Deno.test("a contact whose caps want the nick gets the owner's nickname notifica
       ),
     );
     // A ping round trip: Bob's answers have been handled before Alice publishes.
-    await bob.xmpp.iqCaller.request(
-      xml("iq", { type: "get", to: "localhost" }, xml("ping", { xmlns: "urn:xmpp:ping" })),
-    );
+    await sync(bob);
 
     const result = await alice.xmpp.iqCaller.request(
       xml(
@@ -121,7 +100,7 @@ Deno.test("a contact whose caps want the nick gets the owner's nickname notifica
 
     // A second resource of Bob with the same, now known, caps is not asked: it gets the last
     // published item at once.
-    const phone = await connect(server.c2sPort, "bob", "phone");
+    const phone = await connect(server, "bob", "phone");
     await phone.xmpp.send(
       xml("presence", {}, xml("c", { xmlns: NS_CAPS, hash: "sha-1", node: CAPS_NODE, ver: VER })),
     );
@@ -137,10 +116,9 @@ Deno.test("a contact whose caps want the nick gets the owner's nickname notifica
       "Alice",
     );
     assert.equal(phone.discoQuestions.length, 0);
-    await phone.xmpp.stop().catch(() => {});
+    await closeAll(phone);
   } finally {
-    await alice.xmpp.stop().catch(() => {});
-    await bob.xmpp.stop().catch(() => {});
+    await closeAll(alice, bob);
     await server.stop();
   }
 });

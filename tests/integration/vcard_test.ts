@@ -2,8 +2,9 @@
  * (XEP-0049), with real clients. */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { startTestServer, type TestServer } from "./_server.ts";
-import { testClient, xml, type XmppClient } from "./_xmpp_client.ts";
+import { connectPeer, errorOf, presenceFrom, subscribeMutually } from "./_peer.ts";
+import { startTestServer, withServer } from "./_server.ts";
+import { xml, type XmppClient } from "./_xmpp_client.ts";
 
 const NS_VCARD = "vcard-temp";
 const NS_UPDATE = "vcard-temp:x:update";
@@ -12,90 +13,21 @@ const NS_PRIVATE = "jabber:iq:private";
 const IMAGE = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const IMAGE_B64 = btoa(String.fromCharCode(...IMAGE));
 const IMAGE_SHA1 = createHash("sha1").update(IMAGE).digest("hex");
-
-/** A logged-in client that records what it receives. */
-interface Peer {
-  readonly xmpp: XmppClient;
-  waitFor(pred: (st: XmppClient) => boolean, what: string): Promise<XmppClient>;
-}
-
-async function connect(server: TestServer, username: string, resource: string): Promise<Peer> {
-  const xmpp = testClient({ port: server.c2sPort, username, password: "pw", resource });
-  const received: XmppClient[] = [];
-  const waiters: { pred: (st: XmppClient) => boolean; resolve: (st: XmppClient) => void }[] = [];
-  xmpp.on("stanza", (st: XmppClient) => {
-    received.push(st);
-    for (const w of [...waiters]) {
-      if (w.pred(st)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(st);
-      }
-    }
-  });
-  await xmpp.start();
-  return {
-    xmpp,
-    waitFor(pred, what) {
-      const seen = received.find(pred);
-      if (seen !== undefined) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`${username}: no ${what}`)), 5000);
-        waiters.push({
-          pred,
-          resolve: (st) => {
-            clearTimeout(timer);
-            resolve(st);
-          },
-        });
-      });
-    },
-  };
-}
-
-function presenceFrom(jid: string, type?: string) {
-  return (st: XmppClient) => st.is("presence") && st.attrs.from === jid && st.attrs.type === type;
-}
+const USERS = ["alice", "bob"];
 
 function photoOf(presence: XmppClient): string | undefined {
   return presence.getChild("x", NS_UPDATE)?.getChildText("photo") ?? undefined;
 }
 
-/** The condition of a rejected iq request. */
-async function errorOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return (e as { condition?: string }).condition ?? String(e);
-  }
-  return "no error";
-}
-
-async function withServer(fn: (server: TestServer) => Promise<void>): Promise<void> {
-  const server = await startTestServer();
-  for (const u of ["alice", "bob"]) await server.accounts.create("localhost", u, "pw");
-  try {
-    await fn(server);
-  } finally {
-    await server.stop();
-  }
-}
-
 Deno.test("a vCard photo: set by Alice, fetched by Bob, its hash in Alice's presence", async () => {
-  await withServer(async (server) => {
-    const alice = await connect(server, "alice", "a");
-    const bob = await connect(server, "bob", "b");
+  await withServer(USERS, async (server) => {
+    const alice = await connectPeer(server, "alice", "a");
+    const bob = await connectPeer(server, "bob", "b");
     await alice.xmpp.send(xml("presence"));
     await bob.xmpp.send(xml("presence"));
 
     // Mutual subscription, so that Bob sees Alice's broadcast presence.
-    await alice.xmpp.send(xml("presence", { to: "bob@localhost", type: "subscribe" }));
-    await bob.waitFor(presenceFrom("alice@localhost", "subscribe"), "request");
-    await bob.xmpp.send(xml("presence", { to: "alice@localhost", type: "subscribed" }));
-    await alice.waitFor(presenceFrom("bob@localhost", "subscribed"), "approval");
-    await bob.xmpp.send(xml("presence", { to: "alice@localhost", type: "subscribe" }));
-    await alice.waitFor(presenceFrom("bob@localhost", "subscribe"), "request back");
-    await alice.xmpp.send(xml("presence", { to: "bob@localhost", type: "subscribed" }));
-    await bob.waitFor(presenceFrom("alice@localhost", "subscribed"), "approval back");
+    await subscribeMutually(alice, bob);
 
     // Nothing stored yet: Alice sees an empty vCard, Bob an error.
     const empty = await alice.xmpp.iqCaller.request(
@@ -150,7 +82,7 @@ Deno.test("a vCard photo: set by Alice, fetched by Bob, its hash in Alice's pres
 
     // A new session learns the hash from storage at bind.
     await alice.xmpp.stop();
-    const again = await connect(server, "alice", "c");
+    const again = await connectPeer(server, "alice", "c");
     await again.xmpp.send(xml("presence", {}, xml("show", {}, "away")));
     const back = await bob.waitFor(presenceFrom("alice@localhost/c"), "alice again");
     assert.equal(photoOf(back), IMAGE_SHA1);
@@ -162,9 +94,9 @@ Deno.test("a vCard photo: set by Alice, fetched by Bob, its hash in Alice's pres
 });
 
 Deno.test("private XML storage: set and get back, private to the owner", async () => {
-  await withServer(async (server) => {
-    const alice = await connect(server, "alice", "a");
-    const bob = await connect(server, "bob", "b");
+  await withServer(USERS, async (server) => {
+    const alice = await connectPeer(server, "alice", "a");
+    const bob = await connectPeer(server, "bob", "b");
     const bookmarks = xml("storage", { xmlns: "storage:bookmarks" }, [
       xml("conference", { jid: "room@conference.localhost", autojoin: "true", name: "Room" }),
     ]);
@@ -212,7 +144,7 @@ Deno.test("after a restart, the avatar hash comes from the stored vCard at bind"
   try {
     const first = await startTestServer({ data_dir: dataDir });
     await first.accounts.create("localhost", "alice", "pw");
-    const alice = await connect(first, "alice", "a");
+    const alice = await connectPeer(first, "alice", "a");
     await alice.xmpp.iqCaller.request(
       xml(
         "iq",
@@ -227,7 +159,7 @@ Deno.test("after a restart, the avatar hash comes from the stored vCard at bind"
 
     const second = await startTestServer({ data_dir: dataDir });
     try {
-      const again = await connect(second, "alice", "b");
+      const again = await connectPeer(second, "alice", "b");
       await again.xmpp.send(xml("presence"));
       // The server echoes the broadcast presence to its sender, hash included.
       const own = await again.waitFor(presenceFrom("alice@localhost/b"), "own presence");

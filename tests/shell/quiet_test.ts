@@ -19,3 +19,21 @@ Deno.test("quiet watch: calls back once for a quiet key, never for a busy or for
   assert.deepEqual(calls, ["quiet", "busy"]);
   w.stop();
 });
+
+Deno.test("quiet watch: tells once when the last busy key went quiet", async () => {
+  let allQuiet = 0;
+  const w = createQuietWatch(50, () => allQuiet++);
+  const a = {}, b = {};
+  w.touch(a, () => {});
+  for (let i = 0; i < 10; i++) {
+    w.touch(b, () => {});
+    await sleep(10);
+  }
+  assert.equal(allQuiet, 0);
+  await sleep(250);
+  assert.equal(allQuiet, 1);
+  w.touch(a, () => {});
+  await sleep(250);
+  assert.equal(allQuiet, 2);
+  w.stop();
+});

@@ -196,3 +196,92 @@ Deno.test("datamanager: stores and hosts are separate", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("datamanager: soleWriter keeps values, deletes and misses exact", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = openKeyvalStore<number>(dir, "vcard", { soleWriter: true });
+    assert.equal(await store.get("h", "a"), undefined); // no directory yet
+    await store.set("h", "a", 1);
+    assert.equal(await store.get("h", "a"), 1);
+    assert.equal(await store.get("h", "b"), undefined);
+    await store.delete("h", "a");
+    assert.equal(await store.get("h", "a"), undefined);
+    await store.set("h", "a", 2);
+    assert.equal(await store.get("h", "a"), 2);
+    // Values stored before the store was opened are found through the listing.
+    const again = openKeyvalStore<number>(dir, "vcard", { soleWriter: true });
+    assert.equal(await again.get("h", "a"), 2);
+    assert.equal(await again.get("h", "zz"), undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datamanager: soleWriter lists a host once, so a missing value costs no lookup", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const sole = openKeyvalStore<string>(dir, "roster", { soleWriter: true });
+    const other = openKeyvalStore<string>(dir, "roster");
+    assert.equal(await sole.get("h", "juliet"), undefined); // lists the host
+    // A write by someone else after the listing is not looked for: that is the contract.
+    await other.set("h", "juliet", "written behind its back");
+    assert.equal(await sole.get("h", "juliet"), undefined);
+    // Without the option every read looks at the file (accounts, which the CLI writes).
+    assert.equal(await other.get("h", "juliet"), "written behind its back");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datamanager: soleWriter reads a file deleted behind its back as missing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = openKeyvalStore<string>(dir, "offline", { soleWriter: true });
+    await store.set("h", "romeo", "queued");
+    // The CLI's deluser removes files while the server runs.
+    await openKeyvalStore<string>(dir, "offline").delete("h", "romeo");
+    assert.equal(await store.get("h", "romeo"), undefined);
+    assert.equal(await store.get("h", "romeo"), undefined);
+    await store.set("h", "romeo", "again");
+    assert.equal(await store.get("h", "romeo"), "again");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datamanager: soleWriter sees writes that overlap the first listing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = openKeyvalStore<number>(dir, "lastlog", { soleWriter: true });
+    const users = Array.from({ length: 10 }, (_, i) => `u${i}`);
+    // Reads, writes and deletes all start before the listing of the host is done.
+    await Promise.all([
+      ...users.map((u, i) => store.set("h", u, i)),
+      ...users.map((u) => store.get("h", u)),
+      store.delete("h", "u9"),
+    ]);
+    const found = await Promise.all(users.map((u) => store.get("h", u)));
+    // u9's delete may run before or after its write: both outcomes are consistent.
+    const onDisk = (await store.users("h")).includes("u9");
+    assert.deepEqual(found, [0, 1, 2, 3, 4, 5, 6, 7, 8, onDisk ? 9 : undefined]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datamanager: a store directory removed behind a store's back is made again", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const soleWriter of [false, true]) {
+      const store = openKeyvalStore<string>(dir, "s", { soleWriter });
+      await store.set("h", "a", "one");
+      await Deno.remove(join(dir, "h"), { recursive: true });
+      await store.set("h", "a", "two");
+      assert.equal(await store.get("h", "a"), "two");
+      assert.deepEqual(await listFiles(storeDir(dir, "h", "s")), ["a.json"]);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
