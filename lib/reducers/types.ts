@@ -8,22 +8,12 @@ import type { Element } from "../xml/element.ts";
 import type { StreamError, StreamErrorCondition } from "../xmpp/errors.ts";
 import type { ScramCredentialSet } from "../sasl/scram.ts";
 import type { AccountOp, AccountOutput } from "./account.ts";
+import type { ParseEvent } from "../xml/parser.ts";
 
 /** Something that happened to a session. */
 export type Event =
-  /** The stream header: the root element's qualified parts and its attributes. */
-  | {
-    readonly kind: "stream-open";
-    readonly name: string;
-    readonly prefix: string;
-    /** Namespace of the root element (must be the streams namespace). */
-    readonly xmlns: string;
-    /** The default (content) namespace declared on the root. */
-    readonly contentXmlns: string;
-    readonly attrs: Readonly<Record<string, string>>;
-  }
-  | { readonly kind: "stanza"; readonly stanza: Element }
-  | { readonly kind: "stream-close" }
+  /** The stream header, a stanza, the stream's end: as the parser reports them. */
+  | Exclude<ParseEvent, { readonly kind: "error" }>
   /** The parser refused the input. */
   | {
     readonly kind: "parse-error";
