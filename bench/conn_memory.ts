@@ -42,6 +42,7 @@ const config = configFromObject({
   interfaces: ["127.0.0.1"],
   c2s_port: 0,
   c2s_direct_tls_port: false,
+  component_port: false,
   require_encryption: false,
   log_level: "error",
 }, "bench");

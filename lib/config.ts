@@ -100,6 +100,21 @@ export interface Config {
   readonly externalServices: readonly ExternalService[];
   /** Lowest level that is logged (`log_level`). */
   readonly logLevel: LogLevel;
+  /** XEP-0114 component port; 0 picks a free port, `false` disables it (`component_port`). */
+  readonly componentPort: number | false;
+  /**
+   * Addresses the component port listens on (`component_interfaces`). Loopback by default: the
+   * handshake is a shared secret sent without TLS, so it belongs on a trusted network.
+   */
+  readonly componentInterfaces: readonly string[];
+  /** External components (XEP-0114) allowed to connect (`[[components]]`). */
+  readonly components: readonly ComponentConfig[];
+}
+
+/** One external component (XEP-0114): the domain it serves and its shared secret. */
+export interface ComponentConfig {
+  readonly domain: string;
+  readonly secret: string;
 }
 
 /** A configuration that cannot be read or is invalid; the message names file and key. */
@@ -190,6 +205,22 @@ function duration(fallback: string) {
 const HOST_EXPECTED = 'expected a domain name such as "example.org"';
 const INTERFACE_EXPECTED = 'expected "*" or an IP address';
 
+function interfaces(fallback: readonly string[]) {
+  return v.optional(
+    v.pipe(
+      v.array(
+        v.pipe(
+          v.string(INTERFACE_EXPECTED),
+          v.check((s) => s === "*" || isIP(s) !== 0, INTERFACE_EXPECTED),
+        ),
+        'expected an array of IP addresses or ["*"]',
+      ),
+      v.nonEmpty("expected at least one interface"),
+    ),
+    () => [...fallback],
+  );
+}
+
 const Schema = table({
   hosts: v.optional(
     v.pipe(
@@ -209,19 +240,7 @@ const Schema = table({
     v.pipe(v.string("expected a directory path"), v.nonEmpty("expected a directory path")),
     "./data",
   ),
-  interfaces: v.optional(
-    v.pipe(
-      v.array(
-        v.pipe(
-          v.string(INTERFACE_EXPECTED),
-          v.check((s) => s === "*" || isIP(s) !== 0, INTERFACE_EXPECTED),
-        ),
-        'expected an array of IP addresses or ["*"]',
-      ),
-      v.nonEmpty("expected at least one interface"),
-    ),
-    () => ["*"],
-  ),
+  interfaces: interfaces(["*"]),
   c2s_port: integer(0, 65535, 5222),
   c2s_direct_tls_port: v.optional(
     v.custom<number | false>(
@@ -307,6 +326,31 @@ const Schema = table({
     v.picklist(["roster", "always", "never"], 'expected "roster", "always" or "never"'),
     "roster",
   ),
+  component_port: v.optional(
+    v.custom<number | false>(
+      (x) => x === false || isPort(x),
+      "expected an integer from 0 to 65535, or false",
+    ),
+    5347,
+  ),
+  component_interfaces: interfaces(["127.0.0.1"]),
+  components: v.optional(
+    v.array(
+      table({
+        domain: v.pipe(
+          v.string(HOST_EXPECTED),
+          v.toLowerCase(),
+          v.check(isDomain, HOST_EXPECTED),
+        ),
+        secret: v.pipe(
+          v.string("expected a shared secret"),
+          v.nonEmpty("expected a shared secret"),
+        ),
+      }),
+      "expected an array of tables ([[components]])",
+    ),
+    [],
+  ),
   log_level: v.optional(
     v.picklist(LOG_LEVELS, `expected one of ${LOG_LEVELS.map((l) => `"${l}"`).join(", ")}`),
     "info",
@@ -358,9 +402,6 @@ function checkRelations(raw: RawConfig, source: string): void {
   if (raw.tls.key !== undefined && raw.tls.cert === undefined) {
     fail(source, "tls.cert: required when tls.key is set");
   }
-  if (raw.interfaces.length > 1 && raw.interfaces.includes("*")) {
-    fail(source, 'interfaces: "*" already means every address and cannot be combined');
-  }
   const seen = new Set<string>();
   raw.hosts.forEach((host, i) => {
     if (seen.has(host)) fail(source, `hosts[${i}]: duplicate host "${host}"`);
@@ -369,6 +410,29 @@ function checkRelations(raw: RawConfig, source: string): void {
   if (raw.c2s_direct_tls_port !== false && raw.c2s_direct_tls_port !== 0) {
     if (raw.c2s_direct_tls_port === raw.c2s_port) {
       fail(source, "c2s_direct_tls_port: must differ from c2s_port");
+    }
+  }
+  for (
+    const [key, list] of [["interfaces", raw.interfaces], [
+      "component_interfaces",
+      raw.component_interfaces,
+    ]] as const
+  ) {
+    if (list.length > 1 && list.includes("*")) {
+      fail(source, `${key}: "*" already means every address and cannot be combined`);
+    }
+  }
+  const components = new Set<string>();
+  raw.components.forEach(({ domain }, i) => {
+    if (components.has(domain)) fail(source, `components[${i}].domain: duplicate "${domain}"`);
+    if (raw.hosts.includes(domain)) {
+      fail(source, `components[${i}].domain: "${domain}" is already one of hosts`);
+    }
+    components.add(domain);
+  });
+  if (raw.component_port !== false && raw.component_port !== 0) {
+    if (raw.component_port === raw.c2s_port || raw.component_port === raw.c2s_direct_tls_port) {
+      fail(source, "component_port: must differ from the client ports");
     }
   }
   if (raw.limits.stanza_size_unauthed > raw.limits.stanza_size) {
@@ -431,6 +495,9 @@ export function configFromObject(obj: unknown, source: string): Config {
     registrationThrottle: raw.registration_throttle,
     tombstoneExpiry: raw.tombstone_expiry,
     externalServices: raw.external_services,
+    componentPort: raw.component_port,
+    componentInterfaces: raw.component_interfaces,
+    components: raw.components,
   };
 }
 

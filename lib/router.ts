@@ -19,7 +19,9 @@ export type Delivery =
   /** An error reply to the sender (route it again: its `to` is the sender). */
   | { readonly kind: "bounce"; readonly stanza: Element }
   /** Work for a local user's account. */
-  | { readonly kind: "account"; readonly bare: string; readonly op: AccountOp };
+  | { readonly kind: "account"; readonly bare: string; readonly op: AccountOp }
+  /** For the external component (XEP-0114) serving `domain`, which is connected. */
+  | { readonly kind: "component"; readonly domain: string; readonly stanza: Element };
 
 /** What the router may consult. */
 export interface RouterView {
@@ -29,6 +31,11 @@ export interface RouterView {
   /** True when an account answers iqs with this payload (`namespace name`) itself. */
   readonly accountIq?: (key: string) => boolean;
   readonly resourcesOf: (bareJid: string) => readonly ResourceView[];
+  /**
+   * Whether `domain` is served by an external component (XEP-0114) and if it is connected;
+   * undefined when it is no component's.
+   */
+  readonly componentFor?: (domain: string) => "connected" | "disconnected" | undefined;
 }
 
 const SUBSCRIPTION_TYPES = new Set(["subscribe", "subscribed", "unsubscribe", "unsubscribed"]);
@@ -78,6 +85,13 @@ export function route(stanza: Element, view: RouterView): Delivery[] {
   if (to === undefined) return [];
   const jid = parseJid(to);
   if (jid === undefined) return bounce(stanza, "jid-malformed");
+  const component = view.componentFor?.(jid.domain);
+  if (component === "connected") {
+    return [{ kind: "component", domain: jid.domain, stanza }];
+  }
+  // A configured component that is away: as for a user who is gone, iq and message bounce
+  // and presence is dropped (bounce() drops presence).
+  if (component === "disconnected") return bounce(stanza);
   if (!view.hosts.includes(jid.domain)) {
     // No server-to-server yet: other domains cannot be reached (RFC 6120 §10.4.3).
     return bounce(stanza, "remote-server-not-found");

@@ -36,6 +36,9 @@ const DEFAULTS: Config = {
   registrationThrottle: 5,
   tombstoneExpiry: 2592000,
   externalServices: [],
+  componentPort: 5347,
+  componentInterfaces: ["127.0.0.1"],
+  components: [],
 };
 
 /** Asserts that `fn` throws a ConfigError whose message is exactly `message`. */
@@ -70,6 +73,10 @@ Deno.test("the example file sets every key to its default", async () => {
       "interfaces",
       "c2s_port",
       "c2s_direct_tls_port",
+      "component_port",
+      "component_interfaces",
+      "# domain",
+      "# secret",
       "require_encryption",
       "log_level",
       "stanza_size",
@@ -115,6 +122,12 @@ archive_policy = "always"
 allow_registration = true
 registration_throttle = 2
 tombstone_expiry = "never"
+component_port = 5400
+component_interfaces = ["*"]
+
+[[components]]
+domain = "Gateway.example.org"
+secret = "s"
 
 [[external_services]]
 type = "turn"
@@ -189,6 +202,9 @@ failure_window = 60
       },
       { type: "ftp", host: "ftp.example.org", username: "john", password: "pw", restricted: true },
     ],
+    componentPort: 5400,
+    componentInterfaces: ["*"],
+    components: [{ domain: "gateway.example.org", secret: "s" }],
   };
   assert.deepEqual(parseConfig(text, "full.toml"), expected);
 });
@@ -457,4 +473,43 @@ Deno.test("external services are checked per key", () => {
     /external_services\[0\]\.port: expected an integer from 1 to 65535, got 0/,
   );
   assertConfigError(() => parseConfig('tombstone_expiry = "soon"', "x"), /tombstone_expiry: /);
+});
+
+Deno.test("components are validated", () => {
+  assert.equal(parseConfig("component_port = false", "a").componentPort, false);
+  assert.equal(parseConfig("component_port = 0", "a").componentPort, 0);
+  assertConfigError(
+    () => configFromObject({ components: [{ domain: "not a domain", secret: "s" }] }, "c"),
+    'config c: components[0].domain: expected a domain name such as "example.org", got "not a domain"',
+  );
+  assertConfigError(
+    () => configFromObject({ components: [{ domain: "gw.localhost", secret: "" }] }, "c"),
+    'config c: components[0].secret: expected a shared secret, got ""',
+  );
+  assertConfigError(
+    () => configFromObject({ components: [{ domain: "gw.localhost" }] }, "c"),
+    "config c: components[0].secret: required",
+  );
+  assertConfigError(
+    () =>
+      configFromObject({
+        components: [{ domain: "gw.localhost", secret: "a" }, {
+          domain: "GW.localhost",
+          secret: "b",
+        }],
+      }, "c"),
+    'config c: components[1].domain: duplicate "gw.localhost"',
+  );
+  assertConfigError(
+    () => configFromObject({ components: [{ domain: "localhost", secret: "a" }] }, "c"),
+    'config c: components[0].domain: "localhost" is already one of hosts',
+  );
+  assertConfigError(
+    () => configFromObject({ component_port: 5222 }, "c"),
+    "config c: component_port: must differ from the client ports",
+  );
+  assertConfigError(
+    () => configFromObject({ component_port: "x" }, "c"),
+    'config c: component_port: expected an integer from 0 to 65535, or false, got "x"',
+  );
 });

@@ -29,6 +29,8 @@ function shown(ds: readonly Delivery[]): unknown[] {
         return { kind: d.kind, to: d.to, xml: serializeTop(d.stanza) };
       case "bounce":
         return { kind: d.kind, xml: serializeTop(d.stanza) };
+      case "component":
+        return { kind: d.kind, domain: d.domain, xml: serializeTop(d.stanza) };
       case "account":
         return {
           kind: d.kind,
@@ -489,4 +491,43 @@ Deno.test("router: presence without to is not routed (the session addresses each
 Deno.test("router: a message without to is not routed", () => {
   const m = stanza("message", { from: ROMEO }, [elem("body", {}, ["hi"])]);
   assert.deepEqual(route(m, JULIET_ONLINE), []);
+});
+
+Deno.test("stanzas to an external component's domain go to the component (XEP-0114)", () => {
+  const v: RouterView = {
+    ...view({}),
+    componentFor: (d) =>
+      d === "gw.example.com" ? "connected" : d === "off.example.com" ? "disconnected" : undefined,
+  };
+  for (const to of ["gw.example.com", "user@gw.example.com", "user@gw.example.com/r"]) {
+    for (const name of ["message", "presence", "iq"] as const) {
+      const el = stanza(name, {
+        from: ROMEO,
+        to,
+        id: "c1",
+        type: name === "iq" ? "get" : undefined,
+      });
+      assert.deepEqual(shown(route(el, v)), [
+        { kind: "component", domain: "gw.example.com", xml: serializeTop(el) },
+      ]);
+    }
+  }
+  // Not connected: iq and message bounce service-unavailable, presence is dropped.
+  const msg = stanza("message", { from: ROMEO, to: "user@off.example.com", id: "m1" });
+  assert.deepEqual(shown(route(msg, v)), [{
+    kind: "bounce",
+    xml: bounced(msg, "service-unavailable").replace(
+      `from="${msg.attrs.to}"`,
+      `from="user@off.example.com"`,
+    ),
+  }]);
+  const iqEl = stanza("iq", { from: ROMEO, to: "off.example.com", id: "i1", type: "get" });
+  assert.equal(route(iqEl, v)[0].kind, "bounce");
+  assert.deepEqual(route(stanza("presence", { from: ROMEO, to: "off.example.com" }), v), []);
+  // Other domains still bounce remote-server-not-found.
+  const far = stanza("message", { from: ROMEO, to: "x@far.example", id: "f1" });
+  assert.deepEqual(shown(route(far, v)), [{
+    kind: "bounce",
+    xml: bounced(far, "remote-server-not-found"),
+  }]);
 });

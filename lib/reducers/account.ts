@@ -416,7 +416,7 @@ function onIncomingMessage(s: AccountState, el: Element, ctx: AccountCtx): Accou
   for (const d of messageDeliveries(delivered, s.bare, to?.resource, ctx.resourcesOf(s.bare))) {
     if (d.kind === "deliver") out.push({ kind: "deliver", to: d.to, stanza: d.stanza });
     else if (d.kind === "bounce") out.push({ kind: "route", stanza: d.stanza });
-    else if (d.op.kind === "offline-message") {
+    else if (d.kind === "account" && d.op.kind === "offline-message") {
       const [after, more] = onOfflineMessage(next, d.op.stanza, ctx);
       next = after;
       out.push(...more);

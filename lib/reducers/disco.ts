@@ -76,9 +76,20 @@ export function discoModule(modules: readonly Module[]): Module {
           iqResult(iq, infoQuery(undefined, info.identities, info.features, info.forms)),
         );
       },
-      [`${NS_DISCO_ITEMS} query`]: (s, iq, payload) =>
-        nodeError(s, iq, payload) ??
-          reply(s, iqResult(iq, elem("query", { xmlns: NS_DISCO_ITEMS }))),
+      // XEP-0030 §4: the domain's items are the services beside it, here the external
+      // components as configured (whether connected or not: their addresses exist either way).
+      [`${NS_DISCO_ITEMS} query`]: (s, iq, payload, ctx: Ctx) =>
+        nodeError(s, iq, payload) ?? reply(
+          s,
+          iqResult(
+            iq,
+            elem(
+              "query",
+              { xmlns: NS_DISCO_ITEMS },
+              (ctx.settings.components ?? []).map((jid) => elem("item", { jid })),
+            ),
+          ),
+        ),
     },
     selfIq: {
       // XEP-0030 §3.1: an account answers with its registered identity and features.

@@ -289,8 +289,12 @@ function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
     return onServerIq(s, el, ctx, own ? "self" : "host");
   }
   if (el.name === "presence") return withoutBlockedRoutes(s, onOutboundPresence(s, el, ctx));
-  // XEP-0359 §5: a client cannot forge the ids our archives hand out.
-  const message = stripStanzaIds(el, (by) => isLocal(by, ctx));
+  // XEP-0359 §5: a client cannot forge the ids our archives hand out. RFC 6120 §10.3: a message
+  // without 'to' is handled as if addressed to the sender's own bare JID.
+  const message = stripStanzaIds(
+    to === undefined ? withAttrs(el, { to: bare }) : el,
+    (by) => isLocal(by, ctx),
+  );
   // XEP-0280: routed with sent copies for the user's other resources.
   return onOutboundMessage(s, message, ctx.resourcesOf(bare));
 }

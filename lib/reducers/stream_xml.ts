@@ -20,11 +20,19 @@ export const STREAM_CLOSE = "</stream:stream>";
 
 /** Serializes a top-level element: stanzas in the client namespace, stream elements prefixed. */
 export function serializeTop(el: Element): string {
-  if (el.xmlns !== NS_STREAMS) return serialize(el, NS_CLIENT);
+  return serializeTopIn(el, NS_CLIENT);
+}
+
+/**
+ * Serializes a top-level element on a stream whose default namespace is `streamNs` (the client
+ * namespace, or the component namespace of XEP-0114): stream elements prefixed.
+ */
+export function serializeTopIn(el: Element, streamNs: string): string {
+  if (el.xmlns !== NS_STREAMS) return serialize(el, streamNs);
   let s = "<stream:" + el.name;
   for (const k in el.attrs) s += " " + k + '="' + escapeAttr(el.attrs[k]) + '"';
   if (el.children.length === 0) return s + "/>";
   s += ">";
-  for (const c of el.children) s += typeof c === "string" ? escapeText(c) : serialize(c, NS_CLIENT);
+  for (const c of el.children) s += typeof c === "string" ? escapeText(c) : serialize(c, streamNs);
   return s + "</stream:" + el.name + ">";
 }

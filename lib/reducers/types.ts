@@ -196,6 +196,8 @@ export interface ModuleSettings {
   readonly allowRegistration?: boolean;
   /** XEP-0215: the services announced on the domain. */
   readonly externalServices?: readonly ExternalService[];
+  /** Domains of the configured external components (XEP-0114), listed in disco#items. */
+  readonly components?: readonly string[];
 }
 
 /** One external service (XEP-0215) as configured. */

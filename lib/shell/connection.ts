@@ -63,7 +63,7 @@ export interface Resumable {
 }
 
 /** A byte sink that keeps writes in order and batches those made in one tick. */
-interface Sink {
+export interface Sink {
   write(text: string): void;
   flush(): Promise<void>;
   close(): void;
@@ -75,7 +75,8 @@ const encoder = new TextEncoder();
 const READ_MIN = 512;
 const READ_MAX = 16384;
 
-function plainSink(conn: Deno.Conn, onError: () => void): Sink {
+/** A sink writing to a plain TCP connection; `onError` runs when a write fails. */
+export function plainSink(conn: Deno.Conn, onError: () => void): Sink {
   let pending: string[] = [];
   let chain = Promise.resolve();
   let scheduled = false;

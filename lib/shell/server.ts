@@ -26,6 +26,11 @@ import { createAuthThrottle } from "./throttle.ts";
 import { createRegistration } from "./registration.ts";
 import { hasTombstone, openTombstoneStore, removeAccount } from "../storage/tombstones.ts";
 import { secureContexts } from "./tls.ts";
+import {
+  type ComponentHandle,
+  type ComponentRegistry,
+  serveComponent,
+} from "./component_listener.ts";
 
 /** Name and version reported to peers. */
 export const SERVER_NAME = "deno-xmpp";
@@ -37,6 +42,8 @@ export interface RunningServer {
   readonly c2sPort: number;
   /** The direct TLS port actually bound, when enabled. */
   readonly directTlsPort?: number;
+  /** The external component port (XEP-0114) actually bound, when enabled. */
+  readonly componentPort?: number;
   readonly accounts: AccountStore;
   /** Closes every stream with `<system-shutdown/>` and stops listening. */
   shutdown(): Promise<void>;
@@ -130,13 +137,22 @@ export async function startServer(config: Config): Promise<RunningServer> {
       contactInfo: config.contactInfo,
       allowRegistration: config.allowRegistration,
       externalServices: config.externalServices,
+      components: config.components.map((c) => c.domain),
     },
   };
   const endPoints = new Map<string, Uint8Array>();
   for (const [host, m] of material) endPoints.set(host, tlsServerEndPoint(m.certDer));
   const archive = openListStore<ArchivedMessage>(config.dataDir, "archive");
   const tombstones = openTombstoneStore(config.dataDir);
+  const components: ComponentRegistry = new Map();
+  const secrets = new Map(config.components.map((c) => [c.domain, c.secret]));
   const view = {
+    componentFor: (domain: string) =>
+      components.has(domain)
+        ? "connected" as const
+        : secrets.has(domain)
+        ? "disconnected" as const
+        : undefined,
     hosts: config.hosts,
     archiving: config.archive.enabled,
     resourcesOf: registry.resourcesOf,
@@ -146,7 +162,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
     for (const d of route(stanza, view)) {
       if (d.kind === "deliver") registry.get(d.to)?.dispatch({ kind: "inbound", stanza: d.stanza });
       else if (d.kind === "bounce") routeStanza(d.stanza);
-      else hub.submit(d.bare, d.op);
+      else if (d.kind === "component") {
+        components.get(d.domain)?.dispatch({ kind: "inbound", stanza: d.stanza });
+      } else hub.submit(d.bare, d.op);
     }
   };
   // The hub's stores are written by the hub alone (the CLI only deletes from them), so each
@@ -220,35 +238,58 @@ export async function startServer(config: Config): Promise<RunningServer> {
 
   const listeners: Deno.Listener[] = [];
   const serving = new Set<Promise<void>>();
-  const accept = async (listener: Deno.Listener, directTls: boolean) => {
+  // Component connections, to tell them of a shutdown (connected or not yet).
+  const componentConns = new Set<ComponentHandle>();
+  const componentDeps = {
+    secrets,
+    registry: components,
+    route: routeStanza,
+    newId: ctx.newId,
+    maxStanzaBytes: config.limits.stanzaSize,
+    maxDepth: config.limits.maxDepth,
+    handshakeTimeoutMs: config.limits.authTimeout * 1000,
+    log: getLogger("component"),
+  };
+  type Kind = "c2s" | "direct-tls" | "component";
+  const serve = (conn: Deno.Conn, kind: Kind): Promise<void> => {
+    if (kind !== "component") return serveConnection(conn, deps, { directTls: kind !== "c2s" });
+    let h: ComponentHandle | undefined;
+    return serveComponent(conn, componentDeps, (opened) => componentConns.add(h = opened))
+      .finally(() => h !== undefined && componentConns.delete(h));
+  };
+  const accept = async (listener: Deno.Listener, kind: Kind) => {
     for await (const conn of listener) {
-      const p = serveConnection(conn, deps, { directTls }).catch((err) =>
+      const p = serve(conn, kind).catch((err) =>
         log.error("Connection failed: {err}", { err: String(err) })
       );
       serving.add(p);
       p.finally(() => serving.delete(p));
     }
   };
-  const listen = (port: number, directTls: boolean): number => {
+  const listen = (port: number, kind: Kind, interfaces = config.interfaces): number => {
     let bound = port;
-    for (const [i, address] of config.interfaces.entries()) {
+    for (const [i, address] of interfaces.entries()) {
       // With port 0, every interface shares the port the first one got.
       const l = bind(address, i === 0 ? port : bound);
       if (i === 0) bound = (l.addr as Deno.NetAddr).port;
       listeners.push(l);
-      accept(l, directTls).catch(() => {});
-      log.info("Listening for clients on {host}:{port}{tls}", {
+      accept(l, kind).catch(() => {});
+      log.info("Listening for {who} on {host}:{port}{tls}", {
+        who: kind === "component" ? "components" : "clients",
         host: (l.addr as Deno.NetAddr).hostname,
         port: bound,
-        tls: directTls ? " (direct TLS)" : "",
+        tls: kind === "direct-tls" ? " (direct TLS)" : "",
       });
     }
     return bound;
   };
-  const c2sPort = listen(config.c2sPort, false);
+  const c2sPort = listen(config.c2sPort, "c2s");
   const directTlsPort = config.c2sDirectTlsPort === false
     ? undefined
-    : listen(config.c2sDirectTlsPort, true);
+    : listen(config.c2sDirectTlsPort, "direct-tls");
+  const componentPort = config.componentPort === false
+    ? undefined
+    : listen(config.componentPort, "component", config.componentInterfaces);
 
   // One sweep for all connections instead of a timer each: idle streams are closed
   // (XEP-0478 idle-seconds; clients keep alive with whitespace or pings).
@@ -293,10 +334,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
         }
       }
       for (const h of registry.connections()) h.dispatch({ kind: "shutdown" });
+      for (const h of componentConns) h.dispatch({ kind: "shutdown" });
       await within(3000, Promise.allSettled([...serving]));
       // Let the accounts finish what the last sessions asked of them (stores, goodbyes).
       await within(3000, hub.idle());
     })();
 
-  return { c2sPort, directTlsPort, accounts, shutdown };
+  return { c2sPort, directTlsPort, componentPort, accounts, shutdown };
 }

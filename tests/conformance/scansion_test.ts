@@ -25,6 +25,7 @@ async function runAgainstFreshServer(file: string): Promise<RunResult> {
     interfaces: ["127.0.0.1"],
     c2s_port: 0,
     c2s_direct_tls_port: false,
+    component_port: false,
     require_encryption: false,
     log_level: "warning",
     // The settings the scripts assume (../shared/conformance/README.md).

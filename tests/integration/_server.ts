@@ -20,6 +20,7 @@ export async function startTestServer(
     interfaces: ["127.0.0.1"],
     c2s_port: 0,
     c2s_direct_tls_port: 0,
+    component_port: 0,
     log_level: "error",
     ...settings,
   }, "test");

@@ -181,6 +181,15 @@ const CASES: readonly {
     }],
   },
   {
+    name: "message without to -> routed to the sender's own bare JID (RFC 6120 §10.3)",
+    stanza: stanza("message", { type: "chat", id: "n1" }, [elem("body", {}, ["note"])]),
+    outputs: [{
+      kind: "route",
+      xml:
+        `<message type="chat" id="n1" from="${ME}" to="user@${HOST}"><body>note</body></message>`,
+    }],
+  },
+  {
     name: "iq to another user's bare JID -> routed",
     stanza: ping({ to: "romeo@example.com" }),
     outputs: [{
