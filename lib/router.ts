@@ -4,6 +4,7 @@
  * messages nobody online can take) go to the account.
  * @module
  */
+import { subscriptionTypeOf } from "./subscription.ts";
 import type { AccountOp } from "./reducers/account.ts";
 import type { ResourceView } from "./reducers/types.ts";
 import type { Element } from "./xml/element.ts";
@@ -37,8 +38,6 @@ export interface RouterView {
    */
   readonly componentFor?: (domain: string) => "connected" | "disconnected" | undefined;
 }
-
-const SUBSCRIPTION_TYPES = new Set(["subscribe", "subscribed", "unsubscribe", "unsubscribed"]);
 
 function bounce(
   stanza: Element,
@@ -107,7 +106,7 @@ export function route(stanza: Element, view: RouterView): Delivery[] {
 
   if (stanza.name === "presence") {
     // Subscriptions and probes are the account's, whatever resource they name (RFC 6121 §3).
-    if (type !== undefined && SUBSCRIPTION_TYPES.has(type)) {
+    if (subscriptionTypeOf(type) !== undefined) {
       return [{ kind: "account", bare, op: { kind: "inbound-subscription", stanza } }];
     }
     if (type === "probe") return [{ kind: "account", bare, op: { kind: "probe", stanza } }];

@@ -33,6 +33,18 @@ export const NO_SUBSCRIPTION: SubState = {
 /** The presence types that manage subscriptions (RFC 6121 §3). */
 export type SubscriptionType = "subscribe" | "subscribed" | "unsubscribe" | "unsubscribed";
 
+const SUBSCRIPTION_TYPES: ReadonlySet<string> = new Set([
+  "subscribe",
+  "subscribed",
+  "unsubscribe",
+  "unsubscribed",
+]);
+
+/** The subscription type of a presence `type` attribute, or undefined for any other. */
+export function subscriptionTypeOf(type: string | undefined): SubscriptionType | undefined {
+  return type !== undefined && SUBSCRIPTION_TYPES.has(type) ? type as SubscriptionType : undefined;
+}
+
 /** The nine states of RFC 6121 A.1, spelled as the RFC spells them. */
 type StateName =
   | "None"

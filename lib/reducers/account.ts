@@ -21,6 +21,7 @@ import {
   NO_SUBSCRIPTION,
   outbound,
   type SubscriptionType,
+  subscriptionTypeOf,
   type SubState,
 } from "../subscription.ts";
 import {
@@ -239,10 +240,7 @@ function changedRoster(roster: Roster): AccountOutput[] {
 }
 
 function subscriptionType(el: Element): SubscriptionType | undefined {
-  const t = el.attrs.type;
-  return t === "subscribe" || t === "subscribed" || t === "unsubscribe" || t === "unsubscribed"
-    ? t
-    : undefined;
+  return subscriptionTypeOf(el.attrs.type);
 }
 
 /** Reduces one operation on an account. */

@@ -4,6 +4,7 @@
  * hear when the resource goes, and subscription requests handed to the account.
  * @module
  */
+import { subscriptionTypeOf } from "../subscription.ts";
 import { contactsWith } from "../roster.ts";
 import { bareJid, EMPTY_ROSTER, type Session } from "../session.ts";
 import {
@@ -21,8 +22,6 @@ import { NS_DELAY } from "../mam.ts";
 import { withAvatarHash } from "./vcard.ts";
 import { capsOnPresence } from "./client_caps.ts";
 import { statusOf } from "./last_activity.ts";
-
-const SUBSCRIPTION_TYPES = new Set(["subscribe", "subscribed", "unsubscribe", "unsubscribed"]);
 
 /** The priority of an available presence, clamped to -128..127 (RFC 6121 §4.7.2.3). */
 export function priorityOf(el: Element): number {
@@ -52,7 +51,7 @@ export function onOutboundPresence(s: Session, raw: Element, ctx: Ctx): Step {
     if (type === "unavailable") return onUnavailable(s, el, ctx);
     return [s, []];
   }
-  if (type !== undefined && SUBSCRIPTION_TYPES.has(type)) {
+  if (subscriptionTypeOf(type) !== undefined) {
     // RFC 6121 §3: subscription state belongs to the account, whichever resource asked.
     const contact = bareJidOf(to)!;
     const bare = bareJid(s)!;

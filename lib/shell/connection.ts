@@ -67,7 +67,18 @@ export interface Sink {
   write(text: string): void;
   flush(): Promise<void>;
   close(): void;
+  /** Bytes (about) written but not yet taken by the peer. */
+  backlog(): number;
+  /** Closes at once, dropping what is unwritten (for a peer that does not read). */
+  abort(): void;
 }
+
+/**
+ * A peer that stops reading while others keep sending to it would make us buffer without end:
+ * past this backlog the connection is dropped (through the destroy path; stream management may
+ * keep the session for resumption).
+ */
+export const MAX_WRITE_BACKLOG = 4 * 1024 * 1024;
 
 const encoder = new TextEncoder();
 
@@ -78,6 +89,8 @@ const READ_MAX = 16384;
 /** A sink writing to a plain TCP connection; `onError` runs when a write fails. */
 export function plainSink(conn: Deno.Conn, onError: () => void): Sink {
   let pending: string[] = [];
+  let pendingChars = 0;
+  let inFlight = 0;
   let chain = Promise.resolve();
   let scheduled = false;
   const flush = (): Promise<void> => {
@@ -85,12 +98,27 @@ export function plainSink(conn: Deno.Conn, onError: () => void): Sink {
     if (pending.length === 0) return chain;
     const data = encoder.encode(pending.join(""));
     pending = [];
-    chain = chain.then(() => writeAll(conn, data)).catch(onError);
+    pendingChars = 0;
+    inFlight += data.length;
+    chain = chain.then(() => writeAll(conn, data)).catch(onError).finally(() => {
+      inFlight -= data.length;
+    });
     return chain;
   };
   return {
+    backlog: () => inFlight + pendingChars,
+    abort() {
+      pending = [];
+      pendingChars = 0;
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+    },
     write(text) {
       pending.push(text);
+      pendingChars += text.length;
       if (!scheduled) {
         scheduled = true;
         queueMicrotask(flush);
@@ -111,6 +139,8 @@ export function plainSink(conn: Deno.Conn, onError: () => void): Sink {
 
 function tlsSink(socket: tls.TLSSocket): Sink {
   return {
+    backlog: () => socket.writableLength,
+    abort: () => void socket.destroy(),
     write(text) {
       if (!socket.destroyed) socket.write(text);
     },
@@ -177,6 +207,7 @@ export async function serveConnection(
   /** The resumption id this connection is registered under (XEP-0198). */
   let smId: string | undefined;
   let hibernationTimer: ReturnType<typeof setTimeout> | undefined;
+  let aborted = false;
 
   function newParser(authenticated: boolean): StreamParser {
     return createStreamParser({
@@ -216,6 +247,14 @@ export async function serveConnection(
       const [next, outputs] = reduce(session, ev, ctx);
       session = next;
       for (const out of outputs) execute(out);
+      if (!done && !aborted && sink.backlog() > MAX_WRITE_BACKLOG) {
+        // Nothing more can be written to a peer that does not read: close the socket now and
+        // end (or hibernate) the session as for a dropped connection.
+        aborted = true;
+        log.warn("{ip}: dropped, it does not read what is sent to it", { ip: session.ip });
+        sink.abort();
+        queue.unshift({ ev: { kind: "disconnected", reason: "write backlog" }, gen: -1 });
+      }
     }
     draining = false;
   }

@@ -28,6 +28,9 @@ export class RawClient {
   #events: ParseEvent[] = [];
   #wake: (() => void) | undefined;
   #closed = false;
+  #writing: Promise<void> = Promise.resolve();
+  #gate: Promise<void> | undefined;
+  #open: (() => void) | undefined;
 
   private constructor(conn: Deno.TcpConn) {
     this.#conn = conn;
@@ -43,6 +46,7 @@ export class RawClient {
     const buf = new Uint8Array(65536);
     try {
       for (;;) {
+        if (this.#gate !== undefined) await this.#gate;
         const n = await this.#conn.read(buf);
         if (n === null) break;
         this.#events.push(...this.#parser.push(buf.subarray(0, n)));
@@ -55,6 +59,17 @@ export class RawClient {
     this.#wake?.();
   }
 
+  /** Stops reading from the socket (after the read under way), as a client that hangs. */
+  pause(): void {
+    this.#gate ??= new Promise((resolve) => (this.#open = resolve));
+  }
+
+  /** Reads again after {@link pause}. */
+  resume(): void {
+    this.#open?.();
+    this.#gate = undefined;
+  }
+
   /** True once the server closed the connection (or we cut it). */
   get closed(): boolean {
     return this.#closed;
@@ -62,7 +77,12 @@ export class RawClient {
 
   /** Writes raw text. */
   write(s: string): void {
-    this.#conn.write(enc.encode(s)).catch(() => {});
+    // In order and whole: a write may take only part of a large buffer.
+    const data = enc.encode(s);
+    this.#writing = this.#writing.then(async () => {
+      let off = 0;
+      while (off < data.length) off += await this.#conn.write(data.subarray(off));
+    }).catch(() => {});
   }
 
   /** Writes an element (stanzas default to jabber:client). */
@@ -142,6 +162,18 @@ export class RawClient {
       throw new Error(`bind failed: ${serialize(result)}`);
     }
     return text(jid);
+  }
+
+  /** A ping round trip to the server; other stanzas arriving meanwhile are passed over. */
+  async ping(ms = 10_000): Promise<void> {
+    const id = `ping-${crypto.randomUUID()}`;
+    this.send(elem("iq", { xmlns: "jabber:client", type: "get", id, to: "localhost" }, [
+      elem("ping", { xmlns: "urn:xmpp:ping" }),
+    ]));
+    for (;;) {
+      const st = await this.next("the ping result", ms);
+      if (st.name === "iq" && st.attrs.id === id) return;
+    }
   }
 
   /** Cuts the TCP connection without closing the stream. */

@@ -4,6 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { clientHeader, rawExchange, startTestServer } from "./_server.ts";
+import { RawClient } from "./_raw_client.ts";
+import { elem, stanza } from "../../lib/xml/element.ts";
 
 const ERR_NS = "urn:ietf:params:xml:ns:xmpp-streams";
 
@@ -151,6 +153,41 @@ Deno.test("a silent connection is closed after idle_timeout", async () => {
     assert.ok(text.includes("<idle-seconds>1</idle-seconds>"), text);
     assert.ok(Date.now() - started >= 900);
   } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("a client that stops reading is dropped instead of buffered without end", async () => {
+  const server = await startTestServer({ require_encryption: false, archive_enabled: false });
+  await server.accounts.create("localhost", "slow", "pw");
+  await server.accounts.create("localhost", "fast", "pw");
+  const slow = await RawClient.connect(server.c2sPort);
+  const fast = await RawClient.connect(server.c2sPort);
+  try {
+    await slow.login("slow", "pw");
+    const slowJid = await slow.bind("s");
+    await fast.login("fast", "pw");
+    await fast.bind("f");
+    slow.pause();
+    // ~24 MB for a reader that takes nothing: more than the kernel's socket buffers and the
+    // server's write backlog limit together.
+    const body = "z".repeat(200_000);
+    for (let i = 0; i < 120; i++) {
+      fast.send(stanza("message", { to: slowJid, type: "chat", id: `m${i}` }, [
+        elem("body", {}, [body]),
+      ]));
+      if (i % 20 === 0) await fast.ping();
+    }
+    await fast.ping();
+    slow.resume();
+    const deadline = Date.now() + 15_000;
+    while (!slow.closed && Date.now() < deadline) await slow.event(1000);
+    assert.ok(slow.closed, "the server closed the connection of the client that did not read");
+    // The server itself carries on.
+    await fast.ping();
+  } finally {
+    slow.cut();
+    await fast.close();
     await server.stop();
   }
 });
