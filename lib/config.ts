@@ -14,6 +14,7 @@ import { domainToASCII } from "node:url";
 import { parse as parseToml } from "smol-toml";
 import * as v from "valibot";
 import type { ExternalService } from "./reducers/types.ts";
+import { DEFAULT_LIMITS, LIMIT_KEYS, LIMIT_MINIMUMS, type Limits } from "./limits.ts";
 
 /** Log levels, least to most severe (the same names as the logging library's). */
 export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
@@ -21,23 +22,8 @@ export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"
 /** One of {@link LOG_LEVELS}. */
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-/** Resource limits applied to every connection. */
-export interface LimitsConfig {
-  /** Largest stanza in bytes once authenticated (`limits.stanza_size`). */
-  readonly stanzaSize: number;
-  /** Largest stanza in bytes before authentication (`limits.stanza_size_unauthed`). */
-  readonly stanzaSizeUnauthed: number;
-  /** Deepest element nesting, the stream element included (`limits.max_depth`). */
-  readonly maxDepth: number;
-  /** Seconds a connection may take to authenticate (`limits.auth_timeout`). */
-  readonly authTimeout: number;
-  /** Seconds of silence before a connection is closed; XEP-0478 idle-seconds. */
-  readonly idleTimeout: number;
-  /** Messages kept per user while they are offline (XEP-0160); more bounce. */
-  readonly offlineMessages: number;
-  /** Seconds a dropped stream-managed session waits to be resumed (XEP-0198 `max`). */
-  readonly smResumeTimeout: number;
-}
+/** Resource limits: see lib/limits.ts. */
+export type LimitsConfig = Limits;
 
 /** Authentication settings. */
 export interface AuthConfig {
@@ -45,8 +31,12 @@ export interface AuthConfig {
   readonly scramIterations: number;
   /** Whether SASL PLAIN is offered (only ever over TLS) (`auth.allow_plain`). */
   readonly allowPlain: boolean;
-  /** Failed logins per address or account within {@link failureWindow} before holding back. */
+  /** Failed logins for one account from one address within {@link failureWindow} before that pair is refused. */
   readonly maxFailures: number;
+  /** Failed logins from one address (any accounts) within the window before it is refused. */
+  readonly maxFailuresPerAddress: number;
+  /** Failed logins for one account (any addresses) within the window after which its answers are delayed, never refused. */
+  readonly slowDownAfter: number;
   /** The window, in seconds, in which {@link maxFailures} are counted. */
   readonly failureWindow: number;
 }
@@ -255,15 +245,14 @@ const Schema = table({
     {},
   ),
   limits: v.optional(
-    table({
-      stanza_size: integer(1024, Number.MAX_SAFE_INTEGER, 262144),
-      stanza_size_unauthed: integer(1024, Number.MAX_SAFE_INTEGER, 8192),
-      max_depth: integer(2, 10000, 32),
-      auth_timeout: integer(1, Number.MAX_SAFE_INTEGER, 60),
-      idle_timeout: integer(1, Number.MAX_SAFE_INTEGER, 840),
-      offline_messages: integer(0, 100000, 100),
-      sm_resume_timeout: integer(1, 86400, 300),
-    }),
+    table(Object.fromEntries(
+      (Object.keys(LIMIT_KEYS) as (keyof Limits)[]).map((k) => [
+        LIMIT_KEYS[k],
+        k === "maxDepth"
+          ? integer(LIMIT_MINIMUMS[k], 10000, DEFAULT_LIMITS[k])
+          : integer(LIMIT_MINIMUMS[k], Number.MAX_SAFE_INTEGER, DEFAULT_LIMITS[k]),
+      ]),
+    )),
     {},
   ),
   auth: v.optional(
@@ -271,6 +260,8 @@ const Schema = table({
       scram_iterations: integer(4096, Number.MAX_SAFE_INTEGER, 4096),
       allow_plain: boolean(true),
       max_failures: integer(1, Number.MAX_SAFE_INTEGER, 5),
+      max_failures_per_address: integer(1, Number.MAX_SAFE_INTEGER, 30),
+      slow_down_after: integer(1, Number.MAX_SAFE_INTEGER, 5),
       failure_window: integer(1, Number.MAX_SAFE_INTEGER, 300),
     }),
     {},
@@ -324,7 +315,7 @@ const Schema = table({
   ),
   archive_policy: v.optional(
     v.picklist(["roster", "always", "never"], 'expected "roster", "always" or "never"'),
-    "roster",
+    "always",
   ),
   component_port: v.optional(
     v.custom<number | false>(
@@ -466,19 +457,15 @@ export function configFromObject(obj: unknown, source: string): Config {
     c2sDirectTlsPort: raw.c2s_direct_tls_port,
     requireEncryption: raw.require_encryption,
     tls,
-    limits: {
-      stanzaSize: raw.limits.stanza_size,
-      stanzaSizeUnauthed: raw.limits.stanza_size_unauthed,
-      maxDepth: raw.limits.max_depth,
-      authTimeout: raw.limits.auth_timeout,
-      idleTimeout: raw.limits.idle_timeout,
-      offlineMessages: raw.limits.offline_messages,
-      smResumeTimeout: raw.limits.sm_resume_timeout,
-    },
+    limits: Object.fromEntries(
+      (Object.keys(LIMIT_KEYS) as (keyof Limits)[]).map((k) => [k, raw.limits[LIMIT_KEYS[k]]]),
+    ) as unknown as Limits,
     auth: {
       scramIterations: raw.auth.scram_iterations,
       allowPlain: raw.auth.allow_plain,
       maxFailures: raw.auth.max_failures,
+      maxFailuresPerAddress: raw.auth.max_failures_per_address,
+      slowDownAfter: raw.auth.slow_down_after,
       failureWindow: raw.auth.failure_window,
     },
     contactInfo: Object.fromEntries(

@@ -1,3 +1,4 @@
+import { DEFAULT_LIMITS } from "../lib/limits.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
@@ -19,17 +20,16 @@ const DEFAULTS: Config = {
   c2sDirectTlsPort: 5223,
   requireEncryption: true,
   tls: {},
-  limits: {
-    stanzaSize: 262144,
-    stanzaSizeUnauthed: 8192,
-    maxDepth: 32,
-    authTimeout: 60,
-    idleTimeout: 840,
-    offlineMessages: 100,
-    smResumeTimeout: 300,
+  limits: DEFAULT_LIMITS,
+  auth: {
+    scramIterations: 4096,
+    allowPlain: true,
+    maxFailures: 5,
+    maxFailuresPerAddress: 30,
+    slowDownAfter: 5,
+    failureWindow: 300,
   },
-  auth: { scramIterations: 4096, allowPlain: true, maxFailures: 5, failureWindow: 300 },
-  archive: { enabled: true, expiresAfter: 604800, maxItems: 10000, policy: "roster" },
+  archive: { enabled: true, expiresAfter: 604800, maxItems: 10000, policy: "always" },
   contactInfo: {},
   logLevel: "info",
   allowRegistration: false,
@@ -176,6 +176,7 @@ failure_window = 60
     requireEncryption: false,
     tls: { cert: "/etc/xmpp/cert.pem", key: "/etc/xmpp/key.pem" },
     limits: {
+      ...DEFAULT_LIMITS,
       stanzaSize: 65536,
       stanzaSizeUnauthed: 4096,
       maxDepth: 16,
@@ -184,7 +185,14 @@ failure_window = 60
       offlineMessages: 10,
       smResumeTimeout: 60,
     },
-    auth: { scramIterations: 10000, allowPlain: false, maxFailures: 3, failureWindow: 60 },
+    auth: {
+      scramIterations: 10000,
+      allowPlain: false,
+      maxFailures: 3,
+      maxFailuresPerAddress: 30,
+      slowDownAfter: 5,
+      failureWindow: 60,
+    },
     archive: { enabled: false, expiresAfter: 172800, maxItems: 50, policy: "always" },
     contactInfo: { abuse: ["mailto:abuse@example.org"], admin: [] },
     logLevel: "debug",

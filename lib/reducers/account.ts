@@ -52,6 +52,7 @@ import { resentPresence } from "./presence.ts";
 import { lastItemsFor, PEP_STORE } from "./pep.ts";
 import { LAST_STORE, logoutRecord } from "./last_activity.ts";
 import type { ResourceView } from "./types.ts";
+import type { Limits } from "../limits.ts";
 
 /** What the server keeps for one account while it works on it. */
 export interface AccountState {
@@ -152,8 +153,8 @@ export interface AccountCtx {
   readonly now: () => number;
   readonly newId: () => string;
   readonly resourcesOf: (bareJid: string) => readonly ResourceView[];
-  /** Offline messages kept per user (XEP-0160 cap). */
-  readonly offlineLimit: number;
+  /** Every bound on what a peer can make the server hold (`[limits]`). */
+  readonly limits: Limits;
   /** The archive's switch and the default policy for users without preferences. */
   readonly archive: { readonly enabled: boolean; readonly policy: ArchivePrefs["default"] };
   /** A random token for archive ids. */
@@ -342,6 +343,7 @@ function onModuleIq(s: AccountState, iq: Element, ctx: AccountCtx): AccountStep 
     newId: ctx.newId,
     roster: s.roster,
     resourcesOf: ctx.resourcesOf,
+    limits: ctx.limits,
     also: Object.fromEntries(entry.alsoStores.map((name) => [name, s.modules[name]])),
   });
   const out: AccountOutput[] = [];
@@ -635,7 +637,7 @@ function onOfflineMessage(s: AccountState, el: Element, ctx: AccountCtx): Accoun
     }
     return [s, []];
   }
-  if (s.offline.length >= ctx.offlineLimit) {
+  if (s.offline.length >= ctx.limits.offlineMessages) {
     return [s, [{
       kind: "route",
       stanza: errorReply(el, "service-unavailable", { text: "Offline storage is full" }),

@@ -9,6 +9,7 @@ import type { StreamError, StreamErrorCondition } from "../xmpp/errors.ts";
 import type { ScramCredentialSet } from "../sasl/scram.ts";
 import type { AccountOp, AccountOutput } from "./account.ts";
 import type { ParseEvent } from "../xml/parser.ts";
+import type { Limits } from "../limits.ts";
 
 /** Something that happened to a session. */
 export type Event =
@@ -184,6 +185,8 @@ export interface Ctx {
   readonly serverName: string;
   readonly serverVersion: string;
   readonly settings: ModuleSettings;
+  /** Every bound on what a peer can make the server hold (`[limits]`). */
+  readonly limits: Limits;
 }
 
 /** Settings of the server's modules, from the configuration. */
@@ -266,6 +269,8 @@ export interface AccountIqCtx {
   readonly resourcesOf?: (bareJid: string) => readonly ResourceView[];
   /** The data of the module's `alsoStores`, by store name (absent when nothing is stored). */
   readonly also?: Readonly<Record<string, unknown>>;
+  /** Every bound on what a peer can make the server hold (`[limits]`). */
+  readonly limits: Limits;
 }
 
 /** The answer of an account handler: new data to store (if changed) and the replies. */

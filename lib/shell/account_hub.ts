@@ -34,6 +34,8 @@ import type { Registry } from "./registry.ts";
 export interface AccountHub {
   /** Queues an operation for the account `bare` (user@host). */
   submit(bare: string, op: AccountOp): void;
+  /** Operations waiting in the account's queue (for backpressure on its sessions). */
+  queueLength(bare: string): number;
   /** Resolves when every queue is empty (for shutdown and tests). */
   idle(): Promise<void>;
 }
@@ -304,6 +306,9 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       }
       entry.queue.push(op);
       if (!entry.running) start(bare, entry);
+    },
+    queueLength(bare) {
+      return entries.get(bare)?.queue.length ?? 0;
     },
     async idle() {
       while (running.size > 0) await Promise.allSettled([...running]);

@@ -132,6 +132,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     capsFeatures: caps.get,
     serverName: SERVER_NAME,
     serverVersion: SERVER_VERSION,
+    limits: config.limits,
     settings: {
       startedAt: Date.now(),
       contactInfo: config.contactInfo,
@@ -183,7 +184,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       now: ctx.now,
       newId: ctx.newId,
       resourcesOf: ctx.resourcesOf,
-      offlineLimit: config.limits.offlineMessages,
+      limits: config.limits,
       archive: { enabled: config.archive.enabled, policy: config.archive.policy },
       random: () => randomToken(6),
     },

@@ -191,8 +191,8 @@ Deno.test("messages are archived for both sides and can be paged, filtered and f
   }
 });
 
-Deno.test("the default policy archives only conversations with roster contacts", async () => {
-  const server = await startTestServer();
+Deno.test("archive_policy = roster archives only conversations with roster contacts", async () => {
+  const server = await startTestServer({ archive_policy: "roster" });
   for (const u of ["alice", "bob"]) await server.accounts.create("localhost", u, "pw");
   const alice = testClient({
     port: server.c2sPort,
@@ -215,6 +215,36 @@ Deno.test("the default policy archives only conversations with roster contacts",
     assert.equal(msg.getChild("stanza-id", "urn:xmpp:sid:0"), undefined);
     assert.deepEqual((await query(bob)).bodies, []);
     assert.deepEqual((await query(alice)).bodies, []);
+  } finally {
+    for (const c of [alice, bob]) await c.stop().catch(() => {});
+    await server.stop();
+  }
+});
+
+Deno.test("the default policy (always) archives conversations with strangers too", async () => {
+  const server = await startTestServer();
+  for (const u of ["alice", "bob"]) await server.accounts.create("localhost", u, "pw");
+  const alice = testClient({
+    port: server.c2sPort,
+    username: "alice",
+    password: "pw",
+    resource: "a",
+  });
+  const bob = testClient({ port: server.c2sPort, username: "bob", password: "pw", resource: "b" });
+  try {
+    await alice.start();
+    await bob.start();
+    await bob.send(xml("presence"));
+    const got = new Promise<XmppClient>((resolve) =>
+      bob.on("stanza", (st: XmppClient) => st.is("message") && resolve(st))
+    );
+    await alice.send(
+      xml("message", { to: "bob@localhost/b", type: "chat" }, xml("body", {}, "kept")),
+    );
+    const msg = await got;
+    assert.notEqual(msg.getChild("stanza-id", "urn:xmpp:sid:0"), undefined);
+    assert.deepEqual((await query(bob)).bodies, ["kept"]);
+    assert.deepEqual((await query(alice)).bodies, ["kept"]);
   } finally {
     for (const c of [alice, bob]) await c.stop().catch(() => {});
     await server.stop();

@@ -7,6 +7,7 @@ import type { Session } from "../../lib/session.ts";
 import { EMPTY_ROSTER, newSession } from "../../lib/session.ts";
 import type { Ctx, Event, Output, ResourceView } from "../../lib/reducers/types.ts";
 import { reduce } from "../../lib/reducers/mod.ts";
+import { DEFAULT_LIMITS, type Limits } from "../../lib/limits.ts";
 import { serializeTop } from "../../lib/reducers/stream_xml.ts";
 import { childElements, elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { capsInputOf, verificationString } from "../../lib/reducers/caps.ts";
@@ -35,6 +36,8 @@ export interface TestCtxOptions {
   readonly resourcesOf?: (bareJid: string) => readonly ResourceView[];
   /** The caps cache: features by `ver` (none known unless told). */
   readonly capsFeatures?: (ver: string) => readonly string[] | undefined;
+  /** Bounds that differ from the defaults. */
+  readonly limits?: Partial<Limits>;
 }
 
 /** A Ctx with a fixed clock, ids "id1", "id2"... and nonces from a list. */
@@ -65,6 +68,7 @@ export function testCtx(opts: TestCtxOptions = {}): Ctx {
     serverName: "test-server",
     serverVersion: "0.0.0",
     settings: { startedAt: 0, contactInfo: {} },
+    limits: { ...DEFAULT_LIMITS, ...opts.limits },
   };
 }
 

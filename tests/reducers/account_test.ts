@@ -1,3 +1,4 @@
+import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
 import {
   type AccountCtx,
@@ -64,7 +65,7 @@ function ctx(
     now: () => NOW,
     newId: () => `id${++ids}`,
     resourcesOf: (bare) => bare === JULIET ? online : [],
-    offlineLimit: over.offlineLimit ?? 2,
+    limits: { ...DEFAULT_LIMITS, offlineMessages: over.offlineLimit ?? 2 },
     archive: { enabled: false, policy: "roster" },
     random: () => "rnd",
   };

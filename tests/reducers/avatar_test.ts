@@ -1,3 +1,4 @@
+import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
 import {
   type AccountCtx,
@@ -35,7 +36,7 @@ function ctx(features: readonly string[] = []): AccountCtx {
           features,
         }]
         : [],
-    offlineLimit: 10,
+    limits: { ...DEFAULT_LIMITS, offlineMessages: 10 },
     archive: { enabled: false, policy: "roster" },
     random: () => "rnd",
   };

@@ -1,3 +1,4 @@
+import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
 import {
   type AccountCtx,
@@ -46,7 +47,7 @@ function accountCtx(resources: readonly ResourceView[] = RESOURCES): AccountCtx 
     now: () => NOW,
     newId: () => `id${++ids}`,
     resourcesOf: (bare) => bare === ME ? resources : [],
-    offlineLimit: 100,
+    limits: { ...DEFAULT_LIMITS, offlineMessages: 100 },
     archive: { enabled: false, policy: "roster" },
     random: () => "r",
   };

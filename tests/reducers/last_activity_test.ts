@@ -1,3 +1,4 @@
+import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
 import { type AccountCtx, type AccountState, reduceAccount } from "../../lib/reducers/account.ts";
 import { onLastIq } from "../../lib/reducers/last_activity.ts";
@@ -35,6 +36,7 @@ function ictx(online: readonly ResourceView[] = [], self = false): AccountIqCtx 
     now: NOW,
     roster: ROSTER,
     resourcesOf: (bare) => bare === JULIET ? online : [],
+    limits: DEFAULT_LIMITS,
   };
 }
 
@@ -95,7 +97,7 @@ function accountCtx(): AccountCtx {
     now: () => NOW,
     newId: () => "id",
     resourcesOf: () => [],
-    offlineLimit: 10,
+    limits: { ...DEFAULT_LIMITS, offlineMessages: 10 },
     archive: { enabled: false, policy: "roster" },
     random: () => "rnd",
   };

@@ -1,3 +1,4 @@
+import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
 import {
   type AccountIqCtx,
@@ -51,6 +52,7 @@ function ctx(over: Partial<AccountIqCtx> = {}): AccountIqCtx {
     bare: OWNER,
     self: true,
     now: 0,
+    limits: DEFAULT_LIMITS,
     newId: () => `gen${++n}`,
     roster: MUTUAL,
     resourcesOf: () => [],

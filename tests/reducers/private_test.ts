@@ -1,3 +1,4 @@
+import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
 import { type AccountCtx, type AccountState, reduceAccount } from "../../lib/reducers/account.ts";
 import { BOOKMARKS_CONFIG, legacyBookmarks } from "../../lib/reducers/pep.ts";
@@ -14,8 +15,8 @@ const MACBETH = `macbeth@${HOST}/castle`;
 const NS = "jabber:iq:private";
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
-const SELF: AccountIqCtx = { bare: HAMLET, self: true, now: NOW };
-const OTHER: AccountIqCtx = { bare: HAMLET, self: false, now: NOW };
+const SELF: AccountIqCtx = { bare: HAMLET, self: true, now: NOW, limits: DEFAULT_LIMITS };
+const OTHER: AccountIqCtx = { bare: HAMLET, self: false, now: NOW, limits: DEFAULT_LIMITS };
 
 function query(children: readonly Element[] = []): Element {
   return elem("query", { xmlns: NS }, children);
@@ -242,7 +243,7 @@ Deno.test("private: through the account, PEP bookmarks are stored, cached and no
     now: () => NOW,
     newId: () => "id",
     resourcesOf: (bare) => bare === HAMLET ? [withCaps] : [],
-    offlineLimit: 10,
+    limits: { ...DEFAULT_LIMITS, offlineMessages: 10 },
     archive: { enabled: false, policy: "roster" },
     random: () => "rnd",
   };

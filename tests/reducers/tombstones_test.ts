@@ -1,3 +1,4 @@
+import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
 import {
   type AccountCtx,
@@ -24,7 +25,7 @@ function ctx(): AccountCtx {
     now: () => NOW,
     newId: () => `id${++ids}`,
     resourcesOf: () => [],
-    offlineLimit: 10,
+    limits: { ...DEFAULT_LIMITS, offlineMessages: 10 },
     archive: { enabled: false, policy: "roster" },
     random: () => "r",
   };

@@ -1,3 +1,4 @@
+import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
 import {
   type AccountCtx,
@@ -20,8 +21,8 @@ const ORCHARD = `${ROMEO}/orchard`;
 const PHOTO_B64 = "aGVs\n  bG8=";
 const HELLO_SHA1 = "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d";
 
-const SELF: AccountIqCtx = { bare: JULIET, self: true, now: NOW };
-const OTHER: AccountIqCtx = { bare: JULIET, self: false, now: NOW };
+const SELF: AccountIqCtx = { bare: JULIET, self: true, now: NOW, limits: DEFAULT_LIMITS };
+const OTHER: AccountIqCtx = { bare: JULIET, self: false, now: NOW, limits: DEFAULT_LIMITS };
 
 function vcard(children: readonly Element[] = []): Element {
   return elem("vCard", { xmlns: "vcard-temp" }, children);
@@ -157,7 +158,7 @@ function accountCtx(online: readonly string[] = [BALCONY]): AccountCtx {
           interested: true,
         }))
         : [],
-    offlineLimit: 10,
+    limits: { ...DEFAULT_LIMITS, offlineMessages: 10 },
     archive: { enabled: false, policy: "roster" },
     random: () => "rnd",
   };

@@ -1,3 +1,4 @@
+import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
 import { createAccountHub } from "../../lib/shell/account_hub.ts";
 import { createRegistry } from "../../lib/shell/registry.ts";
@@ -41,7 +42,7 @@ Deno.test("account hub: the archive's newest stamp is read before the first arch
         now: () => NOW,
         newId: () => "id",
         resourcesOf: registry.resourcesOf,
-        offlineLimit: 100,
+        limits: { ...DEFAULT_LIMITS, offlineMessages: 100 },
         archive: { enabled: true, policy: "always" },
         random: () => "r",
       },
