@@ -10,6 +10,7 @@ import { AccountExistsError, AccountMissingError, openAccountStore } from "./sto
 import { parseJid } from "./xmpp/jid.ts";
 import { openTombstoneStore, removeAccount } from "./storage/tombstones.ts";
 import { MODULE_STORES } from "./reducers/modules.ts";
+import { UnstorableNameError } from "./storage/datamanager.ts";
 
 const USAGE = `usage:
   main.ts [serve] [--config FILE]          run the server
@@ -148,7 +149,8 @@ export async function runCli(args: readonly string[]): Promise<number> {
     if (
       err instanceof ConfigError || err instanceof UsageError ||
       err instanceof AccountExistsError ||
-      err instanceof AccountMissingError || err instanceof ListenError
+      err instanceof AccountMissingError || err instanceof ListenError ||
+      err instanceof UnstorableNameError
     ) {
       console.error(`error: ${err.message}`);
       if (err instanceof UsageError) console.error(USAGE);

@@ -65,6 +65,11 @@ export interface ArchiveQuery {
   readonly before?: string | true;
   /** `<flip-page/>`: send the page newest first. */
   readonly flip: boolean;
+  /**
+   * Most archive records the query may read while filtering (`limits.mamScan`), set by the
+   * account; `runQuery` takes its default when absent.
+   */
+  readonly scanLimit?: number;
 }
 
 /** Why a query or preferences element was refused. */
@@ -83,6 +88,13 @@ export interface QueryPage {
   readonly count?: number;
   /** Position of `items[0]` in the whole result set, when known. */
   readonly firstIndex?: number;
+  /**
+   * When a bounded scan stopped before the page was full: the ids of the first and last
+   * archive records it read, which the RSM `<first/>` and `<last/>` then name instead of the
+   * page's own items, so that `after`/`before` with them go on where the scan stopped, even
+   * after an empty page.
+   */
+  readonly scanned?: { readonly first: string; readonly last: string };
 }
 
 function fail(error: StanzaErrorCondition, text: string): MamError {
@@ -281,12 +293,12 @@ export function resultMessages(page: QueryPage, q: ArchiveQuery, to: string): El
  * (XEP-0313 §4.3.4), and RSM ids are positions in the result set, not in the transmission.
  */
 export function finResult(iq: Element, page: QueryPage, _q: ArchiveQuery): Element {
-  const first = page.items[0];
-  const last = page.items[page.items.length - 1];
+  const first = page.scanned?.first ?? page.items[0]?.id;
+  const last = page.scanned?.last ?? page.items[page.items.length - 1]?.id;
   const set = elem("set", { xmlns: NS_RSM }, [
     first !== undefined &&
-    elem("first", { index: page.firstIndex?.toString() }, [first.id]),
-    last !== undefined && elem("last", {}, [last.id]),
+    elem("first", { index: page.scanned ? undefined : page.firstIndex?.toString() }, [first]),
+    last !== undefined && elem("last", {}, [last]),
     page.count !== undefined && elem("count", {}, [String(page.count)]),
   ]);
   return iqResult(
@@ -307,14 +319,16 @@ const DEFAULTS: ReadonlySet<string> = new Set(["always", "never", "roster"]);
 function jidList(prefs: Element, name: "always" | "never"): string[] | MamError {
   const list = child(prefs, name);
   if (list === undefined) return [];
-  const out: string[] = [];
+  // A Set, not an object keyed by JID ('constructor' and '__proto__' are JIDs too), and not
+  // a search of the array per JID: the list is as long as the client makes it.
+  const out = new Set<string>();
   for (const j of childElements(list, prefs.xmlns)) {
     if (j.name !== "jid") continue;
     const jid = normalizeJid(text(j));
     if (jid === undefined) return fail("bad-request", `Invalid JID in <${name}/>: ${text(j)}`);
-    if (!out.includes(jid)) out.push(jid);
+    out.add(jid);
   }
-  return out;
+  return [...out];
 }
 
 /**

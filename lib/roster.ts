@@ -5,11 +5,17 @@
  *
  * Versions are a decimal counter ("0", "1", ...) bumped by one with each change, so a client
  * holding the current version can be answered with an empty result.
+ *
+ * Items and pending requests are keyed by peer-supplied JIDs ("constructor" is a valid one), so
+ * they are only ever read as own properties ({@link rosterItem}, {@link pendingRequest}). Their
+ * count and stored bytes are bounded (`[limits] roster_items`, `roster_bytes`,
+ * `pending_subscriptions`) and kept as a running tally, so checking a change costs O(1).
  * @module
  */
-import type { Roster, RosterItem } from "./session.ts";
+import type { PendingRequest, Roster, RosterItem } from "./session.ts";
 import { childElements, elem, type Element, stanza, text } from "./xml/element.ts";
 import { bareJidOf, parseJid } from "./xmpp/jid.ts";
+import { type Limits, utf8Bytes } from "./limits.ts";
 
 /** Namespace of the roster protocol (RFC 6121 §2). */
 export const NS_ROSTER = "jabber:iq:roster";
@@ -79,6 +85,189 @@ function withoutKey<T>(rec: Readonly<Record<string, T>>, key: string): Record<st
   const next = { ...rec };
   delete next[key];
   return next;
+}
+
+/** The roster item for a bare JID, if there is one (own keys only). */
+export function rosterItem(roster: Roster, jid: string): RosterItem | undefined {
+  return own(roster.items, jid);
+}
+
+/** The stored inbound subscription request from a bare JID, if there is one (own keys only). */
+export function pendingRequest(roster: Roster, jid: string): PendingRequest | undefined {
+  return own(roster.pendingIn, jid);
+}
+
+/**
+ * Most bytes of a request's payload kept with it (as stored, JSON). Enough for a status, a
+ * nick and an XEP-0401 token many times over; larger children are left out (the request itself
+ * still stands), so that each request costs at most a few KiB of the roster's bytes.
+ */
+export const MAX_REQUEST_PAYLOAD_BYTES = 4096;
+
+/**
+ * The request to store for an inbound "subscribe" (RFC 6121 §3.1.3): its child elements in
+ * order, each whole, leaving out any that would take the payload past
+ * {@link MAX_REQUEST_PAYLOAD_BYTES}; `true` when none is kept.
+ */
+export function pendingRequestOf(subscribe: Element): PendingRequest {
+  const payload: Element[] = [];
+  let bytes = 0;
+  for (const c of childElements(subscribe)) {
+    const n = utf8Bytes(JSON.stringify(c));
+    if (bytes + n > MAX_REQUEST_PAYLOAD_BYTES) continue;
+    payload.push(c);
+    bytes += n;
+  }
+  return payload.length === 0 ? true : { payload };
+}
+
+/** The children a stored request is redelivered with (none for `true`, as older rosters hold). */
+export function pendingPayload(request: PendingRequest): readonly Element[] {
+  // Tolerates a hand-edited store: anything but a payload array redelivers a bare request.
+  return request !== true && Array.isArray(request?.payload) ? request.payload : [];
+}
+
+/**
+ * JSON framing of a stored item counted as a constant (its key, the field names, quotes,
+ * subscription, ask, approved), so that a subscription change never changes a roster's size
+ * and every size is known from the item alone.
+ */
+const ITEM_OVERHEAD = 96;
+/** Quotes and comma around a stored group name. */
+const GROUP_OVERHEAD = 3;
+/** Key quotes, colon, comma and `true` or the payload's wrapper of a stored request. */
+const PENDING_OVERHEAD = 16;
+
+/**
+ * Bytes an item takes in the stored roster (UTF-8, JSON escapes aside): the JID twice (as key
+ * and field), the name, each group, and {@link ITEM_OVERHEAD}.
+ */
+export function itemBytes(item: RosterItem): number {
+  let n = ITEM_OVERHEAD + 2 * utf8Bytes(item.jid);
+  if (item.name !== undefined) n += utf8Bytes(item.name);
+  for (const g of item.groups) n += GROUP_OVERHEAD + utf8Bytes(g);
+  return n;
+}
+
+/** Bytes a pending request takes in the stored roster: its JID and its payload as stored. */
+export function pendingBytes(jid: string, request: PendingRequest): number {
+  const payload = pendingPayload(request);
+  return PENDING_OVERHEAD + utf8Bytes(jid) +
+    (payload.length === 0 ? 0 : utf8Bytes(JSON.stringify(payload)));
+}
+
+/** Entries and bytes of a record of items or of pending requests. */
+interface Tally {
+  readonly count: number;
+  readonly bytes: number;
+}
+
+/**
+ * Tallies by record, carried from each record to the one derived from it, so that a change is
+ * checked in O(1). A record with none (a roster just loaded from storage) is counted once.
+ * Records are immutable, so a memo keyed by identity can never go stale.
+ */
+const itemTallies = new WeakMap<object, Tally>();
+const pendingTallies = new WeakMap<object, Tally>();
+
+function itemTally(items: Roster["items"]): Tally {
+  let t = itemTallies.get(items);
+  if (t === undefined) {
+    let bytes = 0;
+    const all = Object.values(items);
+    for (const item of all) bytes += itemBytes(item);
+    t = { count: all.length, bytes };
+    itemTallies.set(items, t);
+  }
+  return t;
+}
+
+function pendingTally(pendingIn: Roster["pendingIn"]): Tally {
+  let t = pendingTallies.get(pendingIn);
+  if (t === undefined) {
+    let bytes = 0;
+    const all = Object.entries(pendingIn);
+    for (const [jid, request] of all) bytes += pendingBytes(jid, request);
+    t = { count: all.length, bytes };
+    pendingTallies.set(pendingIn, t);
+  }
+  return t;
+}
+
+/** `items` with `jid` set to `item` (or removed), its tally carried over. */
+function itemsWith(
+  items: Roster["items"],
+  jid: string,
+  item: RosterItem | undefined,
+): Roster["items"] {
+  const t = itemTally(items);
+  const old = own(items, jid);
+  // A computed key: "__proto__" becomes an own property, not the record's prototype.
+  const next = item === undefined ? withoutKey(items, jid) : { ...items, [jid]: item };
+  itemTallies.set(next, {
+    count: t.count + (old === undefined ? 0 : -1) + (item === undefined ? 0 : 1),
+    bytes: t.bytes - (old === undefined ? 0 : itemBytes(old)) +
+      (item === undefined ? 0 : itemBytes(item)),
+  });
+  return next;
+}
+
+/** `pendingIn` with the request from `jid` set (or removed), its tally carried over. */
+function pendingWith(
+  pendingIn: Roster["pendingIn"],
+  jid: string,
+  request: PendingRequest | undefined,
+): Roster["pendingIn"] {
+  const t = pendingTally(pendingIn);
+  const old = own(pendingIn, jid);
+  const next = request === undefined
+    ? withoutKey(pendingIn, jid)
+    : { ...pendingIn, [jid]: request };
+  pendingTallies.set(next, {
+    count: t.count + (old === undefined ? 0 : -1) + (request === undefined ? 0 : 1),
+    bytes: t.bytes - (old === undefined ? 0 : pendingBytes(jid, old)) +
+      (request === undefined ? 0 : pendingBytes(jid, request)),
+  });
+  return next;
+}
+
+/** What a roster holds against its bounds. */
+export interface RosterUsage {
+  /** Roster items (`roster_items`). */
+  readonly items: number;
+  /** Pending inbound requests (`pending_subscriptions`). */
+  readonly pending: number;
+  /** Bytes as stored, items and pending requests with their payloads (`roster_bytes`). */
+  readonly bytes: number;
+}
+
+/** The roster's size; O(1) for a roster derived by this module, O(n) once for a loaded one. */
+export function rosterUsage(roster: Roster): RosterUsage {
+  const i = itemTally(roster.items);
+  const p = pendingTally(roster.pendingIn);
+  return { items: i.count, pending: p.count, bytes: i.bytes + p.bytes };
+}
+
+/** The bound a change broke: RFC 6121 §2.3.3 resource-constraint. */
+export type RosterOverflow = "items" | "pending" | "bytes";
+
+/**
+ * The bound `after` goes past by growing from `before`, or undefined. A roster already past a
+ * bound (limits lowered, an older store) may still shrink or change in place: only growth
+ * past a cap is refused.
+ */
+export function rosterOverflow(
+  before: Roster,
+  after: Roster,
+  limits: Pick<Limits, "rosterItems" | "rosterBytes" | "pendingSubscriptions">,
+): RosterOverflow | undefined {
+  if (after === before) return undefined;
+  const a = rosterUsage(after);
+  const b = rosterUsage(before);
+  if (a.items > limits.rosterItems && a.items > b.items) return "items";
+  if (a.pending > limits.pendingSubscriptions && a.pending > b.pending) return "pending";
+  if (a.bytes > limits.rosterBytes && a.bytes > b.bytes) return "bytes";
+  return undefined;
 }
 
 /**
@@ -209,7 +398,7 @@ export function updateItem(
   const item: RosterItem = name === undefined
     ? { ...rest, groups: [...groups] }
     : { ...rest, name, groups: [...groups] };
-  return { roster: bumped(roster, { ...roster.items, [jid]: item }), item };
+  return { roster: bumped(roster, itemsWith(roster.items, jid, item)), item };
 }
 
 /**
@@ -223,9 +412,9 @@ export function removeItem(
   const removed = own(roster.items, jid);
   if (removed === undefined) return undefined;
   const pendingIn = Object.hasOwn(roster.pendingIn, jid)
-    ? withoutKey(roster.pendingIn, jid)
+    ? pendingWith(roster.pendingIn, jid, undefined)
     : roster.pendingIn;
-  return { roster: bumped(roster, withoutKey(roster.items, jid), pendingIn), removed };
+  return { roster: bumped(roster, itemsWith(roster.items, jid, undefined), pendingIn), removed };
 }
 
 /**
@@ -253,19 +442,25 @@ export function setSubscription(
   const changed = old === undefined || old.subscription !== item.subscription ||
     old.ask !== item.ask || (old.approved === true) !== (item.approved === true);
   if (!changed) return { roster, item: old, changed: false };
-  return { roster: bumped(roster, { ...roster.items, [jid]: item }), item, changed: true };
+  return { roster: bumped(roster, itemsWith(roster.items, jid, item)), item, changed: true };
 }
 
 /**
- * Records or clears a pending inbound request. The version moves too, as Prosody's does (the
+ * Records (`true` or a request with its payload) or clears (`false`) a pending inbound request.
+ * A request already pending is kept as it was stored: a repeat is not delivered either (RFC
+ * 6121 A.3.1), so the user sees the first one. The version moves too, as Prosody's does (the
  * request is saved with the roster), so the numbers clients see match the conformance scripts.
  */
-export function setPendingIn(roster: Roster, jid: string, pending: boolean): Roster {
-  if (pending === Object.hasOwn(roster.pendingIn, jid)) return roster;
+export function setPendingIn(
+  roster: Roster,
+  jid: string,
+  pending: boolean | PendingRequest,
+): Roster {
+  if ((pending !== false) === Object.hasOwn(roster.pendingIn, jid)) return roster;
   return bumped(
     roster,
     roster.items,
-    pending ? { ...roster.pendingIn, [jid]: true } : withoutKey(roster.pendingIn, jid),
+    pendingWith(roster.pendingIn, jid, pending === false ? undefined : pending),
   );
 }
 

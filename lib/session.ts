@@ -28,14 +28,22 @@ export interface RosterItem {
 export interface Roster {
   /** Increases with every change; sent as `ver`. */
   readonly version: string;
-  /** Items by the contact's bare JID. */
+  /** Items by the contact's bare JID (peer-supplied keys: see lib/roster.ts `rosterItem`). */
   readonly items: Readonly<Record<string, RosterItem>>;
   /**
    * Inbound subscription requests awaiting the user's answer (RFC 6121 §3.1.3), by bare JID,
-   * whether or not the contact is in the roster; redelivered at each initial presence.
+   * whether or not the contact is in the roster; redelivered at each initial presence. Keys
+   * are peer-supplied: read them with `Object.hasOwn` (lib/roster.ts `pendingRequest`).
    */
-  readonly pendingIn: Readonly<Record<string, true>>;
+  readonly pendingIn: Readonly<Record<string, PendingRequest>>;
 }
+
+/**
+ * A stored inbound subscription request: `true` when it carried no payload (and in rosters
+ * stored before payloads were kept), else the request's child elements (`<status/>`, XEP-0172
+ * `<nick/>`, XEP-0401 `<preauth/>` ...), redelivered with it (RFC 6121 §3.1.3).
+ */
+export type PendingRequest = true | { readonly payload: readonly Element[] };
 
 /** A roster with nothing in it. */
 export const EMPTY_ROSTER: Roster = { version: "0", items: {}, pendingIn: {} };
@@ -83,8 +91,11 @@ export interface Session {
   readonly interested: boolean;
   /** Loaded at bind. */
   readonly roster?: Roster;
-  /** Who got directed presence from this resource and must hear when it goes (RFC 6121 §4.6). */
-  readonly directed: readonly string[];
+  /**
+   * Who got directed presence from this resource and must hear when it goes (RFC 6121 §4.6).
+   * A set, copied only when it changes, at most `limits.directedPresences` JIDs.
+   */
+  readonly directed: ReadonlySet<string>;
   /** Stanzas that arrived between binding and the roster's arrival, replayed in order. */
   readonly held: readonly Element[];
   /** The stream's xml:lang, for error texts. */
@@ -93,7 +104,7 @@ export interface Session {
    * Present while the client says it is inactive (XEP-0352): the stanzas held back from it,
    * oldest first. Absent means active, as every stream begins.
    */
-  readonly csi?: { readonly held: readonly Element[] };
+  readonly csi?: CsiHold;
   /** The user's avatar hash from their vCard (XEP-0153), added to available presence. */
   readonly avatarHash?: string;
   /** The entity capabilities (XEP-0115) of the last available presence; features once known. */
@@ -102,10 +113,23 @@ export interface Session {
   readonly carbons: boolean;
   /** The user's block list (XEP-0191), a copy of the account's; set at bind and on change. */
   readonly blocklist?: readonly string[];
+  /** This resource requested the block list (XEP-0191 §3.2): it gets block and unblock pushes. */
+  readonly blocklistInterested?: boolean;
   /** When the current presence was set (ms), for the delay stamp when it is sent again. */
   readonly presenceAt?: number;
   /** Stream management (XEP-0198), once the client enabled it. */
   readonly sm?: StreamManagement;
+}
+
+/**
+ * What is held for an inactive client (XEP-0352): the stanzas, oldest first, and their size in
+ * bytes (bounded by `limits.csiBytes`). `sizes` and `bytes` are absent while nothing is held.
+ */
+export interface CsiHold {
+  readonly held: readonly Element[];
+  /** The size of each held stanza, measured once when it was held. */
+  readonly sizes?: readonly number[];
+  readonly bytes?: number;
 }
 
 /**
@@ -124,10 +148,18 @@ export interface StreamManagement {
   readonly outbound: number;
   /** Sent stanzas the client has not acknowledged yet, oldest first. */
   readonly unacked: readonly Element[];
+  /**
+   * The size in bytes of each of `unacked` (measured once, when it was queued), and their sum:
+   * the queue is bounded by `limits.smQueueBytes` as well as by count. Absent means empty.
+   */
+  readonly unackedSizes?: readonly number[];
+  readonly unackedBytes?: number;
   /** `outbound` when we last sent `<r/>`; absent when no request is outstanding. */
   readonly requestedAt?: number;
   /** The connection dropped: the session waits to be resumed, stanzas go to `unacked`. */
   readonly hibernating?: boolean;
+  /** When it began to hibernate (ms): the oldest goes first past `limits.resumablePerAccount`. */
+  readonly hibernatedAt?: number;
 }
 
 /** A client's advertised capabilities: `node#ver` names them, `features` once learned. */
@@ -136,7 +168,25 @@ export interface ClientCaps {
   readonly ver: string;
   readonly hash: string;
   readonly features?: readonly string[];
+  /**
+   * Our questions about these caps (`node#ver`) still unanswered: only an answer to one of them
+   * is learned, so that nobody can fill the caps cache with answers nobody asked for.
+   */
+  readonly asked?: readonly CapsQuestion[];
 }
+
+/** One of our disco#info questions about a resource's caps, waiting for its answer. */
+export interface CapsQuestion {
+  /** The iq id we sent. */
+  readonly id: string;
+  /** The full JID we asked: the answer must come from it. */
+  readonly to: string;
+  /** The PEP service (a bare JID) that asked: the answer is addressed to it. */
+  readonly from: string;
+}
+
+/** No directed presence sent: shared, since a set is never changed in place. */
+export const NO_DIRECTED: ReadonlySet<string> = new Set();
 
 /** A fresh session for a new connection. */
 export function newSession(
@@ -158,7 +208,7 @@ export function newSession(
     priority: 0,
     interested: false,
     carbons: false,
-    directed: [],
+    directed: NO_DIRECTED,
     held: [],
   };
 }

@@ -26,6 +26,14 @@ import {
   withStanzaId,
 } from "../lib/mam.ts";
 import { childElements, elem, type Element, serialize, stanza } from "../lib/xml/element.ts";
+import {
+  type AccountCtx,
+  type AccountState,
+  NO_OFFLINE,
+  reduceAccount,
+} from "../lib/reducers/account.ts";
+import { DEFAULT_LIMITS } from "../lib/limits.ts";
+import { EMPTY_ROSTER } from "../lib/session.ts";
 import { createStreamParser } from "../lib/xml/parser.ts";
 
 /** Parses one element, written as the child of a client stanza. */
@@ -379,4 +387,112 @@ Deno.test("isArchivable: chat and normal messages with a body", () => {
     [`<message xmlns="jabber:client"><body xmlns="urn:other">x</body></message>`, false],
   ];
   for (const [s, want] of table) assert.equal(isArchivable(xml(s)), want, s);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Bounds (issue 9): ids per query, records read per query, JIDs in the preferences.
+
+Deno.test("finResult: a scan stopped by its bound names the records it covered, even for an empty page", () => {
+  const iq = stanza("iq", { type: "set", id: "q4", from: ROMEO });
+  const q = parsed(xml(`<query xmlns="${NS_MAM}"/>`));
+  const scanned = { first: A.id, last: B.id };
+  assert.equal(
+    serialize(finResult(iq, { items: [], complete: false, scanned }, q)),
+    `<iq type="result" id="q4" to="${ROMEO}"><fin xmlns="${NS_MAM}">` +
+      `<set xmlns="${NS_RSM}"><first>${A.id}</first><last>${B.id}</last></set></fin></iq>`,
+  );
+});
+
+Deno.test("prefs: JIDs that are Object.prototype's names are JIDs like others", () => {
+  // As localparts (a domain cannot hold '_'; domains are lower-cased).
+  const names = ["constructor@x", "__proto__@x", "toString@x", "hasOwnProperty@x"];
+  const jids = (ns: readonly string[]) => ns.map((n) => `<jid>${n}</jid>`).join("");
+  const p = parsePrefs(xml(
+    `<prefs xmlns="${NS_MAM}" default="always"><always>${jids(names)}${jids(names)}</always>` +
+      `<never><jid>valueOf@x</jid></never></prefs>`,
+  ));
+  assert.ok(!("error" in p));
+  // Each once, in order (localparts case-folded); nothing inherited is taken for an entry.
+  const folded = names.map((n) => n.toLowerCase());
+  assert.deepEqual(p.always, folded);
+  assert.deepEqual(p.never, ["valueof@x"]);
+  assert.equal(shouldArchive({ ...p, default: "never" }, "__proto__@x", false), true);
+  assert.equal(shouldArchive({ ...p, default: "never" }, "isprototypeof@x", false), false);
+  assert.equal(shouldArchive(p, "valueof@x", true), false);
+  // Round trip through the stored form (JSON) and the element.
+  assert.deepEqual(JSON.parse(JSON.stringify(p)), p);
+  assert.equal(
+    serialize(prefsElement(p)),
+    `<prefs xmlns="${NS_MAM}" default="always"><always>${jids(folded)}</always>` +
+      `<never><jid>valueof@x</jid></never></prefs>`,
+  );
+});
+
+/** The account reducer with Juliet's archive, under small MAM limits. */
+function accountCtx(): AccountCtx {
+  return {
+    now: () => 1_700_000_000_000,
+    newId: () => "id",
+    resourcesOf: () => [],
+    limits: { ...DEFAULT_LIMITS, mamIds: 3, mamScan: 100, mamPrefsJids: 2 },
+    archive: { enabled: true, policy: "always" },
+    random: () => "rnd",
+  };
+}
+
+const JULIET_STATE: AccountState = {
+  bare: "juliet@capulet.lit",
+  exists: true,
+  roster: EMPTY_ROSTER,
+  offline: NO_OFFLINE,
+  lastArchived: 0,
+  modules: {},
+};
+
+Deno.test("account: more ids than limits.mamIds is policy-violation; the scan bound goes with the query", () => {
+  const iq = stanza("iq", { type: "set", id: "q5", from: "juliet@capulet.lit/balcony" });
+  const ids = (n: number) => [["ids", ...Array.from({ length: n }, (_, i) => `id${i}`)] as const];
+  const over = parsed(mamQuery(ids(4)));
+  const [s1, out1] = reduceAccount(
+    JULIET_STATE,
+    { kind: "mam-query", iq, query: over },
+    accountCtx(),
+  );
+  assert.equal(s1, JULIET_STATE);
+  assert.equal(out1.length, 1);
+  assert.ok(out1[0].kind === "deliver");
+  assert.equal(
+    serialize(out1[0].stanza),
+    `<iq type="error" id="q5" to="juliet@capulet.lit/balcony"><error type="modify">` +
+      `<policy-violation xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/>` +
+      `<text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas" xml:lang="en">At most 3 ids per query` +
+      `</text></error></iq>`,
+  );
+  const ok = parsed(mamQuery(ids(3)));
+  const [, out2] = reduceAccount(JULIET_STATE, { kind: "mam-query", iq, query: ok }, accountCtx());
+  assert.deepEqual(out2, [{ kind: "mam-query", iq, query: { ...ok, scanLimit: 100 } }]);
+});
+
+Deno.test("account: preferences with more JIDs than limits.mamPrefsJids are not-acceptable", () => {
+  const iq = stanza("iq", { type: "set", id: "p1", from: "juliet@capulet.lit/balcony" });
+  const prefs = parsePrefs(xml(
+    `<prefs xmlns="${NS_MAM}" default="roster"><always><jid>a@x</jid><jid>b@x</jid></always>` +
+      `<never><jid>c@x</jid></never></prefs>`,
+  ));
+  assert.ok(!("error" in prefs));
+  const [s, out] = reduceAccount(JULIET_STATE, { kind: "mam-prefs", iq, prefs }, accountCtx());
+  // Nothing stored or changed: only the error.
+  assert.equal(s, JULIET_STATE);
+  assert.equal(out.length, 1);
+  assert.ok(out[0].kind === "deliver");
+  assert.match(serialize(out[0].stanza), /<error type="modify"><not-acceptable /);
+  // Two together fit.
+  const two = { ...prefs, never: [] };
+  const [s2, out2] = reduceAccount(
+    JULIET_STATE,
+    { kind: "mam-prefs", iq, prefs: two },
+    accountCtx(),
+  );
+  assert.deepEqual(s2.prefs, two);
+  assert.deepEqual(out2.map((o) => o.kind), ["store-prefs", "deliver"]);
 });

@@ -1,17 +1,26 @@
 import assert from "node:assert/strict";
 import {
   contactsWith,
+  itemBytes,
   itemElement,
+  MAX_REQUEST_PAYLOAD_BYTES,
   NS_ROSTER,
   parseRosterSet,
+  pendingBytes,
+  pendingPayload,
+  pendingRequest,
+  pendingRequestOf,
   removeItem,
+  rosterItem,
+  rosterOverflow,
   rosterPush,
   rosterQuery,
+  rosterUsage,
   setPendingIn,
   setSubscription,
   updateItem,
 } from "../lib/roster.ts";
-import { EMPTY_ROSTER, type Roster, type RosterItem } from "../lib/session.ts";
+import { EMPTY_ROSTER, type PendingRequest, type Roster, type RosterItem } from "../lib/session.ts";
 import { elem, type Element, serialize } from "../lib/xml/element.ts";
 
 const OWN = "juliet@example.com";
@@ -364,4 +373,168 @@ Deno.test("contactsWith selects by subscription", () => {
   assert.deepEqual(contactsWith(ROSTER, ["to", "both"]), [ROMEO.jid, NURSE.jid]);
   assert.deepEqual(contactsWith(ROSTER, ["none"]), [MERCUTIO.jid]);
   assert.deepEqual(contactsWith(ROSTER, []), []);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9: prototype names, bounds with a running tally, request payloads.
+
+const PROTO_NAMES = ["constructor", "__proto__", "toString", "hasOwnProperty"] as const;
+
+Deno.test("lookups by a prototype name find nothing in a roster without it", () => {
+  const loaded: Roster = JSON.parse(JSON.stringify(ROSTER));
+  for (const name of PROTO_NAMES) {
+    for (const r of [ROSTER, EMPTY_ROSTER, loaded]) {
+      assert.equal(rosterItem(r, name), undefined, name);
+      assert.equal(pendingRequest(r, name), undefined, name);
+    }
+    assert.equal(removeItem(ROSTER, name), undefined);
+    assert.equal(setSubscription(ROSTER, name, { subscription: "to" }, false).changed, false);
+  }
+});
+
+Deno.test("prototype names are stored as own keys and survive a store and a load", () => {
+  for (const name of PROTO_NAMES) {
+    const { roster: added } = updateItem(ROSTER, name, "N", ["G"]);
+    const asked = setPendingIn(added, name, { payload: [elem("status", {}, ["hi"])] });
+    assert.ok(Object.hasOwn(asked.items, name), name);
+    assert.ok(Object.hasOwn(asked.pendingIn, name), name);
+    // The records' prototype is untouched by a "__proto__" key.
+    assert.equal(Object.getPrototypeOf(asked.items), Object.prototype);
+    assert.equal(Object.getPrototypeOf(asked.pendingIn), Object.prototype);
+    const loaded: Roster = JSON.parse(JSON.stringify(asked));
+    assert.deepEqual(rosterItem(loaded, name), {
+      jid: name,
+      name: "N",
+      subscription: "none",
+      groups: ["G"],
+    });
+    assert.deepEqual(pendingPayload(pendingRequest(loaded, name)!), [elem("status", {}, ["hi"])]);
+    assert.deepEqual(rosterUsage(loaded), rosterUsage(asked));
+    const sub = setSubscription(loaded, name, { subscription: "from" }, false);
+    assert.equal(sub.item?.subscription, "from");
+    const removed = removeItem(sub.roster, name)!;
+    assert.equal(rosterItem(removed.roster, name), undefined);
+    assert.equal(pendingRequest(removed.roster, name), undefined);
+    assert.deepEqual(rosterUsage(removed.roster), rosterUsage(ROSTER));
+  }
+});
+
+/** The usage of a roster counted from scratch (a JSON copy has no tally yet). */
+function recounted(r: Roster) {
+  return rosterUsage(JSON.parse(JSON.stringify(r)));
+}
+
+Deno.test("rosterUsage: the running tally equals a recount after any sequence of changes", () => {
+  let seed = 7;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  const jids = ["a@x", "b@x", "é@x", "constructor", "__proto__", "toString"];
+  let r: Roster = ROSTER;
+  for (let step = 0; step < 500; step++) {
+    const jid = jids[rand(jids.length)];
+    switch (rand(5)) {
+      case 0:
+        r = updateItem(
+          r,
+          jid,
+          rand(2) ? "ñame".repeat(rand(4)) : undefined,
+          ["g", "h"].slice(rand(3)),
+        ).roster;
+        break;
+      case 1:
+        r = removeItem(r, jid)?.roster ?? r;
+        break;
+      case 2:
+        r = setSubscription(r, jid, { subscription: "both" }, rand(2) === 0).roster;
+        break;
+      case 3:
+        r = setPendingIn(
+          r,
+          jid,
+          rand(2) ? true : { payload: [elem("nick", {}, ["n".repeat(rand(50))])] },
+        );
+        break;
+      case 4:
+        r = setPendingIn(r, jid, false);
+        break;
+    }
+    assert.deepEqual(rosterUsage(r), recounted(r), `step ${step}`);
+  }
+});
+
+Deno.test("rosterUsage counts items, pending requests and stored bytes", () => {
+  const u = rosterUsage(ROSTER);
+  assert.equal(u.items, 4);
+  assert.equal(u.pending, 1);
+  const itemsBytes = [ROMEO, NURSE, BENVOLIO, MERCUTIO].reduce((n, i) => n + itemBytes(i), 0);
+  assert.equal(u.bytes, itemsBytes + pendingBytes("tybalt@example.org", true));
+  // The JID twice (key and field), the name, each group, and the framing.
+  assert.equal(itemBytes(ROMEO), 96 + 2 * 17 + 5 + (3 + 7));
+  // Within the stored JSON's size, not far from it (no escapes here).
+  const stored = new TextEncoder().encode(JSON.stringify(ROSTER)).length;
+  assert.ok(u.bytes >= stored && u.bytes < stored * 2, `${u.bytes} vs ${stored}`);
+  // A subscription change does not change the size.
+  const sub = setSubscription(ROSTER, MERCUTIO.jid, { subscription: "both" }, false).roster;
+  assert.equal(rosterUsage(sub).bytes, u.bytes);
+});
+
+Deno.test("rosterOverflow refuses growth past each bound and lets a roster shrink", () => {
+  const u = rosterUsage(ROSTER);
+  const limits = { rosterItems: 4, rosterBytes: u.bytes + 200, pendingSubscriptions: 1 };
+  const added = updateItem(ROSTER, "paris@example.org", undefined, []).roster;
+  assert.equal(rosterOverflow(ROSTER, added, limits), "items");
+  assert.equal(rosterOverflow(ROSTER, added, { ...limits, rosterItems: 5 }), undefined);
+  const asked = setPendingIn(ROSTER, "paris@example.org", true);
+  assert.equal(rosterOverflow(ROSTER, asked, limits), "pending");
+  const renamed = updateItem(ROSTER, ROMEO.jid, "R".repeat(206), ROMEO.groups).roster;
+  assert.equal(rosterOverflow(ROSTER, renamed, limits), "bytes");
+  assert.equal(rosterOverflow(ROSTER, ROSTER, limits), undefined);
+  // Already past every bound: shrinking and changes in place pass.
+  const tight = { rosterItems: 0, rosterBytes: 1024, pendingSubscriptions: 0 };
+  assert.equal(rosterOverflow(ROSTER, removeItem(ROSTER, ROMEO.jid)!.roster, tight), undefined);
+  assert.equal(
+    rosterOverflow(ROSTER, setPendingIn(ROSTER, "tybalt@example.org", false), tight),
+    undefined,
+  );
+  const sub = setSubscription(ROSTER, MERCUTIO.jid, { subscription: "to" }, false).roster;
+  assert.equal(rosterOverflow(ROSTER, sub, tight), undefined);
+});
+
+Deno.test("pendingRequestOf keeps the child elements up to the per-request bound", () => {
+  const nick = elem("nick", { xmlns: "http://jabber.org/protocol/nick" }, ["Romeo"]);
+  const preauth = elem("preauth", { xmlns: "urn:xmpp:pars:0", token: "t0k" });
+  const big = elem("x", { xmlns: "urn:example" }, ["y".repeat(MAX_REQUEST_PAYLOAD_BYTES)]);
+  const presence = (children: Element[]) =>
+    elem("presence", { xmlns: "jabber:client", type: "subscribe" }, children);
+  assert.equal(pendingRequestOf(presence([])), true);
+  // Text between children is not payload.
+  assert.equal(pendingRequestOf(elem("presence", { type: "subscribe" }, ["\n  "])), true);
+  assert.deepEqual(pendingRequestOf(presence([nick, preauth])), { payload: [nick, preauth] });
+  // A child too big to keep is left out; the ones after it that fit are kept.
+  assert.deepEqual(pendingRequestOf(presence([big, preauth])), { payload: [preauth] });
+  assert.equal(pendingRequestOf(presence([big])), true);
+  // Many small children stop at the bound.
+  const many = Array.from({ length: 200 }, (_, i) => elem("status", {}, [`s${i}`.padEnd(40, ".")]));
+  const kept = pendingRequestOf(presence(many));
+  assert.ok(kept !== true);
+  const bytes = new TextEncoder().encode(JSON.stringify(kept.payload)).length;
+  assert.ok(bytes <= MAX_REQUEST_PAYLOAD_BYTES + kept.payload.length, `${bytes}`);
+  assert.ok(kept.payload.length < 200 && kept.payload.length > 10);
+});
+
+Deno.test("pendingPayload: none for true (older stores) and for a malformed stored value", () => {
+  assert.deepEqual(pendingPayload(true), []);
+  assert.deepEqual(pendingPayload({ payload: "junk" } as unknown as PendingRequest), []);
+  const status = elem("status", {}, ["hi"]);
+  assert.deepEqual(pendingPayload({ payload: [status] }), [status]);
+});
+
+Deno.test("setPendingIn keeps the first stored request of a contact", () => {
+  const first = setPendingIn(EMPTY_ROSTER, "paris@example.org", {
+    payload: [elem("status", {}, ["first"])],
+  });
+  assert.equal(setPendingIn(first, "paris@example.org", true), first);
+  assert.equal(setPendingIn(first, "paris@example.org", { payload: [] }), first);
 });

@@ -8,14 +8,20 @@
 import type { RosterSetChange } from "../roster.ts";
 import {
   contactsWith,
+  pendingPayload,
+  pendingRequest,
+  pendingRequestOf,
   removeItem,
+  rosterItem,
+  type RosterOverflow,
+  rosterOverflow,
   rosterPush,
   rosterQuery,
   setPendingIn,
   setSubscription,
   updateItem,
 } from "../roster.ts";
-import { EMPTY_ROSTER, type Roster, type RosterItem } from "../session.ts";
+import { EMPTY_ROSTER, type PendingRequest, type Roster, type RosterItem } from "../session.ts";
 import {
   inbound,
   NO_SUBSCRIPTION,
@@ -52,7 +58,7 @@ import { resentPresence } from "./presence.ts";
 import { lastItemsFor, PEP_STORE } from "./pep.ts";
 import { LAST_STORE, logoutRecord } from "./last_activity.ts";
 import type { ResourceView } from "./types.ts";
-import type { Limits } from "../limits.ts";
+import { type Limits, utf8Bytes } from "../limits.ts";
 
 /** What the server keeps for one account while it works on it. */
 export interface AccountState {
@@ -61,8 +67,11 @@ export interface AccountState {
   /** False for a local JID with no account: stanzas to it bounce. */
   readonly exists: boolean;
   readonly roster: Roster;
-  /** Stored messages, oldest first, each with its delay stamp. */
-  readonly offline: readonly Element[];
+  /**
+   * How many offline messages are stored and their bytes, loaded once with the account and
+   * kept up to date here, so that storing one never reads the others (XEP-0160).
+   */
+  readonly offline: OfflineTally;
   /** The user's archive preferences; undefined: the server's default policy. */
   readonly prefs?: ArchivePrefs;
   /** Timestamp of the newest archived message, so that stamps never go backwards. */
@@ -71,6 +80,24 @@ export interface AccountState {
   readonly modules: Readonly<Record<string, unknown>>;
   /** The account was removed and its tombstone stands: presence to it is answered. */
   readonly gone?: boolean;
+}
+
+/** The count and bytes of a user's stored offline messages (see {@link offlineSize}). */
+export interface OfflineTally {
+  readonly count: number;
+  readonly bytes: number;
+}
+
+/** No offline messages. */
+export const NO_OFFLINE: OfflineTally = { count: 0, bytes: 0 };
+
+/**
+ * What one stored message counts against `limits.offlineBytes`: the UTF-8 length of its JSON,
+ * the form it is stored in. The store reports a little more for what it holds (its framing),
+ * so an account loaded again errs towards refusing, never towards holding more.
+ */
+export function offlineSize(el: Element): number {
+  return utf8Bytes(JSON.stringify(el));
 }
 
 /** A roster change requested by the user, validated by the session. */
@@ -119,8 +146,13 @@ export type AccountOp =
 export type AccountOutput =
   /** Persist the roster before anything that follows is sent. */
   | { readonly kind: "store-roster"; readonly roster: Roster }
-  /** Persist the offline messages before anything that follows is sent. */
-  | { readonly kind: "store-offline"; readonly messages: readonly Element[] }
+  /**
+   * Offline storage (XEP-0160). `append`: store one message, durably (fdatasync done) before
+   * anything that follows is sent. `deliver`: give every stored message, oldest first, to the
+   * session `to`, then delete them (a crash in between repeats them, never loses them).
+   */
+  | { readonly kind: "store-offline"; readonly action: "append"; readonly message: Element }
+  | { readonly kind: "store-offline"; readonly action: "deliver"; readonly to: string }
   /** Give a stanza to one of this user's sessions. */
   | { readonly kind: "deliver"; readonly to: string; readonly stanza: Element }
   /** Hand a stanza to the router (to another account or session). */
@@ -166,8 +198,8 @@ export type AccountStep = readonly [AccountState, readonly AccountOutput[]];
 
 /** The subscription state of a contact as the tables see it. */
 export function subStateOf(roster: Roster, contact: string): SubState {
-  const item = roster.items[contact];
-  const pendingIn = roster.pendingIn[contact] === true;
+  const item = rosterItem(roster, contact);
+  const pendingIn = pendingRequest(roster, contact) !== undefined;
   if (item === undefined) return { ...NO_SUBSCRIPTION, pendingIn };
   return {
     subscription: item.subscription,
@@ -181,11 +213,13 @@ function applySubState(
   roster: Roster,
   contact: string,
   next: SubState,
+  request: PendingRequest = true,
 ): { roster: Roster; item: RosterItem | undefined; changed: boolean } {
   // A subscription either way, a request of the user's or a pre-approval needs an item
   // (RFC 6121 §3.1.2, §3.1.5, §3.4); a pending inbound request alone does not.
   const create = next.subscription !== "none" || next.pendingOut || next.approved;
-  const withPending = setPendingIn(roster, contact, next.pendingIn);
+  // `request` is stored only when the request is new: a pending one keeps what it had.
+  const withPending = setPendingIn(roster, contact, next.pendingIn && request);
   const r = setSubscription(withPending, contact, {
     subscription: next.subscription,
     ask: next.pendingOut ? "subscribe" : undefined,
@@ -240,6 +274,37 @@ function changedRoster(roster: Roster): AccountOutput[] {
   return [{ kind: "store-roster", roster }, { kind: "roster-changed", roster }];
 }
 
+/**
+ * The resource-constraint answer to a subscription stanza of the user's that would take the
+ * roster past a bound: to the resource that sent it when its full JID is known, else to each
+ * of the user's connected resources (the session hands the stanza over from the bare JID).
+ */
+function userErrors(
+  ctx: AccountCtx,
+  bare: string,
+  el: Element,
+  over: RosterOverflow,
+): AccountOutput[] {
+  const error = errorReply(el, "resource-constraint", { text: overflowText(over) });
+  const from = el.attrs.from;
+  if (from !== undefined && parseJid(from)?.resource !== undefined) {
+    return [{ kind: "deliver", to: from, stanza: error }];
+  }
+  return ctx.resourcesOf(bare).map((r) => ({ kind: "deliver", to: r.fullJid, stanza: error }));
+}
+
+/** The text of the resource-constraint answer to a change past a roster bound. */
+function overflowText(over: RosterOverflow): string {
+  switch (over) {
+    case "items":
+      return "The roster is full";
+    case "bytes":
+      return "The roster is too large";
+    case "pending":
+      return "Too many subscription requests are waiting";
+  }
+}
+
 function subscriptionType(el: Element): SubscriptionType | undefined {
   return subscriptionTypeOf(el.attrs.type);
 }
@@ -274,7 +339,7 @@ export function reduceAccount(s: AccountState, op: AccountOp, ctx: AccountCtx): 
     case "outgoing-message":
       return onOutgoingMessage(s, op.stanza, ctx);
     case "mam-query":
-      return [s, [{ kind: "mam-query", iq: op.iq, query: op.query }]];
+      return onMamQuery(s, op.iq, op.query, ctx);
     case "mam-metadata":
       return [s, [{ kind: "mam-metadata", iq: op.iq }]];
     case "mam-prefs":
@@ -293,7 +358,7 @@ export function reduceAccount(s: AccountState, op: AccountOp, ctx: AccountCtx): 
     case "remove-account":
       // What stays cached is an account that no longer exists, with its tombstone.
       return [
-        { ...s, exists: false, gone: true, roster: EMPTY_ROSTER, offline: [], modules: {} },
+        { ...s, exists: false, gone: true, roster: EMPTY_ROSTER, offline: NO_OFFLINE, modules: {} },
         [{ kind: "remove-account", iq: op.iq }],
       ];
   }
@@ -392,7 +457,7 @@ function archived(
   }
   const peerBare = bareJidOf(peer);
   if (peerBare === undefined) return { state: s };
-  if (!shouldArchive(prefsOf(s, ctx), peerBare, s.roster.items[peerBare] !== undefined)) {
+  if (!shouldArchive(prefsOf(s, ctx), peerBare, rosterItem(s.roster, peerBare) !== undefined)) {
     return { state: s };
   }
   // Stamps never go backwards, so that the archive stays sorted by time.
@@ -430,12 +495,46 @@ function onOutgoingMessage(s: AccountState, el: Element, ctx: AccountCtx): Accou
   return [state, item === undefined ? [] : [{ kind: "archive-append", item }]];
 }
 
+/**
+ * A query of the user's archive, bounded: at most `limits.mamIds` ids (more is
+ * `policy-violation`: XEP-0313 names no error for it, and the request is well-formed but
+ * against the service's policy, RFC 6120 §8.3.3.12), and at most `limits.mamScan` records
+ * read while filtering (see `runQuery`).
+ */
+function onMamQuery(
+  s: AccountState,
+  iq: Element,
+  query: ArchiveQuery,
+  ctx: AccountCtx,
+): AccountStep {
+  const max = ctx.limits.mamIds;
+  if (query.ids !== undefined && query.ids.length > max) {
+    const text = `At most ${max} ids per query`;
+    return [s, [{
+      kind: "deliver",
+      to: iq.attrs.from!,
+      stanza: errorReply(iq, "policy-violation", { text }),
+    }]];
+  }
+  return [s, [{ kind: "mam-query", iq, query: { ...query, scanLimit: ctx.limits.mamScan } }]];
+}
+
 function onPrefs(
   s: AccountState,
   iq: Element,
   prefs: ArchivePrefs | undefined,
   ctx: AccountCtx,
 ): AccountStep {
+  // The lists are the user's to grow: capped together, not-acceptable as for a roster item
+  // over a server limit (RFC 6121 §2.3.3). Nothing is stored then.
+  if (prefs !== undefined && prefs.always.length + prefs.never.length > ctx.limits.mamPrefsJids) {
+    const text = `At most ${ctx.limits.mamPrefsJids} JIDs in always and never together`;
+    return [s, [{
+      kind: "deliver",
+      to: iq.attrs.from!,
+      stanza: errorReply(iq, "not-acceptable", { text }),
+    }]];
+  }
   if (prefs === undefined) {
     return [s, [{
       kind: "deliver",
@@ -464,6 +563,15 @@ function onRosterSet(
   const requester = iq.attrs.from!;
   if (change.kind === "update") {
     const { roster, item } = updateItem(s.roster, change.jid, change.name, change.groups);
+    // RFC 6121 §2.3.3: a roster set past the server's bounds is a resource-constraint.
+    const over = rosterOverflow(s.roster, roster, ctx.limits);
+    if (over !== undefined) {
+      return [s, [{
+        kind: "deliver",
+        to: requester,
+        stanza: errorReply(iq, "resource-constraint", { text: overflowText(over) }),
+      }]];
+    }
     return [{ ...s, roster }, [
       ...changedRoster(roster),
       // The result first, then the pushes: clients wait for the result of what they sent.
@@ -490,7 +598,8 @@ function onRosterSet(
     });
   }
   // A pending request from the contact is declined too, so their side does not wait forever.
-  const declines = sub === "from" || sub === "both" || s.roster.pendingIn[change.jid] === true;
+  const declines = sub === "from" || sub === "both" ||
+    pendingRequest(s.roster, change.jid) !== undefined;
   if (declines) {
     out.push({
       kind: "route",
@@ -512,6 +621,11 @@ function onOutbound(s: AccountState, el: Element, ctx: AccountCtx): AccountStep 
   const { state, route } = outbound(before, type);
   // RFC 6121 §3.1.2: an outbound subscribe creates the item when it is missing.
   const { roster, item, changed } = applySubState(s.roster, contact, state);
+  const over = rosterOverflow(s.roster, roster, ctx.limits);
+  if (over !== undefined) {
+    // Nothing changes and nothing goes out: the user hears why, as for a roster set.
+    return [s, userErrors(ctx, s.bare, el, over)];
+  }
   const out: AccountOutput[] = [];
   if (changed) {
     out.push(...changedRoster(roster));
@@ -546,7 +660,19 @@ function onInbound(s: AccountState, el: Element, ctx: AccountCtx): AccountStep {
   if (!s.exists) return [s, goneReplies(s, el)];
   const before = subStateOf(s.roster, from);
   const { state, deliver, autoReply } = inbound(before, type);
-  const { roster, item, changed } = applySubState(s.roster, from, state);
+  // RFC 6121 §3.1.3: the request is stored with its payload, to be delivered again with it
+  // (a repeat of a pending one is not stored: its payload is not even looked at).
+  const request = type === "subscribe" && !before.pendingIn ? pendingRequestOf(el) : true;
+  const { roster, item, changed } = applySubState(s.roster, from, state, request);
+  const over = rosterOverflow(s.roster, roster, ctx.limits);
+  if (over !== undefined) {
+    // Refused rather than dropped, so the requester is not left waiting without a word (the
+    // error is what Prosody's own "unable to save" case is marked to send).
+    return [s, [{
+      kind: "route",
+      stanza: errorReply(el, "resource-constraint", { text: overflowText(over) }),
+    }]];
+  }
   const out: AccountOutput[] = [];
   if (changed) out.push(...changedRoster(roster));
   const delivered = withAttrs(el, { from, to: s.bare });
@@ -608,7 +734,7 @@ function onProbe(s: AccountState, el: Element, ctx: AccountCtx): AccountStep {
   const fromBare = from === undefined ? undefined : bareJidOf(from);
   if (from === undefined || fromBare === undefined) return [s, []];
   if (!s.exists) return [s, goneReplies(s, el)];
-  const sub = s.roster.items[fromBare]?.subscription;
+  const sub = rosterItem(s.roster, fromBare)?.subscription;
   // RFC 6121 §4.3.2: presence only for contacts subscribed to it (and the user's own JID).
   if (fromBare !== s.bare && sub !== "from" && sub !== "both") return [s, []];
   return [s, presenceOfResources(ctx, s.bare, from)];
@@ -637,36 +763,85 @@ function onOfflineMessage(s: AccountState, el: Element, ctx: AccountCtx): Accoun
     }
     return [s, []];
   }
-  if (s.offline.length >= ctx.limits.offlineMessages) {
+  const host = s.bare.slice(s.bare.indexOf("@") + 1);
+  const message = withDelay(el, host, ctx.now());
+  const size = offlineSize(message);
+  // Past either cap the message bounces as for a user without storage (XEP-0160 §4; RFC 6121
+  // §8.5.2.2 lets the server refuse with service-unavailable).
+  if (
+    s.offline.count >= ctx.limits.offlineMessages ||
+    s.offline.bytes + size > ctx.limits.offlineBytes
+  ) {
     return [s, [{
       kind: "route",
       stanza: errorReply(el, "service-unavailable", { text: "Offline storage is full" }),
     }]];
   }
-  const host = s.bare.slice(s.bare.indexOf("@") + 1);
-  const offline = [...s.offline, withDelay(el, host, ctx.now())];
-  return [{ ...s, offline }, [{ kind: "store-offline", messages: offline }]];
+  const offline = { count: s.offline.count + 1, bytes: s.offline.bytes + size };
+  return [{ ...s, offline }, [{ kind: "store-offline", action: "append", message }]];
 }
 
 function onInitialPresence(s: AccountState, fullJid: string, priority: number): AccountStep {
   const out: AccountOutput[] = [];
   // RFC 6121 §3.1.3: pending requests are delivered again when the user comes online.
-  for (const jid of Object.keys(s.roster.pendingIn)) {
+  for (const [jid, request] of Object.entries(s.roster.pendingIn)) {
     out.push({
       kind: "deliver",
       to: fullJid,
-      stanza: stanza("presence", { type: "subscribe", from: jid, to: s.bare }),
+      stanza: stanza("presence", { type: "subscribe", from: jid, to: s.bare }, [
+        ...pendingPayload(request),
+      ]),
     });
   }
   // XEP-0160: offline messages go to the first resource with non-negative priority.
-  if (priority < 0 || s.offline.length === 0) return [s, out];
-  // Delivered before the store is cleared: a crash in between repeats, never loses.
-  for (const m of s.offline) out.push({ kind: "deliver", to: fullJid, stanza: m });
-  out.push({ kind: "store-offline", messages: [] });
-  return [{ ...s, offline: [] }, out];
+  if (priority < 0 || s.offline.count === 0) return [s, out];
+  // The shell reads them, delivers them, then deletes them: a crash in between repeats.
+  out.push({ kind: "store-offline", action: "deliver", to: fullJid });
+  return [{ ...s, offline: NO_OFFLINE }, out];
 }
 
 /** Contacts that receive the user's broadcast presence (subscription from or both). */
 export function presenceSubscribers(roster: Roster): string[] {
   return contactsWith(roster, ["from", "both"]);
+}
+
+/**
+ * The answers to an operation the account could not carry out (its data could not be loaded, a
+ * store failed, a reducer threw), so that whoever waits for it hears back while the rest of
+ * the queue goes on. An iq get or set gets `internal-server-error`, type cancel (RFC 6120
+ * §8.3.3.6); a message bounces to its sender with the same error (RFC 6121 §8.5), except an
+ * error (never an error for an error, RFC 6120 §8.3.1) and a headline (nobody waits for one);
+ * presence and the user's own bookkeeping (archiving what they sent, logout, caps) are
+ * dropped. A session waiting for its roster gets an empty one rather than waiting for ever.
+ */
+export function failedOpReplies(op: AccountOp): readonly AccountOutput[] {
+  switch (op.kind) {
+    case "roster-get":
+    case "roster-set":
+    case "mam-query":
+    case "mam-metadata":
+    case "mam-prefs":
+    case "module-iq":
+    case "remove-account": {
+      const type = op.iq.attrs.type;
+      if ((type !== "get" && type !== "set") || op.iq.attrs.from === undefined) return [];
+      return [{ kind: "route", stanza: errorReply(op.iq, "internal-server-error") }];
+    }
+    case "incoming-message":
+    case "offline-message": {
+      const type = op.stanza.attrs.type;
+      if (type === "error" || type === "headline" || op.stanza.attrs.from === undefined) return [];
+      return [{ kind: "route", stanza: errorReply(op.stanza, "internal-server-error") }];
+    }
+    case "session-bound":
+      return [{ kind: "send-roster", to: op.fullJid, roster: EMPTY_ROSTER }];
+    case "outbound-subscription":
+    case "inbound-subscription":
+    case "probe":
+    case "initial-presence":
+    case "outgoing-message":
+    case "pep-caps":
+    case "logout":
+      return [];
+  }
 }

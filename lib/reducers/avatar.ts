@@ -9,7 +9,7 @@
 import { createHash } from "node:crypto";
 import { childElements, elem, type Element, serialize, text } from "../xml/element.ts";
 import type { AccountOutput } from "./account.ts";
-import { NS_PUBSUB, PEP_STORE, pepData, publishedByServer } from "./pep.ts";
+import { nodeOf, NS_PUBSUB, PEP_STORE, pepData, publishedByServer } from "./pep.ts";
 import { MAX_VCARD_BYTES, NS_VCARD, photoHash, type VcardData, vcardData } from "./vcard.ts";
 import type { AccountIqCtx, AccountIqHandler, AccountIqResult, Module } from "./types.ts";
 
@@ -60,15 +60,15 @@ function sniffType(bytes: Uint8Array): string {
  * disabled their avatar, XEP-0084 §4.5), undefined when there is nothing to convert.
  */
 function pepAvatar(stored: unknown): Avatar | null | undefined {
-  const nodes = pepData(stored).nodes;
-  const metadata = nodes[NS_AVATAR_METADATA]?.items.at(-1)?.payload;
+  const data = pepData(stored);
+  const metadata = nodeOf(data, NS_AVATAR_METADATA)?.items.at(-1)?.payload;
   if (metadata === undefined || metadata.name !== "metadata") return undefined;
   const infos = childElements(metadata, NS_AVATAR_METADATA).filter((i) => i.name === "info");
   if (infos.length === 0) return null;
   // XEP-0398 §3.1: the info that does not point to an external URL.
   const info = infos.find((i) => i.attrs.url === undefined && i.attrs.id !== undefined);
   if (info === undefined) return undefined;
-  const item = nodes[NS_AVATAR_DATA]?.items.find((i) => i.id === info.attrs.id);
+  const item = nodeOf(data, NS_AVATAR_DATA)?.items.find((i) => i.id === info.attrs.id);
   if (item === undefined || item.payload.name !== "data") return undefined;
   const base64 = text(item.payload).replace(/\s+/g, "");
   const bytes = decode(base64);
@@ -79,7 +79,7 @@ function pepAvatar(stored: unknown): Avatar | null | undefined {
 
 /** The id of the avatar PEP announces now, if any. */
 function pepAvatarId(stored: unknown): string | undefined {
-  const metadata = pepData(stored).nodes[NS_AVATAR_METADATA]?.items.at(-1)?.payload;
+  const metadata = nodeOf(pepData(stored), NS_AVATAR_METADATA)?.items.at(-1)?.payload;
   if (metadata === undefined) return undefined;
   return childElements(metadata, NS_AVATAR_METADATA).find((i) => i.name === "info")?.attrs.id;
 }
@@ -175,7 +175,7 @@ function afterVcardSet(
       elem("data", { xmlns: NS_AVATAR_DATA }, [after.base64]),
       ctx,
     );
-    const metadata = publishedByServer(
+    const metadata = data === undefined ? undefined : publishedByServer(
       data.data,
       NS_AVATAR_METADATA,
       after.id,
@@ -184,8 +184,11 @@ function afterVcardSet(
       ]),
       ctx,
     );
-    next = metadata.data;
-    outputs.push(...data.outputs, ...metadata.outputs);
+    // PEP's bounds refused the image (or a node): the vCard keeps it, PEP stays as it was.
+    if (data !== undefined && metadata !== undefined) {
+      next = metadata.data;
+      outputs.push(...data.outputs, ...metadata.outputs);
+    }
   } else if (
     after === undefined && vcardData(data)?.avatarHash !== undefined &&
     pepAvatarId(pep) !== undefined
@@ -198,8 +201,10 @@ function afterVcardSet(
       elem("metadata", { xmlns: NS_AVATAR_METADATA }),
       ctx,
     );
-    next = metadata.data;
-    outputs.push(...metadata.outputs);
+    if (metadata !== undefined) {
+      next = metadata.data;
+      outputs.push(...metadata.outputs);
+    }
   }
   if (next === pep) return result;
   return {

@@ -35,6 +35,20 @@ export function onBind(s: Session, iq: Element, bind: Element, ctx: Ctx): Step {
     resource = prepped;
   }
   const fullJid = `${s.username}@${s.host}/${resource}`;
+  // RFC 6120 §7.6.2.1: an account may not bind more than `limits.resourcesPerAccount` resources
+  // (hibernating ones included, they are still bound); replacing one of them adds none.
+  const others = ctx.resourcesOf(`${s.username}@${s.host}`);
+  if (
+    others.length >= ctx.limits.resourcesPerAccount && !others.some((r) => r.fullJid === fullJid)
+  ) {
+    return [s, [{
+      kind: "send",
+      stanza: errorReply(iq, "resource-constraint", {
+        type: "wait",
+        text: "Too many resources are bound for this account",
+      }),
+    }]];
+  }
   const reply = iqResult(
     { ...iq, attrs: { id: iq.attrs.id } },
     elem("bind", { xmlns: NS_BIND }, [elem("jid", {}, [fullJid])]),

@@ -10,7 +10,8 @@ import { contactsWith } from "../roster.ts";
 import { bareJid, type Roster, type Session } from "../session.ts";
 import { childElements, elem, type Element, stanza } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
-import { normalizeJid, parseJid } from "../xmpp/jid.ts";
+import { utf8Bytes } from "../limits.ts";
+import { formatJid, normalizeJid, parseJid } from "../xmpp/jid.ts";
 import { NS_STANZA_ERRORS as NS_STANZAS } from "../xmpp/namespaces.ts";
 import type { AccountOutput } from "./account.ts";
 import { resentPresence } from "./presence.ts";
@@ -24,29 +25,67 @@ export const NS_BLOCKING_ERRORS = "urn:xmpp:blocking:errors";
 /** Blocked JIDs, normalised, in the order they were blocked. */
 export type Blocklist = readonly string[];
 
+/** A block list with its index: membership is one Set lookup per JID form. */
+interface Indexed {
+  readonly list: Blocklist;
+  readonly set: ReadonlySet<string>;
+  /** UTF-8 bytes of the JIDs, for `limits.blocklistBytes`. */
+  readonly bytes: number;
+}
+
+const EMPTY: Indexed = { list: [], set: new Set(), bytes: 0 };
+
+/**
+ * Indexes by list identity. A list is never changed in place (a change makes a new one, which
+ * the account hands to every session), so the index is built once per change, on first use, and
+ * shared by the account's screen, every session and the router; no stanza pays for the list's
+ * length. Weak, so that a replaced list and its index go together.
+ */
+const INDEXES = new WeakMap<object, Indexed>();
+
+function indexed(data: unknown): Indexed {
+  if (!Array.isArray(data) || data.length === 0) return EMPTY;
+  let hit = INDEXES.get(data);
+  if (hit === undefined) {
+    // Stored data is a JSON array of JIDs; anything else in it is ignored.
+    const list: Blocklist = data.every((j) => typeof j === "string")
+      ? data
+      : data.filter((j): j is string => typeof j === "string");
+    let bytes = 0;
+    for (const j of list) bytes += utf8Bytes(j);
+    hit = { list, set: new Set(list), bytes };
+    INDEXES.set(data, hit);
+    if (list !== data) INDEXES.set(list, hit);
+  }
+  return hit;
+}
+
 /** The block list in a stored value (a JSON array of JIDs; anything else is empty). */
 export function blocklistOf(data: unknown): Blocklist {
-  return Array.isArray(data) ? data.filter((j): j is string => typeof j === "string") : [];
+  return indexed(data).list;
 }
 
 /**
- * Whether an item covers a JID, as XEP-0016 §2.1 matches (XEP-0191 §3.5 defers to it): a full
- * JID only itself, a bare JID all its resources, a domain everything at it, `domain/resource`
- * that resource of the domain.
+ * Whether the indexed items cover a JID, as XEP-0016 §2.1 matches (XEP-0191 §3.5 defers to it):
+ * a full JID only itself, a bare JID all its resources, a domain everything at it,
+ * `domain/resource` that resource of the domain. So at most four lookups, whatever the size.
  */
-function covers(item: string, jid: string): boolean {
-  if (item === jid) return true;
-  const i = parseJid(item);
+function coveredBy(set: ReadonlySet<string>, jid: string): boolean {
+  if (set.size === 0) return false;
+  if (set.has(jid)) return true;
   const j = parseJid(jid);
-  if (i === undefined || j === undefined || i.domain !== j.domain) return false;
-  if (i.resource !== undefined) return i.local === j.local && i.resource === j.resource;
-  return i.local === undefined || i.local === j.local;
+  if (j === undefined) return false;
+  if (set.has(j.domain)) return true;
+  if (j.local !== undefined && set.has(`${j.local}@${j.domain}`)) return true;
+  // The JID as given may not be normalised; items are.
+  const full = formatJid(j);
+  return full !== jid && set.has(full);
 }
 
 /** Whether the list blocks `jid`. */
 export function isBlocked(list: Blocklist | undefined, jid: string | undefined): boolean {
   if (list === undefined || list.length === 0 || jid === undefined) return false;
-  return list.some((item) => covers(item, jid));
+  return coveredBy(indexed(list).set, jid);
 }
 
 /** True when `jid` is the user's own account or one of its resources: never blocked. */
@@ -149,25 +188,33 @@ function listElement(name: "blocklist" | "block" | "unblock", jids: readonly str
 
 /** The items of a block or unblock request, normalised; undefined when one is malformed. */
 function itemsOf(payload: Element): string[] | undefined {
-  const out: string[] = [];
+  // A Set: one request may carry thousands of items.
+  const out = new Set<string>();
   for (const item of childElements(payload, NS_BLOCKING)) {
     if (item.name !== "item") continue;
     const jid = item.attrs.jid === undefined ? undefined : normalizeJid(item.attrs.jid);
     if (jid === undefined) return undefined;
-    if (!out.includes(jid)) out.push(jid);
+    out.add(jid);
   }
-  return out;
+  return [...out];
 }
 
-function refused(iq: Element, condition: "service-unavailable" | "bad-request" | "jid-malformed") {
-  return { replies: [errorReply(iq, condition)] };
+function refused(
+  iq: Element,
+  condition: "service-unavailable" | "bad-request" | "jid-malformed" | "resource-constraint",
+  text?: string,
+) {
+  return { replies: [errorReply(iq, condition, text === undefined ? {} : { text })] };
 }
 
-/** Pushes of a change to the user's interested resources (XEP-0191 §3.3, §3.4). */
+/**
+ * Pushes of a change to the user's resources that requested the block list (XEP-0191 §3.3,
+ * §3.4: "all of the user's connected resources that have requested the blocklist"), whether or
+ * not they fetched the roster.
+ */
 function pushes(change: Element, ctx: AccountIqCtx): AccountOutput[] {
   const resources = ctx.resourcesOf?.(ctx.bare) ?? [];
-  // Interested: the resources that fetched the roster (a client that manages its contacts).
-  return resources.filter((r) => r.interested).map((r) => ({
+  return resources.filter((r) => r.blocklistInterested === true).map((r) => ({
     kind: "deliver" as const,
     to: r.fullJid,
     stanza: stanza("iq", { type: "set", id: ctx.newId?.() ?? "push", to: r.fullJid }, [change]),
@@ -176,8 +223,9 @@ function pushes(change: Element, ctx: AccountIqCtx): AccountOutput[] {
 
 /** Roster contacts that see the user's presence (from or both) and are covered by `items`. */
 function subscribersCovered(roster: Roster | undefined, items: readonly string[]): string[] {
-  if (roster === undefined) return [];
-  return contactsWith(roster, ["from", "both"]).filter((c) => items.some((i) => covers(i, c)));
+  if (roster === undefined || items.length === 0) return [];
+  const set = new Set(items);
+  return contactsWith(roster, ["from", "both"]).filter((c) => coveredBy(set, c));
 }
 
 function available(ctx: AccountIqCtx): ResourceView[] {
@@ -220,11 +268,25 @@ function onBlock(data: unknown, iq: Element, payload: Element, ctx: AccountIqCtx
   if (items === undefined) return refused(iq, "jid-malformed");
   // XEP-0191 §3.3: a block without items is an error.
   if (items.length === 0) return refused(iq, "bad-request");
-  const before = blocklistOf(data);
-  const added = items.filter((j) => !before.includes(j));
-  const list = [...before, ...added];
+  const before = indexed(data);
+  const added = items.filter((j) => !before.set.has(j));
+  // Bounded like every collection a user grows (XEP-0191 names no condition; RFC 6120 §8.3.3.18
+  // resource-constraint, type wait, as for the roster). Nothing is added when the whole is refused.
+  let bytes = before.bytes;
+  for (const j of added) bytes += utf8Bytes(j);
+  if (before.list.length + added.length > ctx.limits.blocklistItems) {
+    return refused(iq, "resource-constraint", "Too many blocked JIDs");
+  }
+  if (bytes > ctx.limits.blocklistBytes) {
+    return refused(iq, "resource-constraint", "The block list is too large");
+  }
+  if (added.length === 0) {
+    // Nothing new: the list stays the same array, and so does its index.
+    return changed(iq, before.list, listElement("block", items), [], ctx);
+  }
+  const list = [...before.list, ...added];
   // XEP-0191 §3.3: the contacts go dark: unavailable from each available resource.
-  const presence = subscribersCovered(ctx.roster, added).filter((c) => !isBlocked(before, c))
+  const presence = subscribersCovered(ctx.roster, added).filter((c) => !coveredBy(before.set, c))
     .flatMap((contact) =>
       available(ctx).map((r) => ({
         kind: "route" as const,
@@ -241,8 +303,9 @@ function onUnblock(data: unknown, iq: Element, payload: Element, ctx: AccountIqC
   if (items === undefined) return refused(iq, "jid-malformed");
   const before = blocklistOf(data);
   // XEP-0191 §3.4: without items, everything is unblocked.
-  const list = items.length === 0 ? [] : before.filter((j) => !items.includes(j));
-  const removed = before.filter((j) => !list.includes(j));
+  const gone = new Set(items);
+  const list = items.length === 0 ? [] : before.filter((j) => !gone.has(j));
+  const removed = items.length === 0 ? before : before.filter((j) => gone.has(j));
   // Contacts no longer blocked see the user's presence again, as they would after a probe.
   const presence = subscribersCovered(ctx.roster, removed).filter((c) => !isBlocked(list, c))
     .flatMap((contact) =>
@@ -269,6 +332,9 @@ export const BLOCKING: Module = {
     screen,
   },
 };
+
+/** The key of the block list request, for the session to remember who asked (XEP-0191 §3.2). */
+export const BLOCKLIST_REQUEST = `${NS_BLOCKING} blocklist`;
 
 /** The session keeps the list it is sent (at bind and on each change). */
 export function onBlocklist(s: Session, blocklist: Blocklist): Step {

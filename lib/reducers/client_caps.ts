@@ -5,10 +5,21 @@
  * contacts it is broadcast to) ask the resource with disco#info, as Prosody's mod_pep does; the
  * answer is verified and cached process-wide by the shell (`caps-learned`), and each service
  * that asked sends the resource the last items it now wants. A known `ver` needs no question.
+ *
+ * Only answers to our own questions are learned: the session remembers each question (its id,
+ * the full JID asked and the service asking) with the caps it is about, and forgets it once
+ * answered or when the caps change. An unsolicited `<iq type='result'/>` teaches nothing, so a
+ * client cannot fill the process-wide cache by sending answers nobody asked for.
  * @module
  */
 import { contactsWith } from "../roster.ts";
-import { bareJid, type ClientCaps, EMPTY_ROSTER, type Session } from "../session.ts";
+import {
+  bareJid,
+  type CapsQuestion,
+  type ClientCaps,
+  EMPTY_ROSTER,
+  type Session,
+} from "../session.ts";
 import { child, childElements, elem, type Element, stanza } from "../xml/element.ts";
 import { bareJidOf, parseJid } from "../xmpp/jid.ts";
 import type { Ctx, Output, Step } from "./types.ts";
@@ -70,25 +81,29 @@ export function capsOnPresence(s: Session, el: Element, ctx: Ctx): CapsStep {
   const features = s.caps?.ver === advertised.ver && s.caps.features !== undefined
     ? s.caps.features
     : ctx.capsFeatures(advertised.ver);
-  const caps: ClientCaps = { ...advertised, features };
   const services = contactServices(s, ctx);
   if (features === undefined) {
+    const to = s.fullJid!;
+    // Questions about earlier caps are forgotten with them: only these answers are learned.
+    const asked = [own, ...services].map((from) => ({ id: CAPS_IQ_ID, to, from }));
+    const caps: ClientCaps = { ...advertised, features, asked };
     return {
       session: { ...s, caps },
-      before: [{ kind: "send", stanza: question(own, s.fullJid!, caps) }],
-      after: services.map((svc) => ({ kind: "send", stanza: question(svc, s.fullJid!, caps) })),
+      before: [{ kind: "send", stanza: question(own, to, caps) }],
+      after: services.map((svc) => ({ kind: "send", stanza: question(svc, to, caps) })),
     };
   }
   return {
-    session: { ...s, caps },
+    session: { ...s, caps: { ...advertised, features } },
     before: [],
     after: [own, ...services].map((svc) => lastItems(svc, s.fullJid!, features)),
   };
 }
 
 /**
- * True for the client's answer to one of our caps questions: those come from bare JIDs, so an
- * answer to a full JID is another client's own caps lookup and passes untouched.
+ * True for what may be the client's answer to one of our caps questions: those come from bare
+ * JIDs, so an answer to a full JID is another client's own caps lookup and passes untouched.
+ * {@link onCapsAnswer} decides whether we asked it.
  */
 export function isCapsAnswer(el: Element): boolean {
   if (el.name !== "iq" || el.attrs.type !== "result" || el.attrs.id !== CAPS_IQ_ID) return false;
@@ -98,26 +113,43 @@ export function isCapsAnswer(el: Element): boolean {
   return query !== undefined && (query.attrs.node ?? "").includes("#");
 }
 
+/** The question `answer` answers, if we asked it: same id, from the JID asked, to the asker. */
+function questionOf(s: Session, answer: Element, node: string): CapsQuestion | undefined {
+  const caps = s.caps;
+  if (caps?.asked === undefined || node !== `${caps.node}#${caps.ver}`) return undefined;
+  const service = answer.attrs.to === undefined ? bareJid(s) : bareJidOf(answer.attrs.to);
+  return caps.asked.find((q) =>
+    q.id === answer.attrs.id && q.to === answer.attrs.from && q.from === service
+  );
+}
+
 /**
- * The client answered a caps question: the shell learns the `ver` (it verifies the hash), the
- * session keeps the features when they describe its current caps, and the service that asked
- * (named by `to`) sends the last items the resource now wants.
+ * A caps-shaped result from the client. When it answers one of our questions, the shell learns
+ * the `ver` (it verifies the hash and bounds the cache) the first time, the session keeps the
+ * features, the question is forgotten, and the service that asked sends the last items the
+ * resource now wants. Anything else is an iq result like any other: to the user's account or
+ * the server it ends here (RFC 6120 §8.2.3), to someone else it is routed.
  */
 export function onCapsAnswer(s: Session, el: Element, ctx: Ctx): Step {
   const query = child(el, "query", NS_DISCO_INFO)!;
-  const node = query.attrs.node!;
-  const ver = node.slice(node.lastIndexOf("#") + 1);
-  const out: Output[] = [{ kind: "caps-learned", ver, query }];
-  const caps = s.caps;
-  if (caps === undefined || node !== `${caps.node}#${caps.ver}`) return [s, out];
+  const question = questionOf(s, el, query.attrs.node!);
+  if (question === undefined) {
+    const to = el.attrs.to;
+    const ours = to === undefined || to === bareJid(s) || ctx.hosts.includes(to);
+    return [s, ours ? [] : [{ kind: "route", stanza: el }]];
+  }
+  const caps = s.caps!;
   const features = childElements(query, NS_DISCO_INFO)
     .filter((f) => f.name === "feature" && f.attrs.var !== undefined)
     .map((f) => f.attrs.var);
-  const own = bareJid(s)!;
-  const service = el.attrs.to === undefined ? own : bareJidOf(el.attrs.to);
-  // Only the services that asked: the user's own, or a contact that hears the presence.
-  if (service === own || (service !== undefined && contactServices(s, ctx).includes(service))) {
-    out.push(lastItems(service, s.fullJid!, features));
-  }
-  return [{ ...s, caps: { ...caps, features } }, out];
+  // The first answer teaches the cache; the other services' copies only tell them.
+  const out: Output[] = caps.features === undefined
+    ? [{ kind: "caps-learned", ver: caps.ver, query }]
+    : [];
+  out.push(lastItems(question.from, s.fullJid!, features));
+  const asked = caps.asked!.filter((q) => q !== question);
+  const next: ClientCaps = asked.length === 0
+    ? { node: caps.node, ver: caps.ver, hash: caps.hash, features }
+    : { ...caps, features, asked };
+  return [{ ...s, caps: next }, out];
 }

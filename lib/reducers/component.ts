@@ -5,7 +5,7 @@
  * feeds it parser events and executes its outputs.
  * @module
  */
-import { createHash } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { Element, XmlNode } from "../xml/element.ts";
 import { errorReply, type StreamError, streamErrorElement } from "../xmpp/errors.ts";
 import { parseJid, prepDomainpart } from "../xmpp/jid.ts";
@@ -50,6 +50,8 @@ export type ComponentOutput =
   /** Deliver what is addressed to `domain` to this connection from now on. */
   | { readonly kind: "register"; readonly domain: string }
   | { readonly kind: "unregister"; readonly domain: string }
+  /** A wrong secret was given (for the throttle of wrong handshakes). */
+  | { readonly kind: "handshake-failed" }
   /** Close the socket after everything before it was written. */
   | { readonly kind: "disconnect" };
 
@@ -60,6 +62,11 @@ export interface ComponentCtx {
   /** True when a component for the domain is connected (on another connection). */
   readonly isConnected: (domain: string) => boolean;
   readonly newId: () => string;
+  /**
+   * True when this connection's address gave too many wrong handshakes lately: its handshake
+   * is refused without looking at the secret.
+   */
+  readonly handshakeThrottled?: () => boolean;
 }
 
 /** One reduction's result. */
@@ -68,6 +75,17 @@ export type ComponentStep = readonly [ComponentSession, readonly ComponentOutput
 /** The handshake value XEP-0114 §3 expects: hex(SHA-1(streamId + secret)), lowercase. */
 export function handshakeDigest(streamId: string, secret: string): string {
   return createHash("sha1").update(streamId + secret, "utf8").digest("hex");
+}
+
+/**
+ * True when the handshake `given` is the digest expected, compared in constant time: the time
+ * taken must not tell how many leading characters of a guess were right.
+ */
+export function handshakeMatches(given: string, expected: string): boolean {
+  const a = new TextEncoder().encode(given);
+  const b = new TextEncoder().encode(expected);
+  // The length of a SHA-1 hex digest is no secret.
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /** Our stream header for a component (XEP-0114 §3: no version, the component namespace). */
@@ -128,10 +146,17 @@ function onOpen(
 }
 
 function onHandshake(s: ComponentSession, el: Element, ctx: ComponentCtx): ComponentStep {
+  if (ctx.handshakeThrottled?.() === true) {
+    return close(s, {
+      condition: "not-authorized",
+      text: "Too many wrong handshakes from your address; try again later",
+    });
+  }
   const secret = ctx.secretOf(s.domain!);
   const given = el.children.filter((c) => typeof c === "string").join("").trim().toLowerCase();
-  if (secret === undefined || given !== handshakeDigest(s.streamId!, secret)) {
-    return close(s, { condition: "not-authorized", text: "Wrong handshake" });
+  if (secret === undefined || !handshakeMatches(given, handshakeDigest(s.streamId!, secret))) {
+    const [d, out] = close(s, { condition: "not-authorized", text: "Wrong handshake" });
+    return [d, [{ kind: "handshake-failed" }, ...out]];
   }
   // XEP-0114 leaves a second connection open to choice: the new one is refused, so that a
   // misconfigured twin cannot take over a working component.

@@ -6,17 +6,19 @@
  * - a message that carries only a chat state (XEP-0085) keeps only the latest per sender;
  * - anything else (a message with a body or any other payload, an iq, a subscription request,
  *   an error) matters now: the held stanzas are sent first, in order, then it.
- * Going active flushes the queue; so does outgrowing its bound.
+ * Going active flushes the queue; so does outgrowing its bounds: `MAX_CSI_HELD` stanzas or
+ * `limits.csiBytes` bytes (each stanza measured once, when it is held).
  *
  * Since whatever matters flushes at once, the queue only ever holds presence updates and chat
  * states, which the next ones supersede. When the session ends they are dropped like the unsent
  * bytes of a socket buffer: the destroy path does not send them.
  * @module
  */
-import type { Session } from "../session.ts";
+import type { CsiHold, Session } from "../session.ts";
 import { childElements, elem, type Element } from "../xml/element.ts";
 import { NS_CLIENT } from "../xmpp/namespaces.ts";
-import type { Module, Output, Step } from "./types.ts";
+import { stanzaBytes } from "./stanza_size.ts";
+import type { Ctx, Module, Output, Step } from "./types.ts";
 
 export const NS_CSI = "urn:xmpp:csi:0";
 export const NS_CHATSTATES = "http://jabber.org/protocol/chatstates";
@@ -46,7 +48,7 @@ function sendAll(held: readonly Element[]): Output[] {
 /** `<inactive/>` starts holding; `<active/>` sends what was held. Repeating one changes nothing. */
 export function onCsiNonza(s: Session, el: Element): Step {
   if (el.name === "inactive") {
-    return s.csi !== undefined ? [s, []] : [{ ...s, csi: { held: [] } }, []];
+    return s.csi !== undefined ? [s, []] : [{ ...s, csi: NOTHING_HELD }, []];
   }
   if (s.csi === undefined) return [s, []];
   return [{ ...s, csi: undefined }, sendAll(s.csi.held)];
@@ -81,14 +83,38 @@ export function collapseKey(el: Element): string | undefined {
   return undefined;
 }
 
+const NOTHING_HELD: CsiHold = { held: [] };
+
+/** The sizes of the held stanzas: as recorded, or measured when a record lacks them. */
+function sizesOf(csi: CsiHold): readonly number[] {
+  const sizes = csi.sizes ?? [];
+  return sizes.length === csi.held.length ? sizes : csi.held.map(stanzaBytes);
+}
+
 /** A stanza routed to this bound session: sent now, or held while the client is inactive. */
-export function deliver(s: Session, stanza: Element): Step {
-  if (s.csi === undefined) return [s, [{ kind: "send", stanza }]];
+export function deliver(s: Session, stanza: Element, ctx: Ctx): Step {
+  const csi = s.csi;
+  if (csi === undefined) return [s, [{ kind: "send", stanza }]];
   const key = collapseKey(stanza);
-  if (key === undefined) return [{ ...s, csi: { held: [] } }, sendAll([...s.csi.held, stanza])];
+  if (key === undefined) return [{ ...s, csi: NOTHING_HELD }, sendAll([...csi.held, stanza])];
   // The superseded one goes and the new one joins at the end, so what is eventually sent keeps
   // the order in which the survivors arrived.
-  const held = [...s.csi.held.filter((h) => collapseKey(h) !== key), stanza];
-  if (held.length > MAX_CSI_HELD) return [{ ...s, csi: { held: [] } }, sendAll(held)];
-  return [{ ...s, csi: { held } }, []];
+  const before = sizesOf(csi);
+  const held: Element[] = [];
+  const sizes: number[] = [];
+  let bytes = 0;
+  csi.held.forEach((h, i) => {
+    if (collapseKey(h) === key) return;
+    held.push(h);
+    sizes.push(before[i]);
+    bytes += before[i];
+  });
+  const size = stanzaBytes(stanza);
+  held.push(stanza);
+  sizes.push(size);
+  bytes += size;
+  if (held.length > MAX_CSI_HELD || bytes > ctx.limits.csiBytes) {
+    return [{ ...s, csi: NOTHING_HELD }, sendAll(held)];
+  }
+  return [{ ...s, csi: { held, sizes, bytes } }, []];
 }

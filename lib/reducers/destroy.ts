@@ -10,7 +10,7 @@
  * stanzas ends, what the client never acknowledged goes to offline storage.
  * @module
  */
-import { isHibernating, type Session } from "../session.ts";
+import { isHibernating, NO_DIRECTED, type Session } from "../session.ts";
 import { type StreamError, streamErrorElement } from "../xmpp/errors.ts";
 import { goodbyeOutputs } from "./presence.ts";
 import { canHibernate, hibernate, unackedToOffline } from "./stream_management.ts";
@@ -32,7 +32,7 @@ export function destroy(s: Session, ctx: Ctx, opts: DestroyOptions): Step {
   if (s.destroyed) return [s, []];
   if (opts.dropped === true) {
     if (isHibernating(s)) return [s, []];
-    if (canHibernate(s)) return hibernate(s, ctx);
+    if (canHibernate(s, ctx)) return hibernate(s, ctx);
   }
   const out: Output[] = [];
   // A hibernating session has no connection to write to.
@@ -63,7 +63,7 @@ export function destroy(s: Session, ctx: Ctx, opts: DestroyOptions): Step {
       destroyed: true,
       presence: undefined,
       sasl: undefined,
-      directed: [],
+      directed: NO_DIRECTED,
       held: [],
       csi: undefined,
       // The queue went to offline storage; the record keeps no stanzas.

@@ -9,6 +9,7 @@
 import { childElements, elem, type Element, text } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import { bareJidOf } from "../xmpp/jid.ts";
+import { rosterItem } from "../roster.ts";
 import type { AccountIqCtx, AccountIqResult, Module } from "./types.ts";
 
 export const NS_LAST = "jabber:iq:last";
@@ -49,7 +50,7 @@ export function logoutRecord(now: number, status?: string): LastLogout {
 function mayKnow(ctx: AccountIqCtx, bare: string | undefined): boolean {
   if (ctx.self) return true;
   if (bare === undefined) return false;
-  const sub = ctx.roster?.items[bare]?.subscription;
+  const sub = ctx.roster === undefined ? undefined : rosterItem(ctx.roster, bare)?.subscription;
   return sub === "from" || sub === "both";
 }
 

@@ -12,7 +12,13 @@ import { isMamPayload, onMamIq } from "./mam.ts";
 import { ACCOUNT_IQ, payloadKey } from "./modules.ts";
 import { NS_BIND, NS_CLIENT, NS_SESSION } from "../xmpp/namespaces.ts";
 import { onBind } from "./bind.ts";
-import { blockedInbound, onBlocklist, refuseBlocked, withoutBlockedRoutes } from "./blocking.ts";
+import {
+  blockedInbound,
+  BLOCKLIST_REQUEST,
+  onBlocklist,
+  refuseBlocked,
+  withoutBlockedRoutes,
+} from "./blocking.ts";
 import { onOutboundMessage } from "./carbons.ts";
 import { deliver, isCsiNonza, onCsiNonza } from "./csi.ts";
 import { destroy } from "./destroy.ts";
@@ -50,7 +56,7 @@ export function reduce(s: Session, ev: Event, ctx: Ctx): Step {
   if (s.destroyed) return [s, []];
   if (isHibernating(s) && FROM_CONNECTION.has(ev.kind)) return [s, []];
   // XEP-0198: every reduction's stanzas are counted in one place.
-  return ended(trackStanzas(s, ev, reduceEvent(s, ev, ctx)), ctx);
+  return ended(trackStanzas(s, ev, reduceEvent(s, ev, ctx), ctx), ctx);
 }
 
 /** A stream management violation ends the session through the destroy path. */
@@ -84,7 +90,7 @@ function reduceEvent(s: Session, ev: Event, ctx: Ctx): Step {
       return onRosterLoaded(s, ev.roster, ctx);
     case "inbound":
       if (s.fullJid === undefined) return [s, []];
-      return blockedInbound(s, ev.stanza) ?? deliver(s, ev.stanza);
+      return blockedInbound(s, ev.stanza) ?? deliver(s, ev.stanza, ctx);
     case "replaced":
       return destroy(s, ctx, {
         writable: true,
@@ -284,7 +290,11 @@ function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
       own && payload !== undefined && ACCOUNT_IQ.has(payloadKey(payload)) &&
       (el.attrs.type === "get" || el.attrs.type === "set")
     ) {
-      return [s, [{ kind: "account", bare, op: { kind: "module-iq", iq: el } }]];
+      // XEP-0191 §3.2: a resource that asked for the block list is told of its changes.
+      const asked = el.attrs.type === "get" && payloadKey(payload) === BLOCKLIST_REQUEST &&
+        s.blocklistInterested !== true;
+      const next: Session = asked ? { ...s, blocklistInterested: true } : s;
+      return [next, [{ kind: "account", bare, op: { kind: "module-iq", iq: el } }]];
     }
     return onServerIq(s, el, ctx, own ? "self" : "host");
   }

@@ -20,6 +20,11 @@ import type { AccountIqHandler, AccountModule, IqHandler, Module } from "./types
 
 /** Roster and archive are handled by their own reducers; registered for their disco features. */
 const ROSTER: Module = { name: "roster", accountFeatures: [] };
+/**
+ * Offline storage (XEP-0160) is the account reducer's; announced as Prosody's mod_offline does
+ * (`msgoffline`, the registry's feature for XEP-0160), so clients know messages to them are kept.
+ */
+const OFFLINE: Module = { name: "offline", hostFeatures: ["msgoffline"] };
 const MAM: Module = {
   name: "mam",
   accountFeatures: ["urn:xmpp:mam:2", "urn:xmpp:mam:2#extended"],
@@ -33,6 +38,7 @@ const BASE: readonly Module[] = [
   UPTIME,
   CONTACT_INFO,
   ROSTER,
+  OFFLINE,
   MAM,
   // XEP-0398: the vCard's photo and the PEP avatar follow each other.
   vcardWithAvatars(VCARD),

@@ -6,9 +6,10 @@
  * `bookmarksFromLegacy` convert to and from the XEP-0048 `<storage/>` element.
  * @module
  */
-import { childElements, elem, type Element, text } from "../xml/element.ts";
+import { childElements, elem, type Element, serialize, text } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import { bareJidOf } from "../xmpp/jid.ts";
+import { type Limits, utf8Bytes } from "../limits.ts";
 import type { Roster } from "../session.ts";
 import type { AccountOutput } from "./account.ts";
 import type { AccountIqCtx, AccountIqResult, Module, ResourceView } from "./types.ts";
@@ -26,11 +27,6 @@ export const NS_LEGACY_BOOKMARKS = "storage:bookmarks";
 /** The keyval store of PEP data. */
 export const PEP_STORE = "pep";
 
-/** Items one node may keep; `max` in a configuration means this (Prosody's pep_max_items). */
-export const MAX_ITEMS = 256;
-/** Nodes one account may have: PEP is for small personal data, not a general store. */
-export const MAX_NODES = 256;
-
 /** Who may see a node's items and get its notifications (XEP-0060 §4.5). */
 export type AccessModel = "open" | "presence" | "whitelist";
 
@@ -43,6 +39,11 @@ export interface NodeConfig {
   readonly notifyRetract: boolean;
   readonly notifyDelete: boolean;
   readonly title?: string;
+  /**
+   * XEP-0060 `pubsub#itemreply`: `publisher` puts the publisher's bare JID on each item sent
+   * out (notifications and retrieval); absent means `owner`, the service's default.
+   */
+  readonly itemreply?: "owner" | "publisher";
 }
 
 /** One published item. */
@@ -59,9 +60,17 @@ export interface PepNode {
   readonly items: readonly PepItem[];
 }
 
-/** What the `pep` store holds for an account. */
+/**
+ * What the `pep` store holds for an account. Node names are peer-supplied (`constructor` and
+ * `__proto__` are names too): read `nodes` with {@link nodeOf}, never by indexing.
+ */
 export interface PepData {
   readonly nodes: Readonly<Record<string, PepNode>>;
+  /**
+   * What the nodes hold, in bytes ({@link nodeBytes} summed), kept up to date so that a publish
+   * checks `limits.pepBytes` without measuring everything; absent in data stored before it was.
+   */
+  readonly bytes?: number;
 }
 
 /** XEP-0163 §4: presence access, one item, the last one sent to new subscribers (as Prosody). */
@@ -77,14 +86,75 @@ export const DEFAULT_CONFIG: NodeConfig = {
 /** The stored data, or no nodes at all. */
 export function pepData(data: unknown): PepData {
   if (typeof data !== "object" || data === null) return { nodes: {} };
-  const nodes = (data as { nodes?: unknown }).nodes;
-  return typeof nodes === "object" && nodes !== null
-    ? { nodes: nodes as PepData["nodes"] }
-    : { nodes: {} };
+  const { nodes, bytes } = data as { nodes?: unknown; bytes?: unknown };
+  if (typeof nodes !== "object" || nodes === null) return { nodes: {} };
+  return typeof bytes === "number"
+    ? { nodes: nodes as PepData["nodes"], bytes }
+    : { nodes: nodes as PepData["nodes"] };
 }
 
-function limitOf(config: NodeConfig): number {
-  return config.maxItems === "max" ? MAX_ITEMS : config.maxItems;
+/** The node called `name`, if the account has one (an own property only). */
+export function nodeOf(data: PepData, name: string): PepNode | undefined {
+  return Object.hasOwn(data.nodes, name) ? data.nodes[name] : undefined;
+}
+
+/** The number of nodes. */
+function nodeCount(data: PepData): number {
+  return Object.keys(data.nodes).length;
+}
+
+/** Items a node keeps: its `max_items`, never more than the server's `pep_items`. */
+function limitOf(config: NodeConfig, limits: Limits): number {
+  return config.maxItems === "max" ? limits.pepItems : Math.min(config.maxItems, limits.pepItems);
+}
+
+// --- sizes -----------------------------------------------------------------------------------
+
+/** The size of an item's payload as it travels (XEP-0060 §7.1.3.4 `payload-too-big`). */
+function payloadBytes(payload: Element): number {
+  return utf8Bytes(serialize(payload));
+}
+
+/** What one stored item costs: its payload, id and publisher. */
+function itemBytes(item: PepItem): number {
+  return payloadBytes(item.payload) + utf8Bytes(item.id) + utf8Bytes(item.publisher);
+}
+
+/** What a node costs without its items: the peer-chosen name and title. */
+function overheadBytes(name: string, config: NodeConfig): number {
+  return utf8Bytes(name) + utf8Bytes(config.title ?? "");
+}
+
+/** What one node costs, items included. */
+export function nodeBytes(name: string, node: PepNode): number {
+  let n = overheadBytes(name, node.config);
+  for (const item of node.items) n += itemBytes(item);
+  return n;
+}
+
+/** What the account's PEP data costs (measured once for data stored before it was counted). */
+export function pepBytes(data: PepData): number {
+  if (data.bytes !== undefined) return data.bytes;
+  let n = 0;
+  for (const [name, node] of Object.entries(data.nodes)) n += nodeBytes(name, node);
+  return n;
+}
+
+/**
+ * The change in bytes from `before` to `after` (either absent when the node is created or
+ * deleted). Items are immutable and kept by reference, so only those that came or went are
+ * measured: a publish measures the new item and the ones it pushed out, never the whole node.
+ */
+function nodeDelta(name: string, before: PepNode | undefined, after: PepNode | undefined): number {
+  let d = (after === undefined ? 0 : overheadBytes(name, after.config)) -
+    (before === undefined ? 0 : overheadBytes(name, before.config));
+  const old = before?.items ?? [];
+  const now = after?.items ?? [];
+  const kept = new Set(now);
+  const had = new Set(old);
+  for (const i of old) if (!kept.has(i)) d -= itemBytes(i);
+  for (const i of now) if (!had.has(i)) d += itemBytes(i);
+  return d;
 }
 
 // --- data forms ------------------------------------------------------------------------------
@@ -112,6 +182,7 @@ function parseBool(v: string): boolean | undefined {
  */
 export function configFromForm(
   x: Element,
+  limits: Limits,
 ): { readonly changes: Partial<NodeConfig> } | { readonly error: string } {
   const changes: { -readonly [K in keyof NodeConfig]?: NodeConfig[K] } = {};
   for (const [key, values] of formValues(x)) {
@@ -139,8 +210,8 @@ export function configFromForm(
           break;
         }
         const n = Number(v);
-        if (!Number.isInteger(n) || n < 1 || n > MAX_ITEMS) {
-          return { error: `pubsub#max_items must be 1 to ${MAX_ITEMS} or max` };
+        if (!Number.isInteger(n) || n < 1 || n > limits.pepItems) {
+          return { error: `pubsub#max_items must be 1 to ${limits.pepItems} or max` };
         }
         changes.maxItems = n;
         break;
@@ -153,6 +224,12 @@ export function configFromForm(
         break;
       case "pubsub#title":
         changes.title = v;
+        break;
+      case "pubsub#itemreply":
+        if (v !== "owner" && v !== "publisher") {
+          return { error: `pubsub#itemreply ${v} is not supported` };
+        }
+        changes.itemreply = v;
         break;
     }
   }
@@ -190,6 +267,10 @@ export function configForm(config: NodeConfig): Element {
     ]),
     field("boolean", "pubsub#notify_retract", [config.notifyRetract ? "1" : "0"]),
     field("boolean", "pubsub#notify_delete", [config.notifyDelete ? "1" : "0"]),
+    field("list-single", "pubsub#itemreply", [config.itemreply ?? "owner"], [
+      "owner",
+      "publisher",
+    ]),
   ]);
 }
 
@@ -207,7 +288,10 @@ export function mayAccess(
     case "open":
       return true;
     case "presence": {
-      const sub = roster?.items[bare]?.subscription;
+      const items = roster?.items;
+      const sub = items !== undefined && Object.hasOwn(items, bare)
+        ? items[bare].subscription
+        : undefined;
       return sub === "from" || sub === "both";
     }
     case "whitelist":
@@ -274,12 +358,16 @@ function recipients(
   );
 }
 
-function itemElement(item: PepItem, withPayload: boolean): Element {
-  return elem("item", { id: item.id }, withPayload ? [item.payload] : []);
+/** An item as it is sent out, with its publisher when the node's `itemreply` says so. */
+function itemElement(item: PepItem, config: NodeConfig): Element {
+  const publisher = config.itemreply === "publisher" && item.publisher !== ""
+    ? bareJidOf(item.publisher) ?? item.publisher
+    : undefined;
+  return elem("item", { id: item.id, publisher }, [item.payload]);
 }
 
-function itemsEvent(node: string, item: PepItem): Element {
-  return elem("items", { node }, [itemElement(item, true)]);
+function itemsEvent(node: string, item: PepItem, config: NodeConfig): Element {
+  return elem("items", { node }, [itemElement(item, config)]);
 }
 
 // --- operations ------------------------------------------------------------------------------
@@ -300,16 +388,56 @@ function pubsubError(
   });
 }
 
+/**
+ * The data with node `name` replaced (undefined: deleted), in place in the order, and its size
+ * updated. Built with `Object.fromEntries`, which defines properties: assigning `nodes[name]`
+ * would set the prototype for `__proto__` instead of keeping a node of that name.
+ */
 function withNode(data: PepData, name: string, node: PepNode | undefined): PepData {
-  const nodes = { ...data.nodes };
-  if (node === undefined) delete nodes[name];
-  else nodes[name] = node;
-  return { nodes };
+  const before = nodeOf(data, name);
+  const entries: [string, PepNode][] = [];
+  for (const [k, v] of Object.entries(data.nodes)) {
+    if (k !== name) entries.push([k, v]);
+    else if (node !== undefined) entries.push([k, node]);
+  }
+  if (before === undefined && node !== undefined) entries.push([name, node]);
+  return {
+    nodes: Object.fromEntries(entries),
+    bytes: pepBytes(data) + nodeDelta(name, before, node),
+  };
+}
+
+/** The refusal of a change that would take the account's PEP data past `limits.pepBytes`. */
+function overQuota(before: PepData, after: PepData, limits: Limits): boolean {
+  return after.bytes! > limits.pepBytes && after.bytes! > pepBytes(before);
+}
+
+function quotaError(iq: Element, limits: Limits): Element {
+  return errorReply(iq, "resource-constraint", {
+    text: `Personal eventing data is limited to ${limits.pepBytes} bytes`,
+  });
+}
+
+/** XEP-0060 §7.1.3.4: an item larger than the service takes. */
+function payloadTooBig(iq: Element, limits: Limits): Element {
+  return pubsubError(
+    iq,
+    "not-acceptable",
+    "payload-too-big",
+    `An item's payload is limited to ${limits.pepItemBytes} bytes`,
+  );
+}
+
+/** The value of every option, the optional ones at their defaults. */
+function optionOf(config: Partial<NodeConfig>, key: keyof NodeConfig): unknown {
+  return key === "itemreply" ? config.itemreply ?? "owner" : config[key];
 }
 
 /** True when every requested option equals the node's (XEP-0223 §3, XEP-0060 §7.1.5). */
 function preconditionsMet(config: NodeConfig, wanted: Partial<NodeConfig>): boolean {
-  return Object.entries(wanted).every(([k, v]) => config[k as keyof NodeConfig] === v);
+  return (Object.keys(wanted) as (keyof NodeConfig)[]).every((k) =>
+    optionOf(config, k) === optionOf(wanted, k)
+  );
 }
 
 function onPublish(
@@ -332,6 +460,9 @@ function onPublish(
   if (payloads.length !== 1) {
     return { replies: [pubsubError(iq, "bad-request", "invalid-payload")] };
   }
+  if (payloadBytes(payloads[0]) > ctx.limits.pepItemBytes) {
+    return { replies: [payloadTooBig(iq, ctx.limits)] };
+  }
   let wanted: Partial<NodeConfig> = {};
   const form = options === undefined
     ? undefined
@@ -341,16 +472,16 @@ function onPublish(
     if (type !== undefined && type !== FORM_PUBLISH_OPTIONS) {
       return { replies: [pubsubError(iq, "bad-request", "invalid-options")] };
     }
-    const parsed = configFromForm(form);
+    const parsed = configFromForm(form, ctx.limits);
     if ("error" in parsed) {
       return { replies: [pubsubError(iq, "bad-request", "invalid-options", parsed.error)] };
     }
     wanted = parsed.changes;
   }
-  let node = data.nodes[name];
+  let node = nodeOf(data, name);
   if (node === undefined) {
     // XEP-0163 §3: publishing creates the node, configured by the publish-options.
-    if (Object.keys(data.nodes).length >= MAX_NODES) {
+    if (nodeCount(data) >= ctx.limits.pepNodes) {
       return { replies: [errorReply(iq, "resource-constraint", { text: "Too many nodes" })] };
     }
     node = { config: { ...DEFAULT_CONFIG, ...wanted }, items: [] };
@@ -361,13 +492,14 @@ function onPublish(
   const item: PepItem = { id, payload: payloads[0], publisher: iq.attrs.from ?? ctx.bare };
   // A republished id replaces its item and becomes the newest (XEP-0060 §7.1.2).
   const kept = node.config.persistItems
-    ? [...node.items.filter((i) => i.id !== id), item].slice(-limitOf(node.config))
+    ? [...node.items.filter((i) => i.id !== id), item].slice(-limitOf(node.config, ctx.limits))
     : [];
   const next = withNode(data, name, { ...node, items: kept });
+  if (overQuota(data, next, ctx.limits)) return { replies: [quotaError(iq, ctx.limits)] };
   const outputs = notify(
     ctx.bare,
     recipients(name, node.config, ctx.bare, ctx),
-    itemsEvent(name, item),
+    itemsEvent(name, item, node.config),
   );
   return {
     data: next,
@@ -385,16 +517,20 @@ function onRetract(
   if (!ctx.self) return { replies: [errorReply(iq, "forbidden")] };
   const name = retract.attrs.node;
   if (name === undefined) return { replies: [pubsubError(iq, "bad-request", "nodeid-required")] };
-  const node = data.nodes[name];
+  const node = nodeOf(data, name);
   if (node === undefined) return { replies: [errorReply(iq, "item-not-found")] };
-  const ids = childElements(retract, NS_PUBSUB)
-    .filter((i) => i.name === "item" && i.attrs.id !== undefined)
-    .map((i) => i.attrs.id);
+  const ids = [
+    ...new Set(
+      childElements(retract, NS_PUBSUB)
+        .filter((i) => i.name === "item" && i.attrs.id !== undefined)
+        .map((i) => i.attrs.id),
+    ),
+  ];
   if (ids.length === 0) return { replies: [pubsubError(iq, "bad-request", "item-required")] };
-  if (ids.some((id) => !node.items.some((i) => i.id === id))) {
-    return { replies: [errorReply(iq, "item-not-found")] };
-  }
-  const items = node.items.filter((i) => !ids.includes(i.id));
+  const present = new Set(node.items.map((i) => i.id));
+  if (ids.some((id) => !present.has(id))) return { replies: [errorReply(iq, "item-not-found")] };
+  const gone = new Set(ids);
+  const items = node.items.filter((i) => !gone.has(i.id));
   const flag = retract.attrs.notify === undefined ? undefined : parseBool(retract.attrs.notify);
   const outputs = (flag ?? node.config.notifyRetract)
     ? notify(
@@ -409,23 +545,27 @@ function onRetract(
 function onItems(data: PepData, iq: Element, items: Element, ctx: AccountIqCtx): AccountIqResult {
   const name = items.attrs.node;
   if (name === undefined) return { replies: [pubsubError(iq, "bad-request", "nodeid-required")] };
-  const node = data.nodes[name] ?? legacyNode(data, name);
+  const node = nodeOf(data, name) ?? legacyNode(data, name);
   if (node === undefined) return { replies: [errorReply(iq, "item-not-found")] };
   const requester = iq.attrs.from === undefined ? ctx.bare : bareJidOf(iq.attrs.from) ?? "";
   if (!mayAccess(node.config, ctx.bare, ctx.roster, requester)) {
     return { replies: [accessError(iq, node.config)] };
   }
-  const ids = childElements(items, NS_PUBSUB)
-    .filter((i) => i.name === "item" && i.attrs.id !== undefined)
-    .map((i) => i.attrs.id);
-  let chosen = ids.length > 0 ? node.items.filter((i) => ids.includes(i.id)) : node.items;
+  const ids = new Set(
+    childElements(items, NS_PUBSUB)
+      .filter((i) => i.name === "item" && i.attrs.id !== undefined)
+      .map((i) => i.attrs.id),
+  );
+  let chosen = ids.size > 0 ? node.items.filter((i) => ids.has(i.id)) : node.items;
   const max = items.attrs.max_items === undefined ? undefined : Number(items.attrs.max_items);
   if (max !== undefined && Number.isInteger(max) && max >= 0) {
     chosen = max === 0 ? [] : chosen.slice(-max);
   }
   return {
     replies: [
-      pubsubResult(iq, [elem("items", { node: name }, chosen.map((i) => itemElement(i, true)))]),
+      pubsubResult(iq, [
+        elem("items", { node: name }, chosen.map((i) => itemElement(i, node.config))),
+      ]),
     ],
   };
 }
@@ -443,8 +583,8 @@ function onCreate(
   if (name === undefined || name === "") {
     return { replies: [pubsubError(iq, "not-acceptable", "nodeid-required")] };
   }
-  if (data.nodes[name] !== undefined) return { replies: [errorReply(iq, "conflict")] };
-  if (Object.keys(data.nodes).length >= MAX_NODES) {
+  if (nodeOf(data, name) !== undefined) return { replies: [errorReply(iq, "conflict")] };
+  if (nodeCount(data) >= ctx.limits.pepNodes) {
     return { replies: [errorReply(iq, "resource-constraint", { text: "Too many nodes" })] };
   }
   let config = DEFAULT_CONFIG;
@@ -452,13 +592,15 @@ function onCreate(
     ? undefined
     : childElements(configure, NS_DATA).find((x) => x.name === "x");
   if (form !== undefined) {
-    const parsed = configFromForm(form);
+    const parsed = configFromForm(form, ctx.limits);
     if ("error" in parsed) {
       return { replies: [errorReply(iq, "not-acceptable", { text: parsed.error })] };
     }
     config = { ...config, ...parsed.changes };
   }
-  return { data: withNode(data, name, { config, items: [] }), replies: [iqResult(iq)] };
+  const next = withNode(data, name, { config, items: [] });
+  if (overQuota(data, next, ctx.limits)) return { replies: [quotaError(iq, ctx.limits)] };
+  return { data: next, replies: [iqResult(iq)] };
 }
 
 function onAffiliations(data: PepData, iq: Element, ctx: AccountIqCtx): AccountIqResult {
@@ -513,10 +655,15 @@ export function onPubsubIq(
   };
 }
 
-function onConfigure(data: PepData, iq: Element, configure: Element): AccountIqResult {
+function onConfigure(
+  data: PepData,
+  iq: Element,
+  configure: Element,
+  ctx: AccountIqCtx,
+): AccountIqResult {
   const name = configure.attrs.node;
   if (name === undefined) return { replies: [pubsubError(iq, "bad-request", "nodeid-required")] };
-  const node = data.nodes[name];
+  const node = nodeOf(data, name);
   if (node === undefined) return { replies: [errorReply(iq, "item-not-found")] };
   if (iq.attrs.type === "get") {
     return {
@@ -534,19 +681,22 @@ function onConfigure(data: PepData, iq: Element, configure: Element): AccountIqR
   if (form === undefined) return { replies: [errorReply(iq, "bad-request")] };
   // XEP-0060 §8.2.5: cancelling the form changes nothing.
   if (form.attrs.type === "cancel") return { replies: [iqResult(iq)] };
-  const parsed = configFromForm(form);
+  const parsed = configFromForm(form, ctx.limits);
   if ("error" in parsed) {
     return { replies: [errorReply(iq, "not-acceptable", { text: parsed.error })] };
   }
   const config = { ...node.config, ...parsed.changes };
-  const items = config.persistItems ? node.items.slice(-limitOf(config)) : [];
-  return { data: withNode(data, name, { config, items }), replies: [iqResult(iq)] };
+  const items = config.persistItems ? node.items.slice(-limitOf(config, ctx.limits)) : [];
+  const next = withNode(data, name, { config, items });
+  // Only a longer title can grow the data here.
+  if (overQuota(data, next, ctx.limits)) return { replies: [quotaError(iq, ctx.limits)] };
+  return { data: next, replies: [iqResult(iq)] };
 }
 
 function onDelete(data: PepData, iq: Element, del: Element, ctx: AccountIqCtx): AccountIqResult {
   const name = del.attrs.node;
   if (name === undefined) return { replies: [pubsubError(iq, "bad-request", "nodeid-required")] };
-  const node = data.nodes[name];
+  const node = nodeOf(data, name);
   if (node === undefined) return { replies: [errorReply(iq, "item-not-found")] };
   const outputs = node.config.notifyDelete
     ? notify(
@@ -568,7 +718,7 @@ export function onPubsubOwnerIq(
   if (!ctx.self) return { replies: [errorReply(iq, "forbidden")] };
   const data = pepData(stored);
   const first = childElements(payload, NS_PUBSUB_OWNER)[0];
-  if (first?.name === "configure") return onConfigure(data, iq, first);
+  if (first?.name === "configure") return onConfigure(data, iq, first, ctx);
   if (first?.name === "delete" && iq.attrs.type === "set") return onDelete(data, iq, first, ctx);
   return { replies: [errorReply(iq, "feature-not-implemented")] };
 }
@@ -586,13 +736,14 @@ export function lastItemsFor(
 ): AccountOutput[] {
   const bare = bareJidOf(fullJid);
   if (bare === undefined) return [];
+  const wanted = new Set(features);
   const out: AccountOutput[] = [];
   for (const [name, node] of Object.entries(pepData(stored).nodes)) {
     const last = node.items.at(-1);
     if (last === undefined || node.config.sendLastPublishedItem === "never") continue;
-    if (!features.includes(`${name}+notify`)) continue;
+    if (!wanted.has(`${name}+notify`)) continue;
     if (!mayAccess(node.config, owner, roster, bare)) continue;
-    out.push(...notify(owner, [{ fullJid } as ResourceView], itemsEvent(name, last)));
+    out.push(...notify(owner, [{ fullJid } as ResourceView], itemsEvent(name, last, node.config)));
   }
   return out;
 }
@@ -600,7 +751,8 @@ export function lastItemsFor(
 /**
  * The PEP data after the server published `payload` as item `id` of node `name` on the owner's
  * behalf (XEP-0398: the vCard's photo as a User Avatar), and the notifications to send. A
- * missing node is created with the default configuration, as a client's publish would.
+ * missing node is created with the default configuration, as a client's publish would. The
+ * account's bounds hold as for a client: undefined when they refuse the item.
  */
 export function publishedByServer(
   stored: unknown,
@@ -608,16 +760,25 @@ export function publishedByServer(
   id: string,
   payload: Element,
   ctx: AccountIqCtx,
-): { readonly data: PepData; readonly outputs: AccountOutput[] } {
+): { readonly data: PepData; readonly outputs: AccountOutput[] } | undefined {
   const data = pepData(stored);
-  const node = data.nodes[name] ?? { config: DEFAULT_CONFIG, items: [] };
+  const existing = nodeOf(data, name);
+  if (existing === undefined && nodeCount(data) >= ctx.limits.pepNodes) return undefined;
+  if (payloadBytes(payload) > ctx.limits.pepItemBytes) return undefined;
+  const node = existing ?? { config: DEFAULT_CONFIG, items: [] };
   const item: PepItem = { id, payload, publisher: ctx.bare };
   const items = node.config.persistItems
-    ? [...node.items.filter((i) => i.id !== id), item].slice(-limitOf(node.config))
+    ? [...node.items.filter((i) => i.id !== id), item].slice(-limitOf(node.config, ctx.limits))
     : [];
+  const next = withNode(data, name, { ...node, items });
+  if (overQuota(data, next, ctx.limits)) return undefined;
   return {
-    data: withNode(data, name, { ...node, items }),
-    outputs: notify(ctx.bare, recipients(name, node.config, ctx.bare, ctx), itemsEvent(name, item)),
+    data: next,
+    outputs: notify(
+      ctx.bare,
+      recipients(name, node.config, ctx.bare, ctx),
+      itemsEvent(name, item, node.config),
+    ),
   };
 }
 
@@ -625,7 +786,7 @@ export function publishedByServer(
 
 /** The XEP-0048 `<storage xmlns="storage:bookmarks"/>` built from the XEP-0402 node's items. */
 export function legacyBookmarks(stored: unknown): Element {
-  const node = pepData(stored).nodes[NS_BOOKMARKS2];
+  const node = nodeOf(pepData(stored), NS_BOOKMARKS2);
   const conferences = (node?.items ?? []).map((item) => {
     const c = item.payload;
     const nick = childElements(c, NS_BOOKMARKS2).find((k) => k.name === "nick");
@@ -675,30 +836,35 @@ export const BOOKMARKS_CONFIG: NodeConfig = {
 /**
  * The PEP data after a XEP-0048 client stored `<storage xmlns="storage:bookmarks"/>` in private
  * storage (XEP-0049): the XEP-0402 node holds exactly its conferences, and the events to send.
+ * Undefined when the account's PEP bounds refuse them (a node too many, or `pep_bytes`).
  */
 export function withLegacyBookmarks(
   stored: unknown,
   storage: Element,
   ctx: AccountIqCtx,
-): { readonly data: PepData; readonly outputs: AccountOutput[] } {
+): { readonly data: PepData; readonly outputs: AccountOutput[] } | undefined {
   const data = pepData(stored);
-  const before = data.nodes[NS_BOOKMARKS2];
+  const before = nodeOf(data, NS_BOOKMARKS2);
+  if (before === undefined && nodeCount(data) >= ctx.limits.pepNodes) return undefined;
   const config = before?.config ?? BOOKMARKS_CONFIG;
   const publisher = ctx.bare;
-  const items = bookmarksFromLegacy(storage).map((b) => ({ ...b, publisher }))
-    .slice(-limitOf(config));
+  // One item per room (XEP-0402 §3: the id is the room's JID); the last mention wins.
+  const byRoom = new Map(bookmarksFromLegacy(storage).map((b) => [b.id, { ...b, publisher }]));
+  const items = [...byRoom.values()].slice(-limitOf(config, ctx.limits));
+  const next = withNode(data, NS_BOOKMARKS2, { config, items });
+  if (overQuota(data, next, ctx.limits)) return undefined;
   const ids = new Set(items.map((i) => i.id));
   const gone = (before?.items ?? []).filter((i) => !ids.has(i.id)).map((i) => i.id);
   const to = recipients(NS_BOOKMARKS2, config, ctx.bare, ctx);
   const outputs = [
-    ...items.flatMap((i) => notify(ctx.bare, to, itemsEvent(NS_BOOKMARKS2, i))),
+    ...items.flatMap((i) => notify(ctx.bare, to, itemsEvent(NS_BOOKMARKS2, i, config))),
     ...(gone.length === 0 ? [] : notify(
       ctx.bare,
       to,
       elem("items", { node: NS_BOOKMARKS2 }, gone.map((id) => elem("retract", { id }))),
     )),
   ];
-  return { data: withNode(data, NS_BOOKMARKS2, { config, items }), outputs };
+  return { data: next, outputs };
 }
 
 /**
@@ -706,7 +872,7 @@ export function withLegacyBookmarks(
  * not exist is answered from the XEP-0402 node, as one item `current`.
  */
 function legacyNode(data: PepData, name: string): PepNode | undefined {
-  if (name !== NS_LEGACY_BOOKMARKS || data.nodes[NS_BOOKMARKS2] === undefined) return undefined;
+  if (name !== NS_LEGACY_BOOKMARKS || nodeOf(data, NS_BOOKMARKS2) === undefined) return undefined;
   return {
     config: BOOKMARKS_CONFIG,
     items: [{ id: "current", payload: legacyBookmarks(data), publisher: "" }],

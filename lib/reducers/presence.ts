@@ -6,7 +6,8 @@
  */
 import { subscriptionTypeOf } from "../subscription.ts";
 import { contactsWith } from "../roster.ts";
-import { bareJid, EMPTY_ROSTER, type Session } from "../session.ts";
+import { bareJid, EMPTY_ROSTER, NO_DIRECTED, type Session } from "../session.ts";
+import { errorReply } from "../xmpp/errors.ts";
 import {
   child,
   elem,
@@ -65,11 +66,25 @@ export function onOutboundPresence(s: Session, raw: Element, ctx: Ctx): Step {
   // answers subscribers only (RFC 6121 §4.3.2), and a removed account answers from its tombstone.
   if (type === "probe") return [s, [{ kind: "route", stanza: el }]];
   if (type === undefined) {
-    const directed = s.directed.includes(to) ? s.directed : [...s.directed, to];
+    if (s.directed.has(to)) return [s, [{ kind: "route", stanza: el }]];
+    // RFC 6121 §4.6.3 makes the server remember every recipient, to tell it when the resource
+    // goes. Past the bound the presence is refused rather than sent unremembered: a recipient
+    // that is never told would show the user online for good, and the client hears why.
+    if (s.directed.size >= ctx.limits.directedPresences) {
+      return [s, [{
+        kind: "send",
+        stanza: errorReply(el, "resource-constraint", { text: "Too many directed presences" }),
+      }]];
+    }
+    // Copied only when a new JID joins, and never past the bound.
+    const directed = new Set(s.directed).add(to);
     return [{ ...s, directed }, [{ kind: "route", stanza: el }]];
   }
   if (type === "unavailable") {
-    return [{ ...s, directed: s.directed.filter((j) => j !== to) }, [{
+    if (!s.directed.has(to)) return [s, [{ kind: "route", stanza: el }]];
+    const directed = new Set(s.directed);
+    directed.delete(to);
+    return [{ ...s, directed: directed.size === 0 ? NO_DIRECTED : directed }, [{
       kind: "route",
       stanza: el,
     }]];
@@ -120,13 +135,14 @@ function onAvailable(s: Session, el: Element, ctx: Ctx): Step {
 
 /** Everyone who must hear that this resource is gone (RFC 6121 §4.5.2, §4.6.3). */
 export function unavailableRecipients(s: Session, ctx: Ctx): string[] {
-  const targets: string[] = [];
+  // A Set: each once, in order, without a scan per recipient.
+  const targets = new Set<string>();
   if (s.presence !== undefined) {
-    targets.push(...contactsWith(s.roster ?? EMPTY_ROSTER, ["from", "both"]));
-    targets.push(...otherAvailable(s, ctx).map((r) => r.fullJid));
+    for (const c of contactsWith(s.roster ?? EMPTY_ROSTER, ["from", "both"])) targets.add(c);
+    for (const r of otherAvailable(s, ctx)) targets.add(r.fullJid);
   }
-  for (const j of s.directed) if (!targets.includes(j)) targets.push(j);
-  return targets;
+  for (const j of s.directed) targets.add(j);
+  return [...targets];
 }
 
 function onUnavailable(s: Session, el: Element, ctx: Ctx): Step {
@@ -135,7 +151,7 @@ function onUnavailable(s: Session, el: Element, ctx: Ctx): Step {
     out.push({ kind: "send", stanza: el });
     out.push(logoutOutput(s, statusOf(el)));
   }
-  return [{ ...s, presence: undefined, directed: [] }, out];
+  return [{ ...s, presence: undefined, directed: NO_DIRECTED }, out];
 }
 
 /** XEP-0012 §4: the account records when (and with what status) an available resource went. */

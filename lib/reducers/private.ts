@@ -8,9 +8,11 @@
  */
 import { childElements, elem, type Element, serialize, text } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
+import { utf8Bytes } from "../limits.ts";
 import type { AccountOutput } from "./account.ts";
 import {
   legacyBookmarks,
+  nodeOf,
   NS_BOOKMARKS2,
   NS_LEGACY_BOOKMARKS,
   PEP_STORE,
@@ -27,13 +29,15 @@ export const NS_BOOKMARKS_COMPAT = `${NS_BOOKMARKS2}#compat`;
 const BOOKMARKS_KEY = `storage:${NS_LEGACY_BOOKMARKS}`;
 
 /**
- * The most a user may keep, in bytes of the stored fragments' serializations: enough for
- * hundreds of bookmarks and client preferences, without turning the store into file hosting.
+ * What the `private` store holds: fragments by `name:namespace` (Prosody's keys). The keys are
+ * peer-supplied: read them with {@link fragmentOf}, write them with `Object.fromEntries`.
  */
-export const MAX_PRIVATE_BYTES = 1024 * 1024;
-
-/** What the `private` store holds: fragments by `name:namespace` (Prosody's keys). */
 export type PrivateData = Readonly<Record<string, Element>>;
+
+/** The fragment stored under `key`, if any (an own property only). */
+export function fragmentOf(data: PrivateData, key: string): Element | undefined {
+  return Object.hasOwn(data, key) ? data[key] : undefined;
+}
 
 /** The storage key of a fragment. */
 export function privateKey(el: Element): string {
@@ -61,10 +65,10 @@ function isEmpty(el: Element): boolean {
     text(el).trim() === "";
 }
 
-function size(data: PrivateData): number {
-  const encoder = new TextEncoder();
+/** The bytes kept, counted in the stored fragments' serializations (`limits.privateBytes`). */
+function size(data: ReadonlyMap<string, Element>): number {
   let n = 0;
-  for (const el of Object.values(data)) n += encoder.encode(serialize(el, NS_PRIVATE)).length;
+  for (const el of data.values()) n += utf8Bytes(serialize(el, NS_PRIVATE));
   return n;
 }
 
@@ -97,38 +101,46 @@ export function onPrivateIq(
     // Nothing stored: the requested element comes back as it was asked for.
     const found = privateKey(wanted) === BOOKMARKS_KEY
       ? bookmarksOf(stored, ctx)
-      : stored[privateKey(wanted)] ?? wanted;
+      : fragmentOf(stored, privateKey(wanted)) ?? wanted;
     return { replies: [iqResult(iq, elem("query", { xmlns: NS_PRIVATE }, [found]))] };
   }
-  const next: Record<string, Element> = { ...stored };
+  const next = new Map(Object.entries(stored));
   let pep: unknown = ctx.also?.[PEP_STORE];
   let pepChanged = false;
   const outputs: AccountOutput[] = [];
   for (const f of fragments) {
     if (privateKey(f) === BOOKMARKS_KEY) {
       // A copy kept from before the conversion goes: PEP holds the bookmarks from now on.
-      delete next[BOOKMARKS_KEY];
+      next.delete(BOOKMARKS_KEY);
       // Clearing bookmarks that were never there creates no node.
-      if (isEmpty(f) && pepData(pep).nodes[NS_BOOKMARKS2] === undefined) continue;
+      if (isEmpty(f) && nodeOf(pepData(pep), NS_BOOKMARKS2) === undefined) continue;
       const converted = withLegacyBookmarks(pep, f, ctx);
+      if (converted === undefined) {
+        // PEP's own bounds (XEP-0402 §5: the bookmarks live there), answered as PEP does.
+        return {
+          replies: [errorReply(iq, "resource-constraint", {
+            text: `Personal eventing data is limited to ${ctx.limits.pepBytes} bytes`,
+          })],
+        };
+      }
       pep = converted.data;
       pepChanged = true;
       outputs.push(...converted.outputs);
-    } else if (isEmpty(f)) delete next[privateKey(f)];
-    else next[privateKey(f)] = f;
+    } else if (isEmpty(f)) next.delete(privateKey(f));
+    else next.set(privateKey(f), f);
   }
-  if (size(next) > MAX_PRIVATE_BYTES) {
+  if (size(next) > ctx.limits.privateBytes) {
     // A local quota: not-acceptable (modify) as for an oversized vCard; nothing is stored.
     return {
       replies: [errorReply(iq, "not-acceptable", {
-        text: `Private storage is limited to ${MAX_PRIVATE_BYTES} bytes`,
+        text: `Private storage is limited to ${ctx.limits.privateBytes} bytes`,
       })],
     };
   }
-  const unchanged = Object.keys(next).length === Object.keys(stored).length &&
-    Object.entries(next).every(([k, v]) => stored[k] === v);
+  const unchanged = next.size === Object.keys(stored).length &&
+    [...next].every(([k, v]) => fragmentOf(stored, k) === v);
   return {
-    ...(unchanged ? {} : { data: Object.keys(next).length === 0 ? undefined : next }),
+    ...(unchanged ? {} : { data: next.size === 0 ? undefined : Object.fromEntries(next) }),
     ...(pepChanged ? { alsoData: { [PEP_STORE]: pep } } : {}),
     outputs,
     replies: [iqResult(iq)],
@@ -141,9 +153,8 @@ export function onPrivateIq(
  */
 function bookmarksOf(stored: PrivateData, ctx: AccountIqCtx): Element {
   const pep = ctx.also?.[PEP_STORE];
-  if (pepData(pep).nodes[NS_BOOKMARKS2] === undefined && stored[BOOKMARKS_KEY] !== undefined) {
-    return stored[BOOKMARKS_KEY];
-  }
+  const kept = fragmentOf(stored, BOOKMARKS_KEY);
+  if (nodeOf(pepData(pep), NS_BOOKMARKS2) === undefined && kept !== undefined) return kept;
   return legacyBookmarks(pep);
 }
 

@@ -106,6 +106,8 @@ export function onRegistrationResult(
         s,
         errorReply(iq, "resource-constraint", { text: "Too many registrations; try later" }),
       );
+    case "not-acceptable":
+      return reply(s, errorReply(iq, "not-acceptable", { text: "The username is too long" }));
     case "failed":
       return reply(s, errorReply(iq, "internal-server-error"));
   }

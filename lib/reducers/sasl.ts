@@ -3,24 +3,34 @@
  * (RFC 5802, RFC 7677, channel binding per XEP-0440), and PLAIN (RFC 4616) under TLS.
  * Credentials arrive asynchronously: the reducer asks with `load-credentials` and continues on
  * `credentials-loaded`.
+ *
+ * Only a failed password check is reported to the login throttle (`auth-result`): a wrong
+ * SCRAM proof, a wrong PLAIN password, or either for an account that does not exist (which
+ * must cost the same, or the throttle would tell which accounts exist). Everything refused
+ * before a password was checked (unknown mechanisms, malformed or aborted exchanges, channel
+ * binding a client cannot do, the `y` flag) is not: real clients walk through mechanisms that
+ * way, and none of it tells anyone anything about a password.
  * @module
  */
 import {
   type ClientFirst,
+  decoyCredentialSet,
+  INVALID_PROOF,
+  MIN_ITERATIONS,
   parseClientFirst,
   type ScramCredentials,
+  type ScramCredentialSet,
   type ScramHash,
   serverFirstMessage,
   verifyClientFinal,
   verifyPassword,
 } from "../sasl/scram.ts";
-import type { ScramCredentialSet } from "../sasl/scram.ts";
 import type { ChannelBindings, SaslExchange, Session } from "../session.ts";
 import { elem, type Element, text } from "../xml/element.ts";
 import { prepDomainpart, prepLocalpart } from "../xmpp/jid.ts";
 import { NS_SASL } from "../xmpp/namespaces.ts";
 import { type Mechanism, offeredMechanisms } from "./features.ts";
-import type { Ctx, Output, Step } from "./types.ts";
+import type { Ctx, Step } from "./types.ts";
 
 /** RFC 6120 §6.5 failure conditions. */
 export type SaslCondition =
@@ -44,18 +54,17 @@ export function saslFailure(condition: SaslCondition, reason?: string): Element 
   ]);
 }
 
-function fail(
-  s: Session,
-  condition: SaslCondition,
-  reason?: string,
-  username?: string,
-): Step {
-  const out: Output[] = [{ kind: "send", stanza: saslFailure(condition, reason) }];
-  // Only failures that are about credentials count towards throttling.
-  if (condition === "not-authorized" || condition === "invalid-authzid") {
-    out.push({ kind: "auth-result", ok: false, username });
-  }
-  return [{ ...s, sasl: undefined }, out];
+/** Ends the exchange with a failure that does not count towards throttling. */
+function fail(s: Session, condition: SaslCondition, reason?: string): Step {
+  return [{ ...s, sasl: undefined }, [{ kind: "send", stanza: saslFailure(condition, reason) }]];
+}
+
+/** Ends the exchange after a password check failed: counted against the address and account. */
+function wrongCredentials(s: Session, username: string): Step {
+  return [{ ...s, sasl: undefined }, [
+    { kind: "send", stanza: saslFailure("not-authorized") },
+    { kind: "auth-result", ok: false, username },
+  ]];
 }
 
 const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -120,7 +129,7 @@ function startPlain(s: Session, payload: string, host: string, ctx: Ctx): Step {
   const [authzid, authcid, password] = parts;
   const username = prepLocalpart(authcid);
   if (username === undefined || password === "") return fail(s, "not-authorized");
-  if (!authzidOk(authzid, username, host)) return fail(s, "invalid-authzid", undefined, username);
+  if (!authzidOk(authzid, username, host)) return fail(s, "invalid-authzid");
   if (ctx.isAuthThrottled(s.ip, username)) {
     return fail(s, "temporary-auth-failure", "Too many failed logins; try again later");
   }
@@ -157,12 +166,10 @@ function startScram(
     }
     // RFC 5802 §6: "y" means the client thinks we do not support binding; we do: downgrade.
     if (first.cbFlag === "y" && offeredMechanisms(s, ctx).some((m) => m.endsWith("-PLUS"))) {
-      return fail(s, "not-authorized", "Channel binding downgrade detected", username);
+      return fail(s, "not-authorized", "Channel binding downgrade detected");
     }
   }
-  if (!authzidOk(first.authzid, username, host)) {
-    return fail(s, "invalid-authzid", undefined, username);
-  }
+  if (!authzidOk(first.authzid, username, host)) return fail(s, "invalid-authzid");
   if (ctx.isAuthThrottled(s.ip, username)) {
     return fail(s, "temporary-auth-failure", "Too many failed logins; try again later");
   }
@@ -205,15 +212,18 @@ function firstOf(state: Readonly<Record<string, string>>): ClientFirst {
 }
 
 /**
- * Stand-in credentials for an unknown account, so that the exchange looks the same as for a
- * real one and does not reveal which accounts exist (RFC 5802 §9).
+ * Stand-in credentials when none could be loaded. The shell answers an unknown account with
+ * stable decoys of its own (`AccountStore.decoyCredentials`); this covers a failed load, so
+ * that even then the exchange and its cost look like those of a real account.
  */
-function decoyCredentials(ctx: Ctx): ScramCredentials {
-  const salt = btoa(ctx.nonce().slice(0, 12));
-  return { salt, iterations: 4096, storedKey: btoa(ctx.nonce()), serverKey: btoa(ctx.nonce()) };
+function fallbackCredentials(ctx: Ctx, username: string): ScramCredentialSet {
+  return decoyCredentialSet(new TextEncoder().encode(ctx.nonce()), username, MIN_ITERATIONS);
 }
 
-/** The account's credentials arrived (undefined: no such account). */
+/**
+ * The account's credentials arrived (undefined: they could not be loaded; an unknown account
+ * comes with decoy credentials that no password or proof matches).
+ */
 export function onCredentials(
   s: Session,
   username: string,
@@ -225,13 +235,13 @@ export function onCredentials(
     return [s, []];
   }
   if (sasl.mechanism === "PLAIN") {
-    if (creds === undefined || !verifyPassword(sasl.state.password, creds)) {
-      return fail(s, "not-authorized", undefined, username);
-    }
+    // The derivation runs whatever was loaded: the same work for every answer.
+    const ok = verifyPassword(sasl.state.password, creds ?? fallbackCredentials(ctx, username));
+    if (!ok || creds === undefined) return wrongCredentials(s, username);
     return succeed(s, username, undefined);
   }
   const hash = hashOf(sasl.mechanism);
-  const c = creds?.[hash] ?? decoyCredentials(ctx);
+  const c = creds?.[hash] ?? fallbackCredentials(ctx, username)[hash]!;
   const first = firstOf(sasl.state);
   const serverFirst = serverFirstMessage(first, ctx.nonce(), c);
   const next: SaslExchange = {
@@ -278,10 +288,10 @@ export function onResponse(s: Session, el: Element): Step {
     clientFinal: payload,
     channelBinding: first.cbFlag === "p" ? bindingData(s, first.cbName) : undefined,
   });
-  if (!result.ok || st.known !== "1") {
-    const error = result.ok ? "not-authorized" : result.error;
-    return fail(s, error, undefined, sasl.username);
+  if (result.ok ? st.known !== "1" : result.text === INVALID_PROOF) {
+    return wrongCredentials(s, sasl.username);
   }
+  if (!result.ok) return fail(s, result.error);
   return succeed(s, sasl.username, result.serverFinal);
 }
 

@@ -7,11 +7,15 @@
  *   outputs: a stanza from the client raises `inbound` (our `h`), every stanza the session sends
  *   joins the `unacked` queue until the client's `<a h/>` covers it. We ask with `<r/>` after
  *   a reduction that sent stanzas when no request is outstanding, and again every
- *   `ACK_REQUEST_EVERY` stanzas while one is; past `MAX_UNACKED` the stream is closed.
+ *   `ACK_REQUEST_EVERY` stanzas while one is. Past `limits.smQueue` stanzas or
+ *   `limits.smQueueBytes` bytes (each stanza measured once, when queued) the session ends with
+ *   `resource-constraint`, as Prosody's mod_smacks does, and what was never acknowledged goes to
+ *   offline storage as at the resume timeout: the client can neither keep up nor lose messages.
  * - When a resumable session's connection drops, the destroy path hibernates it instead
  *   (`hibernate`): it stays registered and keeps its presence; what is sent to it joins the
  *   queue. At the timeout it is destroyed, and its unacknowledged messages go to offline
- *   storage (`unackedToOffline`).
+ *   storage (`unackedToOffline`). An account keeps at most `limits.resumablePerAccount`
+ *   hibernating sessions: one more ends the oldest, as at its timeout.
  * - Resumption needs the shell, since the session lives in another connection: the reducer asks
  *   with `sm-resume`; the shell finds the connection that holds `previd` for the same account,
  *   takes its session record (closing it) and answers `sm-resume-answer`; `onResumeAnswer`
@@ -28,12 +32,13 @@ import { type StreamError, streamErrorElement } from "../xmpp/errors.ts";
 import { NS_STANZA_ERRORS } from "../xmpp/namespaces.ts";
 import { NS_CARBONS } from "./carbons.ts";
 import { STREAM_CLOSE } from "./stream_xml.ts";
+import { stanzaBytes } from "./stanza_size.ts";
 import type { Ctx, Event, Module, Output, Step } from "./types.ts";
 
 export const NS_SM = "urn:xmpp:sm:3";
 const NS_MAM = "urn:xmpp:mam:2";
 
-/** Unacknowledged stanzas a session may hold; past this it ends (resource-constraint). */
+/** The default of `limits.smQueue`: unacknowledged stanzas a session may hold. */
 export const MAX_UNACKED = 500;
 /** While an `<r/>` is unanswered, another is sent after this many more stanzas. */
 export const ACK_REQUEST_EVERY = 5;
@@ -110,7 +115,10 @@ export function onSmNonza(s: Session, el: Element, ctx: Ctx): Step | SmEnd {
 function onEnable(s: Session, el: Element, ctx: Ctx): Step {
   // XEP-0198 §3: only after binding, and only once per session.
   if (s.fullJid === undefined || s.sm !== undefined) return [s, [failed("unexpected-request")]];
-  const resume = el.attrs.resume === "true" || el.attrs.resume === "1";
+  // With no hibernating session allowed, resumption is not offered (XEP-0198 §3: `<enabled/>`
+  // without `resume` is counting only), rather than promised and then refused.
+  const resume = (el.attrs.resume === "true" || el.attrs.resume === "1") &&
+    ctx.limits.resumablePerAccount > 0;
   if (!resume) {
     return [{ ...s, sm: { inbound: 0, outbound: 0, unacked: [] } }, [
       send(elem("enabled", { xmlns: NS_SM })),
@@ -158,14 +166,43 @@ function onAck(s: Session, el: Element): Step | SmEnd {
   const n = u32(h - ackedCount(sm));
   // XEP-0198 §4: more than we sent is an error that ends the stream.
   if (n > sm.unacked.length) return { end: tooHigh(h, sm), session: s, before: [] };
-  return [{ ...s, sm: { ...sm, unacked: sm.unacked.slice(n), requestedAt: undefined } }, []];
+  return [{ ...s, sm: { ...dropAcked(sm, n), requestedAt: undefined } }, []];
+}
+
+/** The sizes of the queued stanzas: as recorded, or measured when a record lacks them. */
+function sizesOf(sm: StreamManagement): readonly number[] {
+  const sizes = sm.unackedSizes ?? [];
+  return sizes.length === sm.unacked.length ? sizes : sm.unacked.map(stanzaBytes);
+}
+
+/** `sm` with another queue; an empty queue has no sizes. */
+function withQueue(
+  sm: StreamManagement,
+  unacked: readonly Element[],
+  sizes: readonly number[],
+  bytes: number,
+): StreamManagement {
+  const { unackedSizes: _s, unackedBytes: _b, ...rest } = sm;
+  return unacked.length === 0
+    ? { ...rest, unacked }
+    : { ...rest, unacked, unackedSizes: sizes, unackedBytes: bytes };
+}
+
+/** The queue without its first `n` stanzas (acknowledged); the byte count follows. */
+function dropAcked(sm: StreamManagement, n: number): StreamManagement {
+  if (n === 0) return sm;
+  if (n >= sm.unacked.length) return withQueue(sm, [], [], 0);
+  const sizes = sizesOf(sm);
+  let bytes = 0;
+  for (let i = n; i < sizes.length; i++) bytes += sizes[i];
+  return withQueue(sm, sm.unacked.slice(n), sizes.slice(n), bytes);
 }
 
 /**
  * Counts what a reduction received and sent (see the module comment). While the session
  * hibernates, nothing can be written: sends only join the queue.
  */
-export function trackStanzas(prev: Session, ev: Event, step: Step): Step | SmEnd {
+export function trackStanzas(prev: Session, ev: Event, step: Step, ctx: Ctx): Step | SmEnd {
   const [next, out] = step;
   const sm0 = next.sm;
   if (next.destroyed || sm0 === undefined) return step;
@@ -175,11 +212,17 @@ export function trackStanzas(prev: Session, ev: Event, step: Step): Step | SmEnd
   const sends = out.filter((o) => o.kind === "send" && isCounted(o.stanza));
   if (!received && sends.length === 0) return step;
   const unacked = [...sm0.unacked];
+  const sizes = sends.length === 0 ? undefined : [...sizesOf(sm0)];
+  let bytes = sm0.unackedBytes ?? (sizes ?? []).reduce((a, b) => a + b, 0);
   let outbound = sm0.outbound;
   const kept: Output[] = [];
   for (const o of out) {
     if (o.kind === "send" && isCounted(o.stanza)) {
       unacked.push(o.stanza);
+      // Measured once, here; acknowledgements subtract the recorded size.
+      const size = stanzaBytes(o.stanza);
+      sizes!.push(size);
+      bytes += size;
       outbound = u32(outbound + 1);
     }
     if (hibernating && (o.kind === "send" || o.kind === "send-raw")) continue;
@@ -194,16 +237,22 @@ export function trackStanzas(prev: Session, ev: Event, step: Step): Step | SmEnd
     requestedAt = outbound;
   }
   const sm: StreamManagement = {
-    ...sm0,
+    ...(sizes === undefined ? sm0 : withQueue(sm0, unacked, sizes, bytes)),
     inbound: received ? u32(sm0.inbound + 1) : sm0.inbound,
     outbound,
     unacked,
     requestedAt,
   };
   const session: Session = { ...next, sm };
-  if (unacked.length > MAX_UNACKED) {
+  const limits = ctx.limits;
+  if (unacked.length > limits.smQueue || bytes > limits.smQueueBytes) {
     return {
-      end: { condition: "resource-constraint", text: "Too many unacknowledged stanzas" },
+      end: {
+        condition: "resource-constraint",
+        text: unacked.length > limits.smQueue
+          ? "Too many unacknowledged stanzas"
+          : "Too many unacknowledged bytes",
+      },
       session,
       before: kept,
     };
@@ -212,16 +261,39 @@ export function trackStanzas(prev: Session, ev: Event, step: Step): Step | SmEnd
 }
 
 /** True when a dropped connection leaves this session waiting to be resumed. */
-export function canHibernate(s: Session): boolean {
+export function canHibernate(s: Session, ctx: Ctx): boolean {
   return !s.destroyed && s.fullJid !== undefined && s.sm?.id !== undefined &&
-    s.sm.hibernating !== true;
+    s.sm.hibernating !== true && ctx.limits.resumablePerAccount > 0;
+}
+
+/**
+ * The user's other hibernating sessions that must end for this one to hibernate, oldest first:
+ * an account keeps at most `limits.resumablePerAccount` (Prosody's mod_smacks likewise ends
+ * the oldest past `smacks_max_hibernated_sessions`). Ending the oldest rather than refusing
+ * resumption at `<enable/>` keeps every connected client resumable (most never drop), and what
+ * the ended one never acknowledged still goes to offline storage, as at its timeout.
+ */
+function evicted(s: Session, ctx: Ctx): string[] {
+  const others = ctx.resourcesOf(bareJid(s)!).filter((r) =>
+    r.hibernatingSince !== undefined && r.fullJid !== s.fullJid
+  );
+  const excess = others.length + 1 - ctx.limits.resumablePerAccount;
+  if (excess <= 0) return [];
+  return others.sort((a, b) => a.hibernatingSince! - b.hibernatingSince!).slice(0, excess)
+    .map((r) => r.fullJid);
 }
 
 /** The connection dropped: the session stays, bound and present, waiting to be resumed. */
 export function hibernate(s: Session, ctx: Ctx): Step {
   const sm = s.sm!;
-  return [{ ...s, sm: { ...sm, hibernating: true, requestedAt: undefined } }, [
-    { kind: "hibernate", seconds: sm.max ?? ctx.smResumeTimeout },
+  const evict = evicted(s, ctx);
+  const now = ctx.now();
+  return [{ ...s, sm: { ...sm, hibernating: true, hibernatedAt: now, requestedAt: undefined } }, [
+    {
+      kind: "hibernate",
+      seconds: sm.max ?? ctx.smResumeTimeout,
+      ...(evict.length === 0 ? {} : { evict }),
+    },
     { kind: "log", level: "debug", message: `${s.fullJid} hibernates (XEP-0198)` },
   ]];
 }
@@ -292,6 +364,9 @@ export function onResumeAnswer(
       inbound: sm0.inbound,
       outbound: sm0.outbound,
       unacked: sm0.unacked,
+      ...(sm0.unackedSizes === undefined
+        ? {}
+        : { unackedSizes: sm0.unackedSizes, unackedBytes: sm0.unackedBytes }),
     },
   };
   // The registry must point here before anything else happens to the session, even its end.
@@ -300,7 +375,7 @@ export function onResumeAnswer(
   if (n > sm0.unacked.length) return { end: tooHigh(ev.h, sm0), session: merged, before: [rebind] };
   const resend = sm0.unacked.slice(n);
   // The resent stanzas are counted again by `trackStanzas`, from the client's h.
-  const next: Session = { ...merged, sm: { ...merged.sm!, outbound: ev.h, unacked: [] } };
+  const next: Session = { ...merged, sm: { ...withQueue(merged.sm!, [], [], 0), outbound: ev.h } };
   return [next, [
     rebind,
     { kind: "sm-resumable", id: sm0.id! },

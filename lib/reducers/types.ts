@@ -69,7 +69,7 @@ export type Event =
   | { readonly kind: "hibernation-timeout" };
 
 /** How an account creation or password change went. */
-export type RegistrationOutcome = "ok" | "conflict" | "throttled" | "failed";
+export type RegistrationOutcome = "ok" | "conflict" | "throttled" | "not-acceptable" | "failed";
 
 /** Something the shell must do, in order. */
 export type Output =
@@ -91,8 +91,12 @@ export type Output =
   | { readonly kind: "bind"; readonly fullJid: string }
   /** Remove this session from the registry (the destroy path). */
   | { readonly kind: "unbind"; readonly fullJid: string }
-  /** A login failed or succeeded, for throttling per address and account. */
-  | { readonly kind: "auth-result"; readonly ok: boolean; readonly username?: string }
+  /**
+   * A password check failed, or a login succeeded: for the login throttle (per address,
+   * address and account, and account). Refusals before any password was checked are not
+   * reported.
+   */
+  | { readonly kind: "auth-result"; readonly ok: boolean; readonly username: string }
   /** Close the socket (after everything before it was written). */
   | { readonly kind: "disconnect"; readonly error?: StreamError }
   /** A client answered a caps disco#info (XEP-0115): the shell verifies `ver` and caches it. */
@@ -122,9 +126,14 @@ export type Output =
   | { readonly kind: "sm-resume"; readonly previd: string; readonly h: number }
   /**
    * XEP-0198: the connection is gone but the session lives on: close the socket, keep the
-   * session registered, and send `hibernation-timeout` after `seconds`.
+   * session registered, and send `hibernation-timeout` after `seconds`. The user's hibernating
+   * sessions named in `evict` (past `limits.resumablePerAccount`) get `hibernation-timeout` now.
    */
-  | { readonly kind: "hibernate"; readonly seconds: number }
+  | {
+    readonly kind: "hibernate";
+    readonly seconds: number;
+    readonly evict?: readonly string[];
+  }
   | {
     readonly kind: "log";
     readonly level: "debug" | "info" | "warning";
@@ -149,6 +158,10 @@ export interface ResourceView {
   readonly carbons?: boolean;
   /** The user's block list (XEP-0191) as the resource holds it; undefined until loaded. */
   readonly blocklist?: readonly string[];
+  /** The resource requested the block list: it gets block and unblock pushes (XEP-0191 §3.2). */
+  readonly blocklistInterested?: boolean;
+  /** The session waits to be resumed (XEP-0198 §5) since this time (ms); absent when it does not. */
+  readonly hibernatingSince?: number;
   /** When `presence` was set (ms), for the delay stamp when it is sent again. */
   readonly presenceAt?: number;
 }
@@ -176,7 +189,10 @@ export interface Ctx {
   readonly newId: () => string;
   /** A fresh random nonce for SASL (printable, no comma). */
   readonly nonce: () => string;
-  /** True when logins from this address or for this account are held back. */
+  /**
+   * True when logins from this address, or (with `username`) from this address for this
+   * account, are refused for now. An account alone is never refused, only slowed down.
+   */
   readonly isAuthThrottled: (ip: string, username?: string) => boolean;
   /** The live resources of a bare JID. */
   readonly resourcesOf: (bareJid: string) => readonly ResourceView[];

@@ -1,7 +1,8 @@
 /**
  * SCRAM (RFC 5802, RFC 7677), server side and pure: every function here except
  * {@link newCredentialSet} is a deterministic function of its arguments, so the SASL reducer
- * can call it directly. The client-side helpers at the end exist for tests and benchmarks.
+ * can call it directly (the only state is a count of PBKDF2 runs, {@link pbkdf2Runs}, which no
+ * result depends on). The client-side helpers at the end exist for tests and benchmarks.
  *
  * Password normalisation approximates SASLprep (RFC 4013): non-ASCII spaces become U+0020,
  * "commonly mapped to nothing" characters are removed, then NFKC. The prohibited-output and
@@ -60,6 +61,12 @@ export interface ScramError {
   readonly text: string;
 }
 
+/**
+ * The failure text of a proof that did not verify (RFC 5802 `e=invalid-proof`): the one
+ * failure of {@link verifyClientFinal} that checked the password, which login throttling counts.
+ */
+export const INVALID_PROOF = "invalid-proof";
+
 /** The smallest iteration count accepted for new credentials (RFC 7677 §4). */
 export const MIN_ITERATIONS = 4096;
 
@@ -91,12 +98,23 @@ function digest(hash: ScramHash, data: Uint8Array): Uint8Array {
   return createHash(NODE_HASH[hash]).update(data).digest();
 }
 
+let runs = 0;
+
+/**
+ * How many PBKDF2 derivations this process has run: lets tests check that a login for an
+ * unknown account costs the same derivation as one for a real account, without timing it.
+ */
+export function pbkdf2Runs(): number {
+  return runs;
+}
+
 function saltedPassword(
   password: string,
   hash: ScramHash,
   salt: Uint8Array,
   iterations: number,
 ): Uint8Array {
+  runs++;
   return pbkdf2Sync(normalize(password), salt, iterations, HASH_BYTES[hash], NODE_HASH[hash]);
 }
 
@@ -179,7 +197,7 @@ export function deriveCredentials(
 }
 
 /**
- * Fresh credentials for both SHA-1 and SHA-256, each with its own random 16-byte salt.
+ * Fresh credentials for both SHA-1 and SHA-256, each with its own random salt.
  * The only impure function of this module (it draws randomness).
  */
 export function newCredentialSet(
@@ -190,7 +208,41 @@ export function newCredentialSet(
     throw new RangeError(`SCRAM iteration count must be an integer >= ${MIN_ITERATIONS}`);
   }
   const make = (hash: ScramHash) =>
-    deriveCredentials(password, hash, crypto.getRandomValues(new Uint8Array(16)), iterations);
+    deriveCredentials(
+      password,
+      hash,
+      crypto.getRandomValues(new Uint8Array(SALT_BYTES)),
+      iterations,
+    );
+  return { "SHA-1": make("SHA-1"), "SHA-256": make("SHA-256") };
+}
+
+/** Salt bytes of new credentials: 16, which is 24 characters of base64. */
+export const SALT_BYTES = 16;
+
+/**
+ * Stand-in credentials for an account that does not exist, so that an exchange for it looks
+ * like one for a real account (RFC 5802 §9 leaves this to the server): per hash a salt of
+ * {@link SALT_BYTES}, `iterations` as new accounts get, and keys that no password matches
+ * (HMAC output: a password would need a preimage of it). Each value is an HMAC of `name`
+ * under `key`, so that asking twice for the same name shows the same salt, as a real account
+ * does, while the salts say nothing to anyone without the key.
+ */
+export function decoyCredentialSet(
+  key: Uint8Array,
+  name: string,
+  iterations: number,
+): ScramCredentialSet {
+  const derive = (hash: ScramHash, label: string, bytes: number) =>
+    toBase64(
+      createHmac("sha256", key).update(`${label}\0${hash}\0${name}`).digest().subarray(0, bytes),
+    );
+  const make = (hash: ScramHash): ScramCredentials => ({
+    salt: derive(hash, "salt", SALT_BYTES),
+    iterations,
+    storedKey: derive(hash, "stored-key", HASH_BYTES[hash]),
+    serverKey: derive(hash, "server-key", HASH_BYTES[hash]),
+  });
   return { "SHA-1": make("SHA-1"), "SHA-256": make("SHA-256") };
 }
 
@@ -351,13 +403,13 @@ export function verifyClientFinal(args: {
   if (storedKey === undefined || serverKey === undefined) {
     throw new Error("Stored SCRAM credentials are not base64");
   }
-  if (proof.length !== storedKey.length) return refuse("not-authorized", "invalid-proof");
+  if (proof.length !== storedKey.length) return refuse("not-authorized", INVALID_PROOF);
 
   const authMessage = `${first.bare},${serverFirst},${withoutProof}`;
   const clientSignature = hmac(hash, storedKey, authMessage);
   const clientKey = xor(proof, clientSignature);
   if (!equalConstantTime(digest(hash, clientKey), storedKey)) {
-    return refuse("not-authorized", "invalid-proof");
+    return refuse("not-authorized", INVALID_PROOF);
   }
   return { ok: true, serverFinal: `v=${toBase64(hmac(hash, serverKey, authMessage))}` };
 }

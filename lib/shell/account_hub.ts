@@ -10,6 +10,7 @@ import {
   type AccountOp,
   type AccountOutput,
   type AccountState,
+  failedOpReplies,
   reduceAccount,
 } from "../reducers/account.ts";
 import { EMPTY_ROSTER, type Roster } from "../session.ts";
@@ -27,6 +28,7 @@ import {
 } from "../mam.ts";
 import { archiveMetadata, runQuery } from "../storage/archive.ts";
 import type { ListStore } from "../storage/mod.ts";
+import type { OfflineStore } from "../storage/offline.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import type { Registry } from "./registry.ts";
 
@@ -44,7 +46,7 @@ export interface AccountHub {
 export interface AccountHubDeps {
   readonly accounts: AccountStore;
   readonly rosters: KeyvalStore<Roster>;
-  readonly offline: KeyvalStore<readonly Element[]>;
+  readonly offline: OfflineStore;
   readonly archive: ListStore<ArchivedMessage>;
   readonly prefs: KeyvalStore<ArchivePrefs>;
   /** Opens the keyval store of a module's per-account data. */
@@ -71,6 +73,16 @@ interface Entry {
   running: boolean;
 }
 
+/** Outputs that send something to someone: once one went out, the op has had its answer. */
+const ANSWERS: ReadonlySet<AccountOutput["kind"]> = new Set([
+  "deliver",
+  "route",
+  "send-roster",
+  "mam-query",
+  "mam-metadata",
+  "remove-account",
+]);
+
 function split(bare: string): [string, string] {
   const at = bare.indexOf("@");
   return [bare.slice(at + 1), bare.slice(0, at)];
@@ -86,7 +98,8 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     const [exists, roster, offline, prefs] = await Promise.all([
       deps.accounts.exists(host, user),
       deps.rosters.get(host, user),
-      deps.offline.get(host, user),
+      // The count and bytes only: the messages are read when they are delivered.
+      deps.offline.stat(host, user),
       deps.prefs.get(host, user),
     ]);
     const gone = !exists && (await deps.isTombstoned?.(host, user)) === true;
@@ -95,7 +108,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       exists,
       gone,
       roster: { ...EMPTY_ROSTER, ...roster },
-      offline: offline ?? [],
+      offline,
       prefs,
       // Until withArchiveTail: nothing reads it before then.
       lastArchived: 0,
@@ -110,7 +123,8 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     state: AccountState,
     op: AccountOp,
   ): Promise<AccountState> {
-    if (entry.archiveTail || !deps.ctx.archive.enabled) return state;
+    // Nothing is archived for a JID without an account (whose name may not even be storable).
+    if (entry.archiveTail || !deps.ctx.archive.enabled || !state.exists) return state;
     if (op.kind !== "incoming-message" && op.kind !== "outgoing-message") return state;
     const [host, user] = split(bare);
     const count = await deps.archive.count(host, user);
@@ -156,10 +170,21 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       case "store-roster":
         await deps.rosters.set(host, user, out.roster);
         return;
-      case "store-offline":
-        if (out.messages.length === 0) await deps.offline.delete(host, user);
-        else await deps.offline.set(host, user, out.messages);
+      case "store-offline": {
+        if (out.action === "append") {
+          await deps.offline.append(host, user, out.message);
+          return;
+        }
+        // A session gone meanwhile must not cost the messages: failing reloads the account's
+        // count from the store, where they still are.
+        const session = deps.registry.get(out.to);
+        if (session === undefined) throw new Error(`${out.to} left before its offline messages`);
+        for (const stanza of await deps.offline.all(host, user)) {
+          session.dispatch({ kind: "inbound", stanza });
+        }
+        await deps.offline.delete(host, user);
         return;
+      }
       case "deliver":
         deps.registry.get(out.to)?.dispatch({ kind: "inbound", stanza: out.stanza });
         return;
@@ -232,20 +257,17 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
   }
 
   /**
-   * XEP-0077 §3.2: deletes the account with every store of its data, leaves a tombstone, then
-   * ends each of its sessions; the requesting one gets its result first.
+   * XEP-0077 §3.2: deletes every store of the account's data, then the account (which leaves a
+   * tombstone), then ends each of its sessions; the requesting one gets its result first. Data
+   * goes before the account record, so a crash in between cannot leave data for a later
+   * account of the same name. A failure throws: the queue answers the iq with an error.
    */
   async function removeAccount(bare: string, iq: Element): Promise<void> {
     const [host, user] = split(bare);
-    try {
-      if (deps.removeAccount === undefined) throw new Error("account removal is not available");
-      await deps.removeAccount(host, user);
-      const stores = new Set([...ACCOUNT_IQ.values()].map((e) => e.store));
-      for (const store of stores) await moduleStore(store).delete(host, user);
-    } catch (err) {
-      deps.route(errorReply(iq, "internal-server-error"));
-      throw err;
-    }
+    if (deps.removeAccount === undefined) throw new Error("account removal is not available");
+    const stores = new Set([...ACCOUNT_IQ.values()].map((e) => e.store));
+    for (const store of stores) await moduleStore(store).delete(host, user);
+    await deps.removeAccount(host, user);
     deps.log.info("{bare} removed their account", { bare });
     for (const h of deps.registry.connections()) {
       const s = h.session();
@@ -257,33 +279,59 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     }
   }
 
-  async function drain(bare: string, entry: Entry): Promise<void> {
+  /**
+   * Runs one op. Whatever fails (loading the account, a store, the reducer), the op gets the
+   * answer {@link failedOpReplies} gives, unless something of it was sent already, and the
+   * queue goes on with the next: one bad op never takes its neighbours with it.
+   */
+  async function run(bare: string, entry: Entry, op: AccountOp): Promise<void> {
+    let sent = false;
+    let executing = false;
     try {
-      entry.state ??= await load(bare);
-      while (entry.queue.length > 0) {
-        const op = entry.queue.shift()!;
-        entry.state = await withModuleData(bare, entry.state, op);
-        entry.state = await withArchiveTail(bare, entry, entry.state, op);
-        const [next, outputs] = reduceAccount(entry.state, op, deps.ctx);
-        entry.state = next;
-        try {
-          // In order, each store finished before what follows it is sent (persist, then
-          // acknowledge).
-          for (const out of outputs) await execute(bare, out);
-        } catch (err) {
-          deps.log.error("Account {bare}: {op} failed: {err}", {
-            bare,
-            op: op.kind,
-            err: String(err),
-          });
-          // What is cached may now differ from what is stored: read it again next time.
-          entry.archiveTail = false;
-          entry.state = await load(bare);
-        }
+      let state = entry.state ?? await load(bare);
+      entry.state = state;
+      state = await withModuleData(bare, state, op);
+      state = await withArchiveTail(bare, entry, state, op);
+      entry.state = state;
+      const [next, outputs] = reduceAccount(state, op, deps.ctx);
+      entry.state = next;
+      // In order, each store finished before what follows it is sent (persist, then
+      // acknowledge).
+      for (const out of outputs) {
+        executing = true;
+        await execute(bare, out);
+        if (ANSWERS.has(out.kind)) sent = true;
       }
     } catch (err) {
-      deps.log.error("Account {bare} could not be loaded: {err}", { bare, err: String(err) });
-      entry.queue.length = 0;
+      deps.log.error("Account {bare}: {op} failed: {err}", {
+        bare,
+        op: op.kind,
+        err: String(err),
+      });
+      // What is cached may now differ from what is stored: read it again for the next op. A
+      // load or a reducer that threw changed nothing, so the cache stays.
+      if (executing) {
+        entry.state = undefined;
+        entry.archiveTail = false;
+      }
+      if (sent) return;
+      for (const out of failedOpReplies(op)) {
+        try {
+          await execute(bare, out);
+        } catch (e) {
+          deps.log.error("Account {bare}: answering a failed {op} failed: {err}", {
+            bare,
+            op: op.kind,
+            err: String(e),
+          });
+        }
+      }
+    }
+  }
+
+  async function drain(bare: string, entry: Entry): Promise<void> {
+    try {
+      while (entry.queue.length > 0) await run(bare, entry, entry.queue.shift()!);
     } finally {
       entry.running = false;
       if (entry.queue.length > 0) start(bare, entry);

@@ -18,6 +18,8 @@ import { serializeTopIn } from "../reducers/stream_xml.ts";
 import type { Element } from "../xml/element.ts";
 import { createStreamParser } from "../xml/parser.ts";
 import { plainSink } from "./connection.ts";
+import type { HandshakeThrottle } from "./admission.ts";
+import { createBacklogGuard } from "./flow.ts";
 
 /** A connected component, as the router's shell sees it. */
 export interface ComponentHandle {
@@ -39,6 +41,10 @@ export interface ComponentDeps {
   readonly maxDepth: number;
   /** Time allowed from connecting to a successful handshake. */
   readonly handshakeTimeoutMs: number;
+  /** Bytes written and not taken before a component that does not read is dropped. */
+  readonly writeBacklog: number;
+  /** Wrong handshakes per address. */
+  readonly handshakeThrottle?: HandshakeThrottle;
   readonly log: Logger;
 }
 
@@ -59,21 +65,38 @@ export async function serveComponent(
     maxDepth: deps.maxDepth,
   });
   const handle: ComponentHandle = { dispatch: (ev) => dispatch(ev) };
+  const ip = conn.remoteAddr.transport === "tcp" ? conn.remoteAddr.hostname : "unknown";
   const ctx: ComponentCtx = {
     secretOf: (domain) => deps.secrets.get(domain),
     isConnected: (domain) => registry.has(domain) && registry.get(domain) !== handle,
     newId: deps.newId,
+    handshakeThrottled: () => deps.handshakeThrottle?.isThrottled(ip, Date.now()) ?? false,
   };
+  // The same rule as for clients: a component that does not read what is routed to it is
+  // dropped rather than buffered without end.
+  const backlogGuard = createBacklogGuard(() => sink, deps.writeBacklog, (why) => {
+    log.warn("Component {domain}: dropped, it does not read what is sent to it ({why})", {
+      domain: session.domain ?? ip,
+      why,
+    });
+    sink.abort();
+    queue.unshift({ kind: "disconnected" });
+    if (!draining) drainQueue();
+  });
 
   function dispatch(ev: ComponentEvent): void {
     if (done) return;
     queue.push(ev);
-    if (draining) return;
+    if (!draining) drainQueue();
+  }
+
+  function drainQueue(): void {
     draining = true;
     while (queue.length > 0 && !done) {
       const [next, outputs] = reduceComponent(session, queue.shift()!, ctx);
       session = next;
       for (const out of outputs) execute(out);
+      if (!done) backlogGuard.check();
     }
     draining = false;
   }
@@ -97,9 +120,17 @@ export async function serveComponent(
         if (registry.get(out.domain) === handle) registry.delete(out.domain);
         log.info("Component {domain} disconnected", { domain: out.domain });
         return;
+      case "handshake-failed":
+        deps.handshakeThrottle?.recordFailure(ip, Date.now());
+        log.warn("{ip}: wrong handshake for component {domain}", {
+          ip,
+          domain: session.domain ?? "?",
+        });
+        return;
       case "disconnect":
         done = true;
         clearTimeout(timer);
+        backlogGuard.stop();
         sink.close();
         return;
     }

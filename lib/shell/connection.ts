@@ -19,7 +19,12 @@ import type { Registry, SessionHandle } from "./registry.ts";
 import type { QuietWatch } from "./quiet.ts";
 import type { Registration } from "./registration.ts";
 import type { AuthThrottle } from "./throttle.ts";
-import { acceptTls, type TlsContexts, writeAll } from "./tls.ts";
+import { acceptTls, type TlsContexts } from "./tls.ts";
+import type { Ticket } from "./admission.ts";
+import { type BacklogSource, createBacklogGuard, whenRelieved } from "./flow.ts";
+import { utf8Bytes } from "../limits.ts";
+import { bareJid } from "../session.ts";
+import { parseJid } from "../xmpp/jid.ts";
 
 /** Everything a connection shares with the rest of the server. */
 export interface ConnectionDeps {
@@ -63,22 +68,13 @@ export interface Resumable {
 }
 
 /** A byte sink that keeps writes in order and batches those made in one tick. */
-export interface Sink {
+export interface Sink extends BacklogSource {
   write(text: string): void;
   flush(): Promise<void>;
   close(): void;
-  /** Bytes (about) written but not yet taken by the peer. */
-  backlog(): number;
   /** Closes at once, dropping what is unwritten (for a peer that does not read). */
   abort(): void;
 }
-
-/**
- * A peer that stops reading while others keep sending to it would make us buffer without end:
- * past this backlog the connection is dropped (through the destroy path; stream management may
- * keep the session for resumption).
- */
-export const MAX_WRITE_BACKLOG = 4 * 1024 * 1024;
 
 const encoder = new TextEncoder();
 
@@ -89,27 +85,41 @@ const READ_MAX = 16384;
 /** A sink writing to a plain TCP connection; `onError` runs when a write fails. */
 export function plainSink(conn: Deno.Conn, onError: () => void): Sink {
   let pending: string[] = [];
-  let pendingChars = 0;
+  let pendingBytes = 0;
   let inFlight = 0;
+  let taken = 0;
   let chain = Promise.resolve();
   let scheduled = false;
+  // Counted per partial write, so that a peer reading a large write is seen to make progress.
+  const writeCounted = async (data: Uint8Array) => {
+    let off = 0;
+    try {
+      while (off < data.length) {
+        const n = await conn.write(data.subarray(off));
+        off += n;
+        inFlight -= n;
+        taken += n;
+      }
+    } finally {
+      inFlight -= data.length - off;
+    }
+  };
   const flush = (): Promise<void> => {
     scheduled = false;
     if (pending.length === 0) return chain;
     const data = encoder.encode(pending.join(""));
     pending = [];
-    pendingChars = 0;
+    pendingBytes = 0;
     inFlight += data.length;
-    chain = chain.then(() => writeAll(conn, data)).catch(onError).finally(() => {
-      inFlight -= data.length;
-    });
+    chain = chain.then(() => writeCounted(data)).catch(onError);
     return chain;
   };
   return {
-    backlog: () => inFlight + pendingChars,
+    backlog: () => inFlight + pendingBytes,
+    taken: () => taken,
     abort() {
       pending = [];
-      pendingChars = 0;
+      pendingBytes = 0;
       try {
         conn.close();
       } catch {
@@ -118,7 +128,7 @@ export function plainSink(conn: Deno.Conn, onError: () => void): Sink {
     },
     write(text) {
       pending.push(text);
-      pendingChars += text.length;
+      pendingBytes += utf8Bytes(text);
       if (!scheduled) {
         scheduled = true;
         queueMicrotask(flush);
@@ -138,11 +148,17 @@ export function plainSink(conn: Deno.Conn, onError: () => void): Sink {
 }
 
 function tlsSink(socket: tls.TLSSocket): Sink {
+  // Bytes, not strings, so that writableLength counts in the same unit as `accepted`.
+  let accepted = 0;
   return {
     backlog: () => socket.writableLength,
+    taken: () => accepted - socket.writableLength,
     abort: () => void socket.destroy(),
     write(text) {
-      if (!socket.destroyed) socket.write(text);
+      if (socket.destroyed) return;
+      const data = encoder.encode(text);
+      accepted += data.length;
+      socket.write(data);
     },
     flush: () => Promise.resolve(),
     close() {
@@ -186,11 +202,22 @@ function remoteIp(conn: Deno.Conn): string {
   return addr.transport === "tcp" ? addr.hostname : "unknown";
 }
 
-/** Serves one accepted connection until it ends. `directTls`: XEP-0368 port. */
+/** How a connection is served. */
+export interface ServeOptions {
+  /** The XEP-0368 direct TLS port. */
+  readonly directTls: boolean;
+  /** The connection's place in the connection limits, released when its socket goes. */
+  readonly ticket?: Ticket;
+}
+
+/** At most this many accounts a connection recently routed to are watched for backpressure. */
+const RECENT_TARGETS = 8;
+
+/** Serves one accepted connection until it ends. */
 export async function serveConnection(
   conn: Deno.Conn,
   deps: ConnectionDeps,
-  opts: { readonly directTls: boolean },
+  opts: ServeOptions,
 ): Promise<void> {
   const { ctx, registry, log } = deps;
   let session: Session = newSession(ctx.newId(), { ip: remoteIp(conn), secure: false });
@@ -208,6 +235,23 @@ export async function serveConnection(
   let smId: string | undefined;
   let hibernationTimer: ReturnType<typeof setTimeout> | undefined;
   let aborted = false;
+  const limits = ctx.limits;
+  // Nothing more can be written to a peer that does not read: close the socket now and end (or
+  // hibernate) the session as for a dropped connection.
+  const backlogGuard = createBacklogGuard(() => sink, limits.writeBacklog, (why) => {
+    aborted = true;
+    log.warn("{ip}: dropped, it does not read what is sent to it ({why})", {
+      ip: session.ip,
+      why,
+    });
+    sink.abort();
+    opts.ticket?.release();
+    // Ahead of whatever else is queued: nothing more is written to this peer.
+    queue.unshift({ ev: { kind: "disconnected", reason: "write backlog" }, gen: -1 });
+    if (!draining) drain();
+  });
+  /** Accounts this connection's stanzas went to lately, whose queues may hold its reading. */
+  const recentTargets = new Set<string>();
 
   function newParser(authenticated: boolean): StreamParser {
     return createStreamParser({
@@ -247,16 +291,36 @@ export async function serveConnection(
       const [next, outputs] = reduce(session, ev, ctx);
       session = next;
       for (const out of outputs) execute(out);
-      if (!done && !aborted && sink.backlog() > MAX_WRITE_BACKLOG) {
-        // Nothing more can be written to a peer that does not read: close the socket now and
-        // end (or hibernate) the session as for a dropped connection.
-        aborted = true;
-        log.warn("{ip}: dropped, it does not read what is sent to it", { ip: session.ip });
-        sink.abort();
-        queue.unshift({ ev: { kind: "disconnected", reason: "write backlog" }, gen: -1 });
-      }
+      if (session.type === "c2s") opts.ticket?.authenticated();
+      if (!done && !aborted) backlogGuard.check();
     }
     draining = false;
+  }
+
+  /**
+   * Reading waits while this account's queue, or the queue of an account it just sent to, is
+   * longer than `account_queue`, or while the peer has not taken half its write backlog: a
+   * client cannot make the server hold more than the bounds by sending faster than it works.
+   */
+  function pressured(): boolean {
+    if (sink.backlog() > limits.writeBacklog / 2) return true;
+    const own = bareJid(session);
+    if (own !== undefined && deps.hub.queueLength(own) > limits.accountQueue) return true;
+    for (const bare of recentTargets) {
+      if (deps.hub.queueLength(bare) > limits.accountQueue) return true;
+    }
+    return false;
+  }
+
+  function noteTarget(to: string | undefined): void {
+    const jid = to === undefined ? undefined : parseJid(to);
+    if (jid?.local === undefined) return;
+    const bare = `${jid.local}@${jid.domain}`;
+    recentTargets.delete(bare);
+    recentTargets.add(bare);
+    if (recentTargets.size > RECENT_TARGETS) {
+      recentTargets.delete(recentTargets.values().next().value!);
+    }
   }
 
   function execute(out: Output): void {
@@ -268,25 +332,40 @@ export async function serveConnection(
         sink.write(out.text);
         return;
       case "route":
+        if (session.type === "c2s") noteTarget(out.stanza.attrs.to);
         deps.route(out.stanza);
         return;
       case "account":
         deps.hub.submit(out.bare, out.op);
         return;
-      case "load-credentials":
-        deps.accounts.getCredentials(out.host, out.username).then(
-          (credentials) =>
-            dispatch({ kind: "credentials-loaded", username: out.username, credentials }),
-          (err) => {
+      case "load-credentials": {
+        const { host, username } = out;
+        // An account that failed often lately, from any address, is answered late rather than
+        // refused, so that no one can lock its user out (lib/shell/throttle.ts).
+        const delay = deps.throttle.delayMs(username, ctx.now());
+        if (delay > 0) {
+          log.info("{ip}: answering the login for {user} after {ms} ms (recent failures)", {
+            ip: session.ip,
+            user: username,
+            ms: delay,
+          });
+        }
+        // An unknown account gets decoys, so that its exchange looks and costs like a real one.
+        const credentials = deps.accounts.getCredentials(host, username)
+          .then((found) => found ?? deps.accounts.decoyCredentials(host, username))
+          .catch((err) => {
             log.error("Loading credentials failed: {err}", { err: String(err) });
-            dispatch({
-              kind: "credentials-loaded",
-              username: out.username,
-              credentials: undefined,
-            });
-          },
+            return undefined;
+          });
+        const due = new Promise<void>((resolve) => {
+          if (delay > 0) setTimeout(resolve, delay);
+          else resolve();
+        });
+        Promise.all([credentials, due]).then(([loaded]) =>
+          dispatch({ kind: "credentials-loaded", username, credentials: loaded })
         );
         return;
+      }
       case "load-roster":
         // The account owns the roster: it answers with roster-loaded.
         deps.hub.submit(`${out.username}@${out.host}`, {
@@ -315,10 +394,7 @@ export async function serveConnection(
         deps.throttle.record(session.ip, out.username, out.ok, ctx.now());
         log.info(
           out.ok ? "{ip} authenticated as {user}" : "{ip} failed to authenticate as {user}",
-          {
-            ip: session.ip,
-            user: out.username ?? "?",
-          },
+          { ip: session.ip, user: out.username },
         );
         return;
       case "register-account":
@@ -354,12 +430,17 @@ export async function serveConnection(
         // The socket is gone but the session is not: it stays registered, and this loop keeps
         // reducing what is routed to it until it is resumed elsewhere or the timer fires.
         sink.close();
+        backlogGuard.stop();
+        opts.ticket?.release();
         deps.quiet.forget(handle);
         clearTimeout(hibernationTimer);
         hibernationTimer = setTimeout(
           () => dispatch({ kind: "hibernation-timeout" }),
           out.seconds * 1000,
         );
+        for (const jid of out.evict ?? []) {
+          registry.get(jid)?.dispatch({ kind: "hibernation-timeout" });
+        }
         return;
       case "caps-learned":
         deps.caps?.learn(out.ver, out.query);
@@ -380,7 +461,9 @@ export async function serveConnection(
     }
     deps.quiet.forget(handle);
     registry.removeConnection(handle);
+    backlogGuard.stop();
     sink.close();
+    opts.ticket?.release();
     resolveDone();
   }
 
@@ -397,7 +480,17 @@ export async function serveConnection(
   }
 
   function readTls(socket: tls.TLSSocket): void {
-    socket.on("data", (chunk: Uint8Array) => onBytes(chunk));
+    let paused = false;
+    socket.on("data", (chunk: Uint8Array) => {
+      onBytes(chunk);
+      if (paused || !pressured()) return;
+      paused = true;
+      socket.pause();
+      whenRelieved(pressured, () => done).then(() => {
+        paused = false;
+        if (!done) socket.resume();
+      });
+    });
     socket.on("end", () => dispatch({ kind: "disconnected", reason: "end" }));
     socket.on("close", () => dispatch({ kind: "disconnected", reason: "close" }));
     socket.on("error", () => dispatch({ kind: "disconnected", reason: "tls error" }));
@@ -451,6 +544,10 @@ export async function serveConnection(
   // A pending read cannot be cancelled, so a STARTTLS upgrade must happen between reads: the
   // client sends nothing after <starttls/> until it sees <proceed/>.
   while (readingPlain && !done) {
+    if (pressured()) {
+      await whenRelieved(pressured, () => done);
+      if (!readingPlain || done) break;
+    }
     let n: number | null;
     try {
       n = await conn.read(buf);

@@ -7,6 +7,7 @@
 import type { Logger } from "../log.ts";
 import type { Tombstone } from "../reducers/tombstones.ts";
 import type { RegistrationOutcome } from "../reducers/types.ts";
+import { UnstorableNameError } from "../storage/datamanager.ts";
 import { AccountExistsError, AccountMissingError, type AccountStore } from "../storage/accounts.ts";
 import type { KeyvalStore } from "../storage/mod.ts";
 import { hasTombstone } from "../storage/tombstones.ts";
@@ -53,6 +54,7 @@ export function createRegistration(deps: RegistrationDeps): Registration {
         await deps.accounts.create(host, username, password);
       } catch (err) {
         if (err instanceof AccountExistsError) return "conflict";
+        if (err instanceof UnstorableNameError) return "not-acceptable";
         deps.log.error("Registering {user}@{host} failed: {err}", {
           user: username,
           host,

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Event, ResourceView } from "../reducers/types.ts";
-import { isAvailable, isInterested, type Session } from "../session.ts";
+import { isAvailable, isConnected, isHibernating, isInterested, type Session } from "../session.ts";
 
 /** What the registry keeps of a connection. */
 export interface SessionHandle {
@@ -80,6 +80,8 @@ export function createRegistry(
             : s.caps.features ?? capsFeatures?.(s.caps.ver),
           carbons: s.carbons,
           blocklist: s.blocklist,
+          blocklistInterested: s.blocklistInterested === true && isConnected(s),
+          hibernatingSince: isHibernating(s) ? s.sm?.hibernatedAt ?? 0 : undefined,
           presenceAt: s.presenceAt,
         });
       }

@@ -8,8 +8,9 @@ import { getLogger } from "../log.ts";
 import type { Ctx } from "../reducers/types.ts";
 import type { Roster } from "../session.ts";
 import { type AccountStore, openAccountStore } from "../storage/accounts.ts";
-import { openKeyvalStore } from "../storage/datamanager.ts";
+import { openKeyvalStore, removeTempFiles } from "../storage/datamanager.ts";
 import { openListStore } from "../storage/list_store.ts";
+import { openOfflineStore } from "../storage/offline.ts";
 import type { ArchivedMessage, ArchivePrefs } from "../mam.ts";
 import { ensureSelfSigned, loadTlsMaterial, type TlsMaterial, tlsServerEndPoint } from "./certs.ts";
 import { type ConnectionDeps, serveConnection } from "./connection.ts";
@@ -19,13 +20,14 @@ import { createAccountHub } from "./account_hub.ts";
 import { ACCOUNT_IQ, MODULE_STORES } from "../reducers/modules.ts";
 import { expireArchives } from "./archive_expiry.ts";
 import { createRegistry } from "./registry.ts";
-import { createCapsCache } from "./caps_cache.ts";
+import { type CapsCacheSize, createCapsCache } from "./caps_cache.ts";
 import { createQuietWatch } from "./quiet.ts";
 import { createHeapTrim } from "./heap_trim.ts";
 import { createAuthThrottle } from "./throttle.ts";
 import { createRegistration } from "./registration.ts";
 import { hasTombstone, openTombstoneStore, removeAccount } from "../storage/tombstones.ts";
 import { secureContexts } from "./tls.ts";
+import { createAdmission, createHandshakeThrottle, refuseConnection } from "./admission.ts";
 import {
   type ComponentHandle,
   type ComponentRegistry,
@@ -45,6 +47,10 @@ export interface RunningServer {
   /** The external component port (XEP-0114) actually bound, when enabled. */
   readonly componentPort?: number;
   readonly accounts: AccountStore;
+  /** Operations waiting in an account's queue (for tests of backpressure). */
+  accountQueueLength(bare: string): number;
+  /** What the entity capabilities cache holds (for tests of its bounds). */
+  capsCacheSize(): CapsCacheSize;
   /** Closes every stream with `<system-shutdown/>` and stops listening. */
   shutdown(): Promise<void>;
 }
@@ -103,14 +109,29 @@ async function within(ms: number, p: Promise<unknown>): Promise<void> {
   }
 }
 
+/** Accept errors back off from the first to the last delay, doubling. */
+const ACCEPT_BACKOFF_MIN_MS = 10;
+const ACCEPT_BACKOFF_MAX_MS = 1000;
+
+/** True for the errors a listener gives once it is closed (at shutdown). */
+function listenerClosed(err: unknown): boolean {
+  return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted;
+}
+
 /** Starts listening as the configuration says. */
 export async function startServer(config: Config): Promise<RunningServer> {
   const log = getLogger("server");
+  // Temporary files of writes a crash cut short: never read as data, removed before anything
+  // opens the stores.
+  const leftovers = await removeTempFiles(config.dataDir);
+  if (leftovers > 0) log.info("Removed {n} temporary files left by a crash", { n: leftovers });
   const material = await tlsMaterial(config);
-  const caps = createCapsCache();
+  const caps = createCapsCache(config.limits);
   const registry = createRegistry(caps.get);
   const throttle = createAuthThrottle({
     maxFailures: config.auth.maxFailures,
+    maxFailuresPerAddress: config.auth.maxFailuresPerAddress,
+    slowDownAfter: config.auth.slowDownAfter,
     windowMs: config.auth.failureWindow * 1000,
   });
   const accounts = openAccountStore(config.dataDir, { iterations: config.auth.scramIterations });
@@ -175,7 +196,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const hub = createAccountHub({
     accounts,
     rosters: openKeyvalStore<Roster>(config.dataDir, "roster", soleWriter),
-    offline: openKeyvalStore<readonly Element[]>(config.dataDir, "offline", soleWriter),
+    offline: openOfflineStore(config.dataDir, soleWriter),
     archive,
     prefs: openKeyvalStore<ArchivePrefs>(config.dataDir, "archive_prefs", soleWriter),
     openStore: (name) => openKeyvalStore<unknown>(config.dataDir, name, soleWriter),
@@ -249,17 +270,78 @@ export async function startServer(config: Config): Promise<RunningServer> {
     maxStanzaBytes: config.limits.stanzaSize,
     maxDepth: config.limits.maxDepth,
     handshakeTimeoutMs: config.limits.authTimeout * 1000,
+    writeBacklog: config.limits.writeBacklog,
+    // Wrong secrets are counted per address with the per-account threshold: a component
+    // domain is one "account", and its real peer is one address that knows the secret.
+    handshakeThrottle: createHandshakeThrottle({
+      maxFailures: config.auth.maxFailures,
+      windowMs: config.auth.failureWindow * 1000,
+    }),
     log: getLogger("component"),
   };
+  const admission = createAdmission(config.limits);
   type Kind = "c2s" | "direct-tls" | "component";
   const serve = (conn: Deno.Conn, kind: Kind): Promise<void> => {
-    if (kind !== "component") return serveConnection(conn, deps, { directTls: kind !== "c2s" });
+    if (kind !== "component") {
+      const ip = conn.remoteAddr.transport === "tcp" ? conn.remoteAddr.hostname : "unknown";
+      const admitted = admission.admit(ip);
+      if (admitted.ok) {
+        return serveConnection(conn, deps, { directTls: kind !== "c2s", ticket: admitted.ticket })
+          .finally(() => admitted.ticket.release());
+      }
+      log.warn("{ip}: connection refused, {reason}", { ip, reason: admitted.reason });
+      // On the direct TLS port a refusal is a plain close: a TLS handshake for a connection
+      // that is turned away anyway would be work an attacker could make us do.
+      if (kind === "direct-tls") {
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+        return Promise.resolve();
+      }
+      return refuseConnection(conn, {
+        hosts: config.hosts,
+        reason: admitted.reason,
+        maxBytes: config.limits.stanzaSizeUnauthed,
+        timeoutMs: Math.min(5000, config.limits.authTimeout * 1000),
+      });
+    }
     let h: ComponentHandle | undefined;
     return serveComponent(conn, componentDeps, (opened) => componentConns.add(h = opened))
       .finally(() => h !== undefined && componentConns.delete(h));
   };
+  let stopping = false;
+  // Backoff waits, cut short at shutdown so that no timer outlives the server.
+  const backoffs = new Map<ReturnType<typeof setTimeout>, () => void>();
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        backoffs.delete(t);
+        resolve();
+      }, ms);
+      backoffs.set(t, resolve);
+    });
+  // An accept error (EMFILE when descriptors run out, ENOBUFS, a connection reset before it
+  // was taken) must not end the listener: log it, wait a little for descriptors to free, and
+  // go on. Only closing the listener ends the loop.
   const accept = async (listener: Deno.Listener, kind: Kind) => {
-    for await (const conn of listener) {
+    let backoff = 0;
+    while (!stopping) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (err) {
+        if (stopping || listenerClosed(err)) return;
+        backoff = Math.min(ACCEPT_BACKOFF_MAX_MS, Math.max(ACCEPT_BACKOFF_MIN_MS, backoff * 2));
+        log.error("Accepting a connection failed, retrying in {ms} ms: {err}", {
+          ms: backoff,
+          err: String(err),
+        });
+        await pause(backoff);
+        continue;
+      }
+      backoff = 0;
       const p = serve(conn, kind).catch((err) =>
         log.error("Connection failed: {err}", { err: String(err) })
       );
@@ -274,7 +356,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
       const l = bind(address, i === 0 ? port : bound);
       if (i === 0) bound = (l.addr as Deno.NetAddr).port;
       listeners.push(l);
-      accept(l, kind).catch(() => {});
+      accept(l, kind).catch((err) =>
+        log.error("The {kind} listener stopped: {err}", { kind, err: String(err) })
+      );
       log.info("Listening for {who} on {host}:{port}{tls}", {
         who: kind === "component" ? "components" : "clients",
         host: (l.addr as Deno.NetAddr).hostname,
@@ -327,6 +411,12 @@ export async function startServer(config: Config): Promise<RunningServer> {
       clearTimeout(firstExpiry);
       clearInterval(expiryTimer);
       await expiring;
+      stopping = true;
+      for (const [t, resolve] of backoffs) {
+        clearTimeout(t);
+        resolve();
+      }
+      backoffs.clear();
       for (const l of listeners) {
         try {
           l.close();
@@ -341,5 +431,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
       await within(3000, hub.idle());
     })();
 
-  return { c2sPort, directTlsPort, componentPort, accounts, shutdown };
+  return {
+    c2sPort,
+    directTlsPort,
+    componentPort,
+    accounts,
+    accountQueueLength: hub.queueLength,
+    capsCacheSize: caps.size,
+    shutdown,
+  };
 }

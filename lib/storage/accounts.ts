@@ -4,8 +4,14 @@
  * by the caller (the JID module).
  * @module
  */
-import { newCredentialSet, type ScramCredentialSet } from "../sasl/scram.ts";
-import { openKeyvalStore } from "./datamanager.ts";
+import { join } from "node:path";
+import {
+  decoyCredentialSet,
+  MIN_ITERATIONS,
+  newCredentialSet,
+  type ScramCredentialSet,
+} from "../sasl/scram.ts";
+import { openKeyvalStore, syncDir } from "./datamanager.ts";
 import type { KeyvalStore } from "./mod.ts";
 
 /** What is stored per account. */
@@ -35,6 +41,12 @@ export class AccountMissingError extends Error {
 export interface AccountStore {
   /** The stored SCRAM credentials, or `undefined` for an unknown account. */
   getCredentials(host: string, username: string): Promise<ScramCredentialSet | undefined>;
+  /**
+   * Stand-in credentials to show for an account that does not exist, so that logins cannot
+   * tell it from a real one: the same for every call with the same name, salts as long as real
+   * ones, the configured iterations, and keys no password matches.
+   */
+  decoyCredentials(host: string, username: string): Promise<ScramCredentialSet>;
   exists(host: string, username: string): Promise<boolean>;
   /** Creates an account; throws {@link AccountExistsError} if it exists. */
   create(host: string, username: string, password: string): Promise<void>;
@@ -50,6 +62,71 @@ export interface AccountStoreOptions {
   readonly iterations?: number;
   /** The clock for `created` (tests pass a fixed one). */
   readonly now?: () => Date;
+  /**
+   * The secret the decoy credentials are derived from. Default: a random one per store, so
+   * decoys are stable for the life of the process only; {@link openAccountStore} keeps one in
+   * the data directory instead.
+   */
+  readonly decoyKey?: () => Promise<Uint8Array>;
+}
+
+/** The file under the data directory that holds the decoy secret. */
+export const DECOY_KEY_FILE = "sasl-decoy.key";
+const DECOY_KEY_BYTES = 32;
+
+/**
+ * The decoy secret of a data directory, made on first use. Kept on disk so that an unknown
+ * name shows the same salt after a restart, as a real account would. It is written whole to a
+ * temp file and then linked into place, so that no reader ever sees a partial one and two
+ * processes making it at once end up with the same.
+ */
+export async function loadDecoyKey(dataDir: string): Promise<Uint8Array> {
+  const path = join(dataDir, DECOY_KEY_FILE);
+  const read = async () => {
+    const key = await Deno.readFile(path);
+    if (key.length !== DECOY_KEY_BYTES) {
+      throw new Error(`${path}: expected ${DECOY_KEY_BYTES} bytes, found ${key.length}`);
+    }
+    return key;
+  };
+  try {
+    return await read();
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  await Deno.mkdir(dataDir, { recursive: true });
+  const key = crypto.getRandomValues(new Uint8Array(DECOY_KEY_BYTES));
+  const temp = join(dataDir, `.${DECOY_KEY_FILE}.${crypto.randomUUID()}`);
+  const file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
+  try {
+    try {
+      for (let off = 0; off < key.length;) off += await file.write(key.subarray(off));
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    await Deno.link(temp, path);
+    await syncDir(dataDir);
+    return key;
+  } catch (err) {
+    // Another process linked its own first: use that one.
+    if (err instanceof Deno.errors.AlreadyExists) return await read();
+    throw err;
+  } finally {
+    await Deno.remove(temp).catch(() => {});
+  }
+}
+
+/** Runs `load` once; a failure is not kept, so the next call tries again. */
+function once<T>(load: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | undefined;
+  return () => {
+    pending ??= load().catch((err) => {
+      pending = undefined;
+      throw err;
+    });
+    return pending;
+  };
 }
 
 /** An account store over any keyval store of {@link AccountRecord}s. */
@@ -74,6 +151,14 @@ export function createAccountStore(
 
   async function getCredentials(host: string, username: string) {
     return (await keyval.get(host, username))?.scram;
+  }
+
+  const decoyKey = once(
+    opts.decoyKey ?? (() => Promise.resolve(crypto.getRandomValues(new Uint8Array(32)))),
+  );
+  async function decoyCredentials(host: string, username: string) {
+    const name = JSON.stringify([host, username]);
+    return decoyCredentialSet(await decoyKey(), name, opts.iterations ?? MIN_ITERATIONS);
   }
 
   async function exists(host: string, username: string) {
@@ -104,10 +189,16 @@ export function createAccountStore(
     });
   }
 
-  return { getCredentials, exists, create, setPassword, remove };
+  return { getCredentials, decoyCredentials, exists, create, setPassword, remove };
 }
 
-/** The file-backed account store: keyval store `accounts` under `dataDir`. */
+/**
+ * The file-backed account store: keyval store `accounts` under `dataDir`, and the decoy
+ * secret in `dataDir`/{@link DECOY_KEY_FILE}.
+ */
 export function openAccountStore(dataDir: string, opts: AccountStoreOptions = {}): AccountStore {
-  return createAccountStore(openKeyvalStore<AccountRecord>(dataDir, "accounts"), opts);
+  return createAccountStore(openKeyvalStore<AccountRecord>(dataDir, "accounts"), {
+    decoyKey: () => loadDecoyKey(dataDir),
+    ...opts,
+  });
 }

@@ -2,13 +2,15 @@
  * Runs XEP-0313 queries against a user's message archive kept in a {@link ListStore}, oldest
  * message first. Time bounds and ids are found by binary search on `ts` (archive ids embed their
  * timestamp, see `newArchiveId`), so a page costs a few reads whatever the archive's size; only
- * the `with` filter scans, in chunks, and only as far as it needs to fill the page.
+ * the `with` filter scans, in chunks, only as far as it needs to fill the page, and never more
+ * than the query's `scanLimit` records (`limits.mamScan`).
  * @module
  */
 import { type ArchivedMessage, type ArchiveQuery, type QueryPage, tsOfArchiveId } from "../mam.ts";
+import { DEFAULT_LIMITS } from "../limits.ts";
 import type { ListStore } from "./mod.ts";
 
-/** Items read at a time when scanning for the `with` filter or for an id among equal stamps. */
+/** Most items read at a time when scanning for the `with` filter or among equal stamps. */
 const CHUNK = 256;
 
 type Archive = ListStore<ArchivedMessage>;
@@ -29,19 +31,25 @@ interface Found {
 
 const byTs = (m: ArchivedMessage): number => m.ts;
 
-/** Finds an archive id: a binary search on its embedded timestamp, then the items of that ts. */
+/**
+ * Finds an archive id: a binary search on its embedded timestamp, then the items of that ts,
+ * one first and then in doubling chunks: an id is nearly always the first item of its
+ * millisecond, so a lookup costs the search and one record, not a chunk.
+ */
 async function findId(t: Target, id: string): Promise<Found | undefined> {
   const ts = tsOfArchiveId(id);
   if (ts === undefined) return undefined;
   let i = await t.store.lowerBound(t.host, t.user, ts, byTs);
+  let size = 1;
   while (i < t.n) {
-    const chunk = await t.store.range(t.host, t.user, i, Math.min(i + CHUNK, t.n));
+    const chunk = await t.store.range(t.host, t.user, i, Math.min(i + size, t.n));
     if (chunk.length === 0) return undefined;
     for (const [k, item] of chunk.entries()) {
       if (item.ts !== ts) return undefined;
       if (item.id === id) return { index: i + k, item };
     }
     i += chunk.length;
+    size = Math.min(size * 2, CHUNK);
   }
   return undefined;
 }
@@ -102,7 +110,14 @@ async function pageOfRange(
 
 /**
  * The page out of `[pageLo, pageHi)` keeping only items that match: scans in chunks from the
- * end paging starts at, stopping at one match past the page (which tells whether it is complete).
+ * end paging starts at, stopping at one match past the page (which tells whether it is
+ * complete), or after `q.scanLimit` records.
+ *
+ * A scan cut short by the limit ends the page where it stopped, with `complete` false (XEP-0313
+ * §4.3.3 lets a page hold fewer than `max` items), and the RSM `<first/>`/`<last/>` name the
+ * first and last records read, matching or not (`scanned`): a client that goes on with
+ * `<after>` the last (or `<before>` the first, paging backward) resumes exactly there, even
+ * after a page with no item, and each query makes progress.
  */
 async function pageOfScan(
   t: Target,
@@ -112,25 +127,38 @@ async function pageOfScan(
   match: (m: ArchivedMessage) => boolean,
 ): Promise<QueryPage> {
   const backward = q.before !== undefined;
+  const limit = Math.max(1, q.scanLimit ?? DEFAULT_LIMITS.mamScan);
   const found: ArchivedMessage[] = [];
   let lo = pageLo;
   let hi = pageHi;
-  while (lo < hi && found.length <= q.max) {
-    const a = backward ? Math.max(lo, hi - CHUNK) : lo;
-    const b = backward ? hi : Math.min(hi, lo + CHUNK);
+  let read = 0;
+  let firstRead: ArchivedMessage | undefined;
+  let lastRead: ArchivedMessage | undefined;
+  scan: while (lo < hi && found.length <= q.max && read < limit) {
+    const size = Math.min(CHUNK, limit - read);
+    const a = backward ? Math.max(lo, hi - size) : lo;
+    const b = backward ? hi : Math.min(hi, lo + size);
     const chunk = await t.store.range(t.host, t.user, a, b);
     if (chunk.length === 0) break;
+    read += chunk.length;
     if (backward) chunk.reverse();
     for (const item of chunk) {
+      firstRead ??= item;
+      lastRead = item;
       if (match(item)) found.push(item);
-      if (found.length > q.max) break;
+      if (found.length > q.max) break scan;
     }
     if (backward) hi = a;
     else lo = b;
   }
   const items = found.slice(0, q.max);
   if (backward) items.reverse();
-  return { items, complete: found.length <= q.max };
+  if (found.length > q.max || lo >= hi || lastRead === undefined) {
+    return { items, complete: found.length <= q.max };
+  }
+  // Stopped by the limit with the page not full and records left to read.
+  const [older, newer] = backward ? [lastRead, firstRead!] : [firstRead!, lastRead];
+  return { items, complete: false, scanned: { first: older.id, last: newer.id } };
 }
 
 /**

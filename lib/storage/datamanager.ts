@@ -24,9 +24,26 @@ export class StoreCorruptError extends Error {
 /**
  * Longest encoded path part: leaves room for an extension inside the usual 255-byte limit on
  * a file name. A 1023-byte localpart can exceed it once percent-encoded; such a part is
- * refused rather than silently truncated (truncation could collide).
+ * refused rather than silently truncated (truncation could collide) or hashed (the name could
+ * then no longer be listed back): no account can have such a name, so nothing is stored for it.
  */
 export const MAX_ENCODED_PART = 240;
+
+/** The prefix of every temp file of an atomic write or a list store copy (`.tmp-<random>`). */
+export const TEMP_PREFIX = ".tmp-";
+
+/**
+ * A path part {@link encodePathPart} refuses: empty, not valid Unicode, or longer than
+ * {@link MAX_ENCODED_PART} once encoded. A keyval store holds no value for such a user (reads
+ * find nothing, deletes do nothing) and refuses to write one with this error, so an account
+ * of that name can never be created.
+ */
+export class UnstorableNameError extends RangeError {
+  constructor(message: string) {
+    super(message);
+    this.name = "UnstorableNameError";
+  }
+}
 
 // Windows device names stay reserved even with an extension ("con.json"); lower-case letters
 // pass unencoded, so these would reach the filesystem as-is.
@@ -46,8 +63,10 @@ function percent(byte: number): string {
  * {@link MAX_ENCODED_PART}.
  */
 export function encodePathPart(part: string): string {
-  if (part === "") throw new RangeError("A store path part must not be empty");
-  if (!part.isWellFormed()) throw new RangeError("A store path part must be valid Unicode");
+  if (part === "") throw new UnstorableNameError("A store path part must not be empty");
+  if (!part.isWellFormed()) {
+    throw new UnstorableNameError("A store path part must be valid Unicode");
+  }
   let out = "";
   for (const byte of new TextEncoder().encode(part)) {
     const ch = String.fromCharCode(byte);
@@ -55,9 +74,21 @@ export function encodePathPart(part: string): string {
   }
   if (RESERVED_NAME.test(out)) out = percent(out.charCodeAt(0)) + out.slice(1);
   if (out.length > MAX_ENCODED_PART) {
-    throw new RangeError(`Store path part too long once encoded (${out.length} characters)`);
+    throw new UnstorableNameError(
+      `Store path part too long once encoded (${out.length} characters)`,
+    );
   }
   return out;
+}
+
+/** The encoded part, or `undefined` when {@link encodePathPart} refuses it. */
+function encodedOrUndefined(part: string): string | undefined {
+  try {
+    return encodePathPart(part);
+  } catch (err) {
+    if (err instanceof UnstorableNameError) return undefined;
+    throw err;
+  }
 }
 
 /**
@@ -168,7 +199,7 @@ function oneAtATime<R>(dir: string, fn: () => Promise<R>): Promise<R> {
  * {@link encodePathPart} never produces, so they cannot be mistaken for values.
  */
 export async function writeFileAtomic(dir: string, name: string, data: Uint8Array): Promise<void> {
-  const tmp = join(dir, `.tmp-${randomHex(8)}`);
+  const tmp = join(dir, `${TEMP_PREFIX}${randomHex(8)}`);
   // 0o600: stores hold credentials and private messages.
   const file = await oneAtATime(
     dir,
@@ -252,7 +283,10 @@ export function openKeyvalStore<T>(
   }
 
   async function get(host: string, user: string): Promise<T | undefined> {
-    const name = encodePathPart(user);
+    // No file can exist for such a name (set refuses it): a message to such a JID finds no
+    // account and bounces, instead of failing the recipient's queue.
+    const name = encodedOrUndefined(user);
+    if (name === undefined) return undefined;
     const path = join(storeDir(dataDir, host, store), `${name}.json`);
     const names = await listing(host);
     if (names !== undefined && !names.has(name)) return undefined;
@@ -305,7 +339,8 @@ export function openKeyvalStore<T>(
   }
 
   async function remove(host: string, user: string): Promise<void> {
-    const name = encodePathPart(user);
+    const name = encodedOrUndefined(user);
+    if (name === undefined) return;
     const path = join(storeDir(dataDir, host, store), `${name}.json`);
     const names = await listing(host);
     // Forgotten first: a read meanwhile sees the value as gone, which it is about to be.
@@ -338,3 +373,41 @@ export function openKeyvalStore<T>(
   return { get, set, delete: remove, users };
 }
 export { openListStore } from "./list_store.ts";
+
+/**
+ * Removes the temp files that writes cut short by a crash left in the stores under `dataDir`
+ * (`<dataDir>/<host>/<store>/.tmp-*`, from {@link writeFileAtomic} and the list store's
+ * copies); returns how many. Call it once at start, before the server writes: a temp file is
+ * only ever renamed by the write that created it, so any found then is garbage. A CLI write
+ * running at that very moment fails cleanly (its rename finds no file) and can be repeated.
+ */
+export async function removeTempFiles(dataDir: string): Promise<number> {
+  let removed = 0;
+  for (const host of await subdirs(dataDir)) {
+    for (const store of await subdirs(host)) {
+      for await (const entry of Deno.readDir(store)) {
+        if (!entry.isFile || !entry.name.startsWith(TEMP_PREFIX)) continue;
+        try {
+          await Deno.remove(join(store, entry.name));
+          removed++;
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+        }
+      }
+    }
+  }
+  return removed;
+}
+
+/** Paths of the directories directly in `dir`; none when it is missing. */
+async function subdirs(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isDirectory) out.push(join(dir, entry.name));
+    }
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+  return out;
+}

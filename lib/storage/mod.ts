@@ -6,7 +6,9 @@
 
 /**
  * One JSON-serialisable value per user of a host (an account record, a roster, ...).
- * `host` and `user` are expected already normalised (the JID module does that).
+ * `host` and `user` are expected already normalised (the JID module does that). A user name
+ * the backend cannot store (the file store: one too long for a file name) has no value: `get`
+ * finds none, `delete` does nothing and `set` throws, so no account can take that name.
  */
 export interface KeyvalStore<T> {
   /** The stored value, or `undefined` when there is none. */

@@ -29,8 +29,10 @@ export async function hasTombstone(
 
 /**
  * Removes an account with all its data and leaves a tombstone (the server's `<remove/>` and
- * the CLI's `deluser`). The tombstone is written first: a crash in between leaves a tombstone
- * beside an account, never a removed account whose name is free again.
+ * the CLI's `deluser`). The tombstone is written first, the data deleted next and the account
+ * record last: a crash in between leaves a tombstone beside an account (with part of its
+ * data), never a removed account whose name is free again, nor data that a later account of
+ * the same name would inherit.
  * @throws {AccountMissingError} when there is no such account
  */
 export async function removeAccount(

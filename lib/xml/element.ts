@@ -3,7 +3,9 @@
  * by reducers, and the serializer that writes them back.
  *
  * `xmlns` is always resolved; an element built without one inherits its parent's namespace when
- * the parent is built (the empty string means "not yet known").
+ * the parent is built (the empty string means "not yet known"). An element in no namespace, as
+ * `<x xmlns=''/>` puts it, has `NO_NAMESPACE`: it must neither inherit nor lose its `xmlns=''`
+ * on the way out, or the server and the recipient would read the stanza differently.
  *
  * @module
  */
@@ -15,14 +17,26 @@ export type XmlNode = Element | string;
 export interface Element {
   /** Local name (no prefix). */
   readonly name: string;
-  /** Namespace URI; "" only for a detached element built without one. */
+  /**
+   * Namespace URI; `NO_NAMESPACE` for an element in no namespace; "" only for a detached
+   * element built without one.
+   */
   readonly xmlns: string;
   /** Attributes by qualified name (`type`, `xml:lang`); namespace declarations excluded. */
   readonly attrs: Readonly<Record<string, string>>;
   readonly children: readonly XmlNode[];
 }
 
-/** Attribute input for the builder: undefined values are left out, `xmlns` sets the namespace. */
+/**
+ * The `xmlns` of an element in no namespace. It holds U+0000, which no namespace read from XML
+ * can contain, so it never stands for a real URI.
+ */
+export const NO_NAMESPACE = "\u0000none";
+
+/**
+ * Attribute input for the builder: undefined values are left out, `xmlns` sets the namespace
+ * (`NO_NAMESPACE` for none).
+ */
 export type AttrsInput = Readonly<Record<string, string | undefined>>;
 
 /** Characters allowed by XML 1.0 §2.2 (Char production). */
@@ -60,7 +74,7 @@ export function elem(
   children: readonly (XmlNode | undefined | false)[] = [],
 ): Element {
   if (!NAME.test(name)) throw new XmlBuildError(`invalid element name: ${name}`);
-  const xmlns = checkText(attrs.xmlns ?? "");
+  const xmlns = attrs.xmlns === NO_NAMESPACE ? NO_NAMESPACE : checkText(attrs.xmlns ?? "");
   const clean: Record<string, string> = {};
   for (const [k, v] of Object.entries(attrs)) {
     if (v === undefined || k === "xmlns") continue;
@@ -157,16 +171,18 @@ export function escapeAttr(s: string): string {
 }
 
 /**
- * Serializes an element. `parentXmlns` is the namespace in scope where it is written (the
- * stream's content namespace for a stanza); a differing namespace is declared on the element.
+ * Serializes an element. `parentXmlns` is the default namespace in scope where it is written (the
+ * stream's content namespace for a stanza; "" or `NO_NAMESPACE` for none); a differing namespace
+ * is declared on the element, `xmlns=""` for an element in no namespace.
  */
 export function serialize(el: Element, parentXmlns: string = NS_CLIENT): string {
+  const scope = parentXmlns === "" ? NO_NAMESPACE : parentXmlns;
+  const ns = el.xmlns === "" ? scope : el.xmlns;
   let s = "<" + el.name;
-  if (el.xmlns !== parentXmlns && el.xmlns !== "") s += ' xmlns="' + escapeAttr(el.xmlns) + '"';
+  if (ns !== scope) s += ' xmlns="' + (ns === NO_NAMESPACE ? "" : escapeAttr(ns)) + '"';
   for (const k in el.attrs) s += " " + k + '="' + escapeAttr(el.attrs[k]) + '"';
   if (el.children.length === 0) return s + "/>";
   s += ">";
-  const ns = el.xmlns === "" ? parentXmlns : el.xmlns;
   for (const c of el.children) s += typeof c === "string" ? escapeText(c) : serialize(c, ns);
   return s + "</" + el.name + ">";
 }

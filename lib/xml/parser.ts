@@ -10,7 +10,7 @@
  */
 
 import { SaxesParser, type SaxesTagNS } from "saxes";
-import type { Element, XmlNode } from "./element.ts";
+import { type Element, NO_NAMESPACE, type XmlNode } from "./element.ts";
 
 /** Why a stream could not be parsed; each maps to the stream error of the same name. */
 export type ParseErrorCondition =
@@ -192,7 +192,8 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
   function endGap(pos: number): void {
     if (ltKnown) return;
     const from = gapStart > sliceCharStart ? gapStart - sliceCharStart : 0;
-    let lt = sliceStr.lastIndexOf("<", pos - sliceCharStart - 1);
+    // `pos` is past the character that ended the tag name, which is itself a `<` in `<a<`.
+    let lt = sliceStr.lastIndexOf("<", pos - sliceCharStart - 2);
     if (lt < from) lt = from;
     checkGap(from, lt);
     ltKnown = true;
@@ -218,6 +219,16 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
       if (message.includes("unexpected close tag")) pending = undefined;
       // Anything after the stream end is not ours to judge.
       else flush();
+    }
+    // Text between stanzas that came before the error is the first problem in the stream,
+    // however the input was cut (otherwise it would be found at the end of the chunk only).
+    if (phase === GAP && !ltKnown) {
+      const from = gapStart > sliceCharStart ? gapStart - sliceCharStart : 0;
+      let to = sax!.position + posShift - sliceCharStart;
+      const lt = sliceStr.indexOf("<", from);
+      if (lt !== -1 && lt < to) to = lt;
+      if (to > sliceStr.length) to = sliceStr.length;
+      if (to > from) checkGap(from, to);
     }
     fail(classify(message), message);
   }
@@ -251,7 +262,9 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
 
   function openTagHandler(tag: SaxesTagNS): void {
     if (phase === STANZA) {
-      const el: Building = { name: tag.local, xmlns: tag.uri, attrs: attrsOf(tag), children: [] };
+      // An element in no namespace (`xmlns=''`) must not read as one whose namespace is unknown.
+      const xmlns = tag.uri === "" ? NO_NAMESPACE : tag.uri;
+      const el: Building = { name: tag.local, xmlns, attrs: attrsOf(tag), children: [] };
       if (stack.length === 0) slots.textHandler = onText;
       else stack[stack.length - 1].children.push(el);
       stack.push(el);
@@ -326,6 +339,10 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
     try {
       str = DECODER.decode(bom === 0 ? bytes : bytes.subarray(bom));
     } catch {
+      // What came before the bad bytes is read first, so that the stanzas it completes do not
+      // depend on where the input was cut into chunks.
+      const ok = validUtf8Prefix(bytes, bom);
+      if (ok > bom && ok < bytes.length) feed(bytes.subarray(0, ok));
       fail("not-well-formed", "invalid UTF-8");
     }
     sliceStr = str;
@@ -469,6 +486,40 @@ function utf8Length(s: string, from: number, to: number): number {
     } else n += 3;
   }
   return n;
+}
+
+/**
+ * Length of the longest prefix of `b` (from `from` on) made of whole, valid UTF-8 sequences, by
+ * the rules of the WHATWG decoder (no overlong forms, surrogates or code points past U+10FFFF).
+ */
+function validUtf8Prefix(b: Uint8Array, from: number): number {
+  let i = from;
+  while (i < b.length) {
+    const c = b[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    let n: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) n = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      if (c === 0xe0) lo = 0xa0; // overlong
+      if (c === 0xed) hi = 0x9f; // surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      if (c === 0xf0) lo = 0x90; // overlong
+      if (c === 0xf4) hi = 0x8f; // past U+10FFFF
+    } else return i;
+    if (i + n >= b.length) return i;
+    const d = b[i + 1];
+    if (d < lo || d > hi) return i;
+    for (let k = 2; k <= n; k++) if ((b[i + k] & 0xc0) !== 0x80) return i;
+    i += n + 1;
+  }
+  return i;
 }
 
 /** Whether s[from, to) is XML whitespace only. */

@@ -108,7 +108,8 @@ Deno.test("offline messages are delivered with a delay stamp at the next login",
     // Ping so that the message has been handled before Carol logs in.
     await sync(alice);
     await new Promise((r) => setTimeout(r, 200));
-    const stored = await Deno.readTextFile(`${server.dataDir}/localhost/offline/carol.json`);
+    // Appended to the user's offline list (XEP-0160), not a rewritten JSON file.
+    const stored = await Deno.readTextFile(`${server.dataDir}/localhost/offline/carol.list`);
     assert.match(stored, /later/);
 
     const carol = await connectPeer(server, "carol", "c");
@@ -121,7 +122,8 @@ Deno.test("offline messages are delivered with a delay stamp at the next login",
     assert.equal(delay.attrs.from, "localhost");
     assert.ok(Math.abs(Date.parse(delay.attrs.stamp) - Date.now()) < 60_000);
     await new Promise((r) => setTimeout(r, 200));
-    await assert.rejects(Deno.stat(`${server.dataDir}/localhost/offline/carol.json`));
+    // Delivered, the list is deleted as a whole.
+    await assert.rejects(Deno.stat(`${server.dataDir}/localhost/offline/carol.list`));
     await closeAll(alice, carol);
   });
 });

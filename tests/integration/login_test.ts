@@ -156,7 +156,7 @@ Deno.test("real clients log in", async (t) => {
   }
 });
 
-Deno.test("failed logins are throttled per account", async () => {
+Deno.test("failed logins are throttled per address and account", async () => {
   const server = await startTestServer({ auth: { max_failures: 2, failure_window: 60 } });
   await server.accounts.create("localhost", "eve", "right");
   try {

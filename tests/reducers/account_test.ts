@@ -1,16 +1,28 @@
-import { DEFAULT_LIMITS } from "../../lib/limits.ts";
+import { DEFAULT_LIMITS, type Limits } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
 import {
   type AccountCtx,
   type AccountOp,
   type AccountOutput,
   type AccountState,
+  NO_OFFLINE,
+  offlineSize,
   reduceAccount,
 } from "../../lib/reducers/account.ts";
 import { serializeTop } from "../../lib/reducers/stream_xml.ts";
+import {
+  itemBytes,
+  MAX_REQUEST_PAYLOAD_BYTES,
+  pendingBytes,
+  pendingRequest,
+  pendingRequestOf,
+  rosterItem,
+  rosterUsage,
+} from "../../lib/roster.ts";
 import type { ResourceView } from "../../lib/reducers/types.ts";
 import { EMPTY_ROSTER, type Roster, type RosterItem } from "../../lib/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
+import { bareJidOf } from "../../lib/xmpp/jid.ts";
 import { NOW } from "./_ctx.ts";
 
 const NS_ROSTER = "jabber:iq:roster";
@@ -92,7 +104,7 @@ function account(over: Partial<AccountState> = {}): AccountState {
     bare: JULIET,
     exists: true,
     roster: EMPTY_ROSTER,
-    offline: [],
+    offline: NO_OFFLINE,
     lastArchived: 0,
     modules: {},
     ...over,
@@ -108,7 +120,9 @@ function shown(out: readonly AccountOutput[]): unknown[] {
       case "route":
         return { kind: o.kind, xml: serializeTop(o.stanza) };
       case "store-offline":
-        return { kind: o.kind, xml: o.messages.map(serializeTop) };
+        return o.action === "append"
+          ? { kind: o.kind, action: o.action, xml: serializeTop(o.message) }
+          : o;
       default:
         return o;
     }
@@ -655,12 +669,20 @@ for (const type of ["chat", "normal", undefined]) {
   Deno.test(`account: offline message of type ${type} is stored with a delay stamp`, () => {
     const s = account();
     const [next, out] = reduceAccount(s, { kind: "offline-message", stanza: message(type) }, ctx());
-    assert.deepEqual(shown(out), [{ kind: "store-offline", xml: [delayed(type, "m1")] }]);
-    assert.deepEqual(next.offline.map(serializeTop), [delayed(type, "m1")]);
+    assert.deepEqual(shown(out), [{
+      kind: "store-offline",
+      action: "append",
+      xml: delayed(type, "m1"),
+    }]);
+    // Only the tally stays with the account: one message, its stored size.
+    const stored = (out[0] as { readonly message: Element }).message;
+    assert.deepEqual(next.offline, { count: 1, bytes: offlineSize(stored) });
   });
 }
 
-Deno.test("account: offline messages are appended in order, up to the cap", () => {
+const FULL_TEXT = `<text xmlns="${STANZAS}" xml:lang="en">Offline storage is full</text>`;
+
+Deno.test("account: offline messages are appended one at a time, up to the count cap", () => {
   const first = reduceAccount(
     account(),
     { kind: "offline-message", stanza: message("chat") },
@@ -671,10 +693,13 @@ Deno.test("account: offline messages are appended in order, up to the cap", () =
     { kind: "offline-message", stanza: message("chat", "m2") },
     ctx(),
   );
+  // Each store appends the new message alone: nothing already stored is written again.
   assert.deepEqual(shown(second[1]), [{
     kind: "store-offline",
-    xml: [delayed("chat", "m1"), delayed("chat", "m2")],
+    action: "append",
+    xml: delayed("chat", "m2"),
   }]);
+  assert.equal(second[0].offline.count, 2);
   // The cap (2 in this ctx) is reached: the next one bounces and nothing is stored.
   const { next, out } = reduce(second[0], {
     kind: "offline-message",
@@ -683,10 +708,45 @@ Deno.test("account: offline messages are appended in order, up to the cap", () =
   assert.deepEqual(out, [{
     kind: "route",
     xml: `<message type="error" id="m3" from="${JULIET}" to="${ORCHARD}">` +
-      `<error type="cancel"><service-unavailable xmlns="${STANZAS}"/>` +
-      `<text xmlns="${STANZAS}" xml:lang="en">Offline storage is full</text></error></message>`,
+      `<error type="cancel"><service-unavailable xmlns="${STANZAS}"/>${FULL_TEXT}</error></message>`,
   }]);
   assert.equal(next, second[0]);
+});
+
+Deno.test("account: an offline message past limits.offlineBytes bounces service-unavailable", () => {
+  // Every message below has the same size once stamped (ids m1, m2, m3).
+  const one =
+    reduceAccount(account(), { kind: "offline-message", stanza: message("chat") }, ctx())[0]
+      .offline.bytes;
+  // Room for two messages of this size, not three; the count cap is far away.
+  const c: AccountCtx = {
+    ...ctx(),
+    limits: { ...DEFAULT_LIMITS, offlineMessages: 100, offlineBytes: 2 * one + one - 1 },
+  };
+  let s = account();
+  for (const id of ["m1", "m2"]) {
+    const [next, out] = reduceAccount(
+      s,
+      { kind: "offline-message", stanza: message("chat", id) },
+      c,
+    );
+    assert.equal(out.length, 1);
+    assert.equal(out[0].kind, "store-offline");
+    s = next;
+  }
+  assert.deepEqual(s.offline, { count: 2, bytes: 2 * one });
+  const { next, out } = reduce(s, { kind: "offline-message", stanza: message("chat", "m3") }, c);
+  assert.deepEqual(out, [{
+    kind: "route",
+    xml: `<message type="error" id="m3" from="${JULIET}" to="${ORCHARD}">` +
+      `<error type="cancel"><service-unavailable xmlns="${STANZAS}"/>${FULL_TEXT}</error></message>`,
+  }]);
+  assert.equal(next, s);
+  // The tally loaded with the account counts: a store already over the cap refuses at once.
+  const loaded = account({ offline: { count: 0, bytes: 3 * one } });
+  const refused = reduce(loaded, { kind: "offline-message", stanza: message("chat") }, c);
+  assert.equal(refused.out.length, 1);
+  assert.equal((refused.out[0] as { kind: string }).kind, "route");
 });
 
 Deno.test("account: a message for a non-existent account bounces service-unavailable", () => {
@@ -730,7 +790,7 @@ Deno.test("account: an offline groupchat message bounces service-unavailable", (
 // ---------------------------------------------------------------------------------------------
 // Initial presence (RFC 6121 §3.1.3, §4.2; XEP-0160).
 
-const STORED = [message("chat", "m1"), message(undefined, "m2")];
+const STORED = { count: 2, bytes: 600 };
 
 Deno.test("account: initial presence delivers pending requests, then offline messages, then clears", () => {
   const s = account({ roster: rosterOf([], [ROMEO, NURSE]), offline: STORED });
@@ -750,13 +810,12 @@ Deno.test("account: initial presence delivers pending requests, then offline mes
       to: CHAMBER,
       xml: `<presence type="subscribe" from="${NURSE}" to="${JULIET}"/>`,
     },
-    { kind: "deliver", to: CHAMBER, xml: serializeTop(STORED[0]) },
-    { kind: "deliver", to: CHAMBER, xml: serializeTop(STORED[1]) },
-    // Cleared only after delivery: a crash in between repeats messages, never loses them.
-    { kind: "store-offline", xml: [] },
+    // The shell reads the stored messages, delivers them and only then deletes them: a crash
+    // in between repeats messages, never loses them.
+    { kind: "store-offline", action: "deliver", to: CHAMBER },
   ]);
   // Pending requests stay until answered; the offline store is empty.
-  assert.deepEqual(next, { ...s, offline: [] });
+  assert.deepEqual(next, { ...s, offline: NO_OFFLINE });
 });
 
 Deno.test("account: initial presence with negative priority gets requests, not messages", () => {
@@ -775,4 +834,347 @@ Deno.test("account: initial presence with nothing waiting does nothing", () => {
   const { next, out } = reduce(s, { kind: "initial-presence", fullJid: CHAMBER, priority: 5 });
   assert.deepEqual(out, []);
   assert.equal(next, s);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Peer-supplied keys that are Object.prototype's names (issue 9): every lookup is an own one.
+
+/** Contact JIDs that are also names of Object.prototype's members. */
+const PROTO_NAMES = ["constructor", "__proto__", "toString", "hasOwnProperty"] as const;
+
+function limitedCtx(limits: Partial<Limits>): AccountCtx {
+  const c = ctx();
+  return { ...c, limits: { ...c.limits, ...limits } };
+}
+
+Deno.test("account: roster set, subscribe and remove work for prototype-named contacts", () => {
+  for (const jid of PROTO_NAMES) {
+    const s = account({ roster: rosterOf([]) });
+    const set = reduce(s, {
+      kind: "roster-set",
+      iq: rosterIq("set", query({}, [elem("item", { jid })])),
+      change: { kind: "update", jid, groups: [] },
+    });
+    assert.deepEqual(set.out.slice(2, 3), [{
+      kind: "deliver",
+      to: BALCONY,
+      xml: RESULT_TO_BALCONY,
+    }]);
+    assert.deepEqual(Object.keys(set.next.roster.items), [jid], jid);
+    assert.deepEqual(rosterItem(set.next.roster, jid), item(jid));
+
+    const [sub, subOut] = reduceAccount(s, outbound("subscribe", jid), ctx());
+    assert.deepEqual(rosterItem(sub.roster, jid), item(jid, { ask: "subscribe" }), jid);
+    assert.deepEqual(shown(subOut).at(-1), {
+      kind: "route",
+      xml: `<presence type="subscribe" from="${JULIET}" to="${jid}"/>`,
+    });
+    // Survives a store and a load: JSON keeps "__proto__" as an own key.
+    const loaded: Roster = JSON.parse(JSON.stringify(sub.roster));
+    assert.deepEqual(rosterItem(loaded, jid), item(jid, { ask: "subscribe" }), jid);
+    assert.deepEqual(rosterUsage(loaded), rosterUsage(sub.roster));
+
+    // Removing a contact that is not there is item-not-found, not Object.prototype's member.
+    const removeMissing = reduce(s, {
+      kind: "roster-set",
+      iq: rosterIq("set", query()),
+      change: { kind: "remove", jid },
+    });
+    assert.deepEqual(removeMissing.out, [{
+      kind: "deliver",
+      to: BALCONY,
+      xml: `<iq type="error" id="r1" to="${BALCONY}"><error type="cancel">` +
+        `<item-not-found xmlns="${STANZAS}"/></error></iq>`,
+    }], jid);
+    const removed = reduce(sub, {
+      kind: "roster-set",
+      iq: rosterIq("set", query()),
+      change: { kind: "remove", jid },
+    });
+    assert.deepEqual(removed.next.roster.items, {}, jid);
+  }
+});
+
+Deno.test("account: subscription stanzas from prototype-named contacts follow the tables", () => {
+  // "__proto__" is no JID (it is dropped); "toString" is the domain "tostring".
+  assert.deepEqual(PROTO_NAMES.map(bareJidOf), [
+    "constructor",
+    undefined,
+    "tostring",
+    "hasownproperty",
+  ]);
+  for (const jid of ["constructor", "tostring", "hasownproperty"]) {
+    const s = account({ roster: rosterOf([]) });
+    // Unsolicited subscribed / unsubscribe / unsubscribed: nothing to do, nothing thrown.
+    for (const type of ["subscribed", "unsubscribe", "unsubscribed"]) {
+      const { next, out } = reduce(s, inbound(type, jid));
+      assert.deepEqual(out, [], `${type} from ${jid}`);
+      assert.deepEqual(next, s);
+    }
+    // A request is stored as an own key and delivered.
+    const [asked, out] = reduceAccount(s, inbound("subscribe", jid), ctx());
+    assert.deepEqual(Object.keys(asked.roster.pendingIn), [jid]);
+    assert.equal(pendingRequest(asked.roster, jid), true);
+    assert.deepEqual(shown(out).slice(2), [
+      {
+        kind: "deliver",
+        to: BALCONY,
+        xml: `<presence type="subscribe" from="${jid}" to="${JULIET}"/>`,
+      },
+      {
+        kind: "deliver",
+        to: CHAMBER,
+        xml: `<presence type="subscribe" from="${jid}" to="${JULIET}"/>`,
+      },
+      { kind: "route", xml: `<presence type="unavailable" from="${JULIET}" to="${jid}"/>` },
+    ]);
+    // Redelivered at the next initial presence, and withdrawn by the contact's unsubscribe.
+    const initial = reduce(asked, { kind: "initial-presence", fullJid: CHAMBER, priority: 0 });
+    assert.deepEqual(initial.out, [{
+      kind: "deliver",
+      to: CHAMBER,
+      xml: `<presence type="subscribe" from="${jid}" to="${JULIET}"/>`,
+    }]);
+    const withdrawn = reduce(asked, inbound("unsubscribe", jid));
+    assert.deepEqual(withdrawn.next.roster.pendingIn, {});
+    // The user approves: subscription from, routed.
+    const approved = reduce(asked, outbound("subscribed", jid));
+    assert.deepEqual(rosterItem(approved.next.roster, jid), item(jid, { subscription: "from" }));
+    assert.deepEqual(approved.next.roster.pendingIn, {});
+    // A probe from a contact with no subscription gets nothing.
+    const probe = reduce(s, {
+      kind: "probe",
+      stanza: stanza("presence", { type: "probe", from: jid, to: JULIET }),
+    });
+    assert.deepEqual(probe.out, [], jid);
+  }
+  const s = account({ roster: rosterOf([]) });
+  for (const type of ["subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe"]) {
+    const op: AccountOp = type === "probe"
+      ? { kind: "probe", stanza: presence("probe", "__proto__", JULIET) }
+      : inbound(type, "__proto__");
+    assert.deepEqual(reduce(s, op).out, [], type);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Roster bounds: limits.rosterItems, limits.rosterBytes, limits.pendingSubscriptions.
+
+Deno.test("account: a roster set past roster_items is resource-constraint and changes nothing", () => {
+  const s = account({ roster: rosterOf([item(ROMEO), item(NURSE)]) });
+  const c = limitedCtx({ rosterItems: 2 });
+  const add = reduceAccount(s, {
+    kind: "roster-set",
+    iq: rosterIq("set", query({}, [elem("item", { jid: "tybalt@example.com" })])),
+    change: { kind: "update", jid: "tybalt@example.com", groups: [] },
+  }, c);
+  assert.equal(add[0], s);
+  assert.deepEqual(shown(add[1]), [{
+    kind: "deliver",
+    to: BALCONY,
+    xml: `<iq type="error" id="r1" to="${BALCONY}"><error type="wait">` +
+      `<resource-constraint xmlns="${STANZAS}"/>` +
+      `<text xmlns="${STANZAS}" xml:lang="en">The roster is full</text></error></iq>`,
+  }]);
+  // An item already there can still be renamed at the cap.
+  const [renamed] = reduceAccount(s, {
+    kind: "roster-set",
+    iq: rosterIq("set", query({}, [elem("item", { jid: ROMEO, name: "R" })])),
+    change: { kind: "update", jid: ROMEO, name: "R", groups: [] },
+  }, c);
+  assert.deepEqual(rosterItem(renamed.roster, ROMEO), item(ROMEO, { name: "R" }));
+});
+
+Deno.test("account: a roster set past roster_bytes is resource-constraint; shrinking passes", () => {
+  const s = account({ roster: rosterOf([item(ROMEO)]) });
+  const fits = rosterUsage(s.roster).bytes + itemBytes(item(NURSE, { groups: ["a".repeat(100)] }));
+  const c = limitedCtx({ rosterBytes: fits });
+  const set = (groups: string[]) =>
+    reduceAccount(s, {
+      kind: "roster-set",
+      iq: rosterIq("set", query({}, [elem("item", { jid: NURSE })])),
+      change: { kind: "update", jid: NURSE, groups },
+    }, c);
+  // Exactly at the cap is accepted ...
+  const [atCap] = set(["a".repeat(100)]);
+  assert.equal(rosterUsage(atCap.roster).bytes, fits);
+  // ... one byte more is not.
+  const [same, out] = set(["a".repeat(101)]);
+  assert.equal(same, s);
+  assert.deepEqual(shown(out), [{
+    kind: "deliver",
+    to: BALCONY,
+    xml: `<iq type="error" id="r1" to="${BALCONY}"><error type="wait">` +
+      `<resource-constraint xmlns="${STANZAS}"/>` +
+      `<text xmlns="${STANZAS}" xml:lang="en">The roster is too large</text></error></iq>`,
+  }]);
+  // A roster already past a lowered cap can still shrink.
+  const over = account({ roster: atCap.roster });
+  const [shrunk] = reduceAccount(over, {
+    kind: "roster-set",
+    iq: rosterIq("set", query({}, [elem("item", { jid: NURSE })])),
+    change: { kind: "update", jid: NURSE, groups: ["a"] },
+  }, limitedCtx({ rosterBytes: 1024 }));
+  assert.deepEqual(rosterItem(shrunk.roster, NURSE), item(NURSE, { groups: ["a"] }));
+});
+
+Deno.test("account: an outbound subscribe past roster_items is refused to the user, nothing changes", () => {
+  const s = account({ roster: rosterOf([item(NURSE)]) });
+  const [next, out] = reduceAccount(s, outbound("subscribe"), limitedCtx({ rosterItems: 1 }));
+  assert.equal(next, s);
+  const error = `<presence type="error" from="${ROMEO}" to="${JULIET}"><error type="wait">` +
+    `<resource-constraint xmlns="${STANZAS}"/>` +
+    `<text xmlns="${STANZAS}" xml:lang="en">The roster is full</text></error></presence>`;
+  // The session hands the stanza over from the bare JID: every resource hears of it.
+  assert.deepEqual(shown(out), [
+    { kind: "deliver", to: BALCONY, xml: error },
+    { kind: "deliver", to: CHAMBER, xml: error },
+    { kind: "deliver", to: TOMB, xml: error },
+  ]);
+  // From a full JID, only that resource does.
+  const fromBalcony: AccountOp = {
+    kind: "outbound-subscription",
+    stanza: presence("subscribed", BALCONY, ROMEO),
+  };
+  const [, out2] = reduceAccount(s, fromBalcony, limitedCtx({ rosterItems: 1 }));
+  assert.deepEqual(shown(out2), [{
+    kind: "deliver",
+    to: BALCONY,
+    xml: `<presence type="error" from="${ROMEO}" to="${BALCONY}"><error type="wait">` +
+      `<resource-constraint xmlns="${STANZAS}"/>` +
+      `<text xmlns="${STANZAS}" xml:lang="en">The roster is full</text></error></presence>`,
+  }]);
+  // A subscribe to a contact already in the roster still goes out at the cap.
+  const [again, out3] = reduceAccount(
+    s,
+    outbound("subscribe", NURSE),
+    limitedCtx({ rosterItems: 1 }),
+  );
+  assert.deepEqual(rosterItem(again.roster, NURSE), item(NURSE, { ask: "subscribe" }));
+  assert.deepEqual(shown(out3).at(-1), {
+    kind: "route",
+    xml: `<presence type="subscribe" from="${JULIET}" to="${NURSE}"/>`,
+  });
+});
+
+Deno.test("account: an inbound subscribe past pending_subscriptions is refused, nothing stored", () => {
+  const s = account({ roster: rosterOf([], [NURSE]) });
+  const [next, out] = reduceAccount(s, {
+    kind: "inbound-subscription",
+    stanza: stanza("presence", { type: "subscribe", from: ORCHARD, to: JULIET, id: "s1" }),
+  }, limitedCtx({ pendingSubscriptions: 1 }));
+  assert.equal(next, s);
+  assert.deepEqual(shown(out), [{
+    kind: "route",
+    xml: `<presence type="error" id="s1" from="${JULIET}" to="${ORCHARD}"><error type="wait">` +
+      `<resource-constraint xmlns="${STANZAS}"/><text xmlns="${STANZAS}" xml:lang="en">` +
+      `Too many subscription requests are waiting</text></error></presence>`,
+  }]);
+  // The requests already waiting are unaffected, and answering one makes room.
+  const [room] = reduceAccount(
+    s,
+    outbound("unsubscribed", NURSE),
+    limitedCtx({
+      pendingSubscriptions: 1,
+    }),
+  );
+  const [stored] = reduceAccount(
+    room,
+    inbound("subscribe"),
+    limitedCtx({ pendingSubscriptions: 1 }),
+  );
+  assert.deepEqual(Object.keys(stored.roster.pendingIn), [ROMEO]);
+});
+
+Deno.test("account: pending requests count in roster_bytes", () => {
+  const s = account({ roster: rosterOf([]) });
+  const el = stanza("presence", { type: "subscribe", from: ORCHARD, to: JULIET }, [
+    elem("status", {}, ["x".repeat(200)]),
+  ]);
+  const bytes = pendingBytes(ROMEO, pendingRequestOf(el));
+  const [fit] = reduceAccount(
+    s,
+    { kind: "inbound-subscription", stanza: el },
+    limitedCtx({
+      rosterBytes: bytes,
+    }),
+  );
+  assert.equal(rosterUsage(fit.roster).bytes, bytes);
+  const [refused, out] = reduceAccount(
+    s,
+    { kind: "inbound-subscription", stanza: el },
+    limitedCtx({
+      rosterBytes: bytes - 1,
+    }),
+  );
+  assert.equal(refused, s);
+  assert.deepEqual(
+    shown(out).map((o) => (o as { xml: string }).xml.includes("resource-constraint")),
+    [
+      true,
+    ],
+  );
+});
+
+// ---------------------------------------------------------------------------------------------
+// RFC 6121 §3.1.3: a stored request keeps its payload and is redelivered with it.
+
+const PREAUTH = elem("preauth", { xmlns: "urn:xmpp:pars:0", token: "3e2b9a" });
+const NICK = elem("nick", { xmlns: "http://jabber.org/protocol/nick" }, ["Romeo"]);
+const STATUS = elem("status", {}, ["Let me in"]);
+
+Deno.test("account: an inbound subscribe keeps its payload and initial presence redelivers it", () => {
+  const s = account({ roster: rosterOf([]) });
+  const request = stanza("presence", { type: "subscribe", from: ORCHARD, to: JULIET }, [
+    STATUS,
+    NICK,
+    PREAUTH,
+  ]);
+  const [asked] = reduceAccount(s, { kind: "inbound-subscription", stanza: request }, ctx());
+  assert.deepEqual(asked.roster.pendingIn, {
+    [ROMEO]: { payload: [request.children[0], request.children[1], request.children[2]] },
+  });
+  // What the store writes, the store reads back.
+  const loaded = account({ roster: JSON.parse(JSON.stringify(asked.roster)) });
+  const { out } = reduce(loaded, { kind: "initial-presence", fullJid: CHAMBER, priority: 0 });
+  assert.deepEqual(out, [{
+    kind: "deliver",
+    to: CHAMBER,
+    xml: `<presence type="subscribe" from="${ROMEO}" to="${JULIET}"><status>Let me in</status>` +
+      `<nick xmlns="http://jabber.org/protocol/nick">Romeo</nick>` +
+      `<preauth xmlns="urn:xmpp:pars:0" token="3e2b9a"/></presence>`,
+  }]);
+});
+
+Deno.test("account: a request stored as `true` by an older server still loads and redelivers", () => {
+  const stored = `{"version":"7","items":{},"pendingIn":{"${ROMEO}":true}}`;
+  const s = account({ roster: JSON.parse(stored) });
+  const { out } = reduce(s, { kind: "initial-presence", fullJid: CHAMBER, priority: -1 });
+  assert.deepEqual(out, [{
+    kind: "deliver",
+    to: CHAMBER,
+    xml: `<presence type="subscribe" from="${ROMEO}" to="${JULIET}"/>`,
+  }]);
+  // Approving it works as for any request.
+  const approved = reduce(s, outbound("subscribed"));
+  assert.deepEqual(approved.next.roster.pendingIn, {});
+  assert.deepEqual(rosterItem(approved.next.roster, ROMEO), item(ROMEO, { subscription: "from" }));
+});
+
+Deno.test("account: a request's payload past the per-request bound keeps what fits", () => {
+  const big = elem("x", { xmlns: "urn:example:big" }, ["y".repeat(MAX_REQUEST_PAYLOAD_BYTES)]);
+  const request = stanza("presence", { type: "subscribe", from: ORCHARD, to: JULIET }, [
+    big,
+    NICK,
+  ]);
+  const [asked] = reduceAccount(
+    account(),
+    { kind: "inbound-subscription", stanza: request },
+    ctx(),
+  );
+  assert.deepEqual(pendingRequest(asked.roster, ROMEO), { payload: [request.children[1]] });
+  // Still delivered whole the first time: the bound is on what is kept.
+  const onlyBig = stanza("presence", { type: "subscribe", from: ORCHARD, to: JULIET }, [big]);
+  const [bare] = reduceAccount(account(), { kind: "inbound-subscription", stanza: onlyBig }, ctx());
+  assert.equal(pendingRequest(bare.roster, ROMEO), true);
 });

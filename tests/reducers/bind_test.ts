@@ -290,3 +290,43 @@ Deno.test("bind: 100 held stanzas are kept; the 101st is a resource-constraint s
   assert.equal(next.destroyed, true);
   assert.deepEqual(next.held, []);
 });
+
+// ---------------------------------------------------------------------------------------------
+// Resources per account (RFC 6120 §7.6.2.1), hibernating ones included: the registry lists them.
+
+function bindCtx(resources: readonly string[], limit: number) {
+  return testCtx({
+    limits: { resourcesPerAccount: limit },
+    resourcesOf: (bare) =>
+      bare === `user@${HOST}`
+        ? resources.map((r) => ({
+          fullJid: `user@${HOST}/${r}`,
+          resource: r,
+          priority: 0,
+          available: false,
+          interested: false,
+        }))
+        : [],
+  });
+}
+
+Deno.test("bind: past resources_per_account -> resource-constraint (wait), nothing bound", () => {
+  const s = authed();
+  const [next, out] = reduce(s, stanzaEvent(bindIq("third")), bindCtx(["a", "b"], 2));
+  assert.equal(next, s);
+  assert.deepEqual(show(out), [{
+    kind: "send",
+    xml: `<iq type="error" id="b1"><error type="wait">` +
+      `<resource-constraint xmlns="${STANZAS}"/>` +
+      `<text xmlns="${STANZAS}" xml:lang="en">Too many resources are bound for this account</text>` +
+      `</error></iq>`,
+  }]);
+});
+
+Deno.test("bind: at the bound, replacing a bound resource is still allowed", () => {
+  const [next, out] = reduce(authed(), stanzaEvent(bindIq("b")), bindCtx(["a", "b"], 2));
+  assert.equal(next.fullJid, `user@${HOST}/b`);
+  assert.deepEqual(out[0], { kind: "bind", fullJid: `user@${HOST}/b` });
+  const [under] = reduce(authed(), stanzaEvent(bindIq("c")), bindCtx(["a", "b"], 3));
+  assert.equal(under.fullJid, `user@${HOST}/c`);
+});

@@ -4,6 +4,7 @@ import {
   type AccountCtx,
   type AccountOutput,
   type AccountState,
+  NO_OFFLINE,
   reduceAccount,
 } from "../../lib/reducers/account.ts";
 import { isBlocked, NS_BLOCKING } from "../../lib/reducers/blocking.ts";
@@ -33,13 +34,21 @@ function view(resource: string, over: Partial<ResourceView> = {}): ResourceView 
     priority: 0,
     available: true,
     interested: true,
+    blocklistInterested: true,
     presence: stanza("presence", { from: `${ME}/${resource}` }),
     presenceAt: NOW,
     ...over,
   };
 }
 
-const RESOURCES = [view("res"), view("phone", { interested: false })];
+/**
+ * `res` asked for the block list but never for the roster; `phone` asked for the roster only:
+ * pushes follow the block list request (XEP-0191 §3.3), not roster interest.
+ */
+const RESOURCES = [
+  view("res", { interested: false }),
+  view("phone", { blocklistInterested: false }),
+];
 
 function accountCtx(resources: readonly ResourceView[] = RESOURCES): AccountCtx {
   let ids = 0;
@@ -58,7 +67,7 @@ function account(blocklist?: readonly string[]): AccountState {
     bare: ME,
     exists: true,
     roster: ROSTER,
-    offline: [],
+    offline: NO_OFFLINE,
     lastArchived: 0,
     modules: { blocklist },
   };
@@ -268,4 +277,133 @@ Deno.test("blocking: inbound iqs from a blocked JID bounce, presence is dropped"
 Deno.test("blocking: the session keeps the list it is sent", () => {
   const { session } = run(bound(), [{ kind: "blocklist", blocklist: [ROMEO] }], testCtx());
   assert.deepEqual(session.blocklist, [ROMEO]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Bounds (issue 9): an indexed list, O(1) per stanza, capped in items and bytes.
+
+/** A list whose element reads are counted: what a check costs in the size of the list. */
+function counted(list: readonly string[]): { list: readonly string[]; reads: () => number } {
+  let reads = 0;
+  const proxy = new Proxy(list as string[], {
+    get(target, key, receiver) {
+      if (typeof key === "string" && /^\d+$/.test(key)) reads++;
+      return Reflect.get(target, key, receiver);
+    },
+  });
+  return { list: proxy, reads: () => reads };
+}
+
+const MANY = Array.from({ length: 2000 }, (_, i) => `u${i}@example.org`);
+
+Deno.test("blocking: checks read the list once (to index it), not once per stanza", () => {
+  const { list, reads } = counted([...MANY, ROMEO]);
+  assert.equal(isBlocked(list, ORCHARD), true);
+  const indexing = reads();
+  for (let i = 0; i < 100; i++) {
+    assert.equal(isBlocked(list, ORCHARD), true);
+    assert.equal(isBlocked(list, `ann@${HOST}/a`), false);
+  }
+  assert.equal(reads(), indexing);
+  // The session's copy: every stanza it sends or receives is checked without reading the list.
+  const s = bound({ blocklist: list });
+  const msg = (i: number) =>
+    stanza("message", { type: "chat", to: `ann@${HOST}`, id: `m${i}` }, [elem("body", {}, ["x"])]);
+  run(s, Array.from({ length: 50 }, (_, i) => stanzaEvent(msg(i))), testCtx());
+  const pres = stanza("presence", { from: `ann@${HOST}/a`, to: RES });
+  run(s, Array.from({ length: 50 }, () => ({ kind: "inbound" as const, stanza: pres })), testCtx());
+  assert.equal(reads(), indexing);
+});
+
+Deno.test("blocking: the account's screen reads its stored list once, not once per stanza", () => {
+  const { list, reads } = counted([...MANY, ROMEO]);
+  const state = account(list);
+  const msg = (from: string) =>
+    stanza("message", { type: "chat", from, to: ME, id: "m" }, [elem("body", {}, ["hi"])]);
+  reduceAccount(state, { kind: "offline-message", stanza: msg(ORCHARD) }, accountCtx());
+  const indexing = reads();
+  for (let i = 0; i < 50; i++) {
+    const [, out] = reduceAccount(
+      state,
+      { kind: "offline-message", stanza: msg(ORCHARD) },
+      accountCtx(),
+    );
+    assert.match(firstXml(out), /<service-unavailable /);
+  }
+  assert.equal(reads(), indexing);
+});
+
+Deno.test("blocking: items match full JID, bare JID, domain and domain/resource only", () => {
+  const list = [`a@x.org/r`, `b@x.org`, `y.org`, `z.org/r`];
+  const cases: readonly [string, boolean][] = [
+    ["a@x.org/r", true],
+    ["a@x.org/other", false],
+    ["a@x.org", false],
+    ["b@x.org", true],
+    ["b@x.org/any", true],
+    ["c@x.org", false],
+    ["y.org", true],
+    ["anyone@y.org/r", true],
+    ["z.org/r", true],
+    ["z.org", false],
+    ["someone@z.org/r", false],
+    ["x.org", false],
+  ];
+  for (const [jid, blocked] of cases) assert.equal(isBlocked(list, jid), blocked, jid);
+});
+
+Deno.test("blocking: a block past blocklist_items is resource-constraint, nothing stored", () => {
+  const ctx = { ...accountCtx(), limits: { ...DEFAULT_LIMITS, blocklistItems: 3 } };
+  const s = account(["a@example.org", "b@example.org"]);
+  const [next, out] = reduceAccount(
+    s,
+    { kind: "module-iq", iq: blockingIq("set", "block", ["c@example.org", "d@example.org"]) },
+    ctx,
+  );
+  assert.equal(next, s);
+  assert.equal(out.length, 1);
+  assert.match(firstXml(out), /<error type="wait"><resource-constraint /);
+  // Up to the cap is fine, and blocking what is already blocked adds nothing.
+  const [full] = reduceAccount(
+    s,
+    { kind: "module-iq", iq: blockingIq("set", "block", ["c@example.org", "a@example.org"]) },
+    ctx,
+  );
+  assert.deepEqual(full.modules.blocklist, ["a@example.org", "b@example.org", "c@example.org"]);
+  const [again, out2] = reduceAccount(
+    full,
+    { kind: "module-iq", iq: blockingIq("set", "block", ["b@example.org"]) },
+    ctx,
+  );
+  assert.deepEqual(again.modules.blocklist, full.modules.blocklist);
+  assert.ok(out2.some((o) => o.kind === "route" && o.stanza.attrs.type === "result"));
+});
+
+Deno.test("blocking: a block past blocklist_bytes is resource-constraint, nothing stored", () => {
+  const ctx = { ...accountCtx(), limits: { ...DEFAULT_LIMITS, blocklistBytes: 1024 } };
+  const long = (i: number) => `${"x".repeat(200)}${i}@example.org`;
+  const s = account([long(1), long(2), long(3), long(4)]);
+  const [next, out] = reduceAccount(
+    s,
+    { kind: "module-iq", iq: blockingIq("set", "block", [long(5)]) },
+    ctx,
+  );
+  assert.equal(next, s);
+  assert.match(firstXml(out), /<resource-constraint /);
+});
+
+Deno.test("blocking: a blocklist get marks the session for pushes; a roster get does not", () => {
+  const get = stanza("iq", { type: "get", id: "g" }, [elem("blocklist", { xmlns: NS_BLOCKING })]);
+  const { session, outputs } = run(bound(), [stanzaEvent(get)], testCtx());
+  assert.equal(session.blocklistInterested, true);
+  assert.deepEqual(outputs.map((o) => o.kind), ["account"]);
+  const roster = stanza("iq", { type: "get", id: "r" }, [
+    elem("query", { xmlns: "jabber:iq:roster" }),
+  ]);
+  assert.notEqual(run(bound(), [stanzaEvent(roster)], testCtx()).session.blocklistInterested, true);
+  // A block request alone does not ask for pushes either (XEP-0191 §3.3: "requested the list").
+  const block = stanza("iq", { type: "set", id: "b" }, [
+    elem("block", { xmlns: NS_BLOCKING }, [elem("item", { jid: ROMEO })]),
+  ]);
+  assert.notEqual(run(bound(), [stanzaEvent(block)], testCtx()).session.blocklistInterested, true);
 });

@@ -6,6 +6,7 @@ import {
   type ComponentOutput,
   type ComponentSession,
   handshakeDigest,
+  handshakeMatches,
   NEW_COMPONENT,
   NS_COMPONENT,
   reduceComponent,
@@ -48,8 +49,8 @@ function shown(outputs: readonly ComponentOutput[]): string[] {
       ? `raw ${o.text}`
       : o.kind === "route"
       ? `route ${serializeTop(o.stanza)}`
-      : o.kind === "disconnect"
-      ? "disconnect"
+      : o.kind === "disconnect" || o.kind === "handshake-failed"
+      ? o.kind
       : `${o.kind} ${o.domain}`
   );
 }
@@ -104,10 +105,45 @@ Deno.test("a wrong handshake closes with not-authorized", () => {
   assert.equal(s.state, "closed");
   assert.deepEqual(out, [
     HEADER,
+    "handshake-failed",
     streamError("not-authorized", "Wrong handshake"),
     "raw </stream:stream>",
     "disconnect",
   ]);
+});
+
+Deno.test("a throttled address is refused without its secret being checked", () => {
+  let asked = 0;
+  const ctx: ComponentCtx = {
+    ...CTX,
+    secretOf: (d) => {
+      asked++;
+      return CTX.secretOf(d);
+    },
+    handshakeThrottled: () => true,
+  };
+  const { s, out } = run([open("gw.localhost"), OK], ctx);
+  assert.equal(s.state, "closed");
+  // Once for the header's domain, never for the handshake; no failure is recorded either.
+  assert.equal(asked, 1);
+  assert.deepEqual(out, [
+    HEADER,
+    streamError(
+      "not-authorized",
+      "Too many wrong handshakes from your address; try again later",
+    ),
+    "raw </stream:stream>",
+    "disconnect",
+  ]);
+});
+
+Deno.test("the handshake comparison takes whole digests of equal length only", () => {
+  const right = handshakeDigest("sid1", "s3cret");
+  assert.equal(handshakeMatches(right, right), true);
+  assert.equal(handshakeMatches(right.slice(0, 39) + "x", right), false);
+  assert.equal(handshakeMatches(right.slice(0, 20), right), false);
+  assert.equal(handshakeMatches("", right), false);
+  assert.equal(handshakeMatches(right + "00", right), false);
 });
 
 Deno.test("an unknown component domain closes with host-unknown", () => {

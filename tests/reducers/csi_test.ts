@@ -74,7 +74,7 @@ Deno.test("csi: the nonzas are accepted after authentication, before binding", (
   const ctx = testCtx();
   const { session, outputs } = run(authed(), [INACTIVE], ctx);
   assert.deepEqual(outputs, []);
-  assert.deepEqual(session.csi, { held: [] });
+  assert.deepEqual(session.csi?.held, []);
   const back = run(session, [ACTIVE], ctx);
   assert.deepEqual(back.outputs, []);
   assert.equal(back.session.csi, undefined);
@@ -111,9 +111,11 @@ Deno.test("csi: presence updates keep only the latest per sender full JID, in ar
     inbound(presence(ROMEO, "dnd")),
   ], testCtx());
   assert.deepEqual(outputs, []);
-  assert.deepEqual(session.csi, {
-    held: [presence(MERCUTIO, "xa"), presence(ROMEO_PHONE, "chat"), presence(ROMEO, "dnd")],
-  });
+  assert.deepEqual(session.csi?.held, [
+    presence(MERCUTIO, "xa"),
+    presence(ROMEO_PHONE, "chat"),
+    presence(ROMEO, "dnd"),
+  ]);
 });
 
 Deno.test("csi: unavailable supersedes the same sender's available presence", () => {
@@ -122,7 +124,7 @@ Deno.test("csi: unavailable supersedes the same sender's available presence", ()
     inbound(presence(ROMEO, undefined, "unavailable")),
   ], testCtx());
   assert.deepEqual(outputs, []);
-  assert.deepEqual(session.csi, { held: [presence(ROMEO, undefined, "unavailable")] });
+  assert.deepEqual(session.csi?.held, [presence(ROMEO, undefined, "unavailable")]);
 });
 
 Deno.test("csi: chat-state-only messages keep only the latest per sender", () => {
@@ -134,12 +136,10 @@ Deno.test("csi: chat-state-only messages keep only the latest per sender", () =>
     inbound(chatState(ROMEO, "paused", [thread, noStore])),
   ], testCtx());
   assert.deepEqual(outputs, []);
-  assert.deepEqual(session.csi, {
-    held: [
-      chatState(MERCUTIO, "composing", [thread]),
-      chatState(ROMEO, "paused", [thread, noStore]),
-    ],
-  });
+  assert.deepEqual(session.csi?.held, [
+    chatState(MERCUTIO, "composing", [thread]),
+    chatState(ROMEO, "paused", [thread, noStore]),
+  ]);
 });
 
 Deno.test("csi: a sender's presence and chat state do not collapse into each other", () => {
@@ -148,7 +148,7 @@ Deno.test("csi: a sender's presence and chat state do not collapse into each oth
     inbound(chatState(ROMEO, "gone")),
   ], testCtx());
   assert.deepEqual(outputs, []);
-  assert.deepEqual(session.csi, { held: [presence(ROMEO, "away"), chatState(ROMEO, "gone")] });
+  assert.deepEqual(session.csi?.held, [presence(ROMEO, "away"), chatState(ROMEO, "gone")]);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ Deno.test("csi: an update that collapses into a full queue does not flush it", (
   const update = presence("c0@example.com/r", "dnd");
   const [next, out] = reduce(inactive(held), inbound(update), testCtx());
   assert.deepEqual(out, []);
-  assert.deepEqual(next.csi, { held: [...held.slice(1), update] });
+  assert.deepEqual(next.csi?.held, [...held.slice(1), update]);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -260,4 +260,31 @@ Deno.test("csi: an unbound session still drops routed stanzas, inactive or not",
   const [next, out] = reduce(s, inbound(chat(ROMEO, "hi")), testCtx());
   assert.deepEqual(out, []);
   assert.equal(next, s);
+});
+
+Deno.test("csi: past csi_bytes the held stanzas are flushed, as at the count", () => {
+  const ctx = testCtx({ limits: { csiBytes: 2048 } });
+  const big = (from: string) => presence(from, "x".repeat(500));
+  const { session, outputs } = run(inactive(), [
+    inbound(big("a@example.com/r")),
+    inbound(big("b@example.com/r")),
+    inbound(big("c@example.com/r")),
+  ], ctx);
+  assert.deepEqual(outputs, []);
+  assert.equal(session.csi?.held.length, 3);
+  const [next, out] = reduce(session, inbound(big("d@example.com/r")), ctx);
+  assert.deepEqual(
+    out,
+    sends(
+      big("a@example.com/r"),
+      big("b@example.com/r"),
+      big("c@example.com/r"),
+      big("d@example.com/r"),
+    ),
+  );
+  assert.deepEqual(next.csi, { held: [] });
+  // A collapsed update gives its predecessor's bytes back: no flush.
+  const [same, none] = reduce(session, inbound(big("a@example.com/r")), ctx);
+  assert.deepEqual(none, []);
+  assert.equal(same.csi?.held.length, 3);
 });

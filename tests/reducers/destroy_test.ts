@@ -122,7 +122,7 @@ Deno.test("presence: directed presence is routed, remembered, and leaves the bro
     xml: `<presence to="romeo@${HOST}" from="${ME}"/>`,
   }]);
   // RFC 6121 §4.6.3: the recipient must hear when this resource goes.
-  assert.deepEqual(record(next), record({ ...s, directed: [`romeo@${HOST}`] }));
+  assert.deepEqual(record(next), record({ ...s, directed: new Set([`romeo@${HOST}`]) }));
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -1,3 +1,4 @@
+import { NO_OFFLINE } from "../../lib/reducers/account.ts";
 import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
 import { type AccountCtx, type AccountState, reduceAccount } from "../../lib/reducers/account.ts";
@@ -104,7 +105,14 @@ function accountCtx(): AccountCtx {
 }
 
 function account(exists = true): AccountState {
-  return { bare: JULIET, exists, roster: ROSTER, offline: [], lastArchived: 0, modules: {} };
+  return {
+    bare: JULIET,
+    exists,
+    roster: ROSTER,
+    offline: NO_OFFLINE,
+    lastArchived: 0,
+    modules: {},
+  };
 }
 
 Deno.test("last activity: the account records a logout and answers from the cache", () => {

@@ -10,11 +10,13 @@ import {
   bookmarksFromLegacy,
   lastItemsFor,
   legacyBookmarks,
+  nodeBytes,
   NS_BOOKMARKS2,
   NS_PUBSUB,
   NS_PUBSUB_OWNER,
   onPubsubIq,
   onPubsubOwnerIq,
+  pepBytes,
   type PepData,
   pepData,
 } from "../../lib/reducers/pep.ts";
@@ -379,4 +381,313 @@ Deno.test("pep: XEP-0048 bookmarks convert to and from the XEP-0402 node", () =>
   // The legacy PEP node reads the same bookmarks.
   const r = run(data, iq("get", pubsub([elem("items", { node: "storage:bookmarks" })])));
   assert.match(xml(r)[0], /<item id="current"><storage xmlns="storage:bookmarks">/);
+});
+
+// --- Peer-supplied names (issue 9): node names and item ids are never prototype keys ----------
+
+const PROTO_NAMES = ["constructor", "toString", "hasOwnProperty", "__proto__", "valueOf"];
+
+function notFound(to = BALCONY): string {
+  return `<iq type="error" id="q1" from="${OWNER}" to="${to}"><error type="cancel">` +
+    `<item-not-found xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></iq>`;
+}
+
+Deno.test("pep: a node named after a prototype property is unknown until published", () => {
+  const data = published([[NICK, "a", "1"]]);
+  const contact = ctx({ self: false });
+  for (const node of PROTO_NAMES) {
+    // Another user's request (the reproduction of issue 9) and the owner's own.
+    const items = pubsub([elem("items", { node })]);
+    assert.deepEqual(xml(run(data, iq("get", items, ORCHARD), contact)), [notFound(ORCHARD)]);
+    assert.deepEqual(xml(run(undefined, iq("get", items, ORCHARD), contact)), [notFound(ORCHARD)]);
+    assert.deepEqual(xml(run(data, iq("get", items))), [notFound()]);
+    const retract = pubsub([elem("retract", { node }, [elem("item", { id: "a" })])]);
+    assert.deepEqual(xml(run(data, iq("set", retract))), [notFound()]);
+    const owner = (child: Element) => pubsub([child], NS_PUBSUB_OWNER);
+    assert.deepEqual(xml(run(data, iq("get", owner(elem("configure", { node }))))), [notFound()]);
+    const form = elem("x", { xmlns: "jabber:x:data", type: "submit" });
+    assert.deepEqual(xml(run(data, iq("set", owner(elem("configure", { node }, [form]))))), [
+      notFound(),
+    ]);
+    assert.deepEqual(xml(run(data, iq("set", owner(elem("delete", { node }))))), [notFound()]);
+  }
+});
+
+Deno.test("pep: prototype names work as node names and item ids, and survive storage", () => {
+  for (const node of PROTO_NAMES) {
+    const withNick = published([[NICK, "a", "1"]]);
+    const r = run(withNick, iq("set", publish(node, node, nick("P"))));
+    assert.deepEqual(xml(r), [
+      `<iq type="result" id="q1" from="${OWNER}" to="${BALCONY}">` +
+      `<pubsub xmlns="${NS_PUBSUB}"><publish node="${node}"><item id="${node}"/></publish>` +
+      `</pubsub></iq>`,
+    ]);
+    // Stored as JSON and read back: the node is an own property, the prototype untouched.
+    const data = pepData(JSON.parse(JSON.stringify(r.data)));
+    assert.deepEqual(Object.keys(data.nodes), [NICK, node]);
+    assert.equal(Object.getPrototypeOf(data.nodes), Object.prototype);
+    const got = run(data, iq("get", pubsub([elem("items", { node })])));
+    assert.deepEqual(xml(got), [
+      `<iq type="result" id="q1" from="${OWNER}" to="${BALCONY}">` +
+      `<pubsub xmlns="${NS_PUBSUB}"><items node="${node}"><item id="${node}">` +
+      `<nick xmlns="${NICK}">P</nick></item></items></pubsub></iq>`,
+    ]);
+    // Item ids: another prototype name is not an item of the node.
+    const other = node === "toString" ? "valueOf" : "toString";
+    const byId = run(
+      data,
+      iq("get", pubsub([elem("items", { node }, [elem("item", { id: other })])])),
+    );
+    assert.match(xml(byId)[0], new RegExp(`<items node="${node}"/>`));
+    const retractOther = pubsub([elem("retract", { node }, [elem("item", { id: other })])]);
+    assert.deepEqual(xml(run(data, iq("set", retractOther))), [notFound()]);
+    const retract = pubsub([elem("retract", { node }, [elem("item", { id: node })])]);
+    assert.deepEqual(pepData(run(data, iq("set", retract)).data).nodes[node].items, []);
+    // Creating it again conflicts; deleting it leaves the other node.
+    const create = pubsub([elem("create", { node })]);
+    assert.match(xml(run(data, iq("set", create)))[0], /<conflict /);
+    const deleted = run(data, iq("set", pubsub([elem("delete", { node })], NS_PUBSUB_OWNER)));
+    assert.deepEqual(Object.keys(pepData(deleted.data).nodes), [NICK]);
+    assert.equal(pepData(deleted.data).bytes, pepData(withNick).bytes);
+    // A resource that wants the node gets its last item.
+    const last = lastItemsFor(data, OWNER, MUTUAL, ORCHARD, [`${node}+notify`]);
+    assert.equal(last.length, 1);
+  }
+});
+
+Deno.test("pep: create and configure nodes named after prototype properties", () => {
+  for (const node of PROTO_NAMES) {
+    const created = run(undefined, iq("set", pubsub([elem("create", { node })])));
+    assert.deepEqual(xml(created), [`<iq type="result" id="q1" from="${OWNER}" to="${BALCONY}"/>`]);
+    assert.deepEqual(Object.keys(pepData(created.data).nodes), [node]);
+    const form = elem("x", { xmlns: "jabber:x:data", type: "submit" }, [
+      elem("field", { var: "pubsub#title" }, [elem("value", {}, ["T"])]),
+    ]);
+    const set = run(
+      created.data,
+      iq("set", pubsub([elem("configure", { node }, [form])], NS_PUBSUB_OWNER)),
+    );
+    assert.deepEqual(xml(set), [`<iq type="result" id="q1" from="${OWNER}" to="${BALCONY}"/>`]);
+    assert.equal(pepData(set.data).nodes[node].config.title, "T");
+  }
+});
+
+// --- Bounds from ctx.limits (issue 9) --------------------------------------------------------
+
+function limited(limits: Partial<typeof DEFAULT_LIMITS>): AccountIqCtx {
+  return ctx({ limits: { ...DEFAULT_LIMITS, ...limits } });
+}
+
+function errorXml(condition: string, type: string, extra = "", text?: string): string {
+  const t = text === undefined
+    ? ""
+    : `<text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas" xml:lang="en">${text}</text>`;
+  return `<iq type="error" id="q1" from="${OWNER}" to="${BALCONY}"><error type="${type}">` +
+    `<${condition} xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/>${t}${extra}</error></iq>`;
+}
+
+Deno.test("pep: limits.pepNodes caps the nodes, by publish and by create", () => {
+  const c = limited({ pepNodes: 2 });
+  let data: unknown = undefined;
+  for (const node of ["urn:a", "urn:b"]) {
+    data = run(data, iq("set", publish(node, "x", nick("1"))), c).data;
+  }
+  const tooMany = errorXml("resource-constraint", "wait", "", "Too many nodes");
+  const third = run(data, iq("set", publish("urn:c", "x", nick("1"))), c);
+  assert.deepEqual(xml(third), [tooMany]);
+  assert.equal("data" in third, false);
+  assert.deepEqual(xml(run(data, iq("set", pubsub([elem("create", { node: "urn:c" })])), c)), [
+    tooMany,
+  ]);
+  // An existing node still takes items.
+  assert.ok(run(data, iq("set", publish("urn:a", "y", nick("2"))), c).data !== undefined);
+});
+
+Deno.test("pep: limits.pepItems is max_items=max and the most a node may ask for", () => {
+  const c = limited({ pepItems: 3 });
+  let data: unknown = undefined;
+  const max = optionsForm({ "pubsub#max_items": "max" });
+  for (const id of ["a", "b", "c", "d", "e"]) {
+    data = run(data, iq("set", publish(NICK, id, nick(id), max)), c).data;
+  }
+  assert.deepEqual(pepData(data).nodes[NICK].items.map((i) => i.id), ["c", "d", "e"]);
+  const four = run(
+    undefined,
+    iq("set", publish(NICK, "a", nick("1"), optionsForm({ "pubsub#max_items": "4" }))),
+    c,
+  );
+  assert.deepEqual(xml(four), [
+    errorXml(
+      "bad-request",
+      "modify",
+      `<invalid-options xmlns="http://jabber.org/protocol/pubsub#errors"/>`,
+      "pubsub#max_items must be 1 to 3 or max",
+    ),
+  ]);
+});
+
+Deno.test("pep: an item over limits.pepItemBytes is payload-too-big (XEP-0060 §7.1.3.4)", () => {
+  const c = limited({ pepItemBytes: 1024 });
+  // `<nick xmlns="http://jabber.org/protocol/nick">` and `</nick>` are 53 bytes.
+  const fits = run(undefined, iq("set", publish(NICK, "a", nick("x".repeat(1024 - 53)))), c);
+  assert.match(xml(fits)[0], /type="result"/);
+  const r = run(fits.data, iq("set", publish(NICK, "b", nick("x".repeat(1024 - 52)))), c);
+  assert.deepEqual(xml(r), [
+    errorXml(
+      "not-acceptable",
+      "modify",
+      `<payload-too-big xmlns="http://jabber.org/protocol/pubsub#errors"/>`,
+      "An item's payload is limited to 1024 bytes",
+    ),
+  ]);
+  assert.equal("data" in r, false);
+  assert.deepEqual(r.outputs, undefined);
+});
+
+Deno.test("pep: a publish past limits.pepBytes is resource-constraint; freeing space helps", () => {
+  const c = limited({ pepBytes: 4096, pepItemBytes: 1024 });
+  const max = optionsForm({ "pubsub#max_items": "max" });
+  const big = (id: string) => publish(NICK, id, nick("x".repeat(900)), max);
+  let data: unknown = undefined;
+  let accepted = 0;
+  let refused: AccountIqResult | undefined;
+  for (let i = 0; i < 10 && refused === undefined; i++) {
+    const r = run(data, iq("set", big(`i${i}`)), c);
+    if ("data" in r) {
+      data = r.data;
+      accepted++;
+    } else refused = r;
+  }
+  // Each item costs 953 bytes of payload, 2 of id and 26 of publisher: four fit in 4096.
+  assert.equal(accepted, 4);
+  assert.deepEqual(xml(refused!), [
+    errorXml(
+      "resource-constraint",
+      "wait",
+      "",
+      "Personal eventing data is limited to 4096 bytes",
+    ),
+  ]);
+  assert.equal(pepData(data).bytes, NICK.length + 4 * (953 + 2 + BALCONY.length));
+  // Republishing an id replaces its item: the total does not grow.
+  assert.ok("data" in run(data, iq("set", big("i0")), c));
+  // Retracting one makes room for another.
+  const retract = pubsub([elem("retract", { node: NICK }, [elem("item", { id: "i1" })])]);
+  const freed = run(data, iq("set", retract), c).data;
+  assert.ok("data" in run(freed, iq("set", big("i9")), c));
+});
+
+Deno.test("pep: the tracked size always equals the measured size", () => {
+  const c = limited({ pepItems: 4 });
+  let data: unknown = undefined;
+  let seed = 7;
+  const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
+  const nodes = ["urn:a", "urn:b", "__proto__", "constructor"];
+  for (let step = 0; step < 300; step++) {
+    const node = nodes[rand(nodes.length)];
+    const id = `i${rand(6)}`;
+    const op = rand(6);
+    const payload = op === 0
+      ? publish(node, id, nick("y".repeat(rand(50))), optionsForm({ "pubsub#max_items": "3" }))
+      : op === 1
+      ? pubsub([elem("retract", { node }, [elem("item", { id })])])
+      : op === 2
+      ? pubsub([elem("delete", { node })], NS_PUBSUB_OWNER)
+      : op === 3
+      ? pubsub([
+        elem("configure", { node }, [
+          elem("x", { xmlns: "jabber:x:data", type: "submit" }, [
+            elem("field", { var: "pubsub#title" }, [elem("value", {}, ["t".repeat(rand(9))])]),
+            elem("field", { var: "pubsub#max_items" }, [elem("value", {}, [String(1 + rand(4))])]),
+          ]),
+        ]),
+      ], NS_PUBSUB_OWNER)
+      : publish(node, id, nick("z".repeat(rand(80))));
+    const r = run(data, iq("set", payload), c);
+    if ("data" in r) data = r.data;
+    const stored = pepData(JSON.parse(JSON.stringify(data ?? {})));
+    const measured = pepBytes({ nodes: stored.nodes });
+    assert.equal(stored.bytes ?? 0, measured, `step ${step}`);
+  }
+});
+
+Deno.test("pep: data stored before sizes were tracked is measured once", () => {
+  const old = { nodes: pepData(published([[NICK, "a", "1"]])).nodes };
+  const r = run(old, iq("set", publish("urn:b", "b", nick("2"))));
+  assert.equal(pepData(r.data).bytes, pepBytes({ nodes: pepData(r.data).nodes }));
+  assert.equal(
+    pepData(r.data).bytes,
+    nodeBytes(NICK, old.nodes[NICK]) + "urn:b".length + 1 + BALCONY.length +
+      `<nick xmlns="${NICK}">2</nick>`.length,
+  );
+});
+
+// --- pubsub#itemreply (XEP-0060 §16.4.4) ----------------------------------------------------
+
+Deno.test("pep: itemreply=publisher puts the publisher's bare JID on notifications and items", () => {
+  const c = ctx({
+    resourcesOf: (bare) => bare === ROMEO ? [view(ORCHARD, [`${NICK}+notify`])] : [],
+  });
+  const options = optionsForm({ "pubsub#itemreply": "publisher" });
+  const r = run(undefined, iq("set", publish(NICK, "current", nick("J"), options)), c);
+  assert.deepEqual(outs(r.outputs), [{
+    kind: "route",
+    xml: `<message type="headline" from="${OWNER}" to="${ORCHARD}">` +
+      `<event xmlns="http://jabber.org/protocol/pubsub#event"><items node="${NICK}">` +
+      `<item id="current" publisher="${OWNER}"><nick xmlns="${NICK}">J</nick></item>` +
+      `</items></event></message>`,
+  }]);
+  assert.equal(pepData(r.data).nodes[NICK].config.itemreply, "publisher");
+  const got = run(r.data, iq("get", pubsub([elem("items", { node: NICK })]), ORCHARD), {
+    ...c,
+    self: false,
+  });
+  assert.deepEqual(xml(got), [
+    `<iq type="result" id="q1" from="${OWNER}" to="${ORCHARD}">` +
+    `<pubsub xmlns="${NS_PUBSUB}"><items node="${NICK}">` +
+    `<item id="current" publisher="${OWNER}"><nick xmlns="${NICK}">J</nick></item>` +
+    `</items></pubsub></iq>`,
+  ]);
+  // The last item sent on interest carries it too.
+  assert.deepEqual(outs(lastItemsFor(r.data, OWNER, MUTUAL, ORCHARD, [`${NICK}+notify`])), [{
+    kind: "route",
+    xml: `<message type="headline" from="${OWNER}" to="${ORCHARD}">` +
+      `<event xmlns="http://jabber.org/protocol/pubsub#event"><items node="${NICK}">` +
+      `<item id="current" publisher="${OWNER}"><nick xmlns="${NICK}">J</nick></item>` +
+      `</items></event></message>`,
+  }]);
+});
+
+Deno.test("pep: itemreply is owner by default, shown in the form, and set by the config form", () => {
+  const data = published([[NICK, "a", "1"]]);
+  const items = xml(run(data, iq("get", pubsub([elem("items", { node: NICK })]))))[0];
+  assert.match(items, /<item id="a"><nick /);
+  const form =
+    xml(run(data, iq("get", pubsub([elem("configure", { node: NICK })], NS_PUBSUB_OWNER))))[0];
+  assert.match(
+    form,
+    /<field type="list-single" var="pubsub#itemreply"><option><value>owner<\/value><\/option><option><value>publisher<\/value><\/option><value>owner<\/value><\/field>/,
+  );
+  // The default meets a precondition of owner.
+  const same = run(
+    data,
+    iq("set", publish(NICK, "b", nick("2"), optionsForm({ "pubsub#itemreply": "owner" }))),
+  );
+  assert.ok("data" in same);
+  const submit = elem("x", { xmlns: "jabber:x:data", type: "submit" }, [
+    elem("field", { var: "pubsub#itemreply" }, [elem("value", {}, ["publisher"])]),
+  ]);
+  const set = run(
+    data,
+    iq("set", pubsub([elem("configure", { node: NICK }, [submit])], NS_PUBSUB_OWNER)),
+  );
+  const after = xml(run(set.data, iq("get", pubsub([elem("items", { node: NICK })]))))[0];
+  assert.match(after, new RegExp(`<item id="a" publisher="${OWNER}">`));
+  const bad = elem("x", { xmlns: "jabber:x:data", type: "submit" }, [
+    elem("field", { var: "pubsub#itemreply" }, [elem("value", {}, ["anyone"])]),
+  ]);
+  assert.deepEqual(
+    xml(run(data, iq("set", pubsub([elem("configure", { node: NICK }, [bad])], NS_PUBSUB_OWNER)))),
+    [errorXml("not-acceptable", "modify", "", "pubsub#itemreply anyone is not supported")],
+  );
 });

@@ -124,7 +124,7 @@ Deno.test("presence: an update is broadcast again without probes or an account o
 
 Deno.test("presence: unavailable reaches subscribers, other resources and directed, once each", () => {
   // Directed presence went to a stranger and to a subscriber: the subscriber hears it once.
-  const s = available({ directed: [STRANGER, BOTH], priority: 4 });
+  const s = available({ directed: new Set([STRANGER, BOTH]), priority: 4 });
   const [next, out] = reduce(s, stanzaEvent(presence({ type: "unavailable" })), ctx());
   const u = (to: string) => `<presence type="unavailable" from="${ME}" to="${to}"/>`;
   assert.deepEqual(show(out), [
@@ -136,16 +136,16 @@ Deno.test("presence: unavailable reaches subscribers, other resources and direct
     // XEP-0012 §4: the account records the logout.
     { kind: "account", bare: BARE, op: { kind: "logout" } },
   ]);
-  assert.deepEqual(record(next), record({ ...s, presence: undefined, directed: [] }));
+  assert.deepEqual(record(next), record({ ...s, presence: undefined, directed: new Set() }));
 });
 
 Deno.test("presence: unavailable without prior presence reaches only the directed recipients", () => {
-  const s = session({ directed: [STRANGER] });
+  const s = session({ directed: new Set([STRANGER]) });
   const [next, out] = reduce(s, stanzaEvent(presence({ type: "unavailable" })), ctx());
   assert.deepEqual(show(out), [
     { kind: "route", xml: `<presence type="unavailable" from="${ME}" to="${STRANGER}"/>` },
   ]);
-  assert.deepEqual(record(next), record({ ...s, directed: [] }));
+  assert.deepEqual(record(next), record({ ...s, directed: new Set() }));
 });
 
 Deno.test("presence: directed available presence is routed and remembered once", () => {
@@ -154,14 +154,40 @@ Deno.test("presence: directed available presence is routed and remembered once",
   const [once, out1] = reduce(s, stanzaEvent(sent), ctx());
   const xml = `<presence to="${STRANGER}" from="${ME}"/>`;
   assert.deepEqual(show(out1), [{ kind: "route", xml }]);
-  assert.deepEqual(record(once), record({ ...s, directed: [STRANGER] }));
+  assert.deepEqual(record(once), record({ ...s, directed: new Set([STRANGER]) }));
   const [twice, out2] = reduce(once, stanzaEvent(sent), ctx());
   assert.deepEqual(show(out2), [{ kind: "route", xml }]);
-  assert.deepEqual(twice.directed, [STRANGER]);
+  assert.deepEqual(twice.directed, new Set([STRANGER]));
+});
+
+Deno.test("presence: past directed_presences, a new JID is refused with resource-constraint", () => {
+  const c = testCtx({
+    resourcesOf: (bare) => bare === BARE ? RESOURCES : [],
+    limits: { directedPresences: 2 },
+  });
+  const s = available({ directed: new Set([STRANGER, NONE]) });
+  const [next, out] = reduce(s, stanzaEvent(presence({ to: "late@example.com/x", id: "p1" })), c);
+  assert.deepEqual(show(out), [{
+    kind: "send",
+    xml: `<presence type="error" id="p1" from="late@example.com/x" to="${ME}">` +
+      `<error type="wait"><resource-constraint xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/>` +
+      `<text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas" xml:lang="en">` +
+      "Too many directed presences</text></error></presence>",
+  }]);
+  assert.equal(next, s);
+  // A JID already remembered still gets updates, and the set is not copied for it.
+  const [same, again] = reduce(s, stanzaEvent(presence({ to: STRANGER })), c);
+  assert.deepEqual(again.map((o) => o.kind), ["route"]);
+  assert.equal(same.directed, s.directed);
+  // Once one is forgotten, there is room again.
+  const [fewer] = reduce(s, stanzaEvent(presence({ type: "unavailable", to: NONE })), c);
+  const [room, out2] = reduce(fewer, stanzaEvent(presence({ to: "late@example.com/x" })), c);
+  assert.deepEqual(out2.map((o) => o.kind), ["route"]);
+  assert.deepEqual(room.directed, new Set([STRANGER, "late@example.com/x"]));
 });
 
 Deno.test("presence: directed unavailable is routed and forgets the recipient", () => {
-  const s = available({ directed: [STRANGER, NONE] });
+  const s = available({ directed: new Set([STRANGER, NONE]) });
   const [next, out] = reduce(
     s,
     stanzaEvent(presence({ type: "unavailable", to: STRANGER })),
@@ -172,7 +198,7 @@ Deno.test("presence: directed unavailable is routed and forgets the recipient", 
     xml: `<presence type="unavailable" to="${STRANGER}" from="${ME}"/>`,
   }]);
   // The broadcast state is untouched: only the directed list changes.
-  assert.deepEqual(record(next), record({ ...s, directed: [NONE] }));
+  assert.deepEqual(record(next), record({ ...s, directed: new Set([NONE]) }));
 });
 
 for (const type of ["subscribe", "subscribed", "unsubscribe", "unsubscribed"]) {
@@ -205,7 +231,7 @@ Deno.test("presence: a client's probe goes to the contact's account, from the fu
 });
 
 Deno.test("presence: destroying an available session says goodbye to each recipient once", () => {
-  const s = available({ directed: [STRANGER, FROM] });
+  const s = available({ directed: new Set([STRANGER, FROM]) });
   const [next, out] = reduce(s, { kind: "disconnected", reason: "eof" }, ctx());
   const u = (to: string) => `<presence type="unavailable" from="${ME}" to="${to}"/>`;
   assert.deepEqual(show(out), [
@@ -218,12 +244,12 @@ Deno.test("presence: destroying an available session says goodbye to each recipi
     { kind: "disconnect", error: undefined },
   ]);
   assert.equal(next.destroyed, true);
-  assert.deepEqual(next.directed, []);
+  assert.deepEqual(next.directed, new Set());
   assert.equal(next.presence, undefined);
 });
 
 Deno.test("presence: destroying a session that only sent directed presence tells only those", () => {
-  const s = session({ directed: [STRANGER] });
+  const s = session({ directed: new Set([STRANGER]) });
   const [, out] = reduce(s, { kind: "disconnected", reason: "eof" }, ctx());
   assert.deepEqual(show(out), [
     { kind: "route", xml: `<presence type="unavailable" from="${ME}" to="${STRANGER}"/>` },

@@ -2,7 +2,7 @@ import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
 import { type AccountCtx, type AccountState, reduceAccount } from "../../lib/reducers/account.ts";
 import { BOOKMARKS_CONFIG, legacyBookmarks } from "../../lib/reducers/pep.ts";
-import { MAX_PRIVATE_BYTES, onPrivateIq } from "../../lib/reducers/private.ts";
+import { onPrivateIq } from "../../lib/reducers/private.ts";
 import { serializeTop } from "../../lib/reducers/stream_xml.ts";
 import type { AccountIqCtx } from "../../lib/reducers/types.ts";
 import { EMPTY_ROSTER } from "../../lib/session.ts";
@@ -127,13 +127,26 @@ Deno.test("private: a get of two namespaces at once is a bad request", () => {
   assert.deepEqual(replies(r), [error("bad-request", "modify", "Get one element at a time")]);
 });
 
-Deno.test("private: a set past the quota stores nothing", () => {
-  const big = elem("notes", { xmlns: "storage:rosternotes" }, ["x".repeat(MAX_PRIVATE_BYTES)]);
-  const r = onPrivateIq(undefined, iq("set", query([big])), query([big]), SELF);
+Deno.test("private: a set past limits.privateBytes stores nothing", () => {
+  const limits = { ...DEFAULT_LIMITS, privateBytes: 2048 };
+  const ctx = { ...SELF, limits };
+  // 2048 bytes exactly: `<notes xmlns="storage:rosternotes">` and `</notes>` are 43 bytes.
+  const fits = elem("notes", { xmlns: "storage:rosternotes" }, ["x".repeat(2048 - 43)]);
+  const ok = onPrivateIq(undefined, iq("set", query([fits])), query([fits]), ctx);
+  assert.deepEqual(replies(ok), [`<iq type="result" id="p1" to="${DENMARK}"/>`]);
+  assert.deepEqual(ok.data, { "notes:storage:rosternotes": fits });
+  // One more fragment of any size goes past it.
+  const r = onPrivateIq(ok.data, iq("set", query([DELIMITER])), query([DELIMITER]), ctx);
   assert.deepEqual(replies(r), [
-    error("not-acceptable", "modify", `Private storage is limited to ${MAX_PRIVATE_BYTES} bytes`),
+    error("not-acceptable", "modify", "Private storage is limited to 2048 bytes"),
   ]);
   assert.equal("data" in r, false);
+  // The default limit still takes what it did before.
+  const big = elem("notes", { xmlns: "storage:rosternotes" }, ["x".repeat(4096)]);
+  assert.equal(
+    onPrivateIq(undefined, iq("set", query([big])), query([big]), SELF).data !== undefined,
+    true,
+  );
 });
 
 // --- XEP-0402 §5: XEP-0048 bookmarks in private storage are the PEP bookmarks -----------------
@@ -196,6 +209,9 @@ Deno.test("private: a set of storage:bookmarks writes the PEP node, not private 
   assert.equal("data" in r, false);
   assert.deepEqual(r.alsoData, {
     pep: {
+      // The node's name, the item's id, publisher and payload, as PEP counts them.
+      bytes: "urn:xmpp:bookmarks:1".length + ELSINORE.length + HAMLET.length +
+        `<conference xmlns="urn:xmpp:bookmarks:1" autojoin="true"/>`.length,
       nodes: {
         "urn:xmpp:bookmarks:1": {
           config: BOOKMARKS_CONFIG,
@@ -251,7 +267,7 @@ Deno.test("private: through the account, PEP bookmarks are stored, cached and no
     bare: HAMLET,
     exists: true,
     roster: EMPTY_ROSTER,
-    offline: [],
+    offline: { count: 0, bytes: 0 },
     lastArchived: 0,
     modules: { private: undefined, pep: undefined },
   };

@@ -4,7 +4,9 @@ import type { Ctx, Event, Output } from "../../lib/reducers/types.ts";
 import {
   clientFinalMessage,
   clientFirstMessage,
+  decoyCredentialSet,
   deriveCredentials,
+  pbkdf2Runs,
   type ScramCredentialSet,
 } from "../../lib/sasl/scram.ts";
 import type { Session } from "../../lib/session.ts";
@@ -140,16 +142,17 @@ for (const v of [RFC5802, RFC7677]) {
   });
 }
 
-Deno.test("sasl: unknown account still gets a challenge, then not-authorized", () => {
-  // Three nonces for the stand-in credentials, the fourth is the server nonce.
-  const ctx = testCtx({ nonces: ["saltsaltsalt", "storedkey", "serverkey", RFC5802.serverNonce] });
+Deno.test("sasl: credentials that could not be loaded still get a challenge, then not-authorized", () => {
+  // One nonce keys the stand-in credentials, the second is the server nonce.
+  const ctx = testCtx({ nonces: ["decoykey", RFC5802.serverNonce] });
   const s0 = opened(false);
   const [s1, out1] = reduce(s0, auth("SCRAM-SHA-1", b64(RFC5802.clientFirst)), ctx);
   assert.deepEqual(out1, [{ kind: "load-credentials", host: HOST, username: "user" }]);
   const [s2, out2] = reduce(s1, loaded(undefined), ctx);
-  const serverFirst = `r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=${
-    btoa("saltsaltsalt")
-  },i=4096`;
+  const salt = decoyCredentialSet(new TextEncoder().encode("decoykey"), "user", 4096)["SHA-1"]!
+    .salt;
+  assert.equal(salt.length, RFC7677.salt.length, "as long as a real salt");
+  const serverFirst = `r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=${salt},i=4096`;
   assert.deepEqual(show(out2), [
     { kind: "send", xml: `<challenge xmlns="${SASL}">${b64(serverFirst)}</challenge>` },
   ]);
@@ -196,7 +199,7 @@ Deno.test("sasl: SCRAM-SHA-256-PLUS with tls-server-end-point succeeds", () => {
   assert.deepEqual(record(s2), authedRecord(s0));
 });
 
-Deno.test("sasl: SCRAM-SHA-1-PLUS with other channel binding data -> not-authorized", () => {
+Deno.test("sasl: SCRAM-SHA-1-PLUS with other channel binding data -> not-authorized, not counted", () => {
   const ctx = testCtx({ nonces: ["servernonce"] });
   const clientFirst = clientFirstMessage("user", "clientnonce", "p=tls-server-end-point,,");
   const serverFirst = `r=clientnonceservernonce,s=${RFC5802.salt},i=4096`;
@@ -213,10 +216,8 @@ Deno.test("sasl: SCRAM-SHA-1-PLUS with other channel binding data -> not-authori
     loaded(CREDS),
     response(b64(final.message)),
   ], ctx);
-  assert.deepEqual(show(outputs.slice(2)), [
-    { kind: "send", xml: failure("not-authorized") },
-    { kind: "auth-result", ok: false, username: "user" },
-  ]);
+  // The proof was never checked: nothing about the password was tried.
+  assert.deepEqual(show(outputs.slice(2)), [{ kind: "send", xml: failure("not-authorized") }]);
   assert.equal(session.type, "c2s_unauthed");
   assert.equal(session.sasl, undefined);
 });
@@ -249,15 +250,21 @@ Deno.test("sasl: PLAIN authcid is normalised and an authzid naming the user is f
   assert.equal(session.type, "c2s");
 });
 
-Deno.test("sasl: PLAIN wrong password and unknown account -> not-authorized", () => {
+Deno.test("sasl: PLAIN wrong password, unknown account, failed load -> not-authorized, counted, one PBKDF2 each", () => {
+  const decoys = decoyCredentialSet(new Uint8Array(32), "user", 4096);
   for (
     const [payload, creds] of [
       ["\0user\0pen", CREDS],
+      ["\0user\0pencil", decoys],
       ["\0user\0pencil", undefined],
     ] as const
   ) {
     const s0 = opened(true);
-    const { session, outputs } = run(s0, [auth("PLAIN", b64(payload)), loaded(creds)], testCtx());
+    const before = pbkdf2Runs();
+    const ctx = testCtx({ nonces: ["decoykey"] });
+    const { session, outputs } = run(s0, [auth("PLAIN", b64(payload)), loaded(creds)], ctx);
+    // The same derivation whether or not the account exists: the answer takes as long.
+    assert.equal(pbkdf2Runs() - before, 1);
     assert.deepEqual(show(outputs), [
       { kind: "load-credentials", host: HOST, username: "user" },
       { kind: "send", xml: failure("not-authorized") },
@@ -387,54 +394,38 @@ const AUTH_FAILURES: readonly AuthFailureCase[] = [
     name: "PLAIN authzid for another user -> invalid-authzid",
     session: opened(true),
     event: auth("PLAIN", b64("other@example.com\0user\0pencil")),
-    outputs: [
-      { kind: "send", xml: failure("invalid-authzid") },
-      { kind: "auth-result", ok: false, username: "user" },
-    ],
+    // Refused before any password check: not counted.
+    outputs: [{ kind: "send", xml: failure("invalid-authzid") }],
   },
   {
     name: "PLAIN authzid with a resource -> invalid-authzid",
     session: opened(true),
     event: auth("PLAIN", b64("user@example.com/res\0user\0pencil")),
-    outputs: [
-      { kind: "send", xml: failure("invalid-authzid") },
-      { kind: "auth-result", ok: false, username: "user" },
-    ],
+    // Refused before any password check: not counted.
+    outputs: [{ kind: "send", xml: failure("invalid-authzid") }],
   },
   {
     name: "SCRAM authzid for another user -> invalid-authzid",
     session: opened(false),
     event: auth("SCRAM-SHA-1", b64("n,a=other@example.com,n=user,r=abc")),
-    outputs: [
-      { kind: "send", xml: failure("invalid-authzid") },
-      { kind: "auth-result", ok: false, username: "user" },
-    ],
+    // Refused before any password check: not counted.
+    outputs: [{ kind: "send", xml: failure("invalid-authzid") }],
   },
   {
     name: "SCRAM authzid on another host -> invalid-authzid",
     session: opened(false),
     event: auth("SCRAM-SHA-1", b64("n,a=user@other.example,n=user,r=abc")),
-    outputs: [
-      { kind: "send", xml: failure("invalid-authzid") },
-      { kind: "auth-result", ok: false, username: "user" },
-    ],
+    // Refused before any password check: not counted.
+    outputs: [{ kind: "send", xml: failure("invalid-authzid") }],
   },
   {
-    name: "y flag while -PLUS was offered -> not-authorized (downgrade)",
+    name: "y flag while -PLUS was offered -> not-authorized (downgrade), not counted",
     session: withCb(),
     event: auth("SCRAM-SHA-256", b64("y,,n=user,r=abc")),
+    // RFC 5802 §6 says refuse, but no password was checked: slixmpp 1.8.3 sends this on every
+    // login before falling back to PLAIN, and must not lock itself out.
     outputs: [
       { kind: "send", xml: failure("not-authorized", "Channel binding downgrade detected") },
-      { kind: "auth-result", ok: false, username: "user" },
-    ],
-  },
-  {
-    name: "y flag downgrade reports the normalised account to the throttle",
-    session: withCb(),
-    event: auth("SCRAM-SHA-1", b64("y,,n=USER,r=abc")),
-    outputs: [
-      { kind: "send", xml: failure("not-authorized", "Channel binding downgrade detected") },
-      { kind: "auth-result", ok: false, username: "user" },
     ],
   },
   {
@@ -456,14 +447,23 @@ const AUTH_FAILURES: readonly AuthFailureCase[] = [
     }],
   },
   {
-    name: "SCRAM username that is not a valid localpart -> not-authorized",
+    name: "SCRAM username that is not a valid localpart -> not-authorized, not counted",
     session: opened(false),
     event: auth("SCRAM-SHA-1", b64("n,,n=us er,r=abc")),
-    // Counted against the address only: there is no account to name.
-    outputs: [
-      { kind: "send", xml: failure("not-authorized") },
-      { kind: "auth-result", ok: false, username: undefined },
-    ],
+    // No account can have that name, so nothing about a password was learnt.
+    outputs: [{ kind: "send", xml: failure("not-authorized") }],
+  },
+  {
+    name: "PLAIN username that is not a valid localpart -> not-authorized, not counted",
+    session: opened(true),
+    event: auth("PLAIN", b64("\0us er\0pencil")),
+    outputs: [{ kind: "send", xml: failure("not-authorized") }],
+  },
+  {
+    name: "PLAIN with an empty password -> not-authorized, not counted",
+    session: opened(true),
+    event: auth("PLAIN", b64("\0user\0")),
+    outputs: [{ kind: "send", xml: failure("not-authorized") }],
   },
   {
     name: "throttled address -> temporary-auth-failure",
@@ -664,3 +664,60 @@ Deno.test("sasl: an exchange started in the clear does not survive STARTTLS", ()
   assert.equal(session.type, "c2s_unauthed");
   assert.equal(session.username, undefined);
 });
+
+// ---------------------------------------------------------------------------------------------
+// What the login throttle hears about: failed password checks only.
+
+Deno.test("sasl: SCRAM against decoy credentials (unknown account): the proof fails and counts", () => {
+  const ctx = testCtx({ nonces: [RFC5802.serverNonce] });
+  const decoys = decoyCredentialSet(new Uint8Array(32), "user", 4096);
+  const s0 = opened(false);
+  const { session: s1, outputs: out1 } = run(s0, [
+    auth("SCRAM-SHA-1", b64(RFC5802.clientFirst)),
+    loaded(decoys),
+  ], ctx);
+  const serverFirst = `r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=${
+    decoys["SHA-1"]!.salt
+  },i=4096`;
+  assert.deepEqual(show(out1.slice(1)), [
+    { kind: "send", xml: `<challenge xmlns="${SASL}">${b64(serverFirst)}</challenge>` },
+  ]);
+  const final = clientFinalMessage({
+    hash: "SHA-1",
+    password: "pencil",
+    clientFirst: RFC5802.clientFirst,
+    serverFirst,
+  });
+  const [s2, out2] = reduce(s1, response(b64(final.message)), ctx);
+  assert.deepEqual(show(out2), [
+    { kind: "send", xml: failure("not-authorized") },
+    { kind: "auth-result", ok: false, username: "user" },
+  ]);
+  assert.deepEqual(record(s2), record(s0));
+});
+
+for (
+  const [name, clientFinal, condition] of [
+    [
+      "a nonce that is not the exchange's",
+      "c=biws,r=fyko+d2lbbFgONRv9qkxdawLother,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=",
+      "not-authorized",
+    ],
+    ["no proof", "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j", "malformed-request"],
+    [
+      "a proof that is not base64",
+      "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=!!!!",
+      "incorrect-encoding",
+    ],
+  ] as const
+) {
+  Deno.test(`sasl: a SCRAM response with ${name} fails before the proof: not counted`, () => {
+    const ctx = testCtx({ nonces: [RFC5802.serverNonce] });
+    const { outputs } = run(opened(false), [
+      auth("SCRAM-SHA-1", b64(RFC5802.clientFirst)),
+      loaded(CREDS),
+      response(b64(clientFinal)),
+    ], ctx);
+    assert.deepEqual(show(outputs.slice(2)), [{ kind: "send", xml: failure(condition) }]);
+  });
+}

@@ -3,11 +3,12 @@ import { reduce } from "../../lib/reducers/mod.ts";
 import { goodbyeOutputs } from "../../lib/reducers/presence.ts";
 import { streamFeatures } from "../../lib/reducers/features.ts";
 import { MAX_UNACKED, NS_SM } from "../../lib/reducers/stream_management.ts";
-import type { Event, Output } from "../../lib/reducers/types.ts";
+import type { Event, Output, ResourceView } from "../../lib/reducers/types.ts";
 import type { Roster, Session, StreamManagement } from "../../lib/session.ts";
 import { child, elem, type Element, stanza, withAttrs } from "../../lib/xml/element.ts";
 import { STREAM_CLOSE } from "../../lib/reducers/stream_xml.ts";
-import { authed, bound, HOST, record, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { stanzaBytes } from "../../lib/reducers/stanza_size.ts";
+import { authed, bound, HOST, NOW, record, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
 
 const ME = `user@${HOST}/res`;
 const BARE = `user@${HOST}`;
@@ -149,7 +150,15 @@ Deno.test("sm: <a h/> drops what it acknowledges; too high ends the stream", () 
   const s = managed({ outbound: 3, unacked: msgs, requestedAt: 3 });
   const [acked, out] = reduce(s, nonza("a", { h: "2" }), testCtx());
   assert.deepEqual(out, []);
-  assert.deepEqual(acked.sm, { ...s.sm, unacked: [msgs[2]], requestedAt: undefined });
+  // The queue's bytes follow it (each stanza measured once, when it was queued).
+  const size = stanzaBytes(msgs[2]);
+  assert.deepEqual(acked.sm, {
+    ...s.sm,
+    unacked: [msgs[2]],
+    unackedSizes: [size],
+    unackedBytes: size,
+    requestedAt: undefined,
+  });
   // Repeating the same h acknowledges nothing more.
   assert.deepEqual(reduce(acked, nonza("a", { h: "2" }), testCtx())[0].sm, acked.sm);
 
@@ -212,7 +221,12 @@ Deno.test("sm: a dropped resumable session hibernates: not destroyed, not unboun
     { kind: "log", level: "debug", message: `${ME} hibernates (XEP-0198)` },
   ]);
   assert.equal(next.destroyed, false);
-  assert.deepEqual(next.sm, { ...s.sm, hibernating: true, requestedAt: undefined });
+  assert.deepEqual(next.sm, {
+    ...s.sm,
+    hibernating: true,
+    hibernatedAt: NOW,
+    requestedAt: undefined,
+  });
   assert.equal(next.presence, s.presence);
 });
 
@@ -359,7 +373,16 @@ Deno.test("sm: resumed: acknowledged dropped, the rest resent in order, the sess
       id: "c2",
       streamId: "new-stream",
       ip: s.ip,
-      sm: { id: "smid", max: 300, inbound: 4, outbound: 3, unacked: msgs.slice(1), requestedAt: 3 },
+      sm: {
+        id: "smid",
+        max: 300,
+        inbound: 4,
+        outbound: 3,
+        unacked: msgs.slice(1),
+        unackedSizes: msgs.slice(1).map(stanzaBytes),
+        unackedBytes: stanzaBytes(msgs[1]) + stanzaBytes(msgs[2]),
+        requestedAt: 3,
+      },
     }),
   );
 });
@@ -393,4 +416,103 @@ Deno.test("sm: taken over: a live connection closes with conflict, the session g
   ]);
   const asleep = reduce(managed({ hibernating: true }), { kind: "sm-taken-over" }, testCtx());
   assert.deepEqual(asleep[1], [{ kind: "disconnect" }]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Bounds (issue 9): the queue's bytes, and hibernating sessions per account.
+
+Deno.test("sm: past sm_queue_bytes the stream ends with resource-constraint, nothing lost", () => {
+  const big = (i: number) =>
+    stanza("message", { from: `${FRIEND}/pc`, to: ME, type: "chat", id: `b${i}` }, [
+      elem("body", {}, ["x".repeat(30000)]),
+    ]);
+  const ctx = testCtx({ limits: { smQueueBytes: 65536 } });
+  // Two fit under 64 KiB; the third does not, though the count is far from sm_queue.
+  const { session, outputs } = run(managed(), [inbound(big(1)), inbound(big(2))], ctx);
+  assert.equal(session.destroyed, false);
+  assert.equal(session.sm?.unacked.length, 2);
+  assert.equal(session.sm?.unackedBytes, stanzaBytes(big(1)) + stanzaBytes(big(2)));
+  assert.equal(outputs.filter(isOffline).length, 0);
+  const [ended, out] = reduce(session, inbound(big(3)), ctx);
+  assert.equal(ended.destroyed, true);
+  assert.ok(show(out).some((o) => o.kind === "send" && o.xml.includes("<resource-constraint")));
+  assert.deepEqual(out.filter(isOffline), [big(1), big(2), big(3)].map(offline));
+  // An acknowledgement gives the bytes back.
+  const [acked] = reduce(session, nonza("a", { h: "2" }), ctx);
+  assert.deepEqual(acked.sm?.unacked, []);
+  assert.equal(acked.sm?.unackedBytes, undefined);
+  const [fits] = reduce(acked, inbound(big(3)), ctx);
+  assert.equal(fits.destroyed, false);
+  assert.equal(fits.sm?.unackedBytes, stanzaBytes(big(3)));
+});
+
+Deno.test("sm: sm_queue bounds the count", () => {
+  const ctx = testCtx({ limits: { smQueue: 3 } });
+  const { session } = run(managed(), [inbound(chat("m1")), inbound(chat("m2"))], ctx);
+  assert.equal(session.destroyed, false);
+  const { session: ended, outputs } = run(session, [inbound(chat("m3")), inbound(chat("m4"))], ctx);
+  assert.equal(ended.destroyed, true);
+  assert.deepEqual(
+    outputs.filter(isOffline),
+    ["m1", "m2", "m3", "m4"].map((b) => offline(chat(b))),
+  );
+});
+
+/** Another resource of the user, hibernating since `since`. */
+function sleeper(resource: string, since: number): ResourceView {
+  return {
+    fullJid: `${BARE}/${resource}`,
+    resource,
+    priority: 0,
+    available: true,
+    interested: true,
+    hibernatingSince: since,
+  };
+}
+
+Deno.test("sm: past resumable_per_account hibernating sessions, the oldest ones end", () => {
+  const others = [sleeper("b", 300), sleeper("a", 100), sleeper("c", 200), {
+    ...sleeper("awake", 0),
+    hibernatingSince: undefined,
+  }];
+  const ctx = testCtx({
+    resourcesOf: (bare) => bare === BARE ? others : [],
+    limits: { resumablePerAccount: 2 },
+  });
+  const [next, out] = reduce(managed(), { kind: "disconnected", reason: "end" }, ctx);
+  assert.equal(next.sm?.hibernating, true);
+  // Three others hibernate; with this one, two must go: the two oldest.
+  assert.deepEqual(out[0], {
+    kind: "hibernate",
+    seconds: 300,
+    evict: [`${BARE}/a`, `${BARE}/c`],
+  });
+  // Under the bound nobody is ended.
+  const roomy = testCtx({
+    resourcesOf: (bare) => bare === BARE ? others : [],
+    limits: { resumablePerAccount: 4 },
+  });
+  assert.deepEqual(reduce(managed(), { kind: "disconnected", reason: "end" }, roomy)[1][0], {
+    kind: "hibernate",
+    seconds: 300,
+  });
+});
+
+Deno.test("sm: an evicted hibernating session ends as at its timeout, messages kept", () => {
+  const s = managed({ hibernating: true, hibernatedAt: 1, outbound: 1, unacked: [chat("m1")] });
+  const [next, out] = reduce(s, { kind: "hibernation-timeout" }, testCtx());
+  assert.equal(next.destroyed, true);
+  assert.deepEqual(out.filter(isOffline), [offline(chat("m1"))]);
+  assert.ok(out.some((o) => o.kind === "unbind"));
+});
+
+Deno.test("sm: with resumable_per_account 0 nothing hibernates", () => {
+  const ctx = testCtx({ limits: { resumablePerAccount: 0 } });
+  // Resumption is not offered at all: counting only.
+  const [enabled, said] = reduce(bound(), nonza("enable", { resume: "true" }), ctx);
+  assert.deepEqual(show(said), [{ kind: "send", xml: '<enabled xmlns="urn:xmpp:sm:3"/>' }]);
+  assert.equal(enabled.sm?.id, undefined);
+  const [next, out] = reduce(managed(), { kind: "disconnected", reason: "end" }, ctx);
+  assert.equal(next.destroyed, true);
+  assert.ok(!out.some((o) => o.kind === "hibernate"));
 });

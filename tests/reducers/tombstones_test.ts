@@ -1,3 +1,4 @@
+import { NO_OFFLINE } from "../../lib/reducers/account.ts";
 import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
 import {
@@ -36,7 +37,7 @@ function state(over: Partial<AccountState> = {}): AccountState {
     bare: JULIET,
     exists: false,
     roster: EMPTY_ROSTER,
-    offline: [],
+    offline: NO_OFFLINE,
     lastArchived: 0,
     modules: {},
     ...over,
@@ -68,14 +69,14 @@ Deno.test("tombstones: remove-account empties the state and asks the shell to de
   const s = state({
     exists: true,
     roster: { version: "3", items: { [ROMEO]: item }, pendingIn: {} },
-    offline: [stanza("message", { to: JULIET })],
+    offline: { count: 1, bytes: 100 },
     modules: { vcard: {} },
   });
   const [next, out] = reduceAccount(s, { kind: "remove-account", iq }, ctx());
   assert.deepEqual(out, [{ kind: "remove-account", iq }]);
   assert.deepEqual(
     next,
-    state({ exists: false, gone: true, roster: EMPTY_ROSTER, offline: [], modules: {} }),
+    state({ exists: false, gone: true, roster: EMPTY_ROSTER, offline: NO_OFFLINE, modules: {} }),
   );
 });
 

@@ -169,7 +169,7 @@ function account(modules: Readonly<Record<string, unknown>> = {}): AccountState 
     bare: JULIET,
     exists: true,
     roster: EMPTY_ROSTER,
-    offline: [],
+    offline: { count: 0, bytes: 0 },
     lastArchived: 0,
     modules,
   };

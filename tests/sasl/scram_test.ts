@@ -4,9 +4,12 @@ import {
   clientFinalMessage,
   type ClientFirst,
   clientFirstMessage,
+  decoyCredentialSet,
   deriveCredentials,
+  INVALID_PROOF,
   newCredentialSet,
   parseClientFirst,
+  pbkdf2Runs,
   type ScramCredentials,
   type ScramHash,
   serverFirstMessage,
@@ -133,6 +136,8 @@ for (const v of VECTORS) {
     });
     assert.equal(result.ok, false);
     assert.equal(!result.ok && result.error, "not-authorized");
+    // The one failure that checked the password, as the login throttle tells it apart.
+    assert.equal(!result.ok && result.text, INVALID_PROOF);
   });
 }
 
@@ -348,4 +353,31 @@ Deno.test("scram: passwords are normalised (SASLprep approximation)", () => {
   assert.equal(verifyPassword("\uFB01x", newCredentialSet("fix")), true);
   assert.equal(verifyPassword("a\u00A0b", newCredentialSet("a b")), true);
   assert.equal(verifyPassword("ab", newCredentialSet("a b")), false);
+});
+
+Deno.test("scram: decoy credentials are stable per key and name and shaped like real ones", () => {
+  const key = new Uint8Array(32).fill(7);
+  const real = newCredentialSet("pw", 5000);
+  const a = decoyCredentialSet(key, "nobody", 5000);
+  assert.deepEqual(decoyCredentialSet(key, "nobody", 5000), a);
+  for (const hash of ["SHA-1", "SHA-256"] as const) {
+    const d = a[hash]!;
+    const r = real[hash]!;
+    assert.equal(d.salt.length, r.salt.length);
+    assert.equal(d.salt.length, 24);
+    assert.equal(d.iterations, 5000);
+    assert.equal(d.storedKey.length, r.storedKey.length);
+    assert.equal(d.serverKey.length, r.serverKey.length);
+  }
+  assert.notEqual(a["SHA-1"]!.salt, a["SHA-256"]!.salt);
+  assert.notEqual(decoyCredentialSet(key, "somebody", 5000)["SHA-256"]!.salt, a["SHA-256"]!.salt);
+  const otherKey = new Uint8Array(32).fill(8);
+  assert.notEqual(
+    decoyCredentialSet(otherKey, "nobody", 5000)["SHA-256"]!.salt,
+    a["SHA-256"]!.salt,
+  );
+  // No password opens a decoy, and checking one still runs the derivation.
+  const before = pbkdf2Runs();
+  for (const pw of ["", "pw", "nobody"]) assert.equal(verifyPassword(pw, a), false);
+  assert.equal(pbkdf2Runs() - before, 3);
 });

@@ -3,12 +3,16 @@ import assert from "node:assert/strict";
 import { createAccountHub } from "../../lib/shell/account_hub.ts";
 import { createRegistry } from "../../lib/shell/registry.ts";
 import { getLogger } from "../../lib/log.ts";
-import { type ArchivedMessage, newArchiveId } from "../../lib/mam.ts";
+import { type ArchivedMessage, type ArchivePrefs, newArchiveId } from "../../lib/mam.ts";
+import type { AccountOp } from "../../lib/reducers/account.ts";
+import type { Roster } from "../../lib/session.ts";
 import { openAccountStore } from "../../lib/storage/accounts.ts";
 import { openKeyvalStore } from "../../lib/storage/datamanager.ts";
 import { openListStore } from "../../lib/storage/list_store.ts";
+import { openOfflineStore } from "../../lib/storage/offline.ts";
 import type { ListStore } from "../../lib/storage/mod.ts";
-import { elem, stanza } from "../../lib/xml/element.ts";
+import { elem, type Element, stanza, withAttrs } from "../../lib/xml/element.ts";
+import { serializeTop } from "../../lib/reducers/stream_xml.ts";
 
 const NOW = 1_700_000_000_000;
 
@@ -33,7 +37,7 @@ Deno.test("account hub: the archive's newest stamp is read before the first arch
     const hub = createAccountHub({
       accounts,
       rosters: openKeyvalStore(dir, "roster", { soleWriter: true }),
-      offline: openKeyvalStore(dir, "offline", { soleWriter: true }),
+      offline: openOfflineStore(dir, { soleWriter: true, ffi: "off" }),
       archive: counted,
       prefs: openKeyvalStore(dir, "archive_prefs", { soleWriter: true }),
       openStore: (name) => openKeyvalStore(dir, name, { soleWriter: true }),
@@ -69,3 +73,200 @@ Deno.test("account hub: the archive's newest stamp is read before the first arch
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+// ---- One failing operation never drops its neighbours ----
+
+const ERR = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/** A hub over real stores in `dir`, recording what it routes; `over` replaces deps. */
+function testHub(
+  dir: string,
+  over: Partial<Parameters<typeof createAccountHub>[0]> = {},
+) {
+  const routed: string[] = [];
+  const registry = createRegistry();
+  const deps = {
+    accounts: openAccountStore(dir),
+    rosters: openKeyvalStore<Roster>(dir, "roster", { soleWriter: true }),
+    offline: openOfflineStore(dir, { soleWriter: true, ffi: "off" }),
+    archive: openListStore<ArchivedMessage>(dir, "archive", { ffi: "off" }),
+    prefs: openKeyvalStore<ArchivePrefs>(dir, "archive_prefs", { soleWriter: true }),
+    openStore: (name: string) => openKeyvalStore<unknown>(dir, name, { soleWriter: true }),
+    registry,
+    ctx: {
+      now: () => NOW,
+      newId: () => "id",
+      resourcesOf: registry.resourcesOf,
+      limits: { ...DEFAULT_LIMITS, offlineMessages: 100 },
+      archive: { enabled: false, policy: "always" as const },
+      random: () => "r",
+    },
+    route: (el: Element) => void routed.push(serializeTop(el)),
+    log: getLogger("test"),
+    ...over,
+  };
+  return { hub: createAccountHub(deps), routed, deps };
+}
+
+const chat = (id: string, from = "romeo@h/r") =>
+  stanza("message", { from, to: "juliet@h", id, type: "chat" }, [elem("body", {}, [id])]);
+const vcardGet = (id: string) =>
+  stanza("iq", { type: "get", id, from: "romeo@h/r", to: "juliet@h" }, [
+    elem("vCard", { xmlns: "vcard-temp" }),
+  ]);
+const rosterSet = (id: string, jid: string) =>
+  stanza("iq", { type: "set", id, from: "juliet@h/r", to: "juliet@h" }, [
+    elem("query", { xmlns: "jabber:iq:roster" }, [elem("item", { jid })]),
+  ]);
+const iqError = (id: string, to: string) =>
+  `<iq type="error" id="${id}" from="juliet@h" to="${to}">` +
+  `<error type="cancel"><internal-server-error xmlns="${ERR}"/></error></iq>`;
+
+async function storedIds(dir: string): Promise<string[]> {
+  const stored = await openOfflineStore(dir, { ffi: "off" }).all("h", "juliet");
+  return stored.map((m) => m.attrs.id!);
+}
+
+async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("account hub: an op whose reducer throws gets internal-server-error and the queue goes on", () =>
+  withTemp(async (dir) => {
+    const { hub, routed, deps } = testHub(dir);
+    await deps.accounts.create("h", "juliet", "pw");
+    hub.submit("juliet@h", { kind: "offline-message", stanza: chat("m1") });
+    // A change the reducer cannot read: it throws.
+    const bad = { kind: "roster-set", iq: rosterSet("bad", "x@h"), change: undefined } as const;
+    hub.submit("juliet@h", bad as unknown as AccountOp);
+    hub.submit("juliet@h", { kind: "offline-message", stanza: chat("m2") });
+    await hub.idle();
+    assert.deepEqual(routed, [iqError("bad", "juliet@h/r")]);
+    assert.deepEqual(await storedIds(dir), ["m1", "m2"]);
+    assert.equal(hub.queueLength("juliet@h"), 0);
+  }));
+
+Deno.test("account hub: an account that cannot be loaded answers each queued op, then loads again", () =>
+  withTemp(async (dir) => {
+    const accounts = openAccountStore(dir);
+    await accounts.create("h", "juliet", "pw");
+    let failures = 3;
+    const { hub, routed } = testHub(dir, {
+      accounts: {
+        ...accounts,
+        exists: (host, user) =>
+          failures-- > 0 ? Promise.reject(new Error("disk on fire")) : accounts.exists(host, user),
+      },
+    });
+    hub.submit("juliet@h", { kind: "offline-message", stanza: chat("m1") });
+    hub.submit("juliet@h", { kind: "module-iq", iq: vcardGet("v1") });
+    hub.submit("juliet@h", {
+      kind: "probe",
+      stanza: stanza("presence", { type: "probe", from: "romeo@h", to: "juliet@h" }),
+    });
+    hub.submit("juliet@h", { kind: "offline-message", stanza: chat("m2") });
+    await hub.idle();
+    assert.deepEqual(routed, [
+      `<message type="error" id="m1" from="juliet@h" to="romeo@h/r">` +
+      `<error type="cancel"><internal-server-error xmlns="${ERR}"/></error></message>`,
+      iqError("v1", "romeo@h/r"),
+    ]);
+    // The probe was the third failure (dropped: presence); the fourth op found the account.
+    assert.deepEqual(await storedIds(dir), ["m2"]);
+  }));
+
+Deno.test("account hub: a store that fails answers its op once, and the cache is read again", () =>
+  withTemp(async (dir) => {
+    const rosters = openKeyvalStore<Roster>(dir, "roster", { soleWriter: true });
+    let fail = true;
+    const { hub, routed, deps } = testHub(dir, {
+      rosters: {
+        ...rosters,
+        set: (host, user, value) => {
+          if (!fail) return rosters.set(host, user, value);
+          fail = false;
+          return Promise.reject(new Error("disk full"));
+        },
+      },
+    });
+    await deps.accounts.create("h", "juliet", "pw");
+    const update = (jid: string) => ({ kind: "update" as const, jid, groups: [] });
+    hub.submit("juliet@h", {
+      kind: "roster-set",
+      iq: rosterSet("r1", "a@h"),
+      change: update("a@h"),
+    });
+    hub.submit("juliet@h", {
+      kind: "roster-set",
+      iq: rosterSet("r2", "b@h"),
+      change: update("b@h"),
+    });
+    await hub.idle();
+    // r1 got its error and nothing else (its result would have gone to the session).
+    assert.deepEqual(routed, [iqError("r1", "juliet@h/r")]);
+    // What failed to be stored is not kept as if it were.
+    const stored = await rosters.get("h", "juliet");
+    assert.deepEqual(Object.keys(stored?.items ?? {}), ["b@h"]);
+  }));
+
+Deno.test("account hub: a JID whose localpart cannot be stored is answered as one without an account", () =>
+  withTemp(async (dir) => {
+    const { hub, routed } = testHub(dir, {
+      ctx: {
+        now: () => NOW,
+        newId: () => "id",
+        resourcesOf: () => [],
+        limits: DEFAULT_LIMITS,
+        archive: { enabled: true, policy: "always" },
+        random: () => "r",
+      },
+    });
+    const long = `${"a".repeat(241)}@h`;
+    hub.submit(long, { kind: "incoming-message", stanza: withAttrs(chat("m1"), { to: long }) });
+    hub.submit(long, { kind: "module-iq", iq: withAttrs(vcardGet("v1"), { to: long }) });
+    await hub.idle();
+    const unavailable = (name: string, id: string) =>
+      `<${name} type="error" id="${id}" from="${long}" to="romeo@h/r">` +
+      `<error type="cancel"><service-unavailable xmlns="${ERR}"/></error></${name}>`;
+    assert.deepEqual(routed, [unavailable("message", "m1"), unavailable("iq", "v1")]);
+  }));
+
+Deno.test("account hub: removing an account deletes its data before the account record, and a failure answers once", () =>
+  withTemp(async (dir) => {
+    const accounts = openAccountStore(dir);
+    await accounts.create("h", "juliet", "pw");
+    const vcards = openKeyvalStore<unknown>(dir, "vcard");
+    await vcards.set("h", "juliet", { photo: "x" });
+    const seen: unknown[] = [];
+    let fail = false;
+    const { hub, routed } = testHub(dir, {
+      accounts,
+      removeAccount: async (host, user) => {
+        // What is left of the account's module data when the record goes.
+        seen.push(await vcards.get(host, user));
+        if (fail) throw new Error("disk on fire");
+        await accounts.remove(host, user);
+      },
+    });
+    const remove = (id: string) =>
+      stanza("iq", { type: "set", id, from: "juliet@h/r", to: "juliet@h" }, [
+        elem("query", { xmlns: "jabber:iq:register" }, [elem("remove")]),
+      ]);
+    fail = true;
+    hub.submit("juliet@h", { kind: "remove-account", iq: remove("x1") });
+    await hub.idle();
+    assert.deepEqual(routed, [iqError("x1", "juliet@h/r")]);
+    assert.equal(await accounts.exists("h", "juliet"), true);
+    fail = false;
+    await vcards.set("h", "juliet", { photo: "y" });
+    hub.submit("juliet@h", { kind: "remove-account", iq: remove("x2") });
+    await hub.idle();
+    assert.deepEqual(seen, [undefined, undefined]);
+    assert.equal(await accounts.exists("h", "juliet"), false);
+    assert.deepEqual(routed, [iqError("x1", "juliet@h/r")]);
+  }));

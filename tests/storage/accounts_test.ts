@@ -4,6 +4,8 @@ import { verifyPassword } from "../../lib/sasl/scram.ts";
 import {
   AccountExistsError,
   AccountMissingError,
+  DECOY_KEY_FILE,
+  loadDecoyKey,
   openAccountStore,
 } from "../../lib/storage/accounts.ts";
 import { storeDir } from "../../lib/storage/datamanager.ts";
@@ -123,4 +125,42 @@ Deno.test("accounts: iterations below 4096 are refused", () =>
     const accounts = openAccountStore(dir, { iterations: 1 });
     await assert.rejects(accounts.create("h", "u", "pw"), RangeError);
     assert.equal(await accounts.exists("h", "u"), false);
+  }));
+
+Deno.test("accounts: decoys for unknown names are stable across restarts and shaped like accounts", () =>
+  withDir(async (dir) => {
+    const accounts = openAccountStore(dir, { iterations: 5000 });
+    await accounts.create("h", "real", "pw");
+    const real = (await accounts.getCredentials("h", "real"))!;
+    const decoy = await accounts.decoyCredentials("h", "ghost");
+    for (const hash of ["SHA-1", "SHA-256"] as const) {
+      assert.equal(decoy[hash]!.salt.length, real[hash]!.salt.length);
+      assert.equal(decoy[hash]!.iterations, real[hash]!.iterations);
+      assert.equal(decoy[hash]!.iterations, 5000);
+    }
+    assert.deepEqual(await accounts.decoyCredentials("h", "ghost"), decoy);
+    assert.notDeepEqual(await accounts.decoyCredentials("h", "ghost2"), decoy);
+    assert.notDeepEqual(await accounts.decoyCredentials("other", "ghost"), decoy);
+    // The secret is kept in the data directory, private to the server's user.
+    const info = await Deno.stat(join(dir, DECOY_KEY_FILE));
+    assert.equal(info.size, 32);
+    if (Deno.build.os !== "windows") assert.equal(info.mode! & 0o077, 0);
+    const reopened = openAccountStore(dir, { iterations: 5000 });
+    assert.deepEqual(await reopened.decoyCredentials("h", "ghost"), decoy);
+  }));
+
+Deno.test("accounts: concurrent first uses agree on one decoy secret; a corrupt one is refused", () =>
+  withDir(async (dir) => {
+    for (let round = 0; round < 20; round++) {
+      await Deno.remove(join(dir, DECOY_KEY_FILE)).catch(() => {});
+      const keys = await Promise.all([loadDecoyKey(dir), loadDecoyKey(dir), loadDecoyKey(dir)]);
+      assert.deepEqual(keys[1], keys[0]);
+      assert.deepEqual(keys[2], keys[0]);
+    }
+    // No temp file is left behind.
+    const names = [];
+    for await (const e of Deno.readDir(dir)) names.push(e.name);
+    assert.deepEqual(names, [DECOY_KEY_FILE]);
+    await Deno.writeFile(join(dir, DECOY_KEY_FILE), new Uint8Array(5));
+    await assert.rejects(loadDecoyKey(dir), /expected 32 bytes/);
   }));

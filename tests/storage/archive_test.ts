@@ -371,3 +371,84 @@ Deno.test("archive metadata: first and last, or nothing", async () => {
     assert.deepEqual(empty, { items: [], complete: true, count: 0 });
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Bounds on what one query reads (issue 9): ids are found alone, filters stop at scanLimit.
+
+/** The store, counting the records its `range` hands out (what a query reads in bulk). */
+function counting(store: ListStore<ArchivedMessage>): {
+  readonly store: ListStore<ArchivedMessage>;
+  read: () => number;
+} {
+  let n = 0;
+  return {
+    store: {
+      ...store,
+      range: async (host, user, a, b) => {
+        const items = await store.range(host, user, a, b);
+        n += items.length;
+        return items;
+      },
+    },
+    read: () => n,
+  };
+}
+
+Deno.test("archive: an id is read alone after the binary search, not with a chunk after it", async () => {
+  await withArchive(async (store) => {
+    const c = counting(store);
+    // Twenty ids spread over the archive: before, each cost up to 256 records read in a row.
+    const ids = MSGS.filter((_, i) => i % 6 === 0).map((m) => m.id);
+    const p = page(await runQuery(c.store, HOST, USER, query({ ids, max: 50 })));
+    assert.deepEqual(p.items.map((m) => m.id), ids);
+    // Every fourth message shares its stamp with the one before: at most 1 + 2 reads each.
+    assert.ok(c.read() <= ids.length * 3, `read ${c.read()} records for ${ids.length} ids`);
+  });
+});
+
+Deno.test("archive: a filter matching nothing reads at most scanLimit records per query", async () => {
+  await withArchive(async (store) => {
+    const c = counting(store);
+    const q = query({ with: "nobody@example.net", scanLimit: 50 });
+    const first = page(await runQuery(c.store, HOST, USER, q));
+    assert.equal(c.read(), 50);
+    // An empty page that is not complete: its RSM set names the records the scan covered.
+    assert.deepEqual(first.items, []);
+    assert.equal(first.complete, false);
+    assert.deepEqual(first.scanned, { first: MSGS[0].id, last: MSGS[49].id });
+  });
+});
+
+Deno.test("archive: paging on after a bounded scan visits every match once, both ways", async () => {
+  await withArchive(async (store) => {
+    for (const w of ["carol@c.example", "alice@a.example/laptop", "nobody@example.net"]) {
+      const want = MSGS.filter((m) => matchesWith(m, w)).map((m) => m.id);
+      for (const backward of [false, true]) {
+        const got: string[] = [];
+        let cursor: string | undefined;
+        let pages = 0;
+        for (;;) {
+          const c = counting(store);
+          const q = backward
+            ? query({ with: w, max: 7, scanLimit: 30, before: cursor ?? true })
+            : query({ with: w, max: 7, scanLimit: 30, after: cursor });
+          const p = page(await runQuery(c.store, HOST, USER, q));
+          // The scan, and the lookup of the cursor (a record or two among equal stamps).
+          assert.ok(c.read() <= 30 + 3, `a page read ${c.read()} records`);
+          const ids = p.items.map((m) => m.id);
+          if (backward) got.unshift(...ids);
+          else got.push(...ids);
+          pages++;
+          assert.ok(pages <= MSGS.length, "paging must end");
+          if (p.complete) break;
+          // What a client does: go on from the RSM <first/> (backward) or <last/> (forward).
+          const first = p.scanned?.first ?? ids[0];
+          const last = p.scanned?.last ?? ids[ids.length - 1];
+          cursor = backward ? first : last;
+          assert.ok(cursor !== undefined, "an incomplete page must name where to go on");
+        }
+        assert.deepEqual(got, want, `${w} ${backward ? "backward" : "forward"}`);
+      }
+    }
+  });
+});

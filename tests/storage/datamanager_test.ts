@@ -3,9 +3,13 @@ import { join } from "node:path";
 import {
   decodePathPart,
   encodePathPart,
+  MAX_ENCODED_PART,
   openKeyvalStore,
+  removeTempFiles,
   StoreCorruptError,
   storeDir,
+  TEMP_PREFIX,
+  UnstorableNameError,
 } from "../../lib/storage/datamanager.ts";
 
 async function listFiles(dir: string): Promise<string[]> {
@@ -281,6 +285,68 @@ Deno.test("datamanager: a store directory removed behind a store's back is made 
       assert.equal(await store.get("h", "a"), "two");
       assert.deepEqual(await listFiles(storeDir(dir, "h", "s")), ["a.json"]);
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datamanager: a user name too long to be a file name has no value and cannot get one", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = openKeyvalStore<string>(dir, "roster", { soleWriter: true });
+    const long = "a".repeat(MAX_ENCODED_PART + 1);
+    // Reads and deletes answer as for a user without a file (no file can exist for it) ...
+    assert.equal(await store.get("h", long), undefined);
+    await store.delete("h", long);
+    assert.equal(await openKeyvalStore<string>(dir, "roster").get("h", "é".repeat(41)), undefined);
+    // ... and a write is refused, with an error of its own.
+    await assert.rejects(store.set("h", long, "v"), UnstorableNameError);
+    await assert.rejects(store.set("h", "", "v"), UnstorableNameError);
+    assert.deepEqual(await walk(dir), []);
+    // The longest name that fits is stored as any other.
+    await store.set("h", "a".repeat(MAX_ENCODED_PART), "v");
+    assert.equal(await store.get("h", "a".repeat(MAX_ENCODED_PART)), "v");
+    // The host is configuration, not a peer's choice: a bad one still throws.
+    await assert.rejects(store.get("", "juliet"), UnstorableNameError);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datamanager: removeTempFiles removes what writes cut short left, and nothing else", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    assert.equal(await removeTempFiles(join(dir, "missing")), 0);
+    const store = openKeyvalStore<string>(dir, "roster");
+    await store.set("example.com", "juliet", "kept");
+    await store.set("other.example", "romeo", "kept too");
+    // What a crash between the write of a temp file and its rename leaves behind, in a keyval
+    // store and in a list store's directory (its copy during a shift).
+    const roster = storeDir(dir, "example.com", "roster");
+    await Deno.writeTextFile(join(roster, `${TEMP_PREFIX}0123456789abcdef`), '{"half');
+    const archive = storeDir(dir, "other.example", "archive");
+    await Deno.mkdir(archive, { recursive: true });
+    await Deno.writeTextFile(join(archive, `${TEMP_PREFIX}${crypto.randomUUID()}`), "x\n");
+    await Deno.writeTextFile(join(archive, "romeo.list"), "");
+    // Not a temp file: a directory and a file that merely contain the word.
+    await Deno.mkdir(join(roster, `${TEMP_PREFIX}dir`));
+    await Deno.writeTextFile(join(roster, "x.tmp-1.json"), "{}");
+
+    assert.equal(await removeTempFiles(dir), 2);
+    assert.deepEqual(await walk(dir), [
+      "example%2Ecom",
+      "example%2Ecom/roster",
+      "example%2Ecom/roster/.tmp-dir",
+      "example%2Ecom/roster/juliet.json",
+      "example%2Ecom/roster/x.tmp-1.json",
+      "other%2Eexample",
+      "other%2Eexample/archive",
+      "other%2Eexample/archive/romeo.list",
+      "other%2Eexample/roster",
+      "other%2Eexample/roster/romeo.json",
+    ]);
+    assert.equal(await store.get("example.com", "juliet"), "kept");
+    assert.equal(await removeTempFiles(dir), 0);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -8,6 +8,7 @@ import {
   escapeAttr,
   escapeText,
   isValidXmlText,
+  NO_NAMESPACE,
   NS_CLIENT,
   serialize,
   stanza,
@@ -126,6 +127,39 @@ Deno.test("serialize declares a namespace only where it differs from the parent'
   // A detached element without a namespace takes whatever is in scope.
   assert.equal(serialize(elem("item", { jid: "a" }), "jabber:iq:roster"), '<item jid="a"/>');
   assert.equal(serialize(elem("a", {}, [elem("b")]), "urn:p"), "<a><b/></a>");
+});
+
+Deno.test("an element in no namespace keeps its xmlns='' under a default namespace", () => {
+  const msg = stanza("message", { to: "a@b" }, [
+    elem("x", { xmlns: NO_NAMESPACE }, [elem("y"), elem("z", { xmlns: "urn:z" }, [elem("w")])]),
+    elem("body", {}, ["hi"]),
+  ]);
+  const x = msg.children[0] as Element;
+  // Neither the builder nor the parent's namespace claims it, nor its unqualified children.
+  assert.equal(x.xmlns, NO_NAMESPACE);
+  assert.equal((x.children[0] as Element).xmlns, NO_NAMESPACE);
+  assert.equal(((x.children[1] as Element).children[0] as Element).xmlns, "urn:z");
+  assert.equal((msg.children[1] as Element).xmlns, NS_CLIENT);
+  assert.equal(
+    serialize(msg),
+    '<message to="a@b"><x xmlns=""><y/><z xmlns="urn:z"><w/></z></x><body>hi</body></message>',
+  );
+  // An element already in no namespace (built elsewhere, or parsed) is left there when a new
+  // parent adopts it.
+  const adopted = stanza("message", {}, [x]);
+  assert.equal((adopted.children[0] as Element).xmlns, NO_NAMESPACE);
+  assert.equal(child(adopted, "x", NO_NAMESPACE), x);
+  // Where no default namespace is in scope, there is nothing to undeclare.
+  assert.equal(serialize(x, ""), '<x><y/><z xmlns="urn:z"><w/></z></x>');
+  assert.equal(serialize(elem("x", { xmlns: NO_NAMESPACE }), ""), "<x/>");
+  assert.equal(serialize(elem("x", { xmlns: NO_NAMESPACE }), NO_NAMESPACE), "<x/>");
+  // A namespaced element inside one in no namespace declares its own again.
+  assert.equal(
+    serialize(elem("x", { xmlns: NO_NAMESPACE }, [elem("q", { xmlns: NS_CLIENT })])),
+    '<x xmlns=""><q xmlns="jabber:client"/></x>',
+  );
+  // The marker is no text XML could carry, so it cannot be sent as a namespace.
+  assert.equal(isValidXmlText(NO_NAMESPACE), false);
 });
 
 Deno.test("child, childElements, text and childText", () => {

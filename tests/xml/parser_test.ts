@@ -5,7 +5,7 @@ import {
   type ParseEvent,
   type StreamParser,
 } from "../../lib/xml/parser.ts";
-import { type Element, serialize } from "../../lib/xml/element.ts";
+import { type Element, NO_NAMESPACE, serialize } from "../../lib/xml/element.ts";
 
 const enc = new TextEncoder();
 const NS_STREAMS = "http://etherx.jabber.org/streams";
@@ -210,6 +210,47 @@ Deno.test("namespaces are resolved", () => {
   });
 });
 
+Deno.test("xmlns='' puts an element in no namespace, and it is written back so", () => {
+  const sent = "<message to='b@example.com'><x xmlns=''><y a='1'/>" +
+    "<z xmlns='urn:z'><w xmlns=''/><v/></z></x><body>hi</body></message>";
+  const [, st] = parse([HEADER + sent]);
+  assert.ok(st.kind === "stanza");
+  const msg = st.stanza;
+  assert.equal(msg.xmlns, "jabber:client");
+  const [x, body] = msg.children as Element[];
+  assert.deepEqual(x, {
+    name: "x",
+    xmlns: NO_NAMESPACE,
+    attrs: {},
+    children: [
+      { name: "y", xmlns: NO_NAMESPACE, attrs: { a: "1" }, children: [] },
+      {
+        name: "z",
+        xmlns: "urn:z",
+        attrs: {},
+        children: [
+          { name: "w", xmlns: NO_NAMESPACE, attrs: {}, children: [] },
+          { name: "v", xmlns: "urn:z", attrs: {}, children: [] },
+        ],
+      },
+    ],
+  });
+  assert.equal(body.xmlns, "jabber:client");
+  const text = serialize(msg);
+  assert.equal(
+    text,
+    '<message to="b@example.com"><x xmlns=""><y a="1"/>' +
+      '<z xmlns="urn:z"><w xmlns=""/><v/></z></x><body>hi</body></message>',
+  );
+  assert.deepEqual(stanzas(parse([HEADER + text])), [msg]);
+  // A stanza itself in no namespace (a stream without a default namespace) says so too.
+  const [, bare] = parse([`<stream:stream xmlns:stream='${NS_STREAMS}'><message><x/></message>`]);
+  assert.ok(bare.kind === "stanza");
+  assert.equal(bare.stanza.xmlns, NO_NAMESPACE);
+  assert.equal(serialize(bare.stanza), '<message xmlns=""><x/></message>');
+  assert.equal(serialize(bare.stanza, ""), "<message><x/></message>");
+});
+
 Deno.test("split invariance: a small stream cut at every byte position", () => {
   const all = enc.encode(SMALL_STREAM);
   const whole = parse([all]);
@@ -308,6 +349,33 @@ Deno.test("not-well-formed: invalid UTF-8, also when split across chunks", () =>
   expectError([head, new Uint8Array([0xc0, 0xaf])], "not-well-formed");
   // An encoded surrogate.
   expectError([head, new Uint8Array([0xed, 0xa0, 0x80])], "not-well-formed");
+});
+
+// Found by the fuzzer (tests/xml/_fuzz.ts): each gave different events for the same input cut
+// differently.
+Deno.test("split invariance at errors: the first problem in the stream wins, however cut", () => {
+  const cases: [Uint8Array, ParseErrorCondition, number][] = [
+    // Invalid UTF-8 after a complete stanza: the stanza is still read.
+    [
+      enc.encode(HEADER + "<message><body>\u00fc</body></message> <a>\u{1F600}"),
+      "not-well-formed",
+      1,
+    ],
+    // A tag name ended by `<`: malformed markup, not text between stanzas.
+    [enc.encode(HEADER + "<presence/><aut6l0</auth>"), "not-well-formed", 1],
+    // Text between stanzas before malformed markup: the text is the first problem.
+    [enc.encode(HEADER + "<presence/>AGp1bGll</auth>"), "bad-format", 1],
+  ];
+  cases[0][0] = Uint8Array.from([...cases[0][0], 0xff, ...enc.encode("</a>")]);
+  for (const [input, condition, count] of cases) {
+    const whole = parse([input]);
+    assert.equal(errorOf(whole), condition, JSON.stringify(whole));
+    assert.equal(stanzas(whole).length, count);
+    for (let cut = 1; cut < input.length; cut++) {
+      const events = parse([input.subarray(0, cut), input.subarray(cut)]);
+      assert.deepEqual(events, whole, `cut at ${cut}`);
+    }
+  }
 });
 
 Deno.test("restricted-xml: DOCTYPE, comments, processing instructions", () => {
