@@ -59,7 +59,7 @@ async function startServer(root: string, users: readonly string[]): Promise<Proc
   );
   const accounts = openAccountStore(`${dir}/data`);
   for (const u of users) await accounts.create("localhost", u, "pw");
-  const child = new Deno.Command("deno", {
+  const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-A",
@@ -239,7 +239,7 @@ const ATTACKS: readonly Attack[] = [
   },
   {
     name: "roster",
-    what: "22 roster items with 200 KB names, then a roster get",
+    what: "22 roster items with 200 groups of 1 KB each, then a roster get",
     users: ["alice"],
     async run(port, measure) {
       const a = await login(port, "alice");
@@ -248,7 +248,11 @@ const ATTACKS: readonly Attack[] = [
         for (let i = 0; i < 22; i++) {
           a.send(stanza("iq", { type: "set", id: `r${i}` }, [
             elem("query", { xmlns: "jabber:iq:roster" }, [
-              elem("item", { jid: `c${i}@example.net`, name: pad(200_000) }),
+              elem(
+                "item",
+                { jid: `c${i}@example.net`, name: pad(1000) },
+                Array.from({ length: 200 }, (_, g) => elem("group", {}, [`${g}${pad(990)}`])),
+              ),
             ]),
           ]));
           const r = await collect(a, (el) => el.attrs.id === `r${i}` && isResult(el), 1, 10_000);
@@ -296,11 +300,11 @@ const ATTACKS: readonly Attack[] = [
   },
   {
     name: "mam-ids",
-    what: "a MAM query naming 240 ids in an archive of 300",
+    what: "a MAM query naming 240 ids in an archive of 3000",
     users: ["alice", "bob"],
     async run(port, measure) {
       const a = await login(port, "alice");
-      for (let i = 0; i < 300; i++) a.send(message("bob@localhost", `m${i}`));
+      for (let i = 0; i < 3000; i++) a.send(message("bob@localhost", `m${i}`));
       await a.ping(60_000);
       const ids = Array.from({ length: 240 }, (_, i) => elem("value", {}, [`nope${i}`]));
       const form = elem("x", { xmlns: "jabber:x:data", type: "submit" }, [
@@ -313,8 +317,18 @@ const ATTACKS: readonly Attack[] = [
         a.send(stanza("iq", { type: "set", id: "q" }, [
           elem("query", { xmlns: "urn:xmpp:mam:2", queryid: "q" }, [form]),
         ]));
-        const r = await collect(a, (el) => el.name === "iq" && el.attrs.id === "q", 1, 30_000);
-        return r === 1 ? "answered" : "no answer";
+        let type = "no answer";
+        await collect(
+          a,
+          (el) => {
+            const it = el.name === "iq" && el.attrs.id === "q";
+            if (it) type = el.attrs.type ?? "?";
+            return it;
+          },
+          1,
+          30_000,
+        );
+        return `answered: ${type}`;
       });
     },
   },

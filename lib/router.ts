@@ -78,8 +78,18 @@ function firstChild(el: Element): Element | undefined {
   return undefined;
 }
 
+/** How far a stanza has come on its way. */
+export interface RouteOptions {
+  /**
+   * The sender's archive copy of this message is durable: it goes on to its recipient. Until
+   * then, an archivable message from a local user goes to the sender's account first, so that
+   * nothing is delivered that the sender's archive could still lose.
+   */
+  readonly senderArchived?: boolean;
+}
+
 /** Deliveries for a stanza whose `from` is stamped and whose `to` is normalised. */
-export function route(stanza: Element, view: RouterView): Delivery[] {
+export function route(stanza: Element, view: RouterView, opts: RouteOptions = {}): Delivery[] {
   const to = stanza.attrs.to;
   if (to === undefined) return [];
   const jid = parseJid(to);
@@ -133,24 +143,24 @@ export function route(stanza: Element, view: RouterView): Delivery[] {
       ? bounce(stanza)
       : [{ kind: "deliver", to: target.fullJid, stanza }];
   }
-  const outgoing = outgoingArchive(stanza, view);
+  const sender = opts.senderArchived ? undefined : archivingSender(stanza, view);
+  if (sender !== undefined) {
+    // XEP-0313: the sender's copy first; the sender's account routes it on once it is durable.
+    return [{ kind: "account", bare: sender, op: { kind: "outgoing-message", stanza } }];
+  }
   if (view.archiving) {
     // The recipient's account archives before it delivers, and keeps messages in order.
-    return [...outgoing, { kind: "account", bare, op: { kind: "incoming-message", stanza } }];
+    return [{ kind: "account", bare, op: { kind: "incoming-message", stanza } }];
   }
-  return [...outgoing, ...messageDeliveries(stanza, bare, jid.resource, resources)];
+  return messageDeliveries(stanza, bare, jid.resource, resources);
 }
 
-/** The sender's archive copy of a message from a local user (XEP-0313). */
-function outgoingArchive(stanza: Element, view: RouterView): Delivery[] {
-  if (!view.archiving || !isArchivable(stanza)) return [];
+/** The local sender (bare JID) whose archive may keep a copy of this message (XEP-0313). */
+function archivingSender(stanza: Element, view: RouterView): string | undefined {
+  if (!view.archiving || !isArchivable(stanza)) return undefined;
   const from = stanza.attrs.from === undefined ? undefined : parseJid(stanza.attrs.from);
-  if (from?.local === undefined || !view.hosts.includes(from.domain)) return [];
-  return [{
-    kind: "account",
-    bare: `${from.local}@${from.domain}`,
-    op: { kind: "outgoing-message", stanza },
-  }];
+  if (from?.local === undefined || !view.hosts.includes(from.domain)) return undefined;
+  return `${from.local}@${from.domain}`;
 }
 
 /**

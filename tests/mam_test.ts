@@ -496,3 +496,31 @@ Deno.test("account: preferences with more JIDs than limits.mamPrefsJids are not-
   assert.deepEqual(s2.prefs, two);
   assert.deepEqual(out2.map((o) => o.kind), ["store-prefs", "deliver"]);
 });
+
+Deno.test("account: a sent message is archived, then routed on, then its carbons", () => {
+  const msg = stanza("message", {
+    type: "chat",
+    id: "m1",
+    from: "juliet@capulet.lit/balcony",
+    to: "romeo@montague.lit",
+  }, [elem("body", {}, ["hi"])]);
+  const copy = stanza("message", { from: "juliet@capulet.lit", to: "juliet@capulet.lit/phone" });
+  const [s, out] = reduceAccount(
+    JULIET_STATE,
+    { kind: "outgoing-message", stanza: msg, then: [copy] },
+    accountCtx(),
+  );
+  assert.equal(s.lastArchived, 1_700_000_000_000);
+  // Issue 10: the archive append (durable before what follows runs) comes first.
+  assert.deepEqual(out.map((o) => o.kind), ["archive-append", "route", "route"]);
+  assert.ok(out[0].kind === "archive-append");
+  assert.equal(out[0].item.peer, "romeo@montague.lit");
+  assert.deepEqual(out.slice(1), [
+    { kind: "route", stanza: msg, senderArchived: true },
+    { kind: "route", stanza: copy },
+  ]);
+  // With a policy that keeps nothing, the message still goes on, marked as past the archive.
+  const never = { ...JULIET_STATE, prefs: { default: "never" as const, always: [], never: [] } };
+  const [, out2] = reduceAccount(never, { kind: "outgoing-message", stanza: msg }, accountCtx());
+  assert.deepEqual(out2, [{ kind: "route", stanza: msg, senderArchived: true }]);
+});

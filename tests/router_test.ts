@@ -531,3 +531,33 @@ Deno.test("stanzas to an external component's domain go to the component (XEP-01
     xml: bounced(far, "remote-server-not-found"),
   }]);
 });
+
+Deno.test("archiving: a local user's message goes to the sender's archive first, then on", () => {
+  const v: RouterView = { ...view({ [JULIET]: [resource("balcony", 0)] }), archiving: true };
+  const msg = stanza("message", { type: "chat", from: ROMEO, to: JULIET, id: "m1" }, [
+    elem("body", {}, ["hi"]),
+  ]);
+  const xml = serializeTop(msg);
+  // Issue 10: nothing reaches the recipient that the sender's archive could still lose.
+  assert.deepEqual(shown(route(msg, v)), [
+    { kind: "account", bare: "romeo@example.com", op: "outgoing-message", xml },
+  ]);
+  // Once the sender's copy is durable, the recipient's account archives and delivers.
+  assert.deepEqual(shown(route(msg, v, { senderArchived: true })), [
+    { kind: "account", bare: JULIET, op: "incoming-message", xml },
+  ]);
+  // A message the archive does not keep (no body) goes straight on.
+  const state = stanza("message", { type: "chat", from: ROMEO, to: JULIET }, [
+    elem("active", { xmlns: "http://jabber.org/protocol/chatstates" }),
+  ]);
+  assert.deepEqual(shown(route(state, v)).map((d) => (d as { op: string }).op), [
+    "incoming-message",
+  ]);
+  // A sender who is not ours has no archive here.
+  const remote = stanza("message", { type: "chat", from: "x@elsewhere.example/r", to: JULIET }, [
+    elem("body", {}, ["hi"]),
+  ]);
+  assert.deepEqual(shown(route(remote, v)).map((d) => (d as { op: string }).op), [
+    "incoming-message",
+  ]);
+});

@@ -123,7 +123,12 @@ export type AccountOp =
   /** A message for this user, to archive and then deliver (when archiving is on). */
   | { readonly kind: "incoming-message"; readonly stanza: Element }
   /** A message this user sent, for their archive. */
-  | { readonly kind: "outgoing-message"; readonly stanza: Element }
+  | {
+    readonly kind: "outgoing-message";
+    readonly stanza: Element;
+    /** Routed after the message (XEP-0280 sent carbons): after the archive, like it. */
+    readonly then?: readonly Element[];
+  }
   /** XEP-0313 query, metadata and preferences of the user's own archive. */
   | { readonly kind: "mam-query"; readonly iq: Element; readonly query: ArchiveQuery }
   | { readonly kind: "mam-metadata"; readonly iq: Element }
@@ -139,6 +144,10 @@ export type AccountOp =
   }
   /** XEP-0077 §3.2: the user removes their account (`iq` from the requesting session). */
   | { readonly kind: "remove-account"; readonly iq: Element }
+  /** Messages queued for a hibernating session `sid` (XEP-0198), kept on disk too (issue 10). */
+  | { readonly kind: "sm-stash"; readonly sid: string; readonly messages: readonly Element[] }
+  /** Session `sid` was resumed or its queue went to offline storage: its stash goes. */
+  | { readonly kind: "sm-unstash"; readonly sid: string }
   /** An available resource went (XEP-0012 §4 keeps the time and the status text). */
   | { readonly kind: "logout"; readonly status?: string };
 
@@ -155,8 +164,11 @@ export type AccountOutput =
   | { readonly kind: "store-offline"; readonly action: "deliver"; readonly to: string }
   /** Give a stanza to one of this user's sessions. */
   | { readonly kind: "deliver"; readonly to: string; readonly stanza: Element }
-  /** Hand a stanza to the router (to another account or session). */
-  | { readonly kind: "route"; readonly stanza: Element }
+  /**
+   * Hand a stanza to the router (to another account or session); `senderArchived`: the
+   * sender's archive copy of this message is durable, it goes on to its recipient.
+   */
+  | { readonly kind: "route"; readonly stanza: Element; readonly senderArchived?: boolean }
   /** The roster changed: every session of the user gets the new one. */
   | { readonly kind: "roster-changed"; readonly roster: Roster }
   /** One session gets the roster (after binding). */
@@ -178,7 +190,10 @@ export type AccountOutput =
    * Delete the account and all its data, leave a tombstone, then answer `iq` and end every
    * session of the account (or answer with an error when the deletion failed).
    */
-  | { readonly kind: "remove-account"; readonly iq: Element };
+  | { readonly kind: "remove-account"; readonly iq: Element }
+  /** Append to (or drop) the on-disk stash of a hibernating session (XEP-0198, issue 10). */
+  | { readonly kind: "sm-stash"; readonly sid: string; readonly messages: readonly Element[] }
+  | { readonly kind: "sm-unstash"; readonly sid: string };
 
 /** What the account reducer may consult. */
 export interface AccountCtx {
@@ -337,7 +352,7 @@ export function reduceAccount(s: AccountState, op: AccountOp, ctx: AccountCtx): 
     case "incoming-message":
       return onIncomingMessage(s, op.stanza, ctx);
     case "outgoing-message":
-      return onOutgoingMessage(s, op.stanza, ctx);
+      return onOutgoingMessage(s, op.stanza, op.then ?? [], ctx);
     case "mam-query":
       return onMamQuery(s, op.iq, op.query, ctx);
     case "mam-metadata":
@@ -355,6 +370,10 @@ export function reduceAccount(s: AccountState, op: AccountOp, ctx: AccountCtx): 
       ];
     case "logout":
       return onLogout(s, op.status, ctx);
+    case "sm-stash":
+      return [s, [{ kind: "sm-stash", sid: op.sid, messages: op.messages }]];
+    case "sm-unstash":
+      return [s, [{ kind: "sm-unstash", sid: op.sid }]];
     case "remove-account":
       // What stays cached is an account that no longer exists, with its tombstone.
       return [
@@ -490,9 +509,21 @@ function onIncomingMessage(s: AccountState, el: Element, ctx: AccountCtx): Accou
   return [next, out];
 }
 
-function onOutgoingMessage(s: AccountState, el: Element, ctx: AccountCtx): AccountStep {
+/**
+ * A message the user sent: kept in their archive when their policy says so, durably, and only
+ * then routed on to its recipient, with its carbons after it.
+ */
+function onOutgoingMessage(
+  s: AccountState,
+  el: Element,
+  then: readonly Element[],
+  ctx: AccountCtx,
+): AccountStep {
   const { state, item } = archived(s, el, el.attrs.to, ctx);
-  return [state, item === undefined ? [] : [{ kind: "archive-append", item }]];
+  const out: AccountOutput[] = item === undefined ? [] : [{ kind: "archive-append", item }];
+  out.push({ kind: "route", stanza: el, senderArchived: true });
+  for (const c of then) out.push({ kind: "route", stanza: c });
+  return [state, out];
 }
 
 /**
@@ -810,9 +841,11 @@ export function presenceSubscribers(roster: Roster): string[] {
  * store failed, a reducer threw), so that whoever waits for it hears back while the rest of
  * the queue goes on. An iq get or set gets `internal-server-error`, type cancel (RFC 6120
  * §8.3.3.6); a message bounces to its sender with the same error (RFC 6121 §8.5), except an
- * error (never an error for an error, RFC 6120 §8.3.1) and a headline (nobody waits for one);
- * presence and the user's own bookkeeping (archiving what they sent, logout, caps) are
- * dropped. A session waiting for its roster gets an empty one rather than waiting for ever.
+ * error (never an error for an error, RFC 6120 §8.3.1) and a headline (nobody waits for one).
+ * A message whose sender's archive copy failed (a full disk) bounces the same way and is not
+ * delivered: nothing reaches the recipient that the sender's archive lacks. Presence and the
+ * user's own bookkeeping (logout, caps) are dropped. A session waiting for its roster gets an
+ * empty one rather than waiting for ever.
  */
 export function failedOpReplies(op: AccountOp): readonly AccountOutput[] {
   switch (op.kind) {
@@ -828,6 +861,7 @@ export function failedOpReplies(op: AccountOp): readonly AccountOutput[] {
       return [{ kind: "route", stanza: errorReply(op.iq, "internal-server-error") }];
     }
     case "incoming-message":
+    case "outgoing-message":
     case "offline-message": {
       const type = op.stanza.attrs.type;
       if (type === "error" || type === "headline" || op.stanza.attrs.from === undefined) return [];
@@ -839,9 +873,10 @@ export function failedOpReplies(op: AccountOp): readonly AccountOutput[] {
     case "inbound-subscription":
     case "probe":
     case "initial-presence":
-    case "outgoing-message":
     case "pep-caps":
     case "logout":
+    case "sm-stash":
+    case "sm-unstash":
       return [];
   }
 }

@@ -112,11 +112,11 @@ export function onOutboundMessage(
   const bare = bareJid(s)!;
   // A message to one of the user's own resources is received there and copied as such.
   if (!isCopied(message, true) || isOwn(message.attrs.to, bare)) return [s, [route]];
-  const copies = enabledExcept(resources, [s.fullJid!]).map((r) => ({
-    kind: "route" as const,
-    stanza: carbon("sent", message, bare, r.fullJid),
-  }));
-  return [s, [route, ...copies]];
+  const then = enabledExcept(resources, [s.fullJid!]).map((r) =>
+    carbon("sent", message, bare, r.fullJid)
+  );
+  // The copies follow the message past the sender's archive (routed after it).
+  return [s, [then.length === 0 ? route : { ...route, then }]];
 }
 
 function isOwn(to: string | undefined, bare: string): boolean {

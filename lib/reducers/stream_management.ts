@@ -106,7 +106,11 @@ export function onSmNonza(s: Session, el: Element, ctx: Ctx): Step | SmEnd {
     case "r":
       // Before `<enable/>` there is nothing to count: ignored, as Prosody does.
       if (s.sm === undefined) return [s, []];
-      return [s, [send(elem("a", { xmlns: NS_SM, h: String(s.sm.inbound) }))]];
+      // Acknowledged only once what those stanzas caused is durable (stored or delivered).
+      return [s, [{
+        kind: "send-durable",
+        stanza: elem("a", { xmlns: NS_SM, h: String(s.sm.inbound) }),
+      }]];
     default:
       return onAck(s, el);
   }
@@ -228,6 +232,9 @@ export function trackStanzas(prev: Session, ev: Event, step: Step, ctx: Ctx): St
     if (hibernating && (o.kind === "send" || o.kind === "send-raw")) continue;
     kept.push(o);
   }
+  if (hibernating && sends.length > 0) {
+    kept.push(...stash(next, sends.map((o) => (o as { stanza: Element }).stanza)));
+  }
   let requestedAt = sm0.requestedAt;
   if (
     sends.length > 0 && !hibernating &&
@@ -289,6 +296,7 @@ export function hibernate(s: Session, ctx: Ctx): Step {
   const evict = evicted(s, ctx);
   const now = ctx.now();
   return [{ ...s, sm: { ...sm, hibernating: true, hibernatedAt: now, requestedAt: undefined } }, [
+    ...stash(s, sm.unacked),
     {
       kind: "hibernate",
       seconds: sm.max ?? ctx.smResumeTimeout,
@@ -315,15 +323,38 @@ function isCopy(el: Element): boolean {
 export function unackedToOffline(s: Session): Output[] {
   const bare = bareJid(s);
   if (s.sm === undefined || bare === undefined) return [];
-  return s.sm.unacked.flatMap((el): Output[] => {
+  const out = keptOffline(s.sm.unacked, bare).map((stanza): Output => ({
+    kind: "account",
+    bare,
+    op: { kind: "offline-message", stanza },
+  }));
+  // Stored from memory: the copy kept on disk while it hibernated is no longer needed.
+  if (s.sm.hibernating === true && s.sm.id !== undefined) out.push(unstash(bare, s.sm.id));
+  return out;
+}
+
+/** The messages of `queue` that offline storage keeps, addressed to the bare JID. */
+function keptOffline(queue: readonly Element[], bare: string): Element[] {
+  return queue.flatMap((el) => {
     const type = el.attrs.type ?? "normal";
     if (el.name !== "message" || (type !== "chat" && type !== "normal") || isCopy(el)) return [];
-    return [{
-      kind: "account",
-      bare,
-      op: { kind: "offline-message", stanza: withAttrs(el, { to: bare }) },
-    }];
+    return [withAttrs(el, { to: bare })];
   });
+}
+
+/**
+ * Issue 10: while a session hibernates, what it is sent lives on disk too (lib/storage/
+ * sm_stash.ts), so that a crash before it is resumed or ends cannot lose it.
+ */
+function stash(s: Session, queue: readonly Element[]): Output[] {
+  const bare = bareJid(s)!;
+  const messages = keptOffline(queue, bare);
+  if (messages.length === 0 || s.sm?.id === undefined) return [];
+  return [{ kind: "account", bare, op: { kind: "sm-stash", sid: s.sm.id, messages } }];
+}
+
+function unstash(bare: string, sid: string): Output {
+  return { kind: "account", bare, op: { kind: "sm-unstash", sid } };
 }
 
 /** True when `old` is the session `previd` names and belongs to the account `s` logged in as. */
@@ -378,6 +409,8 @@ export function onResumeAnswer(
   const next: Session = { ...merged, sm: { ...withQueue(merged.sm!, [], [], 0), outbound: ev.h } };
   return [next, [
     rebind,
+    // What it was sent while hibernating is in `resend` now, no longer needed on disk.
+    ...(sm0.hibernating === true ? [unstash(bareJid(old)!, sm0.id!)] : []),
     { kind: "sm-resumable", id: sm0.id! },
     send(elem("resumed", { xmlns: NS_SM, previd: ev.previd, h: String(sm0.inbound) })),
     ...resend.map(send),

@@ -77,8 +77,16 @@ export type Output =
   | { readonly kind: "send"; readonly stanza: Element }
   /** Write raw text: stream headers and the closing tag only. */
   | { readonly kind: "send-raw"; readonly text: string }
-  /** Hand a stanza to the router (its `from` is already stamped). */
-  | { readonly kind: "route"; readonly stanza: Element }
+  /**
+   * Hand a stanza to the router (its `from` is already stamped); `then` are routed after it
+   * has passed the sender's archive (XEP-0280 sent carbons follow their message).
+   */
+  | { readonly kind: "route"; readonly stanza: Element; readonly then?: readonly Element[] }
+  /**
+   * Write once every effect of what this session asked for before is durable (archived,
+   * stored, or handed to a live session): XEP-0198 `<a/>` acknowledges nothing less.
+   */
+  | { readonly kind: "send-durable"; readonly stanza: Element }
   | { readonly kind: "load-credentials"; readonly host: string; readonly username: string }
   | { readonly kind: "load-roster"; readonly host: string; readonly username: string }
   /** An operation for a user's account (roster, subscriptions, offline messages). */

@@ -29,13 +29,17 @@ import {
 import { archiveMetadata, runQuery } from "../storage/archive.ts";
 import type { ListStore } from "../storage/mod.ts";
 import type { OfflineStore } from "../storage/offline.ts";
+import type { SmStash } from "../storage/sm_stash.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import type { Registry } from "./registry.ts";
 
 /** The hub's operations. */
 export interface AccountHub {
-  /** Queues an operation for the account `bare` (user@host). */
-  submit(bare: string, op: AccountOp): void;
+  /**
+   * Queues an operation for the account `bare` (user@host). Resolves (never rejects) once it
+   * was carried out or answered, and what it routed on was too: its effects are durable.
+   */
+  submit(bare: string, op: AccountOp): Promise<void>;
   /** Operations waiting in the account's queue (for backpressure on its sessions). */
   queueLength(bare: string): number;
   /** Resolves when every queue is empty (for shutdown and tests). */
@@ -47,14 +51,22 @@ export interface AccountHubDeps {
   readonly accounts: AccountStore;
   readonly rosters: KeyvalStore<Roster>;
   readonly offline: OfflineStore;
+  /** What hibernating sessions were sent, on disk (XEP-0198; none: memory only). */
+  readonly smStash?: SmStash;
   readonly archive: ListStore<ArchivedMessage>;
   readonly prefs: KeyvalStore<ArchivePrefs>;
   /** Opens the keyval store of a module's per-account data. */
   readonly openStore: (name: string) => KeyvalStore<unknown>;
   readonly registry: Registry;
   readonly ctx: AccountCtx;
-  /** Routes a stanza (the shell's router). */
-  readonly route: (stanza: Element) => void;
+  /**
+   * Routes a stanza (the shell's router); resolves once what it caused is durable.
+   * `senderArchived`: see `RouteOptions` in lib/router.ts.
+   */
+  readonly route: (
+    stanza: Element,
+    opts?: { readonly senderArchived?: boolean },
+  ) => Promise<void> | void;
   /** True while the tombstone of a removed account stands (XEP-0077, tombstones). */
   readonly isTombstoned?: (host: string, user: string) => Promise<boolean>;
   /** Deletes an account with its data and leaves a tombstone. */
@@ -69,9 +81,18 @@ interface Entry {
    * archive, not at load: most loads are logins that archive nothing.
    */
   archiveTail: boolean;
-  readonly queue: AccountOp[];
+  readonly queue: Queued[];
   running: boolean;
 }
+
+/** An op waiting in a queue, with whoever waits for its effects. */
+interface Queued {
+  readonly op: AccountOp;
+  readonly done: () => void;
+}
+
+const settled = (ps: readonly Promise<unknown>[]): Promise<void> =>
+  Promise.allSettled(ps).then(() => {});
 
 /** Outputs that send something to someone: once one went out, the op has had its answer. */
 const ANSWERS: ReadonlySet<AccountOutput["kind"]> = new Set([
@@ -164,7 +185,16 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     return { ...state, modules };
   }
 
-  async function execute(bare: string, out: AccountOutput): Promise<void> {
+  /**
+   * Carries out one output, in order with the others of its op. What it routes on is not
+   * waited for here (two accounts' queues must never wait for each other) but added to
+   * `onward`, which the op's submitter waits for.
+   */
+  async function execute(
+    bare: string,
+    out: AccountOutput,
+    onward: Promise<void>[] = [],
+  ): Promise<void> {
     const [host, user] = split(bare);
     switch (out.kind) {
       case "store-roster":
@@ -188,9 +218,14 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       case "deliver":
         deps.registry.get(out.to)?.dispatch({ kind: "inbound", stanza: out.stanza });
         return;
-      case "route":
-        deps.route(out.stanza);
+      case "route": {
+        const routed = deps.route(
+          out.stanza,
+          out.senderArchived ? { senderArchived: true } : undefined,
+        );
+        if (routed !== undefined) onward.push(routed);
         return;
+      }
       case "roster-changed":
         for (const r of deps.registry.resourcesOf(bare)) {
           deps.registry.get(r.fullJid)?.dispatch({ kind: "roster-loaded", roster: out.roster });
@@ -222,6 +257,12 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
         return;
       case "archive-append":
         await deps.archive.append(host, user, [out.item]);
+        return;
+      case "sm-stash":
+        await deps.smStash?.append(host, user, out.sid, out.messages);
+        return;
+      case "sm-unstash":
+        await deps.smStash?.drop(host, user, out.sid);
         return;
       case "store-prefs":
         await deps.prefs.set(host, user, out.prefs);
@@ -284,7 +325,22 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
    * answer {@link failedOpReplies} gives, unless something of it was sent already, and the
    * queue goes on with the next: one bad op never takes its neighbours with it.
    */
-  async function run(bare: string, entry: Entry, op: AccountOp): Promise<void> {
+  async function run(bare: string, entry: Entry, { op, done }: Queued): Promise<void> {
+    const onward: Promise<void>[] = [];
+    try {
+      await runOp(bare, entry, op, onward);
+    } finally {
+      if (onward.length === 0) done();
+      else settled(onward).then(done);
+    }
+  }
+
+  async function runOp(
+    bare: string,
+    entry: Entry,
+    op: AccountOp,
+    onward: Promise<void>[],
+  ): Promise<void> {
     let sent = false;
     let executing = false;
     try {
@@ -299,7 +355,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       // acknowledge).
       for (const out of outputs) {
         executing = true;
-        await execute(bare, out);
+        await execute(bare, out, onward);
         if (ANSWERS.has(out.kind)) sent = true;
       }
     } catch (err) {
@@ -317,7 +373,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       if (sent) return;
       for (const out of failedOpReplies(op)) {
         try {
-          await execute(bare, out);
+          await execute(bare, out, onward);
         } catch (e) {
           deps.log.error("Account {bare}: answering a failed {op} failed: {err}", {
             bare,
@@ -352,8 +408,11 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       if (entry === undefined) {
         entries.set(bare, entry = { queue: [], running: false, archiveTail: false });
       }
-      entry.queue.push(op);
+      let done!: () => void;
+      const effects = new Promise<void>((resolve) => (done = resolve));
+      entry.queue.push({ op, done });
       if (!entry.running) start(bare, entry);
+      return effects;
     },
     queueLength(bare) {
       return entries.get(bare)?.queue.length ?? 0;

@@ -32,7 +32,14 @@ export interface ConnectionDeps {
   readonly registry: Registry;
   readonly accounts: AccountStore;
   /** Routes a stanza to sessions and accounts. */
-  readonly route: (stanza: Element) => void;
+  /**
+   * Routes a stanza; resolves once what it caused is durable. `then` (sent carbons) are routed
+   * after it has passed the sender's archive.
+   */
+  readonly route: (
+    stanza: Element,
+    opts?: { readonly then?: readonly Element[] },
+  ) => Promise<void>;
   readonly hub: AccountHub;
   /** The process-wide entity capabilities cache (XEP-0115). */
   readonly caps?: CapsCache;
@@ -226,6 +233,16 @@ export async function serveConnection(
   let sink: Sink = plainSink(conn, () => dispatch({ kind: "disconnected", reason: "write" }));
   let tlsSocket: tls.TLSSocket | undefined;
   let done = false;
+  /** Effects of this session's stanzas not yet durable (account ops, routed stanzas). */
+  const effects = new Set<Promise<void>>();
+  /** The last `<a/>` scheduled (XEP-0198), so that they go out in order. */
+  let acked: Promise<unknown> = Promise.resolve();
+  /** The socket is gone while the session waits to be resumed: nothing more is written. */
+  let hibernating = false;
+  function track(p: Promise<void>): void {
+    effects.add(p);
+    p.then(() => effects.delete(p));
+  }
   let lastActivity = Date.now();
   let resolveDone!: () => void;
   const finished = new Promise<void>((r) => (resolveDone = r));
@@ -333,11 +350,21 @@ export async function serveConnection(
         return;
       case "route":
         if (session.type === "c2s") noteTarget(out.stanza.attrs.to);
-        deps.route(out.stanza);
+        track(deps.route(out.stanza, out.then === undefined ? undefined : { then: out.then }));
         return;
       case "account":
-        deps.hub.submit(out.bare, out.op);
+        track(deps.hub.submit(out.bare, out.op));
         return;
+      case "send-durable": {
+        // XEP-0198: `<a/>` only once every effect of the stanzas it counts is durable; acks
+        // stay in order (each waits for the one before it).
+        const { stanza } = out;
+        const waits = [acked, ...effects];
+        acked = Promise.allSettled(waits).then(() => {
+          if (!done && !hibernating) sink.write(serializeTop(stanza));
+        });
+        return;
+      }
       case "load-credentials": {
         const { host, username } = out;
         // An account that failed often lately, from any address, is answered late rather than
@@ -429,6 +456,7 @@ export async function serveConnection(
       case "hibernate":
         // The socket is gone but the session is not: it stays registered, and this loop keeps
         // reducing what is routed to it until it is resumed elsewhere or the timer fires.
+        hibernating = true;
         sink.close();
         backlogGuard.stop();
         opts.ticket?.release();

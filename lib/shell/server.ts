@@ -11,10 +11,11 @@ import { type AccountStore, openAccountStore } from "../storage/accounts.ts";
 import { openKeyvalStore, removeTempFiles } from "../storage/datamanager.ts";
 import { openListStore } from "../storage/list_store.ts";
 import { openOfflineStore } from "../storage/offline.ts";
+import { openSmStash } from "../storage/sm_stash.ts";
 import type { ArchivedMessage, ArchivePrefs } from "../mam.ts";
 import { ensureSelfSigned, loadTlsMaterial, type TlsMaterial, tlsServerEndPoint } from "./certs.ts";
 import { type ConnectionDeps, serveConnection } from "./connection.ts";
-import { route } from "../router.ts";
+import { route, type RouteOptions } from "../router.ts";
 import type { Element } from "../xml/element.ts";
 import { createAccountHub } from "./account_hub.ts";
 import { ACCOUNT_IQ, MODULE_STORES } from "../reducers/modules.ts";
@@ -33,6 +34,15 @@ import {
   type ComponentRegistry,
   serveComponent,
 } from "./component_listener.ts";
+
+/** Stanzas routed after another one (XEP-0280 sent carbons after their message). */
+interface Then {
+  readonly then?: readonly Element[];
+}
+
+const DURABLE: Promise<void> = Promise.resolve();
+const settled = (ps: readonly Promise<void>[]): Promise<void> =>
+  Promise.allSettled(ps).then(() => {});
 
 /** Name and version reported to peers. */
 export const SERVER_NAME = "deno-xmpp";
@@ -180,23 +190,46 @@ export async function startServer(config: Config): Promise<RunningServer> {
     resourcesOf: registry.resourcesOf,
     accountIq: (key: string) => ACCOUNT_IQ.has(key),
   };
-  const routeStanza = (stanza: Element): void => {
-    for (const d of route(stanza, view)) {
-      if (d.kind === "deliver") registry.get(d.to)?.dispatch({ kind: "inbound", stanza: d.stanza });
-      else if (d.kind === "bounce") routeStanza(d.stanza);
-      else if (d.kind === "component") {
-        components.get(d.domain)?.dispatch({ kind: "inbound", stanza: d.stanza });
-      } else hub.submit(d.bare, d.op);
-    }
-  };
   // The hub's stores are written by the hub alone (the CLI only deletes from them), so each
   // may keep its directory listing: a login then finds the roster, vCard, block list ... it
   // does not have without a file operation.
   const soleWriter = { soleWriter: true };
+  // Messages of sessions that hibernated when the server crashed: to offline storage, before
+  // anyone can log in (XEP-0198 resumption cannot survive a restart; the messages must).
+  const offline = openOfflineStore(config.dataDir, soleWriter);
+  const smStash = openSmStash(config.dataDir);
+  const recovered = await smStash.recover(config.hosts, offline);
+  if (recovered > 0) {
+    log.info("Moved {n} messages of sessions that were waiting to be resumed to offline storage", {
+      n: recovered,
+    });
+  }
+  /**
+   * Routes a stanza; resolves once its effects are durable: stored by the accounts it went to
+   * (and what they routed on), or handed to a live session. `then` (sent carbons) follow the
+   * stanza past the sender's archive.
+   */
+  const routeStanza = (stanza: Element, opts: RouteOptions & Then = {}): Promise<void> => {
+    const waits: Promise<void>[] = [];
+    let then = opts.then ?? [];
+    for (const d of route(stanza, view, opts)) {
+      if (d.kind === "deliver") registry.get(d.to)?.dispatch({ kind: "inbound", stanza: d.stanza });
+      else if (d.kind === "bounce") waits.push(routeStanza(d.stanza));
+      else if (d.kind === "component") {
+        components.get(d.domain)?.dispatch({ kind: "inbound", stanza: d.stanza });
+      } else if (d.op.kind === "outgoing-message" && then.length > 0) {
+        waits.push(hub.submit(d.bare, { ...d.op, then }));
+        then = [];
+      } else waits.push(hub.submit(d.bare, d.op));
+    }
+    for (const c of then) waits.push(routeStanza(c));
+    return waits.length === 0 ? DURABLE : waits.length === 1 ? waits[0] : settled(waits);
+  };
   const hub = createAccountHub({
     accounts,
     rosters: openKeyvalStore<Roster>(config.dataDir, "roster", soleWriter),
-    offline: openOfflineStore(config.dataDir, soleWriter),
+    offline,
+    smStash,
     archive,
     prefs: openKeyvalStore<ArchivePrefs>(config.dataDir, "archive_prefs", soleWriter),
     openStore: (name) => openKeyvalStore<unknown>(config.dataDir, name, soleWriter),

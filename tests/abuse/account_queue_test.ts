@@ -375,7 +375,7 @@ Deno.test("abuse: random operations into one account queue each get exactly one 
         archive: { enabled: true, policy: "always" },
         random: () => "r",
       },
-      route: (el) => sent.push(el),
+      route: (el) => void sent.push(el),
       log: getLogger("test"),
     });
     const rounds = 3;

@@ -44,7 +44,14 @@ Deno.test("the listener survives running out of file descriptors (EMFILE)", asyn
     limits: { max_connections_per_ip: 10_000, max_unauthed_per_ip: 10_000 },
   };
   const child = new Deno.Command("bash", {
-    args: ["-c", `ulimit -n 80; exec deno run -A "$0" "$1"`, fixture, JSON.stringify(settings)],
+    // The running deno, not one on the PATH (`npx deno task test` puts none there).
+    args: [
+      "-c",
+      `ulimit -n 80; exec "$2" run -A "$0" "$1"`,
+      fixture,
+      JSON.stringify(settings),
+      Deno.execPath(),
+    ],
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",

@@ -66,7 +66,8 @@ export async function startServerProcess(config: string): Promise<ServerProcess>
   const deadline = Date.now() + 30_000;
   let port: number | undefined;
   while (port === undefined) {
-    const m = /Listening for clients on [^ ]*:(\d+)/.exec(text);
+    // The whole line: a chunk may end in the middle of the port number.
+    const m = /Listening for clients on [^ ]*:(\d+)\r?\n/.exec(text);
     if (m !== null) port = Number(m[1]);
     else {
       if (exited) throw new Error(`server exited before listening:\n${text}`);

@@ -270,3 +270,57 @@ Deno.test("account hub: removing an account deletes its data before the account 
     assert.equal(await accounts.exists("h", "juliet"), false);
     assert.deepEqual(routed, [iqError("x1", "juliet@h/r")]);
   }));
+
+// ---- Durability before acknowledgement (issue 10) ----
+
+Deno.test("account hub: a submitted op resolves only once its archive append and what it routed on are durable", () =>
+  withTemp(async (dir) => {
+    // The sender's archive append waits until released; so does the recipient's side, which
+    // the route stands for here.
+    let releaseAppend!: () => void;
+    const appendGate = new Promise<void>((r) => (releaseAppend = r));
+    const archive = openListStore<ArchivedMessage>(dir, "archive", { ffi: "off" });
+    const gatedArchive = {
+      ...archive,
+      append: async (...args: Parameters<typeof archive.append>) => {
+        await appendGate;
+        return await archive.append(...args);
+      },
+    };
+    let releaseRecipient!: () => void;
+    const recipient = new Promise<void>((r) => (releaseRecipient = r));
+    const routedWith: unknown[] = [];
+    const { hub: archiving, deps } = testHub(dir, {
+      archive: gatedArchive,
+      route: (el: Element, opts?: { readonly senderArchived?: boolean }) => {
+        routedWith.push([el.attrs.id, opts?.senderArchived]);
+        return recipient;
+      },
+      ctx: {
+        now: () => NOW,
+        newId: () => "id",
+        resourcesOf: () => [],
+        limits: DEFAULT_LIMITS,
+        archive: { enabled: true, policy: "always" },
+        random: () => "r",
+      },
+    });
+    await deps.accounts.create("h", "romeo", "pw");
+    let resolved = false;
+    const effects = archiving.submit("romeo@h", {
+      kind: "outgoing-message",
+      stanza: chat("m1"),
+    }).then(() => (resolved = true));
+    await new Promise((r) => setTimeout(r, 50));
+    // Not routed on before the sender's copy is on disk, and not durable yet.
+    assert.deepEqual(routedWith, []);
+    assert.equal(resolved, false);
+    releaseAppend();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(routedWith, [["m1", true]]);
+    assert.equal(resolved, false, "waits for what it routed on");
+    assert.deepEqual((await archive.range("h", "romeo", 0, 10)).map((i) => i.peer), ["juliet@h"]);
+    releaseRecipient();
+    await effects;
+    assert.equal(resolved, true);
+  }));
