@@ -99,6 +99,11 @@ export interface Config {
   readonly componentInterfaces: readonly string[];
   /** External components (XEP-0114) allowed to connect (`[[components]]`). */
   readonly components: readonly ComponentConfig[];
+  /**
+   * Loopback addresses are exempt from the per-address connection caps (`exempt_loopback`):
+   * the machine itself (a load test, a reverse proxy, a local bot) is not one peer.
+   */
+  readonly exemptLoopback: boolean;
 }
 
 /** One external component (XEP-0114): the domain it serves and its shared secret. */
@@ -325,6 +330,7 @@ const Schema = table({
     5347,
   ),
   component_interfaces: interfaces(["127.0.0.1"]),
+  exempt_loopback: boolean(true),
   components: v.optional(
     v.array(
       table({
@@ -485,6 +491,7 @@ export function configFromObject(obj: unknown, source: string): Config {
     componentPort: raw.component_port,
     componentInterfaces: raw.component_interfaces,
     components: raw.components,
+    exemptLoopback: raw.exempt_loopback,
   };
 }
 

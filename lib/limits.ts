@@ -90,9 +90,9 @@ export const DEFAULT_LIMITS: Limits = {
   authTimeout: 60,
   idleTimeout: 840,
   smResumeTimeout: 300,
-  maxConnections: 10000,
-  maxConnectionsPerIp: 100,
-  maxUnauthedPerIp: 10,
+  maxConnections: 65536,
+  maxConnectionsPerIp: 1000,
+  maxUnauthedPerIp: 50,
   writeBacklog: 4 * 1024 * 1024,
   accountQueue: 256,
   rosterItems: 1000,
@@ -199,10 +199,10 @@ export const LIMIT_MINIMUMS: Readonly<Record<keyof Limits, number>> = {
   csiBytes: 0,
 };
 
-/** UTF-8 length of a string without allocating (for byte caps). */
-export function utf8Bytes(s: string): number {
+/** UTF-8 length of `s[from, to)` without allocating (for byte caps and size limits). */
+export function utf8Bytes(s: string, from = 0, to = s.length): number {
   let n = 0;
-  for (let i = 0; i < s.length; i++) {
+  for (let i = from; i < to; i++) {
     const c = s.charCodeAt(i);
     if (c < 0x80) n += 1;
     else if (c < 0x800) n += 2;

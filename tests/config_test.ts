@@ -39,6 +39,7 @@ const DEFAULTS: Config = {
   componentPort: 5347,
   componentInterfaces: ["127.0.0.1"],
   components: [],
+  exemptLoopback: true,
 };
 
 /** Asserts that `fn` throws a ConfigError whose message is exactly `message`. */
@@ -124,6 +125,7 @@ registration_throttle = 2
 tombstone_expiry = "never"
 component_port = 5400
 component_interfaces = ["*"]
+exempt_loopback = false
 
 [[components]]
 domain = "Gateway.example.org"
@@ -213,6 +215,7 @@ failure_window = 60
     componentPort: 5400,
     componentInterfaces: ["*"],
     components: [{ domain: "gateway.example.org", secret: "s" }],
+    exemptLoopback: false,
   };
   assert.deepEqual(parseConfig(text, "full.toml"), expected);
 });

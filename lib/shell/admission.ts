@@ -34,8 +34,22 @@ export interface Admission {
 
 type AdmissionLimits = Pick<Limits, "maxConnections" | "maxConnectionsPerIp" | "maxUnauthedPerIp">;
 
-/** Connection counting under `limits`; its memory is one entry per address with connections. */
-export function createAdmission(limits: AdmissionLimits): Admission {
+/**
+ * True for a loopback address: the machine itself (a load test, a reverse proxy, a local bot),
+ * which the per-address caps must not cut off when `exempt_loopback` is on.
+ */
+export function isLoopback(ip: string): boolean {
+  return ip === "::1" || ip.startsWith("127.") || ip.startsWith("::ffff:127.");
+}
+
+/**
+ * Connection counting under `limits`; its memory is one entry per address with connections.
+ * `exempt(ip)`: the per-address caps do not apply to this address (the total still does).
+ */
+export function createAdmission(
+  limits: AdmissionLimits,
+  exempt: (ip: string) => boolean = () => false,
+): Admission {
   let total = 0;
   // Keyed by address: Maps, and entries go at zero, so they never outgrow the connections.
   const perIp = new Map<string, number>();
@@ -48,10 +62,11 @@ export function createAdmission(limits: AdmissionLimits): Admission {
   return {
     admit(ip) {
       if (total >= limits.maxConnections) return { ok: false, reason: "too many connections" };
-      if ((perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
+      const capped = !exempt(ip);
+      if (capped && (perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
         return { ok: false, reason: "too many connections from your address" };
       }
-      if ((unauthedPerIp.get(ip) ?? 0) >= limits.maxUnauthedPerIp) {
+      if (capped && (unauthedPerIp.get(ip) ?? 0) >= limits.maxUnauthedPerIp) {
         return { ok: false, reason: "too many unauthenticated connections from your address" };
       }
       total++;

@@ -21,7 +21,7 @@ import type { Registration } from "./registration.ts";
 import type { AuthThrottle } from "./throttle.ts";
 import { acceptTls, type TlsContexts } from "./tls.ts";
 import type { Ticket } from "./admission.ts";
-import { type BacklogSource, createBacklogGuard, whenRelieved } from "./flow.ts";
+import { type BacklogGuard, type BacklogSource, createBacklogGuard, whenRelieved } from "./flow.ts";
 import { utf8Bytes } from "../limits.ts";
 import { bareJid } from "../session.ts";
 import { parseJid } from "../xmpp/jid.ts";
@@ -39,7 +39,7 @@ export interface ConnectionDeps {
   readonly route: (
     stanza: Element,
     opts?: { readonly then?: readonly Element[] },
-  ) => Promise<void>;
+  ) => Promise<void> | void;
   readonly hub: AccountHub;
   /** The process-wide entity capabilities cache (XEP-0115). */
   readonly caps?: CapsCache;
@@ -234,14 +234,16 @@ export async function serveConnection(
   let tlsSocket: tls.TLSSocket | undefined;
   let done = false;
   /** Effects of this session's stanzas not yet durable (account ops, routed stanzas). */
-  const effects = new Set<Promise<void>>();
+  // Made on first use: most connections never wait for anything (an idle one holds nothing).
+  let effects: Set<Promise<void>> | undefined;
   /** The last `<a/>` scheduled (XEP-0198), so that they go out in order. */
-  let acked: Promise<unknown> = Promise.resolve();
+  let acked: Promise<unknown> | undefined;
   /** The socket is gone while the session waits to be resumed: nothing more is written. */
   let hibernating = false;
-  function track(p: Promise<void>): void {
-    effects.add(p);
-    p.then(() => effects.delete(p));
+  function track(p: Promise<void> | void): void {
+    if (p === undefined) return;
+    (effects ??= new Set()).add(p);
+    p.then(() => effects!.delete(p));
   }
   let lastActivity = Date.now();
   let resolveDone!: () => void;
@@ -255,20 +257,27 @@ export async function serveConnection(
   const limits = ctx.limits;
   // Nothing more can be written to a peer that does not read: close the socket now and end (or
   // hibernate) the session as for a dropped connection.
-  const backlogGuard = createBacklogGuard(() => sink, limits.writeBacklog, (why) => {
-    aborted = true;
-    log.warn("{ip}: dropped, it does not read what is sent to it ({why})", {
-      ip: session.ip,
-      why,
+  // Made the first time the backlog passes the limit: most connections never get there, and an
+  // idle connection's memory is what the server holds most of.
+  let backlogGuard: BacklogGuard | undefined;
+  const guardBacklog = () => {
+    if (backlogGuard === undefined && sink.backlog() <= limits.writeBacklog) return;
+    backlogGuard ??= createBacklogGuard(() => sink, limits.writeBacklog, (why) => {
+      aborted = true;
+      log.warn("{ip}: dropped, it does not read what is sent to it ({why})", {
+        ip: session.ip,
+        why,
+      });
+      sink.abort();
+      opts.ticket?.release();
+      // Ahead of whatever else is queued: nothing more is written to this peer.
+      queue.unshift({ ev: { kind: "disconnected", reason: "write backlog" }, gen: -1 });
+      if (!draining) drain();
     });
-    sink.abort();
-    opts.ticket?.release();
-    // Ahead of whatever else is queued: nothing more is written to this peer.
-    queue.unshift({ ev: { kind: "disconnected", reason: "write backlog" }, gen: -1 });
-    if (!draining) drain();
-  });
+    backlogGuard.check();
+  };
   /** Accounts this connection's stanzas went to lately, whose queues may hold its reading. */
-  const recentTargets = new Set<string>();
+  let recentTargets: Set<string> | undefined;
 
   function newParser(authenticated: boolean): StreamParser {
     return createStreamParser({
@@ -309,7 +318,7 @@ export async function serveConnection(
       session = next;
       for (const out of outputs) execute(out);
       if (session.type === "c2s") opts.ticket?.authenticated();
-      if (!done && !aborted) backlogGuard.check();
+      if (!done && !aborted) guardBacklog();
     }
     draining = false;
   }
@@ -323,7 +332,7 @@ export async function serveConnection(
     if (sink.backlog() > limits.writeBacklog / 2) return true;
     const own = bareJid(session);
     if (own !== undefined && deps.hub.queueLength(own) > limits.accountQueue) return true;
-    for (const bare of recentTargets) {
+    for (const bare of recentTargets ?? []) {
       if (deps.hub.queueLength(bare) > limits.accountQueue) return true;
     }
     return false;
@@ -333,6 +342,7 @@ export async function serveConnection(
     const jid = to === undefined ? undefined : parseJid(to);
     if (jid?.local === undefined) return;
     const bare = `${jid.local}@${jid.domain}`;
+    recentTargets ??= new Set();
     recentTargets.delete(bare);
     recentTargets.add(bare);
     if (recentTargets.size > RECENT_TARGETS) {
@@ -359,7 +369,7 @@ export async function serveConnection(
         // XEP-0198: `<a/>` only once every effect of the stanzas it counts is durable; acks
         // stay in order (each waits for the one before it).
         const { stanza } = out;
-        const waits = [acked, ...effects];
+        const waits = [...(acked === undefined ? [] : [acked]), ...(effects ?? [])];
         acked = Promise.allSettled(waits).then(() => {
           if (!done && !hibernating) sink.write(serializeTop(stanza));
         });
@@ -458,7 +468,7 @@ export async function serveConnection(
         // reducing what is routed to it until it is resumed elsewhere or the timer fires.
         hibernating = true;
         sink.close();
-        backlogGuard.stop();
+        backlogGuard?.stop();
         opts.ticket?.release();
         deps.quiet.forget(handle);
         clearTimeout(hibernationTimer);
@@ -489,7 +499,7 @@ export async function serveConnection(
     }
     deps.quiet.forget(handle);
     registry.removeConnection(handle);
-    backlogGuard.stop();
+    backlogGuard?.stop();
     sink.close();
     opts.ticket?.release();
     resolveDone();

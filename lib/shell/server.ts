@@ -28,7 +28,12 @@ import { createAuthThrottle } from "./throttle.ts";
 import { createRegistration } from "./registration.ts";
 import { hasTombstone, openTombstoneStore, removeAccount } from "../storage/tombstones.ts";
 import { secureContexts } from "./tls.ts";
-import { createAdmission, createHandshakeThrottle, refuseConnection } from "./admission.ts";
+import {
+  createAdmission,
+  createHandshakeThrottle,
+  isLoopback,
+  refuseConnection,
+} from "./admission.ts";
 import {
   type ComponentHandle,
   type ComponentRegistry,
@@ -40,7 +45,6 @@ interface Then {
   readonly then?: readonly Element[];
 }
 
-const DURABLE: Promise<void> = Promise.resolve();
 const settled = (ps: readonly Promise<void>[]): Promise<void> =>
   Promise.allSettled(ps).then(() => {});
 
@@ -209,21 +213,27 @@ export async function startServer(config: Config): Promise<RunningServer> {
    * (and what they routed on), or handed to a live session. `then` (sent carbons) follow the
    * stanza past the sender's archive.
    */
-  const routeStanza = (stanza: Element, opts: RouteOptions & Then = {}): Promise<void> => {
+  const routeStanza = (stanza: Element, opts: RouteOptions & Then = {}): Promise<void> | void => {
     const waits: Promise<void>[] = [];
     let then = opts.then ?? [];
     for (const d of route(stanza, view, opts)) {
       if (d.kind === "deliver") registry.get(d.to)?.dispatch({ kind: "inbound", stanza: d.stanza });
-      else if (d.kind === "bounce") waits.push(routeStanza(d.stanza));
-      else if (d.kind === "component") {
+      else if (d.kind === "bounce") {
+        const bounced = routeStanza(d.stanza);
+        if (bounced !== undefined) waits.push(bounced);
+      } else if (d.kind === "component") {
         components.get(d.domain)?.dispatch({ kind: "inbound", stanza: d.stanza });
       } else if (d.op.kind === "outgoing-message" && then.length > 0) {
         waits.push(hub.submit(d.bare, { ...d.op, then }));
         then = [];
       } else waits.push(hub.submit(d.bare, d.op));
     }
-    for (const c of then) waits.push(routeStanza(c));
-    return waits.length === 0 ? DURABLE : waits.length === 1 ? waits[0] : settled(waits);
+    for (const c of then) {
+      const routed = routeStanza(c);
+      if (routed !== undefined) waits.push(routed);
+    }
+    // Nothing to wait for (handed to live sessions): no promise at all, the common case.
+    return waits.length === 0 ? undefined : waits.length === 1 ? waits[0] : settled(waits);
   };
   const hub = createAccountHub({
     accounts,
@@ -312,7 +322,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
     }),
     log: getLogger("component"),
   };
-  const admission = createAdmission(config.limits);
+  const admission = createAdmission(
+    config.limits,
+    config.exemptLoopback ? isLoopback : undefined,
+  );
   type Kind = "c2s" | "direct-tls" | "component";
   const serve = (conn: Deno.Conn, kind: Kind): Promise<void> => {
     if (kind !== "component") {

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { utf8Bytes } from "../limits.ts";
 import { SaxesParser, type SaxesTagNS } from "saxes";
 import { type Element, NO_NAMESPACE, type XmlNode } from "./element.ts";
 
@@ -177,7 +178,7 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
       memoRel = 0;
       memoBytes = 0;
     }
-    memoBytes += utf8Length(sliceStr, memoRel, rel);
+    memoBytes += utf8Bytes(sliceStr, memoRel, rel);
     memoRel = rel;
     return sliceByteStart + memoBytes;
   }
@@ -471,21 +472,6 @@ function attrsOf(tag: SaxesTagNS, root = false): Record<string, string> {
     }
   }
   return attrs;
-}
-
-/** UTF-8 length of s[from, to), which holds no lone surrogates. */
-function utf8Length(s: string, from: number, to: number): number {
-  let n = 0;
-  for (let i = from; i < to; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff) {
-      n += 4;
-      i++;
-    } else n += 3;
-  }
-  return n;
 }
 
 /**

@@ -5,6 +5,7 @@
  * regex-only fast paths and recent results are kept in a small bounded cache.
  * @module
  */
+import { utf8Bytes } from "../limits.ts";
 import { domainToASCII, domainToUnicode } from "node:url";
 
 /** A parsed, normalised JID. Absent parts are absent keys, never `undefined` values. */
@@ -61,22 +62,8 @@ const NUMERIC_LABEL = /^\d+$/;
 /** Dots that IDNA treats as label separators (RFC 3490 §3.1). */
 const TRAILING_DOT = /[.\u3002\uff0e\uff61]$/;
 
-/** UTF-8 length without allocating; the input is well-formed UTF-16. */
-function utf8Length(s: string): number {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff) n += 4;
-    else if (c >= 0xdc00 && c <= 0xdfff) n += 0;
-    else n += 3;
-  }
-  return n;
-}
-
 function lengthOk(s: string): boolean {
-  return s.length > 0 && utf8Length(s) <= MAX_PART_OCTETS;
+  return s.length > 0 && utf8Bytes(s) <= MAX_PART_OCTETS;
 }
 
 /** RFC 5892 Appendix A contextual rules for the CONTEXTO code points IdentifierClass admits. */

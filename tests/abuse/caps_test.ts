@@ -15,13 +15,6 @@ const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
 const NODE = "https://attacker.example/";
 const BASE = { require_encryption: false, archive_enabled: false };
 
-async function connect(port: number, user: string, resource: string): Promise<RawClient> {
-  const c = await RawClient.connect(port);
-  await c.login(user, "pw");
-  await c.bind(resource);
-  return c;
-}
-
 /** A disco#info answer with `n` features, its verified ver, as a client would compute it. */
 function discoAnswer(tag: string, n: number): { readonly ver: string; readonly query: Element } {
   const identity = { category: "client", type: "pc", name: tag };
@@ -52,7 +45,7 @@ async function questionsBeforeReflection(c: RawClient, fullJid: string): Promise
 
 Deno.test("abuse: unsolicited disco#info results do not fill the caps cache", async () => {
   await withServer(["mallory", "alice"], async (server) => {
-    const mallory = await connect(server.c2sPort, "mallory", "m");
+    const mallory = await RawClient.online(server.c2sPort, "mallory", "m");
     try {
       // Results the server never asked for, each with a correct hash, in the shape of an
       // answer to a caps question (id "disco", to the user's own service).
@@ -84,7 +77,7 @@ Deno.test("abuse: unsolicited disco#info results do not fill the caps cache", as
         ]),
       );
       await mallory.ping();
-      const alice = await connect(server.c2sPort, "alice", "a");
+      const alice = await RawClient.online(server.c2sPort, "alice", "a");
       try {
         alice.send(capsPresence(known.ver));
         assert.deepEqual(await questionsBeforeReflection(alice, "alice@localhost/a"), []);

@@ -92,6 +92,8 @@ Deno.test("the listener survives running out of file descriptors (EMFILE)", asyn
 Deno.test("connections past max_unauthed_per_ip are refused with policy-violation", async () => {
   const server = await startTestServer({
     require_encryption: false,
+    // The tests' clients are on loopback, which is exempt by default.
+    exempt_loopback: false,
     limits: { max_unauthed_per_ip: 2 },
   });
   await server.accounts.create("localhost", "alice", "pw");
@@ -126,6 +128,7 @@ Deno.test("connections past max_unauthed_per_ip are refused with policy-violatio
 Deno.test("max_connections_per_ip and max_connections refuse, and closing frees a place", async () => {
   const server = await startTestServer({
     require_encryption: false,
+    exempt_loopback: false,
     limits: { max_connections_per_ip: 3, max_connections: 5, max_unauthed_per_ip: 10 },
   });
   try {
@@ -335,6 +338,23 @@ Deno.test("reading pauses while the client's own write backlog is long", async (
     assert.equal(client.closed, false);
   } finally {
     await client.close();
+    await server.stop();
+  }
+});
+
+Deno.test("loopback is exempt from the per-address caps by default, not from the total", async () => {
+  const server = await startTestServer({
+    require_encryption: false,
+    limits: { max_connections_per_ip: 2, max_unauthed_per_ip: 2, max_connections: 4 },
+  });
+  try {
+    // A reverse proxy or a load test on the machine itself is not one peer.
+    const open = await openStreams(server.c2sPort, 4);
+    const refused = await rawExchange(server.c2sPort, clientHeader());
+    assert.equal(streamError(refused.text), "policy-violation", refused.text);
+    assert.ok(refused.text.includes("too many connections"), refused.text);
+    for (const c of open) await c.close();
+  } finally {
     await server.stop();
   }
 });

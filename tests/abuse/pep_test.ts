@@ -17,21 +17,6 @@ const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const BASE = { require_encryption: false, archive_enabled: false };
 const PROTO_NAMES = ["constructor", "toString", "hasOwnProperty", "__proto__", "valueOf"];
 
-async function connect(port: number, user: string, resource = "r"): Promise<RawClient> {
-  const c = await RawClient.connect(port);
-  await c.login(user, "pw");
-  await c.bind(resource);
-  return c;
-}
-
-/** The next stanza matching `pred`; others arriving first are passed over. */
-async function until(c: RawClient, what: string, pred: (el: Element) => boolean): Promise<Element> {
-  for (;;) {
-    const el = await c.next(what);
-    if (pred(el)) return el;
-  }
-}
-
 let ids = 0;
 
 /** Sends an iq and returns its answer. */
@@ -43,7 +28,7 @@ async function iq(
 ): Promise<Element> {
   const id = `q${++ids}`;
   c.send(stanza("iq", { type, id, to }, [payload]));
-  return await until(c, `the answer to ${id}`, (el) => el.name === "iq" && el.attrs.id === id);
+  return await c.until(`the answer to ${id}`, (el) => el.name === "iq" && el.attrs.id === id);
 }
 
 /** The error condition and its pubsub#errors detail, or the type when it is not an error. */
@@ -77,8 +62,8 @@ function options(fields: Readonly<Record<string, string>>): Element {
 
 Deno.test("abuse: PEP requests for prototype-named nodes are answered and drop no neighbour", async () => {
   await withServer(["alice", "bob"], async (server) => {
-    const alice = await connect(server.c2sPort, "alice");
-    const bob = await connect(server.c2sPort, "bob");
+    const alice = await RawClient.online(server.c2sPort, "alice");
+    const bob = await RawClient.online(server.c2sPort, "bob");
     try {
       alice.send(stanza("presence", {}));
       await alice.ping();
@@ -111,7 +96,7 @@ Deno.test("abuse: PEP requests for prototype-named nodes are answered and drop n
       );
       const bodies: string[] = [];
       while (bodies.length < messages) {
-        const m = await until(alice, "bob's messages", (el) => el.name === "message");
+        const m = await alice.until("bob's messages", (el) => el.name === "message");
         bodies.push(text(child(m, "body", m.xmlns) ?? elem("body")));
       }
       assert.deepEqual(bodies, Array.from({ length: messages }, (_, i) => `${i}`));
@@ -163,7 +148,7 @@ Deno.test("abuse: PEP requests for prototype-named nodes are answered and drop n
 
 Deno.test("abuse: pep_item_bytes, pep_bytes and pep_nodes bound what an account keeps", async () => {
   await withServer(["alice"], async (server) => {
-    const alice = await connect(server.c2sPort, "alice");
+    const alice = await RawClient.online(server.c2sPort, "alice");
     try {
       const max = options({ "pubsub#max_items": "max" });
       // 2000 bytes of payload is over pep_item_bytes: payload-too-big, nothing stored.
@@ -207,7 +192,7 @@ Deno.test("abuse: pep_item_bytes, pep_bytes and pep_nodes bound what an account 
 
 Deno.test("abuse: private_bytes bounds private storage", async () => {
   await withServer(["alice"], async (server) => {
-    const alice = await connect(server.c2sPort, "alice");
+    const alice = await RawClient.online(server.c2sPort, "alice");
     try {
       const set = (name: string, n: number) =>
         elem("query", { xmlns: NS_PRIVATE }, [elem(name, { xmlns: "urn:example:p" }, [
@@ -226,7 +211,7 @@ Deno.test("abuse: private_bytes bounds private storage", async () => {
 
 Deno.test("abuse: itemreply=publisher puts the publisher on retrieved items", async () => {
   await withServer(["alice"], async (server) => {
-    const alice = await connect(server.c2sPort, "alice");
+    const alice = await RawClient.online(server.c2sPort, "alice");
     try {
       const opts = options({ "pubsub#itemreply": "publisher" });
       assert.equal(

@@ -27,42 +27,13 @@ const NS_ROSTER = "jabber:iq:roster";
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const BASE = { require_encryption: false, archive_enabled: false };
 
-async function connect(port: number, user: string, resource = "r"): Promise<RawClient> {
-  const c = await RawClient.connect(port);
-  await c.login(user, "pw");
-  await c.bind(resource);
-  return c;
-}
-
-/** The next stanza matching `pred`; others arriving first are passed over. */
-async function until(c: RawClient, what: string, pred: (el: Element) => boolean): Promise<Element> {
-  for (;;) {
-    const el = await c.next(what);
-    if (pred(el)) return el;
-  }
-}
-
-/** Everything that arrives before the answer to a ping (sent now): a barrier. */
-async function drain(c: RawClient): Promise<Element[]> {
-  const id = `barrier-${crypto.randomUUID()}`;
-  c.send(
-    stanza("iq", { type: "get", id, to: "localhost" }, [elem("ping", { xmlns: "urn:xmpp:ping" })]),
-  );
-  const got: Element[] = [];
-  for (;;) {
-    const el = await c.next("the barrier");
-    if (el.name === "iq" && el.attrs.id === id) return got;
-    got.push(el);
-  }
-}
-
 let ids = 0;
 
 /** Sends an iq and returns its answer. */
 async function iq(c: RawClient, type: "get" | "set", payload: Element): Promise<Element> {
   const id = `q${++ids}`;
   c.send(stanza("iq", { type, id }, [payload]));
-  return await until(c, `the answer to ${id}`, (el) => el.name === "iq" && el.attrs.id === id);
+  return await c.until(`the answer to ${id}`, (el) => el.name === "iq" && el.attrs.id === id);
 }
 
 function rosterSet(jid: string, name?: string, groups: readonly string[] = []): Element {
@@ -105,7 +76,7 @@ async function component(server: TestServer, domain: string): Promise<RawClient>
 
 Deno.test("abuse: prototype-named contacts in roster sets, subscriptions, probes and requests", async () => {
   await withServer(["alice"], async (server) => {
-    const alice = await connect(server.c2sPort, "alice");
+    const alice = await RawClient.online(server.c2sPort, "alice");
     // A component whose domain is "constructor" is a JID that is also Object.prototype's.
     const gw = await component(server, "constructor");
     try {
@@ -118,7 +89,7 @@ Deno.test("abuse: prototype-named contacts in roster sets, subscriptions, probes
           `<nick xmlns='http://jabber.org/protocol/nick'>Gateway</nick></presence>` +
           `<presence type='probe' from='constructor' to='alice@localhost'/>`,
       );
-      const request = await until(alice, "the request", (el) => el.attrs.type === "subscribe");
+      const request = await alice.until("the request", (el) => el.attrs.type === "subscribe");
       assert.equal(request.attrs.from, "constructor");
       // Alice's own subscription stanzas and a probe to "constructor", "tostring" ...
       for (const type of ["subscribe", "unsubscribe", "probe"]) {
@@ -150,16 +121,16 @@ Deno.test("abuse: prototype-named contacts in roster sets, subscriptions, probes
       await alice.close();
 
       // The pending request from "constructor" is delivered again, payload and all.
-      const again = await connect(server.c2sPort, "alice", "r2");
+      const again = await RawClient.online(server.c2sPort, "alice", "r2");
       again.send(stanza("presence", {}));
-      const redelivered = (await drain(again)).filter((el) => el.attrs.type === "subscribe");
+      const redelivered = (await again.barrier()).filter((el) => el.attrs.type === "subscribe");
       assert.deepEqual(redelivered.map((el) => serialize(el)), [
         `<presence type="subscribe" from="constructor" to="alice@localhost">` +
         `<nick xmlns="http://jabber.org/protocol/nick">Gateway</nick></presence>`,
       ]);
       // Approving it: subscription from, and the component hears of it.
       again.send(stanza("presence", { type: "subscribed", to: "constructor" }));
-      await until(gw, "the approval", (el) => el.attrs.type === "subscribed");
+      await gw.until("the approval", (el) => el.attrs.type === "subscribed");
       assert.ok((await rosterItems(again)).includes("constructor:from"));
       await again.close();
     } finally {
@@ -175,7 +146,7 @@ Deno.test("abuse: prototype-named contacts in roster sets, subscriptions, probes
 
 Deno.test("abuse: roster_items caps roster sets and outbound subscribes", async () => {
   await withServer(["alice"], async (server) => {
-    const alice = await connect(server.c2sPort, "alice");
+    const alice = await RawClient.online(server.c2sPort, "alice");
     try {
       for (let i = 0; i < 3; i++) {
         assert.equal((await iq(alice, "set", rosterSet(`c${i}@localhost`))).attrs.type, "result");
@@ -185,7 +156,7 @@ Deno.test("abuse: roster_items caps roster sets and outbound subscribes", async 
       assert.equal(child(refused, "error")?.attrs.type, "wait");
       // An outbound subscribe that would add a fourth item is refused and changes nothing.
       alice.send(stanza("presence", { type: "subscribe", to: "c4@localhost", id: "sub" }));
-      const error = await until(alice, "the subscribe's error", (el) => el.name === "presence");
+      const error = await alice.until("the subscribe's error", (el) => el.name === "presence");
       assert.equal(error.attrs.type, "error");
       assert.equal(error.attrs.from, "c4@localhost");
       assert.equal(condition(error), "resource-constraint");
@@ -210,7 +181,7 @@ Deno.test("abuse: roster_items caps roster sets and outbound subscribes", async 
 
 Deno.test("abuse: roster_bytes caps the roster's size; over-long names are not-acceptable", async () => {
   await withServer(["alice"], async (server) => {
-    const alice = await connect(server.c2sPort, "alice");
+    const alice = await RawClient.online(server.c2sPort, "alice");
     try {
       // Each item ~200 KB of groups (within the stanza size): the third would pass 512 KiB.
       const groups = (k: number) =>
@@ -248,7 +219,9 @@ Deno.test("abuse: roster_bytes caps the roster's size; over-long names are not-a
 Deno.test("abuse: pending_subscriptions caps waiting requests; the rest are refused", async () => {
   const users = ["alice", "bob", "carol", "dave"];
   await withServer(users, async (server) => {
-    const others = await Promise.all(users.slice(1).map((u) => connect(server.c2sPort, u)));
+    const others = await Promise.all(
+      users.slice(1).map((u) => RawClient.online(server.c2sPort, u)),
+    );
     try {
       // Alice is offline: the requests wait for her. Each is acknowledged (as Prosody does,
       // with unavailable presence) or refused, one after the other.
@@ -256,8 +229,7 @@ Deno.test("abuse: pending_subscriptions caps waiting requests; the rest are refu
       const answers: string[] = [];
       for (const c of others) {
         c.send(stanza("presence", { type: "subscribe", to: "alice@localhost", id: "s" }));
-        const answer = await until(
-          c,
+        const answer = await c.until(
           "the answer",
           (el) => el.name === "presence" && el.attrs.from === "alice@localhost",
         );
@@ -265,15 +237,15 @@ Deno.test("abuse: pending_subscriptions caps waiting requests; the rest are refu
       }
       assert.deepEqual(answers, ["unavailable", "unavailable", "resource-constraint"]);
 
-      const alice = await connect(server.c2sPort, "alice");
+      const alice = await RawClient.online(server.c2sPort, "alice");
       alice.send(stanza("presence", {}));
-      const got = (await drain(alice)).filter((el) => el.attrs.type === "subscribe");
+      const got = (await alice.barrier()).filter((el) => el.attrs.type === "subscribe");
       assert.deepEqual(got.map((el) => el.attrs.from), ["bob@localhost", "carol@localhost"]);
       // Answering one makes room for Dave's.
       alice.send(stanza("presence", { type: "unsubscribed", to: "bob@localhost" }));
-      await drain(alice);
+      await alice.barrier();
       others[2].send(stanza("presence", { type: "subscribe", to: "alice@localhost" }));
-      const daves = await until(alice, "dave's request", (el) => el.attrs.type === "subscribe");
+      const daves = await alice.until("dave's request", (el) => el.attrs.type === "subscribe");
       assert.equal(daves.attrs.from, "dave@localhost");
       await alice.close();
     } finally {
@@ -284,18 +256,18 @@ Deno.test("abuse: pending_subscriptions caps waiting requests; the rest are refu
 
 Deno.test("abuse: a request is redelivered with its XEP-0401 preauth, status and nick", async () => {
   await withServer(["alice", "bob"], async (server) => {
-    const bob = await connect(server.c2sPort, "bob");
+    const bob = await RawClient.online(server.c2sPort, "bob");
     try {
       bob.write(
         `<presence type='subscribe' to='alice@localhost'><status>It is Bob</status>` +
           `<nick xmlns='http://jabber.org/protocol/nick'>Bob</nick>` +
           `<preauth xmlns='urn:xmpp:pars:0' token='a1b2c3'/></presence>`,
       );
-      await drain(bob);
+      await bob.barrier();
       for (const resource of ["one", "two"]) {
-        const alice = await connect(server.c2sPort, "alice", resource);
+        const alice = await RawClient.online(server.c2sPort, "alice", resource);
         alice.send(stanza("presence", {}));
-        const got = (await drain(alice)).filter((el) => el.attrs.type === "subscribe");
+        const got = (await alice.barrier()).filter((el) => el.attrs.type === "subscribe");
         assert.deepEqual(got.map((el) => serialize(el)), [
           `<presence type="subscribe" from="bob@localhost" to="alice@localhost">` +
           `<status>It is Bob</status><nick xmlns="http://jabber.org/protocol/nick">Bob</nick>` +
@@ -328,10 +300,10 @@ Deno.test("abuse: a roster stored by an older version (requests as `true`) still
   }, "test"));
   try {
     await server.accounts.create("localhost", "alice", "pw");
-    const alice = await connect(server.c2sPort, "alice");
+    const alice = await RawClient.online(server.c2sPort, "alice");
     assert.deepEqual(await rosterItems(alice), ["constructor:to"]);
     alice.send(stanza("presence", {}));
-    const got = (await drain(alice)).filter((el) => el.attrs.type === "subscribe");
+    const got = (await alice.barrier()).filter((el) => el.attrs.type === "subscribe");
     assert.deepEqual(got.map((el) => serialize(el)), [
       `<presence type="subscribe" from="bob@localhost" to="alice@localhost"/>`,
       `<presence type="subscribe" from="constructor" to="alice@localhost"/>`,

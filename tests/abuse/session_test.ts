@@ -26,42 +26,13 @@ const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const BASE = { require_encryption: false, archive_enabled: false };
 
-async function connect(port: number, user: string, resource: string): Promise<RawClient> {
-  const c = await RawClient.connect(port);
-  await c.login(user, "pw");
-  await c.bind(resource);
-  return c;
-}
-
-/** The next stanza matching `pred`; others arriving first are passed over. */
-async function until(c: RawClient, what: string, pred: (el: Element) => boolean): Promise<Element> {
-  for (;;) {
-    const el = await c.next(what);
-    if (pred(el)) return el;
-  }
-}
-
-/** Everything that arrives before the answer to a ping (sent now): a barrier. */
-async function drain(c: RawClient): Promise<Element[]> {
-  const id = `barrier-${crypto.randomUUID()}`;
-  c.send(
-    stanza("iq", { type: "get", id, to: "localhost" }, [elem("ping", { xmlns: "urn:xmpp:ping" })]),
-  );
-  const got: Element[] = [];
-  for (;;) {
-    const el = await c.next("the barrier");
-    if (el.name === "iq" && el.attrs.id === id) return got;
-    got.push(el);
-  }
-}
-
 let ids = 0;
 
 /** Sends an iq (to the user's own account unless `to`) and returns its answer. */
 async function iq(c: RawClient, type: "get" | "set", payload: Element, to?: string) {
   const id = `q${++ids}`;
   c.send(stanza("iq", { type, id, to }, [payload]));
-  return await until(c, `the answer to ${id}`, (el) => el.name === "iq" && el.attrs.id === id);
+  return await c.until(`the answer to ${id}`, (el) => el.name === "iq" && el.attrs.id === id);
 }
 
 /** The error condition of an error stanza, or its type when it is not one. */
@@ -95,7 +66,7 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 Deno.test("abuse: the block list is capped in items and bytes (resource-constraint)", async () => {
   await withServer(["alice"], async (server) => {
-    const a = await connect(server.c2sPort, "alice", "r");
+    const a = await RawClient.online(server.c2sPort, "alice", "r");
     try {
       assert.equal(condition(await iq(a, "set", block("a@x.org", "b@x.org"))), "result");
       const over = await iq(a, "set", block("c@x.org", "d@x.org"));
@@ -111,7 +82,7 @@ Deno.test("abuse: the block list is capped in items and bytes (resource-constrai
   }, { ...BASE, limits: { blocklist_items: 3 } });
 
   await withServer(["alice"], async (server) => {
-    const a = await connect(server.c2sPort, "alice", "r");
+    const a = await RawClient.online(server.c2sPort, "alice", "r");
     try {
       const long = (i: number) => `${"x".repeat(300)}${i}@example.org`;
       assert.equal(condition(await iq(a, "set", block(long(1), long(2), long(3)))), "result");
@@ -127,24 +98,24 @@ Deno.test("abuse: the block list is capped in items and bytes (resource-constrai
 Deno.test("abuse: block pushes reach the resources that requested the list, not the roster's", async () => {
   await withServer(["alice", "bob"], async (server) => {
     const port = server.c2sPort;
-    const lister = await connect(port, "alice", "lister");
-    const rosterOnly = await connect(port, "alice", "roster");
-    const blocker = await connect(port, "alice", "blocker");
+    const lister = await RawClient.online(port, "alice", "lister");
+    const rosterOnly = await RawClient.online(port, "alice", "roster");
+    const blocker = await RawClient.online(port, "alice", "blocker");
     try {
       await iq(lister, "get", elem("blocklist", { xmlns: NS_BLOCKING }));
       await iq(rosterOnly, "get", elem("query", { xmlns: "jabber:iq:roster" }));
       assert.equal(condition(await iq(blocker, "set", block("bob@localhost"))), "result");
-      const push = await until(lister, "the block push", (el) => el.name === "iq");
+      const push = await lister.until("the block push", (el) => el.name === "iq");
       assert.equal(push.attrs.type, "set");
       assert.deepEqual(
         childElements(child(push, "block", NS_BLOCKING)!).map((i) => i.attrs.jid),
         ["bob@localhost"],
       );
       // The push was sent to every resource at once: none came to the roster-only one.
-      const other = await drain(rosterOnly);
+      const other = await rosterOnly.barrier();
       assert.equal(other.filter((el) => child(el, "block", NS_BLOCKING) !== undefined).length, 0);
       // Nor to the blocker, which never asked for the list.
-      const own = await drain(blocker);
+      const own = await blocker.barrier();
       assert.equal(own.filter((el) => child(el, "block", NS_BLOCKING) !== undefined).length, 0);
     } finally {
       for (const c of [lister, rosterOnly, blocker]) await c.close();
@@ -157,30 +128,30 @@ Deno.test("abuse: block pushes reach the resources that requested the list, not 
 
 Deno.test("abuse: directed presence past the cap is refused with resource-constraint", async () => {
   await withServer(["alice", "bob"], async (server) => {
-    const a = await connect(server.c2sPort, "alice", "r");
-    const b = await connect(server.c2sPort, "bob", "r");
+    const a = await RawClient.online(server.c2sPort, "alice", "r");
+    const b = await RawClient.online(server.c2sPort, "bob", "r");
     try {
       for (const to of ["x@localhost", "y@localhost", "z@localhost"]) {
         a.send(stanza("presence", { to }));
       }
       a.send(stanza("presence", { to: "bob@localhost/r", id: "p4" }));
-      const refused = await until(a, "the refusal", (el) => el.name === "presence");
+      const refused = await a.until("the refusal", (el) => el.name === "presence");
       assert.equal(refused.attrs.type, "error");
       assert.equal(refused.attrs.id, "p4");
       assert.equal(condition(refused), "resource-constraint");
       // Bob never got it.
-      assert.equal((await drain(b)).filter((el) => el.name === "presence").length, 0);
+      assert.equal((await b.barrier()).filter((el) => el.name === "presence").length, 0);
       // One already remembered still gets updates.
       a.send(stanza("presence", { to: "x@localhost" }));
-      assert.equal((await drain(a)).filter((el) => el.attrs.type === "error").length, 0);
+      assert.equal((await a.barrier()).filter((el) => el.attrs.type === "error").length, 0);
       // Once one is withdrawn there is room, and the recipient hears when Alice goes.
       a.send(stanza("presence", { to: "z@localhost", type: "unavailable" }));
       a.send(stanza("presence", { to: "bob@localhost/r" }));
-      const seen = await until(b, "alice's presence", (el) => el.name === "presence");
+      const seen = await b.until("alice's presence", (el) => el.name === "presence");
       assert.equal(seen.attrs.from, "alice@localhost/r");
       assert.equal(seen.attrs.type, undefined);
       await a.close();
-      const gone = await until(b, "alice going", (el) => el.name === "presence");
+      const gone = await b.until("alice going", (el) => el.name === "presence");
       assert.equal(gone.attrs.type, "unavailable");
     } finally {
       await a.close();
@@ -194,19 +165,19 @@ Deno.test("abuse: directed presence past the cap is refused with resource-constr
 
 async function enableResume(c: RawClient): Promise<string> {
   c.send(elem("enable", { xmlns: NS_SM, resume: "true" }));
-  const enabled = await until(c, "enabled", (el) => el.xmlns === NS_SM && el.name !== "r");
+  const enabled = await c.until("enabled", (el) => el.xmlns === NS_SM && el.name !== "r");
   assert.equal(enabled.name, "enabled");
   return enabled.attrs.id;
 }
 
 /** A fresh login's initial presence brings the offline messages: their bodies. */
 async function offlineBodies(port: number, user: string): Promise<string[]> {
-  const c = await connect(port, user, `fresh-${crypto.randomUUID()}`);
+  const c = await RawClient.online(port, user, `fresh-${crypto.randomUUID()}`);
   try {
     c.send(stanza("presence", {}));
-    const got = await drain(c);
+    const got = await c.barrier();
     await pause(200);
-    got.push(...await drain(c));
+    got.push(...await c.barrier());
     return got.flatMap((el) => el.name === "message" ? [bodyOf(el) ?? ""] : []);
   } finally {
     await c.close();
@@ -216,15 +187,15 @@ async function offlineBodies(port: number, user: string): Promise<string[]> {
 Deno.test("abuse: an unacked SM queue past sm_queue_bytes ends the stream, messages go offline", async () => {
   await withServer(["alice", "bob"], async (server) => {
     const port = server.c2sPort;
-    const a = await connect(port, "alice", "phone");
-    const b = await connect(port, "bob", "pc");
+    const a = await RawClient.online(port, "alice", "phone");
+    const b = await RawClient.online(port, "bob", "pc");
     try {
       await enableResume(a);
       a.send(stanza("presence", {}));
       // Alice reads everything but never acknowledges; 3 × 30 KB passes 64 KiB.
       const big = (i: number) => chat("alice@localhost/phone", `${i}:${"x".repeat(30000)}`);
       for (let i = 1; i <= 3; i++) b.send(big(i));
-      await drain(b);
+      await b.barrier();
       let error: Element | undefined;
       for (;;) {
         const ev = await a.event();
@@ -250,11 +221,11 @@ Deno.test("abuse: an unacked SM queue past sm_queue_bytes ends the stream, messa
 Deno.test("abuse: binding past resources_per_account is resource-constraint, hibernating included", async () => {
   await withServer(["alice"], async (server) => {
     const port = server.c2sPort;
-    const first = await connect(port, "alice", "one");
+    const first = await RawClient.online(port, "alice", "one");
     await enableResume(first);
     first.cut();
     await pause(200);
-    const second = await connect(port, "alice", "two");
+    const second = await RawClient.online(port, "alice", "two");
     const third = await RawClient.connect(port);
     try {
       await third.login("alice", "pw");
@@ -278,15 +249,15 @@ Deno.test("abuse: binding past resources_per_account is resource-constraint, hib
 Deno.test("abuse: past resumable_per_account the oldest hibernating session ends, messages kept", async () => {
   await withServer(["alice", "bob"], async (server) => {
     const port = server.c2sPort;
-    const b = await connect(port, "bob", "pc");
-    const old = await connect(port, "alice", "old");
+    const b = await RawClient.online(port, "bob", "pc");
+    const old = await RawClient.online(port, "alice", "old");
     const oldId = await enableResume(old);
     old.send(stanza("presence", {}));
     b.send(chat("alice@localhost/old", "for-old"));
-    await until(old, "the message", (el) => el.name === "message");
+    await old.until("the message", (el) => el.name === "message");
     old.cut();
     await pause(200);
-    const young = await connect(port, "alice", "young");
+    const young = await RawClient.online(port, "alice", "young");
     const youngId = await enableResume(young);
     young.cut();
     await pause(200);
@@ -295,13 +266,13 @@ Deno.test("abuse: past resumable_per_account the oldest hibernating session ends
       const r1 = await RawClient.connect(port);
       await r1.login("alice", "pw");
       r1.send(elem("resume", { xmlns: NS_SM, previd: oldId, h: "0" }));
-      const failed = await until(r1, "failed", (el) => el.xmlns === NS_SM);
+      const failed = await r1.until("failed", (el) => el.xmlns === NS_SM);
       assert.equal(failed.name, "failed");
       await r1.close();
       const r2 = await RawClient.connect(port);
       await r2.login("alice", "pw");
       r2.send(elem("resume", { xmlns: NS_SM, previd: youngId, h: "0" }));
-      const resumed = await until(r2, "resumed", (el) => el.xmlns === NS_SM);
+      const resumed = await r2.until("resumed", (el) => el.xmlns === NS_SM);
       assert.equal(resumed.name, "resumed");
       await r2.close();
       // What the old one never acknowledged went to offline storage.
@@ -317,11 +288,11 @@ Deno.test("abuse: past resumable_per_account the oldest hibernating session ends
 
 Deno.test("abuse: an inactive client's held stanzas are flushed past csi_bytes", async () => {
   await withServer(["alice", "bob"], async (server) => {
-    const a = await connect(server.c2sPort, "alice", "r");
-    const b = await connect(server.c2sPort, "bob", "r");
+    const a = await RawClient.online(server.c2sPort, "alice", "r");
+    const b = await RawClient.online(server.c2sPort, "bob", "r");
     try {
       a.send(elem("inactive", { xmlns: NS_CSI }));
-      await drain(a);
+      await a.barrier();
       // Directed presence from Bob's resources is held (collapsible); 3 × ~500 B stay under
       // 2 KiB, the fourth passes it and everything comes at once.
       const status = (i: number) =>
@@ -330,15 +301,15 @@ Deno.test("abuse: an inactive client's held stanzas are flushed past csi_bytes",
         ]);
       const bobs: RawClient[] = [];
       for (let i = 1; i <= 3; i++) {
-        const c = await connect(server.c2sPort, "bob", `r${i}`);
+        const c = await RawClient.online(server.c2sPort, "bob", `r${i}`);
         bobs.push(c);
         c.send(status(i));
-        await drain(c);
+        await c.barrier();
       }
-      assert.equal((await drain(a)).filter((el) => el.name === "presence").length, 0);
+      assert.equal((await a.barrier()).filter((el) => el.name === "presence").length, 0);
       b.send(status(4));
-      await drain(b);
-      const got = (await drain(a)).filter((el) => el.name === "presence");
+      await b.barrier();
+      const got = (await a.barrier()).filter((el) => el.name === "presence");
       assert.deepEqual(got.map((el) => el.attrs.id), ["s1", "s2", "s3", "s4"]);
       for (const c of bobs) await c.close();
     } finally {
@@ -350,7 +321,7 @@ Deno.test("abuse: an inactive client's held stanzas are flushed past csi_bytes",
 
 Deno.test("abuse: the server's disco#info announces msgoffline", async () => {
   await withServer(["alice"], async (server) => {
-    const a = await connect(server.c2sPort, "alice", "r");
+    const a = await RawClient.online(server.c2sPort, "alice", "r");
     try {
       const info = await iq(a, "get", elem("query", { xmlns: NS_DISCO_INFO }), "localhost");
       const features = childElements(child(info, "query", NS_DISCO_INFO)!)

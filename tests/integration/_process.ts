@@ -39,10 +39,26 @@ export async function writeConfig(dataDir: string, extra: readonly string[] = []
   return path;
 }
 
+/** How to start the process. */
+export interface ProcessOptions {
+  /**
+   * The largest file the server may write, in KiB (RLIMIT_FSIZE: a full disk's stand-in).
+   * SIGXFSZ is ignored, so that a write past it fails with EFBIG instead of killing the server.
+   */
+  readonly maxFileKiB?: number;
+}
+
 /** Starts `main.ts serve --config CONFIG` and waits until it listens. */
-export async function startServerProcess(config: string): Promise<ServerProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "serve", "--config", config],
+export async function startServerProcess(
+  config: string,
+  opts: ProcessOptions = {},
+): Promise<ServerProcess> {
+  const serve = [Deno.execPath(), "run", "-A", MAIN, "serve", "--config", config];
+  const [cmd, ...args] = opts.maxFileKiB === undefined
+    ? serve
+    : ["bash", "-c", `trap '' XFSZ; ulimit -f ${opts.maxFileKiB}; exec "$0" "$@"`, ...serve];
+  const child = new Deno.Command(cmd, {
+    args,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

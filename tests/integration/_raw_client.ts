@@ -42,6 +42,14 @@ export class RawClient {
     return new RawClient(await Deno.connect({ hostname: "127.0.0.1", port }));
   }
 
+  /** Connects, logs in as `user` (password "pw") and binds `resource`. */
+  static async online(port: number, user: string, resource = "r"): Promise<RawClient> {
+    const c = await RawClient.connect(port);
+    await c.login(user, "pw");
+    await c.bind(resource);
+    return c;
+  }
+
   async #read(): Promise<void> {
     const buf = new Uint8Array(65536);
     try {
@@ -116,6 +124,28 @@ export class RawClient {
       if (ev.kind === "stanza") return ev.stanza;
       if (ev.kind === "stream-close") throw new Error(`stream closed waiting for ${what}`);
       if (ev.kind === "error") throw new Error(`parse error waiting for ${what}: ${ev.text}`);
+    }
+  }
+
+  /** The next stanza matching `pred`; others arriving first are passed over. */
+  async until(what: string, pred: (el: Element) => boolean, ms = 5000): Promise<Element> {
+    for (;;) {
+      const el = await this.next(what, ms);
+      if (pred(el)) return el;
+    }
+  }
+
+  /** Everything that arrives before the answer to a ping (sent now): a barrier. */
+  async barrier(): Promise<Element[]> {
+    const id = `barrier-${crypto.randomUUID()}`;
+    this.send(elem("iq", { xmlns: "jabber:client", type: "get", id, to: "localhost" }, [
+      elem("ping", { xmlns: "urn:xmpp:ping" }),
+    ]));
+    const got: Element[] = [];
+    for (;;) {
+      const el = await this.next("the barrier");
+      if (el.name === "iq" && el.attrs.id === id) return got;
+      got.push(el);
     }
   }
 

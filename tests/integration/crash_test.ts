@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { openAccountStore } from "../../lib/storage/accounts.ts";
 import { openListStore } from "../../lib/storage/list_store.ts";
 import type { ArchivedMessage } from "../../lib/mam.ts";
-import { child, childElements, elem, type Element, stanza, text } from "../../lib/xml/element.ts";
+import { child, childElements, elem, stanza, text } from "../../lib/xml/element.ts";
 import { RawClient } from "./_raw_client.ts";
 import { type ServerProcess, startServerProcess, writeConfig } from "./_process.ts";
 import { misplaced, prng, scanRaw } from "../storage/_list_helpers.ts";
@@ -207,14 +207,6 @@ async function crashSetup(users: readonly string[], extra: readonly string[]) {
   return { dir, dataDir, config: await writeConfig(dataDir, extra) };
 }
 
-/** The next top-level element called `name` (others, like presence echoes, passed over). */
-async function named(c: RawClient, name: string): Promise<Element> {
-  for (;;) {
-    const el = await c.next(name);
-    if (el.name === name) return el;
-  }
-}
-
 /** Bodies of the messages a client receives until `count` came or nothing did for `ms`. */
 async function bodies(c: RawClient, count: number, ms = 3000): Promise<string[]> {
   const got: string[] = [];
@@ -235,7 +227,7 @@ Deno.test("SIGKILL while a session hibernates (XEP-0198): its messages reach off
   try {
     const bob = await connect(server, "bob");
     bob.write(`<enable xmlns='${NS_SM}' resume='true'/>`);
-    const enabled = await named(bob, "enabled");
+    const enabled = await bob.until("enabled", (el) => el.name === "enabled");
     await bob.ping();
     bob.cut(); // the connection drops: the session hibernates
     const alice = await connect(server, "alice");
@@ -285,7 +277,7 @@ Deno.test("SIGKILL after <a/> (XEP-0198): every acknowledged message is in both 
       server = await startServerProcess(config);
       const alice = await connect(server, "alice");
       alice.write(`<enable xmlns='${NS_SM}'/>`);
-      await named(alice, "enabled");
+      await alice.until("enabled", (el) => el.name === "enabled");
       // h counts this stream's stanzas: the initial presence first, then the messages.
       const ids: string[] = ["(presence)"];
       let h = 0;
@@ -337,4 +329,57 @@ Deno.test("SIGKILL after <a/> (XEP-0198): every acknowledged message is in both 
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     await Deno.remove(config).catch(() => {});
   }
+});
+
+Deno.test({
+  name: "a full disk for the sender's archive: the sender gets an error, nothing is delivered",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const { dir, dataDir, config } = await crashSetup(["alice", "bob"], [
+      `archive_policy = "always"`,
+    ]);
+    // Alice's archive is just under the largest file the server may write (64 KiB): her next
+    // append fails with EFBIG, as on a full disk, while Bob's small archive still takes his.
+    const archive = openListStore<ArchivedMessage>(dataDir, "archive", { ffi: "off" });
+    const filler = "x".repeat(3900);
+    for (let i = 0; i < 15; i++) {
+      await archive.append("localhost", "alice", [{
+        id: `old${i}`,
+        ts: 1_000 + i,
+        peer: "bob@localhost",
+        stanza: stanza("message", { type: "chat", to: "bob@localhost" }, [
+          elem("body", {}, [filler]),
+        ]),
+      }]);
+    }
+    const before = await archive.count("localhost", "alice");
+    let server: ServerProcess | undefined = await startServerProcess(config, { maxFileKiB: 64 });
+    try {
+      const bob = await connect(server, "bob");
+      await bob.ping();
+      const alice = await connect(server, "alice");
+      alice.send(stanza("message", { to: "bob@localhost", type: "chat", id: "m1" }, [
+        elem("body", {}, ["lost?"]),
+      ]));
+      const bounce = await alice.until("message", (el) => el.name === "message");
+      assert.equal(bounce.attrs.type, "error");
+      assert.equal(bounce.attrs.id, "m1");
+      const error = child(bounce, "error")!;
+      assert.deepEqual(childElements(error).map((e) => e.name), ["internal-server-error"]);
+      // Nothing reached Bob: a ping round trip later he has had no message.
+      assert.deepEqual(await bodies(bob, 1, 500), []);
+      alice.cut();
+      bob.cut();
+      await server.stop();
+      server = undefined;
+      // Neither archive holds it: not delivered half-archived.
+      assert.equal(await archive.count("localhost", "alice"), before);
+      const bobs = await archive.range("localhost", "bob", 0, 100);
+      assert.deepEqual(bobs.map((i) => i.stanza.attrs.id), []);
+    } finally {
+      await server?.kill();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await Deno.remove(config).catch(() => {});
+    }
+  },
 });

@@ -1,3 +1,4 @@
+import { prng } from "../storage/_list_helpers.ts";
 /**
  * A fuzz target for the stream parser and the session reducer: recorded client sessions, mutated
  * at random (bit flips, byte insertions and deletions, truncation, duplicated chunks) and cut
@@ -29,17 +30,8 @@ import { testCtx } from "../reducers/_ctx.ts";
 
 const enc = new TextEncoder();
 
-/** A deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A deterministic PRNG (mulberry32, shared with the list store tests). */
+export const rng = prng;
 
 function int(r: () => number, n: number): number {
   return Math.floor(r() * n);
