@@ -60,6 +60,12 @@ export interface Limits {
   readonly pepBytes: number;
   /** Bytes of an account's private XML storage (XEP-0049) (`private_bytes`). */
   readonly privateBytes: number;
+  /**
+   * Bytes of an account's vCard (XEP-0054) (`vcard_bytes`). XEP-0153 asks avatars to stay small
+   * (under 8 KiB), so 64 KiB leaves room for a photo and every text field while keeping a
+   * world-readable record from becoming free file storage.
+   */
+  readonly vcardBytes: number;
   /** Messages kept for a user while they are offline (XEP-0160) (`offline_messages`). */
   readonly offlineMessages: number;
   /** Bytes of a user's offline messages (`offline_bytes`). */
@@ -109,6 +115,7 @@ export const DEFAULT_LIMITS: Limits = {
   pepItemBytes: 128 * 1024,
   pepBytes: 2 * 1024 * 1024,
   privateBytes: 1024 * 1024,
+  vcardBytes: 64 * 1024,
   offlineMessages: 100,
   offlineBytes: 2 * 1024 * 1024,
   smQueue: 500,
@@ -148,6 +155,7 @@ export const LIMIT_KEYS: Readonly<Record<keyof Limits, string>> = {
   pepItemBytes: "pep_item_bytes",
   pepBytes: "pep_bytes",
   privateBytes: "private_bytes",
+  vcardBytes: "vcard_bytes",
   offlineMessages: "offline_messages",
   offlineBytes: "offline_bytes",
   smQueue: "sm_queue",
@@ -187,6 +195,7 @@ export const LIMIT_MINIMUMS: Readonly<Record<keyof Limits, number>> = {
   pepItemBytes: 1024,
   pepBytes: 1024,
   privateBytes: 1024,
+  vcardBytes: 1024,
   offlineMessages: 0,
   offlineBytes: 0,
   smQueue: 1,

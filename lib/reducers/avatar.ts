@@ -6,11 +6,12 @@
  * unaware of each other: their handlers are wrapped here, and each reads the other's store.
  * @module
  */
+import { utf8Bytes } from "../limits.ts";
 import { createHash } from "node:crypto";
 import { childElements, elem, type Element, serialize, text } from "../xml/element.ts";
 import type { AccountOutput } from "./account.ts";
 import { nodeOf, NS_PUBSUB, PEP_STORE, pepData, publishedByServer } from "./pep.ts";
-import { MAX_VCARD_BYTES, NS_VCARD, photoHash, type VcardData, vcardData } from "./vcard.ts";
+import { NS_VCARD, photoHash, type VcardData, vcardData } from "./vcard.ts";
 import type { AccountIqCtx, AccountIqHandler, AccountIqResult, Module } from "./types.ts";
 
 export const NS_AVATAR_DATA = "urn:xmpp:avatar:data";
@@ -103,7 +104,11 @@ function vcardAvatar(vcard: VcardData | undefined): Avatar | undefined {
  * XEP-0398 §3.1: the vCard after the PEP avatar became `avatar` (null: none), or undefined when
  * the vCard stays as it is.
  */
-function vcardWithAvatar(stored: unknown, avatar: Avatar | null): VcardData | undefined {
+function vcardWithAvatar(
+  stored: unknown,
+  avatar: Avatar | null,
+  maxBytes: number,
+): VcardData | undefined {
   const before = vcardData(stored);
   if ((avatar?.id ?? undefined) === before?.avatarHash) return undefined;
   const kept = (before?.vcard.children ?? []).filter((c) =>
@@ -118,7 +123,7 @@ function vcardWithAvatar(stored: unknown, avatar: Avatar | null): VcardData | un
     photo,
   ]);
   // An image too big for a vCard stays in PEP only: the vCard's own limit holds.
-  if (new TextEncoder().encode(serialize(vcard, NS_VCARD)).length > MAX_VCARD_BYTES) {
+  if (utf8Bytes(serialize(vcard, NS_VCARD)) > maxBytes) {
     return undefined;
   }
   return { vcard, avatarHash: photoHash(vcard) };
@@ -142,7 +147,7 @@ function afterPepPublish(
   }
   const avatar = pepAvatar(result.data);
   if (avatar === undefined) return result;
-  const vcard = vcardWithAvatar(ctx.also?.[VCARD_STORE], avatar);
+  const vcard = vcardWithAvatar(ctx.also?.[VCARD_STORE], avatar, ctx.limits.vcardBytes);
   if (vcard === undefined) return result;
   // The user's sessions announce the new hash in their presence (XEP-0398 §4).
   const hash: AccountOutput = { kind: "avatar-hash", hash: vcard.avatarHash };

@@ -5,6 +5,7 @@
  * servers do).
  * @module
  */
+import { utf8Bytes } from "../limits.ts";
 import { createHash } from "node:crypto";
 import {
   child,
@@ -22,13 +23,6 @@ import type { AccountIqCtx, AccountIqResult, Module, Step } from "./types.ts";
 
 export const NS_VCARD = "vcard-temp";
 export const NS_VCARD_UPDATE = "vcard-temp:x:update";
-
-/**
- * The largest vCard stored, in bytes of its serialization. XEP-0153 asks avatars to stay small
- * (under 8 KiB is recommended), so 64 KiB leaves room for a photo and every text field while
- * keeping a world-readable record from becoming free file storage.
- */
-export const MAX_VCARD_BYTES = 64 * 1024;
 
 /** What the `vcard` store holds for an account. */
 export interface VcardData {
@@ -74,10 +68,6 @@ export function photoHash(vcard: Element): string | undefined {
   return createHash("sha1").update(bytes).digest("hex");
 }
 
-function utf8Length(s: string): number {
-  return new TextEncoder().encode(s).length;
-}
-
 function isEmptyVcard(vcard: Element): boolean {
   return childElements(vcard).length === 0 && text(vcard).trim() === "";
 }
@@ -98,13 +88,13 @@ export function onVcardIq(
   }
   // §3.2: only the owner sets their vCard; forbidden is the condition the XEP shows.
   if (!ctx.self) return { replies: [errorReply(iq, "forbidden")] };
-  if (utf8Length(serialize(payload, NS_VCARD)) > MAX_VCARD_BYTES) {
+  if (utf8Bytes(serialize(payload, NS_VCARD)) > ctx.limits.vcardBytes) {
     // XEP-0054 names no condition. not-acceptable (modify) says "this request does not meet
     // our criteria, change it", as XEP-0060 answers a too big item (payload-too-big), which is
     // what the same vCard published over PEP would get.
     return {
       replies: [errorReply(iq, "not-acceptable", {
-        text: `The vCard is larger than ${MAX_VCARD_BYTES} bytes`,
+        text: `The vCard is larger than ${ctx.limits.vcardBytes} bytes`,
       })],
     };
   }

@@ -8,7 +8,7 @@ import {
 } from "../../lib/reducers/account.ts";
 import { serializeTop } from "../../lib/reducers/stream_xml.ts";
 import type { AccountIqCtx } from "../../lib/reducers/types.ts";
-import { MAX_VCARD_BYTES, onVcardIq, photoHash, withAvatarHash } from "../../lib/reducers/vcard.ts";
+import { onVcardIq, photoHash, withAvatarHash } from "../../lib/reducers/vcard.ts";
 import { EMPTY_ROSTER } from "../../lib/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { bound, HOST, NOW, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
@@ -105,13 +105,13 @@ Deno.test("vcard: nobody but the owner sets it (forbidden), and nothing is store
 });
 
 Deno.test("vcard: a vCard over the size cap is refused with not-acceptable", () => {
-  const payload = vcard([elem("DESC", {}, ["x".repeat(MAX_VCARD_BYTES)])]);
+  const payload = vcard([elem("DESC", {}, ["x".repeat(DEFAULT_LIMITS.vcardBytes)])]);
   const r = onVcardIq(undefined, iq("set", payload), payload, SELF);
   assert.deepEqual(replies(r), [
     `<iq type="error" id="v1" to="${BALCONY}"><error type="modify">` +
     `<not-acceptable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/>` +
     `<text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas" xml:lang="en">` +
-    `The vCard is larger than ${MAX_VCARD_BYTES} bytes</text></error></iq>`,
+    `The vCard is larger than ${DEFAULT_LIMITS.vcardBytes} bytes</text></error></iq>`,
   ]);
   assert.equal("data" in r, false);
 });
