@@ -10,9 +10,9 @@
  */
 import { join } from "node:path";
 import { cpuUsage } from "node:process";
-import { openListStore } from "../lib/storage/list_store.ts";
-import { encodePathPart, storeDir } from "../lib/storage/datamanager.ts";
-import type { ListStore, ShiftMethod } from "../lib/storage/mod.ts";
+import { encodePathPart, storeDir } from "../lib/storage/file/datamanager.ts";
+import { type FileListStore, openListStore } from "../lib/storage/file/list_store.ts";
+import type { ShiftMethod } from "../lib/storage/file/trim.ts";
 
 interface Msg {
   readonly id: number;
@@ -42,7 +42,7 @@ function listFiles(dir: string, user: string): { list: string; idx: string } {
   return { list: `${base}.list`, idx: `${base}.lidx` };
 }
 
-async function build(store: ListStore<Msg>, user: string, n: number): Promise<void> {
+async function build(store: FileListStore<Msg>, user: string, n: number): Promise<void> {
   const batch = 10_000;
   for (let i = 0; i < n; i += batch) {
     await store.append(
@@ -179,7 +179,7 @@ let benchDir: string | undefined;
 globalThis.addEventListener("unload", () => {
   if (benchDir !== undefined) Deno.removeSync(benchDir, { recursive: true });
 });
-async function benchStore(): Promise<ListStore<Msg>> {
+async function benchStore(): Promise<FileListStore<Msg>> {
   benchDir ??= await Deno.makeTempDir({ prefix: "list-bench-" });
   return openListStore<Msg>(benchDir, STORE);
 }

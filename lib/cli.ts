@@ -10,7 +10,8 @@ import { AccountExistsError, AccountMissingError, openAccountStore } from "./sto
 import { parseJid } from "./xmpp/jid.ts";
 import { openTombstoneStore, removeAccount } from "./storage/tombstones.ts";
 import { MODULE_STORES } from "./reducers/modules.ts";
-import { UnstorableNameError } from "./storage/datamanager.ts";
+import { UnstorableNameError } from "./storage/file/datamanager.ts";
+import { openUserData } from "./storage/user_data.ts";
 
 const USAGE = `usage:
   main.ts [serve] [--config FILE]          run the server
@@ -131,9 +132,8 @@ export async function runCli(args: readonly string[]): Promise<number> {
         await removeAccount(
           {
             accounts: accounts(),
-            dataDir: config.dataDir,
             tombstones: openTombstoneStore(config.dataDir),
-            moduleStores: MODULE_STORES,
+            data: openUserData(config.dataDir, MODULE_STORES),
           },
           host,
           username,

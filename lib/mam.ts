@@ -2,11 +2,13 @@
  * Message Archive Management (XEP-0313, `urn:xmpp:mam:2` and `#extended`) as pure functions:
  * parsing queries and preferences, building result messages, the `<fin/>` reply and archive
  * metadata, archive ids, and the stanza-id (XEP-0359) rules. Running a query against a store is
- * `runQuery` in storage/archive.ts.
+ * `ArchiveStore.query` (storage/mod.ts).
  * @module
  */
 import { child, childElements, elem, type Element, text } from "./xml/element.ts";
+import { type DataForm, findForm, parseForm } from "./xmpp/forms.ts";
 import { iqResult, type StanzaErrorCondition } from "./xmpp/errors.ts";
+import { formatDateTime, parseDateTime } from "./xmpp/datetime.ts";
 import { normalizeJid } from "./xmpp/jid.ts";
 
 /** The MAM namespace (query, result, fin, prefs, metadata). */
@@ -21,8 +23,6 @@ export const NS_FORWARD = "urn:xmpp:forward:0";
 export const NS_DELAY = "urn:xmpp:delay";
 /** Unique and stable stanza ids (XEP-0359). */
 export const NS_SID = "urn:xmpp:sid:0";
-/** Data forms (XEP-0004). */
-const NS_DATA = "jabber:x:data";
 
 /** RSM page size when the client gives none. */
 export const DEFAULT_MAX = 20;
@@ -67,7 +67,7 @@ export interface ArchiveQuery {
   readonly flip: boolean;
   /**
    * Most archive records the query may read while filtering (`limits.mamScan`), set by the
-   * account; `runQuery` takes its default when absent.
+   * account; the archive store takes its default when absent.
    */
   readonly scanLimit?: number;
 }
@@ -101,57 +101,23 @@ function fail(error: StanzaErrorCondition, text: string): MamError {
   return { error, text };
 }
 
-const DATE_TIME =
-  /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:(Z)|([+-])(\d{2}):(\d{2}))$/;
-
-/**
- * Parses an XEP-0082 DateTime (`CCYY-MM-DDThh:mm:ss[.sss]TZD`). Returns the instant in ms (the
- * fraction as a possibly fractional ms) and whether a fraction was given, or undefined.
- */
-function parseDateTime(s: string): { readonly ms: number; readonly fraction: boolean } | undefined {
-  const m = DATE_TIME.exec(s);
-  if (m === null) return undefined;
-  const [y, mo, d, h, mi, sec] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number);
-  const daysInMonth = new Date(Date.UTC(2000, mo, 0)).getUTCDate(); // leap year for Feb 29
-  if (mo < 1 || mo > 12 || d < 1 || d > daysInMonth || h > 23 || mi > 59 || sec > 59) {
-    return undefined;
-  }
-  if (mo === 2 && d === 29 && !(y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0))) return undefined;
-  let offset = 0;
-  if (m[8] === undefined) {
-    const oh = Number(m[10]);
-    const om = Number(m[11]);
-    if (oh > 23 || om > 59) return undefined;
-    offset = (m[9] === "-" ? -1 : 1) * (oh * 60 + om) * 60_000;
-  }
-  // Date.UTC maps years 0..99 to 1900..1999; setUTCFullYear does not.
-  const date = new Date(0);
-  date.setUTCFullYear(y, mo - 1, d);
-  date.setUTCHours(h, mi, sec, 0);
-  const fraction = m[7] === undefined ? 0 : Number(`0.${m[7]}`) * 1000;
-  return { ms: date.getTime() + fraction - offset, fraction: m[7] !== undefined };
-}
-
 const FORM_FIELDS = new Set(["FORM_TYPE", "with", "start", "end", "after-id", "before-id", "ids"]);
 const MULTI_FIELDS = new Set(["ids"]);
 
 /** The data form's fields by var, or an error. Single-value fields hold at most one value. */
 function formFields(
-  form: Element,
+  form: DataForm,
 ): { readonly fields: ReadonlyMap<string, readonly string[]> } | MamError {
-  const type = form.attrs.type;
+  const type = form.type;
   if (type !== undefined && type !== "submit") {
     return fail("bad-request", `Expected a form of type 'submit', got '${type}'`);
   }
-  const fields = new Map<string, string[]>();
-  for (const f of childElements(form, NS_DATA)) {
-    if (f.name !== "field") continue;
-    const v = f.attrs.var;
+  const fields = new Map<string, readonly string[]>();
+  for (const { var: v, values } of form.fields) {
     if (v === undefined) return fail("bad-request", "A form field has no 'var'");
     // XEP-0313 §4.1.5: a field we do not recognise must not be silently ignored.
     if (!FORM_FIELDS.has(v)) return fail("feature-not-implemented", `Unsupported field '${v}'`);
     if (fields.has(v)) return fail("bad-request", `Field '${v}' appears twice`);
-    const values = childElements(f, NS_DATA).filter((c) => c.name === "value").map(text);
     if (values.length > 1 && !MULTI_FIELDS.has(v)) {
       return fail("bad-request", `Field '${v}' takes one value`);
     }
@@ -177,7 +143,7 @@ function single(fields: ReadonlyMap<string, readonly string[]>, v: string): stri
  * second precision and a client must be able to pass one back as `end`.
  */
 export function parseMamQuery(query: Element): ArchiveQuery | MamError {
-  const form = child(query, "x", NS_DATA);
+  const form = findForm(query);
   // Built up field by field; keys stay absent rather than undefined.
   const q: { -readonly [K in keyof ArchiveQuery]: ArchiveQuery[K] } = {
     max: DEFAULT_MAX,
@@ -186,7 +152,7 @@ export function parseMamQuery(query: Element): ArchiveQuery | MamError {
   if (query.attrs.queryid !== undefined) q.queryId = query.attrs.queryid;
 
   if (form !== undefined) {
-    const parsed = formFields(form);
+    const parsed = formFields(parseForm(form));
     if ("error" in parsed) return parsed;
     const map = parsed.fields;
     if (map.get("FORM_TYPE")?.[0] !== NS_MAM) {
@@ -241,10 +207,11 @@ export function parseMamQuery(query: Element): ArchiveQuery | MamError {
   return q;
 }
 
-/** XEP-0082 DateTime at second precision: `YYYY-MM-DDTHH:MM:SSZ`. */
-export function stamp(ts: number): string {
-  return new Date(Math.floor(ts / 1000) * 1000).toISOString().slice(0, 19) + "Z";
-}
+/**
+ * The stamp of an archived message (`<delay/>`, metadata `timestamp`): XEP-0082 DateTime at
+ * second precision, `YYYY-MM-DDTHH:MM:SSZ`.
+ */
+export const stamp: (ts: number) => string = formatDateTime;
 
 /** Width of the timestamp prefix of an archive id: 36^9 ms reaches past the year 5000. */
 const TS_WIDTH = 9;

@@ -39,6 +39,7 @@ import {
   withAttrs,
   withChildren,
 } from "../xml/element.ts";
+import { formatDateTime } from "../xmpp/datetime.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import { bareJidOf, parseJid } from "../xmpp/jid.ts";
 import {
@@ -773,7 +774,7 @@ function onProbe(s: AccountState, el: Element, ctx: AccountCtx): AccountStep {
 
 /** The XEP-0203 delay stamp added to a stored message. */
 export function withDelay(el: Element, from: string, now: number): Element {
-  const stamp = new Date(now).toISOString().replace(/\.\d{3}Z$/, "Z");
+  const stamp = formatDateTime(now);
   return withChildren(el, [
     ...el.children,
     elem("delay", { xmlns: "urn:xmpp:delay", from, stamp }),

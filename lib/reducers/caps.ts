@@ -5,12 +5,12 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { childElements, elem, type Element, text } from "../xml/element.ts";
+import { childElements, elem, type Element } from "../xml/element.ts";
+import { type DataForm, findForms, FORM_TYPE, isDataForm, parseForm } from "../xmpp/forms.ts";
 import { hostDiscoInfo, NS_DISCO_INFO } from "./disco.ts";
 import type { Ctx, Identity, Module } from "./types.ts";
 
 export const NS_CAPS = "http://jabber.org/protocol/caps";
-const NS_DATA = "jabber:x:data";
 
 /**
  * Identifies this software in `node`. XEP-0115 asks only for a URI unique to the application.
@@ -47,17 +47,11 @@ function compareIdentities(a: CapsIdentity, b: CapsIdentity): number {
     octetCompare(a.lang ?? "", b.lang ?? "") || octetCompare(a.name ?? "", b.name ?? "");
 }
 
-function fieldValues(field: Element): string[] {
-  return childElements(field, NS_DATA).filter((v) => v.name === "value").map(text);
-}
-
 /** The FORM_TYPE of a form, when it has a hidden one; §5.4 step 3.6 ignores the others. */
-function formType(form: Element): string | undefined {
-  const field = childElements(form, NS_DATA).find((f) =>
-    f.name === "field" && f.attrs.var === "FORM_TYPE"
-  );
-  if (field === undefined || field.attrs.type !== "hidden") return undefined;
-  return fieldValues(field)[0];
+function hiddenFormType(form: DataForm): string | undefined {
+  const field = form.fields.find((f) => f.var === FORM_TYPE);
+  if (field === undefined || field.type !== "hidden") return undefined;
+  return field.values[0];
 }
 
 /** The string S of XEP-0115 §5.1, before hashing. */
@@ -71,20 +65,22 @@ export function verificationInput(info: CapsInput): string {
   for (const f of [...info.features].sort(octetCompare)) s += `${f}<`;
   // 6. Forms sorted by FORM_TYPE; within one, fields by var and each field's values sorted.
   const forms = info.forms
-    .filter((f) => f.name === "x" && f.xmlns === NS_DATA)
-    .flatMap((form) => {
-      const type = formType(form);
+    .filter(isDataForm)
+    .flatMap((el) => {
+      const form = parseForm(el);
+      const type = hiddenFormType(form);
       return type === undefined ? [] : [{ type, form }];
     })
     .sort((a, b) => octetCompare(a.type, b.type));
   for (const { type, form } of forms) {
     s += `${type}<`;
-    const fields = childElements(form, NS_DATA)
-      .filter((f) => f.name === "field" && f.attrs.var !== undefined && f.attrs.var !== "FORM_TYPE")
-      .sort((a, b) => octetCompare(a.attrs.var, b.attrs.var));
+    // Every named field but FORM_TYPE, a repeated var included.
+    const fields = form.fields
+      .flatMap((f) => f.var === undefined || f.var === FORM_TYPE ? [] : [{ ...f, var: f.var }])
+      .sort((a, b) => octetCompare(a.var, b.var));
     for (const field of fields) {
-      s += `${field.attrs.var}<`;
-      for (const v of fieldValues(field).sort(octetCompare)) s += `${v}<`;
+      s += `${field.var}<`;
+      for (const v of [...field.values].sort(octetCompare)) s += `${v}<`;
     }
   }
   return s;
@@ -106,7 +102,7 @@ export function capsInputOf(query: Element): CapsInput {
       lang: k.attrs["xml:lang"],
     })),
     features: kids.filter((k) => k.name === "feature").map((k) => k.attrs.var ?? ""),
-    forms: childElements(query, NS_DATA).filter((k) => k.name === "x"),
+    forms: findForms(query),
   };
 }
 

@@ -6,7 +6,9 @@
  */
 import type { Session } from "../session.ts";
 import { elem, type Element } from "../xml/element.ts";
+import { formatDateTime } from "../xmpp/datetime.ts";
 import { iqResult } from "../xmpp/errors.ts";
+import { buildForm, formTypeField } from "../xmpp/forms.ts";
 import { NS_PING, NS_SESSION } from "../xmpp/namespaces.ts";
 import type { Ctx, Module, Step } from "./types.ts";
 
@@ -53,11 +55,6 @@ export const VERSION: Module = {
   },
 };
 
-/** XEP-0082 date-time with a Z offset, in seconds. */
-function utc(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
-}
-
 /** XEP-0202: the server's time, in UTC. */
 export const TIME: Module = {
   name: "time",
@@ -70,7 +67,7 @@ export const TIME: Module = {
           iq,
           elem("time", { xmlns: NS_TIME }, [
             elem("tzo", {}, ["+00:00"]),
-            elem("utc", {}, [utc(ctx.now())]),
+            elem("utc", {}, [formatDateTime(ctx.now())]),
           ]),
         ),
       ),
@@ -107,17 +104,13 @@ export const CONTACT_INFO: Module = {
     const info = ctx.settings.contactInfo;
     if (Object.keys(info).length === 0) return [];
     return [
-      elem("x", { xmlns: "jabber:x:data", type: "result" }, [
-        elem("field", { type: "hidden", var: "FORM_TYPE" }, [
-          elem("value", {}, [NS_SERVERINFO]),
-        ]),
-        ...CONTACT_KINDS.map((kind) =>
-          elem(
-            "field",
-            { type: "list-multi", var: `${kind}-addresses` },
-            (info[kind] ?? []).map((a) => elem("value", {}, [a])),
-          )
-        ),
+      buildForm("result", [
+        formTypeField(NS_SERVERINFO),
+        ...CONTACT_KINDS.map((kind) => ({
+          type: "list-multi",
+          var: `${kind}-addresses`,
+          values: info[kind] ?? [],
+        })),
       ]),
     ];
   },

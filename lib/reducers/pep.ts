@@ -8,6 +8,7 @@
  */
 import { childElements, elem, type Element, serialize, text } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
+import { buildForm, type DataForm, findForm, formTypeField, parseForm } from "../xmpp/forms.ts";
 import { bareJidOf } from "../xmpp/jid.ts";
 import { type Limits, utf8Bytes } from "../limits.ts";
 import type { Roster } from "../session.ts";
@@ -18,7 +19,6 @@ export const NS_PUBSUB = "http://jabber.org/protocol/pubsub";
 export const NS_PUBSUB_OWNER = "http://jabber.org/protocol/pubsub#owner";
 export const NS_PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event";
 export const NS_PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors";
-const NS_DATA = "jabber:x:data";
 const FORM_NODE_CONFIG = "http://jabber.org/protocol/pubsub#node_config";
 const FORM_PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options";
 export const NS_BOOKMARKS2 = "urn:xmpp:bookmarks:1";
@@ -159,19 +159,6 @@ function nodeDelta(name: string, before: PepNode | undefined, after: PepNode | u
 
 // --- data forms ------------------------------------------------------------------------------
 
-/** Values of a submitted form, by field var. */
-function formValues(x: Element): Map<string, string[]> {
-  const out = new Map<string, string[]>();
-  for (const f of childElements(x, NS_DATA)) {
-    if (f.name !== "field" || f.attrs.var === undefined) continue;
-    out.set(
-      f.attrs.var,
-      childElements(f, NS_DATA).filter((v) => v.name === "value").map((v) => text(v)),
-    );
-  }
-  return out;
-}
-
 function parseBool(v: string): boolean | undefined {
   return v === "1" || v === "true" ? true : v === "0" || v === "false" ? false : undefined;
 }
@@ -181,11 +168,11 @@ function parseBool(v: string): boolean | undefined {
  * service keep its own set); a known field with a value we cannot take is an error.
  */
 export function configFromForm(
-  x: Element,
+  form: DataForm,
   limits: Limits,
 ): { readonly changes: Partial<NodeConfig> } | { readonly error: string } {
   const changes: { -readonly [K in keyof NodeConfig]?: NodeConfig[K] } = {};
-  for (const [key, values] of formValues(x)) {
+  for (const [key, { values }] of form.byVar) {
     const v = values[0] ?? "";
     switch (key) {
       case "pubsub#persist_items":
@@ -236,41 +223,38 @@ export function configFromForm(
   return { changes };
 }
 
-function field(
-  type: string,
-  v: string,
-  values: readonly string[],
-  options: readonly string[] = [],
-): Element {
-  return elem("field", { type, var: v }, [
-    ...options.map((o) => elem("option", {}, [elem("value", {}, [o])])),
-    ...values.map((value) => elem("value", {}, [value])),
-  ]);
-}
-
 /** The node configuration form (XEP-0060 §8.2), filled with `config`. */
 export function configForm(config: NodeConfig): Element {
-  return elem("x", { xmlns: NS_DATA, type: "form" }, [
-    field("hidden", "FORM_TYPE", [FORM_NODE_CONFIG]),
-    field("text-single", "pubsub#title", config.title === undefined ? [] : [config.title]),
-    field("text-single", "pubsub#max_items", [String(config.maxItems)]),
-    field("boolean", "pubsub#persist_items", [config.persistItems ? "1" : "0"]),
-    field("list-single", "pubsub#access_model", [config.accessModel], [
-      "open",
-      "presence",
-      "whitelist",
-    ]),
-    field("list-single", "pubsub#send_last_published_item", [config.sendLastPublishedItem], [
-      "never",
-      "on_sub",
-      "on_sub_and_presence",
-    ]),
-    field("boolean", "pubsub#notify_retract", [config.notifyRetract ? "1" : "0"]),
-    field("boolean", "pubsub#notify_delete", [config.notifyDelete ? "1" : "0"]),
-    field("list-single", "pubsub#itemreply", [config.itemreply ?? "owner"], [
-      "owner",
-      "publisher",
-    ]),
+  const bool = (b: boolean) => [b ? "1" : "0"];
+  return buildForm("form", [
+    formTypeField(FORM_NODE_CONFIG),
+    {
+      type: "text-single",
+      var: "pubsub#title",
+      values: config.title === undefined ? [] : [config.title],
+    },
+    { type: "text-single", var: "pubsub#max_items", values: [String(config.maxItems)] },
+    { type: "boolean", var: "pubsub#persist_items", values: bool(config.persistItems) },
+    {
+      type: "list-single",
+      var: "pubsub#access_model",
+      values: [config.accessModel],
+      options: ["open", "presence", "whitelist"],
+    },
+    {
+      type: "list-single",
+      var: "pubsub#send_last_published_item",
+      values: [config.sendLastPublishedItem],
+      options: ["never", "on_sub", "on_sub_and_presence"],
+    },
+    { type: "boolean", var: "pubsub#notify_retract", values: bool(config.notifyRetract) },
+    { type: "boolean", var: "pubsub#notify_delete", values: bool(config.notifyDelete) },
+    {
+      type: "list-single",
+      var: "pubsub#itemreply",
+      values: [config.itemreply ?? "owner"],
+      options: ["owner", "publisher"],
+    },
   ]);
 }
 
@@ -464,12 +448,10 @@ function onPublish(
     return { replies: [payloadTooBig(iq, ctx.limits)] };
   }
   let wanted: Partial<NodeConfig> = {};
-  const form = options === undefined
-    ? undefined
-    : childElements(options, NS_DATA).find((x) => x.name === "x");
-  if (form !== undefined) {
-    const type = formValues(form).get("FORM_TYPE")?.[0];
-    if (type !== undefined && type !== FORM_PUBLISH_OPTIONS) {
+  const x = options === undefined ? undefined : findForm(options);
+  if (x !== undefined) {
+    const form = parseForm(x);
+    if (form.formType !== undefined && form.formType !== FORM_PUBLISH_OPTIONS) {
       return { replies: [pubsubError(iq, "bad-request", "invalid-options")] };
     }
     const parsed = configFromForm(form, ctx.limits);
@@ -588,11 +570,9 @@ function onCreate(
     return { replies: [errorReply(iq, "resource-constraint", { text: "Too many nodes" })] };
   }
   let config = DEFAULT_CONFIG;
-  const form = configure === undefined
-    ? undefined
-    : childElements(configure, NS_DATA).find((x) => x.name === "x");
+  const form = configure === undefined ? undefined : findForm(configure);
   if (form !== undefined) {
-    const parsed = configFromForm(form, ctx.limits);
+    const parsed = configFromForm(parseForm(form), ctx.limits);
     if ("error" in parsed) {
       return { replies: [errorReply(iq, "not-acceptable", { text: parsed.error })] };
     }
@@ -677,10 +657,11 @@ function onConfigure(
       ],
     };
   }
-  const form = childElements(configure, NS_DATA).find((x) => x.name === "x");
-  if (form === undefined) return { replies: [errorReply(iq, "bad-request")] };
+  const x = findForm(configure);
+  if (x === undefined) return { replies: [errorReply(iq, "bad-request")] };
+  const form = parseForm(x);
   // XEP-0060 §8.2.5: cancelling the form changes nothing.
-  if (form.attrs.type === "cancel") return { replies: [iqResult(iq)] };
+  if (form.type === "cancel") return { replies: [iqResult(iq)] };
   const parsed = configFromForm(form, ctx.limits);
   if ("error" in parsed) {
     return { replies: [errorReply(iq, "not-acceptable", { text: parsed.error })] };

@@ -7,6 +7,7 @@
 import { subscriptionTypeOf } from "../subscription.ts";
 import { contactsWith } from "../roster.ts";
 import { bareJid, EMPTY_ROSTER, NO_DIRECTED, type Session } from "../session.ts";
+import { formatDateTime } from "../xmpp/datetime.ts";
 import { errorReply } from "../xmpp/errors.ts";
 import {
   child,
@@ -171,7 +172,7 @@ export function resentPresence(r: ResourceView, to: string): Element | undefined
   const el = withAttrs(r.presence, { from: r.fullJid, to, id: undefined });
   if (r.presenceAt === undefined) return el;
   const host = r.fullJid.slice(r.fullJid.indexOf("@") + 1).split("/")[0];
-  const stamp = new Date(r.presenceAt).toISOString().replace(/\.\d{3}Z$/, "Z");
+  const stamp = formatDateTime(r.presenceAt);
   return withChildren(el, [...el.children, elem("delay", { xmlns: NS_DELAY, from: host, stamp })]);
 }
 

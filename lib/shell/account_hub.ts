@@ -15,21 +15,11 @@ import {
 } from "../reducers/account.ts";
 import { EMPTY_ROSTER, type Roster } from "../session.ts";
 import type { AccountStore } from "../storage/accounts.ts";
-import type { KeyvalStore } from "../storage/mod.ts";
 import { childElements, type Element } from "../xml/element.ts";
 import { ACCOUNT_BOUND, ACCOUNT_IQ, ACCOUNT_SCREEN, payloadKey } from "../reducers/modules.ts";
 import { PEP_STORE } from "../reducers/pep.ts";
-import {
-  type ArchivedMessage,
-  type ArchivePrefs,
-  finResult,
-  metadataElement,
-  resultMessages,
-} from "../mam.ts";
-import { archiveMetadata, runQuery } from "../storage/archive.ts";
-import type { ListStore } from "../storage/mod.ts";
-import type { OfflineStore } from "../storage/offline.ts";
-import type { SmStash } from "../storage/sm_stash.ts";
+import { type ArchivePrefs, finResult, metadataElement, resultMessages } from "../mam.ts";
+import type { ArchiveStore, KeyvalStore, OfflineStore, SmStash } from "../storage/mod.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import type { Registry } from "./registry.ts";
 
@@ -53,7 +43,7 @@ export interface AccountHubDeps {
   readonly offline: OfflineStore;
   /** What hibernating sessions were sent, on disk (XEP-0198; none: memory only). */
   readonly smStash?: SmStash;
-  readonly archive: ListStore<ArchivedMessage>;
+  readonly archive: ArchiveStore;
   readonly prefs: KeyvalStore<ArchivePrefs>;
   /** Opens the keyval store of a module's per-account data. */
   readonly openStore: (name: string) => KeyvalStore<unknown>;
@@ -148,8 +138,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     if (entry.archiveTail || !deps.ctx.archive.enabled || !state.exists) return state;
     if (op.kind !== "incoming-message" && op.kind !== "outgoing-message") return state;
     const [host, user] = split(bare);
-    const count = await deps.archive.count(host, user);
-    const last = count > 0 ? await deps.archive.get(host, user, count - 1) : undefined;
+    const { last } = await deps.archive.metadata(host, user);
     entry.archiveTail = true;
     return { ...state, lastArchived: Math.max(state.lastArchived, last?.ts ?? 0) };
   }
@@ -277,7 +266,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
         const to = out.iq.attrs.from!;
         const send = (stanza: Element) =>
           deps.registry.get(to)?.dispatch({ kind: "inbound", stanza });
-        const page = await runQuery(deps.archive, host, user, out.query);
+        const page = await deps.archive.query(host, user, out.query);
         if ("error" in page) {
           send(errorReply(out.iq, page.error));
           return;
@@ -287,7 +276,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
         return;
       }
       case "mam-metadata": {
-        const { first, last } = await archiveMetadata(deps.archive, host, user);
+        const { first, last } = await deps.archive.metadata(host, user);
         deps.registry.get(out.iq.attrs.from!)?.dispatch({
           kind: "inbound",
           stanza: iqResult(out.iq, metadataElement(first, last)),

@@ -7,7 +7,7 @@
 import type { Logger } from "../log.ts";
 import type { Tombstone } from "../reducers/tombstones.ts";
 import type { RegistrationOutcome } from "../reducers/types.ts";
-import { UnstorableNameError } from "../storage/datamanager.ts";
+import { UnstorableNameError } from "../storage/file/datamanager.ts";
 import { AccountExistsError, AccountMissingError, type AccountStore } from "../storage/accounts.ts";
 import type { KeyvalStore } from "../storage/mod.ts";
 import { hasTombstone } from "../storage/tombstones.ts";

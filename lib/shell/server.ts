@@ -8,11 +8,11 @@ import { getLogger } from "../log.ts";
 import type { Ctx } from "../reducers/types.ts";
 import type { Roster } from "../session.ts";
 import { type AccountStore, openAccountStore } from "../storage/accounts.ts";
-import { openKeyvalStore, removeTempFiles } from "../storage/datamanager.ts";
-import { openListStore } from "../storage/list_store.ts";
+import { openKeyvalStore, removeTempFiles } from "../storage/file/datamanager.ts";
+import { openArchiveStore } from "../storage/file/archive.ts";
 import { openOfflineStore } from "../storage/offline.ts";
 import { openSmStash } from "../storage/sm_stash.ts";
-import type { ArchivedMessage, ArchivePrefs } from "../mam.ts";
+import type { ArchivePrefs } from "../mam.ts";
 import { ensureSelfSigned, loadTlsMaterial, type TlsMaterial, tlsServerEndPoint } from "./certs.ts";
 import { type ConnectionDeps, serveConnection } from "./connection.ts";
 import { route, type RouteOptions } from "../router.ts";
@@ -27,6 +27,7 @@ import { createHeapTrim } from "./heap_trim.ts";
 import { createAuthThrottle } from "./throttle.ts";
 import { createRegistration } from "./registration.ts";
 import { hasTombstone, openTombstoneStore, removeAccount } from "../storage/tombstones.ts";
+import { openUserData } from "../storage/user_data.ts";
 import { secureContexts } from "./tls.ts";
 import {
   createAdmission,
@@ -178,7 +179,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   };
   const endPoints = new Map<string, Uint8Array>();
   for (const [host, m] of material) endPoints.set(host, tlsServerEndPoint(m.certDer));
-  const archive = openListStore<ArchivedMessage>(config.dataDir, "archive");
+  const archive = openArchiveStore(config.dataDir);
   const tombstones = openTombstoneStore(config.dataDir);
   const components: ComponentRegistry = new Map();
   const secrets = new Map(config.components.map((c) => [c.domain, c.secret]));
@@ -257,7 +258,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       hasTombstone(tombstones, host, user, { now: Date.now(), expiry: config.tombstoneExpiry }),
     removeAccount: (host, user) =>
       removeAccount(
-        { accounts, dataDir: config.dataDir, tombstones, moduleStores: MODULE_STORES },
+        { accounts, tombstones, data: openUserData(config.dataDir, MODULE_STORES) },
         host,
         user,
         Date.now(),

@@ -11,7 +11,7 @@ import {
   newCredentialSet,
   type ScramCredentialSet,
 } from "../sasl/scram.ts";
-import { openKeyvalStore, syncDir } from "./datamanager.ts";
+import { openKeyvalStore, syncDir } from "./file/datamanager.ts";
 import type { KeyvalStore } from "./mod.ts";
 
 /** What is stored per account. */

@@ -12,35 +12,12 @@
  */
 import { getLogger } from "../log.ts";
 import type { Element } from "../xml/element.ts";
-import { openKeyvalStore } from "./datamanager.ts";
-import { openListStore } from "./list_store.ts";
-import type { KeyvalStore, ListStore } from "./mod.ts";
+import { openKeyvalStore } from "./file/datamanager.ts";
+import { type FileListStore, openListStore } from "./file/list_store.ts";
+import type { KeyvalStore, OfflineStats, OfflineStore } from "./mod.ts";
 
 /** The store's name (the directory under each host). */
 export const OFFLINE_STORE = "offline";
-
-/** How much is stored for a user, without reading the messages. */
-export interface OfflineStats {
-  /** Messages waiting. */
-  readonly count: number;
-  /**
-   * Bytes they take in the store: at least the size of their JSON (the list's framing and
-   * block padding included), so a byte cap checked against it errs towards refusing.
-   */
-  readonly bytes: number;
-}
-
-/** Offline messages per user of a host, oldest first. */
-export interface OfflineStore {
-  /** Count and size of the user's messages (moving a legacy keyval array into the list first). */
-  stat(host: string, user: string): Promise<OfflineStats>;
-  /** Appends one message; durable (fdatasync done) once the promise resolves. */
-  append(host: string, user: string, message: Element): Promise<void>;
-  /** Every stored message, oldest first. */
-  all(host: string, user: string): Promise<Element[]>;
-  /** Removes the user's messages (after delivery); removing none is not an error. */
-  delete(host: string, user: string): Promise<void>;
-}
 
 /** Options of {@link openOfflineStore}. */
 export interface OfflineStoreOptions {
@@ -55,11 +32,11 @@ const log = getLogger("storage", "offline");
 const NONE: OfflineStats = { count: 0, bytes: 0 };
 
 /**
- * An offline store over a list store and, when given, the legacy keyval store whose arrays
- * are moved into the list on first sight.
+ * An offline store over a file list store (whose file sizes are the byte counts) and, when
+ * given, the legacy keyval store whose arrays are moved into the list on first sight.
  */
 export function offlineStore(
-  list: ListStore<Element>,
+  list: FileListStore<Element>,
   legacy?: KeyvalStore<readonly Element[]>,
 ): OfflineStore {
   async function migrate(host: string, user: string): Promise<void> {

@@ -7,28 +7,15 @@
  * @module
  */
 import type { Element } from "../xml/element.ts";
-import { openListStore } from "./list_store.ts";
-import type { ListStore } from "./mod.ts";
-import type { OfflineStore } from "./offline.ts";
+import { openListStore } from "./file/list_store.ts";
+import type { ListStore, SmStash } from "./mod.ts";
 
 /** The list store's name. */
 export const SM_STASH_STORE = "sm_stash";
 
-/** The stash of hibernating sessions' messages. */
-export interface SmStash {
-  /** Appends messages queued for session `sid`; durable once the promise resolves. */
-  append(host: string, user: string, sid: string, messages: readonly Element[]): Promise<void>;
-  /** Drops session `sid`'s stash (resumed, or its queue went to offline storage). */
-  drop(host: string, user: string, sid: string): Promise<void>;
-  /**
-   * Moves every stash of `hosts` to offline storage (after a crash, before anyone logs in);
-   * returns how many messages were moved.
-   */
-  recover(hosts: readonly string[], offline: OfflineStore): Promise<number>;
-}
-
 // Session ids are base64url (no dot): the last dot separates the user from the session.
 const key = (user: string, sid: string) => `${user}.${sid}`;
+const userOf = (name: string) => name.slice(0, name.lastIndexOf("."));
 
 /** A stash over a list store. */
 export function smStash(list: ListStore<Element>): SmStash {
@@ -39,7 +26,7 @@ export function smStash(list: ListStore<Element>): SmStash {
       let moved = 0;
       for (const host of hosts) {
         for (const name of await list.users(host)) {
-          const user = name.slice(0, name.lastIndexOf("."));
+          const user = userOf(name);
           const n = await list.count(host, name);
           // Durable in offline storage before the stash goes: a crash in between repeats.
           for (const m of n === 0 ? [] : await list.range(host, name, 0, n)) {
@@ -50,6 +37,11 @@ export function smStash(list: ListStore<Element>): SmStash {
         }
       }
       return moved;
+    },
+    async delete(host, user) {
+      for (const name of await list.users(host)) {
+        if (userOf(name) === user) await list.delete(host, name);
+      }
     },
   };
 }

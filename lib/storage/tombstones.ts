@@ -5,9 +5,9 @@
  */
 import { type Tombstone, tombstoneStands } from "../reducers/tombstones.ts";
 import { AccountMissingError, type AccountStore } from "./accounts.ts";
-import { openKeyvalStore } from "./datamanager.ts";
+import { openKeyvalStore } from "./file/datamanager.ts";
 import type { KeyvalStore } from "./mod.ts";
-import { deleteAccount } from "./user_data.ts";
+import { deleteAccount, type UserData } from "./user_data.ts";
 
 /** The tombstone store under `dataDir`. */
 export function openTombstoneStore(dataDir: string): KeyvalStore<Tombstone> {
@@ -38,10 +38,9 @@ export async function hasTombstone(
 export async function removeAccount(
   deps: {
     readonly accounts: AccountStore;
-    readonly dataDir: string;
     readonly tombstones: KeyvalStore<Tombstone>;
-    /** Keyval stores of the registered modules' per-user data. */
-    readonly moduleStores: readonly string[];
+    /** The stores of the account's data (`openUserData` for the file store). */
+    readonly data: UserData;
   },
   host: string,
   user: string,
@@ -49,5 +48,5 @@ export async function removeAccount(
 ): Promise<void> {
   if (!(await deps.accounts.exists(host, user))) throw new AccountMissingError(host, user);
   await deps.tombstones.set(host, user, { removed: now });
-  await deleteAccount(deps.accounts, deps.dataDir, host, user, deps.moduleStores);
+  await deleteAccount(deps.accounts, deps.data, host, user);
 }

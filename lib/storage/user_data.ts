@@ -1,36 +1,61 @@
 /**
- * Everything stored for one account, so that deleting the account deletes all of it.
+ * Everything stored for one account, so that deleting the account deletes all of it, each
+ * store through its interface.
  * @module
  */
+import type { Element } from "../xml/element.ts";
 import { AccountMissingError, type AccountStore } from "./accounts.ts";
-import { openKeyvalStore } from "./datamanager.ts";
-import { openListStore } from "./list_store.ts";
+import { openArchiveStore } from "./file/archive.ts";
+import { openKeyvalStore } from "./file/datamanager.ts";
+import type { ArchiveStore, KeyvalStore, OfflineStore, SmStash } from "./mod.ts";
+import { OFFLINE_STORE, offlineStore } from "./offline.ts";
+import { openListStore } from "./file/list_store.ts";
+import { openSmStash } from "./sm_stash.ts";
 
 /** Keyval stores that hold per-user data (`offline`: arrays from before the list store). */
-export const USER_KEYVAL_STORES = ["roster", "offline", "archive_prefs"] as const;
-/** List stores that hold per-user data. */
-export const USER_LIST_STORES = ["archive", "offline"] as const;
+export const USER_KEYVAL_STORES = ["roster", OFFLINE_STORE, "archive_prefs"] as const;
+
+/** The stores of one account's data. */
+export interface UserData {
+  /** Keyval stores: {@link USER_KEYVAL_STORES}, then the registered modules' stores. */
+  readonly keyval: readonly KeyvalStore<unknown>[];
+  readonly archive: ArchiveStore;
+  readonly offline: OfflineStore;
+  readonly smStash: SmStash;
+}
 
 /**
- * Deletes every store of the account's data (the fixed ones and `moduleStores`, the keyval
- * stores the registered modules keep per user), then the account record; throws when the
- * account is missing. The record goes last: a crash in between leaves an account with part of
- * its data, which a retry removes, never data without an account that a later account of the
- * same name would inherit.
+ * The file stores of account data under `dataDir` (`moduleStores`: the keyval stores the
+ * registered modules keep per user), opened to delete (no trimming through FFI).
+ */
+export function openUserData(dataDir: string, moduleStores: readonly string[] = []): UserData {
+  return {
+    keyval: [...USER_KEYVAL_STORES, ...moduleStores].map((name) =>
+      openKeyvalStore<unknown>(dataDir, name)
+    ),
+    archive: openArchiveStore(dataDir, { ffi: "off" }),
+    // The legacy arrays are among the keyval stores: deleting needs no migration.
+    offline: offlineStore(openListStore<Element>(dataDir, OFFLINE_STORE, { ffi: "off" })),
+    smStash: openSmStash(dataDir, { ffi: "off" }),
+  };
+}
+
+/**
+ * Deletes every store of the account's data, then the account record; throws when the account
+ * is missing. The record goes last: a crash in between leaves an account with part of its
+ * data, which a retry removes, never data without an account that a later account of the same
+ * name would inherit.
  */
 export async function deleteAccount(
   accounts: AccountStore,
-  dataDir: string,
+  data: UserData,
   host: string,
   username: string,
-  moduleStores: readonly string[] = [],
 ): Promise<void> {
   if (!(await accounts.exists(host, username))) throw new AccountMissingError(host, username);
-  for (const store of [...USER_KEYVAL_STORES, ...moduleStores]) {
-    await openKeyvalStore(dataDir, store).delete(host, username);
-  }
-  for (const store of USER_LIST_STORES) {
-    await openListStore(dataDir, store, { ffi: "off" }).delete(host, username);
-  }
+  for (const store of data.keyval) await store.delete(host, username);
+  await data.archive.delete(host, username);
+  await data.offline.delete(host, username);
+  await data.smStash.delete(host, username);
   await accounts.remove(host, username);
 }

@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import { getLogger } from "../../lib/log.ts";
-import type { ArchivedMessage } from "../../lib/mam.ts";
 import type { AccountOp } from "../../lib/reducers/account.ts";
 import type { Event } from "../../lib/reducers/types.ts";
 import { createAccountHub } from "../../lib/shell/account_hub.ts";
@@ -18,8 +17,8 @@ import {
   MAX_ENCODED_PART,
   openKeyvalStore,
   UnstorableNameError,
-} from "../../lib/storage/datamanager.ts";
-import { openListStore } from "../../lib/storage/list_store.ts";
+} from "../../lib/storage/file/datamanager.ts";
+import { openArchiveStore } from "../../lib/storage/file/archive.ts";
 import { openOfflineStore } from "../../lib/storage/offline.ts";
 import { child, elem, type Element, serialize, stanza } from "../../lib/xml/element.ts";
 import { NS_STANZA_ERRORS } from "../../lib/xmpp/namespaces.ts";
@@ -363,7 +362,7 @@ Deno.test("abuse: random operations into one account queue each get exactly one 
       accounts,
       rosters: openKeyvalStore(dir, "roster", { soleWriter: true }),
       offline,
-      archive: openListStore<ArchivedMessage>(dir, "archive", { ffi: "off" }),
+      archive: openArchiveStore(dir, { ffi: "off" }),
       prefs: openKeyvalStore(dir, "archive_prefs", { soleWriter: true }),
       openStore: (name) => openKeyvalStore(dir, name, { soleWriter: true }),
       registry,

@@ -10,7 +10,7 @@ import { configFromObject } from "../../lib/config.ts";
 import { handshakeDigest, NS_COMPONENT } from "../../lib/reducers/component.ts";
 import { startServer } from "../../lib/shell/server.ts";
 import type { Roster } from "../../lib/session.ts";
-import { openKeyvalStore } from "../../lib/storage/datamanager.ts";
+import { openKeyvalStore } from "../../lib/storage/file/datamanager.ts";
 import {
   child,
   childElements,

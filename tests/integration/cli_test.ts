@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { clientHeader } from "./_server.ts";
 import { testClient } from "./_xmpp_client.ts";
-import { openListStore } from "../../lib/storage/list_store.ts";
+import { openListStore } from "../../lib/storage/file/list_store.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 

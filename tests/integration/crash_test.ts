@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { openAccountStore } from "../../lib/storage/accounts.ts";
-import { openListStore } from "../../lib/storage/list_store.ts";
+import { openListStore } from "../../lib/storage/file/list_store.ts";
 import type { ArchivedMessage } from "../../lib/mam.ts";
 import { child, childElements, elem, stanza, text } from "../../lib/xml/element.ts";
 import { RawClient } from "./_raw_client.ts";

@@ -7,10 +7,11 @@ import { type ArchivedMessage, type ArchivePrefs, newArchiveId } from "../../lib
 import type { AccountOp } from "../../lib/reducers/account.ts";
 import type { Roster } from "../../lib/session.ts";
 import { openAccountStore } from "../../lib/storage/accounts.ts";
-import { openKeyvalStore } from "../../lib/storage/datamanager.ts";
-import { openListStore } from "../../lib/storage/list_store.ts";
+import { openKeyvalStore } from "../../lib/storage/file/datamanager.ts";
+import { openListStore } from "../../lib/storage/file/list_store.ts";
+import { listArchiveStore, openArchiveStore } from "../../lib/storage/file/archive.ts";
 import { openOfflineStore } from "../../lib/storage/offline.ts";
-import type { ListStore } from "../../lib/storage/mod.ts";
+import type { ArchiveStore } from "../../lib/storage/mod.ts";
 import { elem, type Element, stanza, withAttrs } from "../../lib/xml/element.ts";
 import { serializeTop } from "../../lib/reducers/stream_xml.ts";
 
@@ -21,7 +22,8 @@ Deno.test("account hub: the archive's newest stamp is read before the first arch
   try {
     const accounts = openAccountStore(dir);
     await accounts.create("h", "juliet", "secret");
-    const archive = openListStore<ArchivedMessage>(dir, "archive", { ffi: "off" });
+    const list = openListStore<ArchivedMessage>(dir, "archive", { ffi: "off" });
+    const archive = listArchiveStore(list);
     // An item stamped later than the clock: new stamps must not go below it.
     const future = NOW + 60_000;
     const old = stanza("message", { to: "romeo@h", type: "chat" }, [elem("body", {}, ["hi"])]);
@@ -29,9 +31,9 @@ Deno.test("account hub: the archive's newest stamp is read before the first arch
       { id: newArchiveId(future, "x"), ts: future, peer: "romeo@h", stanza: old },
     ]);
     let reads = 0;
-    const counted: ListStore<ArchivedMessage> = {
+    const counted: ArchiveStore = {
       ...archive,
-      count: (host, user) => (reads++, archive.count(host, user)),
+      metadata: (host, user) => (reads++, archive.metadata(host, user)),
     };
     const registry = createRegistry();
     const hub = createAccountHub({
@@ -67,7 +69,7 @@ Deno.test("account hub: the archive's newest stamp is read before the first arch
     hub.submit("juliet@h", { kind: "outgoing-message", stanza: sent });
     await hub.idle();
     assert.equal(reads, 1);
-    const items = await archive.range("h", "juliet", 0, 10);
+    const items = await list.range("h", "juliet", 0, 10);
     assert.deepEqual(items.map((i) => i.ts), [future, future, future]);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -89,7 +91,7 @@ function testHub(
     accounts: openAccountStore(dir),
     rosters: openKeyvalStore<Roster>(dir, "roster", { soleWriter: true }),
     offline: openOfflineStore(dir, { soleWriter: true, ffi: "off" }),
-    archive: openListStore<ArchivedMessage>(dir, "archive", { ffi: "off" }),
+    archive: openArchiveStore(dir, { ffi: "off" }),
     prefs: openKeyvalStore<ArchivePrefs>(dir, "archive_prefs", { soleWriter: true }),
     openStore: (name: string) => openKeyvalStore<unknown>(dir, name, { soleWriter: true }),
     registry,
@@ -279,7 +281,8 @@ Deno.test("account hub: a submitted op resolves only once its archive append and
     // the route stands for here.
     let releaseAppend!: () => void;
     const appendGate = new Promise<void>((r) => (releaseAppend = r));
-    const archive = openListStore<ArchivedMessage>(dir, "archive", { ffi: "off" });
+    const list = openListStore<ArchivedMessage>(dir, "archive", { ffi: "off" });
+    const archive = listArchiveStore(list);
     const gatedArchive = {
       ...archive,
       append: async (...args: Parameters<typeof archive.append>) => {
@@ -319,7 +322,7 @@ Deno.test("account hub: a submitted op resolves only once its archive append and
     await new Promise((r) => setTimeout(r, 50));
     assert.deepEqual(routedWith, [["m1", true]]);
     assert.equal(resolved, false, "waits for what it routed on");
-    assert.deepEqual((await archive.range("h", "romeo", 0, 10)).map((i) => i.peer), ["juliet@h"]);
+    assert.deepEqual((await list.range("h", "romeo", 0, 10)).map((i) => i.peer), ["juliet@h"]);
     releaseRecipient();
     await effects;
     assert.equal(resolved, true);

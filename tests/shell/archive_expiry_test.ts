@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { type ArchivedMessage, newArchiveId } from "../../lib/mam.ts";
 import { expireArchives } from "../../lib/shell/archive_expiry.ts";
-import { openListStore } from "../../lib/storage/list_store.ts";
+import { listArchiveStore } from "../../lib/storage/file/archive.ts";
+import { openListStore } from "../../lib/storage/file/list_store.ts";
 import { stanza } from "../../lib/xml/element.ts";
 
 const DAY = 86_400_000;
@@ -31,7 +32,7 @@ Deno.test("archive expiry drops by age and by count, per user, and keeps the res
       "carol",
       Array.from({ length: 5 }, (_, i) => message(now - 1000 + i, i)),
     );
-    const r = await expireArchives(store, ["localhost"], {
+    const r = await expireArchives(listArchiveStore(store), ["localhost"], {
       now,
       expiresAfter: 7 * 86_400,
       maxItems: 4,
@@ -45,7 +46,11 @@ Deno.test("archive expiry drops by age and by count, per user, and keeps the res
     assert.deepEqual(carol.map((m) => m.stanza.children[0]), ["1", "2", "3", "4"]);
     // A second pass has nothing left to do.
     assert.deepEqual(
-      await expireArchives(store, ["localhost"], { now, expiresAfter: 7 * 86_400, maxItems: 4 }),
+      await expireArchives(listArchiveStore(store), ["localhost"], {
+        now,
+        expiresAfter: 7 * 86_400,
+        maxItems: 4,
+      }),
       { users: 0, removed: 0 },
     );
   } finally {
@@ -63,7 +68,7 @@ Deno.test("archive expiry with never keeps old messages and still caps the count
       "alice",
       Array.from({ length: 10 }, (_, i) => message(now - 400 * DAY + i, i)),
     );
-    const r = await expireArchives(store, ["localhost"], {
+    const r = await expireArchives(listArchiveStore(store), ["localhost"], {
       now,
       expiresAfter: Infinity,
       maxItems: 8,

@@ -15,8 +15,8 @@
  * `add <dataDir> <firstId> <n>`: appends items `firstId`... one at a time, prints `added`.
  * @module
  */
-import { collapseRange } from "../../lib/storage/fallocate.ts";
-import { openListStore } from "../../lib/storage/list_store.ts";
+import { collapseRange } from "../../lib/storage/file/fallocate.ts";
+import { openListStore } from "../../lib/storage/file/list_store.ts";
 
 /** An item written by this helper. */
 export interface CrashItem {

@@ -5,8 +5,9 @@
  */
 import { crc32 } from "node:zlib";
 import { join } from "node:path";
-import { collapseRange } from "../../lib/storage/fallocate.ts";
-import { INDEX_HEADER_SIZE, INDEX_MAGIC, LIST_BLOCK } from "../../lib/storage/list_store.ts";
+import { collapseRange } from "../../lib/storage/file/fallocate.ts";
+import { INDEX_HEADER_SIZE, INDEX_MAGIC } from "../../lib/storage/file/index.ts";
+import { LIST_BLOCK } from "../../lib/storage/file/format.ts";
 
 /** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
 export function prng(seed: number): () => number {

@@ -7,9 +7,10 @@ import {
   type AccountStore,
   openAccountStore,
 } from "../../lib/storage/accounts.ts";
-import { openKeyvalStore, storeDir } from "../../lib/storage/datamanager.ts";
-import { openListStore } from "../../lib/storage/list_store.ts";
+import { openKeyvalStore, storeDir } from "../../lib/storage/file/datamanager.ts";
+import { openListStore } from "../../lib/storage/file/list_store.ts";
 import { openTombstoneStore, removeAccount } from "../../lib/storage/tombstones.ts";
+import { openUserData } from "../../lib/storage/user_data.ts";
 
 const NOW = 1_700_000_000_000;
 
@@ -64,7 +65,7 @@ Deno.test("account removal: every store of the data is gone before the account r
       },
     };
     await removeAccount(
-      { accounts: watched, dataDir: dir, tombstones, moduleStores: ["vcard"] },
+      { accounts: watched, tombstones, data: openUserData(dir, ["vcard"]) },
       "h",
       "juliet",
       NOW,
@@ -81,7 +82,7 @@ Deno.test("account removal: a crash before the record goes leaves the account, w
       ...accounts,
       remove: () => Promise.reject(new Error("power cut")),
     };
-    const deps = { accounts: crashing, dataDir: dir, tombstones, moduleStores: ["vcard"] };
+    const deps = { accounts: crashing, tombstones, data: openUserData(dir, ["vcard"]) };
     await assert.rejects(removeAccount(deps, "h", "juliet", NOW), /power cut/);
     // The name stays taken (account and tombstone), and no data waits for a later account.
     assert.deepEqual(await filesOf(dir, "juliet"), [
@@ -96,7 +97,7 @@ Deno.test("account removal: a crash before the record goes leaves the account, w
 Deno.test("account removal: a missing account is refused before anything is touched", () =>
   withAccount(async (dir, accounts) => {
     const tombstones = openTombstoneStore(dir);
-    const deps = { accounts, dataDir: dir, tombstones, moduleStores: ["vcard"] };
+    const deps = { accounts, tombstones, data: openUserData(dir, ["vcard"]) };
     await assert.rejects(removeAccount(deps, "h", "romeo", NOW), AccountMissingError);
     assert.equal(await tombstones.get("h", "romeo"), undefined);
     assert.equal((await filesOf(dir, "juliet")).length, 7);

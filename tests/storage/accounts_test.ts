@@ -8,7 +8,7 @@ import {
   loadDecoyKey,
   openAccountStore,
 } from "../../lib/storage/accounts.ts";
-import { storeDir } from "../../lib/storage/datamanager.ts";
+import { storeDir } from "../../lib/storage/file/datamanager.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir();

@@ -10,10 +10,23 @@ import {
   resultMessages,
   stamp,
 } from "../../lib/mam.ts";
-import { archiveMetadata, runQuery } from "../../lib/storage/archive.ts";
-import { openListStore } from "../../lib/storage/list_store.ts";
-import type { ListStore } from "../../lib/storage/mod.ts";
+import { listArchiveStore } from "../../lib/storage/file/archive.ts";
+import { openListStore } from "../../lib/storage/file/list_store.ts";
+import type { ArchiveEnds, ArchivePage, ListStore } from "../../lib/storage/mod.ts";
 import { elem, stanza } from "../../lib/xml/element.ts";
+
+/** A query through the archive store over `store`, a list store the tests watch. */
+const runQuery = (
+  store: ListStore<ArchivedMessage>,
+  host: string,
+  user: string,
+  q: ArchiveQuery,
+): Promise<ArchivePage> => listArchiveStore(store).query(host, user, q);
+const archiveMetadata = (
+  store: ListStore<ArchivedMessage>,
+  host: string,
+  user: string,
+): Promise<ArchiveEnds> => listArchiveStore(store).metadata(host, user);
 
 const HOST = "example.com";
 const USER = "romeo";

@@ -10,7 +10,7 @@ import {
   storeDir,
   TEMP_PREFIX,
   UnstorableNameError,
-} from "../../lib/storage/datamanager.ts";
+} from "../../lib/storage/file/datamanager.ts";
 
 async function listFiles(dir: string): Promise<string[]> {
   const out: string[] = [];

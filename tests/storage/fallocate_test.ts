@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CollapseError, collapseRange } from "../../lib/storage/fallocate.ts";
-import { openListStore } from "../../lib/storage/list_store.ts";
+import { CollapseError, collapseRange } from "../../lib/storage/file/fallocate.ts";
+import { openListStore } from "../../lib/storage/file/list_store.ts";
 import { collapseCapableDir } from "./_list_helpers.ts";
 
 const HELPER = fileURLToPath(new URL("./_list_appender.ts", import.meta.url));

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
-import { openListStore } from "../../lib/storage/list_store.ts";
-import { encodePathPart, storeDir } from "../../lib/storage/datamanager.ts";
+import { openListStore } from "../../lib/storage/file/list_store.ts";
+import { encodePathPart, storeDir } from "../../lib/storage/file/datamanager.ts";
 import { type CrashItem, TARGET } from "./_list_appender.ts";
 import { misplaced, prng, readIndex, scanRaw } from "./_list_helpers.ts";
 

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
-import { LEASE_IDLE_MS, LEASE_MAX_MS, openListStore } from "../../lib/storage/list_store.ts";
-import { encodePathPart, storeDir } from "../../lib/storage/datamanager.ts";
+import { openListStore } from "../../lib/storage/file/list_store.ts";
+import { LEASE_IDLE_MS, LEASE_MAX_MS } from "../../lib/storage/file/leases.ts";
+import { encodePathPart, storeDir } from "../../lib/storage/file/datamanager.ts";
 import { type CrashItem, TARGET } from "./_list_appender.ts";
 import { readIndex, scanRaw } from "./_list_helpers.ts";
 

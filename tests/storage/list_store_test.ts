@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { openListStore } from "../../lib/storage/datamanager.ts";
-import { INDEX_HEADER_SIZE, INDEX_VERSION, LIST_BLOCK } from "../../lib/storage/list_store.ts";
-import { encodePathPart, storeDir } from "../../lib/storage/datamanager.ts";
-import type { ShiftMethod } from "../../lib/storage/mod.ts";
+import { openListStore } from "../../lib/storage/file/list_store.ts";
+import { INDEX_HEADER_SIZE, INDEX_VERSION } from "../../lib/storage/file/index.ts";
+import { LIST_BLOCK } from "../../lib/storage/file/format.ts";
+import { encodePathPart, storeDir } from "../../lib/storage/file/datamanager.ts";
+import type { ShiftMethod } from "../../lib/storage/file/trim.ts";
 import {
   collapseCapableDir,
   type Item,

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
-import { openKeyvalStore } from "../../lib/storage/datamanager.ts";
-import { openListStore } from "../../lib/storage/list_store.ts";
-import type { ListStore } from "../../lib/storage/mod.ts";
+import { openKeyvalStore } from "../../lib/storage/file/datamanager.ts";
+import { type FileListStore, openListStore } from "../../lib/storage/file/list_store.ts";
 import { offlineStore, openOfflineStore } from "../../lib/storage/offline.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 
@@ -24,7 +23,7 @@ Deno.test("offline store: appends one message at a time, counts without reading,
   await withDir(async (dir) => {
     const list = openListStore<Element>(dir, "offline", { ffi: "off" });
     let appended = 0;
-    const counted: ListStore<Element> = {
+    const counted: FileListStore<Element> = {
       ...list,
       append: (host, user, items) => (appended += items.length, list.append(host, user, items)),
     };

@@ -8,7 +8,7 @@
  * @module
  */
 import { join } from "node:path";
-import type { KeyvalStore } from "./mod.ts";
+import type { KeyvalStore } from "../mod.ts";
 
 /** A stored file that exists but cannot be read back as what was written. */
 export class StoreCorruptError extends Error {
@@ -372,7 +372,6 @@ export function openKeyvalStore<T>(
 
   return { get, set, delete: remove, users };
 }
-export { openListStore } from "./list_store.ts";
 
 /**
  * Removes the temp files that writes cut short by a crash left in the stores under `dataDir`

@@ -1,14 +1,24 @@
 /**
- * Runs XEP-0313 queries against a user's message archive kept in a {@link ListStore}, oldest
- * message first. Time bounds and ids are found by binary search on `ts` (archive ids embed their
- * timestamp, see `newArchiveId`), so a page costs a few reads whatever the archive's size; only
- * the `with` filter scans, in chunks, only as far as it needs to fill the page, and never more
- * than the query's `scanLimit` records (`limits.mamScan`).
+ * The archive store over a list store (`DATA/<host>/archive/<user>.list` in the file store),
+ * oldest message first. Queries run over positional list calls: time bounds and ids are found
+ * by binary search on `ts` (archive ids embed their timestamp, see `newArchiveId`), so a page
+ * costs a few reads whatever the archive's size; only the `with` filter scans, in chunks, only
+ * as far as it needs to fill the page, and never more than the query's `scanLimit` records
+ * (`limits.mamScan`). Expiry drops the head of the list (`shift`).
  * @module
  */
-import { type ArchivedMessage, type ArchiveQuery, type QueryPage, tsOfArchiveId } from "../mam.ts";
-import { DEFAULT_LIMITS } from "../limits.ts";
-import type { ListStore } from "./mod.ts";
+import { DEFAULT_LIMITS } from "../../limits.ts";
+import {
+  type ArchivedMessage,
+  type ArchiveQuery,
+  type QueryPage,
+  tsOfArchiveId,
+} from "../../mam.ts";
+import type { ArchiveEnds, ArchiveExpiry, ArchivePage, ArchiveStore, ListStore } from "../mod.ts";
+import { type ListStoreOptions, openListStore } from "./list_store.ts";
+
+/** The list store's name (the directory under each host). */
+export const ARCHIVE_STORE = "archive";
 
 /** Most items read at a time when scanning for the `with` filter or among equal stamps. */
 const CHUNK = 256;
@@ -161,23 +171,13 @@ async function pageOfScan(
   return { items, complete: false, scanned: { first: older.id, last: newer.id } };
 }
 
-/**
- * Runs a query against one user's archive. Unknown ids (after-id, before-id, ids, RSM after and
- * before) give `{ error: "item-not-found" }` (XEP-0313 §4.1.3, §4.3.2).
- *
- * The result set is cut by start/end (binary search on `ts`), after-id/before-id (exclusive),
- * ids, and `with`. RSM `after` pages forward from just after that item, RSM `before` (an id, or
- * true for the last page) pages backward from just before it; after-id and before-id only
- * bound the set and never reverse paging (XEP-0313 §9). `complete` is true when nothing more
- * matches in the direction of paging. `count` and `firstIndex` are given when cheap: without a
- * `with` filter, or with `ids` (whose items are all read anyway).
- */
-export async function runQuery(
+/** The page of a query over one user's archive (see {@link ArchiveStore.query}). */
+async function runQuery(
   store: Archive,
   host: string,
   user: string,
   q: ArchiveQuery,
-): Promise<QueryPage | { readonly error: "item-not-found" }> {
+): Promise<ArchivePage> {
   const t: Target = { store, host, user, n: await store.count(host, user) };
   let lo = 0;
   let hi = t.n;
@@ -228,14 +228,44 @@ export async function runQuery(
   return pageOfScan(t, pageLo, pageHi, q, match);
 }
 
-/** The oldest and newest message of a user's archive (both absent when it is empty). */
-export async function archiveMetadata(
-  store: Archive,
-  host: string,
-  user: string,
-): Promise<{ first?: ArchivedMessage; last?: ArchivedMessage }> {
+async function metadata(store: Archive, host: string, user: string): Promise<ArchiveEnds> {
   const n = await store.count(host, user);
   if (n === 0) return {};
   const [first, last] = await Promise.all([store.get(host, user, 0), store.get(host, user, n - 1)]);
   return { first, last };
+}
+
+/** How many of the oldest items to drop, by age and by count. */
+async function itemsToDrop(
+  store: Archive,
+  host: string,
+  user: string,
+  opts: ArchiveExpiry,
+): Promise<number> {
+  const count = await store.count(host, user);
+  const byCount = Math.max(0, count - opts.maxItems);
+  if (opts.before === undefined) return byCount;
+  const byAge = await store.lowerBound(host, user, opts.before, byTs);
+  return Math.max(byCount, byAge);
+}
+
+/** An archive store over a list store of archived messages. */
+export function listArchiveStore(list: Archive): ArchiveStore {
+  return {
+    append: (host, user, messages) => list.append(host, user, messages),
+    query: (host, user, q) => runQuery(list, host, user, q),
+    metadata: (host, user) => metadata(list, host, user),
+    async expire(host, user, opts) {
+      const n = await itemsToDrop(list, host, user, opts);
+      if (n > 0) await list.shift(host, user, n);
+      return n;
+    },
+    delete: (host, user) => list.delete(host, user),
+    users: (host) => list.users(host),
+  };
+}
+
+/** The archive store under `dataDir` (list store `archive`). */
+export function openArchiveStore(dataDir: string, opts: ListStoreOptions = {}): ArchiveStore {
+  return listArchiveStore(openListStore<ArchivedMessage>(dataDir, ARCHIVE_STORE, opts));
 }

@@ -1,0 +1,256 @@
+/**
+ * The list store's per-file state cache and its leases.
+ *
+ * A list store instance keeps, per list file, what it knows of it ({@link FileState}: the
+ * in-memory index, the file's identity when loaded) and a chain that runs its operations on
+ * that file one at a time. At most {@link MAX_CACHED_FILES} states are kept for files not in
+ * use; the least recently used go.
+ *
+ * Leases: an append keeps the list file (and its index) open and exclusively locked after it
+ * is done, so that the appends that follow are one write, one `fdatasync` and one index write,
+ * without opening, locking or stat-ing again: while the lock is ours nobody else can change the
+ * file. The lease ends after {@link LEASE_IDLE_MS} without an operation on the file, at the
+ * latest after {@link LEASE_MAX_MS} (so that another process waiting for the lock, e.g. the CLI
+ * deleting an account, gets it), when more than {@link MAX_CACHED_FILES} files are cached, and
+ * before a shift or a delete. Another store instance of this process that wants the file asks
+ * the holder to end its lease at once.
+ * @module
+ */
+import { join } from "node:path";
+import { encodePathPart, storeDir } from "./datamanager.ts";
+import type { CorruptRecord } from "./format.ts";
+
+/**
+ * Per-file states (the in-memory index) kept for files not in use; least recently used go,
+ * and their leases (two open files each) end.
+ */
+export const MAX_CACHED_FILES = 256;
+/** A lease ends after this many ms without an operation on its file. */
+export const LEASE_IDLE_MS = 250;
+/** A lease ends after the first batch that finds it this old (ms), so other processes get in. */
+export const LEASE_MAX_MS = 2000;
+
+/** Appends waiting for the next batch written to a file (group commit). */
+export interface PendingAppend {
+  readonly records: readonly Uint8Array[];
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/**
+ * What this process knows about one list file. Mutable on purpose: it is the cache behind
+ * the shell, changed only while its `lock` chain is held.
+ */
+export interface FileState {
+  readonly host: string;
+  readonly listPath: string;
+  readonly idxPath: string;
+  readonly dir: string;
+  lock: Promise<void>;
+  active: number;
+  pending: PendingAppend[];
+  flushing: boolean;
+  // The list file this state was loaded from: inode, size and mtime at that time.
+  loaded: boolean;
+  ino: number | null;
+  size: number;
+  mtime: number;
+  ends: Float64Array;
+  count: number;
+  // End of the last good record: what follows it is padding or a torn tail.
+  validEnd: number;
+  // Entries known to be in the index file (it may lag behind `count`).
+  persisted: number;
+  corrupt: CorruptRecord[];
+  // The lease: the list file, open and exclusively locked, and its index open to append.
+  file: Deno.FsFile | null;
+  // Known position of `file` (-1: unknown), so that a write after a write does not seek.
+  pos: number;
+  idx: Deno.FsFile | null;
+  idxPos: number;
+  leasedAt: number;
+  lastUse: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/** A lease held by one store instance of this process, found by the list file's path. */
+interface LeaseHolder {
+  readonly state: object;
+  /** Ends the lease once the holder's queued operations on the file are done. */
+  readonly end: () => Promise<void>;
+}
+// Process-wide: flock excludes open files, not processes, so two instances of one process
+// would otherwise wait for each other's lease to time out.
+const leases = new Map<string, LeaseHolder>();
+
+/** Forgets what was loaded: the next operation looks at the file afresh. */
+export function resetState(state: FileState): void {
+  state.loaded = false;
+  state.ino = null;
+  state.size = 0;
+  state.mtime = 0;
+  state.ends = new Float64Array(0);
+  state.count = 0;
+  state.validEnd = 0;
+  state.persisted = 0;
+}
+
+/** Makes room in `state.ends` for `extra` more entries. */
+export function growEnds(state: FileState, extra: number): void {
+  const need = state.count + extra;
+  if (need <= state.ends.length) return;
+  const next = new Float64Array(Math.max(need, state.ends.length * 2, 16));
+  next.set(state.ends.subarray(0, state.count));
+  state.ends = next;
+}
+
+/** Closes the index file kept open under a lease, if any. */
+export function closeIndex(state: FileState): void {
+  state.idx?.close();
+  state.idx = null;
+  state.idxPos = -1;
+}
+
+/** Notes the identity of the list file (to notice later changes by others). */
+export async function refreshIdentity(state: FileState, file: Deno.FsFile): Promise<void> {
+  const info = await file.stat();
+  state.ino = info.ino;
+  state.size = info.size;
+  state.mtime = info.mtime?.getTime() ?? 0;
+}
+
+/** The states of one store instance's files, with their operation chains and leases. */
+export interface FileCache {
+  /** The state of a user's list file, created (unloaded) when not cached. */
+  stateFor(host: string, user: string): FileState;
+  /** Runs `fn` alone among the operations of this process on this file. */
+  serialised<R>(state: FileState, fn: () => Promise<R>): Promise<R>;
+  /** Takes the lease on a file acquired for writing (locked exclusively, up to date). */
+  startLease(state: FileState, file: Deno.FsFile): void;
+  /**
+   * Ends the lease of `state`, if any: notes the file's identity and closes it, which drops
+   * the lock. Only from inside the file's operation chain, or when nothing is queued on it.
+   */
+  endLease(state: FileState): void;
+  /** Ends the lease of another instance of this process on this file; false if none. */
+  takeFromSibling(state: FileState): Promise<boolean>;
+}
+
+function idle(state: FileState): boolean {
+  return state.active === 0 && !state.flushing && state.pending.length === 0;
+}
+
+/** The cache of the list store `store` under `dataDir`. */
+export function createFileCache(dataDir: string, store: string): FileCache {
+  const states = new Map<string, FileState>();
+
+  function stateFor(host: string, user: string): FileState {
+    const dir = storeDir(dataDir, host, store);
+    const base = join(dir, encodePathPart(user));
+    const listPath = `${base}.list`;
+    let state = states.get(listPath);
+    if (state !== undefined) {
+      // Re-insert: Map order then runs from least to most recently used.
+      states.delete(listPath);
+      states.set(listPath, state);
+      return state;
+    }
+    state = {
+      host,
+      listPath,
+      idxPath: `${base}.lidx`,
+      dir,
+      lock: Promise.resolve(),
+      active: 0,
+      pending: [],
+      flushing: false,
+      loaded: false,
+      ino: null,
+      size: 0,
+      mtime: 0,
+      ends: new Float64Array(0),
+      count: 0,
+      validEnd: 0,
+      persisted: 0,
+      corrupt: [],
+      file: null,
+      pos: -1,
+      idx: null,
+      idxPos: -1,
+      leasedAt: 0,
+      lastUse: 0,
+      timer: undefined,
+    };
+    states.set(listPath, state);
+    if (states.size > MAX_CACHED_FILES) {
+      for (const [path, old] of states) {
+        if (states.size <= MAX_CACHED_FILES) break;
+        if (idle(old)) {
+          endLease(old);
+          states.delete(path);
+        }
+      }
+    }
+    return state;
+  }
+
+  function endLease(state: FileState): void {
+    const file = state.file;
+    if (file === null) return;
+    clearTimeout(state.timer);
+    state.timer = undefined;
+    if (leases.get(state.listPath)?.state === state) leases.delete(state.listPath);
+    closeIndex(state);
+    state.file = null;
+    state.pos = -1;
+    try {
+      const info = file.statSync();
+      state.ino = info.ino;
+      state.size = info.size;
+      state.mtime = info.mtime?.getTime() ?? 0;
+    } catch {
+      state.loaded = false;
+    }
+    file.close();
+  }
+
+  function startLease(state: FileState, file: Deno.FsFile): void {
+    state.file = file;
+    state.pos = -1;
+    state.leasedAt = state.lastUse = performance.now();
+    leases.set(state.listPath, {
+      state,
+      end: () => serialised(state, () => Promise.resolve(endLease(state))),
+    });
+    armTimer(state, LEASE_IDLE_MS);
+  }
+
+  function armTimer(state: FileState, ms: number): void {
+    const timer = setTimeout(() => {
+      state.timer = undefined;
+      if (state.file === null) return;
+      const quiet = performance.now() - state.lastUse;
+      if (idle(state) && quiet >= LEASE_IDLE_MS) endLease(state);
+      else armTimer(state, Math.max(1, LEASE_IDLE_MS - quiet));
+    }, ms);
+    // A lease never keeps the process alive: what it covers is on disk already.
+    Deno.unrefTimer(timer);
+    state.timer = timer;
+  }
+
+  async function takeFromSibling(state: FileState): Promise<boolean> {
+    const holder = leases.get(state.listPath);
+    if (holder === undefined || holder.state === state) return false;
+    await holder.end();
+    return true;
+  }
+
+  function serialised<R>(state: FileState, fn: () => Promise<R>): Promise<R> {
+    state.active++;
+    const run = state.lock.then(fn).finally(() => state.active--);
+    state.lock = run.then(() => {}, () => {});
+    return run;
+  }
+
+  return { stateFor, serialised, startLease, endLease, takeFromSibling };
+}
