@@ -17,7 +17,7 @@ import type { ExternalService } from "./reducers/types.ts";
 import { DEFAULT_LIMITS, LIMIT_KEYS, LIMIT_MINIMUMS, type Limits } from "./limits.ts";
 
 /** Log levels, least to most severe (the same names as the logging library's). */
-export const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
+const LOG_LEVELS = ["trace", "debug", "info", "warning", "error", "fatal"] as const;
 
 /** One of {@link LOG_LEVELS}. */
 export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -23,7 +23,7 @@ export type LogLevel = "trace" | "debug" | "info" | "warning" | "error" | "fatal
 export type Logger = LibraryLogger;
 
 /** The category every logger of this server lives under. */
-export const ROOT_CATEGORY = "xmpp";
+const ROOT_CATEGORY = "xmpp";
 
 /** Options for {@link setupLogging}, mainly for tests. */
 export interface LoggingOptions {

@@ -10,19 +10,7 @@ import { type DataForm, findForm, parseForm } from "./xmpp/forms.ts";
 import { iqResult, type StanzaErrorCondition } from "./xmpp/errors.ts";
 import { formatDateTime, parseDateTime } from "./xmpp/datetime.ts";
 import { normalizeJid } from "./xmpp/jid.ts";
-
-/** The MAM namespace (query, result, fin, prefs, metadata). */
-export const NS_MAM = "urn:xmpp:mam:2";
-/** Disco feature for after-id, before-id, ids, flip-page and metadata. */
-export const NS_MAM_EXTENDED = "urn:xmpp:mam:2#extended";
-/** Result Set Management (XEP-0059). */
-export const NS_RSM = "http://jabber.org/protocol/rsm";
-/** Stanza forwarding (XEP-0297). */
-export const NS_FORWARD = "urn:xmpp:forward:0";
-/** Delayed delivery (XEP-0203). */
-export const NS_DELAY = "urn:xmpp:delay";
-/** Unique and stable stanza ids (XEP-0359). */
-export const NS_SID = "urn:xmpp:sid:0";
+import { NS_CLIENT, NS_DELAY, NS_FORWARD, NS_MAM, NS_RSM, NS_SID } from "./xmpp/namespaces.ts";
 
 /** RSM page size when the client gives none. */
 export const DEFAULT_MAX = 20;
@@ -238,7 +226,7 @@ export function tsOfArchiveId(id: string): number | undefined {
 
 /** One result message (XEP-0313 §4.2). No `from`: it comes from the user's own account. */
 function resultMessage(item: ArchivedMessage, queryId: string | undefined, to: string): Element {
-  return elem("message", { xmlns: "jabber:client", to }, [
+  return elem("message", { xmlns: NS_CLIENT, to }, [
     elem("result", { xmlns: NS_MAM, queryid: queryId, id: item.id }, [
       elem("forwarded", { xmlns: NS_FORWARD }, [
         elem("delay", { xmlns: NS_DELAY, stamp: stamp(item.ts) }),

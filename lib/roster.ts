@@ -16,9 +16,7 @@ import type { PendingRequest, Roster, RosterItem } from "./session.ts";
 import { childElements, elem, type Element, stanza, text } from "./xml/element.ts";
 import { bareJidOf, parseJid } from "./xmpp/jid.ts";
 import { type Limits, utf8Bytes } from "./limits.ts";
-
-/** Namespace of the roster protocol (RFC 6121 §2). */
-export const NS_ROSTER = "jabber:iq:roster";
+import { NS_ROSTER } from "./xmpp/namespaces.ts";
 
 /**
  * Longest item name and group name accepted, in code points. RFC 6121 §2.3.3 leaves the limit
@@ -68,7 +66,7 @@ function nextVersion(version: string): string {
  * The version as clients see it. Prosody numbers a roster that was never saved 1, and its first
  * save 1 as well; the conformance scripts expect exactly those numbers, so "0" shows as "1".
  */
-export function shownVersion(roster: Roster): string {
+function shownVersion(roster: Roster): string {
   return roster.version === "0" ? "1" : roster.version;
 }
 

@@ -9,11 +9,6 @@ import {
   MAX_PAGE,
   metadataElement,
   newArchiveId,
-  NS_DELAY,
-  NS_FORWARD,
-  NS_MAM,
-  NS_RSM,
-  NS_SID,
   parseMamQuery,
   parsePrefs,
   prefsElement,
@@ -35,6 +30,7 @@ import {
 import { DEFAULT_LIMITS } from "../lib/limits.ts";
 import { EMPTY_ROSTER } from "../lib/session.ts";
 import { createStreamParser } from "../lib/xml/parser.ts";
+import { NS_DELAY, NS_FORWARD, NS_MAM, NS_RSM, NS_SID } from "../lib/xmpp/namespaces.ts";
 
 /** Parses one element, written as the child of a client stanza. */
 function xml(s: string): Element {

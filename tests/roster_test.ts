@@ -4,7 +4,6 @@ import {
   itemBytes,
   itemElement,
   MAX_REQUEST_PAYLOAD_BYTES,
-  NS_ROSTER,
   parseRosterSet,
   pendingBytes,
   pendingPayload,
@@ -22,6 +21,7 @@ import {
 } from "../lib/roster.ts";
 import { EMPTY_ROSTER, type PendingRequest, type Roster, type RosterItem } from "../lib/session.ts";
 import { elem, type Element, serialize } from "../lib/xml/element.ts";
+import { NS_ROSTER } from "../lib/xmpp/namespaces.ts";
 
 const OWN = "juliet@example.com";
 

@@ -7,7 +7,6 @@
  */
 import type { RosterSetChange } from "../roster.ts";
 import {
-  contactsWith,
   pendingPayload,
   pendingRequest,
   pendingRequestOf,
@@ -60,6 +59,7 @@ import { lastItemsFor, PEP_STORE } from "./pep.ts";
 import { LAST_STORE, logoutRecord } from "./last_activity.ts";
 import type { ResourceView } from "./types.ts";
 import { type Limits, utf8Bytes } from "../limits.ts";
+import { NS_DELAY, NS_ROSTER } from "../xmpp/namespaces.ts";
 
 /** What the server keeps for one account while it works on it. */
 export interface AccountState {
@@ -213,7 +213,7 @@ export interface AccountCtx {
 export type AccountStep = readonly [AccountState, readonly AccountOutput[]];
 
 /** The subscription state of a contact as the tables see it. */
-export function subStateOf(roster: Roster, contact: string): SubState {
+function subStateOf(roster: Roster, contact: string): SubState {
   const item = rosterItem(roster, contact);
   const pendingIn = pendingRequest(roster, contact) !== undefined;
   if (item === undefined) return { ...NO_SUBSCRIPTION, pendingIn };
@@ -581,7 +581,7 @@ function onPrefs(
 }
 
 function onRosterGet(s: AccountState, iq: Element): AccountStep {
-  const query = child(iq, "query", "jabber:iq:roster");
+  const query = child(iq, "query", NS_ROSTER);
   const result = iqResult(iq, rosterQuery(s.roster, query?.attrs.ver));
   return [s, [{ kind: "deliver", to: iq.attrs.from!, stanza: result }]];
 }
@@ -773,11 +773,11 @@ function onProbe(s: AccountState, el: Element, ctx: AccountCtx): AccountStep {
 }
 
 /** The XEP-0203 delay stamp added to a stored message. */
-export function withDelay(el: Element, from: string, now: number): Element {
+function withDelay(el: Element, from: string, now: number): Element {
   const stamp = formatDateTime(now);
   return withChildren(el, [
     ...el.children,
-    elem("delay", { xmlns: "urn:xmpp:delay", from, stamp }),
+    elem("delay", { xmlns: NS_DELAY, from, stamp }),
   ]);
 }
 
@@ -830,11 +830,6 @@ function onInitialPresence(s: AccountState, fullJid: string, priority: number): 
   // The shell reads them, delivers them, then deletes them: a crash in between repeats.
   out.push({ kind: "store-offline", action: "deliver", to: fullJid });
   return [{ ...s, offline: NO_OFFLINE }, out];
-}
-
-/** Contacts that receive the user's broadcast presence (subscription from or both). */
-export function presenceSubscribers(roster: Roster): string[] {
-  return contactsWith(roster, ["from", "both"]);
 }
 
 /**

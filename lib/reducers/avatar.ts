@@ -10,14 +10,16 @@ import { utf8Bytes } from "../limits.ts";
 import { createHash } from "node:crypto";
 import { childElements, elem, type Element, serialize, text } from "../xml/element.ts";
 import type { AccountOutput } from "./account.ts";
-import { nodeOf, NS_PUBSUB, PEP_STORE, pepData, publishedByServer } from "./pep.ts";
-import { NS_VCARD, photoHash, type VcardData, vcardData } from "./vcard.ts";
+import { nodeOf, PEP_STORE, pepData, publishedByServer } from "./pep.ts";
+import { photoHash, type VcardData, vcardData } from "./vcard.ts";
 import type { AccountIqCtx, AccountIqHandler, AccountIqResult, Module } from "./types.ts";
-
-export const NS_AVATAR_DATA = "urn:xmpp:avatar:data";
-export const NS_AVATAR_METADATA = "urn:xmpp:avatar:metadata";
-/** XEP-0398 §2: announced on accounts. */
-export const NS_PEP_VCARD_CONVERSION = "urn:xmpp:pep-vcard-conversion:0";
+import {
+  NS_AVATAR_DATA,
+  NS_AVATAR_METADATA,
+  NS_PEP_VCARD_CONVERSION,
+  NS_PUBSUB,
+  NS_VCARD,
+} from "../xmpp/namespaces.ts";
 
 /** The store the vCard module keeps its data in. */
 const VCARD_STORE = "vcard";
@@ -202,7 +204,7 @@ function afterVcardSet(
     const metadata = publishedByServer(
       next,
       NS_AVATAR_METADATA,
-      ctx.newId?.() ?? String(ctx.now),
+      ctx.newId(),
       elem("metadata", { xmlns: NS_AVATAR_METADATA }),
       ctx,
     );

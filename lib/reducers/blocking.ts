@@ -12,15 +12,14 @@ import { childElements, elem, type Element, stanza } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import { utf8Bytes } from "../limits.ts";
 import { formatJid, normalizeJid, parseJid } from "../xmpp/jid.ts";
-import { NS_STANZA_ERRORS as NS_STANZAS } from "../xmpp/namespaces.ts";
+import {
+  NS_BLOCKING,
+  NS_BLOCKING_ERRORS,
+  NS_STANZA_ERRORS as NS_STANZAS,
+} from "../xmpp/namespaces.ts";
 import type { AccountOutput } from "./account.ts";
 import { resentPresence } from "./presence.ts";
 import type { AccountIqCtx, AccountIqResult, Module, Output, ResourceView, Step } from "./types.ts";
-
-/** The blocking namespace. */
-export const NS_BLOCKING = "urn:xmpp:blocking";
-/** The application error condition of a refused stanza (XEP-0191 §3.6). */
-export const NS_BLOCKING_ERRORS = "urn:xmpp:blocking:errors";
 
 /** Blocked JIDs, normalised, in the order they were blocked. */
 export type Blocklist = readonly string[];
@@ -61,7 +60,7 @@ function indexed(data: unknown): Indexed {
 }
 
 /** The block list in a stored value (a JSON array of JIDs; anything else is empty). */
-export function blocklistOf(data: unknown): Blocklist {
+function blocklistOf(data: unknown): Blocklist {
   return indexed(data).list;
 }
 
@@ -97,7 +96,7 @@ function isOwn(jid: string, bare: string): boolean {
  * What becomes of a stanza from a blocked JID (XEP-0191 §3.5): messages and iq requests are
  * answered with service-unavailable, everything else (presence, results, errors) is dropped.
  */
-export function bounceBlocked(el: Element): Element[] {
+function bounceBlocked(el: Element): Element[] {
   const type = el.attrs.type;
   if (el.name === "message" && type !== "error") {
     return [errorReply(el, "service-unavailable", { type: "cancel" })];
@@ -143,7 +142,7 @@ export function blockedInbound(s: Session, el: Element): Step | undefined {
 }
 
 /** The error the user gets for a stanza to a JID they blocked (XEP-0191 §3.6). */
-export function blockedError(el: Element): Element {
+function blockedError(el: Element): Element {
   const { from, to, id } = el.attrs;
   // Built by hand: Prosody's text carries no xml:lang, and conformance scripts compare exactly.
   return stanza(el.name as "message" | "iq", { type: "error", id, from: to, to: from }, [
@@ -217,7 +216,7 @@ function pushes(change: Element, ctx: AccountIqCtx): AccountOutput[] {
   return resources.filter((r) => r.blocklistInterested === true).map((r) => ({
     kind: "deliver" as const,
     to: r.fullJid,
-    stanza: stanza("iq", { type: "set", id: ctx.newId?.() ?? "push", to: r.fullJid }, [change]),
+    stanza: stanza("iq", { type: "set", id: ctx.newId(), to: r.fullJid }, [change]),
   }));
 }
 

@@ -7,10 +7,9 @@
 import { createHash } from "node:crypto";
 import { childElements, elem, type Element } from "../xml/element.ts";
 import { type DataForm, findForms, FORM_TYPE, isDataForm, parseForm } from "../xmpp/forms.ts";
-import { hostDiscoInfo, NS_DISCO_INFO } from "./disco.ts";
+import { hostDiscoInfo } from "./disco.ts";
 import type { Ctx, Identity, Module } from "./types.ts";
-
-export const NS_CAPS = "http://jabber.org/protocol/caps";
+import { NS_CAPS, NS_DISCO_INFO } from "../xmpp/namespaces.ts";
 
 /**
  * Identifies this software in `node`. XEP-0115 asks only for a URI unique to the application.
@@ -107,7 +106,7 @@ export function capsInputOf(query: Element): CapsInput {
 }
 
 /** The `<c/>` stream feature announcing the domain's capabilities (XEP-0115 §6.3). */
-export function capsFeature(info: CapsInput): Element {
+function capsFeature(info: CapsInput): Element {
   return elem("c", {
     xmlns: NS_CAPS,
     hash: "sha-1",

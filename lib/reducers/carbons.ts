@@ -9,16 +9,10 @@ import { bareJid, type Session } from "../session.ts";
 import { child, elem, type Element, stanza, withChildren } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import type { Module, ResourceView, Step } from "./types.ts";
-
-/** The carbons namespace. */
-export const NS_CARBONS = "urn:xmpp:carbons:2";
-/** XEP-0297 forwarding. */
-export const NS_FORWARD = "urn:xmpp:forward:0";
-/** XEP-0334 processing hints. */
-export const NS_HINTS = "urn:xmpp:hints";
+import { NS_CARBONS, NS_FORWARD, NS_HINTS } from "../xmpp/namespaces.ts";
 
 /** True when the message carries a carbon (`<sent/>` or `<received/>`) itself. */
-export function isCarbon(el: Element): boolean {
+function isCarbon(el: Element): boolean {
   return child(el, "sent", NS_CARBONS) !== undefined ||
     child(el, "received", NS_CARBONS) !== undefined;
 }

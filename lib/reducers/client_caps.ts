@@ -23,14 +23,13 @@ import {
 import { child, childElements, elem, type Element, stanza } from "../xml/element.ts";
 import { bareJidOf, parseJid } from "../xmpp/jid.ts";
 import type { Ctx, Output, Step } from "./types.ts";
+import { NS_CAPS, NS_DISCO_INFO } from "../xmpp/namespaces.ts";
 
-export const NS_CAPS = "http://jabber.org/protocol/caps";
-const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
 /** The id of our caps questions: Prosody's, which the conformance scripts expect. */
 const CAPS_IQ_ID = "disco";
 
 /** The caps a presence advertises; undefined without (usable) caps. */
-export function capsOf(presence: Element): ClientCaps | undefined {
+function capsOf(presence: Element): ClientCaps | undefined {
   const c = child(presence, "c", NS_CAPS);
   const { hash, node, ver } = c?.attrs ?? {};
   // Legacy caps (no hash, XEP-0115 before 1.5) name feature bundles we would not understand.

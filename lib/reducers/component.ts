@@ -7,15 +7,13 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Element, XmlNode } from "../xml/element.ts";
-import { errorReply, type StreamError, streamErrorElement } from "../xmpp/errors.ts";
+import { errorReply, type StreamError } from "../xmpp/errors.ts";
 import { parseJid, prepDomainpart } from "../xmpp/jid.ts";
-import { NS_CLIENT, NS_STREAMS } from "../xmpp/namespaces.ts";
-import { escapeAttr } from "../xml/element.ts";
+import { NS_CLIENT, NS_COMPONENT, NS_STREAMS } from "../xmpp/namespaces.ts";
 import type { ParseEvent } from "../xml/parser.ts";
-import { STREAM_CLOSE } from "./stream_xml.ts";
+import type { StreamHeader, StreamOutput } from "./stream_xml.ts";
 
 /** The stream namespace of components (XEP-0114 §3). */
-export const NS_COMPONENT = "jabber:component:accept";
 
 /** A component connection's state. */
 export interface ComponentSession {
@@ -42,7 +40,8 @@ export type ComponentEvent =
 
 /** What the shell does for a component connection, in order. */
 export type ComponentOutput =
-  | { readonly kind: "send-raw"; readonly text: string }
+  /** Open or close our side of the stream; the transport frames it. */
+  | StreamOutput
   /** A stanza, already in the component namespace. */
   | { readonly kind: "send"; readonly stanza: Element }
   /** A stanza for the router, already in the client namespace with a checked `from`. */
@@ -89,10 +88,8 @@ export function handshakeMatches(given: string, expected: string): boolean {
 }
 
 /** Our stream header for a component (XEP-0114 §3: no version, the component namespace). */
-export function componentHeader(from: string | undefined, id: string): string {
-  return "<?xml version='1.0'?><stream:stream xmlns='" + NS_COMPONENT + "' xmlns:stream='" +
-    NS_STREAMS + "' id='" + escapeAttr(id) + "'" +
-    (from === undefined ? "" : " from='" + escapeAttr(from) + "'") + ">";
+export function componentHeader(from: string | undefined, id: string): StreamHeader {
+  return from === undefined ? { ns: NS_COMPONENT, id } : { ns: NS_COMPONENT, id, from };
 }
 
 /**
@@ -111,9 +108,10 @@ const STANZAS = new Set(["message", "presence", "iq"]);
 function close(s: ComponentSession, error?: StreamError): ComponentStep {
   const out: ComponentOutput[] = [];
   // A header must precede a stream error (RFC 6120 §4.9.1.1).
-  if (s.state === "opening") out.push({ kind: "send-raw", text: componentHeader(undefined, "") });
-  if (error !== undefined) out.push({ kind: "send", stanza: streamErrorElement(error) });
-  out.push({ kind: "send-raw", text: STREAM_CLOSE });
+  if (s.state === "opening") {
+    out.push({ kind: "open-stream", header: componentHeader(undefined, "") });
+  }
+  out.push({ kind: "close-stream", error });
   if (s.state === "ready" && s.domain !== undefined) {
     out.push({ kind: "unregister", domain: s.domain });
   }
@@ -134,7 +132,7 @@ function onOpen(
   }
   const id = ctx.newId();
   const domain = prepDomainpart(ev.attrs.to ?? "");
-  const header: ComponentOutput = { kind: "send-raw", text: componentHeader(domain, id) };
+  const header: ComponentOutput = { kind: "open-stream", header: componentHeader(domain, id) };
   if (domain === undefined || ctx.secretOf(domain) === undefined) {
     const [d, out] = close({ ...s, state: "handshake" }, {
       condition: "host-unknown",

@@ -16,14 +16,9 @@
  */
 import type { CsiHold, Session } from "../session.ts";
 import { childElements, elem, type Element } from "../xml/element.ts";
-import { NS_CLIENT } from "../xmpp/namespaces.ts";
+import { NS_CHATSTATES, NS_CLIENT, NS_CSI, NS_HINTS, NS_SID } from "../xmpp/namespaces.ts";
 import { stanzaBytes } from "./stanza_size.ts";
 import type { Ctx, Module, Output, Step } from "./types.ts";
-
-export const NS_CSI = "urn:xmpp:csi:0";
-export const NS_CHATSTATES = "http://jabber.org/protocol/chatstates";
-const NS_HINTS = "urn:xmpp:hints";
-const NS_SID = "urn:xmpp:sid:0";
 
 /** Stanzas held for an inactive client; past this the whole queue is sent. */
 export const MAX_CSI_HELD = 500;
@@ -73,7 +68,7 @@ function isChatStateOnly(el: Element): boolean {
  * What a held stanza may be collapsed with (a later stanza with the same key supersedes it), or
  * undefined when the stanza matters now.
  */
-export function collapseKey(el: Element): string | undefined {
+function collapseKey(el: Element): string | undefined {
   const type = el.attrs.type;
   const from = el.attrs.from ?? "";
   if (el.name === "presence" && (type === undefined || type === "unavailable")) {

@@ -11,10 +11,10 @@
  * @module
  */
 import { isHibernating, NO_DIRECTED, type Session } from "../session.ts";
-import { type StreamError, streamErrorElement } from "../xmpp/errors.ts";
+import type { StreamError } from "../xmpp/errors.ts";
 import { goodbyeOutputs } from "./presence.ts";
 import { canHibernate, hibernate, unackedToOffline } from "./stream_management.ts";
-import { STREAM_CLOSE, streamHeader } from "./stream_xml.ts";
+import { clientHeader } from "./stream_xml.ts";
 import type { Ctx, Output, Step } from "./types.ts";
 
 /** How the session ends. */
@@ -39,15 +39,9 @@ export function destroy(s: Session, ctx: Ctx, opts: DestroyOptions): Step {
   if (opts.writable && !isHibernating(s)) {
     // RFC 6120 §4.9.1.2: an error before our header still needs a header to be well-formed.
     if (s.notopen && s.streamId === undefined) {
-      out.push({
-        kind: "send-raw",
-        text: streamHeader({ from: s.host ?? ctx.hosts[0], id: ctx.newId() }),
-      });
+      out.push({ kind: "open-stream", header: clientHeader(s.host ?? ctx.hosts[0], ctx.newId()) });
     }
-    if (opts.error !== undefined) {
-      out.push({ kind: "send", stanza: streamErrorElement(opts.error) });
-    }
-    out.push({ kind: "send-raw", text: STREAM_CLOSE });
+    out.push({ kind: "close-stream", error: opts.error });
   }
   // RFC 6121 §4.5.2, §4.6.3: the server says goodbye on the user's behalf, once.
   out.push(...goodbyeOutputs(s, ctx));

@@ -4,13 +4,11 @@
  * modules that carry them.
  * @module
  */
-import { bareJid, type Session } from "../session.ts";
+import type { Session } from "../session.ts";
 import { elem, type Element } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import type { Ctx, Identity, Module, Step } from "./types.ts";
-
-export const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
-export const NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items";
+import { NS_DISCO_INFO, NS_DISCO_ITEMS } from "../xmpp/namespaces.ts";
 
 function identityElement(i: Identity): Element {
   return elem("identity", { category: i.category, type: i.type, name: i.name });
@@ -106,14 +104,4 @@ export function discoModule(modules: readonly Module[]): Module {
           reply(s, iqResult(iq, elem("query", { xmlns: NS_DISCO_ITEMS }))),
     },
   };
-}
-
-/** The features announced for accounts, for tests and caps. */
-export function accountFeaturesOf(modules: readonly Module[]): string[] {
-  return [...new Set(modules.flatMap((m) => m.accountFeatures ?? []))].sort();
-}
-
-/** Whether `s` may see the account's disco (the user themself). */
-export function isOwnAccount(s: Session, bare: string): boolean {
-  return bareJid(s) === bare;
 }

@@ -12,9 +12,7 @@ import type { Session } from "../session.ts";
 import { childElements, elem, type Element } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import type { Ctx, ExternalService, Module, Step } from "./types.ts";
-
-/** The XEP-0215 namespace. */
-export const NS_EXTDISCO = "urn:xmpp:extdisco:2";
+import { NS_EXTDISCO } from "../xmpp/namespaces.ts";
 
 /** REST credentials live one day unless the service says otherwise (as in Prosody). */
 const DEFAULT_TTL = 86400;

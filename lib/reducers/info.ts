@@ -9,13 +9,15 @@ import { elem, type Element } from "../xml/element.ts";
 import { formatDateTime } from "../xmpp/datetime.ts";
 import { iqResult } from "../xmpp/errors.ts";
 import { buildForm, formTypeField } from "../xmpp/forms.ts";
-import { NS_PING, NS_SESSION } from "../xmpp/namespaces.ts";
+import {
+  NS_LAST,
+  NS_PING,
+  NS_SERVERINFO,
+  NS_SESSION,
+  NS_TIME,
+  NS_VERSION,
+} from "../xmpp/namespaces.ts";
 import type { Ctx, Module, Step } from "./types.ts";
-
-const NS_VERSION = "jabber:iq:version";
-const NS_TIME = "urn:xmpp:time";
-const NS_LAST = "jabber:iq:last";
-const NS_SERVERINFO = "http://jabber.org/network/serverinfo";
 
 function reply(s: Session, stanza: Element): Step {
   return [s, [{ kind: "send", stanza }]];
@@ -87,7 +89,7 @@ export const UPTIME: Module = {
 };
 
 /** The kinds of XEP-0157 addresses, in the order they are listed. */
-export const CONTACT_KINDS = [
+const CONTACT_KINDS = [
   "abuse",
   "admin",
   "feedback",

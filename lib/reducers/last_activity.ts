@@ -11,8 +11,7 @@ import { errorReply, iqResult } from "../xmpp/errors.ts";
 import { bareJidOf } from "../xmpp/jid.ts";
 import { rosterItem } from "../roster.ts";
 import type { AccountIqCtx, AccountIqResult, Module } from "./types.ts";
-
-export const NS_LAST = "jabber:iq:last";
+import { NS_LAST } from "../xmpp/namespaces.ts";
 
 /** The keyval store of the last logout. */
 export const LAST_STORE = "lastlog";
@@ -26,7 +25,7 @@ export interface LastLogout {
 }
 
 /** The stored record, or undefined when the user never logged out (or it is unreadable). */
-export function lastLogout(data: unknown): LastLogout | undefined {
+function lastLogout(data: unknown): LastLogout | undefined {
   if (typeof data !== "object" || data === null) return undefined;
   const d = data as Record<string, unknown>;
   if (typeof d.at !== "number") return undefined;

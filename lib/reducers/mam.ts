@@ -4,11 +4,12 @@
  * messages it archives.
  * @module
  */
-import { NS_MAM, parseMamQuery, parsePrefs } from "../mam.ts";
+import { parseMamQuery, parsePrefs } from "../mam.ts";
 import { bareJid, type Session } from "../session.ts";
 import type { Element } from "../xml/element.ts";
 import { errorReply } from "../xmpp/errors.ts";
 import type { Step } from "./types.ts";
+import { NS_MAM } from "../xmpp/namespaces.ts";
 
 /** True for a payload of the archive namespace. */
 export function isMamPayload(payload: Element): boolean {

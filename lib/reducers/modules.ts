@@ -16,6 +16,7 @@ import { PRIVATE } from "./private.ts";
 import { REGISTER } from "./register.ts";
 import { STREAM_MANAGEMENT } from "./stream_management.ts";
 import { VCARD } from "./vcard.ts";
+import { NS_MAM, NS_MAM_EXTENDED } from "../xmpp/namespaces.ts";
 import type { AccountIqHandler, AccountModule, IqHandler, Module } from "./types.ts";
 
 /** Roster and archive are handled by their own reducers; registered for their disco features. */
@@ -27,7 +28,7 @@ const ROSTER: Module = { name: "roster", accountFeatures: [] };
 const OFFLINE: Module = { name: "offline", hostFeatures: ["msgoffline"] };
 const MAM: Module = {
   name: "mam",
-  accountFeatures: ["urn:xmpp:mam:2", "urn:xmpp:mam:2#extended"],
+  accountFeatures: [NS_MAM, NS_MAM_EXTENDED],
 };
 
 const BASE: readonly Module[] = [

@@ -14,15 +14,18 @@ import { type Limits, utf8Bytes } from "../limits.ts";
 import type { Roster } from "../session.ts";
 import type { AccountOutput } from "./account.ts";
 import type { AccountIqCtx, AccountIqResult, Module, ResourceView } from "./types.ts";
+import {
+  NS_BOOKMARKS2,
+  NS_CLIENT,
+  NS_LEGACY_BOOKMARKS,
+  NS_PUBSUB,
+  NS_PUBSUB_ERRORS,
+  NS_PUBSUB_EVENT,
+  NS_PUBSUB_OWNER,
+} from "../xmpp/namespaces.ts";
 
-export const NS_PUBSUB = "http://jabber.org/protocol/pubsub";
-export const NS_PUBSUB_OWNER = "http://jabber.org/protocol/pubsub#owner";
-export const NS_PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event";
-export const NS_PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors";
 const FORM_NODE_CONFIG = "http://jabber.org/protocol/pubsub#node_config";
 const FORM_PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options";
-export const NS_BOOKMARKS2 = "urn:xmpp:bookmarks:1";
-export const NS_LEGACY_BOOKMARKS = "storage:bookmarks";
 
 /** The keyval store of PEP data. */
 export const PEP_STORE = "pep";
@@ -74,7 +77,7 @@ export interface PepData {
 }
 
 /** XEP-0163 §4: presence access, one item, the last one sent to new subscribers (as Prosody). */
-export const DEFAULT_CONFIG: NodeConfig = {
+const DEFAULT_CONFIG: NodeConfig = {
   persistItems: true,
   accessModel: "presence",
   maxItems: 1,
@@ -167,7 +170,7 @@ function parseBool(v: string): boolean | undefined {
  * The configuration changes a form asks for. Unknown fields are ignored (XEP-0060 §8.2.4 lets a
  * service keep its own set); a known field with a value we cannot take is an error.
  */
-export function configFromForm(
+function configFromForm(
   form: DataForm,
   limits: Limits,
 ): { readonly changes: Partial<NodeConfig> } | { readonly error: string } {
@@ -224,7 +227,7 @@ export function configFromForm(
 }
 
 /** The node configuration form (XEP-0060 §8.2), filled with `config`. */
-export function configForm(config: NodeConfig): Element {
+function configForm(config: NodeConfig): Element {
   const bool = (b: boolean) => [b ? "1" : "0"];
   return buildForm("form", [
     formTypeField(FORM_NODE_CONFIG),
@@ -261,7 +264,7 @@ export function configForm(config: NodeConfig): Element {
 // --- access and recipients -------------------------------------------------------------------
 
 /** True when `bare` may see the owner's node (the owner always may). */
-export function mayAccess(
+function mayAccess(
   config: NodeConfig,
   owner: string,
   roster: Roster | undefined,
@@ -310,7 +313,7 @@ function audience(config: NodeConfig, owner: string, roster: Roster | undefined)
 
 /** An event notification (XEP-0060 §7.1.2.1) from the owner to one resource. */
 function eventMessage(owner: string, to: string, payload: Element): Element {
-  return elem("message", { xmlns: "jabber:client", type: "headline", from: owner, to }, [
+  return elem("message", { xmlns: NS_CLIENT, type: "headline", from: owner, to }, [
     elem("event", { xmlns: NS_PUBSUB_EVENT }, [payload]),
   ]);
 }
@@ -470,7 +473,7 @@ function onPublish(
   } else if (!preconditionsMet(node.config, wanted)) {
     return { replies: [pubsubError(iq, "conflict", "precondition-not-met")] };
   }
-  const id = items[0].attrs.id ?? ctx.newId?.() ?? `${ctx.now}`;
+  const id = items[0].attrs.id ?? ctx.newId();
   const item: PepItem = { id, payload: payloads[0], publisher: iq.attrs.from ?? ctx.bare };
   // A republished id replaces its item and becomes the newest (XEP-0060 §7.1.2).
   const kept = node.config.persistItems
@@ -861,7 +864,7 @@ function legacyNode(data: PepData, name: string): PepNode | undefined {
 }
 
 /** The features a PEP service announces on accounts (XEP-0163 §6, XEP-0060 §10). */
-export const PEP_FEATURES: readonly string[] = [
+const PEP_FEATURES: readonly string[] = [
   "access-open",
   "access-presence",
   "access-whitelist",

@@ -20,13 +20,13 @@ import {
 } from "../xml/element.ts";
 import { bareJidOf } from "../xmpp/jid.ts";
 import type { Ctx, Output, ResourceView, Step } from "./types.ts";
-import { NS_DELAY } from "../mam.ts";
 import { withAvatarHash } from "./vcard.ts";
 import { capsOnPresence } from "./client_caps.ts";
 import { statusOf } from "./last_activity.ts";
+import { NS_DELAY } from "../xmpp/namespaces.ts";
 
 /** The priority of an available presence, clamped to -128..127 (RFC 6121 §4.7.2.3). */
-export function priorityOf(el: Element): number {
+function priorityOf(el: Element): number {
   const p = child(el, "priority");
   if (p === undefined) return 0;
   const n = Number.parseInt(text(p).trim(), 10);
@@ -135,7 +135,7 @@ function onAvailable(s: Session, el: Element, ctx: Ctx): Step {
 }
 
 /** Everyone who must hear that this resource is gone (RFC 6121 §4.5.2, §4.6.3). */
-export function unavailableRecipients(s: Session, ctx: Ctx): string[] {
+function unavailableRecipients(s: Session, ctx: Ctx): string[] {
   // A Set: each once, in order, without a scan per recipient.
   const targets = new Set<string>();
   if (s.presence !== undefined) {

@@ -10,20 +10,15 @@ import { childElements, elem, type Element, serialize, text } from "../xml/eleme
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import { utf8Bytes } from "../limits.ts";
 import type { AccountOutput } from "./account.ts";
-import {
-  legacyBookmarks,
-  nodeOf,
-  NS_BOOKMARKS2,
-  NS_LEGACY_BOOKMARKS,
-  PEP_STORE,
-  pepData,
-  withLegacyBookmarks,
-} from "./pep.ts";
+import { legacyBookmarks, nodeOf, PEP_STORE, pepData, withLegacyBookmarks } from "./pep.ts";
 import type { AccountIqCtx, AccountIqResult, Module } from "./types.ts";
-
-export const NS_PRIVATE = "jabber:iq:private";
-/** XEP-0402 §5: private-storage bookmarks are the PEP bookmarks. */
-export const NS_BOOKMARKS_COMPAT = `${NS_BOOKMARKS2}#compat`;
+import {
+  NS_BOOKMARKS2,
+  NS_BOOKMARKS_COMPAT,
+  NS_LEGACY_BOOKMARKS,
+  NS_PRIVATE,
+  NS_VCARD,
+} from "../xmpp/namespaces.ts";
 
 /** The storage key of the XEP-0048 bookmarks, which live in PEP. */
 const BOOKMARKS_KEY = `storage:${NS_LEGACY_BOOKMARKS}`;
@@ -35,7 +30,7 @@ const BOOKMARKS_KEY = `storage:${NS_LEGACY_BOOKMARKS}`;
 export type PrivateData = Readonly<Record<string, Element>>;
 
 /** The fragment stored under `key`, if any (an own property only). */
-export function fragmentOf(data: PrivateData, key: string): Element | undefined {
+function fragmentOf(data: PrivateData, key: string): Element | undefined {
   return Object.hasOwn(data, key) ? data[key] : undefined;
 }
 
@@ -45,7 +40,7 @@ export function privateKey(el: Element): string {
 }
 
 /** The stored data, or an empty record when nothing is stored. */
-export function privateData(data: unknown): PrivateData {
+function privateData(data: unknown): PrivateData {
   return typeof data === "object" && data !== null ? data as PrivateData : {};
 }
 
@@ -56,7 +51,7 @@ export function privateData(data: unknown): PrivateData {
  */
 function isReserved(xmlns: string): boolean {
   return xmlns.startsWith("jabber:") || xmlns.startsWith("http://jabber.org/") ||
-    xmlns === "vcard-temp";
+    xmlns === NS_VCARD;
 }
 
 /** A set of an empty fragment clears it (nothing to keep: a get answers the same). */

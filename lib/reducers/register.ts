@@ -11,13 +11,8 @@ import type { Session } from "../session.ts";
 import { child, childElements, childText, elem, type Element } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import { prepLocalpart } from "../xmpp/jid.ts";
-import { NS_CLIENT } from "../xmpp/namespaces.ts";
+import { NS_CLIENT, NS_REGISTER, NS_REGISTER_FEATURE } from "../xmpp/namespaces.ts";
 import type { Ctx, Module, RegistrationOutcome, Step } from "./types.ts";
-
-/** The registration namespace. */
-export const NS_REGISTER = "jabber:iq:register";
-/** The stream feature (XEP-0077 §8). */
-export const NS_REGISTER_FEATURE = "http://jabber.org/features/iq-register";
 
 function reply(s: Session, stanza: Element): Step {
   return [s, [{ kind: "send", stanza }]];
@@ -29,7 +24,7 @@ function bare(iq: Element): Element {
 }
 
 /** True when accounts may be created on this stream now (under TLS when it is required). */
-export function registrationOpen(s: Session, ctx: Ctx): boolean {
+function registrationOpen(s: Session, ctx: Ctx): boolean {
   return ctx.settings.allowRegistration === true && (s.secure || !ctx.requireEncryption);
 }
 

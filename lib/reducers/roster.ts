@@ -3,11 +3,12 @@
  * validated here and carried out by the account, which answers and pushes.
  * @module
  */
-import { NS_ROSTER, parseRosterSet } from "../roster.ts";
+import { parseRosterSet } from "../roster.ts";
 import { bareJid, type Session } from "../session.ts";
 import type { Element } from "../xml/element.ts";
 import { errorReply } from "../xmpp/errors.ts";
 import type { Step } from "./types.ts";
+import { NS_ROSTER } from "../xmpp/namespaces.ts";
 
 /** True for a roster query. */
 export function isRosterQuery(payload: Element): boolean {

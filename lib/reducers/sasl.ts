@@ -47,7 +47,7 @@ export type SaslCondition =
   | "temporary-auth-failure";
 
 /** The `<failure/>` element. */
-export function saslFailure(condition: SaslCondition, reason?: string): Element {
+function saslFailure(condition: SaslCondition, reason?: string): Element {
   return elem("failure", { xmlns: NS_SASL }, [
     elem(condition),
     reason !== undefined && elem("text", { "xml:lang": "en" }, [reason]),
@@ -70,7 +70,7 @@ function wrongCredentials(s: Session, username: string): Step {
 const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /** Decodes the base64 payload of `<auth/>` or `<response/>`; "=" is the empty string. */
-export function decodePayload(el: Element): string | undefined {
+function decodePayload(el: Element): string | undefined {
   const t = text(el).trim();
   if (t === "=" || t === "") return "";
   if (t.length % 4 !== 0 || !B64.test(t)) return undefined;

@@ -9,7 +9,7 @@ import { prepDomainpart } from "../xmpp/jid.ts";
 import { NS_CLIENT, NS_STREAMS, NS_TLS } from "../xmpp/namespaces.ts";
 import { destroy } from "./destroy.ts";
 import { streamFeatures } from "./features.ts";
-import { streamHeader } from "./stream_xml.ts";
+import { clientHeader } from "./stream_xml.ts";
 import type { Ctx, Event, Step } from "./types.ts";
 
 type StreamOpen = Extract<Event, { kind: "stream-open" }>;
@@ -70,7 +70,7 @@ export function onStreamOpen(s: Session, ev: StreamOpen, ctx: Ctx): Step {
     lang: ev.attrs["xml:lang"] ?? s.lang,
   };
   return [next, [
-    { kind: "send-raw", text: streamHeader({ from: checked.host, id: streamId }) },
+    { kind: "open-stream", header: clientHeader(checked.host, streamId) },
     { kind: "send", stanza: streamFeatures(next, ctx) },
   ]];
 }

@@ -27,16 +27,12 @@
  * @module
  */
 import { bareJid, isHibernating, type Session, type StreamManagement } from "../session.ts";
-import { child, elem, type Element, NS_CLIENT, withAttrs } from "../xml/element.ts";
-import { type StreamError, streamErrorElement } from "../xmpp/errors.ts";
+import { child, elem, type Element, withAttrs } from "../xml/element.ts";
+import type { StreamError } from "../xmpp/errors.ts";
 import { NS_STANZA_ERRORS } from "../xmpp/namespaces.ts";
-import { NS_CARBONS } from "./carbons.ts";
-import { STREAM_CLOSE } from "./stream_xml.ts";
+import { NS_CARBONS, NS_CLIENT, NS_MAM, NS_SM } from "../xmpp/namespaces.ts";
 import { stanzaBytes } from "./stanza_size.ts";
 import type { Ctx, Event, Module, Output, Step } from "./types.ts";
-
-export const NS_SM = "urn:xmpp:sm:3";
-const NS_MAM = "urn:xmpp:mam:2";
 
 /** The default of `limits.smQueue`: unacknowledged stanzas a session may hold. */
 export const MAX_UNACKED = 500;
@@ -229,7 +225,12 @@ export function trackStanzas(prev: Session, ev: Event, step: Step, ctx: Ctx): St
       bytes += size;
       outbound = u32(outbound + 1);
     }
-    if (hibernating && (o.kind === "send" || o.kind === "send-raw")) continue;
+    // Nothing is written while hibernating, stream framing included.
+    if (
+      hibernating && (o.kind === "send" || o.kind === "open-stream" || o.kind === "close-stream")
+    ) {
+      continue;
+    }
     kept.push(o);
   }
   if (hibernating && sends.length > 0) {
@@ -424,12 +425,10 @@ export function onResumeAnswer(
 export function onTakenOver(s: Session): Step {
   const out: Output[] = [];
   if (!isHibernating(s)) {
-    out.push(
-      send(
-        streamErrorElement({ condition: "conflict", text: "The session was resumed elsewhere" }),
-      ),
-      { kind: "send-raw", text: STREAM_CLOSE },
-    );
+    out.push({
+      kind: "close-stream",
+      error: { condition: "conflict", text: "The session was resumed elsewhere" },
+    });
   }
   out.push({ kind: "disconnect" });
   return [{ ...s, destroyed: true }, out];

@@ -1,22 +1,38 @@
 /**
- * Stream-level XML that is not a stanza: our stream header, the closing tag, and stream-level
- * elements written with the conventional `stream:` prefix.
+ * Stream-level outputs, neutral to the transport (the transport frames them: a TCP stream
+ * writes `<stream:stream>` and `</stream:stream>`), and top-level elements serialized with the
+ * conventional `stream:` prefix.
  * @module
  */
 import { type Element, escapeAttr, escapeText, serialize } from "../xml/element.ts";
+import type { StreamError } from "../xmpp/errors.ts";
 import { NS_CLIENT, NS_STREAMS } from "../xmpp/namespaces.ts";
 
-/** Our stream header (RFC 6120 §4.7), with the XML declaration. */
-export function streamHeader(opts: { readonly from?: string; readonly id?: string }): string {
-  let s = "<?xml version='1.0'?><stream:stream xmlns='" + NS_CLIENT +
-    "' xmlns:stream='" + NS_STREAMS + "'";
-  if (opts.id !== undefined) s += " id='" + escapeAttr(opts.id) + "'";
-  if (opts.from !== undefined) s += " from='" + escapeAttr(opts.from) + "'";
-  return s + " version='1.0' xml:lang='en'>";
+/** The attributes of our stream header (RFC 6120 §4.7), in the order they are written. */
+export interface StreamHeader {
+  /** The content namespace: `jabber:client`, or `jabber:component:accept` (XEP-0114). */
+  readonly ns: string;
+  readonly id: string;
+  readonly from?: string;
+  /** Absent on a component stream (XEP-0114 §3 names no version). */
+  readonly version?: string;
+  readonly lang?: string;
 }
 
-/** The closing tag of the stream. */
-export const STREAM_CLOSE = "</stream:stream>";
+/** Opening and closing our side of the stream. */
+export type StreamOutput =
+  /** Write our stream header. */
+  | { readonly kind: "open-stream"; readonly header: StreamHeader }
+  /**
+   * Close our side of the stream; the error, when there is one, is written before the close
+   * (RFC 6120 §4.9.1.1). An error before our header needs an `open-stream` first (§4.9.1.2).
+   */
+  | { readonly kind: "close-stream"; readonly error?: StreamError };
+
+/** Our header on a client stream. */
+export function clientHeader(from: string, id: string): StreamHeader {
+  return { ns: NS_CLIENT, id, from, version: "1.0", lang: "en" };
+}
 
 /** Serializes a top-level element: stanzas in the client namespace, stream elements prefixed. */
 export function serializeTop(el: Element): string {

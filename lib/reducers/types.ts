@@ -10,6 +10,7 @@ import type { ScramCredentialSet } from "../sasl/scram.ts";
 import type { AccountOp, AccountOutput } from "./account.ts";
 import type { ParseEvent } from "../xml/parser.ts";
 import type { Limits } from "../limits.ts";
+import type { StreamOutput } from "./stream_xml.ts";
 
 /** Something that happened to a session. */
 export type Event =
@@ -75,8 +76,8 @@ export type RegistrationOutcome = "ok" | "conflict" | "throttled" | "not-accepta
 export type Output =
   /** Write a stanza (or a stream-level element) on this connection. */
   | { readonly kind: "send"; readonly stanza: Element }
-  /** Write raw text: stream headers and the closing tag only. */
-  | { readonly kind: "send-raw"; readonly text: string }
+  /** Open or close our side of the stream; the transport frames it. */
+  | StreamOutput
   /**
    * Hand a stanza to the router (its `from` is already stamped); `then` are routed after it
    * has passed the sender's archive (XEP-0280 sent carbons follow their message).
@@ -286,7 +287,7 @@ export interface AccountIqCtx {
   readonly self: boolean;
   readonly now: number;
   /** A fresh unique id (item ids). */
-  readonly newId?: () => string;
+  readonly newId: () => string;
   /** The account's roster, for access decisions (PEP access models). */
   readonly roster?: Roster;
   /** The live resources of a bare JID, for notifications (PEP). */

@@ -20,9 +20,7 @@ import { errorReply, iqResult } from "../xmpp/errors.ts";
 import type { AccountOutput } from "./account.ts";
 import type { Session } from "../session.ts";
 import type { AccountIqCtx, AccountIqResult, Module, Step } from "./types.ts";
-
-export const NS_VCARD = "vcard-temp";
-export const NS_VCARD_UPDATE = "vcard-temp:x:update";
+import { NS_VCARD, NS_VCARD_UPDATE } from "../xmpp/namespaces.ts";
 
 /** What the `vcard` store holds for an account. */
 export interface VcardData {

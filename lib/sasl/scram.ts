@@ -218,7 +218,7 @@ export function newCredentialSet(
 }
 
 /** Salt bytes of new credentials: 16, which is 24 characters of base64. */
-export const SALT_BYTES = 16;
+const SALT_BYTES = 16;
 
 /**
  * Stand-in credentials for an account that does not exist, so that an exchange for it looks

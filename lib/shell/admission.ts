@@ -6,10 +6,11 @@
  * @module
  */
 import type { Limits } from "../limits.ts";
-import { serializeTop, STREAM_CLOSE, streamHeader } from "../reducers/stream_xml.ts";
+import { clientHeader } from "../reducers/stream_xml.ts";
 import { createStreamParser } from "../xml/parser.ts";
-import { streamErrorElement } from "../xmpp/errors.ts";
+import { NS_CLIENT } from "../xmpp/namespaces.ts";
 import { prepDomainpart } from "../xmpp/jid.ts";
+import { tcpFrame } from "./tcp_framing.ts";
 import { writeAll } from "./tls.ts";
 
 /** A counted connection. */
@@ -136,9 +137,14 @@ export async function refuseConnection(
         if (ev.kind !== "stream-open") continue;
         const to = prepDomainpart(ev.attrs.to ?? "");
         const from = to !== undefined && opts.hosts.includes(to) ? to : opts.hosts[0];
-        const error = streamErrorElement({ condition: "policy-violation", text: opts.reason });
-        const text = streamHeader({ from, id: crypto.randomUUID() }) + serializeTop(error) +
-          STREAM_CLOSE;
+        // RFC 6120 §4.9.1.2: our header first, then the error and the close.
+        const text = tcpFrame(
+          { kind: "open-stream", header: clientHeader(from, crypto.randomUUID()) },
+          NS_CLIENT,
+        ) + tcpFrame(
+          { kind: "close-stream", error: { condition: "policy-violation", text: opts.reason } },
+          NS_CLIENT,
+        );
         await writeAll(conn, new TextEncoder().encode(text));
         return;
       }

@@ -11,15 +11,15 @@ import {
   type ComponentOutput,
   type ComponentSession,
   NEW_COMPONENT,
-  NS_COMPONENT,
   reduceComponent,
 } from "../reducers/component.ts";
-import { serializeTopIn } from "../reducers/stream_xml.ts";
 import type { Element } from "../xml/element.ts";
+import { NS_COMPONENT } from "../xmpp/namespaces.ts";
 import { createStreamParser } from "../xml/parser.ts";
 import { plainSink } from "./connection.ts";
 import type { HandshakeThrottle } from "./admission.ts";
 import { createBacklogGuard } from "./flow.ts";
+import { tcpFrame } from "./tcp_framing.ts";
 
 /** A connected component, as the router's shell sees it. */
 export interface ComponentHandle {
@@ -103,11 +103,10 @@ export async function serveComponent(
 
   function execute(out: ComponentOutput): void {
     switch (out.kind) {
-      case "send-raw":
-        sink.write(out.text);
-        return;
       case "send":
-        sink.write(serializeTopIn(out.stanza, NS_COMPONENT));
+      case "open-stream":
+      case "close-stream":
+        sink.write(tcpFrame(out, NS_COMPONENT));
         return;
       case "route":
         deps.route(out.stanza);

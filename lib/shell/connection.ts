@@ -6,7 +6,8 @@
 import type tls from "node:tls";
 import { reduce } from "../reducers/mod.ts";
 import { canResume } from "../reducers/stream_management.ts";
-import { serializeTop } from "../reducers/stream_xml.ts";
+import { tcpFrame } from "./tcp_framing.ts";
+import { NS_CLIENT } from "../xmpp/namespaces.ts";
 import type { Ctx, Event, Output } from "../reducers/types.ts";
 import { type ChannelBindings, newSession, type Session } from "../session.ts";
 import type { AccountStore } from "../storage/accounts.ts";
@@ -353,10 +354,9 @@ export async function serveConnection(
   function execute(out: Output): void {
     switch (out.kind) {
       case "send":
-        sink.write(serializeTop(out.stanza));
-        return;
-      case "send-raw":
-        sink.write(out.text);
+      case "open-stream":
+      case "close-stream":
+        sink.write(tcpFrame(out, NS_CLIENT));
         return;
       case "route":
         if (session.type === "c2s") noteTarget(out.stanza.attrs.to);
@@ -371,7 +371,7 @@ export async function serveConnection(
         const { stanza } = out;
         const waits = [...(acked === undefined ? [] : [acked]), ...(effects ?? [])];
         acked = Promise.allSettled(waits).then(() => {
-          if (!done && !hibernating) sink.write(serializeTop(stanza));
+          if (!done && !hibernating) sink.write(tcpFrame({ kind: "send", stanza }, NS_CLIENT));
         });
         return;
       }

@@ -50,8 +50,8 @@ const settled = (ps: readonly Promise<void>[]): Promise<void> =>
   Promise.allSettled(ps).then(() => {});
 
 /** Name and version reported to peers. */
-export const SERVER_NAME = "deno-xmpp";
-export const SERVER_VERSION = "0.1.0";
+const SERVER_NAME = "deno-xmpp";
+const SERVER_VERSION = "0.1.0";
 
 /** A started server. */
 export interface RunningServer {

@@ -49,7 +49,7 @@ export interface AuthThrottleOptions {
 }
 
 /** The first delay, doubled with each failure past `slowDownAfter`. */
-export const BASE_DELAY_MS = 250;
+const BASE_DELAY_MS = 250;
 /** The longest delay: long enough to slow a guesser down, short enough for a real user. */
 export const MAX_DELAY_MS = 4000;
 // Doublings until MAX_DELAY_MS: failures beyond that need not be remembered.

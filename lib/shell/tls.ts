@@ -13,7 +13,7 @@ export async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void>
 }
 
 /** A Node Duplex over a Deno connection, reading only when the consumer asks. */
-export function connDuplex(conn: Deno.Conn): Duplex {
+function connDuplex(conn: Deno.Conn): Duplex {
   let reading = false;
   return new Duplex({
     read() {

@@ -130,7 +130,7 @@ function once<T>(load: () => Promise<T>): () => Promise<T> {
 }
 
 /** An account store over any keyval store of {@link AccountRecord}s. */
-export function createAccountStore(
+function createAccountStore(
   keyval: KeyvalStore<AccountRecord>,
   opts: AccountStoreOptions = {},
 ): AccountStore {

@@ -11,7 +11,7 @@ import { openListStore } from "./file/list_store.ts";
 import type { ListStore, SmStash } from "./mod.ts";
 
 /** The list store's name. */
-export const SM_STASH_STORE = "sm_stash";
+const SM_STASH_STORE = "sm_stash";
 
 // Session ids are base64url (no dot): the last dot separates the user from the session.
 const key = (user: string, sid: string) => `${user}.${sid}`;

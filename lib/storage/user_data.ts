@@ -13,7 +13,7 @@ import { openListStore } from "./file/list_store.ts";
 import { openSmStash } from "./sm_stash.ts";
 
 /** Keyval stores that hold per-user data (`offline`: arrays from before the list store). */
-export const USER_KEYVAL_STORES = ["roster", OFFLINE_STORE, "archive_prefs"] as const;
+const USER_KEYVAL_STORES = ["roster", OFFLINE_STORE, "archive_prefs"] as const;
 
 /** The stores of one account's data. */
 export interface UserData {

@@ -10,6 +10,8 @@
  * @module
  */
 
+import { NS_CLIENT } from "../xmpp/namespaces.ts";
+
 /** A text node is a plain string; everything else is an element. */
 export type XmlNode = Element | string;
 
@@ -97,9 +99,6 @@ export function stanza(
 ): Element {
   return elem(name, { xmlns: NS_CLIENT, ...attrs }, children);
 }
-
-/** Namespace of client-to-server stanzas. */
-export const NS_CLIENT = "jabber:client";
 
 /** The first child element with this name and namespace (namespace defaults to the parent's). */
 export function child(el: Element, name: string, xmlns: string = el.xmlns): Element | undefined {

@@ -80,7 +80,7 @@ export type StanzaErrorCondition =
   | "unexpected-request";
 
 /** The type RFC 6120 §8.3.3 gives each condition in its examples. */
-export const DEFAULT_ERROR_TYPE: Readonly<Record<StanzaErrorCondition, StanzaErrorType>> = {
+const DEFAULT_ERROR_TYPE: Readonly<Record<StanzaErrorCondition, StanzaErrorType>> = {
   "bad-request": "modify",
   "conflict": "cancel",
   "feature-not-implemented": "cancel",
@@ -116,7 +116,7 @@ export interface StanzaErrorOptions {
 }
 
 /** The `<error/>` child of a stanza error. */
-export function stanzaErrorElement(
+function stanzaErrorElement(
   condition: StanzaErrorCondition,
   opts: StanzaErrorOptions = {},
 ): Element {

@@ -9,9 +9,7 @@
  * @module
  */
 import { childElements, elem, type Element, text } from "../xml/element.ts";
-
-/** The data forms namespace. */
-export const NS_DATA = "jabber:x:data";
+import { NS_DATA } from "./namespaces.ts";
 
 /** The hidden field that names a form's kind (XEP-0068). */
 export const FORM_TYPE = "FORM_TYPE";

@@ -21,11 +21,10 @@ import {
 import { openArchiveStore } from "../../lib/storage/file/archive.ts";
 import { openOfflineStore } from "../../lib/storage/offline.ts";
 import { child, elem, type Element, serialize, stanza } from "../../lib/xml/element.ts";
-import { NS_STANZA_ERRORS } from "../../lib/xmpp/namespaces.ts";
+import { NS_PUBSUB, NS_STANZA_ERRORS } from "../../lib/xmpp/namespaces.ts";
 import { RawClient } from "../integration/_raw_client.ts";
 import { withServer } from "../integration/_server.ts";
 
-const NS_PUBSUB = "http://jabber.org/protocol/pubsub";
 const PROTO_NAMES = ["constructor", "__proto__", "toString", "hasOwnProperty"] as const;
 /** Encodes to 241 characters: one past what a file name of the store can hold. */
 const LONG_LOCAL = "a".repeat(MAX_ENCODED_PART + 1);

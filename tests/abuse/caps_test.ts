@@ -9,9 +9,8 @@ import { verificationString } from "../../lib/reducers/caps.ts";
 import { child, elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { RawClient } from "../integration/_raw_client.ts";
 import { withServer } from "../integration/_server.ts";
+import { NS_CAPS, NS_DISCO_INFO } from "../../lib/xmpp/namespaces.ts";
 
-const NS_CAPS = "http://jabber.org/protocol/caps";
-const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
 const NODE = "https://attacker.example/";
 const BASE = { require_encryption: false, archive_enabled: false };
 

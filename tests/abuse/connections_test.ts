@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { clientHeader, rawExchange, startTestServer } from "../integration/_server.ts";
 import { RawClient } from "../integration/_raw_client.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
+import { NS_PRIVATE } from "../../lib/xmpp/namespaces.ts";
 
 /** The condition of the stream error in `text`, if any. */
 function streamError(text: string): string | undefined {
@@ -307,7 +308,6 @@ Deno.test("reading pauses while the client's own write backlog is long", async (
   });
   await server.accounts.create("localhost", "hoard", "pw");
   const [client] = await online(server.c2sPort, "hoard");
-  const NS_PRIVATE = "jabber:iq:private";
   try {
     const data = "h".repeat(200_000);
     client.send(stanza("iq", { type: "set", id: "store" }, [

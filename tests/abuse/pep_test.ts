@@ -8,11 +8,13 @@ import assert from "node:assert/strict";
 import { child, childElements, elem, type Element, stanza, text } from "../../lib/xml/element.ts";
 import { RawClient } from "../integration/_raw_client.ts";
 import { withServer } from "../integration/_server.ts";
+import {
+  NS_PRIVATE,
+  NS_PUBSUB,
+  NS_PUBSUB_ERRORS,
+  NS_PUBSUB_OWNER,
+} from "../../lib/xmpp/namespaces.ts";
 
-const NS_PUBSUB = "http://jabber.org/protocol/pubsub";
-const NS_PUBSUB_OWNER = "http://jabber.org/protocol/pubsub#owner";
-const NS_PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors";
-const NS_PRIVATE = "jabber:iq:private";
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const BASE = { require_encryption: false, archive_enabled: false };
 const PROTO_NAMES = ["constructor", "toString", "hasOwnProperty", "__proto__", "valueOf"];

@@ -7,7 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { configFromObject } from "../../lib/config.ts";
-import { handshakeDigest, NS_COMPONENT } from "../../lib/reducers/component.ts";
+import { handshakeDigest } from "../../lib/reducers/component.ts";
+import { NS_COMPONENT } from "../../lib/xmpp/namespaces.ts";
 import { startServer } from "../../lib/shell/server.ts";
 import type { Roster } from "../../lib/session.ts";
 import { openKeyvalStore } from "../../lib/storage/file/datamanager.ts";
@@ -19,11 +20,10 @@ import {
   serialize,
   stanza,
 } from "../../lib/xml/element.ts";
-import { NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
+import { NS_ROSTER, NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
 import { RawClient } from "../integration/_raw_client.ts";
 import { type TestServer, withServer } from "../integration/_server.ts";
 
-const NS_ROSTER = "jabber:iq:roster";
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const BASE = { require_encryption: false, archive_enabled: false };
 

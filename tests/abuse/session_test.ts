@@ -1,3 +1,4 @@
+import { NS_SM } from "../../lib/xmpp/namespaces.ts";
 /**
  * Issue 9, per-session bounds against a real server: the block list (cap in items and bytes,
  * pushes to the resources that requested it), directed presence, the stream management queue
@@ -15,14 +16,10 @@ import {
   serialize,
   stanza,
 } from "../../lib/xml/element.ts";
-import { NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
+import { NS_BLOCKING, NS_CSI, NS_DISCO_INFO, NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
 import { RawClient } from "../integration/_raw_client.ts";
 import { withServer } from "../integration/_server.ts";
 
-const NS_BLOCKING = "urn:xmpp:blocking";
-const NS_SM = "urn:xmpp:sm:3";
-const NS_CSI = "urn:xmpp:csi:0";
-const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const BASE = { require_encryption: false, archive_enabled: false };
 

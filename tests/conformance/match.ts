@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { childElements, type Element, NS_CLIENT, text } from "../../lib/xml/element.ts";
+import { childElements, type Element, text } from "../../lib/xml/element.ts";
+import { NS_CLIENT } from "../../lib/xmpp/namespaces.ts";
 
 /** Values captured by `{scansion:capture:NAME}`, by name. */
 export type Captures = Readonly<Record<string, string>>;

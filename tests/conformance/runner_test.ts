@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { elem, NS_CLIENT, stanza } from "../../lib/xml/element.ts";
+import { elem, stanza } from "../../lib/xml/element.ts";
 import { isStrict, matchStanza } from "./match.ts";
 import { NS_SCANSION, parseScript, ScriptError, substituteVariables } from "./script.ts";
+import { NS_CLIENT } from "../../lib/xmpp/namespaces.ts";
 
 const DISCO = "http://jabber.org/protocol/disco#info";
 

@@ -1,8 +1,7 @@
 /** Logged-in test clients that record what they receive, and the steps tests share with them. */
 import type { TestServer } from "./_server.ts";
 import { testClient, xml, type XmppClient } from "./_xmpp_client.ts";
-
-const NS_ROSTER = "jabber:iq:roster";
+import { NS_ROSTER } from "../../lib/xmpp/namespaces.ts";
 
 /** A started client, its full JID, and ways to wait for what it received. */
 export interface Peer {

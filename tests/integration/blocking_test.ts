@@ -10,8 +10,7 @@ import {
 } from "./_peer.ts";
 import { startTestServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
-
-const NS_BLOCKING = "urn:xmpp:blocking";
+import { NS_BLOCKING } from "../../lib/xmpp/namespaces.ts";
 
 function body(text: string) {
   return (st: XmppClient) => st.is("message") && st.getChildText("body") === text;

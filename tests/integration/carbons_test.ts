@@ -3,9 +3,7 @@ import assert from "node:assert/strict";
 import { closeAll, connectPeer } from "./_peer.ts";
 import { startTestServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
-
-const NS_CARBONS = "urn:xmpp:carbons:2";
-const NS_FORWARD = "urn:xmpp:forward:0";
+import { NS_CARBONS, NS_FORWARD } from "../../lib/xmpp/namespaces.ts";
 
 function carbonOf(kind: "sent" | "received", body: string) {
   return (st: XmppClient) =>

@@ -8,10 +8,8 @@ import { createHash } from "node:crypto";
 import { connectPeer, errorOf, type Peer, presenceFrom } from "./_peer.ts";
 import { withServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
+import { NS_LAST, NS_PRIVATE, NS_PUBSUB } from "../../lib/xmpp/namespaces.ts";
 
-const NS_PRIVATE = "jabber:iq:private";
-const NS_PUBSUB = "http://jabber.org/protocol/pubsub";
-const NS_LAST = "jabber:iq:last";
 const IMAGE = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const IMAGE_B64 = btoa(String.fromCharCode(...IMAGE));
 const IMAGE_SHA1 = createHash("sha1").update(IMAGE).digest("hex");

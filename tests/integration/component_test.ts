@@ -1,6 +1,7 @@
 /** External components (XEP-0114) over real sockets: a raw component and a real client. */
 import assert from "node:assert/strict";
-import { handshakeDigest, NS_COMPONENT } from "../../lib/reducers/component.ts";
+import { handshakeDigest } from "../../lib/reducers/component.ts";
+import { NS_COMPONENT } from "../../lib/xmpp/namespaces.ts";
 import { serialize } from "../../lib/xml/element.ts";
 import { NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
 import { closeAll, connectPeer } from "./_peer.ts";

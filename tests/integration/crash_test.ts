@@ -1,3 +1,4 @@
+import { NS_SM } from "../../lib/xmpp/namespaces.ts";
 /**
  * End-to-end durability (issue 10): two pairs of clients send each other messages with receipt
  * requests at full speed while the server is killed with SIGKILL at random moments and started
@@ -195,8 +196,6 @@ Deno.test({
   assert.equal(r.outOfOrder, 0, why);
   assert.equal(r.misplaced, 0, why);
 });
-
-const NS_SM = "urn:xmpp:sm:3";
 
 /** A fresh data dir with accounts, and its server configuration. */
 async function crashSetup(users: readonly string[], extra: readonly string[]) {

@@ -3,9 +3,8 @@ import assert from "node:assert/strict";
 import { closeAll, connectPeer, type Peer, subscribeMutually, sync } from "./_peer.ts";
 import { startTestServer, type TestServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
+import { NS_CAPS, NS_CSI } from "../../lib/xmpp/namespaces.ts";
 
-const NS_CSI = "urn:xmpp:csi:0";
-const NS_CAPS = "http://jabber.org/protocol/caps";
 const CS = "http://jabber.org/protocol/chatstates";
 
 /** A peer that also records the stream features it was offered. */

@@ -4,11 +4,8 @@ import { closeAll, connectPeer, presenceFrom, subscribeMutually, sync } from "./
 import { startTestServer, type TestServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
 import { verificationString } from "../../lib/reducers/caps.ts";
+import { NS_CAPS, NS_DISCO_INFO, NS_PUBSUB, NS_PUBSUB_EVENT } from "../../lib/xmpp/namespaces.ts";
 
-const NS_CAPS = "http://jabber.org/protocol/caps";
-const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
-const NS_PUBSUB = "http://jabber.org/protocol/pubsub";
-const NS_EVENT = "http://jabber.org/protocol/pubsub#event";
 const NS_NICK = "http://jabber.org/protocol/nick";
 const CAPS_NODE = "https://test-client.example/";
 
@@ -85,12 +82,12 @@ Deno.test("a contact whose caps want the nick gets the owner's nickname notifica
       "current",
     );
     const event = await bob.waitFor(
-      (st) => st.is("message") && st.getChild("event", NS_EVENT) !== undefined,
+      (st) => st.is("message") && st.getChild("event", NS_PUBSUB_EVENT) !== undefined,
       "nick notification",
     );
     assert.equal(event.attrs.from, "alice@localhost");
     assert.equal(event.attrs.type, "headline");
-    const items = event.getChild("event", NS_EVENT).getChild("items");
+    const items = event.getChild("event", NS_PUBSUB_EVENT).getChild("items");
     assert.equal(items.attrs.node, NS_NICK);
     assert.equal(items.getChild("item").attrs.id, "current");
     assert.equal(items.getChild("item").getChildText("nick", NS_NICK), "Alice");
@@ -109,7 +106,7 @@ Deno.test("a contact whose caps want the nick gets the owner's nickname notifica
       "last published nick",
     );
     assert.equal(
-      last.getChild("event", NS_EVENT).getChild("items").getChild("item").getChildText(
+      last.getChild("event", NS_PUBSUB_EVENT).getChild("items").getChild("item").getChildText(
         "nick",
         NS_NICK,
       ),

@@ -1,3 +1,4 @@
+import { NS_SM } from "../../lib/xmpp/namespaces.ts";
 /** Stream management (XEP-0198) over real TCP: acks, hibernation, resumption, timeout. */
 import assert from "node:assert/strict";
 import { startTestServer } from "./_server.ts";
@@ -5,7 +6,6 @@ import { RawClient } from "./_raw_client.ts";
 import { child, elem, type Element, stanza, text } from "../../lib/xml/element.ts";
 import { NS_PING } from "../../lib/xmpp/namespaces.ts";
 
-const NS_SM = "urn:xmpp:sm:3";
 const ALICE = "alice@localhost/phone";
 const BOB = "bob@localhost/pc";
 

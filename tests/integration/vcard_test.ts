@@ -5,10 +5,8 @@ import { createHash } from "node:crypto";
 import { connectPeer, errorOf, presenceFrom, subscribeMutually } from "./_peer.ts";
 import { startTestServer, withServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
+import { NS_PRIVATE, NS_VCARD, NS_VCARD_UPDATE } from "../../lib/xmpp/namespaces.ts";
 
-const NS_VCARD = "vcard-temp";
-const NS_UPDATE = "vcard-temp:x:update";
-const NS_PRIVATE = "jabber:iq:private";
 /** Eight bytes standing in for an image. */
 const IMAGE = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const IMAGE_B64 = btoa(String.fromCharCode(...IMAGE));
@@ -16,7 +14,7 @@ const IMAGE_SHA1 = createHash("sha1").update(IMAGE).digest("hex");
 const USERS = ["alice", "bob"];
 
 function photoOf(presence: XmppClient): string | undefined {
-  return presence.getChild("x", NS_UPDATE)?.getChildText("photo") ?? undefined;
+  return presence.getChild("x", NS_VCARD_UPDATE)?.getChildText("photo") ?? undefined;
 }
 
 Deno.test("a vCard photo: set by Alice, fetched by Bob, its hash in Alice's presence", async () => {

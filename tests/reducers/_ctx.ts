@@ -8,11 +8,11 @@ import { EMPTY_ROSTER, newSession } from "../../lib/session.ts";
 import type { Ctx, Event, Output, ResourceView } from "../../lib/reducers/types.ts";
 import { reduce } from "../../lib/reducers/mod.ts";
 import { DEFAULT_LIMITS, type Limits } from "../../lib/limits.ts";
-import { serializeTop } from "../../lib/reducers/stream_xml.ts";
+import { serializeTop, type StreamHeader } from "../../lib/reducers/stream_xml.ts";
+import { streamErrorElement } from "../../lib/xmpp/errors.ts";
 import { childElements, elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { capsInputOf, verificationString } from "../../lib/reducers/caps.ts";
-import { NS_DISCO_INFO } from "../../lib/reducers/disco.ts";
-import { NS_CLIENT, NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
+import { NS_CLIENT, NS_DISCO_INFO, NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
 
 /** The host every test session talks to. */
 export const HOST = "example.com";
@@ -123,13 +123,26 @@ export function bound(over: Partial<Session> = {}): Session {
 /** An output with its stanza serialized, so expectations can be written as XML text. */
 export type Shown =
   | { readonly kind: "send" | "route"; readonly xml: string }
-  | Exclude<Output, { kind: "send" } | { kind: "route" }>;
+  /** Closing the stream, with the stream error the transport writes first, if any. */
+  | { readonly kind: "close-stream"; readonly xml?: string }
+  | Exclude<Output, { kind: "send" } | { kind: "route" } | { kind: "close-stream" }>;
 
-/** Replaces stanzas in outputs by their serialization. */
+/** Replaces stanzas (and the error of a closing stream) in outputs by their serialization. */
 export function show(outputs: readonly Output[]): Shown[] {
   return outputs.map((o) =>
-    o.kind === "send" || o.kind === "route" ? { kind: o.kind, xml: serializeTop(o.stanza) } : o
+    o.kind === "send" || o.kind === "route"
+      ? { kind: o.kind, xml: serializeTop(o.stanza) }
+      : o.kind === "close-stream"
+      ? o.error === undefined
+        ? { kind: o.kind }
+        : { kind: o.kind, xml: serializeTop(streamErrorElement(o.error)) }
+      : o
   );
+}
+
+/** Our header on a client stream, as the reducers describe it to the transport. */
+export function ourHeader(id: string, from = HOST): StreamHeader {
+  return { ns: "jabber:client", id, from, version: "1.0", lang: "en" };
 }
 
 /** Reduces events in order; returns the last session and every output. */

@@ -24,8 +24,8 @@ import { EMPTY_ROSTER, type Roster, type RosterItem } from "../../lib/session.ts
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { bareJidOf } from "../../lib/xmpp/jid.ts";
 import { NOW } from "./_ctx.ts";
+import { NS_ROSTER } from "../../lib/xmpp/namespaces.ts";
 
-const NS_ROSTER = "jabber:iq:roster";
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const JULIET = "juliet@example.com";
 const BALCONY = `${JULIET}/balcony`;

@@ -10,12 +10,10 @@ import { serializeTop } from "../../lib/reducers/stream_xml.ts";
 import { EMPTY_ROSTER } from "../../lib/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { HOST, NOW } from "./_ctx.ts";
+import { NS_AVATAR_DATA, NS_AVATAR_METADATA, NS_PUBSUB } from "../../lib/xmpp/namespaces.ts";
 
 const JULIET = `juliet@${HOST}`;
 const BALCONY = `${JULIET}/balcony`;
-const NS_PUBSUB = "http://jabber.org/protocol/pubsub";
-const NS_DATA = "urn:xmpp:avatar:data";
-const NS_META = "urn:xmpp:avatar:metadata";
 /** "hello" in base64, and its SHA-1: the XEP-0084 item id and the XEP-0153 hash. */
 const HELLO_B64 = "aGVsbG8=";
 const HELLO_SHA1 = "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d";
@@ -72,8 +70,8 @@ const PHOTO = elem("PHOTO", { xmlns: "vcard-temp" }, [
   elem("TYPE", { xmlns: "vcard-temp" }, ["image/png"]),
   elem("BINVAL", { xmlns: "vcard-temp" }, [HELLO_B64]),
 ]);
-const DATA = elem("data", { xmlns: NS_DATA }, [HELLO_B64]);
-const METADATA = elem("metadata", { xmlns: NS_META }, [
+const DATA = elem("data", { xmlns: NS_AVATAR_DATA }, [HELLO_B64]);
+const METADATA = elem("metadata", { xmlns: NS_AVATAR_METADATA }, [
   elem("info", { id: HELLO_SHA1, type: "image/png", bytes: "5" }),
 ]);
 
@@ -107,7 +105,7 @@ Deno.test("avatar: a PEP avatar publication sets the vCard PHOTO and the presenc
   const c = ctx();
   const { state, out } = run(
     account({ vcard: { vcard: elem("vCard", { xmlns: "vcard-temp" }, [FN]) } }),
-    [publish(NS_DATA, HELLO_SHA1, DATA), publish(NS_META, HELLO_SHA1, METADATA)],
+    [publish(NS_AVATAR_DATA, HELLO_SHA1, DATA), publish(NS_AVATAR_METADATA, HELLO_SHA1, METADATA)],
     c,
   );
   const result = (id: string, node: string) =>
@@ -116,11 +114,11 @@ Deno.test("avatar: a PEP avatar publication sets the vCard PHOTO and the presenc
   assert.deepEqual(shown(out), [
     // The data alone changes nothing: the metadata says which image is the avatar.
     "store pep",
-    result(HELLO_SHA1, NS_DATA),
+    result(HELLO_SHA1, NS_AVATAR_DATA),
     "store pep",
     "store vcard",
     { kind: "avatar-hash", hash: HELLO_SHA1 },
-    result(HELLO_SHA1, NS_META),
+    result(HELLO_SHA1, NS_AVATAR_METADATA),
   ]);
   assert.deepEqual(state.modules.vcard, {
     vcard: elem("vCard", { xmlns: "vcard-temp" }, [FN, PHOTO]),
@@ -129,21 +127,21 @@ Deno.test("avatar: a PEP avatar publication sets the vCard PHOTO and the presenc
 });
 
 Deno.test("avatar: metadata whose id is not the data's SHA-1, or an URL only, leaves the vCard", () => {
-  const wrong = elem("metadata", { xmlns: NS_META }, [
+  const wrong = elem("metadata", { xmlns: NS_AVATAR_METADATA }, [
     elem("info", { id: "0000", type: "image/png", bytes: "5" }),
   ]);
-  const remote = elem("metadata", { xmlns: NS_META }, [
+  const remote = elem("metadata", { xmlns: NS_AVATAR_METADATA }, [
     elem("info", { id: HELLO_SHA1, type: "image/png", bytes: "5", url: "https://e.org/a.png" }),
   ]);
   for (const metadata of [wrong, remote]) {
     const { state, out } = run(
       account({ vcard: undefined }),
-      [publish(NS_DATA, "0000", DATA), publish(NS_DATA, HELLO_SHA1, DATA)],
+      [publish(NS_AVATAR_DATA, "0000", DATA), publish(NS_AVATAR_DATA, HELLO_SHA1, DATA)],
       ctx(),
     );
     const [after, more] = reduceAccount(
       state,
-      { kind: "module-iq", iq: publish(NS_META, "m", metadata) },
+      { kind: "module-iq", iq: publish(NS_AVATAR_METADATA, "m", metadata) },
       ctx(),
     );
     assert.equal(after.modules.vcard, undefined);
@@ -157,7 +155,7 @@ Deno.test("avatar: empty metadata (avatar disabled) removes the PHOTO and the ha
   });
   const { state, out } = run(
     s,
-    [publish(NS_META, "off", elem("metadata", { xmlns: NS_META }))],
+    [publish(NS_AVATAR_METADATA, "off", elem("metadata", { xmlns: NS_AVATAR_METADATA }))],
     ctx(),
   );
   assert.deepEqual(shown(out).slice(0, 3), [
@@ -175,7 +173,7 @@ Deno.test("avatar: a vCard with a PHOTO is published to both PEP nodes, with not
   const { state, out } = run(
     account({ pep: undefined }),
     [vcardSet([FN, PHOTO])],
-    ctx([`${NS_META}+notify`]),
+    ctx([`${NS_AVATAR_METADATA}+notify`]),
   );
   assert.deepEqual(shown(out), [
     "store vcard",
@@ -183,8 +181,8 @@ Deno.test("avatar: a vCard with a PHOTO is published to both PEP nodes, with not
     { kind: "avatar-hash", hash: HELLO_SHA1 },
     // §3.2: subscribers of the metadata node hear of the new avatar.
     `deliver <message type="headline" from="${JULIET}" to="${BALCONY}">` +
-    `<event xmlns="http://jabber.org/protocol/pubsub#event"><items node="${NS_META}">` +
-    `<item id="${HELLO_SHA1}"><metadata xmlns="${NS_META}">` +
+    `<event xmlns="http://jabber.org/protocol/pubsub#event"><items node="${NS_AVATAR_METADATA}">` +
+    `<item id="${HELLO_SHA1}"><metadata xmlns="${NS_AVATAR_METADATA}">` +
     `<info id="${HELLO_SHA1}" type="image/png" bytes="5"/></metadata></item></items></event>` +
     `</message>`,
     `route <iq type="result" id="v1" to="${BALCONY}"/>`,
@@ -192,8 +190,11 @@ Deno.test("avatar: a vCard with a PHOTO is published to both PEP nodes, with not
   const pep = state.modules.pep as {
     nodes: Record<string, { items: { id: string; payload: Element }[] }>;
   };
-  assert.deepEqual(pep.nodes[NS_DATA].items.map((i) => [i.id, i.payload]), [[HELLO_SHA1, DATA]]);
-  assert.deepEqual(pep.nodes[NS_META].items.map((i) => [i.id, i.payload]), [
+  assert.deepEqual(pep.nodes[NS_AVATAR_DATA].items.map((i) => [i.id, i.payload]), [[
+    HELLO_SHA1,
+    DATA,
+  ]]);
+  assert.deepEqual(pep.nodes[NS_AVATAR_METADATA].items.map((i) => [i.id, i.payload]), [
     [HELLO_SHA1, METADATA],
   ]);
 });
@@ -203,7 +204,11 @@ Deno.test("avatar: the same image both ways is published once, and removing it d
   // PEP first, then a client sets the same photo in the vCard: PEP is not published again.
   const { state, out } = run(
     account({}),
-    [publish(NS_DATA, HELLO_SHA1, DATA), publish(NS_META, HELLO_SHA1, METADATA), vcardSet([PHOTO])],
+    [
+      publish(NS_AVATAR_DATA, HELLO_SHA1, DATA),
+      publish(NS_AVATAR_METADATA, HELLO_SHA1, METADATA),
+      vcardSet([PHOTO]),
+    ],
     c,
   );
   assert.deepEqual(shown(out).slice(-2), [
@@ -218,5 +223,8 @@ Deno.test("avatar: the same image both ways is published once, and removing it d
     { kind: "avatar-hash", hash: undefined },
   ]);
   const pep = after.modules.pep as { nodes: Record<string, { items: { payload: Element }[] }> };
-  assert.deepEqual(pep.nodes[NS_META].items.at(-1)?.payload, elem("metadata", { xmlns: NS_META }));
+  assert.deepEqual(
+    pep.nodes[NS_AVATAR_METADATA].items.at(-1)?.payload,
+    elem("metadata", { xmlns: NS_AVATAR_METADATA }),
+  );
 });

@@ -7,7 +7,6 @@ import { authed, bound, HOST, record, run, show, stanzaEvent, testCtx } from "./
 
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const ERR_NS = "urn:ietf:params:xml:ns:xmpp-streams";
-const CLOSE = "</stream:stream>";
 
 function bindIq(resource?: string, attrs: Readonly<Record<string, string>> = {}): Element {
   return stanza("iq", { type: "set", id: "b1", ...attrs }, [
@@ -112,11 +111,10 @@ Deno.test("bind: replaced -> conflict stream error, unbind, disconnect", () => {
   const text = "Replaced by a new session with the same resource";
   assert.deepEqual(show(out), [
     {
-      kind: "send",
+      kind: "close-stream",
       xml: `<stream:error><conflict xmlns="${ERR_NS}"/>` +
         `<text xmlns="${ERR_NS}" xml:lang="en">${text}</text></stream:error>`,
     },
-    { kind: "send-raw", text: CLOSE },
     { kind: "unbind", fullJid: `user@${HOST}/res` },
     { kind: "disconnect", error: { condition: "conflict", text } },
   ]);
@@ -133,7 +131,7 @@ Deno.test("bind: replaced while available also broadcasts unavailable once", () 
     },
   });
   const [next, out] = reduce(s, { kind: "replaced" }, testCtx());
-  assert.deepEqual(show(out).slice(2), [
+  assert.deepEqual(show(out).slice(1), [
     {
       kind: "route",
       xml: `<presence type="unavailable" from="user@${HOST}/res" to="${romeo}"/>`,
@@ -169,11 +167,10 @@ for (const c of BEFORE_BIND) {
     const text = "Bind a resource first";
     assert.deepEqual(show(out), [
       {
-        kind: "send",
+        kind: "close-stream",
         xml: `<stream:error><not-authorized xmlns="${ERR_NS}"/>` +
           `<text xmlns="${ERR_NS}" xml:lang="en">${text}</text></stream:error>`,
       },
-      { kind: "send-raw", text: CLOSE },
       { kind: "disconnect", error: { condition: "not-authorized", text } },
     ]);
     assert.deepEqual(record(next), record({ ...s, destroyed: true }));
@@ -204,13 +201,12 @@ Deno.test("bind: non-stanza elements after auth -> unsupported-stanza-type", () 
     const [next, out] = reduce(bound(), stanzaEvent(el), testCtx());
     assert.deepEqual(show(out), [
       {
-        kind: "send",
+        kind: "close-stream",
         xml: `<stream:error><unsupported-stanza-type xmlns="${ERR_NS}"/>` +
           `<text xmlns="${ERR_NS}" xml:lang="en">${
             text.replace("<", "&lt;").replace(">", "&gt;")
           }</text></stream:error>`,
       },
-      { kind: "send-raw", text: CLOSE },
       { kind: "unbind", fullJid: `user@${HOST}/res` },
       { kind: "disconnect", error: { condition: "unsupported-stanza-type", text } },
     ]);
@@ -279,11 +275,10 @@ Deno.test("bind: 100 held stanzas are kept; the 101st is a resource-constraint s
   const text = "Too many stanzas before the roster";
   assert.deepEqual(show(out), [
     {
-      kind: "send",
+      kind: "close-stream",
       xml: `<stream:error><resource-constraint xmlns="${ERR_NS}"/>` +
         `<text xmlns="${ERR_NS}" xml:lang="en">${text}</text></stream:error>`,
     },
-    { kind: "send-raw", text: CLOSE },
     { kind: "unbind", fullJid: `user@${HOST}/res` },
     { kind: "disconnect", error: { condition: "resource-constraint", text } },
   ]);

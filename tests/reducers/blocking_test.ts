@@ -7,13 +7,14 @@ import {
   NO_OFFLINE,
   reduceAccount,
 } from "../../lib/reducers/account.ts";
-import { isBlocked, NS_BLOCKING } from "../../lib/reducers/blocking.ts";
+import { isBlocked } from "../../lib/reducers/blocking.ts";
 import { serializeTop } from "../../lib/reducers/stream_xml.ts";
 import type { ResourceView } from "../../lib/reducers/types.ts";
 import { messageDeliveries } from "../../lib/router.ts";
 import { EMPTY_ROSTER, type Roster } from "../../lib/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { bound, HOST, NOW, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { NS_BLOCKING } from "../../lib/xmpp/namespaces.ts";
 
 const ME = `user@${HOST}`;
 const RES = `${ME}/res`;

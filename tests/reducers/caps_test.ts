@@ -3,15 +3,13 @@ import {
   CAPS_NODE,
   type CapsInput,
   capsInputOf,
-  NS_CAPS,
   verificationInput,
   verificationString,
 } from "../../lib/reducers/caps.ts";
-import { NS_DISCO_INFO } from "../../lib/reducers/disco.ts";
 import { reduce } from "../../lib/reducers/mod.ts";
 import type { Ctx } from "../../lib/reducers/types.ts";
 import { child, elem, type Element } from "../../lib/xml/element.ts";
-import { NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
+import { NS_CAPS, NS_DISCO_INFO, NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
 import { authed, discoCapsVer, streamOpen, testCtx } from "./_ctx.ts";
 
 const DATA = "jabber:x:data";

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { isCopied, NS_CARBONS, receivedCarbons } from "../../lib/reducers/carbons.ts";
+import { isCopied, receivedCarbons } from "../../lib/reducers/carbons.ts";
 import { serializeTop } from "../../lib/reducers/stream_xml.ts";
 import type { ResourceView } from "../../lib/reducers/types.ts";
 import { messageDeliveries } from "../../lib/router.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { bound, HOST, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { NS_CARBONS } from "../../lib/xmpp/namespaces.ts";
 
 const ME = `user@${HOST}`;
 const RES = `${ME}/res`;

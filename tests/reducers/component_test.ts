@@ -8,12 +8,11 @@ import {
   handshakeDigest,
   handshakeMatches,
   NEW_COMPONENT,
-  NS_COMPONENT,
   reduceComponent,
 } from "../../lib/reducers/component.ts";
 import { serializeTop, serializeTopIn } from "../../lib/reducers/stream_xml.ts";
 import { elem, type Element } from "../../lib/xml/element.ts";
-import { NS_CLIENT, NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
+import { NS_CLIENT, NS_COMPONENT, NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
 
 const CTX: ComponentCtx = {
   secretOf: (d) => (d === "gw.localhost" ? "s3cret" : undefined),
@@ -45,8 +44,10 @@ function shown(outputs: readonly ComponentOutput[]): string[] {
   return outputs.map((o) =>
     o.kind === "send"
       ? `send ${serializeTopIn(o.stanza, NS_COMPONENT)}`
-      : o.kind === "send-raw"
-      ? `raw ${o.text}`
+      : o.kind === "open-stream"
+      ? `open-stream ${JSON.stringify(o.header)}`
+      : o.kind === "close-stream"
+      ? "close-stream" + (o.error === undefined ? "" : ` ${o.error.condition}: ${o.error.text}`)
       : o.kind === "route"
       ? `route ${serializeTop(o.stanza)}`
       : o.kind === "disconnect" || o.kind === "handshake-failed"
@@ -69,16 +70,12 @@ function run(
   return { s, out };
 }
 
-const HEADER = "raw <?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' " +
-  "xmlns:stream='http://etherx.jabber.org/streams' id='sid1' from='gw.localhost'>";
+const HEADER = 'open-stream {"ns":"jabber:component:accept","id":"sid1","from":"gw.localhost"}';
 const OK = handshake(handshakeDigest("sid1", "s3cret"));
 
-function streamError(condition: string, text?: string): string {
-  return `send <stream:error><${condition} xmlns="urn:ietf:params:xml:ns:xmpp-streams"/>` +
-    (text === undefined
-      ? ""
-      : `<text xmlns="urn:ietf:params:xml:ns:xmpp-streams" xml:lang="en">${text}</text>`) +
-    "</stream:error>";
+/** Closing the stream with an error (the transport writes the error, then the close). */
+function streamError(condition: string, text: string): string {
+  return `close-stream ${condition}: ${text}`;
 }
 
 Deno.test("the handshake digest is hex SHA-1 of stream id and secret (XEP-0114 §3)", () => {
@@ -107,7 +104,6 @@ Deno.test("a wrong handshake closes with not-authorized", () => {
     HEADER,
     "handshake-failed",
     streamError("not-authorized", "Wrong handshake"),
-    "raw </stream:stream>",
     "disconnect",
   ]);
 });
@@ -132,7 +128,6 @@ Deno.test("a throttled address is refused without its secret being checked", () 
       "not-authorized",
       "Too many wrong handshakes from your address; try again later",
     ),
-    "raw </stream:stream>",
     "disconnect",
   ]);
 });
@@ -150,10 +145,8 @@ Deno.test("an unknown component domain closes with host-unknown", () => {
   const { s, out } = run([open("other.localhost")]);
   assert.equal(s.state, "closed");
   assert.deepEqual(out, [
-    "raw <?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' " +
-    "xmlns:stream='http://etherx.jabber.org/streams' id='sid1' from='other.localhost'>",
+    'open-stream {"ns":"jabber:component:accept","id":"sid1","from":"other.localhost"}',
     streamError("host-unknown", "No component is configured for other.localhost"),
-    "raw </stream:stream>",
     "disconnect",
   ]);
 });
@@ -200,7 +193,6 @@ Deno.test("a from outside the component's domain is invalid-from", () => {
     assert.equal(s.state, "closed", String(from));
     assert.deepEqual(out.slice(3), [
       streamError("invalid-from", "The from address must be at gw.localhost"),
-      "raw </stream:stream>",
       "unregister gw.localhost",
       "disconnect",
     ]);

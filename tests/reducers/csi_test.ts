@@ -5,8 +5,8 @@ import type { Event } from "../../lib/reducers/types.ts";
 import type { Session } from "../../lib/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { authed, bound, HOST, record, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { NS_CSI } from "../../lib/xmpp/namespaces.ts";
 
-const NS_CSI = "urn:xmpp:csi:0";
 const CS = "http://jabber.org/protocol/chatstates";
 const ME = `user@${HOST}/res`;
 const ROMEO = "romeo@example.com/pc";

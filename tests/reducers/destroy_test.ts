@@ -17,7 +17,6 @@ import {
 } from "./_ctx.ts";
 
 const ERR_NS = "urn:ietf:params:xml:ns:xmpp-streams";
-const CLOSE = "</stream:stream>";
 const ME = `user@${HOST}/res`;
 /** XEP-0012 §4: the account records when an available resource went. */
 const LOGOUT = { kind: "account", bare: `user@${HOST}`, op: { kind: "logout" } } as const;
@@ -139,7 +138,7 @@ const ENDINGS: readonly {
     session: available(),
     event: { kind: "stream-close" },
     outputs: [
-      { kind: "send-raw", text: CLOSE },
+      { kind: "close-stream" },
       { kind: "route", xml: UNAVAILABLE },
       LOGOUT,
       { kind: "unbind", fullJid: ME },
@@ -180,8 +179,7 @@ const ENDINGS: readonly {
     session: available(),
     event: { kind: "shutdown" },
     outputs: [
-      { kind: "send", xml: streamError("system-shutdown", "The server is shutting down") },
-      { kind: "send-raw", text: CLOSE },
+      { kind: "close-stream", xml: streamError("system-shutdown", "The server is shutting down") },
       { kind: "route", xml: UNAVAILABLE },
       LOGOUT,
       { kind: "unbind", fullJid: ME },
@@ -197,13 +195,13 @@ const ENDINGS: readonly {
     event: { kind: "auth-timeout" },
     outputs: [
       {
-        kind: "send-raw",
-        text: "<?xml version='1.0'?><stream:stream xmlns='jabber:client' " +
-          "xmlns:stream='http://etherx.jabber.org/streams' id='id1' from='example.com' " +
-          "version='1.0' xml:lang='en'>",
+        kind: "open-stream",
+        header: { ns: "jabber:client", id: "id1", from: "example.com", version: "1.0", lang: "en" },
       },
-      { kind: "send", xml: streamError("connection-timeout", "Authentication took too long") },
-      { kind: "send-raw", text: CLOSE },
+      {
+        kind: "close-stream",
+        xml: streamError("connection-timeout", "Authentication took too long"),
+      },
       {
         kind: "disconnect",
         error: { condition: "connection-timeout", text: "Authentication took too long" },
@@ -215,8 +213,10 @@ const ENDINGS: readonly {
     session: { ...fresh(), notopen: false, streamId: "sid", host: HOST },
     event: { kind: "auth-timeout" },
     outputs: [
-      { kind: "send", xml: streamError("connection-timeout", "Authentication took too long") },
-      { kind: "send-raw", text: CLOSE },
+      {
+        kind: "close-stream",
+        xml: streamError("connection-timeout", "Authentication took too long"),
+      },
       {
         kind: "disconnect",
         error: { condition: "connection-timeout", text: "Authentication took too long" },
@@ -228,8 +228,10 @@ const ENDINGS: readonly {
     session: authed(),
     event: { kind: "auth-timeout" },
     outputs: [
-      { kind: "send", xml: streamError("connection-timeout", "Authentication took too long") },
-      { kind: "send-raw", text: CLOSE },
+      {
+        kind: "close-stream",
+        xml: streamError("connection-timeout", "Authentication took too long"),
+      },
       {
         kind: "disconnect",
         error: { condition: "connection-timeout", text: "Authentication took too long" },
@@ -241,8 +243,7 @@ const ENDINGS: readonly {
     session: available(),
     event: { kind: "idle-timeout" },
     outputs: [
-      { kind: "send", xml: streamError("connection-timeout", "Idle for too long") },
-      { kind: "send-raw", text: CLOSE },
+      { kind: "close-stream", xml: streamError("connection-timeout", "Idle for too long") },
       { kind: "route", xml: UNAVAILABLE },
       LOGOUT,
       { kind: "unbind", fullJid: ME },

@@ -38,6 +38,7 @@ function ictx(online: readonly ResourceView[] = [], self = false): AccountIqCtx 
     roster: ROSTER,
     resourcesOf: (bare) => bare === JULIET ? online : [],
     limits: DEFAULT_LIMITS,
+    newId: () => "id",
   };
 }
 

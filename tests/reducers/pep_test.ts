@@ -11,9 +11,6 @@ import {
   lastItemsFor,
   legacyBookmarks,
   nodeBytes,
-  NS_BOOKMARKS2,
-  NS_PUBSUB,
-  NS_PUBSUB_OWNER,
   onPubsubIq,
   onPubsubOwnerIq,
   pepBytes,
@@ -24,6 +21,7 @@ import type { AccountOutput } from "../../lib/reducers/account.ts";
 import type { Roster, RosterItem } from "../../lib/session.ts";
 import { elem, type Element, serialize, stanza } from "../../lib/xml/element.ts";
 import { serializeTop } from "../../lib/reducers/stream_xml.ts";
+import { NS_BOOKMARKS2, NS_PUBSUB, NS_PUBSUB_OWNER } from "../../lib/xmpp/namespaces.ts";
 
 const OWNER = "juliet@example.com";
 const BALCONY = `${OWNER}/balcony`;

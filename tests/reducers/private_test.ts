@@ -15,8 +15,20 @@ const MACBETH = `macbeth@${HOST}/castle`;
 const NS = "jabber:iq:private";
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
-const SELF: AccountIqCtx = { bare: HAMLET, self: true, now: NOW, limits: DEFAULT_LIMITS };
-const OTHER: AccountIqCtx = { bare: HAMLET, self: false, now: NOW, limits: DEFAULT_LIMITS };
+const SELF: AccountIqCtx = {
+  bare: HAMLET,
+  self: true,
+  now: NOW,
+  limits: DEFAULT_LIMITS,
+  newId: () => "id",
+};
+const OTHER: AccountIqCtx = {
+  bare: HAMLET,
+  self: false,
+  now: NOW,
+  limits: DEFAULT_LIMITS,
+  newId: () => "id",
+};
 
 function query(children: readonly Element[] = []): Element {
   return elem("query", { xmlns: NS }, children);

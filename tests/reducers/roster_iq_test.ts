@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { reduce } from "../../lib/reducers/mod.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { bound, HOST, record, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { NS_ROSTER } from "../../lib/xmpp/namespaces.ts";
 
-const NS_ROSTER = "jabber:iq:roster";
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const BARE = `user@${HOST}`;
 const ME = `${BARE}/res`;

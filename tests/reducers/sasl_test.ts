@@ -28,7 +28,6 @@ import {
 
 const SASL = "urn:ietf:params:xml:ns:xmpp-sasl";
 const ERR_NS = "urn:ietf:params:xml:ns:xmpp-streams";
-const CLOSE = "</stream:stream>";
 
 // RFC 5802 §5 (SHA-1) and RFC 7677 §3 (SHA-256): user "user", password "pencil".
 const RFC5802 = {
@@ -617,8 +616,7 @@ for (
     const msg = stanza("message", { to: "other@example.com" }, [elem("body", {}, ["hi"])]);
     const [next, out] = reduce(c.session, stanzaEvent(msg), c.ctx);
     assert.deepEqual(show(out), [
-      { kind: "send", xml: streamError(c.condition, c.text) },
-      { kind: "send-raw", text: CLOSE },
+      { kind: "close-stream", xml: streamError(c.condition, c.text) },
       { kind: "disconnect", error: { condition: c.condition, text: c.text } },
     ]);
     assert.deepEqual(record(next), record({ ...c.session, destroyed: true }));
@@ -634,7 +632,7 @@ Deno.test("sasl: after success the restarted stream offers binding", () => {
     streamOpen(),
   ], ctx);
   const last: Output[] = outputs.slice(-2);
-  assert.equal(last[0].kind, "send-raw");
+  assert.equal(last[0].kind, "open-stream");
   assert.deepEqual(show(last.slice(1)), [{
     kind: "send",
     xml: '<stream:features><bind xmlns="urn:ietf:params:xml:ns:xmpp-bind"/>' +

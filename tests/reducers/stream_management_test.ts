@@ -3,11 +3,11 @@ import assert from "node:assert/strict";
 import { reduce } from "../../lib/reducers/mod.ts";
 import { goodbyeOutputs } from "../../lib/reducers/presence.ts";
 import { streamFeatures } from "../../lib/reducers/features.ts";
-import { MAX_UNACKED, NS_SM } from "../../lib/reducers/stream_management.ts";
+import { MAX_UNACKED } from "../../lib/reducers/stream_management.ts";
+import { NS_SM } from "../../lib/xmpp/namespaces.ts";
 import type { Event, Output, ResourceView } from "../../lib/reducers/types.ts";
 import type { Roster, Session, StreamManagement } from "../../lib/session.ts";
 import { child, elem, type Element, stanza, withAttrs } from "../../lib/xml/element.ts";
-import { STREAM_CLOSE } from "../../lib/reducers/stream_xml.ts";
 import { stanzaBytes } from "../../lib/reducers/stanza_size.ts";
 import { authed, bound, HOST, NOW, record, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
 
@@ -179,15 +179,14 @@ Deno.test("sm: <a h/> drops what it acknowledges; too high ends the stream", () 
   const ctx = testCtx();
   const [ended, closing] = reduce(acked, nonza("a", { h: "5" }), ctx);
   assert.equal(ended.destroyed, true);
-  assert.deepEqual(show(closing).slice(0, 2), [
+  assert.deepEqual(show(closing).slice(0, 1), [
     {
-      kind: "send",
+      kind: "close-stream",
       xml: '<stream:error><undefined-condition xmlns="urn:ietf:params:xml:ns:xmpp-streams"/>' +
         '<text xmlns="urn:ietf:params:xml:ns:xmpp-streams" xml:lang="en">' +
         "Acknowledged more stanzas than were sent</text>" +
         '<handled-count-too-high xmlns="urn:xmpp:sm:3" h="5" send-count="3"/></stream:error>',
     },
-    { kind: "send-raw", text: STREAM_CLOSE },
   ]);
   // The one stanza still unacknowledged is kept for later.
   assert.deepEqual(closing.filter(isOffline), [offline(msgs[2])]);
@@ -217,7 +216,7 @@ Deno.test("sm: past MAX_UNACKED the stream ends with resource-constraint, nothin
       "<body>one too many</body></message>",
   });
   assert.ok(
-    shown.some((o) => o.kind === "send" && o.xml.includes("<resource-constraint")),
+    shown.some((o) => o.kind === "close-stream" && o.xml?.includes("<resource-constraint")),
   );
   const stored = out.filter((o) => o.kind === "account" && o.op.kind === "offline-message");
   assert.deepEqual(stored, [...queued, extra].map(offline));
@@ -314,7 +313,9 @@ Deno.test("sm: shutdown of a hibernating session writes nothing but says goodbye
   const s = managed({ hibernating: true });
   const [next, out] = reduce(s, { kind: "shutdown" }, testCtx());
   assert.equal(next.destroyed, true);
-  assert.ok(!out.some((o) => o.kind === "send" || o.kind === "send-raw"));
+  assert.ok(
+    !out.some((o) => o.kind === "send" || o.kind === "open-stream" || o.kind === "close-stream"),
+  );
   assert.equal(unavailableRoutes(out), 1);
 });
 
@@ -343,7 +344,7 @@ Deno.test("sm: <resume/> before authentication is refused like any stanza", () =
   const s = { ...authed(), type: "c2s_unauthed" as const, username: undefined };
   const [next, out] = reduce(s, nonza("resume", { previd: "smid", h: "0" }), testCtx());
   assert.equal(next.destroyed, true);
-  assert.ok(show(out).some((o) => o.kind === "send" && o.xml.includes("not-authorized")));
+  assert.ok(show(out).some((o) => o.kind === "close-stream" && o.xml?.includes("not-authorized")));
 });
 
 const NOT_FOUND = '<failed xmlns="urn:xmpp:sm:3">' +
@@ -412,7 +413,9 @@ Deno.test("sm: resumed with an h past what was sent -> the session ends, nothing
   assert.equal(next.destroyed, true);
   // The registry points at this connection before the session leaves it.
   assert.deepEqual(out[0], { kind: "bind", fullJid: ME });
-  assert.ok(show(out).some((o) => o.kind === "send" && o.xml.includes("handled-count-too-high")));
+  assert.ok(
+    show(out).some((o) => o.kind === "close-stream" && o.xml?.includes("handled-count-too-high")),
+  );
   assert.equal(unavailableRoutes(out), 1);
   assert.deepEqual(out.filter(isOffline), [offline(msgs[0])]);
   assert.deepEqual(out.at(-2), { kind: "unbind", fullJid: ME });
@@ -423,12 +426,11 @@ Deno.test("sm: taken over: a live connection closes with conflict, the session g
   assert.equal(live[0].destroyed, true);
   assert.deepEqual(show(live[1]), [
     {
-      kind: "send",
+      kind: "close-stream",
       xml: '<stream:error><conflict xmlns="urn:ietf:params:xml:ns:xmpp-streams"/>' +
         '<text xmlns="urn:ietf:params:xml:ns:xmpp-streams" xml:lang="en">' +
         "The session was resumed elsewhere</text></stream:error>",
     },
-    { kind: "send-raw", text: STREAM_CLOSE },
     { kind: "disconnect" },
   ]);
   const asleep = reduce(managed({ hibernating: true }), { kind: "sm-taken-over" }, testCtx());
@@ -452,7 +454,9 @@ Deno.test("sm: past sm_queue_bytes the stream ends with resource-constraint, not
   assert.equal(outputs.filter(isOffline).length, 0);
   const [ended, out] = reduce(session, inbound(big(3)), ctx);
   assert.equal(ended.destroyed, true);
-  assert.ok(show(out).some((o) => o.kind === "send" && o.xml.includes("<resource-constraint")));
+  assert.ok(
+    show(out).some((o) => o.kind === "close-stream" && o.xml?.includes("<resource-constraint")),
+  );
   assert.deepEqual(out.filter(isOffline), [big(1), big(2), big(3)].map(offline));
   // An acknowledgement gives the bytes back.
   const [acked] = reduce(session, nonza("a", { h: "2" }), ctx);

@@ -11,6 +11,7 @@ import {
   bound,
   fresh,
   HOST,
+  ourHeader,
   record,
   run,
   show,
@@ -21,12 +22,6 @@ import {
 
 const STREAMS = "http://etherx.jabber.org/streams";
 const ERR_NS = "urn:ietf:params:xml:ns:xmpp-streams";
-const CLOSE = "</stream:stream>";
-
-function header(id: string, from = HOST): string {
-  return "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='" + STREAMS +
-    `' id='${id}' from='${from}' version='1.0' xml:lang='en'>`;
-}
 
 function streamError(condition: string, text: string): string {
   return `<stream:error><${condition} xmlns="${ERR_NS}"/>` +
@@ -139,9 +134,8 @@ for (const c of BAD_HEADERS) {
     const s = c.session ?? fresh();
     const [next, out] = reduce(s, c.event, c.ctx ?? testCtx());
     assert.deepEqual(show(out), [
-      { kind: "send-raw", text: header("id1") },
-      { kind: "send", xml: streamError(c.condition, c.text) },
-      { kind: "send-raw", text: CLOSE },
+      { kind: "open-stream", header: ourHeader("id1") },
+      { kind: "close-stream", xml: streamError(c.condition, c.text) },
       { kind: "disconnect", error: { condition: c.condition, text: c.text } },
     ]);
     assert.deepEqual(record(next), record({ ...s, destroyed: true }));
@@ -153,7 +147,7 @@ Deno.test("stream: version 1.1 is accepted as XMPP 1.x", () => {
   assert.equal(next.notopen, false);
   assert.equal(next.destroyed, false);
   assert.equal(out.length, 2);
-  assert.deepEqual(out[0], { kind: "send-raw", text: header("id1") });
+  assert.deepEqual(out[0], { kind: "open-stream", header: ourHeader("id1") });
 });
 
 Deno.test("stream: the to address is normalised before the host check", () => {
@@ -163,7 +157,7 @@ Deno.test("stream: the to address is normalised before the host check", () => {
     testCtx(),
   );
   assert.equal(next.host, HOST);
-  assert.deepEqual(out[0], { kind: "send-raw", text: header("id1") });
+  assert.deepEqual(out[0], { kind: "open-stream", header: ourHeader("id1") });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -177,7 +171,7 @@ Deno.test("stream: good header before TLS offers STARTTLS and SCRAM, not PLAIN",
     testCtx(),
   );
   assert.deepEqual(show(out), [
-    { kind: "send-raw", text: header("id1") },
+    { kind: "open-stream", header: ourHeader("id1") },
     {
       kind: "send",
       xml: '<stream:features><starttls xmlns="urn:ietf:params:xml:ns:xmpp-tls"/>' +
@@ -193,7 +187,7 @@ Deno.test("stream: good header before TLS offers STARTTLS and SCRAM, not PLAIN",
 Deno.test("stream: encryption required: STARTTLS with <required/>, no mechanisms", () => {
   const [, out] = reduce(fresh(), streamOpen(), testCtx({ requireEncryption: true }));
   assert.deepEqual(show(out), [
-    { kind: "send-raw", text: header("id1") },
+    { kind: "open-stream", header: ourHeader("id1") },
     {
       kind: "send",
       xml: '<stream:features><starttls xmlns="urn:ietf:params:xml:ns:xmpp-tls"><required/>' +
@@ -272,7 +266,7 @@ for (const c of FEATURES_AFTER_TLS) {
   Deno.test(`stream: features after TLS ${c.name}`, () => {
     const [, out] = reduce(c.session, streamOpen(), c.ctx);
     assert.deepEqual(show(out), [
-      { kind: "send-raw", text: header("id1") },
+      { kind: "open-stream", header: ourHeader("id1") },
       { kind: "send", xml: "<stream:features>" + c.xml + LIMITS_UNAUTHED + "</stream:features>" },
     ]);
   });
@@ -282,7 +276,7 @@ Deno.test("stream: features after authentication: bind, optional session, larger
   const s = authed({ notopen: true, streamId: undefined });
   const [next, out] = reduce(s, streamOpen(), testCtx());
   assert.deepEqual(show(out), [
-    { kind: "send-raw", text: header("id1") },
+    { kind: "open-stream", header: ourHeader("id1") },
     {
       kind: "send",
       xml: '<stream:features><bind xmlns="urn:ietf:params:xml:ns:xmpp-bind"/>' +
@@ -321,8 +315,7 @@ Deno.test("stream: a second header on an open stream is not-well-formed", () => 
   const ctx = testCtx();
   const { session, outputs } = run(fresh(), [streamOpen(), streamOpen()], ctx);
   assert.deepEqual(show(outputs.slice(2)), [
-    { kind: "send", xml: streamError("not-well-formed", "A second stream header") },
-    { kind: "send-raw", text: CLOSE },
+    { kind: "close-stream", xml: streamError("not-well-formed", "A second stream header") },
     { kind: "disconnect", error: { condition: "not-well-formed", text: "A second stream header" } },
   ]);
   assert.equal(session.destroyed, true);
@@ -358,7 +351,7 @@ Deno.test("starttls: proceed, upgrade, reset; then the restarted stream offers -
   const [restarted, out2] = reduce(secured, streamOpen(), ctx);
   assert.equal(restarted.streamId, "id2");
   assert.deepEqual(show(out2), [
-    { kind: "send-raw", text: header("id2") },
+    { kind: "open-stream", header: ourHeader("id2") },
     {
       kind: "send",
       xml: "<stream:features>" +
@@ -387,7 +380,7 @@ for (
     const [next, out] = reduce(opened, STARTTLS, c.ctx);
     assert.deepEqual(show(out), [
       { kind: "send", xml: '<failure xmlns="urn:ietf:params:xml:ns:xmpp-tls"/>' },
-      { kind: "send-raw", text: CLOSE },
+      { kind: "close-stream" },
       { kind: "disconnect", error: undefined },
     ]);
     assert.deepEqual(record(next), record({ ...opened, destroyed: true }));
@@ -401,7 +394,7 @@ Deno.test("stream: the client's closing tag is answered with ours", () => {
   const s = authed();
   const [next, out] = reduce(s, { kind: "stream-close" }, testCtx());
   assert.deepEqual(out, [
-    { kind: "send-raw", text: CLOSE },
+    { kind: "close-stream", error: undefined },
     { kind: "disconnect", error: undefined },
   ]);
   assert.deepEqual(record(next), record({ ...s, destroyed: true }));
@@ -414,9 +407,8 @@ Deno.test("stream: a parse error before any header still gets a header first", (
     text: "No comments",
   }, testCtx());
   assert.deepEqual(show(out), [
-    { kind: "send-raw", text: header("id1") },
-    { kind: "send", xml: streamError("restricted-xml", "No comments") },
-    { kind: "send-raw", text: CLOSE },
+    { kind: "open-stream", header: ourHeader("id1") },
+    { kind: "close-stream", xml: streamError("restricted-xml", "No comments") },
     { kind: "disconnect", error: { condition: "restricted-xml", text: "No comments" } },
   ]);
   assert.equal(next.destroyed, true);

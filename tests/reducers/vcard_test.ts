@@ -21,8 +21,20 @@ const ORCHARD = `${ROMEO}/orchard`;
 const PHOTO_B64 = "aGVs\n  bG8=";
 const HELLO_SHA1 = "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d";
 
-const SELF: AccountIqCtx = { bare: JULIET, self: true, now: NOW, limits: DEFAULT_LIMITS };
-const OTHER: AccountIqCtx = { bare: JULIET, self: false, now: NOW, limits: DEFAULT_LIMITS };
+const SELF: AccountIqCtx = {
+  bare: JULIET,
+  self: true,
+  now: NOW,
+  limits: DEFAULT_LIMITS,
+  newId: () => "id",
+};
+const OTHER: AccountIqCtx = {
+  bare: JULIET,
+  self: false,
+  now: NOW,
+  limits: DEFAULT_LIMITS,
+  newId: () => "id",
+};
 
 function vcard(children: readonly Element[] = []): Element {
   return elem("vCard", { xmlns: "vcard-temp" }, children);

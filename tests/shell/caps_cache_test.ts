@@ -3,8 +3,7 @@ import { createCapsCache } from "../../lib/shell/caps_cache.ts";
 import { verificationString } from "../../lib/reducers/caps.ts";
 import { DEFAULT_LIMITS, utf8Bytes } from "../../lib/limits.ts";
 import { elem, type Element, serialize } from "../../lib/xml/element.ts";
-
-const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
+import { NS_DISCO_INFO } from "../../lib/xmpp/namespaces.ts";
 
 /** A disco#info answer with `features`, and its verified ver. */
 function answer(features: readonly string[]): { readonly ver: string; readonly query: Element } {

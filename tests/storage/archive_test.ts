@@ -4,7 +4,6 @@ import {
   type ArchiveQuery,
   DEFAULT_MAX,
   newArchiveId,
-  NS_MAM,
   parseMamQuery,
   type QueryPage,
   resultMessages,
@@ -14,6 +13,7 @@ import { listArchiveStore } from "../../lib/storage/file/archive.ts";
 import { openListStore } from "../../lib/storage/file/list_store.ts";
 import type { ArchiveEnds, ArchivePage, ListStore } from "../../lib/storage/mod.ts";
 import { elem, stanza } from "../../lib/xml/element.ts";
+import { NS_MAM } from "../../lib/xmpp/namespaces.ts";
 
 /** A query through the archive store over `store`, a list store the tests watch. */
 const runQuery = (

@@ -27,6 +27,8 @@ import { serializeTop } from "../../lib/reducers/stream_xml.ts";
 import { EMPTY_ROSTER, isHibernating, newSession, type Session } from "../../lib/session.ts";
 import { deriveCredentials, type ScramCredentialSet } from "../../lib/sasl/scram.ts";
 import { testCtx } from "../reducers/_ctx.ts";
+import { NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
+import { streamErrorElement } from "../../lib/xmpp/errors.ts";
 
 const enc = new TextEncoder();
 
@@ -45,8 +47,6 @@ function int(r: () => number, n: number): number {
 const DOMAIN = "example.com";
 const USER = "juliet";
 const PASSWORD = "s3cr\u00e9t";
-
-const NS_STREAMS = "http://etherx.jabber.org/streams";
 
 function header(extra = ""): string {
   return `<?xml version='1.0'?><stream:stream to='${DOMAIN}' xmlns='jabber:client' ` +
@@ -536,8 +536,14 @@ function checkRoundTrip(el: Element, contentXmlns: string): void {
 
 // Whatever the server writes must be well-formed XML a client can read.
 function checkWritten(o: Output): void {
-  if (o.kind !== "send" && o.kind !== "route") return;
-  const text = guard("serializer", "serializeTop", () => serializeTop(o.stanza));
+  // A stream error is written before the closing tag: it must parse like any stanza.
+  const el = o.kind === "send" || o.kind === "route"
+    ? o.stanza
+    : o.kind === "close-stream" && o.error !== undefined
+    ? streamErrorElement(o.error)
+    : undefined;
+  if (el === undefined) return;
+  const text = guard("serializer", "serializeTop", () => serializeTop(el));
   const events = reparse(text, "jabber:client");
   check(
     events.length === 2 && events[1].kind === "stanza",

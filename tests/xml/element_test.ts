@@ -9,7 +9,6 @@ import {
   escapeText,
   isValidXmlText,
   NO_NAMESPACE,
-  NS_CLIENT,
   serialize,
   stanza,
   text,
@@ -17,6 +16,7 @@ import {
   withChildren,
   XmlBuildError,
 } from "../../lib/xml/element.ts";
+import { NS_CLIENT } from "../../lib/xmpp/namespaces.ts";
 
 Deno.test("elem refuses invalid element and attribute names", () => {
   for (const name of ["", "1a", "a b", "a<b", "-a", "a:", ":a", "a:b:c", "a>", "a\u0000"]) {

@@ -6,9 +6,9 @@ import {
   type StreamParser,
 } from "../../lib/xml/parser.ts";
 import { type Element, NO_NAMESPACE, serialize } from "../../lib/xml/element.ts";
+import { NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
 
 const enc = new TextEncoder();
-const NS_STREAMS = "http://etherx.jabber.org/streams";
 const HEADER = "<stream:stream xmlns='jabber:client' xmlns:stream='" + NS_STREAMS +
   "' to='example.com' version='1.0' xml:lang='en' id='s1'>";
 

@@ -8,9 +8,9 @@ import {
   findForms,
   formTypeField,
   isDataForm,
-  NS_DATA,
   parseForm,
 } from "../../lib/xmpp/forms.ts";
+import { NS_DATA } from "../../lib/xmpp/namespaces.ts";
 
 /** Parses one element, written as the child of a client stanza. */
 function xml(s: string): Element {

@@ -18,7 +18,7 @@ import type { ArchiveEnds, ArchiveExpiry, ArchivePage, ArchiveStore, ListStore }
 import { type ListStoreOptions, openListStore } from "./list_store.ts";
 
 /** The list store's name (the directory under each host). */
-export const ARCHIVE_STORE = "archive";
+const ARCHIVE_STORE = "archive";
 
 /** Most items read at a time when scanning for the `with` filter or among equal stamps. */
 const CHUNK = 256;

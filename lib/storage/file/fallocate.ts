@@ -65,11 +65,6 @@ function loadLibc(): Libc | null {
   return libc;
 }
 
-/** Whether {@link collapseRange} can be attempted at all in this process. */
-export function collapseAvailable(): boolean {
-  return loadLibc() !== null;
-}
-
 function errno(lib: Libc): number {
   // Calls are synchronous on the JS thread, so errno is still the one the last call set.
   const ptr = lib.__errno_location();

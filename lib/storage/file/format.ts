@@ -72,7 +72,7 @@ function hexValue(byte: number): number {
 }
 
 /** Whether `line` (without its newline) is a record whose checksum matches. */
-export function recordValid(line: Uint8Array): boolean {
+function recordValid(line: Uint8Array): boolean {
   if (line.length < 10 || line[8] !== SPACE) return false;
   let sum = 0;
   for (let i = 0; i < 8; i++) {

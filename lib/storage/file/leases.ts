@@ -24,7 +24,7 @@ import type { CorruptRecord } from "./format.ts";
  * Per-file states (the in-memory index) kept for files not in use; least recently used go,
  * and their leases (two open files each) end.
  */
-export const MAX_CACHED_FILES = 256;
+const MAX_CACHED_FILES = 256;
 /** A lease ends after this many ms without an operation on its file. */
 export const LEASE_IDLE_MS = 250;
 /** A lease ends after the first batch that finds it this old (ms), so other processes get in. */
