@@ -58,6 +58,7 @@ export function onBind(s: Session, iq: Element, bind: Element, ctx: Ctx): Step {
     // before the client hears it is bound.
     { kind: "bind", fullJid },
     { kind: "send", stanza: reply },
-    { kind: "load-roster", host: s.host!, username: s.username! },
+    // The account owns the roster: it answers the bound session with roster-loaded.
+    { kind: "account", bare: `${s.username}@${s.host}`, op: { kind: "session-bound", fullJid } },
   ]];
 }

@@ -89,7 +89,6 @@ export type Output =
    */
   | { readonly kind: "send-durable"; readonly stanza: Element }
   | { readonly kind: "load-credentials"; readonly host: string; readonly username: string }
-  | { readonly kind: "load-roster"; readonly host: string; readonly username: string }
   /** An operation for a user's account (roster, subscriptions, offline messages). */
   | { readonly kind: "account"; readonly bare: string; readonly op: AccountOp }
   /** Upgrade the connection to TLS now (after `<proceed/>` was written). */

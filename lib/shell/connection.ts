@@ -403,13 +403,6 @@ export async function serveConnection(
         );
         return;
       }
-      case "load-roster":
-        // The account owns the roster: it answers with roster-loaded.
-        deps.hub.submit(`${out.username}@${out.host}`, {
-          kind: "session-bound",
-          fullJid: session.fullJid!,
-        });
-        return;
       case "starttls":
         startTls();
         return;

@@ -43,7 +43,7 @@ for (const c of GOOD_BINDS) {
     assert.deepEqual(show(out), [
       { kind: "bind", fullJid },
       { kind: "send", xml: boundResult("b1", fullJid) },
-      { kind: "load-roster", host: HOST, username: "user" },
+      { kind: "account", bare: `user@${HOST}`, op: { kind: "session-bound", fullJid } },
     ]);
     assert.deepEqual(record(next), record({ ...s, resource: c.resource, fullJid }));
   });

@@ -599,8 +599,11 @@ export function runInput(input: Input): Outcome {
           credentials: o.username === USER && o.host === DOMAIN ? creds() : undefined,
         });
         return;
-      case "load-roster":
-        later.push({ kind: "roster-loaded", roster: EMPTY_ROSTER });
+      case "account":
+        // The account answers a bound session with its roster (empty here).
+        if (o.op.kind === "session-bound") {
+          later.push({ kind: "roster-loaded", roster: EMPTY_ROSTER });
+        }
         return;
       case "reset-stream":
         parser = newParser(o.authenticated);
