@@ -24,6 +24,8 @@ import { childElements, elem, type Element, serialize, stanza } from "../lib/xml
 import {
   type AccountCtx,
   type AccountState,
+  mamMetadataAnswer,
+  mamPageAnswer,
   NO_OFFLINE,
   reduceAccount,
 } from "../lib/reducers/account.ts";
@@ -519,4 +521,41 @@ Deno.test("account: a sent message is archived, then routed on, then its carbons
   const never = { ...JULIET_STATE, prefs: { default: "never" as const, always: [], never: [] } };
   const [, out2] = reduceAccount(never, { kind: "outgoing-message", stanza: msg }, accountCtx());
   assert.deepEqual(out2, [{ kind: "route", stanza: msg, senderArchived: true }]);
+});
+
+Deno.test("mam answers: results then fin to the asker, or the archive's error; metadata", () => {
+  const iq = stanza("iq", { type: "set", id: "q1", from: "juliet@capulet.lit/balcony" });
+  const to = "juliet@capulet.lit/balcony";
+  const item = {
+    id: "a1",
+    ts: 1_700_000_000_000,
+    peer: "romeo@montague.lit",
+    stanza: stanza("message", { type: "chat", from: "romeo@montague.lit/o" }, [
+      elem("body", {}, ["hi"]),
+    ]),
+  };
+  const query = { queryId: "f27" } as ArchiveQuery;
+  const out = mamPageAnswer(iq, query, { items: [item], complete: true, count: 1, firstIndex: 0 });
+  assert.deepEqual(out.map((o) => o.kind === "deliver" && o.to), [to, to]);
+  const shownOut = out.map((o) => o.kind === "deliver" ? serialize(o.stanza) : "");
+  assert.match(
+    shownOut[0],
+    /^<message to="juliet@capulet\.lit\/balcony"><result xmlns="urn:xmpp:mam:2" queryid="f27" id="a1">/,
+  );
+  assert.equal(
+    shownOut[1],
+    `<iq type="result" id="q1" to="${to}"><fin xmlns="${NS_MAM}" complete="true">` +
+      `<set xmlns="${NS_RSM}"><first index="0">a1</first><last>a1</last><count>1</count></set>` +
+      "</fin></iq>",
+  );
+  const missing = mamPageAnswer(iq, query, { error: "item-not-found" });
+  assert.equal(missing.length, 1);
+  assert.ok(missing[0].kind === "deliver");
+  assert.match(serialize(missing[0].stanza), /<error type="cancel"><item-not-found /);
+  const meta = mamMetadataAnswer(iq, undefined, undefined);
+  assert.ok(meta[0].kind === "deliver");
+  assert.equal(
+    serialize(meta[0].stanza),
+    `<iq type="result" id="q1" to="${to}"><metadata xmlns="${NS_MAM}"/></iq>`,
+  );
 });

@@ -45,9 +45,13 @@ import {
   type ArchivedMessage,
   type ArchivePrefs,
   type ArchiveQuery,
+  finResult,
   isArchivable,
+  metadataElement,
   newArchiveId,
   prefsElement,
+  type QueryPage,
+  resultMessages,
   shouldArchive,
   withStanzaId,
 } from "../mam.ts";
@@ -531,7 +535,7 @@ function onOutgoingMessage(
  * A query of the user's archive, bounded: at most `limits.mamIds` ids (more is
  * `policy-violation`: XEP-0313 names no error for it, and the request is well-formed but
  * against the service's policy, RFC 6120 §8.3.3.12), and at most `limits.mamScan` records
- * read while filtering (see `runQuery`).
+ * read while filtering (see `ArchiveStore.query`).
  */
 function onMamQuery(
   s: AccountState,
@@ -875,4 +879,35 @@ export function failedOpReplies(op: AccountOp): readonly AccountOutput[] {
     case "sm-unstash":
       return [];
   }
+}
+
+/**
+ * XEP-0313 §4: the answer to a query once the archive returned its page: each result message,
+ * then the `<fin/>`, to the resource that asked; or the error the archive found (an unknown id:
+ * `item-not-found`). The shell loads the page; what is sent is decided here.
+ */
+export function mamPageAnswer(
+  iq: Element,
+  query: ArchiveQuery,
+  page: QueryPage | { readonly error: "item-not-found" },
+): AccountOutput[] {
+  const to = iq.attrs.from!;
+  if ("error" in page) return [{ kind: "deliver", to, stanza: errorReply(iq, page.error) }];
+  return [
+    ...resultMessages(page, query, to).map((stanza) => ({ kind: "deliver" as const, to, stanza })),
+    { kind: "deliver", to, stanza: finResult(iq, page, query) },
+  ];
+}
+
+/** XEP-0313 §5: the answer to a metadata request, from the archive's first and last items. */
+export function mamMetadataAnswer(
+  iq: Element,
+  first: ArchivedMessage | undefined,
+  last: ArchivedMessage | undefined,
+): AccountOutput[] {
+  return [{
+    kind: "deliver",
+    to: iq.attrs.from!,
+    stanza: iqResult(iq, metadataElement(first, last)),
+  }];
 }

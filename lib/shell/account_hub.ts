@@ -11,6 +11,8 @@ import {
   type AccountOutput,
   type AccountState,
   failedOpReplies,
+  mamMetadataAnswer,
+  mamPageAnswer,
   reduceAccount,
 } from "../reducers/account.ts";
 import { EMPTY_ROSTER, type Roster } from "../session.ts";
@@ -18,9 +20,9 @@ import type { AccountStore } from "../storage/accounts.ts";
 import { childElements, type Element } from "../xml/element.ts";
 import { ACCOUNT_BOUND, ACCOUNT_IQ, ACCOUNT_SCREEN, payloadKey } from "../reducers/modules.ts";
 import { PEP_STORE } from "../reducers/pep.ts";
-import { type ArchivePrefs, finResult, metadataElement, resultMessages } from "../mam.ts";
+import type { ArchivePrefs } from "../mam.ts";
 import type { ArchiveStore, KeyvalStore, OfflineStore, SmStash } from "../storage/mod.ts";
-import { errorReply, iqResult } from "../xmpp/errors.ts";
+import { iqResult } from "../xmpp/errors.ts";
 import type { Registry } from "./registry.ts";
 
 /** The hub's operations. */
@@ -262,25 +264,15 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
         else await store.set(host, user, out.data);
         return;
       }
+      // The shell loads; the reducers decide what is sent.
       case "mam-query": {
-        const to = out.iq.attrs.from!;
-        const send = (stanza: Element) =>
-          deps.registry.get(to)?.dispatch({ kind: "inbound", stanza });
         const page = await deps.archive.query(host, user, out.query);
-        if ("error" in page) {
-          send(errorReply(out.iq, page.error));
-          return;
-        }
-        for (const m of resultMessages(page, out.query, to)) send(m);
-        send(finResult(out.iq, page, out.query));
+        for (const o of mamPageAnswer(out.iq, out.query, page)) await execute(bare, o, onward);
         return;
       }
       case "mam-metadata": {
         const { first, last } = await deps.archive.metadata(host, user);
-        deps.registry.get(out.iq.attrs.from!)?.dispatch({
-          kind: "inbound",
-          stanza: iqResult(out.iq, metadataElement(first, last)),
-        });
+        for (const o of mamMetadataAnswer(out.iq, first, last)) await execute(bare, o, onward);
         return;
       }
     }
