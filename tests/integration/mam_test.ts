@@ -191,8 +191,12 @@ Deno.test("messages are archived for both sides and can be paged, filtered and f
   }
 });
 
-Deno.test("archive_policy = roster archives only conversations with roster contacts", async () => {
-  const server = await startTestServer({ archive_policy: "roster" });
+/**
+ * Alice, with no roster, sends Bob one chat message under `settings`; returns whether Bob's copy
+ * carried a stanza-id and what each archive then holds.
+ */
+async function strangerMessage(settings: Readonly<Record<string, unknown>>, body: string) {
+  const server = await startTestServer(settings);
   for (const u of ["alice", "bob"]) await server.accounts.create("localhost", u, "pw");
   const alice = testClient({
     port: server.c2sPort,
@@ -209,44 +213,26 @@ Deno.test("archive_policy = roster archives only conversations with roster conta
       bob.on("stanza", (st: XmppClient) => st.is("message") && resolve(st))
     );
     await alice.send(
-      xml("message", { to: "bob@localhost/b", type: "chat" }, xml("body", {}, "not kept")),
+      xml("message", { to: "bob@localhost/b", type: "chat" }, xml("body", {}, body)),
     );
     const msg = await got;
-    assert.equal(msg.getChild("stanza-id", "urn:xmpp:sid:0"), undefined);
-    assert.deepEqual((await query(bob)).bodies, []);
-    assert.deepEqual((await query(alice)).bodies, []);
+    return {
+      stanzaId: msg.getChild("stanza-id", "urn:xmpp:sid:0") !== undefined,
+      bob: (await query(bob)).bodies,
+      alice: (await query(alice)).bodies,
+    };
   } finally {
     for (const c of [alice, bob]) await c.stop().catch(() => {});
     await server.stop();
   }
+}
+
+Deno.test("archive_policy = roster archives only conversations with roster contacts", async () => {
+  const r = await strangerMessage({ archive_policy: "roster" }, "not kept");
+  assert.deepEqual(r, { stanzaId: false, bob: [], alice: [] });
 });
 
 Deno.test("the default policy (always) archives conversations with strangers too", async () => {
-  const server = await startTestServer();
-  for (const u of ["alice", "bob"]) await server.accounts.create("localhost", u, "pw");
-  const alice = testClient({
-    port: server.c2sPort,
-    username: "alice",
-    password: "pw",
-    resource: "a",
-  });
-  const bob = testClient({ port: server.c2sPort, username: "bob", password: "pw", resource: "b" });
-  try {
-    await alice.start();
-    await bob.start();
-    await bob.send(xml("presence"));
-    const got = new Promise<XmppClient>((resolve) =>
-      bob.on("stanza", (st: XmppClient) => st.is("message") && resolve(st))
-    );
-    await alice.send(
-      xml("message", { to: "bob@localhost/b", type: "chat" }, xml("body", {}, "kept")),
-    );
-    const msg = await got;
-    assert.notEqual(msg.getChild("stanza-id", "urn:xmpp:sid:0"), undefined);
-    assert.deepEqual((await query(bob)).bodies, ["kept"]);
-    assert.deepEqual((await query(alice)).bodies, ["kept"]);
-  } finally {
-    for (const c of [alice, bob]) await c.stop().catch(() => {});
-    await server.stop();
-  }
+  const r = await strangerMessage({}, "kept");
+  assert.deepEqual(r, { stanzaId: true, bob: ["kept"], alice: ["kept"] });
 });
