@@ -55,6 +55,8 @@ Deno.test("abuse: unsolicited disco#info results do not fill the caps cache", as
         ]));
       }
       await mallory.ping();
+      // Nothing was learned: the cache holds what it held before (nothing).
+      assert.deepEqual(server.capsCacheSize(), { items: 0, bytes: 0 });
       // Had one been learned, presence with its ver would raise no question: each still does.
       for (const { ver } of answers.slice(0, 3)) {
         mallory.send(capsPresence(ver));
@@ -76,6 +78,7 @@ Deno.test("abuse: unsolicited disco#info results do not fill the caps cache", as
         ]),
       );
       await mallory.ping();
+      assert.equal(server.capsCacheSize().items, 1);
       const alice = await RawClient.online(server.c2sPort, "alice", "a");
       try {
         alice.send(capsPresence(known.ver));
