@@ -11,7 +11,7 @@
 import { parseArgs } from "node:util";
 import { openAccountStore } from "../lib/storage/accounts.ts";
 import { elem, type Element, serialize, stanza } from "../lib/xml/element.ts";
-import { capsInputOf, verificationString } from "../lib/reducers/caps.ts";
+import { capsInputOf, verificationString } from "../lib/modules/caps.ts";
 import { RawClient } from "../tests/integration/_raw_client.ts";
 import { freePort, run, SERVER_V8_FLAGS } from "./_servers.ts";
 

@@ -9,7 +9,7 @@ import { ListenError, startServer } from "./shell/server.ts";
 import { AccountExistsError, AccountMissingError, openAccountStore } from "./storage/accounts.ts";
 import { parseJid } from "./xmpp/jid.ts";
 import { openTombstoneStore, removeAccount } from "./storage/tombstones.ts";
-import { MODULE_STORES } from "./reducers/modules.ts";
+import { MODULE_STORES } from "./modules/registry.ts";
 import { UnstorableNameError } from "./storage/file/datamanager.ts";
 import { openUserData } from "./storage/user_data.ts";
 

@@ -13,7 +13,7 @@ import { isIP } from "node:net";
 import { domainToASCII } from "node:url";
 import { parse as parseToml } from "smol-toml";
 import * as v from "valibot";
-import type { ExternalService } from "./reducers/types.ts";
+import type { ExternalService } from "./core/types.ts";
 import { DEFAULT_LIMITS, LIMIT_KEYS, LIMIT_MINIMUMS, type Limits } from "./limits.ts";
 
 /** Log levels, least to most severe (the same names as the logging library's). */

@@ -4,33 +4,29 @@ import {
   type ArchivePrefs,
   type ArchiveQuery,
   DEFAULT_MAX,
-  finResult,
   isArchivable,
   MAX_PAGE,
-  metadataElement,
   newArchiveId,
-  parseMamQuery,
-  parsePrefs,
-  prefsElement,
   type QueryPage,
-  resultMessages,
   shouldArchive,
   stamp,
   stripStanzaIds,
   tsOfArchiveId,
   withStanzaId,
-} from "../lib/mam.ts";
-import { childElements, elem, type Element, serialize, stanza } from "../lib/xml/element.ts";
+} from "../lib/core/archive.ts";
 import {
-  type AccountCtx,
-  type AccountState,
-  mamMetadataAnswer,
-  mamPageAnswer,
-  NO_OFFLINE,
-  reduceAccount,
-} from "../lib/reducers/account.ts";
+  finResult,
+  metadataElement,
+  parseMamQuery,
+  parsePrefs,
+  prefsElement,
+  resultMessages,
+} from "../lib/modules/mam/protocol.ts";
+import { childElements, elem, type Element, serialize, stanza } from "../lib/xml/element.ts";
+import { mamMetadataAnswer, mamPageAnswer, reduceAccount } from "../lib/account/account.ts";
+import { type AccountCtx, type AccountState, NO_OFFLINE } from "../lib/core/types.ts";
 import { DEFAULT_LIMITS } from "../lib/limits.ts";
-import { EMPTY_ROSTER } from "../lib/session.ts";
+import { EMPTY_ROSTER } from "../lib/core/session.ts";
 import { createStreamParser } from "../lib/xml/parser.ts";
 import { NS_DELAY, NS_FORWARD, NS_MAM, NS_RSM, NS_SID } from "../lib/xmpp/namespaces.ts";
 

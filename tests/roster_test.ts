@@ -18,8 +18,13 @@ import {
   setPendingIn,
   setSubscription,
   updateItem,
-} from "../lib/roster.ts";
-import { EMPTY_ROSTER, type PendingRequest, type Roster, type RosterItem } from "../lib/session.ts";
+} from "../lib/core/roster.ts";
+import {
+  EMPTY_ROSTER,
+  type PendingRequest,
+  type Roster,
+  type RosterItem,
+} from "../lib/core/session.ts";
 import { elem, type Element, serialize } from "../lib/xml/element.ts";
 import { NS_ROSTER } from "../lib/xmpp/namespaces.ts";
 

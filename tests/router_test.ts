@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import type { ResourceView } from "../lib/reducers/types.ts";
-import { serializeTop } from "../lib/reducers/stream_xml.ts";
-import { type Delivery, route, type RouterView } from "../lib/router.ts";
+import type { ResourceView } from "../lib/core/types.ts";
+import { serializeTop } from "../lib/xmpp/stream_xml.ts";
+import { type Delivery, route, type RouterView } from "../lib/core/router.ts";
+import { DELIVERY } from "../lib/modules/registry.ts";
 import { elem, type Element, stanza } from "../lib/xml/element.ts";
 
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
@@ -18,7 +19,12 @@ function resource(
 }
 
 function view(online: Readonly<Record<string, readonly ResourceView[]>>): RouterView {
-  return { hosts: ["example.com"], archiving: false, resourcesOf: (bare) => online[bare] ?? [] };
+  return {
+    hosts: ["example.com"],
+    archiving: false,
+    resourcesOf: (bare) => online[bare] ?? [],
+    delivery: DELIVERY,
+  };
 }
 
 /** Deliveries with their stanzas serialized, for exact comparison. */

@@ -6,21 +6,23 @@
  */
 import type { Logger } from "../log.ts";
 import {
-  type AccountCtx,
-  type AccountOp,
-  type AccountOutput,
-  type AccountState,
   failedOpReplies,
   mamMetadataAnswer,
   mamPageAnswer,
   reduceAccount,
-} from "../reducers/account.ts";
-import { EMPTY_ROSTER, type Roster } from "../session.ts";
+} from "../account/account.ts";
+import {
+  type AccountCtx,
+  type AccountOp,
+  type AccountOutput,
+  type AccountState,
+} from "../core/types.ts";
+import { EMPTY_ROSTER, type Roster } from "../core/session.ts";
 import type { AccountStore } from "../storage/accounts.ts";
 import { childElements, type Element } from "../xml/element.ts";
-import { ACCOUNT_BOUND, ACCOUNT_IQ, ACCOUNT_SCREEN, payloadKey } from "../reducers/modules.ts";
-import { PEP_STORE } from "../reducers/pep.ts";
-import type { ArchivePrefs } from "../mam.ts";
+import { ACCOUNT_BOUND, ACCOUNT_IQ, ACCOUNT_SCREEN, payloadKey } from "../modules/registry.ts";
+import { PEP_STORE } from "../modules/pep.ts";
+import type { ArchivePrefs } from "../core/archive.ts";
 import type { ArchiveStore, KeyvalStore, OfflineStore, SmStash } from "../storage/mod.ts";
 import { iqResult } from "../xmpp/errors.ts";
 import type { Registry } from "./registry.ts";

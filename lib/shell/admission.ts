@@ -6,12 +6,12 @@
  * @module
  */
 import type { Limits } from "../limits.ts";
-import { clientHeader } from "../reducers/stream_xml.ts";
+import { clientHeader } from "../xmpp/stream_xml.ts";
 import { createStreamParser } from "../xml/parser.ts";
 import { NS_CLIENT } from "../xmpp/namespaces.ts";
 import { prepDomainpart } from "../xmpp/jid.ts";
-import { tcpFrame } from "./tcp_framing.ts";
-import { writeAll } from "./tls.ts";
+import { tcpFrame } from "../transport/tcp_framing.ts";
+import { writeAll } from "../transport/tls.ts";
 
 /** A counted connection. */
 export interface Ticket {

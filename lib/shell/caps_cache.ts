@@ -7,7 +7,7 @@
  * the least recently used go first.
  * @module
  */
-import { capsInputOf, verificationString } from "../reducers/caps.ts";
+import { capsInputOf, verificationString } from "../modules/caps.ts";
 import { DEFAULT_LIMITS, type Limits, utf8Bytes } from "../limits.ts";
 import { type Element, serialize } from "../xml/element.ts";
 

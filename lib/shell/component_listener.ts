@@ -12,14 +12,14 @@ import {
   type ComponentSession,
   NEW_COMPONENT,
   reduceComponent,
-} from "../reducers/component.ts";
+} from "../component/component.ts";
 import type { Element } from "../xml/element.ts";
 import { NS_COMPONENT } from "../xmpp/namespaces.ts";
 import { createStreamParser } from "../xml/parser.ts";
 import { plainSink } from "./connection.ts";
 import type { HandshakeThrottle } from "./admission.ts";
 import { createBacklogGuard } from "./flow.ts";
-import { tcpFrame } from "./tcp_framing.ts";
+import { tcpFrame } from "../transport/tcp_framing.ts";
 
 /** A connected component, as the router's shell sees it. */
 export interface ComponentHandle {

@@ -4,12 +4,12 @@
  * @module
  */
 import type tls from "node:tls";
-import { reduce } from "../reducers/mod.ts";
-import { canResume } from "../reducers/stream_management.ts";
-import { tcpFrame } from "./tcp_framing.ts";
+import { reduce } from "../c2s/mod.ts";
+import { canResume } from "../modules/stream_management.ts";
+import { tcpFrame } from "../transport/tcp_framing.ts";
 import { NS_CLIENT } from "../xmpp/namespaces.ts";
-import type { Ctx, Event, Output } from "../reducers/types.ts";
-import { type ChannelBindings, newSession, type Session } from "../session.ts";
+import type { Ctx, Event, Output } from "../core/types.ts";
+import { type ChannelBindings, newSession, type Session } from "../core/session.ts";
 import type { AccountStore } from "../storage/accounts.ts";
 import type { AccountHub } from "./account_hub.ts";
 import type { CapsCache } from "./caps_cache.ts";
@@ -20,11 +20,11 @@ import type { Registry, SessionHandle } from "./registry.ts";
 import type { QuietWatch } from "./quiet.ts";
 import type { Registration } from "./registration.ts";
 import type { AuthThrottle } from "./throttle.ts";
-import { acceptTls, type TlsContexts } from "./tls.ts";
+import { acceptTls, type TlsContexts } from "../transport/tls.ts";
 import type { Ticket } from "./admission.ts";
 import { type BacklogGuard, type BacklogSource, createBacklogGuard, whenRelieved } from "./flow.ts";
 import { utf8Bytes } from "../limits.ts";
-import { bareJid } from "../session.ts";
+import { bareJid } from "../core/session.ts";
 import { parseJid } from "../xmpp/jid.ts";
 
 /** Everything a connection shares with the rest of the server. */

@@ -5,8 +5,8 @@
  * @module
  */
 import type { Logger } from "../log.ts";
-import type { Tombstone } from "../reducers/tombstones.ts";
-import type { RegistrationOutcome } from "../reducers/types.ts";
+import type { Tombstone } from "../core/tombstones.ts";
+import type { RegistrationOutcome } from "../core/types.ts";
 import { UnstorableNameError } from "../storage/file/datamanager.ts";
 import { AccountExistsError, AccountMissingError, type AccountStore } from "../storage/accounts.ts";
 import type { KeyvalStore } from "../storage/mod.ts";

@@ -3,8 +3,14 @@
  * sessions; reducers see it through `resourcesOf`.
  * @module
  */
-import type { Event, ResourceView } from "../reducers/types.ts";
-import { isAvailable, isConnected, isHibernating, isInterested, type Session } from "../session.ts";
+import type { Event, ResourceView } from "../core/types.ts";
+import {
+  isAvailable,
+  isConnected,
+  isHibernating,
+  isInterested,
+  type Session,
+} from "../core/session.ts";
 
 /** What the registry keeps of a connection. */
 export interface SessionHandle {

@@ -5,20 +5,25 @@
  */
 import type { Config } from "../config.ts";
 import { getLogger } from "../log.ts";
-import type { Ctx } from "../reducers/types.ts";
-import type { Roster } from "../session.ts";
+import type { Ctx } from "../core/types.ts";
+import type { Roster } from "../core/session.ts";
 import { type AccountStore, openAccountStore } from "../storage/accounts.ts";
 import { openKeyvalStore, removeTempFiles } from "../storage/file/datamanager.ts";
 import { openArchiveStore } from "../storage/file/archive.ts";
 import { openOfflineStore } from "../storage/offline.ts";
 import { openSmStash } from "../storage/sm_stash.ts";
-import type { ArchivePrefs } from "../mam.ts";
-import { ensureSelfSigned, loadTlsMaterial, type TlsMaterial, tlsServerEndPoint } from "./certs.ts";
+import type { ArchivePrefs } from "../core/archive.ts";
+import {
+  ensureSelfSigned,
+  loadTlsMaterial,
+  type TlsMaterial,
+  tlsServerEndPoint,
+} from "../transport/certs.ts";
 import { type ConnectionDeps, serveConnection } from "./connection.ts";
-import { route, type RouteOptions } from "../router.ts";
+import { route, type RouteOptions } from "../core/router.ts";
 import type { Element } from "../xml/element.ts";
 import { createAccountHub } from "./account_hub.ts";
-import { ACCOUNT_IQ, MODULE_STORES } from "../reducers/modules.ts";
+import { ACCOUNT_IQ, DELIVERY, MODULE_STORES } from "../modules/registry.ts";
 import { expireArchives } from "./archive_expiry.ts";
 import { createRegistry } from "./registry.ts";
 import { type CapsCacheSize, createCapsCache } from "./caps_cache.ts";
@@ -28,7 +33,7 @@ import { createAuthThrottle } from "./throttle.ts";
 import { createRegistration } from "./registration.ts";
 import { hasTombstone, openTombstoneStore, removeAccount } from "../storage/tombstones.ts";
 import { openUserData } from "../storage/user_data.ts";
-import { secureContexts } from "./tls.ts";
+import { secureContexts } from "../transport/tls.ts";
 import {
   createAdmission,
   createHandshakeThrottle,
@@ -194,6 +199,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     archiving: config.archive.enabled,
     resourcesOf: registry.resourcesOf,
     accountIq: (key: string) => ACCOUNT_IQ.has(key),
+    delivery: DELIVERY,
   };
   // The hub's stores are written by the hub alone (the CLI only deletes from them), so each
   // may keep its directory listing: a login then finds the roster, vCard, block list ... it

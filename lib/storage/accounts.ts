@@ -10,7 +10,7 @@ import {
   MIN_ITERATIONS,
   newCredentialSet,
   type ScramCredentialSet,
-} from "../sasl/scram.ts";
+} from "../xmpp/scram.ts";
 import { openKeyvalStore, syncDir } from "./file/datamanager.ts";
 import type { KeyvalStore } from "./mod.ts";
 

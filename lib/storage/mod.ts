@@ -5,7 +5,7 @@
  * methods, sizes on disk, damaged lines) is in the file store's own types.
  * @module
  */
-import type { ArchivedMessage, ArchiveQuery, QueryPage } from "../mam.ts";
+import type { ArchivedMessage, ArchiveQuery, QueryPage } from "../core/archive.ts";
 import type { Element } from "../xml/element.ts";
 
 /**

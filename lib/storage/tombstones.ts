@@ -3,7 +3,7 @@
  * is not one of the user's stores, so deleting the user's data leaves it in place.
  * @module
  */
-import { type Tombstone, tombstoneStands } from "../reducers/tombstones.ts";
+import { type Tombstone, tombstoneStands } from "../core/tombstones.ts";
 import { AccountMissingError, type AccountStore } from "./accounts.ts";
 import { openKeyvalStore } from "./file/datamanager.ts";
 import type { KeyvalStore } from "./mod.ts";

@@ -10,7 +10,8 @@
  * @module
  */
 
-import { NS_CLIENT } from "../xmpp/namespaces.ts";
+/** The client namespace (lib/xmpp/namespaces.ts names it too; xml/ sits below xmpp/). */
+const NS_CLIENT = "jabber:client";
 
 /** A text node is a plain string; everything else is an element. */
 export type XmlNode = Element | string;

@@ -8,7 +8,7 @@ import { Buffer } from "node:buffer";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { resetLogging, setupLogging } from "../../lib/log.ts";
-import { pbkdf2Runs } from "../../lib/sasl/scram.ts";
+import { pbkdf2Runs } from "../../lib/xmpp/scram.ts";
 import { createStreamParser, type ParseEvent } from "../../lib/xml/parser.ts";
 import { childElements, elem, type Element, serialize, text } from "../../lib/xml/element.ts";
 import { NS_SASL, NS_STREAMS, NS_TLS } from "../../lib/xmpp/namespaces.ts";

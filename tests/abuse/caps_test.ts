@@ -5,7 +5,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { verificationString } from "../../lib/reducers/caps.ts";
+import { verificationString } from "../../lib/modules/caps.ts";
 import { child, elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { RawClient } from "../integration/_raw_client.ts";
 import { withServer } from "../integration/_server.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { handshakeDigest } from "../../lib/reducers/component.ts";
+import { handshakeDigest } from "../../lib/component/component.ts";
 import { NS_COMPONENT } from "../../lib/xmpp/namespaces.ts";
 import { elem, serialize, stanza } from "../../lib/xml/element.ts";
 import { NS_STREAMS } from "../../lib/xmpp/namespaces.ts";

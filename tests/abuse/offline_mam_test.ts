@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { type TestServer, withServer } from "../integration/_server.ts";
 import { RawClient } from "../integration/_raw_client.ts";
-import { type ArchivedMessage, newArchiveId } from "../../lib/mam.ts";
+import { type ArchivedMessage, newArchiveId } from "../../lib/core/archive.ts";
 import { openKeyvalStore } from "../../lib/storage/file/datamanager.ts";
 import { openListStore } from "../../lib/storage/file/list_store.ts";
 import { child, childElements, elem, type Element, stanza, text } from "../../lib/xml/element.ts";

@@ -7,10 +7,10 @@
  */
 import assert from "node:assert/strict";
 import { configFromObject } from "../../lib/config.ts";
-import { handshakeDigest } from "../../lib/reducers/component.ts";
+import { handshakeDigest } from "../../lib/component/component.ts";
 import { NS_COMPONENT } from "../../lib/xmpp/namespaces.ts";
 import { startServer } from "../../lib/shell/server.ts";
-import type { Roster } from "../../lib/session.ts";
+import type { Roster } from "../../lib/core/session.ts";
 import { openKeyvalStore } from "../../lib/storage/file/datamanager.ts";
 import {
   child,

@@ -9,7 +9,7 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import { Buffer } from "node:buffer";
 import { createStreamParser, type ParseEvent } from "../../lib/xml/parser.ts";
-import { clientFinalMessage, clientFirstMessage, type ScramHash } from "../../lib/sasl/scram.ts";
+import { clientFinalMessage, clientFirstMessage, type ScramHash } from "../../lib/xmpp/scram.ts";
 import {
   child,
   childElements,

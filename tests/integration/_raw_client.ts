@@ -4,7 +4,7 @@
  * the test. Needs a server started with `require_encryption: false`.
  * @module
  */
-import { clientFinalMessage, clientFirstMessage } from "../../lib/sasl/scram.ts";
+import { clientFinalMessage, clientFirstMessage } from "../../lib/xmpp/scram.ts";
 import { createStreamParser, type ParseEvent, type StreamParser } from "../../lib/xml/parser.ts";
 import { child, elem, type Element, serialize, text } from "../../lib/xml/element.ts";
 import { NS_BIND, NS_SASL, NS_STREAMS } from "../../lib/xmpp/namespaces.ts";

@@ -3,7 +3,7 @@
  * SCRAM-SHA-256 mechanism (the package ships SCRAM-SHA-1 only) built on our SCRAM helpers.
  */
 import { client, xml } from "@xmpp/client";
-import { clientFinalMessage, clientFirstMessage } from "../../lib/sasl/scram.ts";
+import { clientFinalMessage, clientFirstMessage } from "../../lib/xmpp/scram.ts";
 
 Deno.env.set("NODE_TLS_REJECT_UNAUTHORIZED", "0");
 

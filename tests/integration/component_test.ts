@@ -1,6 +1,6 @@
 /** External components (XEP-0114) over real sockets: a raw component and a real client. */
 import assert from "node:assert/strict";
-import { handshakeDigest } from "../../lib/reducers/component.ts";
+import { handshakeDigest } from "../../lib/component/component.ts";
 import { NS_COMPONENT } from "../../lib/xmpp/namespaces.ts";
 import { serialize } from "../../lib/xml/element.ts";
 import { NS_STREAMS } from "../../lib/xmpp/namespaces.ts";

@@ -11,7 +11,7 @@ import { NS_SM } from "../../lib/xmpp/namespaces.ts";
 import assert from "node:assert/strict";
 import { openAccountStore } from "../../lib/storage/accounts.ts";
 import { openListStore } from "../../lib/storage/file/list_store.ts";
-import type { ArchivedMessage } from "../../lib/mam.ts";
+import type { ArchivedMessage } from "../../lib/core/archive.ts";
 import { child, childElements, elem, stanza, text } from "../../lib/xml/element.ts";
 import { RawClient } from "./_raw_client.ts";
 import { type ServerProcess, startServerProcess, writeConfig } from "./_process.ts";

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { closeAll, connectPeer, presenceFrom, subscribeMutually, sync } from "./_peer.ts";
 import { startTestServer, type TestServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
-import { verificationString } from "../../lib/reducers/caps.ts";
+import { verificationString } from "../../lib/modules/caps.ts";
 import { NS_CAPS, NS_DISCO_INFO, NS_PUBSUB, NS_PUBSUB_EVENT } from "../../lib/xmpp/namespaces.ts";
 
 const NS_NICK = "http://jabber.org/protocol/nick";

@@ -1,8 +1,9 @@
 /** `failedOpReplies`: what answers an account operation that could not be carried out. */
 import assert from "node:assert/strict";
-import { type AccountOp, type AccountOutput, failedOpReplies } from "../../lib/reducers/account.ts";
-import { serializeTop } from "../../lib/reducers/stream_xml.ts";
-import { EMPTY_ROSTER } from "../../lib/session.ts";
+import { failedOpReplies } from "../../lib/account/account.ts";
+import { type AccountOp, type AccountOutput } from "../../lib/core/types.ts";
+import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
+import { EMPTY_ROSTER } from "../../lib/core/session.ts";
 import { elem, stanza } from "../../lib/xml/element.ts";
 
 const ERR = "urn:ietf:params:xml:ns:xmpp-stanzas";

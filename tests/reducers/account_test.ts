@@ -1,5 +1,6 @@
 import { DEFAULT_LIMITS, type Limits } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
+import { reduceAccount } from "../../lib/account/account.ts";
 import {
   type AccountCtx,
   type AccountOp,
@@ -7,9 +8,8 @@ import {
   type AccountState,
   NO_OFFLINE,
   offlineSize,
-  reduceAccount,
-} from "../../lib/reducers/account.ts";
-import { serializeTop } from "../../lib/reducers/stream_xml.ts";
+} from "../../lib/core/types.ts";
+import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
 import {
   itemBytes,
   MAX_REQUEST_PAYLOAD_BYTES,
@@ -18,9 +18,9 @@ import {
   pendingRequestOf,
   rosterItem,
   rosterUsage,
-} from "../../lib/roster.ts";
-import type { ResourceView } from "../../lib/reducers/types.ts";
-import { EMPTY_ROSTER, type Roster, type RosterItem } from "../../lib/session.ts";
+} from "../../lib/core/roster.ts";
+import type { ResourceView } from "../../lib/core/types.ts";
+import { EMPTY_ROSTER, type Roster, type RosterItem } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { bareJidOf } from "../../lib/xmpp/jid.ts";
 import { NOW } from "./_ctx.ts";

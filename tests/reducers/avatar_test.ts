@@ -1,13 +1,9 @@
 import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
-import {
-  type AccountCtx,
-  type AccountOutput,
-  type AccountState,
-  reduceAccount,
-} from "../../lib/reducers/account.ts";
-import { serializeTop } from "../../lib/reducers/stream_xml.ts";
-import { EMPTY_ROSTER } from "../../lib/session.ts";
+import { reduceAccount } from "../../lib/account/account.ts";
+import { type AccountCtx, type AccountOutput, type AccountState } from "../../lib/core/types.ts";
+import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
+import { EMPTY_ROSTER } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { HOST, NOW } from "./_ctx.ts";
 import { NS_AVATAR_DATA, NS_AVATAR_METADATA, NS_PUBSUB } from "../../lib/xmpp/namespaces.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { reduce } from "../../lib/reducers/mod.ts";
-import { EMPTY_ROSTER, type Session } from "../../lib/session.ts";
+import { reduce } from "../../lib/c2s/mod.ts";
+import { EMPTY_ROSTER, type Session } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { NS_BIND, NS_PING, NS_SESSION } from "../../lib/xmpp/namespaces.ts";
 import { authed, bound, HOST, record, run, show, stanzaEvent, testCtx } from "./_ctx.ts";

@@ -1,17 +1,18 @@
 import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
+import { reduceAccount } from "../../lib/account/account.ts";
 import {
   type AccountCtx,
   type AccountOutput,
   type AccountState,
   NO_OFFLINE,
-  reduceAccount,
-} from "../../lib/reducers/account.ts";
-import { isBlocked } from "../../lib/reducers/blocking.ts";
-import { serializeTop } from "../../lib/reducers/stream_xml.ts";
-import type { ResourceView } from "../../lib/reducers/types.ts";
-import { messageDeliveries } from "../../lib/router.ts";
-import { EMPTY_ROSTER, type Roster } from "../../lib/session.ts";
+} from "../../lib/core/types.ts";
+import { isBlocked } from "../../lib/modules/blocking.ts";
+import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
+import type { ResourceView } from "../../lib/core/types.ts";
+import { messageDeliveries } from "../../lib/core/router.ts";
+import { DELIVERY } from "../../lib/modules/registry.ts";
+import { EMPTY_ROSTER, type Roster } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { bound, HOST, NOW, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
 import { NS_BLOCKING } from "../../lib/xmpp/namespaces.ts";
@@ -220,7 +221,7 @@ Deno.test("blocking: the account bounces messages and drops presence from a bloc
 Deno.test("blocking: the router bounces a blocked sender's message once, with no copies", () => {
   const msg = stanza("message", { type: "chat", from: ORCHARD, to: ME, id: "m" });
   const resources = RESOURCES.map((r) => ({ ...r, blocklist: [ROMEO], carbons: true }));
-  const out = messageDeliveries(msg, ME, undefined, resources);
+  const out = messageDeliveries(msg, ME, undefined, resources, DELIVERY);
   assert.equal(out.length, 1);
   assert.equal(out[0].kind, "bounce");
 });

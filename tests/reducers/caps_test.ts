@@ -5,9 +5,9 @@ import {
   capsInputOf,
   verificationInput,
   verificationString,
-} from "../../lib/reducers/caps.ts";
-import { reduce } from "../../lib/reducers/mod.ts";
-import type { Ctx } from "../../lib/reducers/types.ts";
+} from "../../lib/modules/caps.ts";
+import { reduce } from "../../lib/c2s/mod.ts";
+import type { Ctx } from "../../lib/core/types.ts";
 import { child, elem, type Element } from "../../lib/xml/element.ts";
 import { NS_CAPS, NS_DISCO_INFO, NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
 import { authed, discoCapsVer, streamOpen, testCtx } from "./_ctx.ts";

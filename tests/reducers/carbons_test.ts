@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { isCopied, receivedCarbons } from "../../lib/reducers/carbons.ts";
-import { serializeTop } from "../../lib/reducers/stream_xml.ts";
-import type { ResourceView } from "../../lib/reducers/types.ts";
-import { messageDeliveries } from "../../lib/router.ts";
+import { isCopied, receivedCarbons } from "../../lib/modules/carbons.ts";
+import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
+import type { ResourceView } from "../../lib/core/types.ts";
+import { messageDeliveries } from "../../lib/core/router.ts";
+import { DELIVERY } from "../../lib/modules/registry.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { bound, HOST, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
 import { NS_CARBONS } from "../../lib/xmpp/namespaces.ts";
@@ -121,7 +122,7 @@ Deno.test("carbons: a client sending a carbon itself is refused (XEP-0280 §11)"
 Deno.test("carbons: a message to a full JID gives received copies to the other enabled resources", () => {
   const msg = chat({ from: PEER, to: RES, id: "m2" });
   const resources = [view("res"), view("phone"), view("desk", { available: false })];
-  const out = messageDeliveries(msg, ME, "res", resources);
+  const out = messageDeliveries(msg, ME, "res", resources, DELIVERY);
   const xml = serializeTop(msg);
   assert.deepEqual(out.map((d) => d.kind === "deliver" ? [d.to, serializeTop(d.stanza)] : d), [
     [RES, xml],
@@ -136,7 +137,7 @@ Deno.test("carbons: a message to a full JID gives received copies to the other e
 Deno.test("carbons: a bare-JID message that reached several resources is not copied to them", () => {
   const msg = chat({ from: PEER, to: ME });
   const resources = [view("res"), view("phone"), view("desk", { priority: -1 })];
-  const out = messageDeliveries(msg, ME, undefined, resources);
+  const out = messageDeliveries(msg, ME, undefined, resources, DELIVERY);
   // res and phone tie at the top priority and both get the message; desk gets a copy.
   assert.deepEqual(out.map((d) => d.kind === "deliver" ? d.to : d.kind), [RES, PHONE, DESK]);
   const copy = out[2];
@@ -146,7 +147,7 @@ Deno.test("carbons: a bare-JID message that reached several resources is not cop
 
 Deno.test("carbons: a private message is not copied, and <private/> is removed on delivery", () => {
   const msg = chat({ from: PEER, to: RES }, [elem("private", { xmlns: NS_CARBONS })]);
-  const out = messageDeliveries(msg, ME, "res", [view("res"), view("phone")]);
+  const out = messageDeliveries(msg, ME, "res", [view("res"), view("phone")], DELIVERY);
   assert.deepEqual(out.map((d) => d.kind === "deliver" ? [d.to, serializeTop(d.stanza)] : d), [
     [RES, `<message type="chat" from="${PEER}" to="${RES}">${BODY}</message>`],
   ]);

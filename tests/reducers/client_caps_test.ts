@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { bound, HOST, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
-import type { Roster } from "../../lib/session.ts";
+import type { Roster } from "../../lib/core/session.ts";
 import { elem, stanza } from "../../lib/xml/element.ts";
-import type { Output } from "../../lib/reducers/types.ts";
+import type { Output } from "../../lib/core/types.ts";
 
 const USER = `user@${HOST}`;
 const FULL = `${USER}/res`;

@@ -9,8 +9,8 @@ import {
   handshakeMatches,
   NEW_COMPONENT,
   reduceComponent,
-} from "../../lib/reducers/component.ts";
-import { serializeTop, serializeTopIn } from "../../lib/reducers/stream_xml.ts";
+} from "../../lib/component/component.ts";
+import { serializeTop, serializeTopIn } from "../../lib/xmpp/stream_xml.ts";
 import { elem, type Element } from "../../lib/xml/element.ts";
 import { NS_CLIENT, NS_COMPONENT, NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
 

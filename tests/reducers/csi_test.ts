@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { MAX_CSI_HELD } from "../../lib/reducers/csi.ts";
-import { reduce } from "../../lib/reducers/mod.ts";
-import type { Event } from "../../lib/reducers/types.ts";
-import type { Session } from "../../lib/session.ts";
+import { MAX_CSI_HELD } from "../../lib/modules/csi.ts";
+import { reduce } from "../../lib/c2s/mod.ts";
+import type { Event } from "../../lib/core/types.ts";
+import type { Session } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { authed, bound, HOST, record, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
 import { NS_CSI } from "../../lib/xmpp/namespaces.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { reduce } from "../../lib/reducers/mod.ts";
-import type { Event } from "../../lib/reducers/types.ts";
-import { EMPTY_ROSTER, type Roster, type Session } from "../../lib/session.ts";
+import { reduce } from "../../lib/c2s/mod.ts";
+import type { Event } from "../../lib/core/types.ts";
+import { EMPTY_ROSTER, type Roster, type Session } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import {
   authed,

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { reduce } from "../../lib/reducers/mod.ts";
-import { turnRestCredentials } from "../../lib/reducers/external_services.ts";
-import type { Ctx, ExternalService } from "../../lib/reducers/types.ts";
+import { reduce } from "../../lib/c2s/mod.ts";
+import { turnRestCredentials } from "../../lib/modules/external_services.ts";
+import type { Ctx, ExternalService } from "../../lib/core/types.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { bound, HOST, NOW, show, stanzaEvent, testCtx } from "./_ctx.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { reduce } from "../../lib/reducers/mod.ts";
+import { reduce } from "../../lib/c2s/mod.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { NS_PING } from "../../lib/xmpp/namespaces.ts";
 import { bound, HOST, show, stanzaEvent, testCtx } from "./_ctx.ts";

@@ -1,12 +1,13 @@
-import { NO_OFFLINE } from "../../lib/reducers/account.ts";
+import { NO_OFFLINE } from "../../lib/core/types.ts";
 import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
-import { type AccountCtx, type AccountState, reduceAccount } from "../../lib/reducers/account.ts";
-import { onLastIq } from "../../lib/reducers/last_activity.ts";
-import { MODULES } from "../../lib/reducers/modules.ts";
-import { serializeTop } from "../../lib/reducers/stream_xml.ts";
-import type { AccountIqCtx, ResourceView } from "../../lib/reducers/types.ts";
-import { EMPTY_ROSTER, type Roster } from "../../lib/session.ts";
+import { reduceAccount } from "../../lib/account/account.ts";
+import { type AccountCtx, type AccountState } from "../../lib/core/types.ts";
+import { onLastIq } from "../../lib/modules/last_activity.ts";
+import { MODULES } from "../../lib/modules/registry.ts";
+import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
+import type { AccountIqCtx, ResourceView } from "../../lib/core/types.ts";
+import { EMPTY_ROSTER, type Roster } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { bound, HOST, NOW, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
 

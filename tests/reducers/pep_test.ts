@@ -4,7 +4,7 @@ import {
   type AccountIqCtx,
   type AccountIqResult,
   type ResourceView,
-} from "../../lib/reducers/types.ts";
+} from "../../lib/core/types.ts";
 import {
   BOOKMARKS_CONFIG,
   bookmarksFromLegacy,
@@ -16,11 +16,11 @@ import {
   pepBytes,
   type PepData,
   pepData,
-} from "../../lib/reducers/pep.ts";
-import type { AccountOutput } from "../../lib/reducers/account.ts";
-import type { Roster, RosterItem } from "../../lib/session.ts";
+} from "../../lib/modules/pep.ts";
+import type { AccountOutput } from "../../lib/core/types.ts";
+import type { Roster, RosterItem } from "../../lib/core/session.ts";
 import { elem, type Element, serialize, stanza } from "../../lib/xml/element.ts";
-import { serializeTop } from "../../lib/reducers/stream_xml.ts";
+import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
 import { NS_BOOKMARKS2, NS_PUBSUB, NS_PUBSUB_OWNER } from "../../lib/xmpp/namespaces.ts";
 
 const OWNER = "juliet@example.com";

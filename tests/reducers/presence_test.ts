@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { reduce } from "../../lib/reducers/mod.ts";
-import type { ResourceView } from "../../lib/reducers/types.ts";
-import type { Roster, RosterItem, Session } from "../../lib/session.ts";
+import { reduce } from "../../lib/c2s/mod.ts";
+import type { ResourceView } from "../../lib/core/types.ts";
+import type { Roster, RosterItem, Session } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { bound, HOST, NOW, record, show, stanzaEvent, testCtx } from "./_ctx.ts";
 

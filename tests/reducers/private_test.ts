@@ -1,11 +1,12 @@
 import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
-import { type AccountCtx, type AccountState, reduceAccount } from "../../lib/reducers/account.ts";
-import { BOOKMARKS_CONFIG, legacyBookmarks } from "../../lib/reducers/pep.ts";
-import { onPrivateIq } from "../../lib/reducers/private.ts";
-import { serializeTop } from "../../lib/reducers/stream_xml.ts";
-import type { AccountIqCtx } from "../../lib/reducers/types.ts";
-import { EMPTY_ROSTER } from "../../lib/session.ts";
+import { reduceAccount } from "../../lib/account/account.ts";
+import { type AccountCtx, type AccountState } from "../../lib/core/types.ts";
+import { BOOKMARKS_CONFIG, legacyBookmarks } from "../../lib/modules/pep.ts";
+import { onPrivateIq } from "../../lib/modules/private.ts";
+import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
+import type { AccountIqCtx } from "../../lib/core/types.ts";
+import { EMPTY_ROSTER } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { HOST, NOW } from "./_ctx.ts";
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { reduce } from "../../lib/reducers/mod.ts";
-import { streamFeatures } from "../../lib/reducers/features.ts";
-import type { Ctx, ModuleSettings, Output } from "../../lib/reducers/types.ts";
-import type { Session } from "../../lib/session.ts";
+import { reduce } from "../../lib/c2s/mod.ts";
+import { streamFeatures } from "../../lib/c2s/features.ts";
+import type { Ctx, ModuleSettings, Output } from "../../lib/core/types.ts";
+import type { Session } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { serialize } from "../../lib/xml/element.ts";
 import { bound, fresh, HOST, show, stanzaEvent, testCtx, type TestCtxOptions } from "./_ctx.ts";

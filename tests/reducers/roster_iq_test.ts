@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { reduce } from "../../lib/reducers/mod.ts";
+import { reduce } from "../../lib/c2s/mod.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { bound, HOST, record, show, stanzaEvent, testCtx } from "./_ctx.ts";
 import { NS_ROSTER } from "../../lib/xmpp/namespaces.ts";

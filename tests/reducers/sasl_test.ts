@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { reduce } from "../../lib/reducers/mod.ts";
-import type { Ctx, Event, Output } from "../../lib/reducers/types.ts";
+import { reduce } from "../../lib/c2s/mod.ts";
+import type { Ctx, Event, Output } from "../../lib/core/types.ts";
 import {
   clientFinalMessage,
   clientFirstMessage,
@@ -8,8 +8,8 @@ import {
   deriveCredentials,
   pbkdf2Runs,
   type ScramCredentialSet,
-} from "../../lib/sasl/scram.ts";
-import type { Session } from "../../lib/session.ts";
+} from "../../lib/xmpp/scram.ts";
+import type { Session } from "../../lib/core/session.ts";
 import { elem, stanza } from "../../lib/xml/element.ts";
 import { NS_SASL, NS_TLS } from "../../lib/xmpp/namespaces.ts";
 import {

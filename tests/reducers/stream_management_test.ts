@@ -1,14 +1,14 @@
-import { serializeTop } from "../../lib/reducers/stream_xml.ts";
+import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
 import assert from "node:assert/strict";
-import { reduce } from "../../lib/reducers/mod.ts";
-import { goodbyeOutputs } from "../../lib/reducers/presence.ts";
-import { streamFeatures } from "../../lib/reducers/features.ts";
-import { MAX_UNACKED } from "../../lib/reducers/stream_management.ts";
+import { reduce } from "../../lib/c2s/mod.ts";
+import { goodbyeOutputs } from "../../lib/account/presence.ts";
+import { streamFeatures } from "../../lib/c2s/features.ts";
+import { MAX_UNACKED } from "../../lib/modules/stream_management.ts";
 import { NS_SM } from "../../lib/xmpp/namespaces.ts";
-import type { Event, Output, ResourceView } from "../../lib/reducers/types.ts";
-import type { Roster, Session, StreamManagement } from "../../lib/session.ts";
+import type { Event, Output, ResourceView } from "../../lib/core/types.ts";
+import type { Roster, Session, StreamManagement } from "../../lib/core/session.ts";
 import { child, elem, type Element, stanza, withAttrs } from "../../lib/xml/element.ts";
-import { stanzaBytes } from "../../lib/reducers/stanza_size.ts";
+import { stanzaBytes } from "../../lib/core/stanza_size.ts";
 import { authed, bound, HOST, NOW, record, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
 
 const ME = `user@${HOST}/res`;

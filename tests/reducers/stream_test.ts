@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { reduce } from "../../lib/reducers/mod.ts";
-import type { Ctx, Event } from "../../lib/reducers/types.ts";
-import type { Session } from "../../lib/session.ts";
+import { reduce } from "../../lib/c2s/mod.ts";
+import type { Ctx, Event } from "../../lib/core/types.ts";
+import type { Session } from "../../lib/core/session.ts";
 import { elem, stanza } from "../../lib/xml/element.ts";
 import type { StreamErrorCondition } from "../../lib/xmpp/errors.ts";
 import { NS_TLS } from "../../lib/xmpp/namespaces.ts";

@@ -1,15 +1,11 @@
-import { NO_OFFLINE } from "../../lib/reducers/account.ts";
+import { NO_OFFLINE } from "../../lib/core/types.ts";
 import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
-import {
-  type AccountCtx,
-  type AccountOutput,
-  type AccountState,
-  reduceAccount,
-} from "../../lib/reducers/account.ts";
-import { serializeTop } from "../../lib/reducers/stream_xml.ts";
-import { tombstoneStands } from "../../lib/reducers/tombstones.ts";
-import { EMPTY_ROSTER } from "../../lib/session.ts";
+import { reduceAccount } from "../../lib/account/account.ts";
+import { type AccountCtx, type AccountOutput, type AccountState } from "../../lib/core/types.ts";
+import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
+import { tombstoneStands } from "../../lib/core/tombstones.ts";
+import { EMPTY_ROSTER } from "../../lib/core/session.ts";
 import { elem, stanza } from "../../lib/xml/element.ts";
 import { NOW } from "./_ctx.ts";
 

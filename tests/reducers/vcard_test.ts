@@ -1,15 +1,11 @@
 import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
-import {
-  type AccountCtx,
-  type AccountOutput,
-  type AccountState,
-  reduceAccount,
-} from "../../lib/reducers/account.ts";
-import { serializeTop } from "../../lib/reducers/stream_xml.ts";
-import type { AccountIqCtx } from "../../lib/reducers/types.ts";
-import { onVcardIq, photoHash, withAvatarHash } from "../../lib/reducers/vcard.ts";
-import { EMPTY_ROSTER } from "../../lib/session.ts";
+import { reduceAccount } from "../../lib/account/account.ts";
+import { type AccountCtx, type AccountOutput, type AccountState } from "../../lib/core/types.ts";
+import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
+import type { AccountIqCtx } from "../../lib/core/types.ts";
+import { onVcardIq, photoHash, withAvatarHash } from "../../lib/modules/vcard.ts";
+import { EMPTY_ROSTER } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { bound, HOST, NOW, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
 

@@ -15,7 +15,7 @@ import {
   serverFirstMessage,
   verifyClientFinal,
   verifyPassword,
-} from "../../lib/sasl/scram.ts";
+} from "../../lib/xmpp/scram.ts";
 
 function b64(text: string): Uint8Array {
   return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));

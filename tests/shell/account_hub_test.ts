@@ -3,9 +3,9 @@ import assert from "node:assert/strict";
 import { createAccountHub } from "../../lib/shell/account_hub.ts";
 import { createRegistry } from "../../lib/shell/registry.ts";
 import { getLogger } from "../../lib/log.ts";
-import { type ArchivedMessage, type ArchivePrefs, newArchiveId } from "../../lib/mam.ts";
-import type { AccountOp } from "../../lib/reducers/account.ts";
-import type { Roster } from "../../lib/session.ts";
+import { type ArchivedMessage, type ArchivePrefs, newArchiveId } from "../../lib/core/archive.ts";
+import type { AccountOp } from "../../lib/core/types.ts";
+import type { Roster } from "../../lib/core/session.ts";
 import { openAccountStore } from "../../lib/storage/accounts.ts";
 import { openKeyvalStore } from "../../lib/storage/file/datamanager.ts";
 import { openListStore } from "../../lib/storage/file/list_store.ts";
@@ -13,7 +13,7 @@ import { listArchiveStore, openArchiveStore } from "../../lib/storage/file/archi
 import { openOfflineStore } from "../../lib/storage/offline.ts";
 import type { ArchiveStore } from "../../lib/storage/mod.ts";
 import { elem, type Element, stanza, withAttrs } from "../../lib/xml/element.ts";
-import { serializeTop } from "../../lib/reducers/stream_xml.ts";
+import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
 
 const NOW = 1_700_000_000_000;
 

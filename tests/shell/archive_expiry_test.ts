@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type ArchivedMessage, newArchiveId } from "../../lib/mam.ts";
+import { type ArchivedMessage, newArchiveId } from "../../lib/core/archive.ts";
 import { expireArchives } from "../../lib/shell/archive_expiry.ts";
 import { listArchiveStore } from "../../lib/storage/file/archive.ts";
 import { openListStore } from "../../lib/storage/file/list_store.ts";

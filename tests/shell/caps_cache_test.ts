@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createCapsCache } from "../../lib/shell/caps_cache.ts";
-import { verificationString } from "../../lib/reducers/caps.ts";
+import { verificationString } from "../../lib/modules/caps.ts";
 import { DEFAULT_LIMITS, utf8Bytes } from "../../lib/limits.ts";
 import { elem, type Element, serialize } from "../../lib/xml/element.ts";
 import { NS_DISCO_INFO } from "../../lib/xmpp/namespaces.ts";

@@ -8,7 +8,7 @@ import {
   loadTlsMaterial,
   type TlsMaterial,
   tlsServerEndPoint,
-} from "../../lib/shell/certs.ts";
+} from "../../lib/transport/certs.ts";
 
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir();

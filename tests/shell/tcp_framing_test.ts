@@ -1,8 +1,8 @@
 /** The TCP framing of stream outputs: the exact bytes of headers, errors and the close. */
 import assert from "node:assert/strict";
-import { clientHeader } from "../../lib/reducers/stream_xml.ts";
-import { componentHeader } from "../../lib/reducers/component.ts";
-import { STREAM_CLOSE, tcpFrame } from "../../lib/shell/tcp_framing.ts";
+import { clientHeader } from "../../lib/xmpp/stream_xml.ts";
+import { componentHeader } from "../../lib/component/component.ts";
+import { STREAM_CLOSE, tcpFrame } from "../../lib/transport/tcp_framing.ts";
 import { elem } from "../../lib/xml/element.ts";
 
 const STREAMS = "http://etherx.jabber.org/streams";

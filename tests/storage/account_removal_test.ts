@@ -1,7 +1,7 @@
 /** Deleting an account: its data goes before its record (issue 9). */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Tombstone } from "../../lib/reducers/tombstones.ts";
+import type { Tombstone } from "../../lib/core/tombstones.ts";
 import {
   AccountMissingError,
   type AccountStore,

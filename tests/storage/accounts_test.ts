@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { verifyPassword } from "../../lib/sasl/scram.ts";
+import { verifyPassword } from "../../lib/xmpp/scram.ts";
 import {
   AccountExistsError,
   AccountMissingError,

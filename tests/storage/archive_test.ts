@@ -4,11 +4,10 @@ import {
   type ArchiveQuery,
   DEFAULT_MAX,
   newArchiveId,
-  parseMamQuery,
   type QueryPage,
-  resultMessages,
   stamp,
-} from "../../lib/mam.ts";
+} from "../../lib/core/archive.ts";
+import { parseMamQuery, resultMessages } from "../../lib/modules/mam/protocol.ts";
 import { listArchiveStore } from "../../lib/storage/file/archive.ts";
 import { openListStore } from "../../lib/storage/file/list_store.ts";
 import type { ArchiveEnds, ArchivePage, ListStore } from "../../lib/storage/mod.ts";

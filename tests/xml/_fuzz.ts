@@ -21,11 +21,11 @@ import { prng } from "../storage/_list_helpers.ts";
  */
 import { createStreamParser, type ParseEvent, type StreamParser } from "../../lib/xml/parser.ts";
 import { type Element, NO_NAMESPACE, serialize } from "../../lib/xml/element.ts";
-import { reduce } from "../../lib/reducers/mod.ts";
-import type { Ctx, Event, Output } from "../../lib/reducers/types.ts";
-import { serializeTop } from "../../lib/reducers/stream_xml.ts";
-import { EMPTY_ROSTER, isHibernating, newSession, type Session } from "../../lib/session.ts";
-import { deriveCredentials, type ScramCredentialSet } from "../../lib/sasl/scram.ts";
+import { reduce } from "../../lib/c2s/mod.ts";
+import type { Ctx, Event, Output } from "../../lib/core/types.ts";
+import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
+import { EMPTY_ROSTER, isHibernating, newSession, type Session } from "../../lib/core/session.ts";
+import { deriveCredentials, type ScramCredentialSet } from "../../lib/xmpp/scram.ts";
 import { testCtx } from "../reducers/_ctx.ts";
 import { NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
 import { streamErrorElement } from "../../lib/xmpp/errors.ts";

@@ -13,7 +13,7 @@ import {
   type ArchiveQuery,
   type QueryPage,
   tsOfArchiveId,
-} from "../../mam.ts";
+} from "../../core/archive.ts";
 import type { ArchiveEnds, ArchiveExpiry, ArchivePage, ArchiveStore, ListStore } from "../mod.ts";
 import { type ListStoreOptions, openListStore } from "./list_store.ts";
 

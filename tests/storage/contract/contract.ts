@@ -10,7 +10,7 @@ import {
   type ArchiveQuery,
   newArchiveId,
   type QueryPage,
-} from "../../../lib/mam.ts";
+} from "../../../lib/core/archive.ts";
 import type {
   ArchivePage,
   ArchiveStore,

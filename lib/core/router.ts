@@ -1,0 +1,211 @@
+/**
+ * Who receives a stanza (RFC 6120 §10, RFC 6121 §8), as a pure function of a registry view.
+ * Stanzas that concern a user's account rather than one session (subscriptions, probes,
+ * messages nobody online can take) go to the account.
+ * @module
+ */
+import { subscriptionTypeOf } from "./subscription.ts";
+import type { AccountOp } from "./types.ts";
+import type { DeliveryHooks, ResourceView } from "./types.ts";
+import type { Element } from "../xml/element.ts";
+import { errorReply, type StanzaErrorCondition } from "../xmpp/errors.ts";
+import { parseJid } from "../xmpp/jid.ts";
+import { isArchivable } from "./archive.ts";
+
+/** One delivery decided by the router. */
+export type Delivery =
+  | { readonly kind: "deliver"; readonly to: string; readonly stanza: Element }
+  /** An error reply to the sender (route it again: its `to` is the sender). */
+  | { readonly kind: "bounce"; readonly stanza: Element }
+  /** Work for a local user's account. */
+  | { readonly kind: "account"; readonly bare: string; readonly op: AccountOp }
+  /** For the external component (XEP-0114) serving `domain`, which is connected. */
+  | { readonly kind: "component"; readonly domain: string; readonly stanza: Element };
+
+/** What the router may consult. */
+export interface RouterView {
+  readonly hosts: readonly string[];
+  /** Messages to and from local users pass through their accounts to be archived. */
+  readonly archiving: boolean;
+  /** True when an account answers iqs with this payload (`namespace name`) itself. */
+  readonly accountIq?: (key: string) => boolean;
+  readonly resourcesOf: (bareJid: string) => readonly ResourceView[];
+  /** The modules' delivery hooks, in registry order (blocking, carbons). */
+  readonly delivery: readonly DeliveryHooks[];
+  /**
+   * Whether `domain` is served by an external component (XEP-0114) and if it is connected;
+   * undefined when it is no component's.
+   */
+  readonly componentFor?: (domain: string) => "connected" | "disconnected" | undefined;
+}
+
+function bounce(
+  stanza: Element,
+  condition: StanzaErrorCondition = "service-unavailable",
+): Delivery[] {
+  const type = stanza.attrs.type;
+  // Errors are never answered with errors, results never bounce (RFC 6120 §8.3.1), and
+  // presence is never answered with an error by the router.
+  if (type === "error" || (stanza.name === "iq" && type === "result")) return [];
+  if (stanza.name === "presence") return [];
+  return [{ kind: "bounce", stanza: errorReply(stanza, condition) }];
+}
+
+function deliverAll(stanza: Element, to: readonly ResourceView[]): Delivery[] {
+  return to.map((r) => ({ kind: "deliver" as const, to: r.fullJid, stanza }));
+}
+
+/** A message to a bare JID (RFC 6121 §8.5.2.1.1, §8.5.2.2.1). */
+function messageToBare(stanza: Element, bare: string, resources: readonly ResourceView[]) {
+  const type = stanza.attrs.type ?? "normal";
+  // RFC 6121 §8.5.2.1.1: an error to a bare JID is silently ignored, never delivered.
+  if (type === "error") return [];
+  if (type === "groupchat") return bounce(stanza);
+  const candidates = resources.filter((r) => r.available && r.priority >= 0);
+  if (candidates.length === 0) {
+    if (type === "headline" || type === "error") return [];
+    // Offline storage, or a bounce when the account does not exist: the account knows.
+    return [{ kind: "account" as const, bare, op: { kind: "offline-message" as const, stanza } }];
+  }
+  if (type === "headline" || type === "normal") return deliverAll(stanza, candidates);
+  // Chat goes to the most available resources (ties all get it).
+  const top = Math.max(...candidates.map((r) => r.priority));
+  return deliverAll(stanza, candidates.filter((r) => r.priority === top));
+}
+
+function firstChild(el: Element): Element | undefined {
+  for (const c of el.children) if (typeof c !== "string") return c;
+  return undefined;
+}
+
+/** How far a stanza has come on its way. */
+export interface RouteOptions {
+  /**
+   * The sender's archive copy of this message is durable: it goes on to its recipient. Until
+   * then, an archivable message from a local user goes to the sender's account first, so that
+   * nothing is delivered that the sender's archive could still lose.
+   */
+  readonly senderArchived?: boolean;
+}
+
+/** Deliveries for a stanza whose `from` is stamped and whose `to` is normalised. */
+export function route(stanza: Element, view: RouterView, opts: RouteOptions = {}): Delivery[] {
+  const to = stanza.attrs.to;
+  if (to === undefined) return [];
+  const jid = parseJid(to);
+  if (jid === undefined) return bounce(stanza, "jid-malformed");
+  const component = view.componentFor?.(jid.domain);
+  if (component === "connected") {
+    return [{ kind: "component", domain: jid.domain, stanza }];
+  }
+  // A configured component that is away: as for a user who is gone, iq and message bounce
+  // and presence is dropped (bounce() drops presence).
+  if (component === "disconnected") return bounce(stanza);
+  if (!view.hosts.includes(jid.domain)) {
+    // No server-to-server yet: other domains cannot be reached (RFC 6120 §10.4.3).
+    return bounce(stanza, "remote-server-not-found");
+  }
+  if (jid.local === undefined) {
+    // To the server itself: handled by the sender's session before routing; anything
+    // else (results, errors, presence) has nowhere to go.
+    return stanza.name === "iq" ? bounce(stanza) : [];
+  }
+  const bare = `${jid.local}@${jid.domain}`;
+  const resources = view.resourcesOf(bare);
+  const type = stanza.attrs.type;
+
+  if (stanza.name === "presence") {
+    // Subscriptions and probes are the account's, whatever resource they name (RFC 6121 §3).
+    if (subscriptionTypeOf(type) !== undefined) {
+      return [{ kind: "account", bare, op: { kind: "inbound-subscription", stanza } }];
+    }
+    if (type === "probe") return [{ kind: "account", bare, op: { kind: "probe", stanza } }];
+    if (jid.resource !== undefined) {
+      const target = resources.find((r) => r.resource === jid.resource);
+      return target === undefined ? [] : [{ kind: "deliver", to: target.fullJid, stanza }];
+    }
+    // RFC 6121 §8.5.2.1.1: to every available resource, whatever its priority.
+    return deliverAll(stanza, resources.filter((r) => r.available));
+  }
+
+  if (stanza.name === "iq") {
+    if (jid.resource === undefined) {
+      // Answered by the server on the user's behalf (RFC 6121 §8.5.2.1.3): by the account's
+      // stored data when a module keeps some for this payload, else service-unavailable.
+      const payload = (type === "get" || type === "set") ? firstChild(stanza) : undefined;
+      if (payload !== undefined && view.accountIq?.(`${payload.xmlns} ${payload.name}`)) {
+        return [{ kind: "account", bare, op: { kind: "module-iq", iq: stanza } }];
+      }
+      return bounce(stanza);
+    }
+    const target = resources.find((r) => r.resource === jid.resource);
+    return target === undefined
+      ? bounce(stanza)
+      : [{ kind: "deliver", to: target.fullJid, stanza }];
+  }
+  const sender = opts.senderArchived ? undefined : archivingSender(stanza, view);
+  if (sender !== undefined) {
+    // XEP-0313: the sender's copy first; the sender's account routes it on once it is durable.
+    return [{ kind: "account", bare: sender, op: { kind: "outgoing-message", stanza } }];
+  }
+  if (view.archiving) {
+    // The recipient's account archives before it delivers, and keeps messages in order.
+    return [{ kind: "account", bare, op: { kind: "incoming-message", stanza } }];
+  }
+  return messageDeliveries(stanza, bare, jid.resource, resources, view.delivery);
+}
+
+/** The local sender (bare JID) whose archive may keep a copy of this message (XEP-0313). */
+function archivingSender(stanza: Element, view: RouterView): string | undefined {
+  if (!view.archiving || !isArchivable(stanza)) return undefined;
+  const from = stanza.attrs.from === undefined ? undefined : parseJid(stanza.attrs.from);
+  if (from?.local === undefined || !view.hosts.includes(from.domain)) return undefined;
+  return `${from.local}@${from.domain}`;
+}
+
+/**
+ * Where a message for a local user goes now (RFC 6121 §8.5.2, §8.5.3): `resource` is the one it
+ * names, if any. Used by the router and, when archiving, by the recipient's account. The
+ * modules' hooks screen it first (a screen's bounces replace every delivery, before anyone gets
+ * it or a copy), then rewrite it, then add their copies for the resources it did not reach.
+ */
+export function messageDeliveries(
+  stanza: Element,
+  bare: string,
+  resource: string | undefined,
+  resources: readonly ResourceView[],
+  hooks: readonly DeliveryHooks[],
+): Delivery[] {
+  for (const h of hooks) {
+    const bounces = h.screen?.(stanza, bare, resources);
+    if (bounces !== undefined) return bounces.map((b) => ({ kind: "bounce", stanza: b }));
+  }
+  let message = stanza;
+  for (const h of hooks) if (h.rewrite !== undefined) message = h.rewrite(message);
+  const out = plainDeliveries(message, bare, resource, resources);
+  const reached = out.flatMap((d) => d.kind === "deliver" ? [d.to] : []);
+  for (const h of hooks) {
+    for (const c of h.copies?.(stanza, bare, reached, resources) ?? []) {
+      out.push({ kind: "deliver", to: c.to, stanza: c.stanza });
+    }
+  }
+  return out;
+}
+
+function plainDeliveries(
+  stanza: Element,
+  bare: string,
+  resource: string | undefined,
+  resources: readonly ResourceView[],
+): Delivery[] {
+  if (resource !== undefined) {
+    const target = resources.find((r) => r.resource === resource);
+    if (target !== undefined) return [{ kind: "deliver", to: target.fullJid, stanza }];
+    // RFC 6121 §8.5.3.2: the resource is gone.
+    const mtype = stanza.attrs.type ?? "normal";
+    if (mtype === "chat" || mtype === "normal") return messageToBare(stanza, bare, resources);
+    if (mtype === "groupchat") return bounce(stanza);
+    return [];
+  }
+  return messageToBare(stanza, bare, resources);
+}

@@ -1,0 +1,54 @@
+/**
+ * Stream-level outputs, neutral to the transport (the transport frames them: a TCP stream
+ * writes `<stream:stream>` and `</stream:stream>`), and top-level elements serialized with the
+ * conventional `stream:` prefix.
+ * @module
+ */
+import { type Element, escapeAttr, escapeText, serialize } from "../xml/element.ts";
+import type { StreamError } from "./errors.ts";
+import { NS_CLIENT, NS_STREAMS } from "./namespaces.ts";
+
+/** The attributes of our stream header (RFC 6120 §4.7), in the order they are written. */
+export interface StreamHeader {
+  /** The content namespace: `jabber:client`, or `jabber:component:accept` (XEP-0114). */
+  readonly ns: string;
+  readonly id: string;
+  readonly from?: string;
+  /** Absent on a component stream (XEP-0114 §3 names no version). */
+  readonly version?: string;
+  readonly lang?: string;
+}
+
+/** Opening and closing our side of the stream. */
+export type StreamOutput =
+  /** Write our stream header. */
+  | { readonly kind: "open-stream"; readonly header: StreamHeader }
+  /**
+   * Close our side of the stream; the error, when there is one, is written before the close
+   * (RFC 6120 §4.9.1.1). An error before our header needs an `open-stream` first (§4.9.1.2).
+   */
+  | { readonly kind: "close-stream"; readonly error?: StreamError };
+
+/** Our header on a client stream. */
+export function clientHeader(from: string, id: string): StreamHeader {
+  return { ns: NS_CLIENT, id, from, version: "1.0", lang: "en" };
+}
+
+/** Serializes a top-level element: stanzas in the client namespace, stream elements prefixed. */
+export function serializeTop(el: Element): string {
+  return serializeTopIn(el, NS_CLIENT);
+}
+
+/**
+ * Serializes a top-level element on a stream whose default namespace is `streamNs` (the client
+ * namespace, or the component namespace of XEP-0114): stream elements prefixed.
+ */
+export function serializeTopIn(el: Element, streamNs: string): string {
+  if (el.xmlns !== NS_STREAMS) return serialize(el, streamNs);
+  let s = "<stream:" + el.name;
+  for (const k in el.attrs) s += " " + k + '="' + escapeAttr(el.attrs[k]) + '"';
+  if (el.children.length === 0) return s + "/>";
+  s += ">";
+  for (const c of el.children) s += typeof c === "string" ? escapeText(c) : serialize(c, streamNs);
+  return s + "</stream:" + el.name + ">";
+}
