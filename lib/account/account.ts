@@ -66,14 +66,14 @@ import { messageDeliveries } from "../core/router.ts";
 import { tombstoneReplies } from "../core/tombstones.ts";
 import {
   ACCOUNT_BOUND,
+  ACCOUNT_CAPS,
   ACCOUNT_IQ,
+  ACCOUNT_LOGOUT,
   ACCOUNT_SCREEN,
   DELIVERY,
   payloadKey,
 } from "../modules/registry.ts";
 import { resentPresence } from "../core/resent_presence.ts";
-import { lastItemsFor, PEP_STORE } from "../modules/pep.ts";
-import { LAST_STORE, logoutRecord } from "../modules/last_activity.ts";
 import type { ResourceView } from "../core/types.ts";
 import {
   type AccountCtx,
@@ -236,11 +236,13 @@ export function reduceAccount(s: AccountState, op: AccountOp, ctx: AccountCtx): 
       return onPrefs(s, op.iq, op.prefs, ctx);
     case "module-iq":
       return onModuleIq(s, op.iq, ctx);
-    case "pep-caps":
+    case "resource-caps":
       return [
         s,
         s.exists
-          ? lastItemsFor(s.modules[PEP_STORE], s.bare, s.roster, op.fullJid, op.features)
+          ? ACCOUNT_CAPS.flatMap((m) =>
+            m.onCaps!(s.modules[m.store], s.bare, s.roster, op.fullJid, op.features)
+          )
           : [],
       ];
     case "logout":
@@ -250,12 +252,27 @@ export function reduceAccount(s: AccountState, op: AccountOp, ctx: AccountCtx): 
     case "sm-unstash":
       return [s, [{ kind: "sm-unstash", sid: op.sid }]];
     case "remove-account":
-      // What stays cached is an account that no longer exists, with its tombstone.
-      return [
-        { ...s, exists: false, gone: true, roster: EMPTY_ROSTER, offline: NO_OFFLINE, modules: {} },
-        [{ kind: "remove-account", iq: op.iq }],
-      ];
+      // The shell deletes, then answers with `account-removed`.
+      return [s, [{ kind: "delete-account", iq: op.iq }]];
+    case "account-removed":
+      return onAccountRemoved(s, op.iq, op.ok);
   }
+}
+
+/**
+ * XEP-0077 §3.2, once the shell deleted the account (or failed to): the requesting session gets
+ * its result, then every session of the account ends (unbound ones too: they authenticated as
+ * an account that no longer exists). What stays cached is an account that no longer exists,
+ * with its tombstone. A failed deletion is answered like any failed op, to the requester alone.
+ */
+function onAccountRemoved(s: AccountState, iq: Element, ok: boolean): AccountStep {
+  if (!ok) return [s, failedOpReplies({ kind: "remove-account", iq })];
+  const from = iq.attrs.from;
+  const reply = from === undefined ? undefined : { to: from, stanza: iqResult(iq) };
+  return [
+    { ...s, exists: false, gone: true, roster: EMPTY_ROSTER, offline: NO_OFFLINE, modules: {} },
+    [reply === undefined ? { kind: "end-sessions" } : { kind: "end-sessions", reply }],
+  ];
 }
 
 /** What arrives from someone else, for the modules that screen it (XEP-0191 blocking). */
@@ -324,14 +341,22 @@ function onModuleIq(s: AccountState, iq: Element, ctx: AccountCtx): AccountStep 
   return [next, out];
 }
 
-/** XEP-0012 §4: the latest logout is the last one; the query asks whether anyone is online. */
+/**
+ * One of the user's available resources went: the modules that keep something of it (XEP-0012
+ * §4: the latest logout is the last one) store their new data, without reading the old.
+ */
 function onLogout(s: AccountState, status: string | undefined, ctx: AccountCtx): AccountStep {
-  if (!s.exists) return [s, []];
-  const data = logoutRecord(ctx.now(), status);
-  return [
-    { ...s, modules: { ...s.modules, [LAST_STORE]: data } },
-    [{ kind: "store-module", store: LAST_STORE, data }],
-  ];
+  if (!s.exists || ACCOUNT_LOGOUT.length === 0) return [s, []];
+  const now = ctx.now();
+  const modules: Record<string, unknown> = { ...s.modules };
+  const out: AccountOutput[] = [];
+  for (const m of ACCOUNT_LOGOUT) {
+    const result = m.onLogout!(now, status);
+    if (result === undefined) continue;
+    modules[m.store] = result.data;
+    out.push({ kind: "store-module", store: m.store, data: result.data });
+  }
+  return out.length === 0 ? [s, []] : [{ ...s, modules }, out];
 }
 
 /** The preferences in force for the user. */
@@ -394,7 +419,7 @@ function onIncomingMessage(s: AccountState, el: Element, ctx: AccountCtx): Accou
 
 /**
  * A message the user sent: kept in their archive when their policy says so, durably, and only
- * then routed on to its recipient, with its carbons after it.
+ * then routed on to its recipient, with the stanzas that follow it (`then`) after it.
  */
 function onOutgoingMessage(
   s: AccountState,
@@ -733,7 +758,8 @@ export function failedOpReplies(op: AccountOp): readonly AccountOutput[] {
     case "mam-metadata":
     case "mam-prefs":
     case "module-iq":
-    case "remove-account": {
+    case "remove-account":
+    case "account-removed": {
       const type = op.iq.attrs.type;
       if ((type !== "get" && type !== "set") || op.iq.attrs.from === undefined) return [];
       return [{ kind: "route", stanza: errorReply(op.iq, "internal-server-error") }];
@@ -751,7 +777,7 @@ export function failedOpReplies(op: AccountOp): readonly AccountOutput[] {
     case "inbound-subscription":
     case "probe":
     case "initial-presence":
-    case "pep-caps":
+    case "resource-caps":
     case "logout":
     case "sm-stash":
     case "sm-unstash":

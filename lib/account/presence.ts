@@ -10,10 +10,8 @@ import { bareJid, EMPTY_ROSTER, NO_DIRECTED, type Session } from "../core/sessio
 import { errorReply } from "../xmpp/errors.ts";
 import { child, type Element, stanza, text, withAttrs } from "../xml/element.ts";
 import { bareJidOf } from "../xmpp/jid.ts";
-import type { Ctx, Output, Step } from "../core/types.ts";
-import { withAvatarHash } from "../modules/vcard.ts";
-import { capsOnPresence } from "../modules/client_caps.ts";
-import { statusOf } from "../modules/last_activity.ts";
+import { type Ctx, isEnabled, type Module, type Output, type Step } from "../core/types.ts";
+import { MODULES, PRESENCE_MODULES } from "../modules/registry.ts";
 
 /** The priority of an available presence, clamped to -128..127 (RFC 6121 §4.7.2.3). */
 function priorityOf(el: Element): number {
@@ -32,12 +30,55 @@ function otherAvailable(s: Session, ctx: Ctx) {
   return ctx.resourcesOf(bareJid(s)!).filter((r) => r.available && r.fullJid !== s.fullJid);
 }
 
+/** What the modules' presence hooks made of a presence, and what they add around it. */
+interface Hooked {
+  readonly session: Session;
+  readonly presence: Element;
+  readonly before: readonly Output[];
+  readonly after: readonly Output[];
+}
+
+/** The modules with a presence hook: the server's, or those of `ctx.modules` (tests). */
+function presenceModules(ctx: Ctx): readonly Module[] {
+  return ctx.modules === undefined || ctx.modules === MODULES
+    ? PRESENCE_MODULES
+    : ctx.modules.filter((m) => m.presence !== undefined);
+}
+
+/**
+ * Runs the modules' presence hooks in registry order (XEP-0153 adds the avatar hash, XEP-0115
+ * learns the client's caps, XEP-0012 records the logout), each seeing what the ones before it
+ * made of the session and the presence. A module that is off takes no part.
+ */
+function runHooks(s: Session, presence: Element, ctx: Ctx): Hooked {
+  let session = s;
+  let el = presence;
+  const before: Output[] = [];
+  const after: Output[] = [];
+  for (const m of presenceModules(ctx)) {
+    if (!isEnabled(m, ctx)) continue;
+    const v = m.presence!(session, el, ctx);
+    if (v === undefined) continue;
+    session = v.session ?? session;
+    el = v.presence ?? el;
+    before.push(...v.outputs ?? []);
+    after.push(...v.after ?? []);
+  }
+  return { session, presence: el, before, after };
+}
+
 /** Presence from a bound session; `from` is stamped and `to` normalised (or absent). */
 export function onOutboundPresence(s: Session, raw: Element, ctx: Ctx): Step {
-  const type = raw.attrs.type;
-  const to = raw.attrs.to;
-  // XEP-0153: available presence, broadcast or directed, carries the vCard avatar's hash.
-  const el = type === undefined ? withAvatarHash(raw, s.avatarHash) : raw;
+  const hooked = runHooks(s, raw, ctx);
+  const [next, out] = presenceStep(hooked.session, hooked.presence, ctx);
+  if (hooked.before.length === 0 && hooked.after.length === 0) return [next, out];
+  return [next, [...hooked.before, ...out, ...hooked.after]];
+}
+
+/** What presence itself does, once the hooks had their say. */
+function presenceStep(s: Session, el: Element, ctx: Ctx): Step {
+  const type = el.attrs.type;
+  const to = el.attrs.to;
   if (to === undefined) {
     if (type === undefined) return onAvailable(s, el, ctx);
     if (type === "unavailable") return onUnavailable(s, el, ctx);
@@ -88,10 +129,8 @@ function onAvailable(s: Session, el: Element, ctx: Ctx): Step {
   const initial = s.presence === undefined;
   const roster = s.roster ?? EMPTY_ROSTER;
   const priority = priorityOf(el);
-  // XEP-0115: the user's own PEP service asks about unknown caps before the presence returns.
-  const caps = capsOnPresence(s, el, ctx);
-  const next: Session = { ...caps.session, presence: el, priority, presenceAt: ctx.now() };
-  const out: Output[] = [...caps.before];
+  const next: Session = { ...s, presence: el, priority, presenceAt: ctx.now() };
+  const out: Output[] = [];
   // 1. To every contact subscribed to the user's presence.
   for (const contact of contactsWith(roster, ["from", "both"])) out.push(routeTo(el, contact));
   // 2. To the user's other available resources, and back to this one.
@@ -119,8 +158,7 @@ function onAvailable(s: Session, el: Element, ctx: Ctx): Step {
       op: { kind: "initial-presence", fullJid: s.fullJid!, priority },
     });
   }
-  // 6. The contacts' PEP services ask too, or the last PEP items the caps want are sent.
-  out.push(...caps.after);
+  // 6. The hooks' `after` outputs follow (onOutboundPresence): XEP-0115 questions or items.
   return [next, out];
 }
 
@@ -138,26 +176,21 @@ function unavailableRecipients(s: Session, ctx: Ctx): string[] {
 
 function onUnavailable(s: Session, el: Element, ctx: Ctx): Step {
   const out: Output[] = unavailableRecipients(s, ctx).map((to) => routeTo(el, to));
-  if (s.presence !== undefined) {
-    out.push({ kind: "send", stanza: el });
-    out.push(logoutOutput(s, statusOf(el)));
-  }
+  if (s.presence !== undefined) out.push({ kind: "send", stanza: el });
   return [{ ...s, presence: undefined, directed: NO_DIRECTED }, out];
 }
 
-/** XEP-0012 §4: the account records when (and with what status) an available resource went. */
-function logoutOutput(s: Session, status: string | undefined): Output {
-  const op = status === undefined
-    ? { kind: "logout" as const }
-    : { kind: "logout" as const, status };
-  return { kind: "account", bare: bareJid(s)!, op };
-}
-
-/** The unavailable presence routes of a session that ends without saying so itself. */
+/**
+ * The unavailable presence routes of a session that ends without saying so itself, with what
+ * the presence hooks add to it (XEP-0012: the logout, without status).
+ */
 export function goodbyeOutputs(s: Session, ctx: Ctx): Output[] {
   if (s.fullJid === undefined) return [];
-  const el = stanza("presence", { type: "unavailable", from: s.fullJid });
-  const out = unavailableRecipients(s, ctx).map((to) => routeTo(el, to));
-  if (s.presence !== undefined) out.push(logoutOutput(s, undefined));
-  return out;
+  const hooked = runHooks(s, stanza("presence", { type: "unavailable", from: s.fullJid }), ctx);
+  const el = hooked.presence;
+  return [
+    ...hooked.before,
+    ...unavailableRecipients(hooked.session, ctx).map((to) => routeTo(el, to)),
+    ...hooked.after,
+  ];
 }

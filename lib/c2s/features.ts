@@ -14,9 +14,9 @@ import {
   NS_STREAMS,
   NS_TLS,
 } from "../xmpp/namespaces.ts";
-import { MODULES } from "../modules/registry.ts";
+import { registryOf } from "../modules/registry.ts";
 import { registerFeature } from "../modules/register.ts";
-import type { Ctx } from "../core/types.ts";
+import { type Ctx, isEnabled } from "../core/types.ts";
 
 /** SASL mechanisms in order of preference. */
 export type Mechanism =
@@ -86,8 +86,10 @@ export function streamFeatures(s: Session, ctx: Ctx): Element {
     // RFC 6121 Appendix E: session establishment is a no-op kept for old clients.
     children.push(elem("session", { xmlns: NS_SESSION }, [elem("optional")]));
     children.push(limits(ctx.maxStanzaSize, ctx));
-    // What the registered modules offer once authenticated (csi, caps), so it follows the registry.
-    for (const m of MODULES) children.push(...(m.authedFeatures?.(ctx) ?? []));
+    // What the registered modules that are on offer once authenticated (csi, sm, caps).
+    for (const m of registryOf(ctx).authedFeatures) {
+      if (isEnabled(m, ctx)) children.push(...m.authedFeatures(ctx));
+    }
   }
   return elem("features", { xmlns: NS_STREAMS }, children);
 }

@@ -1,26 +1,18 @@
 /**
  * The session reducer: (session, event, ctx) -> [session', outputs]. It dispatches on the
- * event and the session's state to the module that owns the concern.
+ * event and the session's state: the stream, authentication, binding, the roster and stream
+ * management are c2s's own; everything else is found through the module registry's hooks
+ * (`outbound`, `inbound`, `nonza`, iq handlers), so that a module plugs in without a line here.
  * @module
  */
-import { isHibernating, type Roster, type Session } from "../core/session.ts";
+import { isHibernating, phaseOf, type Roster, type Session } from "../core/session.ts";
 import { child, childElements, type Element, withAttrs } from "../xml/element.ts";
 import { errorReply } from "../xmpp/errors.ts";
-import { normalizeJid, parseJid } from "../xmpp/jid.ts";
-import { stripStanzaIds } from "../core/archive.ts";
-import { isMamPayload, onMamIq } from "../modules/mam/iq.ts";
-import { ACCOUNT_IQ, payloadKey } from "../modules/registry.ts";
+import { normalizeJid } from "../xmpp/jid.ts";
+import { registryOf } from "../modules/registry.ts";
 import { NS_BIND, NS_CLIENT, NS_SESSION } from "../xmpp/namespaces.ts";
 import { onBind } from "./bind.ts";
-import {
-  blockedInbound,
-  BLOCKLIST_REQUEST,
-  onBlocklist,
-  refuseBlocked,
-  withoutBlockedRoutes,
-} from "../modules/blocking.ts";
-import { onOutboundMessage } from "../modules/carbons.ts";
-import { deliver, isCsiNonza, onCsiNonza } from "../modules/csi.ts";
+import { onBlocklist, withoutBlockedRoutes } from "../modules/blocking.ts";
 import { destroy } from "./destroy.ts";
 import { badRequest, iqProblem, onServerIq } from "./iq.ts";
 import { isSasl, onAbort, onAuth, onCredentials, onResponse } from "./sasl.ts";
@@ -37,7 +29,7 @@ import {
   type SmEnd,
   trackStanzas,
 } from "../modules/stream_management.ts";
-import type { Ctx, Event, Output, Step } from "../core/types.ts";
+import { type Ctx, type Event, isEnabled, type Output, type Step } from "../core/types.ts";
 
 /** Events that come from the connection itself: a hibernating session has none (XEP-0198). */
 const FROM_CONNECTION: ReadonlySet<Event["kind"]> = new Set([
@@ -51,10 +43,11 @@ const FROM_CONNECTION: ReadonlySet<Event["kind"]> = new Set([
   "idle-timeout",
 ]);
 
-/** Reduces one event. A destroyed session swallows everything. */
+/** Reduces one event. An ended session swallows everything, a hibernating one its socket's. */
 export function reduce(s: Session, ev: Event, ctx: Ctx): Step {
-  if (s.destroyed) return [s, []];
-  if (isHibernating(s) && FROM_CONNECTION.has(ev.kind)) return [s, []];
+  const phase = phaseOf(s);
+  if (phase === "ended") return [s, []];
+  if (phase === "hibernating" && FROM_CONNECTION.has(ev.kind)) return [s, []];
   // XEP-0198: every reduction's stanzas are counted in one place.
   return ended(trackStanzas(s, ev, reduceEvent(s, ev, ctx), ctx), ctx);
 }
@@ -90,7 +83,7 @@ function reduceEvent(s: Session, ev: Event, ctx: Ctx): Step {
       return onRosterLoaded(s, ev.roster, ctx);
     case "inbound":
       if (s.fullJid === undefined) return [s, []];
-      return blockedInbound(s, ev.stanza) ?? deliver(s, ev.stanza, ctx);
+      return onInbound(s, ev.stanza, ctx);
     case "replaced":
       return destroy(s, ctx, {
         writable: true,
@@ -173,11 +166,15 @@ function onStanza(s: Session, el: Element, ctx: Ctx): Step {
     }
     return notAuthorized(s, ctx, "Authenticate first");
   }
-  // XEP-0352 nonzas are not stanzas: handled before the stanza checks, in stream order.
-  if (isCsiNonza(el)) return onCsiNonza(s, el);
-  // So are XEP-0198's.
-  if (isSmNonza(el)) return ended(onSmNonza(s, el, ctx), ctx);
   if (el.xmlns !== NS_CLIENT) {
+    // Nonzas are not stanzas: handled before the stanza checks, in stream order. A module's
+    // (XEP-0352 csi) through its hook; XEP-0198's by name, since stream management is part of
+    // c2s (it counts every reduction's stanzas and may end the session through destroy).
+    for (const m of registryOf(ctx).nonza) {
+      const step = isEnabled(m, ctx) ? m.nonza(s, el, ctx) : undefined;
+      if (step !== undefined) return step;
+    }
+    if (isSmNonza(el)) return ended(onSmNonza(s, el, ctx), ctx);
     return destroy(s, ctx, {
       writable: true,
       error: { condition: "unsupported-stanza-type", text: `Unknown element <${el.name}/>` },
@@ -203,12 +200,6 @@ function onUnbound(s: Session, el: Element, ctx: Ctx): Step {
     }
   }
   return notAuthorized(s, ctx, "Bind a resource first");
-}
-
-/** True when `jid` is one of our hosts or an account on one of them. */
-function isLocal(jid: string, ctx: Ctx): boolean {
-  const parsed = parseJid(jid);
-  return parsed !== undefined && ctx.hosts.includes(parsed.domain);
 }
 
 /** Stanzas held while the roster loads; past this the client is flooding. */
@@ -266,45 +257,113 @@ function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
   }
   // Every from is ours to stamp: no spoofing (RFC 6120 §8.1.2.1).
   // RFC 6120 §4.7.4: the stream's language is the default of every stanza it carries.
-  const el = withAttrs(raw, { from: s.fullJid, to, "xml:lang": raw.attrs["xml:lang"] ?? s.lang });
+  const stamped = withAttrs(raw, {
+    from: s.fullJid,
+    to,
+    "xml:lang": raw.attrs["xml:lang"] ?? s.lang,
+  });
   const bare = `${s.username}@${s.host}`;
-  // XEP-0191 §3.6: nothing goes to a JID the user blocked.
-  const refused = refuseBlocked(s, el);
-  if (refused !== undefined) return refused;
+  // RFC 6120 §10.3: a message without 'to' is handled as if addressed to the sender's own bare
+  // JID (an iq without one is to the account; presence without one is a broadcast).
+  const addressed = raw.name === "message" && to === undefined
+    ? withAttrs(stamped, { to: bare })
+    : stamped;
+  // The modules' outbound hooks, in registry order: each may stop the stanza (an error reply),
+  // change it, change the session, or add stanzas to route after it.
+  const passed = runOutbound(s, addressed, ctx);
+  if ("stop" in passed) return passed.stop;
+  const [after, out] = dispatchOutbound(passed.session, passed.stanza, to, bare, ctx, passed.then);
+  return [after, passed.outputs.length === 0 ? out : [...passed.outputs, ...out]];
+}
+
+/** What the outbound hooks left of a stanza: stopped, or going on as changed. */
+type Outbound =
+  | { readonly stop: Step }
+  | {
+    readonly session: Session;
+    readonly stanza: Element;
+    readonly outputs: readonly Output[];
+    readonly then: readonly Element[];
+  };
+
+function runOutbound(s: Session, el: Element, ctx: Ctx): Outbound {
+  let session = s;
+  let stanza = el;
+  const outputs: Output[] = [];
+  const then: Element[] = [];
+  for (const m of registryOf(ctx).outbound) {
+    if (!isEnabled(m, ctx)) continue;
+    const verdict = m.outbound(session, stanza, ctx);
+    if (verdict === undefined) continue;
+    if ("stop" in verdict) {
+      const [next, out] = verdict.stop;
+      return { stop: [next, outputs.length === 0 ? out : [...outputs, ...out]] };
+    }
+    session = verdict.session ?? session;
+    stanza = verdict.stanza ?? stanza;
+    outputs.push(...(verdict.outputs ?? []));
+    then.push(...(verdict.then ?? []));
+  }
+  return { session, stanza, outputs, then };
+}
+
+/**
+ * A stanza the hooks let through (`to` as the client wrote it, normalised): c2s's own (the
+ * roster), the registry's iq handlers, presence, or routed. `then` follow a routed message
+ * past the sender's archive; after anything else they are routed after its outputs.
+ */
+function dispatchOutbound(
+  s: Session,
+  el: Element,
+  to: string | undefined,
+  bare: string,
+  ctx: Ctx,
+  then: readonly Element[],
+): Step {
+  if (el.name === "message") {
+    const route = { kind: "route" as const, stanza: el };
+    return [s, [then.length === 0 ? route : { ...route, then }]];
+  }
+  const [next, out] = dispatchOther(s, el, to, bare, ctx);
+  if (then.length === 0) return [next, out];
+  return [next, [...out, ...then.map((stanza): Output => ({ kind: "route", stanza }))]];
+}
+
+function dispatchOther(
+  s: Session,
+  el: Element,
+  to: string | undefined,
+  bare: string,
+  ctx: Ctx,
+): Step {
   // XEP-0115: the answer to a PEP service's caps question is the server's, whoever asked.
+  // Named: client_caps.ts has no outbound hook (its owner may give it one).
   if (isCapsAnswer(el)) return onCapsAnswer(s, el, ctx);
   if (el.name === "iq" && (to === undefined || to === s.host || to === bare)) {
     const payload = childElements(el)[0];
     const own = to === undefined || to === bare;
+    // The roster is c2s's own (RFC 6121 §2): it waits for the account's roster in order.
     if (own && payload !== undefined && isRosterQuery(payload) && el.attrs.type !== "result") {
       if (el.attrs.type === "error") return [s, []];
       return onRosterIq(s, el, payload);
     }
-    if (
-      own && ctx.archiving && payload !== undefined && isMamPayload(payload) &&
-      (el.attrs.type === "get" || el.attrs.type === "set")
-    ) {
-      return onMamIq(s, el, payload);
-    }
-    if (
-      own && payload !== undefined && ACCOUNT_IQ.has(payloadKey(payload)) &&
-      (el.attrs.type === "get" || el.attrs.type === "set")
-    ) {
-      // XEP-0191 §3.2: a resource that asked for the block list is told of its changes.
-      const asked = el.attrs.type === "get" && payloadKey(payload) === BLOCKLIST_REQUEST &&
-        s.blocklistInterested !== true;
-      const next: Session = asked ? { ...s, blocklistInterested: true } : s;
-      return [next, [{ kind: "account", bare, op: { kind: "module-iq", iq: el } }]];
-    }
     return onServerIq(s, el, ctx, own ? "self" : "host");
   }
+  // Presence is the account's and the presence hooks'; XEP-0191 keeps its broadcasts and
+  // probes from blocked JIDs (named: it filters what presence routes, not the stanza).
   if (el.name === "presence") return withoutBlockedRoutes(s, onOutboundPresence(s, el, ctx));
-  // XEP-0359 §5: a client cannot forge the ids our archives hand out. RFC 6120 §10.3: a message
-  // without 'to' is handled as if addressed to the sender's own bare JID.
-  const message = stripStanzaIds(
-    to === undefined ? withAttrs(el, { to: bare }) : el,
-    (by) => isLocal(by, ctx),
-  );
-  // XEP-0280: routed with sent copies for the user's other resources.
-  return onOutboundMessage(s, message, ctx.resourcesOf(bare));
+  // An iq to someone else: routed.
+  return [s, [{ kind: "route", stanza: el }]];
+}
+
+/**
+ * A stanza routed to this bound session: the modules' inbound hooks in registry order, the
+ * first that takes it decides (XEP-0191 drops, XEP-0352 holds); else it is written now.
+ */
+function onInbound(s: Session, stanza: Element, ctx: Ctx): Step {
+  for (const m of registryOf(ctx).inbound) {
+    const step = isEnabled(m, ctx) ? m.inbound(s, stanza, ctx) : undefined;
+    if (step !== undefined) return step;
+  }
+  return [s, [{ kind: "send", stanza }]];
 }

@@ -1,8 +1,8 @@
 /**
  * External components (XEP-0114, Jabber Component Protocol) as a pure reducer: the stream
  * header, the `<handshake/>` and the stanzas a component sends or receives. A component
- * connection has its own small session record; the shell (lib/shell/component_listener.ts)
- * feeds it parser events and executes its outputs.
+ * connection has its own small session record; the connection driver (lib/transport/driver.ts)
+ * feeds it parser events, and lib/shell/component_listener.ts executes its outputs.
  * @module
  */
 import { createHash, timingSafeEqual } from "node:crypto";
@@ -12,8 +12,6 @@ import { parseJid, prepDomainpart } from "../xmpp/jid.ts";
 import { NS_CLIENT, NS_COMPONENT, NS_STREAMS } from "../xmpp/namespaces.ts";
 import type { ParseEvent } from "../xml/parser.ts";
 import type { StreamHeader, StreamOutput } from "../xmpp/stream_xml.ts";
-
-/** The stream namespace of components (XEP-0114 §3). */
 
 /** A component connection's state. */
 export interface ComponentSession {

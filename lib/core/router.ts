@@ -30,7 +30,7 @@ export interface RouterView {
   /** True when an account answers iqs with this payload (`namespace name`) itself. */
   readonly accountIq?: (key: string) => boolean;
   readonly resourcesOf: (bareJid: string) => readonly ResourceView[];
-  /** The modules' delivery hooks, in registry order (blocking, carbons). */
+  /** The modules' delivery hooks, in registry order. */
   readonly delivery: readonly DeliveryHooks[];
   /**
    * Whether `domain` is served by an external component (XEP-0114) and if it is connected;

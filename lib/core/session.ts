@@ -109,8 +109,11 @@ export interface Session {
   readonly avatarHash?: string;
   /** The entity capabilities (XEP-0115) of the last available presence; features once known. */
   readonly caps?: ClientCaps;
-  /** The resource enabled message carbons (XEP-0280). */
-  readonly carbons: boolean;
+  /**
+   * Per-session state of modules, by module name (`Module.name`): what a module that plugs in
+   * keeps for one session without a field here. Module names are ours, never a peer's.
+   */
+  readonly modules: Readonly<Record<string, unknown>>;
   /** The user's block list (XEP-0191), a copy of the account's; set at bind and on change. */
   readonly blocklist?: readonly string[];
   /** This resource requested the block list (XEP-0191 §3.2): it gets block and unblock pushes. */
@@ -207,7 +210,7 @@ export function newSession(
     ip: opts.ip,
     priority: 0,
     interested: false,
-    carbons: false,
+    modules: {},
     directed: NO_DIRECTED,
     held: [],
   };
@@ -231,6 +234,26 @@ export function isAvailable(s: Session): boolean {
 /** The connection dropped and the session waits to be resumed (XEP-0198 §5). */
 export function isHibernating(s: Session): boolean {
   return !s.destroyed && s.sm?.hibernating === true;
+}
+
+/**
+ * Where a session is in its life: `unauthenticated` until SASL succeeds, `authenticated` until
+ * a resource is bound, `bound` while it serves a resource, `hibernating` while its connection
+ * is gone and it waits to be resumed (XEP-0198 §5), `ended` once it was destroyed. Each phase
+ * follows only from the ones before it.
+ */
+export type SessionPhase = "unauthenticated" | "authenticated" | "bound" | "hibernating" | "ended";
+
+/**
+ * The phase of a session, derived from its fields (`destroyed`, `sm.hibernating`, `fullJid`,
+ * `type`) so that it can never disagree with them: the shell and the guards ask this one
+ * question instead of combining the fields each in its own way.
+ */
+export function phaseOf(s: Session): SessionPhase {
+  if (s.destroyed) return "ended";
+  if (s.sm?.hibernating === true) return "hibernating";
+  if (s.fullJid !== undefined) return "bound";
+  return s.type === "c2s" ? "authenticated" : "unauthenticated";
 }
 
 /** An interested resource has also requested the roster. */

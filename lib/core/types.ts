@@ -81,8 +81,8 @@ export type Output =
   /** Open or close our side of the stream; the transport frames it. */
   | StreamOutput
   /**
-   * Hand a stanza to the router (its `from` is already stamped); `then` are routed after it
-   * has passed the sender's archive (XEP-0280 sent carbons follow their message).
+   * Hand a stanza to the router (its `from` is already stamped); `then` are stanzas routed
+   * after this one once it is archived (past the sender's archive, so they keep its order).
    */
   | { readonly kind: "route"; readonly stanza: Element; readonly then?: readonly Element[] }
   /**
@@ -164,8 +164,8 @@ export interface ResourceView {
   readonly presence?: Element;
   /** The resource's disco features, known from its entity capabilities (XEP-0115). */
   readonly features?: readonly string[];
-  /** The resource enabled message carbons (XEP-0280). */
-  readonly carbons?: boolean;
+  /** The session's module state (`Session.modules`), for modules deciding about deliveries. */
+  readonly modules?: Readonly<Record<string, unknown>>;
   /** The user's block list (XEP-0191) as the resource holds it; undefined until loaded. */
   readonly blocklist?: readonly string[];
   /** The resource requested the block list: it gets block and unblock pushes (XEP-0191 §3.2). */
@@ -213,6 +213,12 @@ export interface Ctx {
   readonly settings: ModuleSettings;
   /** Every bound on what a peer can make the server hold (`[limits]`). */
   readonly limits: Limits;
+  /**
+   * The modules the session reducer runs (lib/modules/registry.ts `withDerived`); absent: the
+   * server's registry. A registry is data, so a test can run one without a module, or with one
+   * of its own, and see that nothing else had to know.
+   */
+  readonly modules?: readonly Module[];
 }
 
 /** Settings of the server's modules, from the configuration. */
@@ -268,9 +274,19 @@ export interface Module {
   readonly hostIdentities?: readonly Identity[];
   /** Identities announced on accounts, beside `account/registered` (XEP-0163 `pubsub/pep`). */
   readonly accountIdentities?: readonly Identity[];
-  /** Handlers of iqs to the server's domain, by `namespace name` of the payload. */
+  /**
+   * Handlers of iqs to the server's domain, by `namespace name` of the payload. Who may ask:
+   * anyone with a session here. Only get and set reach a handler (the dispatcher drops results
+   * and errors) and an unknown payload, or one of a module that is off, is answered
+   * `service-unavailable` by the dispatcher.
+   */
   readonly hostIq?: Readonly<Record<string, IqHandler>>;
-  /** Handlers of iqs to the user's own account (no `to`, or the bare JID). */
+  /**
+   * Handlers of iqs to the user's own account (no `to`, or the bare JID), as `hostIq`. Who may
+   * ask: the account's own sessions only. The c2s dispatcher hands a handler nothing else (an
+   * iq from someone else to the account is the account's, `account.iq`, and is not routed
+   * here), so handlers never check the sender.
+   */
   readonly selfIq?: Readonly<Record<string, IqHandler>>;
   /** XEP-0128 extended information on the domain's disco#info. */
   readonly hostForms?: (ctx: Ctx) => readonly Element[];
@@ -280,6 +296,80 @@ export interface Module {
   readonly account?: AccountModule;
   /** Its part in delivering messages to local users. */
   readonly delivery?: DeliveryHooks;
+  /**
+   * False when the module is off in this configuration (MAM with archiving off): it then
+   * answers nothing (its iqs get `service-unavailable`) and announces nothing (disco, caps,
+   * stream features, forms). Absent: always on.
+   */
+  readonly enabled?: (ctx: Ctx) => boolean;
+  /**
+   * A stanza one of the user's bound sessions sends (message, presence or iq), `from` stamped,
+   * `to` normalised (a message without one is to the user's bare JID), before it is
+   * dispatched or routed (XEP-0191 refuses stanzas to blocked JIDs and notes who asked for the
+   * list, XEP-0359 strips forged stanza-ids, XEP-0280 refuses client-made copies and adds sent
+   * ones). Run in registry order, each seeing the stanza and session the previous left;
+   * undefined lets it through unchanged.
+   */
+  readonly outbound?: (s: Session, stanza: Element, ctx: Ctx) => OutboundVerdict | undefined;
+  /**
+   * A stanza routed to this bound session, before it is written (XEP-0191 drops what a blocked
+   * JID sends, XEP-0352 holds what can wait). Run in registry order: the first Step wins;
+   * when every hook passes (undefined), c2s writes the stanza.
+   */
+  readonly inbound?: (s: Session, stanza: Element, ctx: Ctx) => Step | undefined;
+  /**
+   * A top-level element of another namespace than `jabber:client` from an authenticated
+   * session: a nonza (XEP-0352 `<active/>`), handled in stream order. Undefined: not this
+   * module's (the stream ends with `unsupported-stanza-type` when it is nobody's).
+   */
+  readonly nonza?: (s: Session, el: Element, ctx: Ctx) => Step | undefined;
+  /**
+   * Presence the user's session sends, before it is broadcast or routed (XEP-0153 adds the
+   * avatar hash, XEP-0115 learns the client's caps, XEP-0012 keeps the logout status).
+   */
+  readonly presence?: (s: Session, presence: Element, ctx: Ctx) => PresenceVerdict | undefined;
+  /** The session bound a resource: what the module does then (after the roster is asked for). */
+  readonly bound?: (s: Session, ctx: Ctx) => Step | undefined;
+  /** The session is ending (the destroy path): what the module adds before it goes. */
+  readonly ending?: (s: Session, ctx: Ctx) => readonly Output[];
+}
+
+/** False when the module is off under `ctx` (see `Module.enabled`). */
+export function isEnabled(m: Module, ctx: Ctx): boolean {
+  return m.enabled === undefined || m.enabled(ctx);
+}
+
+/** What an outbound hook decided about a stanza the user sends. */
+export type OutboundVerdict =
+  /**
+   * Handled here: this Step instead of dispatching or routing (an error reply, or nothing),
+   * after the outputs earlier hooks added.
+   */
+  | { readonly stop: Step }
+  /**
+   * Go on: with the stanza as changed here, the session as changed here, outputs to write
+   * before the stanza's own, and stanzas to route after it (`then`: a routed message's follow
+   * it past the sender's archive; others are routed after the stanza's outputs).
+   */
+  | {
+    readonly stanza?: Element;
+    readonly then?: readonly Element[];
+    readonly session?: Session;
+    readonly outputs?: readonly Output[];
+  };
+
+/**
+ * What a presence hook decided: a changed presence, a new session, outputs to add. Outputs come
+ * in two places because the order is protocol: `outputs` go before the presence is broadcast
+ * (XEP-0115: the user's own PEP service asks about new caps before the presence comes back),
+ * `after` once the broadcast and what it starts are out (the contacts' services ask, XEP-0012
+ * records the logout).
+ */
+export interface PresenceVerdict {
+  readonly presence?: Element;
+  readonly session?: Session;
+  readonly outputs?: readonly Output[];
+  readonly after?: readonly Output[];
 }
 
 /** A delivery the router or a module decides: one stanza for one live session. */
@@ -364,6 +454,27 @@ export interface AccountModule {
    * loaded): undefined lets it through, otherwise the stanzas to route instead (none: drop).
    */
   readonly screen?: (data: unknown, stanza: Element) => readonly Element[] | undefined;
+  /**
+   * An available resource of the user went (the `logout` op, with the status text of its
+   * unavailable presence): the new data of `store`, written without reading the old one (a
+   * logout only overwrites: XEP-0012 keeps the latest); undefined: nothing to record.
+   */
+  readonly onLogout?: (
+    now: number,
+    status: string | undefined,
+  ) => { readonly data: unknown } | undefined;
+  /**
+   * A resource (`fullJid`, a contact's or the user's own) made its disco features known through
+   * its caps: what the module sends it from the stored data (XEP-0163 §4.3.4: the last items of
+   * the nodes it asked `+notify` for). `roster` is the account's, for access decisions.
+   */
+  readonly onCaps?: (
+    data: unknown,
+    owner: string,
+    roster: Roster,
+    fullJid: string,
+    features: readonly string[],
+  ) => readonly AccountOutput[];
 }
 
 // The account's records: its state, the operations on it and the outputs of its reducer
@@ -435,7 +546,7 @@ export type AccountOp =
   | {
     readonly kind: "outgoing-message";
     readonly stanza: Element;
-    /** Routed after the message (XEP-0280 sent carbons): after the archive, like it. */
+    /** Stanzas routed after this one once it is archived (so they keep its order). */
     readonly then?: readonly Element[];
   }
   /** XEP-0313 query, metadata and preferences of the user's own archive. */
@@ -445,14 +556,19 @@ export type AccountOp =
   | { readonly kind: "mam-prefs"; readonly iq: Element; readonly prefs?: ArchivePrefs }
   /** An iq for a module's per-account data (vCard, private storage ...), from stamped. */
   | { readonly kind: "module-iq"; readonly iq: Element }
-  /** A resource (XEP-0115 caps) wants these PEP nodes' notifications: send it the last items. */
+  /**
+   * A resource's disco features became known (XEP-0115 caps): modules with `onCaps` answer (PEP
+   * sends the last item of each node it wants notifications of).
+   */
   | {
-    readonly kind: "pep-caps";
+    readonly kind: "resource-caps";
     readonly fullJid: string;
     readonly features: readonly string[];
   }
   /** XEP-0077 §3.2: the user removes their account (`iq` from the requesting session). */
   | { readonly kind: "remove-account"; readonly iq: Element }
+  /** The shell's answer to `delete-account`: the account and its data are gone, or not. */
+  | { readonly kind: "account-removed"; readonly iq: Element; readonly ok: boolean }
   /** Messages queued for a hibernating session `sid` (XEP-0198), kept on disk too (issue 10). */
   | { readonly kind: "sm-stash"; readonly sid: string; readonly messages: readonly Element[] }
   /** Session `sid` was resumed or its queue went to offline storage: its stash goes. */
@@ -496,10 +612,18 @@ export type AccountOutput =
   /** The avatar hash (XEP-0153) for one session (`to`) or, without `to`, all of the user's. */
   | { readonly kind: "avatar-hash"; readonly to?: string; readonly hash?: string }
   /**
-   * Delete the account and all its data, leave a tombstone, then answer `iq` and end every
-   * session of the account (or answer with an error when the deletion failed).
+   * Delete the account and all its data (the modules' stores first, then the record, which
+   * leaves a tombstone), then answer with the `account-removed` op, ok or not, for `iq`.
    */
-  | { readonly kind: "remove-account"; readonly iq: Element }
+  | { readonly kind: "delete-account"; readonly iq: Element }
+  /**
+   * Every session of the account, bound or not, gets the `account-removed` event and ends; the
+   * session `reply.to` writes `reply.stanza` first (XEP-0077 §3.2: the requester's result).
+   */
+  | {
+    readonly kind: "end-sessions";
+    readonly reply?: { readonly to: string; readonly stanza: Element };
+  }
   /** Append to (or drop) the on-disk stash of a hibernating session (XEP-0198, issue 10). */
   | { readonly kind: "sm-stash"; readonly sid: string; readonly messages: readonly Element[] }
   | { readonly kind: "sm-unstash"; readonly sid: string };

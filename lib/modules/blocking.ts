@@ -23,6 +23,7 @@ import type {
   AccountIqCtx,
   AccountIqResult,
   Module,
+  OutboundVerdict,
   Output,
   ResourceView,
   Step,
@@ -138,7 +139,7 @@ export function blockedMessage(
  * A stanza routed to a session, screened once more: presence and iqs reach sessions directly
  * (and a message may have been queued before the block), so this is where every path meets.
  */
-export function blockedInbound(s: Session, el: Element): Step | undefined {
+function blockedInbound(s: Session, el: Element): Step | undefined {
   const from = el.attrs.from;
   const bare = bareJid(s);
   if (from === undefined || bare === undefined || isOwn(from, bare)) return undefined;
@@ -166,7 +167,7 @@ function blockedError(el: Element): Element {
  * requests are refused with `<blocked/>`, the rest (presence, results, errors) dropped.
  * Undefined when the stanza may go.
  */
-export function refuseBlocked(s: Session, el: Element): Step | undefined {
+function refuseBlocked(s: Session, el: Element): Step | undefined {
   const to = el.attrs.to;
   const bare = bareJid(s);
   if (to === undefined || bare === undefined || to === s.host || isOwn(to, bare)) return undefined;
@@ -323,15 +324,45 @@ function onUnblock(data: unknown, iq: Element, payload: Element, ctx: AccountIqC
   return changed(iq, list, listElement("unblock", items), presence, ctx);
 }
 
-/** XEP-0191: the block list of the user's account, announced on the domain. */
+/** The key of the block list request (XEP-0191 §3.2). */
+const BLOCKLIST_REQUEST = `${NS_BLOCKING} blocklist`;
+
+/**
+ * A get of the block list from the user to their own account, by a resource that has not asked
+ * yet: from then on it is told of the list's changes (XEP-0191 §3.2). The account answers the
+ * request itself; the session only remembers that it asked.
+ */
+function asksForList(s: Session, el: Element): boolean {
+  if (el.name !== "iq" || el.attrs.type !== "get" || s.blocklistInterested === true) return false;
+  const to = el.attrs.to;
+  if (to !== undefined && to !== bareJid(s)) return false;
+  const payload = childElements(el)[0];
+  return payload !== undefined && `${payload.xmlns} ${payload.name}` === BLOCKLIST_REQUEST;
+}
+
+/** The outbound hook: nothing goes to a JID the user blocked (§3.6); who asks for the list. */
+function onOutbound(s: Session, el: Element): OutboundVerdict | undefined {
+  const refused = refuseBlocked(s, el);
+  if (refused !== undefined) return { stop: refused };
+  return asksForList(s, el) ? { session: { ...s, blocklistInterested: true } } : undefined;
+}
+
+/**
+ * XEP-0191: the block list of the user's account, announced on the domain. Registered before
+ * the modules whose hooks must not see what it stops: a stanza to a blocked JID is refused
+ * before any other outbound hook changes or copies it, and one from a blocked JID is dropped
+ * before an inbound hook holds it.
+ */
 export const BLOCKING: Module = {
   name: "blocking",
   hostFeatures: [NS_BLOCKING],
+  outbound: onOutbound,
+  inbound: blockedInbound,
   delivery: { screen: blockedMessage },
   account: {
     store: "blocklist",
     iq: {
-      [`${NS_BLOCKING} blocklist`]: onGet,
+      [BLOCKLIST_REQUEST]: onGet,
       [`${NS_BLOCKING} block`]: onBlock,
       [`${NS_BLOCKING} unblock`]: onUnblock,
     },
@@ -339,9 +370,6 @@ export const BLOCKING: Module = {
     screen,
   },
 };
-
-/** The key of the block list request, for the session to remember who asked (XEP-0191 §3.2). */
-export const BLOCKLIST_REQUEST = `${NS_BLOCKING} blocklist`;
 
 /** The session keeps the list it is sent (at bind and on each change). */
 export function onBlocklist(s: Session, blocklist: Blocklist): Step {

@@ -117,7 +117,8 @@ function capsFeature(info: CapsInput): Element {
 
 /**
  * The caps module for a registry of the other modules: it announces, after authentication, the
- * hash of exactly what disco#info on the domain answers for that same registry.
+ * hash of exactly what disco#info on the domain answers for that same registry under the same
+ * context (so a module that is off counts in neither).
  */
 export function capsModule(modules: readonly Module[]): Module {
   return {

@@ -2,13 +2,17 @@
  * Message carbons (XEP-0280): a resource that enabled them gets a copy of every chat message
  * its user sends or receives on another resource, wrapped in `<sent/>` or `<received/>`. The
  * decisions are pure: which messages are copied (§6), to which resources, and how the copy
- * looks (§7, §8); the router and the session's outbound path call them.
+ * looks (§7, §8). Everything plugs in through the module contract, so nothing outside this
+ * file and its registry line knows of carbons: `selfIq` turns them on and off (the flag lives in
+ * the session's module state, `s.modules.carbons`, which the registry's resource views carry),
+ * `outbound` refuses client-made copies and adds sent copies, `delivery` removes `<private/>`
+ * and adds received copies.
  * @module
  */
 import { bareJid, type Session } from "../core/session.ts";
 import { child, elem, type Element, stanza, withChildren } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
-import type { Module, ResourceView, Step } from "../core/types.ts";
+import type { Ctx, Module, OutboundVerdict, ResourceView, Step } from "../core/types.ts";
 import { NS_CARBONS, NS_FORWARD, NS_HINTS } from "../xmpp/namespaces.ts";
 
 /** True when the message carries a carbon (`<sent/>` or `<received/>`) itself. */
@@ -35,7 +39,7 @@ export function isCopied(el: Element, outbound: boolean): boolean {
 }
 
 /** The carbon of `original` for one resource (XEP-0280 §7, §8). */
-export function carbon(
+function carbon(
   kind: "sent" | "received",
   original: Element,
   bare: string,
@@ -46,9 +50,19 @@ export function carbon(
   ]);
 }
 
+/** This module's name, the key of its state in `Session.modules` and `ResourceView.modules`. */
+const NAME = "carbons";
+
+/** True when the session (or resource view) enabled carbons. */
+function enabledIn(modules: Readonly<Record<string, unknown>> | undefined): boolean {
+  return modules?.[NAME] === true;
+}
+
 /** The user's carbons-enabled available resources, except the ones named. */
 function enabledExcept(resources: readonly ResourceView[], except: readonly string[]) {
-  return resources.filter((r) => r.carbons === true && r.available && !except.includes(r.fullJid));
+  return resources.filter((r) =>
+    enabledIn(r.modules) && r.available && !except.includes(r.fullJid)
+  );
 }
 
 /**
@@ -73,7 +87,7 @@ export function receivedCarbons(
  * XEP-0280 §7 (receiving side): the recipient's server removes `<private/>` before delivery,
  * since it concerns only the sender's server.
  */
-export function withoutPrivate(message: Element): Element {
+function withoutPrivate(message: Element): Element {
   if (child(message, "private", NS_CARBONS) === undefined) return message;
   return withChildren(
     message,
@@ -84,33 +98,31 @@ export function withoutPrivate(message: Element): Element {
 }
 
 /**
- * A message the user's session sends (from stamped): refused when it carries a carbon (only
- * the server forwards those; XEP-0280 §11), else routed with a sent copy for each of the
- * user's other carbons-enabled resources.
+ * The outbound hook: a message the user's session sends (from stamped, `to` set). Refused when
+ * it carries a carbon (only the server forwards those; XEP-0280 §11), else it goes on with a
+ * sent copy for each of the user's other carbons-enabled resources, routed after it (past the
+ * sender's archive, so that the copies keep the message's order).
  */
-export function onOutboundMessage(
-  s: Session,
-  message: Element,
-  resources: readonly ResourceView[],
-): Step {
+function onOutbound(s: Session, message: Element, ctx: Ctx): OutboundVerdict | undefined {
+  if (message.name !== "message") return undefined;
   if (isCarbon(message)) {
-    if (message.attrs.type === "error") return [s, []];
-    return [s, [{
-      kind: "send",
-      stanza: errorReply(message, "not-acceptable", {
-        text: "Carbons are forwarded by the server, not sent by clients",
-      }),
-    }]];
+    if (message.attrs.type === "error") return { stop: [s, []] };
+    return {
+      stop: [s, [{
+        kind: "send",
+        stanza: errorReply(message, "not-acceptable", {
+          text: "Carbons are forwarded by the server, not sent by clients",
+        }),
+      }]],
+    };
   }
-  const route = { kind: "route" as const, stanza: message };
   const bare = bareJid(s)!;
   // A message to one of the user's own resources is received there and copied as such.
-  if (!isCopied(message, true) || isOwn(message.attrs.to, bare)) return [s, [route]];
-  const then = enabledExcept(resources, [s.fullJid!]).map((r) =>
+  if (!isCopied(message, true) || isOwn(message.attrs.to, bare)) return undefined;
+  const then = enabledExcept(ctx.resourcesOf(bare), [s.fullJid!]).map((r) =>
     carbon("sent", message, bare, r.fullJid)
   );
-  // The copies follow the message past the sender's archive (routed after it).
-  return [s, [then.length === 0 ? route : { ...route, then }]];
+  return then.length === 0 ? undefined : { then };
 }
 
 function isOwn(to: string | undefined, bare: string): boolean {
@@ -121,13 +133,15 @@ function setCarbons(s: Session, iq: Element, on: boolean): Step {
   if (iq.attrs.type !== "set") {
     return [s, [{ kind: "send", stanza: errorReply(iq, "bad-request") }]];
   }
-  return [{ ...s, carbons: on }, [{ kind: "send", stanza: iqResult(iq) }]];
+  const next: Session = { ...s, modules: { ...s.modules, [NAME]: on } };
+  return [next, [{ kind: "send", stanza: iqResult(iq) }]];
 }
 
 /** XEP-0280 §4: enable and disable, sent to the user's own account. */
 export const CARBONS: Module = {
-  name: "carbons",
+  name: NAME,
   hostFeatures: [NS_CARBONS],
+  outbound: onOutbound,
   delivery: { rewrite: withoutPrivate, copies: receivedCarbons },
   selfIq: {
     [`${NS_CARBONS} enable`]: (s, iq) => setCarbons(s, iq, true),

@@ -22,7 +22,7 @@ import {
 } from "../core/session.ts";
 import { child, childElements, elem, type Element, stanza } from "../xml/element.ts";
 import { bareJidOf, parseJid } from "../xmpp/jid.ts";
-import type { Ctx, Output, Step } from "../core/types.ts";
+import type { Ctx, Module, Output, PresenceVerdict, Step } from "../core/types.ts";
 import { NS_CAPS, NS_DISCO_INFO } from "../xmpp/namespaces.ts";
 
 /** The id of our caps questions: Prosody's, which the conformance scripts expect. */
@@ -52,31 +52,24 @@ function question(from: string, to: string, caps: ClientCaps): Element {
 }
 
 function lastItems(service: string, fullJid: string, features: readonly string[]): Output {
-  return { kind: "account", bare: service, op: { kind: "pep-caps", fullJid, features } };
-}
-
-/** What an available broadcast presence does to the session's caps. */
-export interface CapsStep {
-  readonly session: Session;
-  /** Sent before the presence comes back to the resource (the user's own service asks first). */
-  readonly before: readonly Output[];
-  /** After the broadcast: the contacts' services ask, or the last items are sent. */
-  readonly after: readonly Output[];
+  return { kind: "account", bare: service, op: { kind: "resource-caps", fullJid, features } };
 }
 
 /**
- * Caps of an available broadcast presence (before `s.presence` is updated). Nothing happens when
- * the caps did not change since the last available presence of this resource.
+ * Caps of an available broadcast presence (the presence hook, run before `s.presence` is
+ * updated). The user's own service asks before the presence comes back to the resource
+ * (`outputs`); after the broadcast the contacts' services ask, or the last items are sent
+ * (`after`). Nothing happens when the caps did not change since the last available presence of
+ * this resource.
  */
-export function capsOnPresence(s: Session, el: Element, ctx: Ctx): CapsStep {
+function capsOnPresence(s: Session, el: Element, ctx: Ctx): PresenceVerdict | undefined {
+  if (el.attrs.type !== undefined || el.attrs.to !== undefined) return undefined;
   const advertised = capsOf(el);
   const own = bareJid(s)!;
-  if (advertised === undefined) {
-    return { session: { ...s, caps: undefined }, before: [], after: [] };
-  }
+  if (advertised === undefined) return { session: { ...s, caps: undefined } };
   const same = s.caps !== undefined && s.presence !== undefined &&
     s.caps.ver === advertised.ver && s.caps.node === advertised.node;
-  if (same) return { session: s, before: [], after: [] };
+  if (same) return undefined;
   const features = s.caps?.ver === advertised.ver && s.caps.features !== undefined
     ? s.caps.features
     : ctx.capsFeatures(advertised.ver);
@@ -88,16 +81,21 @@ export function capsOnPresence(s: Session, el: Element, ctx: Ctx): CapsStep {
     const caps: ClientCaps = { ...advertised, features, asked };
     return {
       session: { ...s, caps },
-      before: [{ kind: "send", stanza: question(own, to, caps) }],
+      outputs: [{ kind: "send", stanza: question(own, to, caps) }],
       after: services.map((svc) => ({ kind: "send", stanza: question(svc, to, caps) })),
     };
   }
   return {
     session: { ...s, caps: { ...advertised, features } },
-    before: [],
     after: [own, ...services].map((svc) => lastItems(svc, s.fullJid!, features)),
   };
 }
+
+/**
+ * Client caps: no feature of its own to announce (the server's caps are the `caps` module's),
+ * only what the user's resources can do, learned from their presence.
+ */
+export const CLIENT_CAPS: Module = { name: "client_caps", presence: capsOnPresence };
 
 /**
  * True for what may be the client's answer to one of our caps questions: those come from bare

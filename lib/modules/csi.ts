@@ -25,14 +25,20 @@ export const MAX_CSI_HELD = 500;
 
 const CHAT_STATES = new Set(["active", "composing", "paused", "inactive", "gone"]);
 
-/** XEP-0352 §4.1: offered in the stream features after authentication. No disco feature. */
+/**
+ * XEP-0352 §4.1: offered in the stream features after authentication. No disco feature. The
+ * nonzas turn holding on and off; the inbound hook holds while the client is inactive (and
+ * passes everything on, to be written at once, while it is active).
+ */
 export const CSI: Module = {
   name: "csi",
   authedFeatures: () => [elem("csi", { xmlns: NS_CSI })],
+  nonza: (s, el) => isCsiNonza(el) ? onCsiNonza(s, el) : undefined,
+  inbound: (s, stanza, ctx) => s.csi === undefined ? undefined : deliver(s, stanza, ctx),
 };
 
 /** True for the `<active/>` and `<inactive/>` nonzas. */
-export function isCsiNonza(el: Element): boolean {
+function isCsiNonza(el: Element): boolean {
   return el.xmlns === NS_CSI && (el.name === "active" || el.name === "inactive");
 }
 
@@ -41,7 +47,7 @@ function sendAll(held: readonly Element[]): Output[] {
 }
 
 /** `<inactive/>` starts holding; `<active/>` sends what was held. Repeating one changes nothing. */
-export function onCsiNonza(s: Session, el: Element): Step {
+function onCsiNonza(s: Session, el: Element): Step {
   if (el.name === "inactive") {
     return s.csi !== undefined ? [s, []] : [{ ...s, csi: NOTHING_HELD }, []];
   }
@@ -87,7 +93,7 @@ function sizesOf(csi: CsiHold): readonly number[] {
 }
 
 /** A stanza routed to this bound session: sent now, or held while the client is inactive. */
-export function deliver(s: Session, stanza: Element, ctx: Ctx): Step {
+function deliver(s: Session, stanza: Element, ctx: Ctx): Step {
   const csi = s.csi;
   if (csi === undefined) return [s, [{ kind: "send", stanza }]];
   const key = collapseKey(stanza);

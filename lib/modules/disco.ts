@@ -1,13 +1,13 @@
 /**
  * Service discovery (XEP-0030) derived from the registered modules: disco#info of the domain
- * and of accounts lists exactly the features that are served; XEP-0128 forms come from the
- * modules that carry them.
+ * and of accounts lists exactly the features that are served, by the modules that are on under
+ * the context (MAM only with archiving); XEP-0128 forms come from the modules that carry them.
  * @module
  */
 import type { Session } from "../core/session.ts";
 import { elem, type Element } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
-import type { Ctx, Identity, Module, Step } from "../core/types.ts";
+import { type Ctx, type Identity, isEnabled, type Module, type Step } from "../core/types.ts";
 import { NS_DISCO_INFO, NS_DISCO_ITEMS } from "../xmpp/namespaces.ts";
 
 function identityElement(i: Identity): Element {
@@ -39,7 +39,8 @@ export interface DiscoInfo {
  * The domain's disco#info for a registry of the other modules (disco's own features included).
  * Entity capabilities (caps.ts) hash this same answer, so the two cannot disagree.
  */
-export function hostDiscoInfo(modules: readonly Module[], ctx: Ctx): DiscoInfo {
+export function hostDiscoInfo(all: readonly Module[], ctx: Ctx): DiscoInfo {
+  const modules = all.filter((m) => isEnabled(m, ctx));
   const features = [NS_DISCO_INFO, NS_DISCO_ITEMS, ...modules.flatMap((m) => m.hostFeatures ?? [])];
   return {
     identities: [
@@ -54,11 +55,15 @@ export function hostDiscoInfo(modules: readonly Module[], ctx: Ctx): DiscoInfo {
 /** The disco module for a registry of the other modules. */
 export function discoModule(modules: readonly Module[]): Module {
   const base = [NS_DISCO_INFO, NS_DISCO_ITEMS];
-  const accountFeatures = [...base, ...modules.flatMap((m) => m.accountFeatures ?? [])];
-  const accountIdentities: readonly Identity[] = [
-    { category: "account", type: "registered" },
-    ...modules.flatMap((m) => m.accountIdentities ?? []),
-  ];
+  const accountInfo = (ctx: Ctx): Element => {
+    const on = modules.filter((m) => isEnabled(m, ctx));
+    const identities: readonly Identity[] = [
+      { category: "account", type: "registered" },
+      ...on.flatMap((m) => m.accountIdentities ?? []),
+    ];
+    const features = [...base, ...on.flatMap((m) => m.accountFeatures ?? [])];
+    return infoQuery(undefined, identities, features, []);
+  };
   const reply = (s: Session, stanza: Element): Step => [s, [{ kind: "send", stanza }]];
   const nodeError = (s: Session, iq: Element, payload: Element): Step | undefined =>
     payload.attrs.node !== undefined ? reply(s, errorReply(iq, "item-not-found")) : undefined;
@@ -91,14 +96,8 @@ export function discoModule(modules: readonly Module[]): Module {
     },
     selfIq: {
       // XEP-0030 §3.1: an account answers with its registered identity and features.
-      [`${NS_DISCO_INFO} query`]: (s, iq, payload) =>
-        nodeError(s, iq, payload) ?? reply(
-          s,
-          iqResult(
-            iq,
-            infoQuery(undefined, accountIdentities, accountFeatures, []),
-          ),
-        ),
+      [`${NS_DISCO_INFO} query`]: (s, iq, payload, ctx: Ctx) =>
+        nodeError(s, iq, payload) ?? reply(s, iqResult(iq, accountInfo(ctx))),
       [`${NS_DISCO_ITEMS} query`]: (s, iq, payload) =>
         nodeError(s, iq, payload) ??
           reply(s, iqResult(iq, elem("query", { xmlns: NS_DISCO_ITEMS }))),

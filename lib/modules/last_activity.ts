@@ -10,11 +10,12 @@ import { childElements, elem, type Element, text } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import { bareJidOf } from "../xmpp/jid.ts";
 import { rosterItem } from "../core/roster.ts";
-import type { AccountIqCtx, AccountIqResult, Module } from "../core/types.ts";
+import { bareJid, type Session } from "../core/session.ts";
+import type { AccountIqCtx, AccountIqResult, Ctx, Module, PresenceVerdict } from "../core/types.ts";
 import { NS_LAST } from "../xmpp/namespaces.ts";
 
 /** The keyval store of the last logout. */
-export const LAST_STORE = "lastlog";
+const LAST_STORE = "lastlog";
 
 /** What the `lastlog` store holds for an account. */
 export interface LastLogout {
@@ -33,16 +34,31 @@ function lastLogout(data: unknown): LastLogout | undefined {
 }
 
 /** The status text of an unavailable presence (the one without xml:lang first), if any. */
-export function statusOf(el: Element): string | undefined {
+function statusOf(el: Element): string | undefined {
   const all = childElements(el).filter((c) => c.name === "status");
   const status = all.find((c) => c.attrs["xml:lang"] === undefined) ?? all[0];
   const t = status === undefined ? "" : text(status);
   return t === "" ? undefined : t;
 }
 
-/** The record of a logout at `now`. */
-export function logoutRecord(now: number, status?: string): LastLogout {
-  return status === undefined ? { at: now } : { at: now, status };
+/** The record of a logout at `now`: the account's `logout` op stores it, whatever was there. */
+function onLogout(now: number, status: string | undefined): { readonly data: LastLogout } {
+  return { data: status === undefined ? { at: now } : { at: now, status } };
+}
+
+/**
+ * An unavailable broadcast presence from a resource that was available: the account records the
+ * logout with its status (after the presence went out). The destroy path sends the same
+ * presence, without status, for a session that ends without saying goodbye.
+ */
+function onPresence(s: Session, presence: Element, _ctx: Ctx): PresenceVerdict | undefined {
+  const { type, to } = presence.attrs;
+  if (type !== "unavailable" || to !== undefined || s.presence === undefined) return undefined;
+  const status = statusOf(presence);
+  const op = status === undefined
+    ? { kind: "logout" as const }
+    : { kind: "logout" as const, status };
+  return { after: [{ kind: "account", bare: bareJid(s)!, op }] };
 }
 
 /** True when `bare` may learn the user's last activity: themself or a presence subscriber. */
@@ -91,5 +107,6 @@ export function onLastIq(
 export const LAST_ACTIVITY: Module = {
   name: "last_activity",
   accountFeatures: [NS_LAST],
-  account: { store: LAST_STORE, iq: { [`${NS_LAST} query`]: onLastIq } },
+  account: { store: LAST_STORE, iq: { [`${NS_LAST} query`]: onLastIq }, onLogout },
+  presence: onPresence,
 };

@@ -30,7 +30,7 @@ import { bareJid, isHibernating, type Session, type StreamManagement } from "../
 import { child, elem, type Element, withAttrs } from "../xml/element.ts";
 import type { StreamError } from "../xmpp/errors.ts";
 import { NS_STANZA_ERRORS } from "../xmpp/namespaces.ts";
-import { NS_CARBONS, NS_CLIENT, NS_MAM, NS_SM } from "../xmpp/namespaces.ts";
+import { NS_CLIENT, NS_MAM, NS_SM } from "../xmpp/namespaces.ts";
 import { stanzaBytes } from "../core/stanza_size.ts";
 import type { Ctx, Event, Module, Output, Step } from "../core/types.ts";
 
@@ -307,18 +307,22 @@ export function hibernate(s: Session, ctx: Ctx): Step {
   ]];
 }
 
-/** A copy made for the user's other resources or an archive page: the original is elsewhere. */
-function isCopy(el: Element): boolean {
-  return child(el, "sent", NS_CARBONS) !== undefined ||
-    child(el, "received", NS_CARBONS) !== undefined || child(el, "result", NS_MAM) !== undefined;
+/**
+ * A copy whose original is elsewhere: one the server made on the account's behalf (from the
+ * user's own bare JID, which no client can send from: c2s stamps full JIDs), such as the copies
+ * for the user's other resources, or an archive page's result.
+ */
+function isCopy(el: Element, bare: string): boolean {
+  return el.attrs.from === bare || child(el, "result", NS_MAM) !== undefined;
 }
 
 /**
  * XEP-0198 §5: when the session ends, the messages the client never acknowledged are treated as
  * messages for an unavailable resource: each chat or normal message goes to the account's
  * offline storage (addressed to the bare JID), delivered at the next initial presence of any of
- * the user's resources (XEP-0160), whether or not another resource is online now. Carbon copies
- * and archive results are skipped: their originals are with another resource or in the archive.
+ * the user's resources (XEP-0160), whether or not another resource is online now. Copies (see
+ * `isCopy`) and archive results are skipped: their originals are with another resource or in
+ * the archive.
  * Presence, iq and other message types are not kept, as for an offline user (RFC 6121 §8.5.2).
  */
 export function unackedToOffline(s: Session): Output[] {
@@ -338,7 +342,9 @@ export function unackedToOffline(s: Session): Output[] {
 function keptOffline(queue: readonly Element[], bare: string): Element[] {
   return queue.flatMap((el) => {
     const type = el.attrs.type ?? "normal";
-    if (el.name !== "message" || (type !== "chat" && type !== "normal") || isCopy(el)) return [];
+    if (el.name !== "message" || (type !== "chat" && type !== "normal") || isCopy(el, bare)) {
+      return [];
+    }
     return [withAttrs(el, { to: bare })];
   });
 }

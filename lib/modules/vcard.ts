@@ -19,7 +19,14 @@ import {
 import { errorReply, iqResult } from "../xmpp/errors.ts";
 import type { AccountOutput } from "../core/types.ts";
 import type { Session } from "../core/session.ts";
-import type { AccountIqCtx, AccountIqResult, Module, Step } from "../core/types.ts";
+import type {
+  AccountIqCtx,
+  AccountIqResult,
+  Ctx,
+  Module,
+  PresenceVerdict,
+  Step,
+} from "../core/types.ts";
 import { NS_VCARD, NS_VCARD_UPDATE } from "../xmpp/namespaces.ts";
 
 /** What the `vcard` store holds for an account. */
@@ -134,6 +141,13 @@ export function withAvatarHash(presence: Element, hash: string | undefined): Ele
   );
 }
 
+/** XEP-0153: available presence, broadcast or directed, carries the vCard avatar's hash. */
+function onPresence(s: Session, presence: Element, _ctx: Ctx): PresenceVerdict | undefined {
+  if (presence.attrs.type !== undefined) return undefined;
+  const el = withAvatarHash(presence, s.avatarHash);
+  return el === presence ? undefined : { presence: el };
+}
+
 /** The server itself keeps no vCard: a get sees an empty one, a set is not the user's to make. */
 function onHostVcard(s: Session, iq: Element): Step {
   const reply = iq.attrs.type === "get"
@@ -156,4 +170,5 @@ export const VCARD: Module = {
     iq: { [`${NS_VCARD} vCard`]: onVcardIq },
     onBound,
   },
+  presence: onPresence,
 };

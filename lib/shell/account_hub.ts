@@ -17,14 +17,18 @@ import {
   type AccountOutput,
   type AccountState,
 } from "../core/types.ts";
-import { EMPTY_ROSTER, type Roster } from "../core/session.ts";
+import { EMPTY_ROSTER, phaseOf, type Roster } from "../core/session.ts";
 import type { AccountStore } from "../storage/accounts.ts";
 import { childElements, type Element } from "../xml/element.ts";
-import { ACCOUNT_BOUND, ACCOUNT_IQ, ACCOUNT_SCREEN, payloadKey } from "../modules/registry.ts";
-import { PEP_STORE } from "../modules/pep.ts";
+import {
+  ACCOUNT_BOUND,
+  ACCOUNT_CAPS,
+  ACCOUNT_IQ,
+  ACCOUNT_SCREEN,
+  payloadKey,
+} from "../modules/registry.ts";
 import type { ArchivePrefs } from "../core/archive.ts";
 import type { ArchiveStore, KeyvalStore, OfflineStore, SmStash } from "../storage/mod.ts";
-import { iqResult } from "../xmpp/errors.ts";
 import type { Registry } from "./registry.ts";
 
 /** The hub's operations. */
@@ -95,7 +99,9 @@ const ANSWERS: ReadonlySet<AccountOutput["kind"]> = new Set([
   "send-roster",
   "mam-query",
   "mam-metadata",
-  "remove-account",
+  // Answered inside: the reducer's answer to the deletion is carried out with it.
+  "delete-account",
+  "end-sessions",
 ]);
 
 function split(bare: string): [string, string] {
@@ -166,7 +172,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       const payload = childElements(op.iq)[0];
       const entry = payload === undefined ? undefined : ACCOUNT_IQ.get(payloadKey(payload));
       if (entry !== undefined) stores = [entry.store, ...entry.alsoStores];
-    } else if (op.kind === "pep-caps") stores = [PEP_STORE];
+    } else if (op.kind === "resource-caps") stores = ACCOUNT_CAPS.map((m) => m.store);
     // Screening modules (XEP-0191 blocking) judge every op, so their data is always at hand.
     stores = [...ACCOUNT_SCREEN.map((m) => m.store), ...stores];
     stores = [...new Set(stores)].filter((name) => !(name in state.modules));
@@ -245,8 +251,26 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
         }
         return;
       }
-      case "remove-account":
-        await removeAccount(bare, out.iq);
+      case "delete-account": {
+        const ok = await deleteAccount(bare);
+        // The reducer answers the deletion within the same op: nothing comes in between.
+        const entry = entries.get(bare)!;
+        const [next, outputs] = reduceAccount(
+          entry.state!,
+          { kind: "account-removed", iq: out.iq, ok },
+          deps.ctx,
+        );
+        entry.state = next;
+        for (const o of outputs) await execute(bare, o, onward);
+        if (!ok) {
+          // Part of the data may be gone: what is cached is read again for the next op.
+          entry.state = undefined;
+          entry.archiveTail = false;
+        }
+        return;
+      }
+      case "end-sessions":
+        endSessions(bare, out.reply);
         return;
       case "archive-append":
         await deps.archive.append(host, user, [out.item]);
@@ -281,25 +305,38 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
   }
 
   /**
-   * XEP-0077 §3.2: deletes every store of the account's data, then the account (which leaves a
-   * tombstone), then ends each of its sessions; the requesting one gets its result first. Data
-   * goes before the account record, so a crash in between cannot leave data for a later
-   * account of the same name. A failure throws: the queue answers the iq with an error.
+   * Deletes every store of the account's data, then the account (which leaves a tombstone).
+   * Data goes before the account record, so a crash in between cannot leave data for a later
+   * account of the same name. True when all of it is gone.
    */
-  async function removeAccount(bare: string, iq: Element): Promise<void> {
+  async function deleteAccount(bare: string): Promise<boolean> {
     const [host, user] = split(bare);
-    if (deps.removeAccount === undefined) throw new Error("account removal is not available");
-    const stores = new Set([...ACCOUNT_IQ.values()].map((e) => e.store));
-    for (const store of stores) await moduleStore(store).delete(host, user);
-    await deps.removeAccount(host, user);
+    try {
+      if (deps.removeAccount === undefined) throw new Error("account removal is not available");
+      const stores = new Set([...ACCOUNT_IQ.values()].map((e) => e.store));
+      for (const store of stores) await moduleStore(store).delete(host, user);
+      await deps.removeAccount(host, user);
+    } catch (err) {
+      deps.log.error("Account {bare}: removing it failed: {err}", { bare, err: String(err) });
+      return false;
+    }
     deps.log.info("{bare} removed their account", { bare });
+    return true;
+  }
+
+  /** Every session of the account, bound or not, ends; `reply` goes to its session first. */
+  function endSessions(
+    bare: string,
+    reply: { readonly to: string; readonly stanza: Element } | undefined,
+  ): void {
+    const [host, user] = split(bare);
     for (const h of deps.registry.connections()) {
       const s = h.session();
-      if (s.destroyed || s.type !== "c2s" || s.username !== user || s.host !== host) continue;
-      const reply = s.fullJid !== undefined && s.fullJid === iq.attrs.from
-        ? iqResult(iq)
-        : undefined;
-      h.dispatch({ kind: "account-removed", reply });
+      const phase = phaseOf(s);
+      if (phase === "ended" || phase === "unauthenticated") continue;
+      if (s.username !== user || s.host !== host) continue;
+      const mine = reply !== undefined && s.fullJid !== undefined && s.fullJid === reply.to;
+      h.dispatch({ kind: "account-removed", reply: mine ? reply.stanza : undefined });
     }
   }
 

@@ -1,7 +1,8 @@
 /**
- * The shell of external components (XEP-0114): accepts connections on the component port,
- * feeds the pure component reducer and executes its outputs, and keeps which component domain
- * is served by which connection.
+ * External components (XEP-0114): the component kind of the connection driver
+ * (lib/transport/driver.ts). What is theirs alone lives here: the reducer's context, the
+ * executor of its outputs (route, register, unregister, the throttle of wrong handshakes), and
+ * which component domain is served by which connection. The driver runs the loop.
  * @module
  */
 import type { Logger } from "../log.ts";
@@ -15,11 +16,9 @@ import {
 } from "../component/component.ts";
 import type { Element } from "../xml/element.ts";
 import { NS_COMPONENT } from "../xmpp/namespaces.ts";
-import { createStreamParser } from "../xml/parser.ts";
-import { plainSink } from "./connection.ts";
 import type { HandshakeThrottle } from "./admission.ts";
-import { createBacklogGuard } from "./flow.ts";
-import { tcpFrame } from "../transport/tcp_framing.ts";
+import { arm, createDriver, dispatch, type Driver, type DriverKind } from "../transport/driver.ts";
+import { remoteIp, tcpTransport } from "../transport/tcp.ts";
 
 /** A connected component, as the router's shell sees it. */
 export interface ComponentHandle {
@@ -48,109 +47,84 @@ export interface ComponentDeps {
   readonly log: Logger;
 }
 
+/** A component connection: the driver's record and what the component kind keeps beside it. */
+interface Component extends Driver<ComponentSession, ComponentEvent, ComponentOutput> {
+  readonly deps: ComponentDeps;
+  readonly ip: string;
+  handle: ComponentHandle;
+  ctx: ComponentCtx;
+}
+
+/** The component kind of connection, shared by every component connection. */
+const COMPONENT: DriverKind<ComponentSession, ComponentEvent, ComponentOutput, Component> = {
+  reduce: (s, ev, d) => reduceComponent(s, ev, d.ctx),
+  execute(d, out) {
+    const { deps } = d;
+    switch (out.kind) {
+      case "route":
+        deps.route(out.stanza);
+        return;
+      case "register":
+        deps.registry.set(out.domain, d.handle);
+        deps.log.info("Component {domain} connected", { domain: out.domain });
+        return;
+      case "unregister":
+        if (deps.registry.get(out.domain) === d.handle) deps.registry.delete(out.domain);
+        deps.log.info("Component {domain} disconnected", { domain: out.domain });
+        return;
+      case "handshake-failed":
+        deps.handshakeThrottle?.recordFailure(d.ip, Date.now());
+        deps.log.warn("{ip}: wrong handshake for component {domain}", {
+          ip: d.ip,
+          domain: d.session.domain ?? "?",
+        });
+        return;
+    }
+  },
+  parsed: (ev) => ev.kind === "error" ? { kind: "parse-error", condition: ev.condition } : ev,
+  disconnected: () => ({ kind: "disconnected" }),
+  // The same rule as for clients: a component that does not read what is routed to it is
+  // dropped rather than buffered without end.
+  dropped(d, why) {
+    d.deps.log.warn("Component {domain}: dropped, it does not read what is sent to it ({why})", {
+      domain: d.session.domain ?? d.ip,
+      why,
+    });
+  },
+};
+
 /** Serves one accepted component connection until it ends; `onOpen` gets its handle. */
 export async function serveComponent(
   conn: Deno.Conn,
   deps: ComponentDeps,
   onOpen: (h: ComponentHandle) => void,
 ): Promise<void> {
-  const { registry, log } = deps;
-  let session: ComponentSession = NEW_COMPONENT;
-  let done = false;
-  const queue: ComponentEvent[] = [];
-  let draining = false;
-  const sink = plainSink(conn, () => dispatch({ kind: "disconnected" }));
-  const parser = createStreamParser({
-    maxStanzaBytes: deps.maxStanzaBytes,
-    maxDepth: deps.maxDepth,
-  });
-  const handle: ComponentHandle = { dispatch: (ev) => dispatch(ev) };
-  const ip = conn.remoteAddr.transport === "tcp" ? conn.remoteAddr.hostname : "unknown";
-  const ctx: ComponentCtx = {
+  const d = createDriver(
+    COMPONENT,
+    NEW_COMPONENT,
+    {
+      writeBacklog: deps.writeBacklog,
+      maxStanzaBytes: deps.maxStanzaBytes,
+      maxDepth: deps.maxDepth,
+    },
+    {
+      deps,
+      ip: remoteIp(conn),
+      handle: undefined as unknown as ComponentHandle,
+      ctx: undefined as unknown as ComponentCtx,
+    },
+    (d) => tcpTransport(d, conn, { ns: NS_COMPONENT }),
+  );
+  const handle: ComponentHandle = { dispatch: (ev) => dispatch(d, ev) };
+  d.handle = handle;
+  d.ctx = {
     secretOf: (domain) => deps.secrets.get(domain),
-    isConnected: (domain) => registry.has(domain) && registry.get(domain) !== handle,
+    isConnected: (domain) => deps.registry.has(domain) && deps.registry.get(domain) !== handle,
     newId: deps.newId,
-    handshakeThrottled: () => deps.handshakeThrottle?.isThrottled(ip, Date.now()) ?? false,
+    handshakeThrottled: () => deps.handshakeThrottle?.isThrottled(d.ip, Date.now()) ?? false,
   };
-  // The same rule as for clients: a component that does not read what is routed to it is
-  // dropped rather than buffered without end.
-  const backlogGuard = createBacklogGuard(() => sink, deps.writeBacklog, (why) => {
-    log.warn("Component {domain}: dropped, it does not read what is sent to it ({why})", {
-      domain: session.domain ?? ip,
-      why,
-    });
-    sink.abort();
-    queue.unshift({ kind: "disconnected" });
-    if (!draining) drainQueue();
-  });
-
-  function dispatch(ev: ComponentEvent): void {
-    if (done) return;
-    queue.push(ev);
-    if (!draining) drainQueue();
-  }
-
-  function drainQueue(): void {
-    draining = true;
-    while (queue.length > 0 && !done) {
-      const [next, outputs] = reduceComponent(session, queue.shift()!, ctx);
-      session = next;
-      for (const out of outputs) execute(out);
-      if (!done) backlogGuard.check();
-    }
-    draining = false;
-  }
-
-  function execute(out: ComponentOutput): void {
-    switch (out.kind) {
-      case "send":
-      case "open-stream":
-      case "close-stream":
-        sink.write(tcpFrame(out, NS_COMPONENT));
-        return;
-      case "route":
-        deps.route(out.stanza);
-        return;
-      case "register":
-        registry.set(out.domain, handle);
-        log.info("Component {domain} connected", { domain: out.domain });
-        return;
-      case "unregister":
-        if (registry.get(out.domain) === handle) registry.delete(out.domain);
-        log.info("Component {domain} disconnected", { domain: out.domain });
-        return;
-      case "handshake-failed":
-        deps.handshakeThrottle?.recordFailure(ip, Date.now());
-        log.warn("{ip}: wrong handshake for component {domain}", {
-          ip,
-          domain: session.domain ?? "?",
-        });
-        return;
-      case "disconnect":
-        done = true;
-        clearTimeout(timer);
-        backlogGuard.stop();
-        sink.close();
-        return;
-    }
-  }
-
   onOpen(handle);
-  const timer = setTimeout(() => dispatch({ kind: "handshake-timeout" }), deps.handshakeTimeoutMs);
-  const buf = new Uint8Array(16384);
-  while (!done) {
-    let n: number | null;
-    try {
-      n = await conn.read(buf);
-    } catch {
-      n = null;
-    }
-    if (n === null) {
-      dispatch({ kind: "disconnected" });
-      break;
-    }
-    for (const ev of parser.push(buf.subarray(0, n))) {
-      dispatch(ev.kind === "error" ? { kind: "parse-error", condition: ev.condition } : ev);
-    }
-  }
+  arm(d, deps.handshakeTimeoutMs, { kind: "handshake-timeout" });
+  await d.transport.read();
+  return d.finished;
 }

@@ -7,8 +7,11 @@
 
 /** The watch's operations. */
 export interface QuietWatch {
-  /** Records activity on `key`; `onQuiet` runs once `key` has then been quiet long enough. */
-  touch(key: object, onQuiet: () => void): void;
+  /**
+   * Records activity on `key`; `onQuiet(key)` runs once `key` has then been quiet long enough.
+   * It gets the key so that one shared function serves every connection (no closure each).
+   */
+  touch<K extends object>(key: K, onQuiet: (key: K) => void): void;
   /** Stops watching `key` (its connection ended). */
   forget(key: object): void;
   /** Stops the timer; later touches are ignored. */
@@ -22,13 +25,13 @@ export interface QuietWatch {
 export function createQuietWatch(periodMs: number, onAllQuiet?: () => void): QuietWatch {
   // Two generations: keys touched since the last tick, and keys touched in the period before.
   // A key still in `older` at a tick was not touched for a whole period.
-  let recent = new Map<object, () => void>();
-  let older = new Map<object, () => void>();
+  let recent = new Map<object, (key: object) => void>();
+  let older = new Map<object, (key: object) => void>();
   let timer: ReturnType<typeof setInterval> | undefined;
   let stopped = false;
 
   function tick(): void {
-    for (const [key, onQuiet] of older) if (!recent.has(key)) onQuiet();
+    for (const [key, onQuiet] of older) if (!recent.has(key)) onQuiet(key);
     const allQuiet = recent.size === 0 && older.size > 0;
     older = recent;
     recent = new Map();
@@ -42,7 +45,7 @@ export function createQuietWatch(periodMs: number, onAllQuiet?: () => void): Qui
   return {
     touch(key, onQuiet) {
       if (stopped) return;
-      recent.set(key, onQuiet);
+      recent.set(key, onQuiet as (key: object) => void);
       // Runs only while there is something to watch; the server's shutdown stops it.
       timer ??= setInterval(tick, periodMs);
     },

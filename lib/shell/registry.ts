@@ -84,7 +84,7 @@ export function createRegistry(
           features: s.caps === undefined
             ? undefined
             : s.caps.features ?? capsFeatures?.(s.caps.ver),
-          carbons: s.carbons,
+          modules: s.modules,
           blocklist: s.blocklist,
           blocklistInterested: s.blocklistInterested === true && isConnected(s),
           hibernatingSince: isHibernating(s) ? s.sm?.hibernatedAt ?? 0 : undefined,

@@ -46,7 +46,7 @@ import {
   serveComponent,
 } from "./component_listener.ts";
 
-/** Stanzas routed after another one (XEP-0280 sent carbons after their message). */
+/** Stanzas routed after another one once it is archived (a module's `then`: sent carbons). */
 interface Then {
   readonly then?: readonly Element[];
 }
@@ -217,7 +217,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   }
   /**
    * Routes a stanza; resolves once its effects are durable: stored by the accounts it went to
-   * (and what they routed on), or handed to a live session. `then` (sent carbons) follow the
+   * (and what they routed on), or handed to a live session. `then` (stanzas a module routes after it) follow the
    * stanza past the sender's archive.
    */
   const routeStanza = (stanza: Element, opts: RouteOptions & Then = {}): Promise<void> | void => {

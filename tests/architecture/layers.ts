@@ -16,6 +16,7 @@ export const RANKS: Readonly<Record<string, number>> = {
   "pubsub": 3,
   "modules": 4,
   "account": 5,
+  "services": 5,
   "c2s": 6,
   "component": 6,
   "transport": 7,

@@ -86,7 +86,7 @@ Deno.test("failedOpReplies: presence and the user's own bookkeeping are dropped"
     { kind: "outbound-subscription", stanza: p("subscribed") },
     { kind: "probe", stanza: p("probe") },
     { kind: "initial-presence", fullJid: `${JULIET}/balcony`, priority: 0 },
-    { kind: "pep-caps", fullJid: `${JULIET}/balcony`, features: ["toString+notify"] },
+    { kind: "resource-caps", fullJid: `${JULIET}/balcony`, features: ["toString+notify"] },
     { kind: "logout" },
   ];
   for (const op of ops) assert.deepEqual(failedOpReplies(op), [], op.kind);

@@ -220,7 +220,11 @@ Deno.test("blocking: the account bounces messages and drops presence from a bloc
 
 Deno.test("blocking: the router bounces a blocked sender's message once, with no copies", () => {
   const msg = stanza("message", { type: "chat", from: ORCHARD, to: ME, id: "m" });
-  const resources = RESOURCES.map((r) => ({ ...r, blocklist: [ROMEO], carbons: true }));
+  const resources = RESOURCES.map((r) => ({
+    ...r,
+    blocklist: [ROMEO],
+    modules: { carbons: true },
+  }));
   const out = messageDeliveries(msg, ME, undefined, resources, DELIVERY);
   assert.equal(out.length, 1);
   assert.equal(out[0].kind, "bounce");

@@ -21,7 +21,7 @@ function view(resource: string, over: Partial<ResourceView> = {}): ResourceView 
     priority: 0,
     available: true,
     interested: false,
-    carbons: true,
+    modules: { carbons: true },
     ...over,
   };
 }
@@ -41,13 +41,13 @@ Deno.test("carbons: enable and disable set the session flag, answered with a res
   const enable = stanza("iq", { type: "set", id: "e1" }, [elem("enable", { xmlns: NS_CARBONS })]);
   const disable = stanza("iq", { type: "set", id: "d1" }, [elem("disable", { xmlns: NS_CARBONS })]);
   const on = run(bound(), [stanzaEvent(enable)], testCtx());
-  assert.equal(on.session.carbons, true);
+  assert.equal(on.session.modules.carbons, true);
   assert.deepEqual(show(on.outputs), [{
     kind: "send",
     xml: `<iq type="result" id="e1" to="${RES}"/>`,
   }]);
   const off = run(on.session, [stanzaEvent(disable)], testCtx());
-  assert.equal(off.session.carbons, false);
+  assert.equal(off.session.modules.carbons, false);
   assert.deepEqual(show(off.outputs), [{
     kind: "send",
     xml: `<iq type="result" id="d1" to="${RES}"/>`,
@@ -77,12 +77,12 @@ Deno.test("carbons: which messages are copied (XEP-0280 §6)", () => {
 });
 
 Deno.test("carbons: a sent chat is routed, then a sent copy for each other enabled resource", () => {
-  const resources = [view("res"), view("phone"), view("desk", { carbons: false })];
+  const resources = [view("res"), view("phone"), view("desk", { modules: { carbons: false } })];
   const ctx = testCtx({ resourcesOf: () => resources });
-  const { session, outputs } = run(bound({ carbons: true }), [
+  const { session, outputs } = run(bound({ modules: { carbons: true } }), [
     stanzaEvent(chat({ to: PEER, id: "m1" })),
   ], ctx);
-  assert.equal(session.carbons, true);
+  assert.equal(session.modules.carbons, true);
   const original = `<message type="chat" to="${PEER}" id="m1" from="${RES}">${BODY}</message>`;
   assert.deepEqual(show(outputs), [{ kind: "route", xml: original }]);
   // The copies follow the message past the sender's archive (issue 10: carbons in order).

@@ -35,7 +35,7 @@ function capsOutputs(out: readonly Output[]): unknown[] {
   return show(out).flatMap((o): unknown[] => {
     if (o.kind === "send" && o.xml.startsWith("<presence")) return ["presence reflected"];
     if (o.kind === "send" && o.xml.includes("disco#info")) return [o.xml];
-    if (o.kind === "account" && o.op.kind === "pep-caps") return [o];
+    if (o.kind === "account" && o.op.kind === "resource-caps") return [o];
     if (o.kind === "caps-learned") return [{ kind: o.kind, ver: o.ver }];
     return [];
   });
@@ -76,8 +76,8 @@ Deno.test("caps: known caps need no question; the services send their last items
   const { session, outputs } = run(bound({ roster: ROSTER }), [stanzaEvent(capsPresence())], ctx);
   assert.deepEqual(capsOutputs(outputs), [
     "presence reflected",
-    { kind: "account", bare: USER, op: { kind: "pep-caps", fullJid: FULL, features } },
-    { kind: "account", bare: CONTACT, op: { kind: "pep-caps", fullJid: FULL, features } },
+    { kind: "account", bare: USER, op: { kind: "resource-caps", fullJid: FULL, features } },
+    { kind: "account", bare: CONTACT, op: { kind: "resource-caps", fullJid: FULL, features } },
   ]);
   assert.deepEqual(session.caps?.features, features);
   // The same caps again (a status change) change nothing.
@@ -96,7 +96,7 @@ Deno.test("caps: the answer is learned and sent to the service that asked", () =
   const features = ["http://jabber.org/protocol/nick+notify"];
   assert.deepEqual(capsOutputs(outputs), [
     { kind: "caps-learned", ver: VER },
-    { kind: "account", bare: CONTACT, op: { kind: "pep-caps", fullJid: FULL, features } },
+    { kind: "account", bare: CONTACT, op: { kind: "resource-caps", fullJid: FULL, features } },
   ]);
   assert.equal(outputs.length, 2);
   // The contact's question is answered and forgotten; the user's own is still open.
@@ -110,7 +110,7 @@ Deno.test("caps: the answer is learned and sent to the service that asked", () =
   // The second answer, to the user's own service, is not learned again: the service is told.
   const own = run(session, [stanzaEvent(answerTo(USER, features))], testCtx());
   assert.deepEqual(show(own.outputs), [
-    { kind: "account", bare: USER, op: { kind: "pep-caps", fullJid: FULL, features } },
+    { kind: "account", bare: USER, op: { kind: "resource-caps", fullJid: FULL, features } },
   ]);
   assert.deepEqual(own.session.caps, { node: NODE, ver: VER, hash: "sha-1", features });
   // Every question answered: one more answer is one nobody asked for.
@@ -179,7 +179,11 @@ Deno.test("caps: only an answer with our id, about the caps asked, to the asker 
   const ok = run(first.session, [stanzaEvent(answerTo(undefined, WANTS_NICK))], testCtx());
   assert.deepEqual(capsOutputs(ok.outputs), [
     { kind: "caps-learned", ver: VER },
-    { kind: "account", bare: USER, op: { kind: "pep-caps", fullJid: FULL, features: WANTS_NICK } },
+    {
+      kind: "account",
+      bare: USER,
+      op: { kind: "resource-caps", fullJid: FULL, features: WANTS_NICK },
+    },
   ]);
 });
 
@@ -199,7 +203,11 @@ Deno.test("caps: new caps forget the questions about the old ones", () => {
   );
   assert.deepEqual(capsOutputs(current.outputs), [
     { kind: "caps-learned", ver: "bmV3" },
-    { kind: "account", bare: USER, op: { kind: "pep-caps", fullJid: FULL, features: WANTS_NICK } },
+    {
+      kind: "account",
+      bare: USER,
+      op: { kind: "resource-caps", fullJid: FULL, features: WANTS_NICK },
+    },
   ]);
   // Presence without caps forgets them all.
   const plain = run(second.session, [stanzaEvent(stanza("presence"))], testCtx());

@@ -59,7 +59,7 @@ Deno.test("tombstones: stand until the expiry, forever with Infinity", () => {
   assert.equal(tombstoneStands({ removed: 0 }, NOW, Infinity), true);
 });
 
-Deno.test("tombstones: remove-account empties the state and asks the shell to delete", () => {
+Deno.test("tombstones: remove-account asks the shell to delete; once deleted the state is empty", () => {
   const item = { jid: ROMEO, subscription: "both" as const, groups: [] };
   const iq = stanza("iq", { type: "set", id: "bye", from: `${JULIET}/balcony` });
   const s = state({
@@ -68,8 +68,10 @@ Deno.test("tombstones: remove-account empties the state and asks the shell to de
     offline: { count: 1, bytes: 100 },
     modules: { vcard: {} },
   });
-  const [next, out] = reduceAccount(s, { kind: "remove-account", iq }, ctx());
-  assert.deepEqual(out, [{ kind: "remove-account", iq }]);
+  const [asked, out] = reduceAccount(s, { kind: "remove-account", iq }, ctx());
+  assert.deepEqual(out, [{ kind: "delete-account", iq }]);
+  assert.equal(asked, s);
+  const [next] = reduceAccount(asked, { kind: "account-removed", iq, ok: true }, ctx());
   assert.deepEqual(
     next,
     state({ exists: false, gone: true, roster: EMPTY_ROSTER, offline: NO_OFFLINE, modules: {} }),

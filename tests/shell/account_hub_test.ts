@@ -4,8 +4,8 @@ import { createAccountHub } from "../../lib/shell/account_hub.ts";
 import { createRegistry } from "../../lib/shell/registry.ts";
 import { getLogger } from "../../lib/log.ts";
 import { type ArchivedMessage, type ArchivePrefs, newArchiveId } from "../../lib/core/archive.ts";
-import type { AccountOp } from "../../lib/core/types.ts";
-import type { Roster } from "../../lib/core/session.ts";
+import type { AccountOp, Event } from "../../lib/core/types.ts";
+import { newSession, type Roster, type Session } from "../../lib/core/session.ts";
 import { openAccountStore } from "../../lib/storage/accounts.ts";
 import { openKeyvalStore } from "../../lib/storage/file/datamanager.ts";
 import { openListStore } from "../../lib/storage/file/list_store.ts";
@@ -271,6 +271,64 @@ Deno.test("account hub: removing an account deletes its data before the account 
     assert.deepEqual(seen, [undefined, undefined]);
     assert.equal(await accounts.exists("h", "juliet"), false);
     assert.deepEqual(routed, [iqError("x1", "juliet@h/r")]);
+  }));
+
+Deno.test("account hub: a removed account's sessions all end, bound or not; the requester's result first", () =>
+  withTemp(async (dir) => {
+    const accounts = openAccountStore(dir);
+    await accounts.create("h", "juliet", "pw");
+    const { hub, routed, deps } = testHub(dir, {
+      accounts,
+      removeAccount: (host, user) => accounts.remove(host, user),
+    });
+    const events: [string, Event][] = [];
+    const connect = (id: string, over: Partial<Session>) => {
+      const s: Session = {
+        ...newSession(id, { ip: "192.0.2.1", secure: true }),
+        type: "c2s",
+        host: "h",
+        username: "juliet",
+        ...over,
+      };
+      deps.registry.addConnection({
+        id,
+        session: () => s,
+        dispatch: (ev) => void events.push([id, ev]),
+        lastActivity: () => NOW,
+      });
+    };
+    connect("requester", { resource: "r", fullJid: "juliet@h/r" });
+    connect("phone", { resource: "phone", fullJid: "juliet@h/phone" });
+    connect("unbound", {});
+    connect("ended", { resource: "old", fullJid: "juliet@h/old", destroyed: true });
+    connect("romeo", { username: "romeo", resource: "r", fullJid: "romeo@h/r" });
+    hub.submit("juliet@h", {
+      kind: "remove-account",
+      iq: stanza("iq", { type: "set", id: "bye", from: "juliet@h/r", to: "juliet@h" }, [
+        elem("query", { xmlns: "jabber:iq:register" }, [elem("remove")]),
+      ]),
+    });
+    await hub.idle();
+    assert.equal(await accounts.exists("h", "juliet"), false);
+    assert.deepEqual(routed, []);
+    assert.deepEqual(
+      events.map(([id, ev]) => [
+        id,
+        ev.kind,
+        ev.kind === "account-removed" && ev.reply !== undefined
+          ? serializeTop(ev.reply)
+          : undefined,
+      ]),
+      [
+        [
+          "requester",
+          "account-removed",
+          `<iq type="result" id="bye" from="juliet@h" to="juliet@h/r"/>`,
+        ],
+        ["phone", "account-removed", undefined],
+        ["unbound", "account-removed", undefined],
+      ],
+    );
   }));
 
 // ---- Durability before acknowledgement (issue 10) ----

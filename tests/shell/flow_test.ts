@@ -1,6 +1,6 @@
 /** The write-backlog rule and connection counting, with a fake sink and clock. */
 import assert from "node:assert/strict";
-import { createBacklogGuard, type DropReason } from "../../lib/shell/flow.ts";
+import { createBacklogGuard, type DropReason } from "../../lib/transport/flow.ts";
 import { createAdmission, createHandshakeThrottle } from "../../lib/shell/admission.ts";
 
 function fixture() {

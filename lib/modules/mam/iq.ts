@@ -9,15 +9,11 @@ import { bareJid, type Session } from "../../core/session.ts";
 import type { Element } from "../../xml/element.ts";
 import { errorReply } from "../../xmpp/errors.ts";
 import type { Step } from "../../core/types.ts";
-import { NS_MAM } from "../../xmpp/namespaces.ts";
 
-/** True for a payload of the archive namespace. */
-export function isMamPayload(payload: Element): boolean {
-  return payload.xmlns === NS_MAM &&
-    (payload.name === "query" || payload.name === "prefs" || payload.name === "metadata");
-}
-
-/** A get or set iq to the user's own archive (from stamped). */
+/**
+ * A get or set iq to the user's own archive (from stamped), for a payload the MAM module
+ * registers (`query`, `metadata`, `prefs`).
+ */
 export function onMamIq(s: Session, iq: Element, payload: Element): Step {
   const bare = bareJid(s)!;
   const type = iq.attrs.type;

@@ -1,6 +1,7 @@
 /**
- * Flow control shared by every kind of connection (clients and components): when a peer that
- * does not take what is written to it must be dropped, and when reading from a peer must wait.
+ * Flow control shared by every kind of connection (clients and components) and every transport
+ * (the driver, ./driver.ts, applies it): when a peer that does not take what is written to it
+ * must be dropped, and when reading from a peer must wait.
  * @module
  */
 

@@ -1,0 +1,43 @@
+/**
+ * Pubsub refusals as data (XEP-0060 §7 to §8 error cases): the stanza error condition, the
+ * `pubsub#errors` element that says which rule was broken, and a text. The engine returns them;
+ * {@link errorStanza} turns one into the reply to the iq that asked.
+ * @module
+ */
+import { elem, type Element } from "../xml/element.ts";
+import { errorReply, type StanzaErrorCondition } from "../xmpp/errors.ts";
+import { NS_PUBSUB_ERRORS } from "../xmpp/namespaces.ts";
+
+/** One refusal. */
+export interface PubsubError {
+  readonly condition: StanzaErrorCondition;
+  /** The application condition in `http://jabber.org/protocol/pubsub#errors`, if any. */
+  readonly pubsub?: string;
+  /** The `feature` attribute of an `unsupported` application condition. */
+  readonly feature?: string;
+  readonly text?: string;
+}
+
+/** A refusal with its condition, application condition and text. */
+export function refusal(
+  condition: StanzaErrorCondition,
+  pubsub?: string,
+  text?: string,
+): PubsubError {
+  // Absent rather than undefined, so that refusals compare equal however they were built.
+  return {
+    condition,
+    ...(pubsub === undefined ? {} : { pubsub }),
+    ...(text === undefined ? {} : { text }),
+  };
+}
+
+/** The error reply to `iq` that says `error`. */
+export function errorStanza(iq: Element, error: PubsubError): Element {
+  return errorReply(iq, error.condition, {
+    text: error.text,
+    extra: error.pubsub === undefined
+      ? undefined
+      : elem(error.pubsub, { xmlns: NS_PUBSUB_ERRORS, feature: error.feature }),
+  });
+}
