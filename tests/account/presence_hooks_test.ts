@@ -12,7 +12,7 @@ import { NO_OFFLINE } from "../../lib/core/types.ts";
 import { EMPTY_ROSTER } from "../../lib/core/session.ts";
 import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import { elem, stanza, withChildren } from "../../lib/xml/element.ts";
-import { bound, HOST, NOW, show, testCtx } from "../reducers/_ctx.ts";
+import { bound, HOST, NOW, show, testCtx } from "../_ctx.ts";
 
 const USER = `user@${HOST}`;
 const FULL = `${USER}/res`;

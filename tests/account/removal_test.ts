@@ -14,7 +14,7 @@ import { EMPTY_ROSTER } from "../../lib/core/session.ts";
 import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import { elem, stanza } from "../../lib/xml/element.ts";
 import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
-import { NOW } from "../reducers/_ctx.ts";
+import { NOW } from "../_ctx.ts";
 
 const JULIET = "juliet@example.com";
 const BALCONY = `${JULIET}/balcony`;

@@ -29,7 +29,7 @@ import {
   streamOpen,
   testCtx,
   type TestCtxOptions,
-} from "../reducers/_ctx.ts";
+} from "../_ctx.ts";
 
 const ME = `user@${HOST}`;
 const RES = `${ME}/res`;

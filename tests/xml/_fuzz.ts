@@ -26,7 +26,7 @@ import type { Ctx, Event, Output } from "../../lib/core/types.ts";
 import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
 import { EMPTY_ROSTER, isHibernating, newSession, type Session } from "../../lib/core/session.ts";
 import { deriveCredentials, type ScramCredentialSet } from "../../lib/xmpp/scram.ts";
-import { testCtx } from "../reducers/_ctx.ts";
+import { testCtx } from "../_ctx.ts";
 import { NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
 import { streamErrorElement } from "../../lib/xmpp/errors.ts";
 

@@ -14,7 +14,7 @@ import { messageDeliveries } from "../../lib/core/router.ts";
 import { DELIVERY } from "../../lib/modules/registry.ts";
 import { EMPTY_ROSTER, type Roster } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
-import { bound, HOST, NOW, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { bound, HOST, NOW, run, show, stanzaEvent, testCtx } from "../_ctx.ts";
 import { NS_BLOCKING } from "../../lib/xmpp/namespaces.ts";
 
 const ME = `user@${HOST}`;

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import type { ResourceView } from "../lib/core/types.ts";
-import { serializeTop } from "../lib/xmpp/stream_xml.ts";
-import { type Delivery, route, type RouterView } from "../lib/core/router.ts";
-import { DELIVERY } from "../lib/modules/registry.ts";
-import { elem, type Element, stanza } from "../lib/xml/element.ts";
+import type { ResourceView } from "../../lib/core/types.ts";
+import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
+import { type Delivery, route, type RouterView } from "../../lib/core/router.ts";
+import { DELIVERY } from "../../lib/modules/registry.ts";
+import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const ROMEO = "romeo@example.com/orchard";

@@ -9,7 +9,7 @@ import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
 import type { AccountIqCtx, ResourceView } from "../../lib/core/types.ts";
 import { EMPTY_ROSTER, type Roster } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
-import { bound, HOST, NOW, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { bound, HOST, NOW, run, show, stanzaEvent, testCtx } from "../_ctx.ts";
 
 const JULIET = `juliet@${HOST}`;
 const ROMEO = `romeo@${HOST}/orchard`;

@@ -9,7 +9,7 @@ import type { Event, Output, ResourceView } from "../../lib/core/types.ts";
 import type { Roster, Session, StreamManagement } from "../../lib/core/session.ts";
 import { child, elem, type Element, stanza, withAttrs } from "../../lib/xml/element.ts";
 import { stanzaBytes } from "../../lib/core/stanza_size.ts";
-import { authed, bound, HOST, NOW, record, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { authed, bound, HOST, NOW, record, run, show, stanzaEvent, testCtx } from "../_ctx.ts";
 
 const ME = `user@${HOST}/res`;
 const BARE = `user@${HOST}`;

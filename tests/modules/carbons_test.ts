@@ -5,7 +5,7 @@ import type { ResourceView } from "../../lib/core/types.ts";
 import { messageDeliveries } from "../../lib/core/router.ts";
 import { DELIVERY } from "../../lib/modules/registry.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
-import { bound, HOST, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { bound, HOST, run, show, stanzaEvent, testCtx } from "../_ctx.ts";
 import { NS_CARBONS } from "../../lib/xmpp/namespaces.ts";
 
 const ME = `user@${HOST}`;

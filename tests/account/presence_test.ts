@@ -3,7 +3,7 @@ import { reduce } from "../../lib/c2s/mod.ts";
 import type { ResourceView } from "../../lib/core/types.ts";
 import type { Roster, RosterItem, Session } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
-import { bound, HOST, NOW, record, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { bound, HOST, NOW, record, show, stanzaEvent, testCtx } from "../_ctx.ts";
 
 const BARE = `user@${HOST}`;
 const ME = `${BARE}/res`;

@@ -18,7 +18,7 @@ import {
   stanzaEvent,
   streamOpen,
   testCtx,
-} from "./_ctx.ts";
+} from "../_ctx.ts";
 
 const STREAMS = "http://etherx.jabber.org/streams";
 const ERR_NS = "urn:ietf:params:xml:ns:xmpp-streams";

@@ -3,16 +3,16 @@
  * reducer may consult is deterministic here, so tests can assert exact outputs.
  * @module
  */
-import type { Session } from "../../lib/core/session.ts";
-import { EMPTY_ROSTER, newSession } from "../../lib/core/session.ts";
-import type { Ctx, Event, Output, ResourceView } from "../../lib/core/types.ts";
-import { reduce } from "../../lib/c2s/mod.ts";
-import { DEFAULT_LIMITS, type Limits } from "../../lib/limits.ts";
-import { serializeTop, type StreamHeader } from "../../lib/xmpp/stream_xml.ts";
-import { streamErrorElement } from "../../lib/xmpp/errors.ts";
-import { childElements, elem, type Element, stanza } from "../../lib/xml/element.ts";
-import { capsInputOf, verificationString } from "../../lib/modules/caps.ts";
-import { NS_CLIENT, NS_DISCO_INFO, NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
+import type { Session } from "../lib/core/session.ts";
+import { EMPTY_ROSTER, newSession } from "../lib/core/session.ts";
+import type { Ctx, Event, Output, ResourceView } from "../lib/core/types.ts";
+import { reduce } from "../lib/c2s/mod.ts";
+import { DEFAULT_LIMITS, type Limits } from "../lib/limits.ts";
+import { serializeTop, type StreamHeader } from "../lib/xmpp/stream_xml.ts";
+import { streamErrorElement } from "../lib/xmpp/errors.ts";
+import { childElements, elem, type Element, stanza } from "../lib/xml/element.ts";
+import { capsInputOf, verificationString } from "../lib/modules/caps.ts";
+import { NS_CLIENT, NS_DISCO_INFO, NS_STREAMS } from "../lib/xmpp/namespaces.ts";
 
 /** The host every test session talks to. */
 export const HOST = "example.com";

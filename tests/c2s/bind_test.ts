@@ -3,7 +3,7 @@ import { reduce } from "../../lib/c2s/mod.ts";
 import { EMPTY_ROSTER, type Session } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { NS_BIND, NS_PING, NS_SESSION } from "../../lib/xmpp/namespaces.ts";
-import { authed, bound, HOST, record, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { authed, bound, HOST, record, run, show, stanzaEvent, testCtx } from "../_ctx.ts";
 
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const ERR_NS = "urn:ietf:params:xml:ns:xmpp-streams";

@@ -4,7 +4,7 @@ import { reduce } from "../../lib/c2s/mod.ts";
 import { turnRestCredentials } from "../../lib/modules/external_services.ts";
 import type { Ctx, ExternalService } from "../../lib/core/types.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
-import { bound, HOST, NOW, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { bound, HOST, NOW, show, stanzaEvent, testCtx } from "../_ctx.ts";
 
 const NS = "urn:xmpp:extdisco:2";
 const ME = `user@${HOST}/res`;

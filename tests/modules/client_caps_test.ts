@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { bound, HOST, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { bound, HOST, run, show, stanzaEvent, testCtx } from "../_ctx.ts";
 import type { Roster } from "../../lib/core/session.ts";
 import { elem, stanza } from "../../lib/xml/element.ts";
 import type { Output } from "../../lib/core/types.ts";

@@ -24,7 +24,7 @@ import {
   streamOpen,
   testCtx,
   unb64,
-} from "./_ctx.ts";
+} from "../_ctx.ts";
 
 const SASL = "urn:ietf:params:xml:ns:xmpp-sasl";
 const ERR_NS = "urn:ietf:params:xml:ns:xmpp-streams";

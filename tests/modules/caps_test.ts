@@ -10,7 +10,7 @@ import { reduce } from "../../lib/c2s/mod.ts";
 import type { Ctx } from "../../lib/core/types.ts";
 import { child, elem, type Element } from "../../lib/xml/element.ts";
 import { NS_CAPS, NS_DISCO_INFO, NS_STREAMS } from "../../lib/xmpp/namespaces.ts";
-import { authed, discoCapsVer, streamOpen, testCtx } from "./_ctx.ts";
+import { authed, discoCapsVer, streamOpen, testCtx } from "../_ctx.ts";
 
 const DATA = "jabber:x:data";
 const FEATURES = [

@@ -7,7 +7,7 @@ import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
 import { tombstoneStands } from "../../lib/core/tombstones.ts";
 import { EMPTY_ROSTER } from "../../lib/core/session.ts";
 import { elem, stanza } from "../../lib/xml/element.ts";
-import { NOW } from "./_ctx.ts";
+import { NOW } from "../_ctx.ts";
 
 const JULIET = "juliet@example.com";
 const ROMEO = "romeo@example.com";

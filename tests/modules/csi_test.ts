@@ -4,7 +4,7 @@ import { reduce } from "../../lib/c2s/mod.ts";
 import type { Event } from "../../lib/core/types.ts";
 import type { Session } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
-import { authed, bound, HOST, record, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { authed, bound, HOST, record, run, show, stanzaEvent, testCtx } from "../_ctx.ts";
 import { NS_CSI } from "../../lib/xmpp/namespaces.ts";
 
 const CS = "http://jabber.org/protocol/chatstates";

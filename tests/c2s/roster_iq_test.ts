@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { reduce } from "../../lib/c2s/mod.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
-import { bound, HOST, record, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { bound, HOST, record, show, stanzaEvent, testCtx } from "../_ctx.ts";
 import { NS_ROSTER } from "../../lib/xmpp/namespaces.ts";
 
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";

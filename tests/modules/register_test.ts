@@ -5,7 +5,7 @@ import type { Ctx, ModuleSettings, Output } from "../../lib/core/types.ts";
 import type { Session } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { serialize } from "../../lib/xml/element.ts";
-import { bound, fresh, HOST, show, stanzaEvent, testCtx, type TestCtxOptions } from "./_ctx.ts";
+import { bound, fresh, HOST, show, stanzaEvent, testCtx, type TestCtxOptions } from "../_ctx.ts";
 
 const NS = "jabber:iq:register";
 const ME = `user@${HOST}/res`;

@@ -10,7 +10,7 @@ import {
   stateName,
   type SubscriptionType,
   type SubState,
-} from "../lib/core/subscription.ts";
+} from "../../lib/core/subscription.ts";
 
 /** The nine A.1 states, built by hand rather than from the module's own map. */
 const S = {

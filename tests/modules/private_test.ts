@@ -8,7 +8,7 @@ import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
 import type { AccountIqCtx } from "../../lib/core/types.ts";
 import { EMPTY_ROSTER } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
-import { HOST, NOW } from "./_ctx.ts";
+import { HOST, NOW } from "../_ctx.ts";
 
 const HAMLET = `hamlet@${HOST}`;
 const DENMARK = `${HAMLET}/denmark`;

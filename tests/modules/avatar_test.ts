@@ -5,7 +5,7 @@ import { type AccountCtx, type AccountOutput, type AccountState } from "../../li
 import { serializeTop } from "../../lib/xmpp/stream_xml.ts";
 import { EMPTY_ROSTER } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
-import { HOST, NOW } from "./_ctx.ts";
+import { HOST, NOW } from "../_ctx.ts";
 import { NS_AVATAR_DATA, NS_AVATAR_METADATA, NS_PUBSUB } from "../../lib/xmpp/namespaces.ts";
 
 const JULIET = `juliet@${HOST}`;

@@ -14,7 +14,7 @@ import {
   show,
   stanzaEvent,
   testCtx,
-} from "./_ctx.ts";
+} from "../_ctx.ts";
 
 const ERR_NS = "urn:ietf:params:xml:ns:xmpp-streams";
 const ME = `user@${HOST}/res`;

@@ -18,15 +18,15 @@ import {
   setPendingIn,
   setSubscription,
   updateItem,
-} from "../lib/core/roster.ts";
+} from "../../lib/core/roster.ts";
 import {
   EMPTY_ROSTER,
   type PendingRequest,
   type Roster,
   type RosterItem,
-} from "../lib/core/session.ts";
-import { elem, type Element, serialize } from "../lib/xml/element.ts";
-import { NS_ROSTER } from "../lib/xmpp/namespaces.ts";
+} from "../../lib/core/session.ts";
+import { elem, type Element, serialize } from "../../lib/xml/element.ts";
+import { NS_ROSTER } from "../../lib/xmpp/namespaces.ts";
 
 const OWN = "juliet@example.com";
 

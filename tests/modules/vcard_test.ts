@@ -7,7 +7,7 @@ import type { AccountIqCtx } from "../../lib/core/types.ts";
 import { onVcardIq, photoHash, withAvatarHash } from "../../lib/modules/vcard.ts";
 import { EMPTY_ROSTER } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
-import { bound, HOST, NOW, run, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { bound, HOST, NOW, run, show, stanzaEvent, testCtx } from "../_ctx.ts";
 
 const JULIET = `juliet@${HOST}`;
 const BALCONY = `${JULIET}/balcony`;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { reduce } from "../../lib/c2s/mod.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { NS_PING } from "../../lib/xmpp/namespaces.ts";
-import { bound, HOST, show, stanzaEvent, testCtx } from "./_ctx.ts";
+import { bound, HOST, show, stanzaEvent, testCtx } from "../_ctx.ts";
 
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const ME = `user@${HOST}/res`;

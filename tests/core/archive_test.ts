@@ -13,7 +13,7 @@ import {
   stripStanzaIds,
   tsOfArchiveId,
   withStanzaId,
-} from "../lib/core/archive.ts";
+} from "../../lib/core/archive.ts";
 import {
   finResult,
   metadataElement,
@@ -21,14 +21,14 @@ import {
   parsePrefs,
   prefsElement,
   resultMessages,
-} from "../lib/modules/mam/protocol.ts";
-import { childElements, elem, type Element, serialize, stanza } from "../lib/xml/element.ts";
-import { mamMetadataAnswer, mamPageAnswer, reduceAccount } from "../lib/account/account.ts";
-import { type AccountCtx, type AccountState, NO_OFFLINE } from "../lib/core/types.ts";
-import { DEFAULT_LIMITS } from "../lib/limits.ts";
-import { EMPTY_ROSTER } from "../lib/core/session.ts";
-import { createStreamParser } from "../lib/xml/parser.ts";
-import { NS_DELAY, NS_FORWARD, NS_MAM, NS_RSM, NS_SID } from "../lib/xmpp/namespaces.ts";
+} from "../../lib/modules/mam/protocol.ts";
+import { childElements, elem, type Element, serialize, stanza } from "../../lib/xml/element.ts";
+import { mamMetadataAnswer, mamPageAnswer, reduceAccount } from "../../lib/account/account.ts";
+import { type AccountCtx, type AccountState, NO_OFFLINE } from "../../lib/core/types.ts";
+import { DEFAULT_LIMITS } from "../../lib/limits.ts";
+import { EMPTY_ROSTER } from "../../lib/core/session.ts";
+import { createStreamParser } from "../../lib/xml/parser.ts";
+import { NS_DELAY, NS_FORWARD, NS_MAM, NS_RSM, NS_SID } from "../../lib/xmpp/namespaces.ts";
 
 /** Parses one element, written as the child of a client stanza. */
 function xml(s: string): Element {

@@ -23,7 +23,7 @@ import type { ResourceView } from "../../lib/core/types.ts";
 import { EMPTY_ROSTER, type Roster, type RosterItem } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
 import { bareJidOf } from "../../lib/xmpp/jid.ts";
-import { NOW } from "./_ctx.ts";
+import { NOW } from "../_ctx.ts";
 import { NS_ROSTER } from "../../lib/xmpp/namespaces.ts";
 
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
