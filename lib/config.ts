@@ -104,6 +104,18 @@ export interface Config {
    * the machine itself (a load test, a reverse proxy, a local bot) is not one peer.
    */
   readonly exemptLoopback: boolean;
+  /** The XEP-0060 pubsub service (`[pubsub]`); absent when switched off. */
+  readonly pubsub?: PubsubConfig;
+}
+
+/** The pubsub service on its own domain (XEP-0060, `[pubsub]`). */
+export interface PubsubConfig {
+  /** Its domain (`domain`, default `pubsub.<first host>`). */
+  readonly domain: string;
+  /** Bare JIDs that may do everything on every node (`admins`). */
+  readonly admins: readonly string[];
+  /** Who may create nodes (`create`): "admins" (default, as Prosody), "local" users, "anyone". */
+  readonly create: "admins" | "local" | "anyone";
 }
 
 /** One external component (XEP-0114): the domain it serves and its shared secret. */
@@ -348,6 +360,30 @@ const Schema = table({
     ),
     [],
   ),
+  pubsub: v.optional(
+    table({
+      enabled: boolean(true),
+      domain: v.optional(
+        v.pipe(v.string(HOST_EXPECTED), v.toLowerCase(), v.check(isDomain, HOST_EXPECTED)),
+      ),
+      admins: v.optional(
+        v.array(
+          v.pipe(
+            v.string("expected a bare JID"),
+            v.check((j) => /^[^@/\s]+@[^@/\s]+$/.test(j), "expected a bare JID"),
+            v.toLowerCase(),
+          ),
+          "expected an array of bare JIDs",
+        ),
+        [],
+      ),
+      create: v.optional(
+        v.picklist(["admins", "local", "anyone"], 'expected "admins", "local" or "anyone"'),
+        "admins",
+      ),
+    }),
+    {},
+  ),
   log_level: v.optional(
     v.picklist(LOG_LEVELS, `expected one of ${LOG_LEVELS.map((l) => `"${l}"`).join(", ")}`),
     "info",
@@ -427,6 +463,10 @@ function checkRelations(raw: RawConfig, source: string): void {
     }
     components.add(domain);
   });
+  const pubsubDomain = raw.pubsub.domain ?? `pubsub.${raw.hosts[0]}`;
+  if (raw.pubsub.enabled && (raw.hosts.includes(pubsubDomain) || components.has(pubsubDomain))) {
+    fail(source, `pubsub.domain: "${pubsubDomain}" is already a host or a component`);
+  }
   if (raw.component_port !== false && raw.component_port !== 0) {
     if (raw.component_port === raw.c2s_port || raw.component_port === raw.c2s_direct_tls_port) {
       fail(source, "component_port: must differ from the client ports");
@@ -492,6 +532,13 @@ export function configFromObject(obj: unknown, source: string): Config {
     componentInterfaces: raw.component_interfaces,
     components: raw.components,
     exemptLoopback: raw.exempt_loopback,
+    pubsub: raw.pubsub.enabled
+      ? {
+        domain: raw.pubsub.domain ?? `pubsub.${raw.hosts[0]}`,
+        admins: raw.pubsub.admins,
+        create: raw.pubsub.create,
+      }
+      : undefined,
   };
 }
 

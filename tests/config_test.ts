@@ -40,6 +40,7 @@ const DEFAULTS: Config = {
   componentInterfaces: ["127.0.0.1"],
   components: [],
   exemptLoopback: true,
+  pubsub: { domain: "pubsub.localhost", admins: [], create: "admins" },
 };
 
 /** Asserts that `fn` throws a ConfigError whose message is exactly `message`. */
@@ -99,6 +100,9 @@ Deno.test("the example file sets every key to its default", async () => {
       "registration_throttle",
       "tombstone_expiry",
       "# type",
+      "enabled",
+      "admins",
+      "create",
       "# cert",
       "# key",
     ]
@@ -126,6 +130,11 @@ tombstone_expiry = "never"
 component_port = 5400
 component_interfaces = ["*"]
 exempt_loopback = false
+
+[pubsub]
+domain = "PubSub.example.org"
+admins = ["Boss@example.org"]
+create = "local"
 
 [[components]]
 domain = "Gateway.example.org"
@@ -216,6 +225,7 @@ failure_window = 60
     componentInterfaces: ["*"],
     components: [{ domain: "gateway.example.org", secret: "s" }],
     exemptLoopback: false,
+    pubsub: { domain: "pubsub.example.org", admins: ["boss@example.org"], create: "local" },
   };
   assert.deepEqual(parseConfig(text, "full.toml"), expected);
 });
@@ -522,5 +532,18 @@ Deno.test("components are validated", () => {
   assertConfigError(
     () => configFromObject({ component_port: "x" }, "c"),
     'config c: component_port: expected an integer from 0 to 65535, or false, got "x"',
+  );
+});
+
+Deno.test("[pubsub]: off, or a domain that is already a host, a bad admin", () => {
+  assert.equal(parseConfig("[pubsub]\nenabled = false", "a").pubsub, undefined);
+  assert.equal(parseConfig('hosts = ["a.org", "b.org"]', "a").pubsub?.domain, "pubsub.a.org");
+  assertConfigError(
+    () => parseConfig('hosts = ["a.org", "pubsub.a.org"]', "a"),
+    'config a: pubsub.domain: "pubsub.a.org" is already a host or a component',
+  );
+  assertConfigError(
+    () => parseConfig('[pubsub]\nadmins = ["a.org"]', "a"),
+    'config a: pubsub.admins[0]: expected a bare JID, got "a.org"',
   );
 });

@@ -20,7 +20,9 @@ export type Delivery =
   /** Work for a local user's account. */
   | { readonly kind: "account"; readonly bare: string; readonly op: AccountOp }
   /** For the external component (XEP-0114) serving `domain`, which is connected. */
-  | { readonly kind: "component"; readonly domain: string; readonly stanza: Element };
+  | { readonly kind: "component"; readonly domain: string; readonly stanza: Element }
+  /** For the in-process service (pubsub, MUC) on `domain`. */
+  | { readonly kind: "service"; readonly domain: string; readonly stanza: Element };
 
 /** What the router may consult. */
 export interface RouterView {
@@ -37,6 +39,8 @@ export interface RouterView {
    * undefined when it is no component's.
    */
   readonly componentFor?: (domain: string) => "connected" | "disconnected" | undefined;
+  /** Whether `domain` is one of our in-process services (lib/services/). */
+  readonly serviceFor?: (domain: string) => boolean;
 }
 
 function bounce(
@@ -94,6 +98,8 @@ export function route(stanza: Element, view: RouterView, opts: RouteOptions = {}
   if (to === undefined) return [];
   const jid = parseJid(to);
   if (jid === undefined) return bounce(stanza, "jid-malformed");
+  // A service answers for its domain and every JID at it (rooms, occupants), whatever the type.
+  if (view.serviceFor?.(jid.domain)) return [{ kind: "service", domain: jid.domain, stanza }];
   const component = view.componentFor?.(jid.domain);
   if (component === "connected") {
     return [{ kind: "component", domain: jid.domain, stanza }];

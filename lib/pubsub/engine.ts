@@ -405,7 +405,7 @@ export function configure(
   if ("error" in parsed) return { error: refusal("not-acceptable", undefined, parsed.error) };
   const config = { ...node.config, ...parsed.changes };
   const kept = config.persistItems ? node.items.slice(-itemLimit(config, ctx.limits)) : [];
-  const next = withNode(data, name, { config, items: kept });
+  const next = withNode(data, name, { ...node, config, items: kept });
   // Only a longer title can grow the data here.
   if (overQuota(data, next, ctx.limits)) return { error: quotaError(ctx) };
   return { data: next };

@@ -5,7 +5,7 @@
  * @module
  */
 import { elem, type Element } from "../xml/element.ts";
-import { errorReply, type StanzaErrorCondition } from "../xmpp/errors.ts";
+import { errorReply, type StanzaErrorCondition, type StanzaErrorType } from "../xmpp/errors.ts";
 import { NS_PUBSUB_ERRORS } from "../xmpp/namespaces.ts";
 
 /** One refusal. */
@@ -16,6 +16,11 @@ export interface PubsubError {
   /** The `feature` attribute of an `unsupported` application condition. */
   readonly feature?: string;
   readonly text?: string;
+  /**
+   * The error type where XEP-0060's tables give another than the condition's usual one
+   * (`unexpected-request` is `cancel` there, `policy-violation` is `wait`).
+   */
+  readonly type?: StanzaErrorType;
 }
 
 /** A refusal with its condition, application condition and text. */
@@ -35,6 +40,7 @@ export function refusal(
 /** The error reply to `iq` that says `error`. */
 export function errorStanza(iq: Element, error: PubsubError): Element {
   return errorReply(iq, error.condition, {
+    type: error.type,
     text: error.text,
     extra: error.pubsub === undefined
       ? undefined

@@ -42,7 +42,11 @@ const NOT_FOUND = refusal("item-not-found");
 const NODEID_REQUIRED = refusal("bad-request", "nodeid-required");
 const JID_REQUIRED = refusal("bad-request", "jid-required");
 const INVALID_JID = refusal("bad-request", "invalid-jid");
-const NOT_SUBSCRIBED = refusal("unexpected-request", "not-subscribed");
+/** §6.2.3.2: `cancel`, not the condition's usual `wait`. */
+const NOT_SUBSCRIBED: PubsubError = {
+  ...refusal("unexpected-request", "not-subscribed"),
+  type: "cancel",
+};
 
 const AFFILIATIONS: readonly Affiliation[] = [
   "owner",
@@ -261,7 +265,8 @@ export function subscribe(
     const perJid = ctx.limits.subscriptionsPerJid;
     const bare = bareJidOf(jid);
     if (perJid !== undefined && subs.filter((s) => bareJidOf(s) === bare).length >= perJid) {
-      return { error: refusal("policy-violation", "too-many-subscriptions") };
+      // §6.1.3 (too many subscriptions): `wait`.
+      return { error: { ...refusal("policy-violation", "too-many-subscriptions"), type: "wait" } };
     }
   }
   const state: SubscriptionState = pending ? "pending" : "subscribed";

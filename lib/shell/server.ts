@@ -34,6 +34,8 @@ import { createRegistration } from "./registration.ts";
 import { hasTombstone, openTombstoneStore, removeAccount } from "../storage/tombstones.ts";
 import { openUserData } from "../storage/user_data.ts";
 import { secureContexts } from "../transport/tls.ts";
+import { type ServiceRunner, startPubsubRunner } from "./service_runner.ts";
+import { DEFAULT_SERVICE_LIMITS, type StoredNode } from "../services/pubsub/service.ts";
 import {
   createAdmission,
   createHandshakeThrottle,
@@ -179,7 +181,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
       contactInfo: config.contactInfo,
       allowRegistration: config.allowRegistration,
       externalServices: config.externalServices,
-      components: config.components.map((c) => c.domain),
+      components: [
+        ...config.components.map((c) => c.domain),
+        ...(config.pubsub === undefined ? [] : [config.pubsub.domain]),
+      ],
     },
   };
   const endPoints = new Map<string, Uint8Array>();
@@ -200,7 +205,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
     resourcesOf: registry.resourcesOf,
     accountIq: (key: string) => ACCOUNT_IQ.has(key),
     delivery: DELIVERY,
+    serviceFor: (domain: string) => services.has(domain),
   };
+  const services = new Map<string, ServiceRunner>();
   // The hub's stores are written by the hub alone (the CLI only deletes from them), so each
   // may keep its directory listing: a login then finds the roster, vCard, block list ... it
   // does not have without a file operation.
@@ -230,6 +237,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
         if (bounced !== undefined) waits.push(bounced);
       } else if (d.kind === "component") {
         components.get(d.domain)?.dispatch({ kind: "inbound", stanza: d.stanza });
+      } else if (d.kind === "service") {
+        const handled = services.get(d.domain)?.submit(d.stanza);
+        if (handled !== undefined) waits.push(handled);
       } else if (d.op.kind === "outgoing-message" && then.length > 0) {
         waits.push(hub.submit(d.bare, { ...d.op, then }));
         then = [];
@@ -271,6 +281,27 @@ export async function startServer(config: Config): Promise<RunningServer> {
       ),
     log: getLogger("account"),
   });
+  if (config.pubsub !== undefined) {
+    const { domain, admins, create } = config.pubsub;
+    services.set(
+      domain,
+      await startPubsubRunner({
+        store: openKeyvalStore<StoredNode>(config.dataDir, "pubsub_nodes", soleWriter),
+        rosters: openKeyvalStore<Roster>(config.dataDir, "roster"),
+        ctx: {
+          domain,
+          newId: ctx.newId,
+          admins: new Set(admins),
+          limits: DEFAULT_SERVICE_LIMITS,
+          create,
+          isLocal: (bare) => config.hosts.includes(bare.slice(bare.indexOf("@") + 1)),
+        },
+        route: routeStanza,
+        maxQueue: config.limits.accountQueue,
+        log: getLogger("pubsub"),
+      }),
+    );
+  }
   // Once every connection has gone quiet after a burst, the burst's garbage goes back to the
   // system (only with --expose-gc in the V8 flags; see README, Server V8 flags).
   const heapLog = getLogger("memory");

@@ -133,13 +133,32 @@ export function childText(el: Element, name: string, xmlns?: string): string | u
 
 /** A copy with some attributes changed (undefined removes one). */
 export function withAttrs(el: Element, attrs: AttrsInput): Element {
-  const next: Record<string, string> = { ...el.attrs };
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined) delete next[k];
-    else if (!NAME.test(k)) throw new XmlBuildError(`invalid attribute name: ${k}`);
-    else next[k] = checkText(v);
+  // Built key by key rather than copied and then `delete`d: an object that loses a key falls
+  // out of V8's fast shapes, and this runs several times for every stanza.
+  // Attributes keep their order: a changed one stays where it was, new ones come last.
+  const next: Record<string, string> = {};
+  for (const k in el.attrs) {
+    if (!Object.hasOwn(attrs, k)) next[k] = el.attrs[k];
+    else if (attrs[k] !== undefined) next[k] = checkText(attrs[k]);
+  }
+  for (const k in attrs) {
+    const v = attrs[k];
+    if (v === undefined || Object.hasOwn(el.attrs, k)) continue;
+    if (!isName(k)) throw new XmlBuildError(`invalid attribute name: ${k}`);
+    next[k] = checkText(v);
   }
   return { ...el, attrs: next };
+}
+
+/** Names our code already set, so that the same few are not matched again for every stanza. */
+const KNOWN_NAMES = new Set<string>();
+
+function isName(k: string): boolean {
+  if (KNOWN_NAMES.has(k)) return true;
+  if (!NAME.test(k)) return false;
+  // Bounded: attribute names come from our code, but nothing here may grow without a limit.
+  if (KNOWN_NAMES.size < 256) KNOWN_NAMES.add(k);
+  return true;
 }
 
 /** A copy with other children. */

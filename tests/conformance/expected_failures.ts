@@ -28,12 +28,7 @@ export const EXPECTED_FAILURES: Readonly<Record<string, string>> = {
   "muc_show_offline.scs": MUC,
   "muc_subject_issue_667.scs": MUC,
   "muc_whois_anyone_member.scs": MUC,
-  "pubsub_advanced.scs": PUBSUB,
-  "pubsub_basic.scs": PUBSUB,
   "pubsub_config.scs": PUBSUB,
-  "pubsub_createdelete.scs": PUBSUB,
-  "pubsub_max_items.scs": PUBSUB,
-  "pubsub_multi_items.scs": PUBSUB,
   "pubsub_preconditions.scs": PUBSUB,
   "version.scs": "permanent difference: expects the software name Prosody; ours names itself",
 };

@@ -30,6 +30,7 @@ async function runAgainstFreshServer(file: string): Promise<RunResult> {
     log_level: "warning",
     // The settings the scripts assume (../shared/conformance/README.md).
     archive_policy: "always",
+    pubsub: { domain: "pubsub.localhost", admins: ["admin@localhost"] },
     external_services: [
       { type: "stun", transport: "udp", host: "default.example", port: 9876 },
       // One with the server's shared secret, one with a secret of its own (as Prosody's setup).

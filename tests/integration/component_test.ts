@@ -78,7 +78,8 @@ Deno.test("a component handshakes and exchanges messages with a client", async (
     );
     assert.deepEqual(
       items.getChild("query").getChildren("item").map((i: XmppClient) => i.attrs.jid),
-      ["gw.localhost"],
+      // The in-process pubsub service is listed beside the component.
+      ["gw.localhost", "pubsub.localhost"],
     );
 
     // A second connection for the same domain is refused; the first keeps working.

@@ -196,6 +196,18 @@ Deno.test("withAttrs and withChildren copy, never mutate", () => {
   assert.deepEqual(msg.attrs, { to: "a@b", from: "c@d", type: "chat" });
   assert.equal(swapped.children, msg.children);
   assert.throws(() => withAttrs(msg, { "bad name": "v" }), XmlBuildError);
+  // Attribute names that are also Object.prototype's keep their values.
+  const odd = elem("x", { constructor: "c", toString: "t", __proto__x: "p" });
+  assert.deepEqual(withAttrs(odd, { id: "1" }).attrs, {
+    constructor: "c",
+    toString: "t",
+    __proto__x: "p",
+    id: "1",
+  });
+  assert.deepEqual(withAttrs(odd, { toString: undefined }).attrs, {
+    constructor: "c",
+    __proto__x: "p",
+  });
   const replaced = withChildren(msg, [elem("body", { xmlns: NS_CLIENT }, ["y"])]);
   assert.equal(childText(replaced, "body"), "y");
   assert.deepEqual(msg.children, ["x"]);
