@@ -50,7 +50,23 @@ export interface StartOptions {
    * ours runs with `archive_enabled = false`.
    */
   readonly archive: boolean;
+  /**
+   * Multi-user chat on `conference.localhost` (the `muc` scenario). Prosody gets its mod_muc
+   * component only then (`Component "conference.localhost" "muc"`, without mod_muc_mam, so its
+   * rooms keep no archive); ours serves MUC in every run (it is on by default) and its rooms
+   * archive only when `archive` is on: `archive_enabled = false` turns the service's archive off
+   * and `[muc] archiving` says so explicitly, since new rooms default to archiving (`archiving:
+   * true` in lib/services/muc/state.ts DEFAULT_CONFIG).
+   */
+  readonly muc?: boolean;
 }
+
+/**
+ * The Prosody MUC component: mod_muc with its defaults (rooms are created by their first joiner
+ * and locked until configured, 20 messages of history, no archive without mod_muc_mam). One line,
+ * as PROSODY_EXTRA_CONFIG needs (start.sh passes it through awk; Lua takes `;` between statements).
+ */
+export const PROSODY_MUC_CONFIG = `Component "conference.localhost" "muc"`;
 
 /** One kind of server under test. */
 export interface ServerKind {
@@ -215,6 +231,9 @@ export async function ourServer(mainTs: string, label: string): Promise<ServerKi
           ? [`archive_enabled = true`, `archive_policy = "always"`]
           : [`archive_enabled = false`]),
         `log_level = ${JSON.stringify(logLevel)}`,
+        // A table ends the top-level keys, so it comes last.
+        `[muc]`,
+        `archiving = ${opts.archive}`,
         ``,
       ].join("\n"),
     );
@@ -355,9 +374,13 @@ export async function prosodyServer(scriptsDir: string, label: string): Promise<
     // A second global `default_archive_policy` would make Prosody 0.12.3 fail to read its
     // config (its duplicate-option warning crashes on a nil line number), so the override
     // goes into the host section, which takes precedence over the template's global one.
-    return await startAt(
-      opts.archive ? "" : `VirtualHost "localhost"; default_archive_policy = false`,
-    );
+    // The component comes after the host section so that the template's own `VirtualHost
+    // "localhost"` line, which follows the extra configuration, closes it again.
+    const extra = [
+      ...(opts.archive ? [] : [`VirtualHost "localhost"; default_archive_policy = false`]),
+      ...(opts.muc ? [PROSODY_MUC_CONFIG] : []),
+    ];
+    return await startAt(extra.join("; "));
   }
 
   return {

@@ -104,8 +104,22 @@ export interface Config {
    * the machine itself (a load test, a reverse proxy, a local bot) is not one peer.
    */
   readonly exemptLoopback: boolean;
+  /** Multi-user chat (`[muc]`); absent when switched off. */
+  readonly muc?: MucConfig;
   /** The XEP-0060 pubsub service (`[pubsub]`); absent when switched off. */
   readonly pubsub?: PubsubConfig;
+}
+
+/** Multi-user chat on its own domain (XEP-0045, `[muc]`). */
+export interface MucConfig {
+  /** Its domain (`domain`, default `conference.<first host>`). */
+  readonly domain: string;
+  /** Bare JIDs that own every room (`admins`). */
+  readonly admins: readonly string[];
+  /** Who may create rooms (`creation`): "local" users (default), "admins", "anyone". */
+  readonly creation: "local" | "admins" | "anyone";
+  /** Rooms may keep an archive (XEP-0313 on the room JID) when their owners turn it on. */
+  readonly archiving: boolean;
 }
 
 /** The pubsub service on its own domain (XEP-0060, `[pubsub]`). */
@@ -165,6 +179,21 @@ function table<const E extends v.ObjectEntries>(entries: E) {
   return v.pipe(
     v.custom<Record<string, unknown>>(isTable, "expected a table"),
     v.strictObject(entries, "expected a table"),
+  );
+}
+
+/** A list of bare JIDs (service admins), lowercased. */
+function bareJids() {
+  return v.optional(
+    v.array(
+      v.pipe(
+        v.string("expected a bare JID"),
+        v.check((j) => /^[^@/\s]+@[^@/\s]+$/.test(j), "expected a bare JID"),
+        v.toLowerCase(),
+      ),
+      "expected an array of bare JIDs",
+    ),
+    [],
   );
 }
 
@@ -360,23 +389,28 @@ const Schema = table({
     ),
     [],
   ),
+  muc: v.optional(
+    table({
+      enabled: boolean(true),
+      domain: v.optional(
+        v.pipe(v.string(HOST_EXPECTED), v.toLowerCase(), v.check(isDomain, HOST_EXPECTED)),
+      ),
+      admins: bareJids(),
+      creation: v.optional(
+        v.picklist(["local", "admins", "anyone"], 'expected "local", "admins" or "anyone"'),
+        "local",
+      ),
+      archiving: boolean(true),
+    }),
+    {},
+  ),
   pubsub: v.optional(
     table({
       enabled: boolean(true),
       domain: v.optional(
         v.pipe(v.string(HOST_EXPECTED), v.toLowerCase(), v.check(isDomain, HOST_EXPECTED)),
       ),
-      admins: v.optional(
-        v.array(
-          v.pipe(
-            v.string("expected a bare JID"),
-            v.check((j) => /^[^@/\s]+@[^@/\s]+$/.test(j), "expected a bare JID"),
-            v.toLowerCase(),
-          ),
-          "expected an array of bare JIDs",
-        ),
-        [],
-      ),
+      admins: bareJids(),
       create: v.optional(
         v.picklist(["admins", "local", "anyone"], 'expected "admins", "local" or "anyone"'),
         "admins",
@@ -463,9 +497,18 @@ function checkRelations(raw: RawConfig, source: string): void {
     }
     components.add(domain);
   });
-  const pubsubDomain = raw.pubsub.domain ?? `pubsub.${raw.hosts[0]}`;
-  if (raw.pubsub.enabled && (raw.hosts.includes(pubsubDomain) || components.has(pubsubDomain))) {
-    fail(source, `pubsub.domain: "${pubsubDomain}" is already a host or a component`);
+  const taken = new Set([...raw.hosts, ...components]);
+  for (
+    const [key, on, domain] of [
+      ["muc", raw.muc.enabled, raw.muc.domain ?? `conference.${raw.hosts[0]}`],
+      ["pubsub", raw.pubsub.enabled, raw.pubsub.domain ?? `pubsub.${raw.hosts[0]}`],
+    ] as const
+  ) {
+    if (!on) continue;
+    if (taken.has(domain)) {
+      fail(source, `${key}.domain: "${domain}" is already a host, a component or a service`);
+    }
+    taken.add(domain);
   }
   if (raw.component_port !== false && raw.component_port !== 0) {
     if (raw.component_port === raw.c2s_port || raw.component_port === raw.c2s_direct_tls_port) {
@@ -532,6 +575,14 @@ export function configFromObject(obj: unknown, source: string): Config {
     componentInterfaces: raw.component_interfaces,
     components: raw.components,
     exemptLoopback: raw.exempt_loopback,
+    muc: raw.muc.enabled
+      ? {
+        domain: raw.muc.domain ?? `conference.${raw.hosts[0]}`,
+        admins: raw.muc.admins,
+        creation: raw.muc.creation,
+        archiving: raw.muc.archiving,
+      }
+      : undefined,
     pubsub: raw.pubsub.enabled
       ? {
         domain: raw.pubsub.domain ?? `pubsub.${raw.hosts[0]}`,

@@ -86,6 +86,33 @@ export interface Limits {
   readonly mamPrefsJids: number;
   /** Bytes of stanzas held for an inactive client (XEP-0352) (`csi_bytes`). */
   readonly csiBytes: number;
+
+  /** Rooms one user may own at once (XEP-0045) (`muc_rooms_per_creator`). */
+  readonly mucRoomsPerCreator: number;
+  /** Occupants (nicks) of one room, whatever its owner configures (`muc_occupants`). */
+  readonly mucOccupants: number;
+  /** Messages of discussion history a room may keep for newcomers (`muc_history`). */
+  readonly mucHistory: number;
+  /** Bytes of a room's discussion history (`muc_history_bytes`). */
+  readonly mucHistoryBytes: number;
+  /** Bytes of one groupchat or private message body in a room (`muc_message_bytes`). */
+  readonly mucMessageBytes: number;
+  /** Bytes of a room's subject (`muc_subject_bytes`). */
+  readonly mucSubjectBytes: number;
+  /** Affiliations (owners, admins, members, outcasts) of one room (`muc_affiliations`). */
+  readonly mucAffiliations: number;
+  /** Room joins one user may make per second; more get `resource-constraint` (`muc_joins_per_second`). */
+  readonly mucJoinsPerSecond: number;
+  /** Nodes of the pubsub service (XEP-0060) (`pubsub_nodes`). */
+  readonly pubsubNodes: number;
+  /** Items per node of the pubsub service (`pubsub_items`). */
+  readonly pubsubItems: number;
+  /** Bytes of one item's payload on the pubsub service (`pubsub_item_bytes`). */
+  readonly pubsubItemBytes: number;
+  /** Bytes of everything the pubsub service holds (`pubsub_bytes`). */
+  readonly pubsubBytes: number;
+  /** Subscriptions (and, separately, affiliations) per node of the pubsub service (`pubsub_subscriptions`). */
+  readonly pubsubSubscriptions: number;
 }
 
 /** Every bound at its default: what an empty `[limits]` table means. */
@@ -126,6 +153,19 @@ export const DEFAULT_LIMITS: Limits = {
   mamScan: 10000,
   mamPrefsJids: 1000,
   csiBytes: 1024 * 1024,
+  mucRoomsPerCreator: 100,
+  mucOccupants: 1000,
+  mucHistory: 100,
+  mucHistoryBytes: 256 * 1024,
+  mucMessageBytes: 16 * 1024,
+  mucSubjectBytes: 1024,
+  mucAffiliations: 10_000,
+  mucJoinsPerSecond: 5,
+  pubsubNodes: 1000,
+  pubsubItems: 256,
+  pubsubItemBytes: 128 * 1024,
+  pubsubBytes: 64 * 1024 * 1024,
+  pubsubSubscriptions: 1000,
 };
 
 /** The TOML key of each bound, for configuration errors and the README. */
@@ -166,6 +206,19 @@ export const LIMIT_KEYS: Readonly<Record<keyof Limits, string>> = {
   mamScan: "mam_scan",
   mamPrefsJids: "mam_prefs_jids",
   csiBytes: "csi_bytes",
+  mucRoomsPerCreator: "muc_rooms_per_creator",
+  mucOccupants: "muc_occupants",
+  mucHistory: "muc_history",
+  mucHistoryBytes: "muc_history_bytes",
+  mucMessageBytes: "muc_message_bytes",
+  mucSubjectBytes: "muc_subject_bytes",
+  mucAffiliations: "muc_affiliations",
+  mucJoinsPerSecond: "muc_joins_per_second",
+  pubsubNodes: "pubsub_nodes",
+  pubsubItems: "pubsub_items",
+  pubsubItemBytes: "pubsub_item_bytes",
+  pubsubBytes: "pubsub_bytes",
+  pubsubSubscriptions: "pubsub_subscriptions",
 };
 
 /** The smallest value each bound accepts (the largest is unbounded). */
@@ -206,6 +259,19 @@ export const LIMIT_MINIMUMS: Readonly<Record<keyof Limits, number>> = {
   mamScan: 100,
   mamPrefsJids: 0,
   csiBytes: 0,
+  mucRoomsPerCreator: 0,
+  mucOccupants: 1,
+  mucHistory: 0,
+  mucHistoryBytes: 0,
+  mucMessageBytes: 1024,
+  mucSubjectBytes: 0,
+  mucAffiliations: 1,
+  mucJoinsPerSecond: 1,
+  pubsubNodes: 0,
+  pubsubItems: 1,
+  pubsubItemBytes: 1024,
+  pubsubBytes: 1024,
+  pubsubSubscriptions: 0,
 };
 
 /** UTF-8 length of `s[from, to)` without allocating (for byte caps and size limits). */

@@ -40,6 +40,7 @@ const DEFAULTS: Config = {
   componentInterfaces: ["127.0.0.1"],
   components: [],
   exemptLoopback: true,
+  muc: { domain: "conference.localhost", admins: [], creation: "local", archiving: true },
   pubsub: { domain: "pubsub.localhost", admins: [], create: "admins" },
 };
 
@@ -103,6 +104,8 @@ Deno.test("the example file sets every key to its default", async () => {
       "enabled",
       "admins",
       "create",
+      "creation",
+      "archiving",
       "# cert",
       "# key",
     ]
@@ -130,6 +133,12 @@ tombstone_expiry = "never"
 component_port = 5400
 component_interfaces = ["*"]
 exempt_loopback = false
+
+[muc]
+domain = "Rooms.example.org"
+admins = ["Boss@example.org"]
+creation = "admins"
+archiving = false
 
 [pubsub]
 domain = "PubSub.example.org"
@@ -225,6 +234,12 @@ failure_window = 60
     componentInterfaces: ["*"],
     components: [{ domain: "gateway.example.org", secret: "s" }],
     exemptLoopback: false,
+    muc: {
+      domain: "rooms.example.org",
+      admins: ["boss@example.org"],
+      creation: "admins",
+      archiving: false,
+    },
     pubsub: { domain: "pubsub.example.org", admins: ["boss@example.org"], create: "local" },
   };
   assert.deepEqual(parseConfig(text, "full.toml"), expected);
@@ -540,7 +555,7 @@ Deno.test("[pubsub]: off, or a domain that is already a host, a bad admin", () =
   assert.equal(parseConfig('hosts = ["a.org", "b.org"]', "a").pubsub?.domain, "pubsub.a.org");
   assertConfigError(
     () => parseConfig('hosts = ["a.org", "pubsub.a.org"]', "a"),
-    'config a: pubsub.domain: "pubsub.a.org" is already a host or a component',
+    'config a: pubsub.domain: "pubsub.a.org" is already a host, a component or a service',
   );
   assertConfigError(
     () => parseConfig('[pubsub]\nadmins = ["a.org"]', "a"),

@@ -12,13 +12,12 @@ import { normalizeJid } from "../xmpp/jid.ts";
 import { registryOf } from "../modules/registry.ts";
 import { NS_BIND, NS_CLIENT, NS_SESSION } from "../xmpp/namespaces.ts";
 import { onBind } from "./bind.ts";
-import { onBlocklist, withoutBlockedRoutes } from "../modules/blocking.ts";
+import { onBlocklist } from "../modules/blocking.ts";
 import { destroy } from "./destroy.ts";
 import { badRequest, iqProblem, onServerIq } from "./iq.ts";
 import { isSasl, onAbort, onAuth, onCredentials, onResponse } from "./sasl.ts";
 import { isStartTls, onStartTls, onStreamOpen, onTlsDone } from "./stream.ts";
 import { onOutboundPresence } from "../account/presence.ts";
-import { isCapsAnswer, onCapsAnswer } from "../modules/client_caps.ts";
 import { isRegisterIq, onRegistrationResult, onUnauthedRegister } from "../modules/register.ts";
 import { isRosterQuery, onRosterIq } from "./roster.ts";
 import {
@@ -337,9 +336,6 @@ function dispatchOther(
   bare: string,
   ctx: Ctx,
 ): Step {
-  // XEP-0115: the answer to a PEP service's caps question is the server's, whoever asked.
-  // Named: client_caps.ts has no outbound hook (its owner may give it one).
-  if (isCapsAnswer(el)) return onCapsAnswer(s, el, ctx);
   if (el.name === "iq" && (to === undefined || to === s.host || to === bare)) {
     const payload = childElements(el)[0];
     const own = to === undefined || to === bare;
@@ -350,9 +346,16 @@ function dispatchOther(
     }
     return onServerIq(s, el, ctx, own ? "self" : "host");
   }
-  // Presence is the account's and the presence hooks'; XEP-0191 keeps its broadcasts and
-  // probes from blocked JIDs (named: it filters what presence routes, not the stanza).
-  if (el.name === "presence") return withoutBlockedRoutes(s, onOutboundPresence(s, el, ctx));
+  // Presence is the account's and the presence hooks'; what it routes passes the modules'
+  // filters (XEP-0191: no broadcast or probe to a blocked JID).
+  if (el.name === "presence") {
+    const [next, out] = onOutboundPresence(s, el, ctx);
+    let routed = out;
+    for (const m of registryOf(ctx).presenceRoutes) {
+      if (isEnabled(m, ctx)) routed = m.presenceRoutes(s, routed);
+    }
+    return [next, routed];
+  }
   // An iq to someone else: routed.
   return [s, [{ kind: "route", stanza: el }]];
 }

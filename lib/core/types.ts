@@ -328,6 +328,11 @@ export interface Module {
    * avatar hash, XEP-0115 learns the client's caps, XEP-0012 keeps the logout status).
    */
   readonly presence?: (s: Session, presence: Element, ctx: Ctx) => PresenceVerdict | undefined;
+  /**
+   * What the user's presence routes (broadcast, probes, directed presence), filtered before it
+   * goes (XEP-0191 §3.6: nothing to a blocked JID). Run in registry order.
+   */
+  readonly presenceRoutes?: (s: Session, outputs: readonly Output[]) => readonly Output[];
   /** The session bound a resource: what the module does then (after the roster is asked for). */
   readonly bound?: (s: Session, ctx: Ctx) => Step | undefined;
   /** The session is ending (the destroy path): what the module adds before it goes. */

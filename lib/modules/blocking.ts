@@ -179,14 +179,13 @@ function refuseBlocked(s: Session, el: Element): Step | undefined {
 }
 
 /** Drops routes to blocked JIDs from a step (presence broadcasts and probes). */
-export function withoutBlockedRoutes(s: Session, step: Step): Step {
-  const [next, out] = step;
-  if (s.blocklist === undefined || s.blocklist.length === 0) return step;
+export function withoutBlockedRoutes(s: Session, out: readonly Output[]): readonly Output[] {
+  if (s.blocklist === undefined || s.blocklist.length === 0) return out;
   const kept = out.filter((o: Output) =>
     o.kind !== "route" || o.stanza.attrs.to === undefined ||
     !isBlocked(s.blocklist, o.stanza.attrs.to)
   );
-  return kept.length === out.length ? step : [next, kept];
+  return kept.length === out.length ? out : kept;
 }
 
 function listElement(name: "blocklist" | "block" | "unblock", jids: readonly string[]): Element {
@@ -358,6 +357,7 @@ export const BLOCKING: Module = {
   hostFeatures: [NS_BLOCKING],
   outbound: onOutbound,
   inbound: blockedInbound,
+  presenceRoutes: withoutBlockedRoutes,
   delivery: { screen: blockedMessage },
   account: {
     store: "blocklist",

@@ -95,7 +95,12 @@ function capsOnPresence(s: Session, el: Element, ctx: Ctx): PresenceVerdict | un
  * Client caps: no feature of its own to announce (the server's caps are the `caps` module's),
  * only what the user's resources can do, learned from their presence.
  */
-export const CLIENT_CAPS: Module = { name: "client_caps", presence: capsOnPresence };
+export const CLIENT_CAPS: Module = {
+  name: "client_caps",
+  presence: capsOnPresence,
+  // The answer to a PEP service's caps question is the server's, whoever it was sent to.
+  outbound: (s, el, ctx) => isCapsAnswer(el) ? { stop: onCapsAnswer(s, el, ctx) } : undefined,
+};
 
 /**
  * True for what may be the client's answer to one of our caps questions: those come from bare

@@ -98,6 +98,7 @@ export interface CompiledRegistry {
   readonly outbound: readonly Hooked<"outbound">[];
   readonly inbound: readonly Hooked<"inbound">[];
   readonly nonza: readonly Hooked<"nonza">[];
+  readonly presenceRoutes: readonly Hooked<"presenceRoutes">[];
   readonly authedFeatures: readonly Hooked<"authedFeatures">[];
 }
 
@@ -144,6 +145,7 @@ function compileRegistry(modules: readonly Module[]): CompiledRegistry {
     outbound: hooked(modules, "outbound"),
     inbound: hooked(modules, "inbound"),
     nonza: hooked(modules, "nonza"),
+    presenceRoutes: hooked(modules, "presenceRoutes"),
     authedFeatures: hooked(modules, "authedFeatures"),
   };
 }

@@ -125,8 +125,8 @@ function onBound(data: unknown, fullJid: string): readonly AccountOutput[] {
  * the server's.
  */
 export function withAvatarHash(presence: Element, hash: string | undefined): Element {
-  if (hash === undefined) return presence;
-  const photo = elem("photo", { xmlns: NS_VCARD_UPDATE }, [hash]);
+  // XEP-0153 §4.1: an empty <photo/> says "no avatar" (the server knows the vCard; as Prosody).
+  const photo = elem("photo", { xmlns: NS_VCARD_UPDATE }, hash === undefined ? [] : [hash]);
   const x = child(presence, "x", NS_VCARD_UPDATE);
   if (x === undefined) {
     return withChildren(presence, [

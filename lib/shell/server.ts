@@ -7,7 +7,8 @@ import type { Config } from "../config.ts";
 import { getLogger } from "../log.ts";
 import type { Ctx } from "../core/types.ts";
 import type { Roster } from "../core/session.ts";
-import { type AccountStore, openAccountStore } from "../storage/accounts.ts";
+import { type AccountStore, loadSecretKey, openAccountStore } from "../storage/accounts.ts";
+import { parseJid } from "../xmpp/jid.ts";
 import { openKeyvalStore, removeTempFiles } from "../storage/file/datamanager.ts";
 import { openArchiveStore } from "../storage/file/archive.ts";
 import { openOfflineStore } from "../storage/offline.ts";
@@ -35,6 +36,8 @@ import { hasTombstone, openTombstoneStore, removeAccount } from "../storage/tomb
 import { openUserData } from "../storage/user_data.ts";
 import { secureContexts } from "../transport/tls.ts";
 import { type ServiceRunner, startPubsubRunner } from "./service_runner.ts";
+import { type MucRunner, startMucRunner } from "./muc_runner.ts";
+import { DEFAULT_MUC_LIMITS, type StoredRoom } from "../services/muc/mod.ts";
 import { DEFAULT_SERVICE_LIMITS, type StoredNode } from "../services/pubsub/service.ts";
 import {
   createAdmission,
@@ -51,6 +54,12 @@ import {
 /** Stanzas routed after another one once it is archived (a module's `then`: sent carbons). */
 interface Then {
   readonly then?: readonly Element[];
+  /**
+   * Do not wait for in-process services (rooms, pubsub) to finish with what is routed to
+   * them. Accounts and services route this way, so that no account ever waits for a service:
+   * a room may then wait for an account (to keep its stanzas in order) without a cycle.
+   */
+  readonly detachServices?: boolean;
 }
 
 const settled = (ps: readonly Promise<void>[]): Promise<void> =>
@@ -183,6 +192,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       externalServices: config.externalServices,
       components: [
         ...config.components.map((c) => c.domain),
+        ...(config.muc === undefined ? [] : [config.muc.domain]),
         ...(config.pubsub === undefined ? [] : [config.pubsub.domain]),
       ],
     },
@@ -233,25 +243,27 @@ export async function startServer(config: Config): Promise<RunningServer> {
     for (const d of route(stanza, view, opts)) {
       if (d.kind === "deliver") registry.get(d.to)?.dispatch({ kind: "inbound", stanza: d.stanza });
       else if (d.kind === "bounce") {
-        const bounced = routeStanza(d.stanza);
+        const bounced = routeStanza(d.stanza, { detachServices: opts.detachServices });
         if (bounced !== undefined) waits.push(bounced);
       } else if (d.kind === "component") {
         components.get(d.domain)?.dispatch({ kind: "inbound", stanza: d.stanza });
       } else if (d.kind === "service") {
         const handled = services.get(d.domain)?.submit(d.stanza);
-        if (handled !== undefined) waits.push(handled);
+        if (handled !== undefined && !opts.detachServices) waits.push(handled);
       } else if (d.op.kind === "outgoing-message" && then.length > 0) {
         waits.push(hub.submit(d.bare, { ...d.op, then }));
         then = [];
       } else waits.push(hub.submit(d.bare, d.op));
     }
     for (const c of then) {
-      const routed = routeStanza(c);
+      const routed = routeStanza(c, { detachServices: opts.detachServices });
       if (routed !== undefined) waits.push(routed);
     }
     // Nothing to wait for (handed to live sessions): no promise at all, the common case.
     return waits.length === 0 ? undefined : waits.length === 1 ? waits[0] : settled(waits);
   };
+  const detachedRoute = (stanza: Element, opts: RouteOptions & Then = {}) =>
+    routeStanza(stanza, { ...opts, detachServices: true });
   const hub = createAccountHub({
     accounts,
     rosters: openKeyvalStore<Roster>(config.dataDir, "roster", soleWriter),
@@ -269,7 +281,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       archive: { enabled: config.archive.enabled, policy: config.archive.policy },
       random: () => randomToken(6),
     },
-    route: routeStanza,
+    route: detachedRoute,
     isTombstoned: (host, user) =>
       hasTombstone(tombstones, host, user, { now: Date.now(), expiry: config.tombstoneExpiry }),
     removeAccount: (host, user) =>
@@ -281,6 +293,42 @@ export async function startServer(config: Config): Promise<RunningServer> {
       ),
     log: getLogger("account"),
   });
+  let muc: MucRunner | undefined;
+  if (config.muc !== undefined) {
+    const { domain, admins, creation, archiving } = config.muc;
+    muc = await startMucRunner({
+      store: openKeyvalStore<StoredRoom>(config.dataDir, "muc_rooms", soleWriter),
+      archive,
+      ctx: {
+        domain,
+        now: ctx.now,
+        newId: ctx.newId,
+        limits: {
+          ...DEFAULT_MUC_LIMITS,
+          roomsPerCreator: config.limits.mucRoomsPerCreator,
+          occupantsPerRoom: config.limits.mucOccupants,
+          historyMessages: config.limits.mucHistory,
+          historyBytes: config.limits.mucHistoryBytes,
+          messageBytes: config.limits.mucMessageBytes,
+          subjectBytes: config.limits.mucSubjectBytes,
+          affiliations: config.limits.mucAffiliations,
+        },
+        creation,
+        admins: new Set(admins),
+        isLocal: (jid) => {
+          const parsed = parseJid(jid);
+          return parsed !== undefined && config.hosts.includes(parsed.domain);
+        },
+        archiving: archiving && config.archive.enabled,
+      },
+      occupantKey: await loadSecretKey(config.dataDir, "muc-occupant-id.key"),
+      joinsPerSecond: config.limits.mucJoinsPerSecond,
+      route: detachedRoute,
+      maxQueue: config.limits.accountQueue,
+      log: getLogger("muc"),
+    });
+    services.set(domain, muc);
+  }
   if (config.pubsub !== undefined) {
     const { domain, admins, create } = config.pubsub;
     services.set(
@@ -292,11 +340,19 @@ export async function startServer(config: Config): Promise<RunningServer> {
           domain,
           newId: ctx.newId,
           admins: new Set(admins),
-          limits: DEFAULT_SERVICE_LIMITS,
+          limits: {
+            ...DEFAULT_SERVICE_LIMITS,
+            nodes: config.limits.pubsubNodes,
+            items: config.limits.pubsubItems,
+            itemBytes: config.limits.pubsubItemBytes,
+            bytes: config.limits.pubsubBytes,
+            subscriptions: config.limits.pubsubSubscriptions,
+            affiliations: config.limits.pubsubSubscriptions,
+          },
           create,
           isLocal: (bare) => config.hosts.includes(bare.slice(bare.indexOf("@") + 1)),
         },
-        route: routeStanza,
+        route: detachedRoute,
         maxQueue: config.limits.accountQueue,
         log: getLogger("pubsub"),
       }),
@@ -472,7 +528,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
 
   // Archive expiry: soon after start, then hourly.
   const expire = () =>
-    expireArchives(archive, config.hosts, {
+    // Room archives (XEP-0313 on the MUC domain) expire by the same rules as users'.
+    expireArchives(archive, [...config.hosts, ...(config.muc ? [config.muc.domain] : [])], {
       now: Date.now(),
       expiresAfter: config.archive.expiresAfter,
       maxItems: config.archive.maxItems,
@@ -508,6 +565,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
           // already closed
         }
       }
+      // Occupants hear that the rooms go (XEP-0045 status 332) before their streams close.
+      await within(3000, muc?.shutdown() ?? Promise.resolve());
       for (const h of registry.connections()) h.dispatch({ kind: "shutdown" });
       for (const h of componentConns) h.dispatch({ kind: "shutdown" });
       await within(3000, Promise.allSettled([...serving]));

@@ -86,7 +86,11 @@ export async function startPubsubRunner(deps: PubsubRunnerDeps): Promise<Service
     return [];
   }
 
-  async function handle(stanza: Element): Promise<void> {
+  /**
+   * One stanza on the queue. The effects of what it routes are returned, not awaited: the
+   * queue must not wait for an account that may be routing to this service.
+   */
+  async function handle(stanza: Element): Promise<Promise<void>[]> {
     let outputs: readonly PubsubOutput[];
     try {
       outputs = await step(stanza);
@@ -95,8 +99,8 @@ export async function startPubsubRunner(deps: PubsubRunnerDeps): Promise<Service
       // alone gets an error.
       deps.log.error("Pubsub request failed: {error}", { error: String(e) });
       const reply = refuse(stanza, "internal-server-error", "The service could not store this");
-      if (reply !== undefined) await deps.route(withFrom(reply, domain));
-      return;
+      const routed = reply === undefined ? undefined : deps.route(withFrom(reply, domain));
+      return routed === undefined ? [] : [routed];
     }
     const waits: Promise<void>[] = [];
     for (const o of outputs) {
@@ -104,7 +108,7 @@ export async function startPubsubRunner(deps: PubsubRunnerDeps): Promise<Service
       const routed = deps.route(o.stanza);
       if (routed !== undefined) waits.push(routed);
     }
-    await Promise.all(waits);
+    return waits;
   }
 
   function submit(stanza: Element): Promise<void> | void {
@@ -114,8 +118,8 @@ export async function startPubsubRunner(deps: PubsubRunnerDeps): Promise<Service
     }
     queued++;
     const done = tail.then(() => handle(stanza)).finally(() => queued--);
-    tail = done.catch(() => {});
-    return done;
+    tail = done.then(() => {}, () => {});
+    return done.then((waits) => Promise.all(waits)).then(() => {});
   }
 
   return { domain, submit };

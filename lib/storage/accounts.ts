@@ -80,8 +80,16 @@ const DECOY_KEY_BYTES = 32;
  * temp file and then linked into place, so that no reader ever sees a partial one and two
  * processes making it at once end up with the same.
  */
-export async function loadDecoyKey(dataDir: string): Promise<Uint8Array> {
-  const path = join(dataDir, DECOY_KEY_FILE);
+export function loadDecoyKey(dataDir: string): Promise<Uint8Array> {
+  return loadSecretKey(dataDir, DECOY_KEY_FILE);
+}
+
+/**
+ * A 32-byte secret of the data directory kept in `fileName` (the decoy salts', the MUC occupant
+ * ids'), made on first use as {@link loadDecoyKey} says.
+ */
+export async function loadSecretKey(dataDir: string, fileName: string): Promise<Uint8Array> {
+  const path = join(dataDir, fileName);
   const read = async () => {
     const key = await Deno.readFile(path);
     if (key.length !== DECOY_KEY_BYTES) {
@@ -96,7 +104,7 @@ export async function loadDecoyKey(dataDir: string): Promise<Uint8Array> {
   }
   await Deno.mkdir(dataDir, { recursive: true });
   const key = crypto.getRandomValues(new Uint8Array(DECOY_KEY_BYTES));
-  const temp = join(dataDir, `.${DECOY_KEY_FILE}.${crypto.randomUUID()}`);
+  const temp = join(dataDir, `.${fileName}.${crypto.randomUUID()}`);
   const file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
   try {
     try {

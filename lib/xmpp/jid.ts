@@ -47,10 +47,19 @@ const IDENTIFIER_DISALLOWED =
 
 /**
  * FreeformClass DISALLOWED, loosened on purpose: ZWJ, ZWNJ and variation selectors stay
- * allowed because emoji sequences need them and a resource is opaque to us anyway.
+ * allowed because emoji sequences need them and a resource is opaque to us anyway (the
+ * selectors U+FE00-U+FE0F never get here: {@link VARIATION_SELECTORS} maps them away first).
  */
 const FREEFORM_DISALLOWED =
   /[\p{Cc}\p{Cs}\p{Cn}\p{Co}\p{Zl}\p{Zp}\u1100-\u11ff\ua960-\ua97f\ud7b0-\ud7ff]|(?![\u200c\u200d\ufe00-\ufe0f\u{e0100}-\u{e01ef}])[\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
+
+/**
+ * Variation selectors 1-16, mapped to nothing in a resourcepart. PRECIS keeps them, but
+ * stringprep's Resourceprep (RFC 3920, table B.1), which Prosody and most deployed servers
+ * still apply, drops them: "nick\u{FE0F}" and "nick" then name one resource (one occupant),
+ * as they do there, and two nicks cannot differ only by an invisible selector.
+ */
+const VARIATION_SELECTORS = /[\ufe00-\ufe0f]/gu;
 
 /** Width mapping (RFC 8265 §3.3.2 step 1) only ever concerns these code points. */
 const WIDE_OR_NARROW = /[\u3000\uff00-\uffef]/gu;
@@ -115,8 +124,9 @@ export function prepLocalpart(s: string): string | undefined {
 }
 
 /**
- * Prepares a resourcepart: PRECIS OpaqueString (RFC 8265 §4.2). Returns the normalised
- * resourcepart, or undefined when it is not allowed.
+ * Prepares a resourcepart: PRECIS OpaqueString (RFC 8265 §4.2), variation selectors mapped to
+ * nothing first (see {@link VARIATION_SELECTORS}). Returns the normalised resourcepart, or
+ * undefined when it is not allowed (also when nothing is left).
  */
 export function prepResourcepart(s: string): string | undefined {
   let mapped: string;
@@ -124,7 +134,7 @@ export function prepResourcepart(s: string): string | undefined {
     mapped = s;
   } else {
     if (s.length === 0 || s.length > MAX_INPUT_UNITS || !s.isWellFormed()) return undefined;
-    mapped = s.replace(NON_ASCII_SPACE, " ").normalize("NFC");
+    mapped = s.replace(VARIATION_SELECTORS, "").replace(NON_ASCII_SPACE, " ").normalize("NFC");
     if (FREEFORM_DISALLOWED.test(mapped)) return undefined;
   }
   // RFC 7622 §3.5 lists "juliet@example.com/ foo" among the invalid JIDs.

@@ -58,6 +58,9 @@ function session(over: Partial<Session> = {}): Session {
   return bound({ roster: ROSTER, ...over });
 }
 
+/** XEP-0153: what the server adds to the presence of a user without an avatar. */
+const NO_AVATAR = elem("x", { xmlns: "vcard-temp:x:update" }, [elem("photo")]);
+
 /** A session that already sent available presence. */
 function available(over: Partial<Session> = {}): Session {
   return session({ presence: stanza("presence", { from: ME }), ...over });
@@ -71,13 +74,18 @@ Deno.test("presence: initial presence broadcasts, probes, learns other resources
   const s = session();
   const sent = presence({}, [elem("priority", {}, ["3"])]);
   const [next, out] = reduce(s, stanzaEvent(sent), ctx());
-  const p = (to: string) => `<presence from="${ME}" to="${to}"><priority>3</priority></presence>`;
+  const p = (to: string) =>
+    `<presence from="${ME}" to="${to}"><priority>3</priority><x xmlns="vcard-temp:x:update"><photo/></x></presence>`;
   assert.deepEqual(show(out), [
     // 1. Subscribers (from, both), 2. the user's other available resources, and itself.
     { kind: "route", xml: p(FROM) },
     { kind: "route", xml: p(BOTH) },
     { kind: "route", xml: p(OTHER) },
-    { kind: "send", xml: `<presence from="${ME}"><priority>3</priority></presence>` },
+    {
+      kind: "send",
+      xml:
+        `<presence from="${ME}"><priority>3</priority><x xmlns="vcard-temp:x:update"><photo/></x></presence>`,
+    },
     // 3. Probes from the full JID to the contacts the user is subscribed to (to, both).
     { kind: "route", xml: `<presence type="probe" from="${ME}" to="${TO}"/>` },
     { kind: "route", xml: `<presence type="probe" from="${ME}" to="${BOTH}"/>` },
@@ -94,7 +102,7 @@ Deno.test("presence: initial presence broadcasts, probes, learns other resources
     record(next),
     record({
       ...s,
-      presence: stanza("presence", { from: ME }, [elem("priority", {}, ["3"])]),
+      presence: stanza("presence", { from: ME }, [elem("priority", {}, ["3"]), NO_AVATAR]),
       priority: 3,
       presenceAt: NOW,
     }),
@@ -105,18 +113,23 @@ Deno.test("presence: an update is broadcast again without probes or an account o
   const s = available();
   const sent = presence({}, [elem("show", {}, ["away"])]);
   const [next, out] = reduce(s, stanzaEvent(sent), ctx());
-  const p = (to: string) => `<presence from="${ME}" to="${to}"><show>away</show></presence>`;
+  const p = (to: string) =>
+    `<presence from="${ME}" to="${to}"><show>away</show><x xmlns="vcard-temp:x:update"><photo/></x></presence>`;
   assert.deepEqual(show(out), [
     { kind: "route", xml: p(FROM) },
     { kind: "route", xml: p(BOTH) },
     { kind: "route", xml: p(OTHER) },
-    { kind: "send", xml: `<presence from="${ME}"><show>away</show></presence>` },
+    {
+      kind: "send",
+      xml:
+        `<presence from="${ME}"><show>away</show><x xmlns="vcard-temp:x:update"><photo/></x></presence>`,
+    },
   ]);
   assert.deepEqual(
     record(next),
     record({
       ...s,
-      presence: stanza("presence", { from: ME }, [elem("show", {}, ["away"])]),
+      presence: stanza("presence", { from: ME }, [elem("show", {}, ["away"]), NO_AVATAR]),
       presenceAt: NOW,
     }),
   );
@@ -152,7 +165,8 @@ Deno.test("presence: directed available presence is routed and remembered once",
   const s = available();
   const sent = presence({ to: "Stranger@Example.com/pc" });
   const [once, out1] = reduce(s, stanzaEvent(sent), ctx());
-  const xml = `<presence to="${STRANGER}" from="${ME}"/>`;
+  const xml =
+    `<presence to="${STRANGER}" from="${ME}"><x xmlns="vcard-temp:x:update"><photo/></x></presence>`;
   assert.deepEqual(show(out1), [{ kind: "route", xml }]);
   assert.deepEqual(record(once), record({ ...s, directed: new Set([STRANGER]) }));
   const [twice, out2] = reduce(once, stanzaEvent(sent), ctx());

@@ -2,11 +2,17 @@ import assert from "node:assert/strict";
 import { reduce } from "../../lib/c2s/mod.ts";
 import { EMPTY_ROSTER, type Session } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
-import { NS_BIND, NS_PING, NS_SESSION } from "../../lib/xmpp/namespaces.ts";
+import { NS_BIND, NS_PING, NS_SESSION, NS_VCARD_UPDATE } from "../../lib/xmpp/namespaces.ts";
 import { authed, bound, HOST, record, run, show, stanzaEvent, testCtx } from "../_ctx.ts";
 
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const ERR_NS = "urn:ietf:params:xml:ns:xmpp-streams";
+/**
+ * XEP-0153 §4.1: the server knows the vCard, so a user without an avatar has an empty <photo/>
+ * added to available presence, as element and as serialized.
+ */
+const NO_AVATAR = elem("x", { xmlns: NS_VCARD_UPDATE }, [elem("photo")]);
+const NO_AVATAR_XML = `<x xmlns="${NS_VCARD_UPDATE}"><photo/></x>`;
 
 function bindIq(resource?: string, attrs: Readonly<Record<string, string>> = {}): Element {
   return stanza("iq", { type: "set", id: "b1", ...attrs }, [
@@ -239,8 +245,8 @@ Deno.test("bind: stanzas before roster-loaded are held, then replayed in order",
     { kind: "route", xml: `<message to="${romeo}" id="m1" from="${me}"><body>hi</body></message>` },
     { kind: "send", xml: `<iq type="result" id="p1" to="${me}"/>` },
     // The replayed presence sees the roster that just arrived: romeo is subscribed and probed.
-    { kind: "route", xml: `<presence from="${me}" to="${romeo}"/>` },
-    { kind: "send", xml: `<presence from="${me}"/>` },
+    { kind: "route", xml: `<presence from="${me}" to="${romeo}">${NO_AVATAR_XML}</presence>` },
+    { kind: "send", xml: `<presence from="${me}">${NO_AVATAR_XML}</presence>` },
     { kind: "route", xml: `<presence type="probe" from="${me}" to="${romeo}"/>` },
     {
       kind: "account",
@@ -250,7 +256,7 @@ Deno.test("bind: stanzas before roster-loaded are held, then replayed in order",
   ]);
   assert.deepEqual(next.held, []);
   assert.equal(next.roster, roster);
-  assert.deepEqual(next.presence, stanza("presence", { from: me }));
+  assert.deepEqual(next.presence, stanza("presence", { from: me }, [NO_AVATAR]));
 });
 
 Deno.test("bind: a later roster-loaded (a roster change) replaces the roster, replays nothing", () => {

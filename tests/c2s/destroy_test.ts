@@ -3,6 +3,7 @@ import { reduce } from "../../lib/c2s/mod.ts";
 import type { Event } from "../../lib/core/types.ts";
 import { EMPTY_ROSTER, type Roster, type Session } from "../../lib/core/session.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
+import { NS_VCARD_UPDATE } from "../../lib/xmpp/namespaces.ts";
 import {
   authed,
   bound,
@@ -23,6 +24,13 @@ const LOGOUT = { kind: "account", bare: `user@${HOST}`, op: { kind: "logout" } }
 const ROMEO = "romeo@example.com";
 /** The unavailable presence the server routes on the user's behalf to romeo. */
 const UNAVAILABLE = `<presence type="unavailable" from="${ME}" to="${ROMEO}"/>`;
+
+/**
+ * XEP-0153 §4.1: the server knows the vCard, so a user without an avatar has an empty <photo/>
+ * added to available presence (broadcast or directed), as element and as serialized.
+ */
+const NO_AVATAR = elem("x", { xmlns: NS_VCARD_UPDATE }, [elem("photo")]);
+const NO_AVATAR_XML = `<x xmlns="${NS_VCARD_UPDATE}"><photo/></x>`;
 
 /** A roster with one contact subscribed to the user's presence. */
 const ROSTER: Roster = {
@@ -62,7 +70,10 @@ for (const c of PRIORITIES) {
   Deno.test(`presence: priority ${JSON.stringify(c.given)} -> ${c.priority}`, () => {
     const s = bound();
     const [next, out] = reduce(s, stanzaEvent(presence({}, c.given)), testCtx());
-    const stamped = presence({ from: ME }, c.given);
+    const stamped = stanza("presence", { from: ME }, [
+      c.given !== undefined && elem("priority", {}, [c.given]),
+      NO_AVATAR,
+    ]);
     // Nobody subscribed and no other resource: the presence only comes back to the sender,
     // and the account learns the initial presence's priority (offline messages need >= 0).
     assert.deepEqual(out, [
@@ -84,15 +95,15 @@ Deno.test("presence: <presence/> is stamped, routed to each subscriber, sent bac
   const s = bound({ roster: ROSTER });
   const [next, out] = reduce(s, stanzaEvent(presence({ from: "mallory@example.com" })), testCtx());
   assert.deepEqual(show(out), [
-    { kind: "route", xml: `<presence from="${ME}" to="${ROMEO}"/>` },
-    { kind: "send", xml: `<presence from="${ME}"/>` },
+    { kind: "route", xml: `<presence from="${ME}" to="${ROMEO}">${NO_AVATAR_XML}</presence>` },
+    { kind: "send", xml: `<presence from="${ME}">${NO_AVATAR_XML}</presence>` },
     {
       kind: "account",
       bare: `user@${HOST}`,
       op: { kind: "initial-presence", fullJid: ME, priority: 0 },
     },
   ]);
-  assert.deepEqual(next.presence, stanza("presence", { from: ME }));
+  assert.deepEqual(next.presence, stanza("presence", { from: ME }, [NO_AVATAR]));
 });
 
 Deno.test("presence: unavailable resets presence, is routed to subscribers and sent back", () => {
@@ -118,7 +129,7 @@ Deno.test("presence: directed presence is routed, remembered, and leaves the bro
   const [next, out] = reduce(s, stanzaEvent(presence({ to: "Romeo@example.com" })), testCtx());
   assert.deepEqual(show(out), [{
     kind: "route",
-    xml: `<presence to="romeo@${HOST}" from="${ME}"/>`,
+    xml: `<presence to="romeo@${HOST}" from="${ME}">${NO_AVATAR_XML}</presence>`,
   }]);
   // RFC 6121 §4.6.3: the recipient must hear when this resource goes.
   assert.deepEqual(record(next), record({ ...s, directed: new Set([`romeo@${HOST}`]) }));

@@ -31,6 +31,8 @@ async function runAgainstFreshServer(file: string): Promise<RunResult> {
     // The settings the scripts assume (../shared/conformance/README.md).
     archive_policy: "always",
     pubsub: { domain: "pubsub.localhost", admins: ["admin@localhost"] },
+    // muc_create_destroy.scs destroys a room through the service's admin command.
+    muc: { admins: ["admin@localhost"] },
     external_services: [
       { type: "stun", transport: "udp", host: "default.example", port: 9876 },
       // One with the server's shared secret, one with a secret of its own (as Prosody's setup).

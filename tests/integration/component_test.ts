@@ -78,8 +78,8 @@ Deno.test("a component handshakes and exchanges messages with a client", async (
     );
     assert.deepEqual(
       items.getChild("query").getChildren("item").map((i: XmppClient) => i.attrs.jid),
-      // The in-process pubsub service is listed beside the component.
-      ["gw.localhost", "pubsub.localhost"],
+      // The in-process MUC and pubsub services (on by default) are listed beside the component.
+      ["gw.localhost", "conference.localhost", "pubsub.localhost"],
     );
 
     // A second connection for the same domain is refused; the first keeps working.

@@ -133,7 +133,7 @@ Deno.test("vcard: photoHash needs base64 BINVAL data", () => {
   assert.equal(photoHash(vcard([bad])), undefined);
 });
 
-Deno.test("vcard: withAvatarHash adds the hash unless the client gave one", () => {
+Deno.test("vcard: withAvatarHash adds the hash, or an empty photo, unless the client gave one", () => {
   const x = (kids: Element[] = []) => elem("x", { xmlns: "vcard-temp:x:update" }, kids);
   const photo = (h: string) => elem("photo", {}, [h]);
   const show = elem("show", {}, ["away"]);
@@ -148,8 +148,16 @@ Deno.test("vcard: withAvatarHash adds the hash unless the client gave one", () =
   );
   const given = stanza("presence", {}, [x([photo("mine")])]);
   assert.equal(withAvatarHash(given, "abc"), given);
-  const plain = stanza("presence");
-  assert.equal(withAvatarHash(plain, undefined), plain);
+  assert.equal(withAvatarHash(given, undefined), given);
+  // No avatar: the server knows the vCard, so it says so with an empty photo (XEP-0153 §4.1).
+  assert.equal(
+    serializeTop(withAvatarHash(stanza("presence", {}, [show]), undefined)),
+    `<presence><show>away</show><x xmlns="vcard-temp:x:update"><photo/></x></presence>`,
+  );
+  assert.equal(
+    serializeTop(withAvatarHash(stanza("presence", {}, [x()]), undefined)),
+    `<presence><x xmlns="vcard-temp:x:update"><photo/></x></presence>`,
+  );
 });
 
 function accountCtx(online: readonly string[] = [BALCONY]): AccountCtx {

@@ -38,7 +38,11 @@ const VALID: ReadonlyArray<readonly [string, string]> = [
   // Resource with slashes and non-ASCII spaces mapped to ASCII space.
   ["a@b.example/c/d", "a@b.example/c/d"],
   ["a@b.example/x\u00a0y", "a@b.example/x y"],
-  ["a@b.example/👨‍👩‍👧 ❤️", "a@b.example/👨‍👩‍👧 ❤️"],
+  // Emoji sequences keep their joiners; variation selectors are mapped to nothing
+  // (stringprep table B.1, as Prosody): U+2764 U+FE0F becomes U+2764.
+  ["a@b.example/👨‍👩‍👧 ❤️", "a@b.example/👨‍👩‍👧 \u2764"],
+  ["a@b.example/\u{1F916}\uFE0F", "a@b.example/\u{1F916}"],
+  ["a@b.example/x\uFE00y\uFE0E", "a@b.example/xy"],
   // Trailing dot of the domain.
   ["juliet@example.com./foo", "juliet@example.com/foo"],
   ["example.com.", "example.com"],
@@ -119,6 +123,9 @@ const INVALID: readonly string[] = [
   "juliet@example.com/a\u0007b",
   "juliet@example.com/a\u2028b",
   "juliet@example.com/\ud800",
+  // Nothing left once the variation selectors are mapped away, or a leading space then.
+  "juliet@example.com/\uFE0F",
+  "juliet@example.com/\uFE0F foo",
 ];
 
 Deno.test("parseJid: valid JIDs normalise as expected", () => {
@@ -199,6 +206,10 @@ Deno.test("part preparation on its own", () => {
     [prepResourcepart, "a@b/c", "a@b/c"],
     [prepResourcepart, "", undefined],
     [prepResourcepart, "\t", undefined],
+    [prepResourcepart, "\u{1F916}\uFE0F", "\u{1F916}"],
+    [prepResourcepart, "\uFE0F\uFE0F", undefined],
+    // Only selectors 1-16 (table B.1); the supplementary ones stay.
+    [prepResourcepart, "a\u{E0100}", "a\u{E0100}"],
   ];
   for (const [prep, input, expected] of cases) {
     assert.equal(prep(input), expected, `${prep.name}(${JSON.stringify(input)})`);

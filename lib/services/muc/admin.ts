@@ -6,7 +6,7 @@
  * @module
  */
 import { child, childElements, elem, type Element, stanza, text } from "../../xml/element.ts";
-import { errorReply, iqResult, type StanzaErrorCondition } from "../../xmpp/errors.ts";
+import { iqResult, type StanzaErrorCondition } from "../../xmpp/errors.ts";
 import { FORM_TYPE, parseForm } from "../../xmpp/forms.ts";
 import { bareJidOf, normalizeJid } from "../../xmpp/jid.ts";
 import { NS_DATA, NS_REGISTER } from "../../xmpp/namespaces.ts";
@@ -15,6 +15,7 @@ import { applyConfigForm, configChangeCodes, configForm } from "./config.ts";
 import { NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_REGISTER, NS_MUC_USER } from "./namespaces.ts";
 import {
   affiliationOf,
+  broadcasts,
   defaultRole,
   dropOccupant,
   occupantJid,
@@ -37,7 +38,7 @@ import {
   type RoomOutput,
   type RoomStep,
 } from "./types.ts";
-import { type Actor, item, presenceFor, publicise, status, userX } from "./views.ts";
+import { type Actor, item, mucError, presenceFor, publicise, status, userX } from "./views.ts";
 
 /** A refused change: the stanza error to answer with. */
 export interface Refusal {
@@ -194,10 +195,10 @@ export function setAffiliation(
     const newRole: Role = downgrade || ROLE_RANK[occ.role] < ROLE_RANK[role] ? role : occ.role;
     const changed: Occupant = { ...occ, role: newRole };
     next = putOccupant(next, changed);
-    out.push(...publicise(next, changed, ctx, { actor, reason: opts.reason }));
+    out.push(...publicise(next, changed, ctx, { actor, reason: opts.reason, prevRole: occ.role }));
     out.push(...visibilityChange(next, occ.role, changed, ctx));
   }
-  if (affected.length === 0) out.push(...outOfRoom(next, bare, newAff, opts.reason, nick));
+  if (affected.length === 0) out.push(...outOfRoom(next, bare, newAff, opts.reason));
   return { room: next, out };
 }
 
@@ -210,7 +211,7 @@ function visibilityChange(room: Room, before: Role, occ: Occupant, ctx: MucCtx):
   if (seesJids(room, before) || !seesJids(room, occ.role)) return [];
   const out: RoomOutput[] = [];
   for (const other of room.occupants.values()) {
-    if (other.nick === occ.nick) continue;
+    if (other.nick === occ.nick || !broadcasts(room, other.role)) continue;
     for (const to of occ.sessions.keys()) {
       out.push({ kind: "route", stanza: presenceFor(room, other, to, occ.role, occ.bare, ctx) });
     }
@@ -228,12 +229,13 @@ function outOfRoom(
   bare: string,
   aff: Affiliation,
   reason: string | undefined,
-  nick: string | undefined,
 ): RoomOutput[] {
   const out: RoomOutput[] = [];
+  // No `nick` in the item, even when one was reserved: the notice is about the affiliation,
+  // and Prosody's (which clients are tested against) carries affiliation, JID and reason only.
   const x = userX([
     aff === "outcast" && status("301"),
-    item(aff, undefined, bare, { reason, nick }),
+    item(aff, undefined, bare, { reason }),
   ]);
   for (const occ of room.occupants.values()) {
     if (!seesJids(room, occ.role)) continue;
@@ -287,7 +289,7 @@ export function setRole(
   return {
     room: next,
     out: [
-      ...publicise(next, changed, ctx, { actor, reason }),
+      ...publicise(next, changed, ctx, { actor, reason, prevRole: target.role }),
       ...visibilityChange(next, target.role, changed, ctx),
     ],
   };
@@ -297,7 +299,7 @@ export function setRole(
 function refuse(iq: Element, r: Refusal): RoomOutput {
   return {
     kind: "route",
-    stanza: errorReply(iq, r.refused, r.text === undefined ? {} : { text: r.text }),
+    stanza: mucError(iq, r.refused, r.text === undefined ? {} : { text: r.text }),
   };
 }
 
@@ -467,6 +469,7 @@ export function ownerSet(room: Room, iq: Element, query: Element, ctx: MucCtx): 
       out.push(...r.out);
     }
   }
+  out.push(...broadcastChange(room, next, ctx));
   out.push(reply(iq));
   if (codes.length > 0) {
     const x = userX(codes.map(status));
@@ -480,6 +483,24 @@ export function ownerSet(room: Room, iq: Element, query: Element, ctx: MucCtx): 
     }
   }
   return settle(next, out);
+}
+
+/**
+ * The roles whose presence is broadcast changed: the others now see the occupants whose role
+ * became shown, and see those whose role became hidden go (unavailable), as Prosody does.
+ */
+function broadcastChange(before: Room, after: Room, ctx: MucCtx): RoomOutput[] {
+  const out: RoomOutput[] = [];
+  for (const occ of after.occupants.values()) {
+    const was = broadcasts(before, occ.role);
+    const is = broadcasts(after, occ.role);
+    if (was === is) continue;
+    out.push(...publicise(after, occ, ctx, {
+      self: [],
+      ...(is ? {} : { gone: stanza("presence", { type: "unavailable" }) }),
+    }));
+  }
+  return out;
 }
 
 /** How a room is destroyed (XEP-0045 §10.9). */

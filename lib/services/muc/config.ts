@@ -17,9 +17,17 @@ import {
 import { utf8Bytes } from "../../limits.ts";
 import { NS_MUC_ROOMCONFIG, NS_MUC_ROOMINFO } from "./namespaces.ts";
 import { clampUsers } from "./state.ts";
-import type { MucCtx, PmPolicy, Room, RoomConfig } from "./types.ts";
+import {
+  type MucCtx,
+  type PmPolicy,
+  type Role,
+  ROLE_RANK,
+  type Room,
+  type RoomConfig,
+} from "./types.ts";
 
 const PM_POLICIES: readonly PmPolicy[] = ["anyone", "participants", "moderators", "none"];
+const ROLES = Object.keys(ROLE_RANK) as Role[];
 const WHOIS = ["moderators", "anyone"] as const;
 
 const bool = (v: boolean) => [v ? "1" : "0"];
@@ -103,6 +111,13 @@ export function configForm(room: Room, ctx: MucCtx): Element {
       label: "Who may send private messages",
       options: PM_POLICIES,
       values: [c.allowPm],
+    },
+    {
+      var: "muc#roomconfig_presencebroadcast",
+      type: "list-multi",
+      label: "Roles whose presence is broadcast (none: list absent members)",
+      options: ROLES,
+      values: c.presenceBroadcast,
     },
     {
       var: "muc#roomconfig_historylength",
@@ -212,6 +227,12 @@ export function applyConfigForm(
         c.whois = v;
         break;
       }
+      case "muc#roomconfig_presencebroadcast": {
+        if (!f.values.every((v) => Object.hasOwn(ROLE_RANK, v))) return bad();
+        // Kept in rank order without repeats, so that equal choices compare equal.
+        c.presenceBroadcast = ROLES.filter((r) => f.values.includes(r));
+        break;
+      }
       case "muc#roomconfig_allowpm": {
         const v = f.values[0] as PmPolicy;
         if (!PM_POLICIES.includes(v)) return bad();
@@ -227,7 +248,9 @@ export function applyConfigForm(
 
 /** The status codes of a configuration change (XEP-0045 §10.2.1), none when nothing changed. */
 export function configChangeCodes(before: RoomConfig, after: RoomConfig): string[] {
-  const changed = (Object.keys(after) as (keyof RoomConfig)[]).some((k) => before[k] !== after[k]);
+  const changed = (Object.keys(after) as (keyof RoomConfig)[]).some((k) =>
+    k === "presenceBroadcast" ? before[k].join() !== after[k].join() : before[k] !== after[k]
+  );
   if (!changed) return [];
   const codes = ["104"];
   if (!before.archiving && after.archiving) codes.push("170");

@@ -9,7 +9,7 @@
  * @module
  */
 import { child, childElements, elem, type Element, stanza, text } from "../../xml/element.ts";
-import { errorReply, iqResult, type StanzaErrorCondition } from "../../xmpp/errors.ts";
+import { iqResult, type StanzaErrorCondition } from "../../xmpp/errors.ts";
 import { bareJidOf, normalizeJid } from "../../xmpp/jid.ts";
 import { formatDateTime, parseDateTime } from "../../xmpp/datetime.ts";
 import {
@@ -75,7 +75,7 @@ import {
   type RoomOutput,
   type RoomStep,
 } from "./types.ts";
-import { item, presenceFor, publicise, status, userX } from "./views.ts";
+import { item, mucError, occupantList, presenceFor, publicise, status, userX } from "./views.ts";
 
 /** The error reply to a stanza, as a route output. */
 function fail(
@@ -85,7 +85,7 @@ function fail(
   by?: string,
 ): RoomOutput {
   const opts = { ...(text !== undefined ? { text } : {}), ...(by !== undefined ? { by } : {}) };
-  return { kind: "route", stanza: errorReply(st, condition, opts) };
+  return { kind: "route", stanza: mucError(st, condition, opts) };
 }
 
 /** A refused join: the error presence with the `<x xmlns=muc/>` of XEP-0045 §7.2 examples. */
@@ -96,7 +96,7 @@ function refuseJoin(
   condition: StanzaErrorCondition,
   text?: string,
 ): RoomStep {
-  const err = errorReply(st, condition, {
+  const err = mucError(st, condition, {
     by: roomJid,
     ...(text !== undefined ? { text } : {}),
   });
@@ -270,11 +270,7 @@ function join(room: Room, st: Element, nick: string, ctx: MucCtx, created: boole
       occupantId: ctx.occupantId(room.jid, bare),
     };
   const next = putOccupant(room, occ);
-  const out: RoomOutput[] = [];
-  for (const other of room.occupants.values()) {
-    if (other.nick === nick) continue;
-    out.push({ kind: "route", stanza: presenceFor(next, other, from, occ.role, bare, ctx) });
-  }
+  const out: RoomOutput[] = occupantList(next, occ, from, ctx).map(routeOf);
   const selfLead = [
     ...(created ? [status("201")] : []),
     ...(next.config.whois === "anyone" ? [status("100")] : []),
@@ -301,11 +297,7 @@ function update(room: Room, st: Element, ctx: MucCtx): RoomStep {
   if (x === undefined) return [next, publicise(next, changed, ctx, {})];
   // XEP-0410 §5: a client unsure whether it is still joined sends its join again; it gets
   // what a join gets (without status 201), the others a presence update.
-  const out: RoomOutput[] = [];
-  for (const other of next.occupants.values()) {
-    if (other.nick === occ.nick) continue;
-    out.push({ kind: "route", stanza: presenceFor(next, other, from, occ.role, occ.bare, ctx) });
-  }
+  const out: RoomOutput[] = occupantList(next, changed, from, ctx).map(routeOf);
   out.push(...publicise(next, changed, ctx, {
     selfLead: next.config.whois === "anyone" ? [status("100")] : [],
   }));
@@ -449,7 +441,11 @@ function withNickInItems(o: RoomOutput, nick: string): RoomOutput {
 function probe(room: Room, st: Element, nick: string, ctx: MucCtx): RoomStep {
   const from = st.attrs.from;
   const asker = occupantOf(room, from);
-  if (asker === undefined) return [room, [fail(st, "not-acceptable")]];
+  if (asker === undefined) {
+    // Type cancel, not not-acceptable's usual modify: nothing in the probe can be changed to
+    // make it acceptable, only joining can (and Prosody, which clients are tested on, says so).
+    return [room, [routeOf(mucError(st, "not-acceptable", { type: "cancel" }))]];
+  }
   const occ = room.occupants.get(nick);
   if (occ !== undefined) {
     return [room, [{

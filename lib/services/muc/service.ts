@@ -6,7 +6,7 @@
  * @module
  */
 import { childElements, elem, type Element } from "../../xml/element.ts";
-import { errorReply, iqResult } from "../../xmpp/errors.ts";
+import { iqResult } from "../../xmpp/errors.ts";
 import { findForm, parseForm } from "../../xmpp/forms.ts";
 import { bareJidOf, normalizeJid } from "../../xmpp/jid.ts";
 import { NS_DATA, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from "../../xmpp/namespaces.ts";
@@ -18,6 +18,7 @@ import {
   NS_OCCUPANT_ID,
 } from "./namespaces.ts";
 import type { MucCtx } from "./types.ts";
+import { mucError } from "./views.ts";
 
 /** A room as the service lists it. */
 export interface RoomListing {
@@ -58,20 +59,20 @@ export function reduceService(st: Element, ctx: ServiceCtx): readonly ServiceOut
   if (st.name !== "iq") {
     // Messages and presence to the service itself mean nothing; errors are never answered.
     if (st.name === "message" && st.attrs.type !== "error" && st.attrs.type !== "groupchat") {
-      return [route(errorReply(st, "service-unavailable"))];
+      return [route(mucError(st, "service-unavailable"))];
     }
     return [];
   }
   const type = st.attrs.type;
   if (type !== "get" && type !== "set") return [];
   const payload = childElements(st)[0];
-  if (payload === undefined) return [route(errorReply(st, "bad-request"))];
+  if (payload === undefined) return [route(mucError(st, "bad-request"))];
   const from = st.attrs.from ?? "";
   const isAdmin = ctx.admins.has(bareJidOf(from) ?? from);
   const node = payload.attrs.node;
   switch (`${type} ${payload.xmlns} ${payload.name}`) {
     case `get ${NS_DISCO_INFO} query`:
-      if (node !== undefined) return [route(errorReply(st, "item-not-found"))];
+      if (node !== undefined) return [route(mucError(st, "item-not-found"))];
       return [route(iqResult(
         st,
         elem("query", { xmlns: NS_DISCO_INFO }, [
@@ -98,7 +99,7 @@ export function reduceService(st: Element, ctx: ServiceCtx): readonly ServiceOut
           ]),
         ))];
       }
-      if (node !== undefined) return [route(errorReply(st, "item-not-found"))];
+      if (node !== undefined) return [route(mucError(st, "item-not-found"))];
       return [route(iqResult(
         st,
         elem(
@@ -115,11 +116,11 @@ export function reduceService(st: Element, ctx: ServiceCtx): readonly ServiceOut
     case `get ${NS_PING} ping`:
       return [route(iqResult(st))];
     case `set ${NS_COMMANDS} command`:
-      if (node !== NODE_PROSODY_DESTROY) return [route(errorReply(st, "item-not-found"))];
-      if (!isAdmin) return [route(errorReply(st, "forbidden"))];
+      if (node !== NODE_PROSODY_DESTROY) return [route(mucError(st, "item-not-found"))];
+      if (!isAdmin) return [route(mucError(st, "forbidden"))];
       return destroyCommand(st, payload, ctx);
   }
-  return [route(errorReply(st, "service-unavailable"))];
+  return [route(mucError(st, "service-unavailable"))];
 }
 
 /**
@@ -165,10 +166,10 @@ function destroyCommand(iq: Element, command: Element, ctx: ServiceCtx): readonl
   for (const v of form.byVar.get("rooms")?.values ?? []) {
     const jid = normalizeJid(v);
     if (jid === undefined || bareJidOf(jid) !== jid || !jid.endsWith(`@${ctx.domain}`)) {
-      return [route(errorReply(iq, "bad-request", { text: `Not a room here: ${v}` }))];
+      return [route(mucError(iq, "bad-request", { text: `Not a room here: ${v}` }))];
     }
     if (!rooms.includes(jid)) rooms.push(jid);
-    if (rooms.length > MAX_DESTROY) return [route(errorReply(iq, "policy-violation"))];
+    if (rooms.length > MAX_DESTROY) return [route(mucError(iq, "policy-violation"))];
   }
   const reason = form.byVar.get("reason")?.values[0];
   return [{

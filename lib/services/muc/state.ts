@@ -38,6 +38,7 @@ export const DEFAULT_CONFIG: RoomConfig = {
   historyLength: 20,
   language: "",
   archiving: true,
+  presenceBroadcast: ["visitor", "participant", "moderator"],
 };
 
 /** A new, empty, locked room. */
@@ -94,6 +95,11 @@ export function defaultRole(room: Room, aff: Affiliation): Role {
   if (aff === "member") return "participant";
   if (aff === "outcast" || room.config.membersOnly) return "none";
   return room.config.moderated ? "visitor" : "participant";
+}
+
+/** Whether the other occupants get the presence of an occupant with this role. */
+export function broadcasts(room: Room, role: Role): boolean {
+  return room.config.presenceBroadcast.includes(role);
 }
 
 /** Whether an occupant with this role sees real JIDs. */

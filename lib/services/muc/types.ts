@@ -58,6 +58,13 @@ export interface RoomConfig {
   readonly language: string;
   /** The room's messages are archived (XEP-0313 on the room JID). */
   readonly archiving: boolean;
+  /**
+   * `muc#roomconfig_presencebroadcast`: the roles whose presence the other occupants get (an
+   * occupant always gets its own). "none" lists the affiliated users with a reserved nick who
+   * are not in the room to each newcomer, as unavailable presence (Prosody's "show offline").
+   * In the order of {@link ROLE_RANK}, without repeats.
+   */
+  readonly presenceBroadcast: readonly Role[];
 }
 
 /** One affiliation with what goes with it. */

@@ -8,9 +8,15 @@
  * a JID for those who may not see it), then status 110 for the occupant itself.
  * @module
  */
-import { elem, type Element, type XmlNode } from "../../xml/element.ts";
+import { elem, type Element, stanza, type XmlNode } from "../../xml/element.ts";
+import {
+  errorReply,
+  type StanzaErrorCondition,
+  type StanzaErrorOptions,
+} from "../../xmpp/errors.ts";
+import { NS_STANZA_ERRORS } from "../../xmpp/namespaces.ts";
 import { NS_MUC_USER, NS_OCCUPANT_ID } from "./namespaces.ts";
-import { affiliationOf, occupantJid, seesJids } from "./state.ts";
+import { affiliationOf, broadcasts, occupantJid, seesJids } from "./state.ts";
 import type { Affiliation, MucCtx, Occupant, Role, Room, RoomOutput } from "./types.ts";
 
 /** The room's `<x xmlns=muc#user>` with these children. */
@@ -99,6 +105,11 @@ export interface Publicity extends ItemDetails {
   readonly self?: readonly string[];
   /** Status codes for the occupant itself only, before 110 (201 on creation, 100, 210). */
   readonly selfLead?: readonly Element[];
+  /**
+   * The role before this change: when the new role's presence is not broadcast but the old
+   * one's was, the others see the occupant go (unavailable) instead of hearing nothing.
+   */
+  readonly prevRole?: Role;
 }
 
 /**
@@ -109,7 +120,15 @@ export function publicise(room: Room, occ: Occupant, ctx: MucCtx, p: Publicity):
   const out: RoomOutput[] = [];
   const lead = p.lead ?? [];
   const base = p.gone ?? occ.presence;
-  if (p.others !== false) {
+  // A departure is always told; otherwise only roles the room broadcasts are shown
+  // (`muc#roomconfig_presencebroadcast`), and one that stops being shown is seen to go.
+  let othersBase: Element | undefined = base;
+  if (p.gone === undefined && !broadcasts(room, occ.role)) {
+    othersBase = p.prevRole !== undefined && broadcasts(room, p.prevRole)
+      ? { name: "presence", xmlns: base.xmlns, attrs: { type: "unavailable" }, children: [] }
+      : undefined;
+  }
+  if (p.others !== false && othersBase !== undefined) {
     // Built once per kind of viewer, not once per recipient.
     const views = new Map<string, Element>();
     const view = (jids: boolean, actorJid: boolean) => {
@@ -126,16 +145,18 @@ export function publicise(room: Room, occ: Occupant, ctx: MucCtx, p: Publicity):
       const sees = seesJids(room, other.role);
       const x = view(sees || other.bare === occ.bare, sees);
       for (const to of other.sessions.keys()) {
-        out.push({ kind: "route", stanza: fromOccupant(room, occ, base, to, x) });
+        out.push({ kind: "route", stanza: fromOccupant(room, occ, othersBase, to, x) });
       }
     }
   }
   const self = p.self ?? [...occ.sessions.keys()];
   if (self.length > 0) {
+    // The occupant's own copy names the actor by nick only, even for a moderator, who sees
+    // the actor's JID in everyone else's copies (as Prosody, muc_show_offline.scs line 530).
     const x = userX([
       ...lead,
       ...(p.selfLead ?? []),
-      ...occupantItems(room, occ, ctx, true, seesJids(room, occ.role), p),
+      ...occupantItems(room, occ, ctx, true, false, p),
       status("110"),
     ]);
     for (const to of self) {
@@ -158,4 +179,55 @@ export function presenceFor(
   const sees = seesJids(room, viewer);
   const x = userX(occupantItems(room, occ, ctx, sees || viewerBare === occ.bare, sees));
   return fromOccupant(room, occ, occ.presence, to, x);
+}
+
+/**
+ * The error reply to a stanza sent to the service, a room or an occupant. Its `<text/>` has no
+ * `xml:lang` (the stream's language applies, RFC 6120 §8.3.2 does not require one): MUC clients
+ * and their tests compare errors with Prosody's, which carry none.
+ */
+export function mucError(
+  st: Element,
+  condition: StanzaErrorCondition,
+  opts: StanzaErrorOptions = {},
+): Element {
+  const { text, ...rest } = opts;
+  const reply = errorReply(st, condition, rest);
+  if (text === undefined) return reply;
+  return {
+    ...reply,
+    children: reply.children.map((c) => {
+      if (typeof c === "string" || c.name !== "error") return c;
+      // After the condition, before any application-specific element.
+      const [cond, ...more] = c.children;
+      return { ...c, children: [cond, elem("text", { xmlns: NS_STANZA_ERRORS }, [text]), ...more] };
+    }),
+  };
+}
+
+/**
+ * What a newcomer (or a session resyncing, XEP-0410) gets before its own presence: the
+ * presence of every other occupant whose role the room broadcasts (or who is the same user),
+ * then, when the room broadcasts "none", an unavailable presence for each affiliated user
+ * with a reserved nick who is not in the room (as Prosody, muc_show_offline.scs).
+ */
+export function occupantList(room: Room, occ: Occupant, to: string, ctx: MucCtx): Element[] {
+  const out: Element[] = [];
+  const present = new Set<string>();
+  for (const other of room.occupants.values()) {
+    present.add(other.bare);
+    if (other.nick === occ.nick) continue;
+    if (!broadcasts(room, other.role) && other.bare !== occ.bare) continue;
+    out.push(presenceFor(room, other, to, occ.role, occ.bare, ctx));
+  }
+  if (!broadcasts(room, "none")) return out;
+  const sees = seesJids(room, occ.role);
+  for (const [bare, entry] of room.affiliations) {
+    const nick = entry.nick;
+    if (nick === undefined || present.has(bare) || room.occupants.has(nick)) continue;
+    out.push(stanza("presence", { type: "unavailable", from: occupantJid(room, nick), to }, [
+      userX([item(entry.affiliation, "none", sees ? bare : undefined, { nick })]),
+    ]));
+  }
+  return out;
 }

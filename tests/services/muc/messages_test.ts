@@ -125,7 +125,7 @@ Deno.test("subject: moderators change it, others only when allowed; newcomers ge
     <message type="error" id="s2" from="${ROOM}" to="${JULIET}">
       <error type="auth">
         <forbidden xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/>
-        <text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas" xml:lang="en">You may not change the subject</text>
+        <text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">You may not change the subject</text>
       </error>
     </message>`),
   );
@@ -238,7 +238,7 @@ Deno.test("nick change to a nick in use: conflict, nothing changes", () => {
       <x xmlns="http://jabber.org/protocol/muc"/>
       <error type="cancel" by="${ROOM}">
         <conflict xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/>
-        <text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas" xml:lang="en">The nick is in use or reserved</text>
+        <text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">The nick is in use or reserved</text>
       </error>
     </presence>`),
   );

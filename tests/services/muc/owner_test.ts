@@ -61,6 +61,11 @@ Deno.test("the configuration form holds every field with its current value", () 
           <field type="list-single" var="muc#roomconfig_allowpm" label="Who may send private messages">${
       opt("anyone")
     }${opt("participants")}${opt("moderators")}${opt("none")}<value>anyone</value></field>
+          <field type="list-multi" var="muc#roomconfig_presencebroadcast" label="Roles whose presence is broadcast (none: list absent members)">${
+      opt("none")
+    }${opt("visitor")}${opt("participant")}${
+      opt("moderator")
+    }<value>visitor</value><value>participant</value><value>moderator</value></field>
           <field type="text-single" var="muc#roomconfig_historylength" label="Messages of history for newcomers (at most 100)"><value>20</value></field>
           <field type="text-single" var="muc#roomconfig_lang" label="Language"><value></value></field>
           <field type="boolean" var="muc#roomconfig_enablearchiving" label="Archive the discussion (XEP-0313)"><value>1</value></field>
@@ -79,7 +84,7 @@ Deno.test("the configuration form holds every field with its current value", () 
     <iq type="error" id="f" from="${ROOM}" to="${JULIET}">
       <error type="auth">
         <forbidden xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/>
-        <text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas" xml:lang="en">Only owners can configure rooms</text>
+        <text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">Only owners can configure rooms</text>
       </error>
     </iq>`),
   );
@@ -134,7 +139,7 @@ Deno.test("configuration refusals: a bad value, a wrong form type", () => {
     <iq type="error" id="c1" from="${ROOM}" to="${ROMEO}">
       <error type="modify">
         <bad-request xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/>
-        <text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas" xml:lang="en">Invalid value for muc#roomconfig_membersonly</text>
+        <text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">Invalid value for muc#roomconfig_membersonly</text>
       </error>
     </iq>`),
   );
