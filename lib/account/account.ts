@@ -74,7 +74,7 @@ import {
   payloadKey,
 } from "../modules/registry.ts";
 import { resentPresence } from "../core/resent_presence.ts";
-import type { ResourceView } from "../core/types.ts";
+import type { IqWho, ResourceView } from "../core/types.ts";
 import {
   type AccountCtx,
   type AccountOp,
@@ -305,6 +305,14 @@ function screenInbound(s: AccountState, op: AccountOp): readonly Element[] | und
   return undefined;
 }
 
+/** Whether `from` (a bare JID) is one `who` names for this account. */
+function mayAsk(who: IqWho, s: AccountState, from: string | undefined): boolean {
+  if (who === "anyone" || from === s.bare) return true;
+  if (who === "self" || from === undefined) return false;
+  const sub = rosterItem(s.roster, from)?.subscription;
+  return sub === "from" || sub === "both";
+}
+
 function onModuleIq(s: AccountState, iq: Element, ctx: AccountCtx): AccountStep {
   const payload = childElements(iq)[0];
   const entry = payload === undefined ? undefined : ACCOUNT_IQ.get(payloadKey(payload));
@@ -312,6 +320,13 @@ function onModuleIq(s: AccountState, iq: Element, ctx: AccountCtx): AccountStep 
     return [s, [{ kind: "route", stanza: errorReply(iq, "service-unavailable") }]];
   }
   const from = iq.attrs.from === undefined ? undefined : bareJidOf(iq.attrs.from);
+  const access = entry.access;
+  if (access !== undefined) {
+    const who = iq.attrs.type === "set" ? access.set : access.get;
+    if (!mayAsk(who, s, from)) {
+      return [s, [{ kind: "route", stanza: errorReply(iq, access.refusal) }]];
+    }
+  }
   const result = entry.handler(s.modules[entry.store], iq, payload, {
     bare: s.bare,
     self: from === s.bare,

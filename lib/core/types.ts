@@ -5,7 +5,7 @@
  */
 import type { ChannelBindings, Roster, Session } from "./session.ts";
 import type { Element } from "../xml/element.ts";
-import type { StreamError, StreamErrorCondition } from "../xmpp/errors.ts";
+import type { StanzaErrorCondition, StreamError, StreamErrorCondition } from "../xmpp/errors.ts";
 import type { ScramCredentialSet } from "../xmpp/scram.ts";
 import type { RosterSetChange } from "./roster.ts";
 import type { ArchivedMessage, ArchivePrefs, ArchiveQuery } from "./archive.ts";
@@ -442,6 +442,20 @@ export type AccountIqHandler = (
   ctx: AccountIqCtx,
 ) => AccountIqResult;
 
+/** Who may send an iq to a user's account data: the user, their presence subscribers, anyone. */
+export type IqWho = "self" | "contacts" | "anyone";
+
+/**
+ * Who may ask, per iq type, and the error everyone else gets: checked by the account reducer
+ * before the handler runs, so that handlers never repeat it. `contacts` are the JIDs with a
+ * `from` or `both` subscription in the user's roster (and the user).
+ */
+export interface IqAccess {
+  readonly get: IqWho;
+  readonly set: IqWho;
+  readonly refusal: StanzaErrorCondition;
+}
+
 /** A module's per-account data: one keyval store, and the payloads it answers. */
 export interface AccountModule {
   readonly store: string;
@@ -452,6 +466,8 @@ export interface AccountModule {
   readonly alsoStores?: readonly string[];
   /** By `namespace name` of the payload; iqs to the account's bare JID (or none, from itself). */
   readonly iq: Readonly<Record<string, AccountIqHandler>>;
+  /** Who may send each payload (by `namespace name`); absent: anyone (the handler decides). */
+  readonly access?: Readonly<Record<string, IqAccess>>;
   /** What a session that just bound needs from the stored data (its store is loaded first). */
   readonly onBound?: (data: unknown, fullJid: string) => readonly AccountOutput[];
   /**

@@ -261,14 +261,12 @@ function changed(
   };
 }
 
-function onGet(data: unknown, iq: Element, _p: Element, ctx: AccountIqCtx): AccountIqResult {
-  if (!ctx.self) return refused(iq, "service-unavailable");
+function onGet(data: unknown, iq: Element, _p: Element, _ctx: AccountIqCtx): AccountIqResult {
   if (iq.attrs.type !== "get") return refused(iq, "bad-request");
   return { replies: [iqResult(iq, listElement("blocklist", blocklistOf(data)))] };
 }
 
 function onBlock(data: unknown, iq: Element, payload: Element, ctx: AccountIqCtx) {
-  if (!ctx.self) return refused(iq, "service-unavailable");
   if (iq.attrs.type !== "set") return refused(iq, "bad-request");
   const items = itemsOf(payload);
   if (items === undefined) return refused(iq, "jid-malformed");
@@ -303,7 +301,6 @@ function onBlock(data: unknown, iq: Element, payload: Element, ctx: AccountIqCtx
 }
 
 function onUnblock(data: unknown, iq: Element, payload: Element, ctx: AccountIqCtx) {
-  if (!ctx.self) return refused(iq, "service-unavailable");
   if (iq.attrs.type !== "set") return refused(iq, "bad-request");
   const items = itemsOf(payload);
   if (items === undefined) return refused(iq, "jid-malformed");
@@ -366,6 +363,13 @@ export const BLOCKING: Module = {
       [`${NS_BLOCKING} block`]: onBlock,
       [`${NS_BLOCKING} unblock`]: onUnblock,
     },
+    // XEP-0191 is about one's own account: to anyone else it does not exist.
+    access: Object.fromEntries(
+      [BLOCKLIST_REQUEST, `${NS_BLOCKING} block`, `${NS_BLOCKING} unblock`].map((key) => [
+        key,
+        { get: "self", set: "self", refusal: "service-unavailable" } as const,
+      ]),
+    ),
     onBound: (data, fullJid) => [{ kind: "blocklist", to: fullJid, blocklist: blocklistOf(data) }],
     screen,
   },

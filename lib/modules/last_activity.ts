@@ -8,8 +8,6 @@
  */
 import { childElements, elem, type Element, text } from "../xml/element.ts";
 import { errorReply, iqResult } from "../xmpp/errors.ts";
-import { bareJidOf } from "../xmpp/jid.ts";
-import { rosterItem } from "../core/roster.ts";
 import { bareJid, type Session } from "../core/session.ts";
 import type { AccountIqCtx, AccountIqResult, Ctx, Module, PresenceVerdict } from "../core/types.ts";
 import { NS_LAST } from "../xmpp/namespaces.ts";
@@ -61,14 +59,6 @@ function onPresence(s: Session, presence: Element, _ctx: Ctx): PresenceVerdict |
   return { after: [{ kind: "account", bare: bareJid(s)!, op }] };
 }
 
-/** True when `bare` may learn the user's last activity: themself or a presence subscriber. */
-function mayKnow(ctx: AccountIqCtx, bare: string | undefined): boolean {
-  if (ctx.self) return true;
-  if (bare === undefined) return false;
-  const sub = ctx.roster === undefined ? undefined : rosterItem(ctx.roster, bare)?.subscription;
-  return sub === "from" || sub === "both";
-}
-
 /** `<query xmlns="jabber:iq:last"/>` to a user's bare JID (XEP-0012 §4). */
 export function onLastIq(
   data: unknown,
@@ -78,9 +68,6 @@ export function onLastIq(
 ): AccountIqResult {
   // Nothing can be set: last activity is the server's record.
   if (iq.attrs.type !== "get") return { replies: [errorReply(iq, "service-unavailable")] };
-  const asker = iq.attrs.from === undefined ? undefined : bareJidOf(iq.attrs.from);
-  // §4 and §9: only those allowed to see the user's presence; the others get forbidden.
-  if (!mayKnow(ctx, asker)) return { replies: [errorReply(iq, "forbidden")] };
   const online = (ctx.resourcesOf?.(ctx.bare) ?? []).some((r) => r.available);
   if (online) {
     return { replies: [iqResult(iq, elem("query", { xmlns: NS_LAST, seconds: "0" }))] };
@@ -107,6 +94,13 @@ export function onLastIq(
 export const LAST_ACTIVITY: Module = {
   name: "last_activity",
   accountFeatures: [NS_LAST],
-  account: { store: LAST_STORE, iq: { [`${NS_LAST} query`]: onLastIq }, onLogout },
+  account: {
+    store: LAST_STORE,
+    iq: { [`${NS_LAST} query`]: onLastIq },
+    // §4 and §9: only those allowed to see the user's presence; the others get forbidden. A set
+    // is anyone's to try: the handler answers that nothing can be set.
+    access: { [`${NS_LAST} query`]: { get: "contacts", set: "anyone", refusal: "forbidden" } },
+    onLogout,
+  },
   presence: onPresence,
 };

@@ -251,7 +251,6 @@ export function onPubsubOwnerIq(
   payload: Element,
   ctx: AccountIqCtx,
 ): AccountIqResult {
-  if (!ctx.self) return { replies: [errorReply(iq, "forbidden")] };
   const data = pepData(stored);
   const first = childElements(payload, NS_PUBSUB_OWNER)[0];
   if (first?.name === "configure") {
@@ -438,6 +437,8 @@ export const PEP: Module = {
       [`${NS_PUBSUB} pubsub`]: onPubsubIq,
       [`${NS_PUBSUB_OWNER} pubsub`]: onPubsubOwnerIq,
     },
+    // Only the owner configures, deletes and purges its nodes; others' requests are forbidden.
+    access: { [`${NS_PUBSUB_OWNER} pubsub`]: { get: "self", set: "self", refusal: "forbidden" } },
     onCaps: lastItemsFor,
   },
 };

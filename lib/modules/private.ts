@@ -74,8 +74,6 @@ export function onPrivateIq(
   payload: Element,
   ctx: AccountIqCtx,
 ): AccountIqResult {
-  // §2.3: another user's private data is forbidden (preferred over service-unavailable).
-  if (!ctx.self) return { replies: [errorReply(iq, "forbidden")] };
   const fragments = childElements(payload);
   // §2.3: at least one child element with a proper namespace, else not-acceptable.
   if (fragments.length === 0) {
@@ -161,5 +159,7 @@ export const PRIVATE: Module = {
     store: "private",
     alsoStores: [PEP_STORE],
     iq: { [`${NS_PRIVATE} query`]: onPrivateIq },
+    // §2.3: another user's private data is forbidden (preferred over service-unavailable).
+    access: { [`${NS_PRIVATE} query`]: { get: "self", set: "self", refusal: "forbidden" } },
   },
 };

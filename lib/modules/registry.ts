@@ -25,6 +25,7 @@ import {
   type AccountModule,
   type Ctx,
   type DeliveryHooks,
+  type IqAccess,
   type IqHandler,
   isEnabled,
   type Module,
@@ -129,6 +130,7 @@ function accountIqTable(modules: readonly Module[]): ReadonlyMap<string, Account
           store: m.account!.store,
           alsoStores: m.account!.alsoStores ?? [],
           handler,
+          access: m.account!.access?.[key],
         }] as const
       )
     ),
@@ -186,6 +188,8 @@ export interface AccountIqEntry {
   /** The other stores the handler reads and may update (`AccountModule.alsoStores`). */
   readonly alsoStores: readonly string[];
   readonly handler: AccountIqHandler;
+  /** Who may ask (`AccountModule.access`); absent: anyone, the handler decides. */
+  readonly access?: IqAccess;
 }
 
 /** Handlers of iqs to an account's stored data, by `namespace name`. */

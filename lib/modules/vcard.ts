@@ -91,8 +91,6 @@ export function onVcardIq(
     if (ctx.self) return { replies: [iqResult(iq, elem("vCard", { xmlns: NS_VCARD }))] };
     return { replies: [errorReply(iq, "item-not-found")] };
   }
-  // §3.2: only the owner sets their vCard; forbidden is the condition the XEP shows.
-  if (!ctx.self) return { replies: [errorReply(iq, "forbidden")] };
   if (utf8Bytes(serialize(payload, NS_VCARD)) > ctx.limits.vcardBytes) {
     // XEP-0054 names no condition. not-acceptable (modify) says "this request does not meet
     // our criteria, change it", as XEP-0060 answers a too big item (payload-too-big), which is
@@ -168,6 +166,8 @@ export const VCARD: Module = {
   account: {
     store: "vcard",
     iq: { [`${NS_VCARD} vCard`]: onVcardIq },
+    // §3.2: anyone may get a vCard; only the owner sets it, forbidden as the XEP shows.
+    access: { [`${NS_VCARD} vCard`]: { get: "anyone", set: "self", refusal: "forbidden" } },
     onBound,
   },
   presence: onPresence,

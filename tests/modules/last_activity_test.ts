@@ -84,9 +84,17 @@ Deno.test("last activity: while a resource is available the answer is 0 seconds"
 });
 
 Deno.test("last activity: no presence subscription -> forbidden; no record -> unavailable", () => {
-  // §4: only those allowed to see the presence; 'to' is the wrong direction, strangers too.
-  assert.deepEqual(answer(query(NURSE), RECORD, ictx()), [error(NURSE, "forbidden", "auth")]);
-  assert.deepEqual(answer(query(TYBALT), RECORD, ictx()), [error(TYBALT, "forbidden", "auth")]);
+  // §4: only those allowed to see the presence; 'to' is the wrong direction, strangers too. The
+  // account reducer refuses them from the module's declared access, before the handler runs.
+  const asked = (iq: Element) => {
+    const state = { ...account(), modules: { lastlog: RECORD } };
+    const [after, out] = reduceAccount(state, { kind: "module-iq", iq }, accountCtx());
+    assert.equal(after, state);
+    return out.map((o) => o.kind === "route" ? serializeTop(o.stanza) : o.kind);
+  };
+  assert.deepEqual(asked(query(NURSE)), [error(NURSE, "forbidden", "auth")]);
+  assert.deepEqual(asked(query(TYBALT)), [error(TYBALT, "forbidden", "auth")]);
+  assert.match(asked(query(ROMEO))[0], /seconds="903"/);
   assert.deepEqual(answer(query(ROMEO), undefined, ictx()), [
     error(ROMEO, "service-unavailable"),
   ]);

@@ -101,15 +101,31 @@ Deno.test("private: a set keeps other fragments and stores each child; empty cle
 });
 
 Deno.test("private: another user's storage is forbidden, get or set", () => {
+  // The module declares who may ask; the account reducer refuses before the handler runs.
+  const state: AccountState = {
+    bare: HAMLET,
+    exists: true,
+    roster: EMPTY_ROSTER,
+    offline: { count: 0, bytes: 0 },
+    lastArchived: 0,
+    modules: { private: { "exodus:exodus:prefs": PREFS }, pep: undefined },
+  };
+  const ctx: AccountCtx = {
+    now: () => NOW,
+    newId: () => "id",
+    resourcesOf: () => [],
+    limits: DEFAULT_LIMITS,
+    archive: { enabled: false, policy: "roster" },
+    random: () => "rnd",
+  };
   for (const type of ["get", "set"] as const) {
-    const r = onPrivateIq(
-      { "exodus:exodus:prefs": PREFS },
-      iq(type, query([PREFS]), MACBETH, HAMLET),
-      query([PREFS]),
-      OTHER,
+    const op = { kind: "module-iq" as const, iq: iq(type, query([PREFS]), MACBETH, HAMLET) };
+    const [after, out] = reduceAccount(state, op, ctx);
+    assert.equal(after, state);
+    assert.deepEqual(
+      out.map((o) => o.kind === "route" ? serializeTop(o.stanza) : o.kind),
+      [error("forbidden", "auth", undefined, HAMLET)],
     );
-    assert.deepEqual(replies(r), [error("forbidden", "auth", undefined, HAMLET)]);
-    assert.equal("data" in r, false);
   }
 });
 

@@ -103,13 +103,19 @@ Deno.test("vcard: another user's missing vCard is item-not-found (XEP-0054 §3.3
 });
 
 Deno.test("vcard: nobody but the owner sets it (forbidden), and nothing is stored", () => {
+  // The module declares who may set; the account reducer refuses before the handler runs.
   const payload = vcard([FN]);
-  const r = onVcardIq(undefined, iq("set", payload, ORCHARD, JULIET), payload, OTHER);
-  assert.deepEqual(replies(r), [
+  const state = account({ vcard: undefined });
+  const [after, out] = reduceAccount(
+    state,
+    { kind: "module-iq", iq: iq("set", payload, ORCHARD, JULIET) },
+    accountCtx(),
+  );
+  assert.equal(after, state);
+  assert.deepEqual(out.map((o) => o.kind === "route" ? serializeTop(o.stanza) : o.kind), [
     `<iq type="error" id="v1" from="${JULIET}" to="${ORCHARD}"><error type="auth">` +
     `<forbidden xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></iq>`,
   ]);
-  assert.equal("data" in r, false);
 });
 
 Deno.test("vcard: a vCard over the size cap is refused with not-acceptable", () => {
