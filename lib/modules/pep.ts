@@ -1,7 +1,8 @@
 /**
  * Personal eventing (XEP-0163): every account is a small XEP-0060 service, run by the engine of
  * `lib/pubsub/`, whose nodes are created by publishing, with publish-options preconditions
- * (XEP-0223), access models, and notifications to the resources that asked for a node with
+ * (XEP-0223), access models, Prosody's node configuration form (`lib/pubsub/config.ts`, the
+ * pubsub service's too: clients see one form wherever they configure a node), and notifications to the resources that asked for a node with
  * `NODE+notify` in their entity capabilities (XEP-0115). What is PEP's own lives here: the
  * account's store, addressing by the account's bare JID, who hears about a node (the account's
  * contacts' interested resources), the default configuration, and the bookmarks compatibility:
@@ -19,11 +20,12 @@ import type { AccountIqCtx, AccountIqResult, Module, ResourceView } from "../cor
 import {
   NS_BOOKMARKS2,
   NS_CLIENT,
+  NS_DISCO_ITEMS,
   NS_LEGACY_BOOKMARKS,
   NS_PUBSUB,
   NS_PUBSUB_OWNER,
 } from "../xmpp/namespaces.ts";
-import type { Requester } from "../pubsub/access.ts";
+import { mayAccess, type Requester } from "../pubsub/access.ts";
 import { errorStanza } from "../pubsub/errors.ts";
 import {
   configuration,
@@ -92,13 +94,16 @@ function pepLimits(limits: Limits): PubsubLimits {
 
 // --- who asks, who hears ---------------------------------------------------------------------
 
-/** What access models know of `bare` on the account `owner`: its roster subscription. */
+/** What access models know of `bare` on the account `owner`: its roster subscription, groups. */
 function requesterOf(owner: string, roster: Roster | undefined, bare: string): Requester {
   const items = roster?.items;
-  const sub = items !== undefined && Object.hasOwn(items, bare)
-    ? items[bare].subscription
-    : undefined;
-  return { owner: bare === owner, presenceSubscribed: sub === "from" || sub === "both" };
+  const item = items !== undefined && Object.hasOwn(items, bare) ? items[bare] : undefined;
+  const sub = item?.subscription;
+  return {
+    owner: bare === owner,
+    presenceSubscribed: sub === "from" || sub === "both",
+    rosterGroups: item?.groups ?? [],
+  };
 }
 
 /** The account's own resources own its nodes; nobody else may publish or manage them. */
@@ -110,20 +115,30 @@ function wantsNotify(r: ResourceView, node: string): boolean {
   return r.available && (r.features ?? []).includes(`${node}+notify`);
 }
 
-/** Who may hear about a node: the owner and, unless whitelisted, contacts with presence access. */
+/**
+ * Who may hear about a node: the owner and the contacts with presence access whom the access
+ * model lets see it (all of them on open and presence nodes, those in an allowed group on
+ * roster nodes, none on whitelist nodes).
+ */
 function audience(config: NodeConfig, owner: string, roster: Roster | undefined): string[] {
   const out = [owner];
-  if (config.accessModel === "whitelist" || roster === undefined) return out;
+  if (roster === undefined) return out;
   for (const [jid, item] of Object.entries(roster.items)) {
     if (jid === owner) continue;
     // Open nodes reach contacts too, but only those whose presence tells us their caps.
-    if (item.subscription === "from" || item.subscription === "both") out.push(jid);
+    if (item.subscription !== "from" && item.subscription !== "both") continue;
+    const who = requesterOf(owner, roster, jid);
+    if (mayAccess(config.accessModel, who, config.rosterGroupsAllowed)) out.push(jid);
   }
   return out;
 }
 
-/** The resources to notify about `node` (XEP-0163 §4: interest is `NODE+notify` in caps). */
+/**
+ * The resources to notify about `node` (XEP-0163 §4: interest is `NODE+notify` in caps); none
+ * when the node's `pubsub#deliver_notifications` is off.
+ */
 function recipients(node: string, config: NodeConfig, ctx: AccountIqCtx): string[] {
+  if (config.deliverNotifications === false) return [];
   const resourcesOf = ctx.resourcesOf ?? (() => []);
   return audience(config, ctx.bare, ctx.roster).flatMap((bare) =>
     resourcesOf(bare).filter((r) => wantsNotify(r, node)).map((r) => r.fullJid)
@@ -255,7 +270,7 @@ export function onPubsubOwnerIq(
   const first = childElements(payload, NS_PUBSUB_OWNER)[0];
   if (first?.name === "configure") {
     const outcome = iq.attrs.type === "get"
-      ? configuration(data, first, selfOf(ctx))
+      ? configuration(data, first, selfOf(ctx), pepLimits(ctx.limits))
       : configure(data, first, selfOf(ctx), serviceOf(ctx));
     return answer(iq, outcome, ctx.bare);
   }
@@ -263,6 +278,29 @@ export function onPubsubOwnerIq(
     return answer(iq, deleteNode(data, first, selfOf(ctx), serviceOf(ctx)), ctx.bare);
   }
   return { replies: [errorReply(iq, "feature-not-implemented")] };
+}
+
+/**
+ * XEP-0030 disco#items on an account (XEP-0060 §5.2, as Prosody): the nodes the requester may
+ * see, each named by its `pubsub#title`; the owner sees them all. Items of a node are not
+ * browsed (`item-not-found`, as for any node of an account).
+ */
+export function onDiscoItems(
+  stored: unknown,
+  iq: Element,
+  payload: Element,
+  ctx: AccountIqCtx,
+): AccountIqResult {
+  if (payload.attrs.node !== undefined) return { replies: [errorReply(iq, "item-not-found")] };
+  const requester = iq.attrs.from === undefined ? ctx.bare : bareJidOf(iq.attrs.from) ?? "";
+  const who = requesterOf(ctx.bare, ctx.roster, requester);
+  const visible = Object.entries(pepData(stored).nodes).filter(([, node]) =>
+    mayAccess(node.config.accessModel, who, node.config.rosterGroupsAllowed)
+  );
+  const items = visible.map(([node, { config }]) =>
+    elem("item", { jid: ctx.bare, node, name: config.title })
+  );
+  return { replies: [iqResult(iq, elem("query", { xmlns: NS_DISCO_ITEMS }, items))] };
 }
 
 /**
@@ -407,6 +445,7 @@ function legacyNode(data: PepData, name: string): PubsubNode | undefined {
 const PEP_FEATURES: readonly string[] = [
   "access-open",
   "access-presence",
+  "access-roster",
   "access-whitelist",
   "auto-create",
   "config-node",
@@ -436,6 +475,9 @@ export const PEP: Module = {
     iq: {
       [`${NS_PUBSUB} pubsub`]: onPubsubIq,
       [`${NS_PUBSUB_OWNER} pubsub`]: onPubsubOwnerIq,
+      // The account's items are its nodes: answered here rather than by disco, which keeps no
+      // account data (and so answered for contacts too, by what each may see).
+      [`${NS_DISCO_ITEMS} query`]: onDiscoItems,
     },
     // Only the owner configures, deletes and purges its nodes; others' requests are forbidden.
     access: { [`${NS_PUBSUB_OWNER} pubsub`]: { get: "self", set: "self", refusal: "forbidden" } },

@@ -22,10 +22,9 @@ import {
   type Requester,
 } from "./access.ts";
 import { type PubsubError, refusal } from "./errors.ts";
+import { configForm, type ConfigParse, parsePepConfig } from "./config.ts";
 import {
   CONFIG_FIELDS,
-  configForm,
-  configFromForm,
   FORM_PUBLISH_OPTIONS,
   itemElement,
   itemLimit,
@@ -44,11 +43,6 @@ import {
   withNode,
 } from "./node.ts";
 
-/** What a configuration form asks for, or why it cannot be taken (see `configFromForm`). */
-export type ConfigParse =
-  | { readonly changes: Partial<NodeConfig> }
-  | { readonly error: string };
-
 /** What the engine needs from the service it runs for. */
 export interface ServiceCtx {
   readonly limits: PubsubLimits;
@@ -66,8 +60,8 @@ export interface ServiceCtx {
   /** The text of the refusal of a change past `limits.bytes`. */
   readonly quotaText: string;
   /**
-   * Reads a node configuration or publish-options form; absent: PEP's `configFromForm` (the
-   * fields PEP serves). A pubsub service reads every field of its configuration form.
+   * Reads a node configuration or publish-options form; absent: `parsePepConfig` (the values
+   * PEP serves). A pubsub service reads every value (`parseNodeConfig`).
    */
   readonly parseConfig?: (form: DataForm, limits: PubsubLimits) => ConfigParse;
   /** Items sent out name their publisher whatever `itemreply` says (Prosody's option). */
@@ -76,8 +70,6 @@ export interface ServiceCtx {
   readonly instantNodes?: boolean;
   /** A `<redirect uri/>` in `<delete/>` is passed on in the notification (§8.4.1). */
   readonly deleteRedirect?: boolean;
-  /** `precondition-not-met` says which field differs ("Field does not match: access_model"). */
-  readonly preconditionText?: boolean;
 }
 
 /** One notification: `event` (a `pubsub#event` `<event/>`) goes to `to`. */
@@ -105,7 +97,7 @@ const NODEID_REQUIRED = refusal("bad-request", "nodeid-required");
 const TOO_MANY_NODES = refusal("resource-constraint", undefined, "Too many nodes");
 
 function parseConfigForm(form: DataForm, ctx: ServiceCtx): ConfigParse {
-  return (ctx.parseConfig ?? configFromForm)(form, ctx.limits);
+  return (ctx.parseConfig ?? parsePepConfig)(form, ctx.limits);
 }
 
 function quotaError(ctx: ServiceCtx): PubsubError {
@@ -217,9 +209,8 @@ export function publish(
   } else {
     const unmet = unmetPrecondition(node.config, wanted);
     if (unmet !== undefined) {
-      const text = ctx.preconditionText
-        ? `Field does not match: ${CONFIG_FIELDS[unmet]}`
-        : undefined;
+      // The text names the field, as Prosody's, so that a client knows what to change.
+      const text = `Field does not match: ${CONFIG_FIELDS[unmet]}`;
       return { error: refusal("conflict", "precondition-not-met", text) };
     }
   }
@@ -367,8 +358,16 @@ export function create(
     : { data: next };
 }
 
-/** XEP-0060 §8.2.1: the configuration form of `<configure node/>`, for its owner. */
-export function configuration(data: PubsubData, configureEl: Element, who: Requester): Outcome {
+/**
+ * XEP-0060 §8.2.1: the configuration form of `<configure node/>`, for its owner
+ * (`pubsub#max_items` validated against `limits.items`).
+ */
+export function configuration(
+  data: PubsubData,
+  configureEl: Element,
+  who: Requester,
+  limits: PubsubLimits,
+): Outcome {
   if (!isOwner(who)) return { error: FORBIDDEN };
   const name = configureEl.attrs.node;
   if (name === undefined) return { error: NODEID_REQUIRED };
@@ -376,7 +375,7 @@ export function configuration(data: PubsubData, configureEl: Element, who: Reque
   if (node === undefined) return { error: NOT_FOUND };
   return {
     result: pubsubResult(
-      [elem("configure", { node: name }, [configForm(node.config)])],
+      [elem("configure", { node: name }, [configForm(node.config, limits)])],
       NS_PUBSUB_OWNER,
     ),
   };

@@ -6,7 +6,7 @@
  */
 import { elem, type Element } from "../xml/element.ts";
 import { errorReply, type StanzaErrorCondition, type StanzaErrorType } from "../xmpp/errors.ts";
-import { NS_PUBSUB_ERRORS } from "../xmpp/namespaces.ts";
+import { NS_PUBSUB_ERRORS, NS_STANZA_ERRORS } from "../xmpp/namespaces.ts";
 
 /** One refusal. */
 export interface PubsubError {
@@ -37,13 +37,21 @@ export function refusal(
   };
 }
 
-/** The error reply to `iq` that says `error`. */
+/**
+ * The error reply to `iq` that says `error`. The text carries no `xml:lang`, as Prosody's
+ * (clients and the conformance scripts compare pubsub errors with Prosody's exactly): the
+ * stream's language applies (RFC 6120 §8.3.2).
+ */
 export function errorStanza(iq: Element, error: PubsubError): Element {
-  return errorReply(iq, error.condition, {
+  const reply = errorReply(iq, error.condition, {
     type: error.type,
-    text: error.text,
     extra: error.pubsub === undefined
       ? undefined
       : elem(error.pubsub, { xmlns: NS_PUBSUB_ERRORS, feature: error.feature }),
   });
+  if (error.text === undefined) return reply;
+  const err = reply.children[0] as Element;
+  const [condition, ...rest] = err.children;
+  const text = elem("text", { xmlns: NS_STANZA_ERRORS }, [error.text]);
+  return { ...reply, children: [{ ...err, children: [condition, text, ...rest] }] };
 }

@@ -5,7 +5,6 @@
  * @module
  */
 import { elem, type Element, serialize } from "../xml/element.ts";
-import { buildForm, type DataForm, formTypeField } from "../xmpp/forms.ts";
 import { bareJidOf } from "../xmpp/jid.ts";
 import { utf8Bytes } from "../limits.ts";
 
@@ -15,8 +14,8 @@ export const FORM_NODE_CONFIG = "http://jabber.org/protocol/pubsub#node_config";
 export const FORM_PUBLISH_OPTIONS = "http://jabber.org/protocol/pubsub#publish-options";
 
 /**
- * Who may see a node's items and get its notifications (XEP-0060 §4.5). PEP takes the first
- * three only (its form parser refuses the others); a pubsub service takes all five.
+ * Who may see a node's items and get its notifications (XEP-0060 §4.5). PEP takes all but
+ * `authorize` (an account's nodes have no subscriptions to approve); a pubsub service all five.
  */
 export type AccessModel = "open" | "presence" | "whitelist" | "roster" | "authorize";
 
@@ -47,11 +46,12 @@ export interface NodeConfig {
   readonly title?: string;
   /**
    * XEP-0060 `pubsub#itemreply`: `publisher` puts the publisher's bare JID on each item sent
-   * out (notifications and retrieval); absent means `owner`, the service's default.
+   * out (notifications and retrieval); absent means `none`, Prosody's default (`owner` is kept
+   * when asked for, and sends out no JID either, as Prosody).
    */
   readonly itemreply?: "owner" | "publisher" | "none";
-  // The fields below are a pubsub service's (lib/services/pubsub); PEP never sets them, and
-  // absent they mean what PEP does: publishers publish, notifications with payloads, headline.
+  // Absent, the fields below mean what PEP does (it takes no other value of the first three):
+  // publishers publish, notifications with payloads, as headlines; no roster group allowed.
   readonly description?: string;
   /** `pubsub#type`: the payload's namespace, informational. */
   readonly type?: string;
@@ -281,105 +281,19 @@ export function parseBool(v: string): boolean | undefined {
   return v === "1" || v === "true" ? true : v === "0" || v === "false" ? false : undefined;
 }
 
-/**
- * The configuration changes a form asks for (node configuration or publish options). Unknown
- * fields are ignored (XEP-0060 §8.2.4 lets a service keep its own set); a known field with a
- * value we cannot take is an error, with its text.
- */
-export function configFromForm(
-  form: DataForm,
-  limits: PubsubLimits,
-): { readonly changes: Partial<NodeConfig> } | { readonly error: string } {
-  const changes: { -readonly [K in keyof NodeConfig]?: NodeConfig[K] } = {};
-  for (const [key, { values }] of form.byVar) {
-    const v = values[0] ?? "";
-    switch (key) {
-      case "pubsub#persist_items":
-      case "pubsub#notify_retract":
-      case "pubsub#notify_delete": {
-        const b = parseBool(v);
-        if (b === undefined) return { error: `${key} is not a boolean` };
-        if (key === "pubsub#persist_items") changes.persistItems = b;
-        else if (key === "pubsub#notify_retract") changes.notifyRetract = b;
-        else changes.notifyDelete = b;
-        break;
-      }
-      case "pubsub#access_model":
-        if (v !== "open" && v !== "presence" && v !== "whitelist") {
-          return { error: `Access model ${v} is not supported` };
-        }
-        changes.accessModel = v;
-        break;
-      case "pubsub#max_items": {
-        if (v === "max") {
-          changes.maxItems = "max";
-          break;
-        }
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 1 || n > limits.items) {
-          return { error: `pubsub#max_items must be 1 to ${limits.items} or max` };
-        }
-        changes.maxItems = n;
-        break;
-      }
-      case "pubsub#send_last_published_item":
-        if (v !== "never" && v !== "on_sub" && v !== "on_sub_and_presence") {
-          return { error: `pubsub#send_last_published_item ${v} is not supported` };
-        }
-        changes.sendLastPublishedItem = v;
-        break;
-      case "pubsub#title":
-        changes.title = v;
-        break;
-      case "pubsub#itemreply":
-        if (v !== "owner" && v !== "publisher") {
-          return { error: `pubsub#itemreply ${v} is not supported` };
-        }
-        changes.itemreply = v;
-        break;
-    }
-  }
-  return { changes };
-}
-
-/** The node configuration form (XEP-0060 §8.2), filled with `config`. */
-export function configForm(config: NodeConfig): Element {
-  const bool = (b: boolean) => [b ? "1" : "0"];
-  return buildForm("form", [
-    formTypeField(FORM_NODE_CONFIG),
-    {
-      type: "text-single",
-      var: "pubsub#title",
-      values: config.title === undefined ? [] : [config.title],
-    },
-    { type: "text-single", var: "pubsub#max_items", values: [String(config.maxItems)] },
-    { type: "boolean", var: "pubsub#persist_items", values: bool(config.persistItems) },
-    {
-      type: "list-single",
-      var: "pubsub#access_model",
-      values: [config.accessModel],
-      options: ["open", "presence", "whitelist"],
-    },
-    {
-      type: "list-single",
-      var: "pubsub#send_last_published_item",
-      values: [config.sendLastPublishedItem],
-      options: ["never", "on_sub", "on_sub_and_presence"],
-    },
-    { type: "boolean", var: "pubsub#notify_retract", values: bool(config.notifyRetract) },
-    { type: "boolean", var: "pubsub#notify_delete", values: bool(config.notifyDelete) },
-    {
-      type: "list-single",
-      var: "pubsub#itemreply",
-      values: [config.itemreply ?? "owner"],
-      options: ["owner", "publisher"],
-    },
-  ]);
-}
+/** What the optional options mean when absent (see {@link NodeConfig}). */
+const OPTION_DEFAULTS: Partial<NodeConfig> = {
+  itemreply: "none",
+  publishModel: "publishers",
+  rosterGroupsAllowed: [],
+  deliverNotifications: true,
+  deliverPayloads: true,
+  notificationType: "headline",
+};
 
 /** The value of every option, the optional ones at their defaults. */
 function optionOf(config: Partial<NodeConfig>, key: keyof NodeConfig): unknown {
-  return key === "itemreply" ? config.itemreply ?? "owner" : config[key];
+  return config[key] ?? OPTION_DEFAULTS[key];
 }
 
 /** Lists (roster groups) compare by their values, the rest by identity. */

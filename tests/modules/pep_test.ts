@@ -11,6 +11,7 @@ import {
   lastItemsFor,
   legacyBookmarks,
   nodeBytes,
+  onDiscoItems,
   onPubsubIq,
   onPubsubOwnerIq,
   pepBytes,
@@ -215,6 +216,8 @@ Deno.test("pep: publish-options that differ from the node's config fail the prec
   assert.deepEqual(xml(other), [
     `<iq type="error" id="q1" from="${OWNER}" to="${BALCONY}"><error type="cancel">` +
     `<conflict xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/>` +
+    `<text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">` +
+    `Field does not match: access_model</text>` +
     `<precondition-not-met xmlns="http://jabber.org/protocol/pubsub#errors"/></error></iq>`,
   ]);
 });
@@ -293,6 +296,113 @@ Deno.test("pep: whitelisted nodes notify only the owner", () => {
   assert.deepEqual((r.outputs ?? []).map((o) => o.kind === "deliver" ? o.to : o.kind), [BALCONY]);
 });
 
+Deno.test("pep: the roster access model lets contacts in allowed groups read and hear", () => {
+  const TYBALT = "tybalt@example.com";
+  const roster = rosterWith([
+    { jid: ROMEO, subscription: "both", groups: ["Friends"] },
+    { jid: TYBALT, subscription: "both", groups: ["Capulets"] },
+  ]);
+  const c = ctx({
+    roster,
+    resourcesOf: (bare) => [view(`${bare}/x`, [`${NICK}+notify`])],
+  });
+  const options = optionsForm({
+    "pubsub#access_model": "roster",
+    "pubsub#roster_groups_allowed": "Friends",
+  });
+  const r = run(undefined, iq("set", publish(NICK, "a", nick("1"), options)), c);
+  assert.deepEqual(pepData(r.data).nodes[NICK].config.rosterGroupsAllowed, ["Friends"]);
+  assert.deepEqual(
+    (r.outputs ?? []).map((o) =>
+      o.kind === "deliver" ? o.to : o.kind === "route" ? o.stanza.attrs.to : o.kind
+    ),
+    [`${OWNER}/x`, `${ROMEO}/x`],
+  );
+  const get = (from: string) =>
+    xml(run(r.data, iq("get", pubsub([elem("items", { node: NICK })]), from), {
+      ...c,
+      self: false,
+    }))[0];
+  assert.match(get(ORCHARD), /type="result"/);
+  assert.match(get(`${TYBALT}/x`), /<not-authorized .*<not-in-roster-group /);
+  assert.deepEqual(
+    outs(lastItemsFor(r.data, OWNER, roster, `${TYBALT}/x`, [`${NICK}+notify`])),
+    [],
+  );
+  assert.equal(lastItemsFor(r.data, OWNER, roster, ORCHARD, [`${NICK}+notify`]).length, 1);
+});
+
+Deno.test("pep: deliver_notifications=0 keeps the item and tells nobody", () => {
+  const c = ctx({ resourcesOf: (bare) => [view(`${bare}/x`, [`${NICK}+notify`])] });
+  const options = optionsForm({ "pubsub#deliver_notifications": "0" });
+  const r = run(undefined, iq("set", publish(NICK, "a", nick("1"), options)), c);
+  assert.deepEqual(r.outputs, []);
+  assert.deepEqual(pepData(r.data).nodes[NICK].items.map((i) => i.id), ["a"]);
+});
+
+Deno.test("pep: disco#items lists the nodes the requester may see, named by their titles", () => {
+  const titled = run(
+    published([[NICK, "a", "1"], ["urn:example:secret", "s", "x"]]),
+    iq(
+      "set",
+      pubsub([
+        elem("configure", { node: NICK }, [
+          elem("x", { xmlns: "jabber:x:data", type: "submit" }, [
+            elem("field", { var: "pubsub#title" }, [elem("value", {}, ["Nicks"])]),
+          ]),
+        ]),
+      ], NS_PUBSUB_OWNER),
+    ),
+  ).data;
+  const secret = run(
+    titled,
+    iq(
+      "set",
+      publish(
+        "urn:example:secret",
+        "s",
+        nick("x"),
+        optionsForm({ "pubsub#access_model": "presence" }),
+      ),
+    ),
+  ).data;
+  const closed = run(
+    secret,
+    iq(
+      "set",
+      pubsub([elem("configure", { node: "urn:example:secret" }, [
+        elem("x", { xmlns: "jabber:x:data", type: "submit" }, [
+          elem("field", { var: "pubsub#access_model" }, [elem("value", {}, ["whitelist"])]),
+        ]),
+      ])], NS_PUBSUB_OWNER),
+    ),
+  ).data;
+  const query = elem("query", { xmlns: "http://jabber.org/protocol/disco#items" });
+  const ask = (from: string, q = query) =>
+    xml(onDiscoItems(closed, iq("get", q, from), q, ctx({ self: bareOf(from) === OWNER })));
+  assert.deepEqual(ask(BALCONY), [
+    `<iq type="result" id="q1" from="${OWNER}" to="${BALCONY}">` +
+    `<query xmlns="http://jabber.org/protocol/disco#items">` +
+    `<item jid="${OWNER}" node="${NICK}" name="Nicks"/>` +
+    `<item jid="${OWNER}" node="urn:example:secret"/></query></iq>`,
+  ]);
+  assert.deepEqual(ask(ORCHARD), [
+    `<iq type="result" id="q1" from="${OWNER}" to="${ORCHARD}">` +
+    `<query xmlns="http://jabber.org/protocol/disco#items">` +
+    `<item jid="${OWNER}" node="${NICK}" name="Nicks"/></query></iq>`,
+  ]);
+  assert.deepEqual(ask("mercutio@example.net/x"), [
+    `<iq type="result" id="q1" from="${OWNER}" to="mercutio@example.net/x">` +
+    `<query xmlns="http://jabber.org/protocol/disco#items"/></iq>`,
+  ]);
+  const withNode = elem("query", { xmlns: "http://jabber.org/protocol/disco#items", node: NICK });
+  assert.match(ask(BALCONY, withNode)[0], /<item-not-found /);
+});
+
+function bareOf(jid: string): string {
+  return jid.split("/")[0];
+}
+
 Deno.test("pep: retract removes the item and notifies when asked", () => {
   const options = optionsForm({ "pubsub#max_items": "5" });
   const data = published([[NICK, "a", "1"], [NICK, "b", "2"]], options);
@@ -326,8 +436,13 @@ Deno.test("pep: configure get and set, delete", () => {
   const data = published([[NICK, "a", "1"], [NICK, "b", "2"]], options);
   const got =
     xml(run(data, iq("get", pubsub([elem("configure", { node: NICK })], NS_PUBSUB_OWNER))))[0];
-  assert.match(got, /<field type="text-single" var="pubsub#max_items"><value>5<\/value><\/field>/);
-  assert.match(got, /var="pubsub#access_model">.*<value>presence<\/value><\/field>/);
+  // Prosody's node configuration form, as the pubsub service's (pubsub_config.scs).
+  assert.equal(
+    got,
+    `<iq type="result" id="q1" from="${OWNER}" to="${BALCONY}">` +
+      `<pubsub xmlns="${NS_PUBSUB_OWNER}"><configure node="${NICK}">${pepForm("5", "none")}` +
+      `</configure></pubsub></iq>`,
+  );
   const form = elem("x", { xmlns: "jabber:x:data", type: "submit" }, [
     elem("field", { var: "pubsub#max_items" }, [elem("value", {}, ["1"])]),
   ]);
@@ -479,7 +594,7 @@ function limited(limits: Partial<typeof DEFAULT_LIMITS>): AccountIqCtx {
 function errorXml(condition: string, type: string, extra = "", text?: string): string {
   const t = text === undefined
     ? ""
-    : `<text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas" xml:lang="en">${text}</text>`;
+    : `<text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">${text}</text>`;
   return `<iq type="error" id="q1" from="${OWNER}" to="${BALCONY}"><error type="${type}">` +
     `<${condition} xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/>${t}${extra}</error></iq>`;
 }
@@ -656,22 +771,24 @@ Deno.test("pep: itemreply=publisher puts the publisher's bare JID on notificatio
   }]);
 });
 
-Deno.test("pep: itemreply is owner by default, shown in the form, and set by the config form", () => {
+Deno.test("pep: itemreply is none by default, shown in the form, and set by the config form", () => {
   const data = published([[NICK, "a", "1"]]);
   const items = xml(run(data, iq("get", pubsub([elem("items", { node: NICK })]))))[0];
   assert.match(items, /<item id="a"><nick /);
   const form =
     xml(run(data, iq("get", pubsub([elem("configure", { node: NICK })], NS_PUBSUB_OWNER))))[0];
-  assert.match(
-    form,
-    /<field type="list-single" var="pubsub#itemreply"><option><value>owner<\/value><\/option><option><value>publisher<\/value><\/option><value>owner<\/value><\/field>/,
-  );
-  // The default meets a precondition of owner.
+  assert.ok(form.includes(pepForm("1", "none")));
+  // The default meets a precondition of none (Prosody's default), not one of owner.
   const same = run(
+    data,
+    iq("set", publish(NICK, "b", nick("2"), optionsForm({ "pubsub#itemreply": "none" }))),
+  );
+  assert.ok("data" in same);
+  const owner = run(
     data,
     iq("set", publish(NICK, "b", nick("2"), optionsForm({ "pubsub#itemreply": "owner" }))),
   );
-  assert.ok("data" in same);
+  assert.match(xml(owner)[0], /Field does not match: itemreply/);
   const submit = elem("x", { xmlns: "jabber:x:data", type: "submit" }, [
     elem("field", { var: "pubsub#itemreply" }, [elem("value", {}, ["publisher"])]),
   ]);
@@ -686,6 +803,134 @@ Deno.test("pep: itemreply is owner by default, shown in the form, and set by the
   ]);
   assert.deepEqual(
     xml(run(data, iq("set", pubsub([elem("configure", { node: NICK }, [bad])], NS_PUBSUB_OWNER)))),
-    [errorXml("not-acceptable", "modify", "", "pubsub#itemreply anyone is not supported")],
+    [errorXml("not-acceptable", "modify", "", "Invalid value for pubsub#itemreply")],
+  );
+  // Prosody's form sent back as it came (pubsub_preconditions.scs submits itemreply=none) is
+  // taken; the values PEP does not serve are refused.
+  const itemreply = run(
+    set.data,
+    iq(
+      "set",
+      pubsub(
+        [elem("configure", { node: NICK }, [submitted("pubsub#itemreply", "none")])],
+        NS_PUBSUB_OWNER,
+      ),
+    ),
+  );
+  assert.equal(pepData(itemreply.data).nodes[NICK].config.itemreply, "none");
+  assert.deepEqual(
+    xml(
+      run(
+        data,
+        iq(
+          "set",
+          pubsub(
+            [elem("configure", { node: NICK }, [submitted("pubsub#publish_model", "open")])],
+            NS_PUBSUB_OWNER,
+          ),
+        ),
+      ),
+    ),
+    [errorXml("not-acceptable", "modify", "", "pubsub#publish_model open is not supported")],
   );
 });
+
+/** A submitted node configuration form of one field. */
+function submitted(field: string, value: string): Element {
+  return elem("x", { xmlns: "jabber:x:data", type: "submit" }, [
+    elem("field", { var: field }, [elem("value", {}, [value])]),
+  ]);
+}
+
+/** PEP's node configuration form (Prosody's) with the default configuration but `max_items`. */
+function pepForm(maxItems: string, itemreply: string): string {
+  const option = (v: string, label = v) => `<option label="${label}"><value>${v}</value></option>`;
+  const field = (v: string, type: string, label: string | undefined, inner = "") =>
+    `<field var="${v}" type="${type}"${label === undefined ? "" : ` label="${label}"`}` +
+    (inner === "" ? "/>" : `>${inner}</field>`);
+  const value = (v: string) => `<value>${v}</value>`;
+  return `<x xmlns="jabber:x:data" type="form">` +
+    field(
+      "FORM_TYPE",
+      "hidden",
+      undefined,
+      value("http://jabber.org/protocol/pubsub#node_config"),
+    ) +
+    field("pubsub#title", "text-single", "Title") +
+    field("pubsub#description", "text-single", "Description") +
+    field(
+      "pubsub#type",
+      "text-single",
+      "The type of node data, usually specified by the namespace of the payload (if any)",
+    ) +
+    field(
+      "pubsub#max_items",
+      "text-single",
+      "Max # of items to persist",
+      `<validate xmlns="http://jabber.org/protocol/xdata-validate" datatype="pubsub:integer-or-max">` +
+        `<range min="1" max="256"/></validate>${value(maxItems)}`,
+    ) +
+    field("pubsub#persist_items", "boolean", "Persist items to storage", value("1")) +
+    field(
+      "pubsub#access_model",
+      "list-single",
+      "Specify the subscriber model",
+      ["authorize", "open", "presence", "roster", "whitelist"].map((m) => option(m)).join("") +
+        value("presence"),
+    ) +
+    field("pubsub#roster_groups_allowed", "list-multi", "Roster groups allowed to subscribe") +
+    field(
+      "pubsub#publish_model",
+      "list-single",
+      "Specify the publisher model",
+      ["publishers", "subscribers", "open"].map((m) => option(m)).join("") + value("publishers"),
+    ) +
+    field(
+      "pubsub#send_last_published_item",
+      "list-single",
+      undefined,
+      ["never", "on_sub", "on_sub_and_presence"].map((m) => option(m)).join("") +
+        value("on_sub_and_presence"),
+    ) +
+    field(
+      "pubsub#deliver_notifications",
+      "boolean",
+      "Whether to deliver event notifications",
+      value("1"),
+    ) +
+    field(
+      "pubsub#deliver_payloads",
+      "boolean",
+      "Whether to deliver payloads with event notifications",
+      value("1"),
+    ) +
+    field(
+      "pubsub#notification_type",
+      "list-single",
+      "Specify the delivery style for notifications",
+      option("normal", "Messages of type normal") +
+        option("headline", "Messages of type headline") +
+        value("headline"),
+    ) +
+    field(
+      "pubsub#notify_delete",
+      "boolean",
+      "Whether to notify subscribers when the node is deleted",
+      value("1"),
+    ) +
+    field(
+      "pubsub#notify_retract",
+      "boolean",
+      "Whether to notify subscribers when items are removed from the node",
+      value("1"),
+    ) +
+    field(
+      "pubsub#itemreply",
+      "list-single",
+      "Specify whose JID to include as the publisher of items",
+      option("owner", "Include the node owner&apos;s JID") +
+        option("publisher", "Include the item publisher&apos;s JID") +
+        option("none", "Don&apos;t include any JID with items") + value(itemreply),
+    ) +
+    `</x>`;
+}

@@ -203,8 +203,13 @@ Deno.test("engine: publish-options that differ from the node's are precondition-
   const again = (fields: Record<string, string>) =>
     publish(data, publishEl(NS_TUNE, "b", tune("2")), options(fields), "o@x/a", OWNER, ctx());
   assert.ok("data" in again({ "pubsub#access_model": "open" }));
-  // Options at their defaults match an absent optional field (itemreply is owner by default).
-  assert.ok("data" in again({ "pubsub#itemreply": "owner" }));
+  // Options at their defaults match an absent optional field (itemreply is none by default, as
+  // Prosody's; owner is another value).
+  assert.ok("data" in again({ "pubsub#itemreply": "none" }));
+  assert.ok(
+    "data" in again({ "pubsub#deliver_payloads": "1", "pubsub#publish_model": "publishers" }),
+  );
+  assert.ok("error" in again({ "pubsub#itemreply": "owner" }));
   const refused = again({ "pubsub#access_model": "presence" });
   assert.ok("error" in refused);
   const iq = stanza("iq", { type: "set", id: "p1", from: "o@x/a", to: "o@x" });
@@ -212,9 +217,17 @@ Deno.test("engine: publish-options that differ from the node's are precondition-
     serializeTop(errorStanza(iq, refused.error)),
     `<iq type="error" id="p1" from="o@x" to="o@x/a"><error type="cancel">` +
       `<conflict xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/>` +
+      `<text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">` +
+      `Field does not match: access_model</text>` +
       `<precondition-not-met xmlns="http://jabber.org/protocol/pubsub#errors"/></error></iq>`,
   );
-  assert.deepEqual(refused, { error: { condition: "conflict", pubsub: "precondition-not-met" } });
+  assert.deepEqual(refused, {
+    error: {
+      condition: "conflict",
+      pubsub: "precondition-not-met",
+      text: "Field does not match: access_model",
+    },
+  });
   // An option we cannot take is a bad request, not a failed precondition.
   assert.deepEqual(again({ "pubsub#access_model": "authorize" }), {
     error: {
@@ -223,6 +236,26 @@ Deno.test("engine: publish-options that differ from the node's are precondition-
       text: "Access model authorize is not supported",
     },
   });
+  // PEP takes Prosody's whole form, but refuses the values it does not serve.
+  const invalid = (text: string) => ({
+    error: { condition: "bad-request", pubsub: "invalid-options", text },
+  });
+  assert.deepEqual(
+    again({ "pubsub#publish_model": "open" }),
+    invalid("pubsub#publish_model open is not supported"),
+  );
+  assert.deepEqual(
+    again({ "pubsub#deliver_payloads": "0" }),
+    invalid("pubsub#deliver_payloads 0 is not supported"),
+  );
+  assert.deepEqual(
+    again({ "pubsub#notification_type": "normal" }),
+    invalid("pubsub#notification_type normal is not supported"),
+  );
+  assert.deepEqual(
+    again({ "pubsub#itemreply": "anyone" }),
+    invalid("Invalid value for pubsub#itemreply"),
+  );
 });
 
 Deno.test("engine: publish refusals, in the order they are checked", () => {
@@ -463,13 +496,27 @@ Deno.test("engine: create with a configuration form; configuration reads it back
   assert.deepEqual(create(data, elem("create", {}), undefined, OWNER, c), {
     error: { condition: "not-acceptable", pubsub: "nodeid-required" },
   });
-  const form0 = done(configuration(data, elem("configure", { node: NS_TUNE }), OWNER)).result!;
+  const form0 = done(configuration(data, elem("configure", { node: NS_TUNE }), OWNER, c.limits))
+    .result!;
   assert.equal(form0.xmlns, NS_PUBSUB_OWNER);
   const filled = parseForm(findForm(form0.children[0] as Element)!);
   const fields = new Map([...filled.byVar].map(([k, f]) => [k, f.values[0]]));
   assert.equal(fields.get("pubsub#title"), "Tunes");
   assert.equal(fields.get("pubsub#access_model"), "open");
   assert.equal(fields.get("pubsub#max_items"), "1");
+  // Prosody's form: the range of max_items is the service's item bound; absent options show
+  // what they mean.
+  const validate = (form0.children[0] as Element).children.flatMap((x) =>
+    typeof x === "string" ? [] : x.children
+  ).find((f) => typeof f !== "string" && f.attrs.var === "pubsub#max_items") as Element;
+  assert.equal(
+    serialize(validate.children[0] as Element),
+    `<validate xmlns="http://jabber.org/protocol/xdata-validate" datatype="pubsub:integer-or-max">` +
+      `<range min="1" max="10"/></validate>`,
+  );
+  assert.equal(fields.get("pubsub#itemreply"), "none");
+  assert.equal(fields.get("pubsub#publish_model"), "publishers");
+  assert.equal(fields.get("pubsub#notification_type"), "headline");
   // A cancelled form changes nothing and stores nothing.
   const cancel = elem("configure", { node: NS_TUNE }, [
     elem("x", { xmlns: "jabber:x:data", type: "cancel" }),

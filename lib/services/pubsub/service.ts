@@ -66,7 +66,8 @@ import {
   subscriptionOptions,
   unsubscribe,
 } from "../../pubsub/subscriptions.ts";
-import { parseServiceConfig, SERVICE_DEFAULT_CONFIG, serviceConfigForm } from "./config.ts";
+import { configForm, parseNodeConfig } from "../../pubsub/config.ts";
+import { SERVICE_DEFAULT_CONFIG } from "./config.ts";
 
 // --- state, context, outputs -----------------------------------------------------------------
 
@@ -224,11 +225,10 @@ function engineCtx(data: PubsubData, ctx: PubsubServiceCtx): ServiceCtx {
       return node === undefined || config.deliverNotifications === false ? [] : subscribersOf(node);
     },
     quotaText: `The pubsub service holds at most ${ctx.limits.bytes} bytes`,
-    parseConfig: parseServiceConfig,
+    parseConfig: parseNodeConfig,
     exposePublisher: true,
     instantNodes: true,
     deleteRedirect: true,
-    preconditionText: true,
   };
 }
 
@@ -476,7 +476,7 @@ function onOwner(
         iq,
         {
           result: elem("pubsub", { xmlns: NS_PUBSUB_OWNER }, [
-            elem("default", {}, [serviceConfigForm(SERVICE_DEFAULT_CONFIG, ctx.limits)]),
+            elem("default", {}, [configForm(SERVICE_DEFAULT_CONFIG, ctx.limits)]),
           ]),
         },
         ctx,
@@ -510,7 +510,7 @@ function configurationOf(
   if (!who.owner) return { error: refusal("forbidden") };
   return {
     result: elem("pubsub", { xmlns: NS_PUBSUB_OWNER }, [
-      elem("configure", { node: name }, [serviceConfigForm(node.config, ctx.limits)]),
+      elem("configure", { node: name }, [configForm(node.config, ctx.limits)]),
     ]),
   };
 }
