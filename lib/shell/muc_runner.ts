@@ -10,6 +10,7 @@ import type { Element } from "../xml/element.ts";
 import { errorReply } from "../xmpp/errors.ts";
 import { parseJid } from "../xmpp/jid.ts";
 import type { ArchiveStore, KeyvalStore } from "../storage/mod.ts";
+import { type ArchivedMessage, MAX_PAGE } from "../core/archive.ts";
 import {
   destroyCommandResult,
   destroyRoom,
@@ -89,12 +90,45 @@ export async function startMucRunner(deps: MucRunnerDeps): Promise<MucRunner> {
     },
   };
 
+  /** The newest `n` messages of a room's archive, oldest first, a page of at most MAX_PAGE at a time. */
+  async function lastArchived(user: string, n: number): Promise<ArchivedMessage[]> {
+    const items: ArchivedMessage[] = [];
+    let before: string | true = true;
+    while (items.length < n) {
+      const max = Math.min(n - items.length, MAX_PAGE);
+      const page = await deps.archive.query(domain, user, { max, before, flip: false });
+      if ("error" in page || page.items.length === 0) break;
+      items.unshift(...page.items);
+      if (page.complete) break;
+      before = page.items[0].id;
+    }
+    return items;
+  }
+
   for (const user of await deps.store.users(domain)) {
     const data = await deps.store.get(domain, user);
     if (data === undefined) continue;
     const jid = `${user}@${domain}`;
     try {
-      rooms.set(jid, roomFromStored(jid, data, ctx));
+      let room = roomFromStored(jid, data, ctx);
+      // History is kept in memory only; a room that archives refills it from its archive,
+      // so that newcomers after a restart still get the discussion so far.
+      if (ctx.archiving && room.config.archiving && room.config.historyLength > 0) {
+        try {
+          room = roomFromStored(
+            jid,
+            data,
+            ctx,
+            await lastArchived(user, room.config.historyLength),
+          );
+        } catch (e) {
+          deps.log.warn("History of room {jid} could not be read: {error}", {
+            jid,
+            error: String(e),
+          });
+        }
+      }
+      rooms.set(jid, room);
     } catch (e) {
       deps.log.error("Room {jid} could not be loaded: {error}", { jid, error: String(e) });
     }

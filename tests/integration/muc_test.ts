@@ -479,3 +479,49 @@ Deno.test("muc: a persistent room keeps its configuration, affiliations and subj
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("muc: after a restart, an archived persistent room's history comes from its archive", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "muc-history-" });
+  let server = await serverOn(dataDir);
+  try {
+    for (const u of ["romeo", "juliet"]) await server.accounts.create("localhost", u, "pw");
+    const romeo = await connectPeer(server, "romeo", "r");
+    await createRoom(romeo, { persistentroom: "1", enablearchiving: "1", historylength: "5" });
+    for (const body of ["Before the restart", "Still before it"]) {
+      await romeo.xmpp.send(
+        xml("message", { to: ROOM, type: "groupchat", id: body }, xml("body", {}, body)),
+      );
+      await romeo.waitFor((st) => st.is("message") && st.getChildText("body") === body, body);
+    }
+    await closeAll(romeo);
+    await server.stop();
+
+    server = await serverOn(dataDir);
+    const juliet = await connectPeer(server, "juliet", "j");
+    try {
+      await enter(juliet, "Juliet");
+      await juliet.waitFor(
+        (st) => st.is("message") && st.getChild("subject") !== undefined,
+        "the subject",
+      );
+      const history = juliet.received.filter((st) =>
+        st.is("message") && st.attrs.type === "groupchat" && st.getChildText("body") !== null
+      );
+      assert.deepEqual(
+        history.map((st) => [st.attrs.from, st.getChildText("body")]),
+        [[`${ROOM}/Romeo`, "Before the restart"], [`${ROOM}/Romeo`, "Still before it"]],
+      );
+      for (const st of history) {
+        const delay = st.getChild("delay", NS_DELAY);
+        assert.equal(delay?.attrs.from, ROOM);
+        assert.ok(Date.parse(delay.attrs.stamp) <= Date.now(), delay?.attrs.stamp);
+        assert.equal(st.getChild("stanza-id", NS_SID)?.attrs.by, ROOM);
+      }
+    } finally {
+      await closeAll(juliet);
+    }
+  } finally {
+    await server.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

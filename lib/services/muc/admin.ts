@@ -7,12 +7,18 @@
  */
 import { child, childElements, elem, type Element, stanza, text } from "../../xml/element.ts";
 import { iqResult, type StanzaErrorCondition } from "../../xmpp/errors.ts";
-import { FORM_TYPE, parseForm } from "../../xmpp/forms.ts";
+import { buildForm, type DataForm, FORM_TYPE, formTypeField, parseForm } from "../../xmpp/forms.ts";
 import { bareJidOf, normalizeJid } from "../../xmpp/jid.ts";
 import { NS_DATA, NS_REGISTER } from "../../xmpp/namespaces.ts";
 import { utf8Bytes } from "../../limits.ts";
 import { applyConfigForm, configChangeCodes, configForm } from "./config.ts";
-import { NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_REGISTER, NS_MUC_USER } from "./namespaces.ts";
+import {
+  NS_MUC_ADMIN,
+  NS_MUC_OWNER,
+  NS_MUC_REGISTER,
+  NS_MUC_REQUEST,
+  NS_MUC_USER,
+} from "./namespaces.ts";
 import {
   affiliationOf,
   broadcasts,
@@ -30,6 +36,7 @@ import {
 import {
   type Affiliation,
   AFFILIATION_RANK,
+  MAX_VOICE_REQUESTS,
   type MucCtx,
   type Occupant,
   type Role,
@@ -455,11 +462,20 @@ export function ownerSet(room: Room, iq: Element, query: Element, ctx: MucCtx): 
   }
   const config = applyConfigForm(room, form, ctx);
   if ("error" in config) return [room, [refuse(iq, { refused: config.error, text: config.text })]];
+  const lists = listChanges(room, form, ctx);
+  if ("refused" in lists) return [room, [refuse(iq, lists)]];
   const codes = configChangeCodes(room.config, config);
   let next: Room = trimHistory({ ...room, config, locked: false }, config.historyLength);
   const out: RoomOutput[] = [];
   if (config.persistent) out.push(...persist(next));
   else if (room.config.persistent) out.push({ kind: "delete-room", jid: room.jid });
+  const actor = actorOf(room, iq.attrs.from);
+  for (const [bare, aff] of lists) {
+    const r = setAffiliation(next, actor, bare, aff, ctx);
+    if ("refused" in r) return [room, [refuse(iq, r)]];
+    next = r.room;
+    out.push(...r.out);
+  }
   // Becoming members-only removes everyone without an affiliation (XEP-0045 status 322).
   if (config.membersOnly && !room.config.membersOnly) {
     for (const occ of [...next.occupants.values()]) {
@@ -483,6 +499,69 @@ export function ownerSet(room: Room, iq: Element, query: Element, ctx: MucCtx): 
     }
   }
   return settle(next, out);
+}
+
+/** The lists of a configuration form that change affiliations, with the one each gives. */
+const AFFILIATION_LISTS = [
+  ["muc#roomconfig_roomowners", "owner"],
+  ["muc#roomconfig_roomadmins", "admin"],
+] as const;
+
+/**
+ * The affiliation changes asked by the owner and admin lists of a submitted configuration
+ * form (XEP-0045 §10.2, "full list"): those listed get the list's affiliation (owner wins
+ * when both list someone), those left off a submitted list lose it (none). A list left out of
+ * the form changes nothing. In the order they can be made: owners first (so that an owner may
+ * hand the room over and step down in one form), then admins, then removals.
+ */
+function listChanges(
+  room: Room,
+  form: DataForm,
+  ctx: MucCtx,
+): readonly (readonly [string, Affiliation])[] | Refusal {
+  const target = new Map<string, Affiliation>();
+  const submitted: (readonly [Affiliation, readonly string[]])[] = [];
+  for (const [field, aff] of AFFILIATION_LISTS) {
+    const f = form.byVar.get(field);
+    if (f === undefined) continue;
+    if (f.values.length > ctx.limits.affiliations) {
+      return { refused: "not-acceptable", text: `Too many JIDs in ${field}` };
+    }
+    const jids: string[] = [];
+    for (const v of f.values) {
+      if (v.trim() === "") continue;
+      const jid = normalizeJid(v.trim());
+      const bare = jid === undefined ? undefined : bareJidOf(jid);
+      if (bare === undefined || bare !== jid) {
+        return { refused: "jid-malformed", text: `Not a bare JID in ${field}: ${v}` };
+      }
+      jids.push(bare);
+    }
+    submitted.push([aff, jids]);
+  }
+  for (const [aff, jids] of submitted) {
+    for (const [bare, e] of room.affiliations) {
+      if (e.affiliation === aff && !jids.includes(bare)) target.set(bare, "none");
+    }
+  }
+  // Admins before owners, so that owner wins for a JID in both lists.
+  for (const [aff, jids] of [...submitted].reverse()) {
+    for (const bare of jids) target.set(bare, aff);
+  }
+  const owners =
+    [...room.affiliations].filter(([bare, e]) =>
+      e.affiliation === "owner" && (target.get(bare) ?? "owner") === "owner"
+    ).length + [...target].filter(([bare, aff]) =>
+      aff === "owner" && room.affiliations.get(bare)?.affiliation !== "owner"
+    ).length;
+  if (form.byVar.has(AFFILIATION_LISTS[0][0]) && owners === 0) {
+    return { refused: "conflict", text: "A room needs an owner" };
+  }
+  const changes = [...target].filter(([bare, aff]) =>
+    (room.affiliations.get(bare)?.affiliation ?? "none") !== aff
+  );
+  const order = (aff: Affiliation) => aff === "owner" ? 0 : aff === "none" ? 2 : 1;
+  return changes.sort((a, b) => order(a[1]) - order(b[1]));
 }
 
 /**
@@ -621,4 +700,106 @@ export function register(room: Room, iq: Element, query: Element, ctx: MucCtx): 
   const r = setAffiliation(room, undefined, bare, target, ctx, { nick });
   if ("refused" in r) return [room, [refuse(iq, r)]];
   return settle(r.room, [...r.out, reply(iq)]);
+}
+
+/**
+ * A message to the room carrying a `muc#request` form (XEP-0045 §7.13, §8.6): from a visitor
+ * of a moderated room, a request for voice, sent on to every moderator as the approval form;
+ * from a moderator, that form submitted back, which grants voice when `muc#request_allow` is
+ * true (the usual presence broadcast of §8.3).
+ */
+export function voiceRequest(room: Room, st: Element, form: DataForm, ctx: MucCtx): RoomStep {
+  const sender = occupantOf(room, st.attrs.from);
+  if (sender === undefined) {
+    return [room, [refuse(st, { refused: "not-acceptable", text: "You are not in the room" })]];
+  }
+  if (sender.role === "moderator" && form.byVar.has("muc#request_allow")) {
+    return voiceApproval(room, st, form, ctx);
+  }
+  if (!room.config.moderated) {
+    return [room, [refuse(st, { refused: "forbidden", text: "The room is not moderated" })]];
+  }
+  if (sender.role !== "visitor") {
+    return [room, [
+      refuse(st, { refused: "not-allowed", text: "Only visitors may request voice" }),
+    ]];
+  }
+  const asked = form.byVar.get("muc#role")?.values[0];
+  if (asked !== undefined && asked !== "participant") {
+    return [room, [refuse(st, { refused: "bad-request", text: "Only voice may be requested" })]];
+  }
+  // Requests of those who are no longer visitors here are answered (or moot): they go.
+  const visitors = new Set(
+    [...room.occupants.values()].filter((o) => o.role === "visitor").map((o) => o.bare),
+  );
+  const pending = new Map([...room.voiceRequests].filter(([bare]) => visitors.has(bare)));
+  // Asking again while the moderators have it adds nothing for them to read.
+  if (pending.has(sender.bare)) return [{ ...room, voiceRequests: pending }, []];
+  if (pending.size >= MAX_VOICE_REQUESTS) {
+    return [room, [
+      refuse(st, { refused: "resource-constraint", text: "Too many pending voice requests" }),
+    ]];
+  }
+  pending.set(sender.bare, ctx.now());
+  const approval = approvalForm(st.attrs.from, sender.nick);
+  const out: RoomOutput[] = [];
+  for (const occ of room.occupants.values()) {
+    if (occ.role !== "moderator") continue;
+    for (const to of occ.sessions.keys()) {
+      out.push({ kind: "route", stanza: stanza("message", { from: room.jid, to }, [approval]) });
+    }
+  }
+  return [{ ...room, voiceRequests: pending }, out];
+}
+
+/** The form a moderator gets for a voice request (XEP-0045 §8.6, Example 95). */
+function approvalForm(jid: string, nick: string): Element {
+  const form = buildForm("form", [
+    formTypeField(NS_MUC_REQUEST),
+    { var: "muc#role", type: "list-single", label: "Requested role", values: ["participant"] },
+    { var: "muc#jid", type: "jid-single", label: "User ID", values: [jid] },
+    { var: "muc#roomnick", type: "text-single", label: "Room Nickname", values: [nick] },
+    {
+      var: "muc#request_allow",
+      type: "boolean",
+      label: "Grant voice to this person?",
+      values: ["false"],
+    },
+  ]);
+  return {
+    ...form,
+    children: [
+      elem("title", { xmlns: NS_DATA }, ["Voice request"]),
+      elem("instructions", { xmlns: NS_DATA }, [
+        'To approve this request for voice, select the "Grant voice to this person?" checkbox' +
+        " and click OK. To skip this request, click the cancel button.",
+      ]),
+      ...form.children,
+    ],
+  };
+}
+
+/** A moderator's answer to a voice request: voice for the visitor it names, or nothing. */
+function voiceApproval(room: Room, st: Element, form: DataForm, ctx: MucCtx): RoomStep {
+  const nick = form.byVar.get("muc#roomnick")?.values[0];
+  if (nick === undefined) {
+    return [room, [refuse(st, { refused: "bad-request", text: "No muc#roomnick" })]];
+  }
+  const target = room.occupants.get(nick);
+  const jid = form.byVar.get("muc#jid")?.values[0];
+  // The nick may have changed hands since the request: the JID, when given, must match.
+  if (
+    target === undefined ||
+    (jid !== undefined && jid !== "" && (bareJidOf(jid) ?? jid) !== target.bare)
+  ) {
+    return [room, [refuse(st, { refused: "item-not-found", text: "No such occupant" })]];
+  }
+  const voiceRequests = new Map(room.voiceRequests);
+  voiceRequests.delete(target.bare);
+  const next: Room = { ...room, voiceRequests };
+  const allow = form.byVar.get("muc#request_allow")?.values[0];
+  if ((allow !== "1" && allow !== "true") || target.role !== "visitor") return [next, []];
+  const r = setRole(next, actorOf(room, st.attrs.from), nick, "participant", ctx);
+  if ("refused" in r) return [room, [refuse(st, r)]];
+  return [r.room, r.out];
 }

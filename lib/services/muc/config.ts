@@ -32,6 +32,9 @@ const WHOIS = ["moderators", "anyone"] as const;
 
 const bool = (v: boolean) => [v ? "1" : "0"];
 
+/** The form field of {@link RoomConfig.enforceNick}. */
+export const ENFORCE_NICK_FIELD = "x-enforce_registered_nickname";
+
 /** The configuration form as the owner gets it, filled with the current values. */
 export function configForm(room: Room, ctx: MucCtx): Element {
   const c = room.config;
@@ -135,6 +138,30 @@ export function configForm(room: Room, ctx: MucCtx): Element {
       values: bool(c.archiving),
     });
   }
+  // XEP-0045 §10.2: the admin and owner lists, in the order they were affiliated.
+  const listed = (aff: "admin" | "owner") =>
+    [...room.affiliations].filter(([, e]) => e.affiliation === aff).map(([jid]) => jid);
+  fields.push(
+    {
+      var: "muc#roomconfig_roomadmins",
+      type: "jid-multi",
+      label: "Full list of room admins",
+      values: listed("admin"),
+    },
+    {
+      var: "muc#roomconfig_roomowners",
+      type: "jid-multi",
+      label: "Full list of room owners",
+      values: listed("owner"),
+    },
+    {
+      // Not a registered field (XEP-0068 §3.3 wants "x-" for those): Prosody's option's name.
+      var: ENFORCE_NICK_FIELD,
+      type: "boolean",
+      label: "Users with a reserved nick must use it",
+      values: bool(c.enforceNick),
+    },
+  );
   return buildForm("form", fields);
 }
 
@@ -196,6 +223,7 @@ export function applyConfigForm(
       case "muc#roomconfig_allowinvites":
       case "muc#roomconfig_changesubject":
       case "muc#roomconfig_passwordprotectedroom":
+      case ENFORCE_NICK_FIELD:
       case "muc#roomconfig_enablearchiving": {
         const v = flag();
         if (v === undefined) return bad();
@@ -206,6 +234,7 @@ export function applyConfigForm(
         else if (name === "muc#roomconfig_allowinvites") c.allowInvites = v;
         else if (name === "muc#roomconfig_changesubject") c.changeSubject = v;
         else if (name === "muc#roomconfig_passwordprotectedroom") passwordProtected = v;
+        else if (name === ENFORCE_NICK_FIELD) c.enforceNick = v;
         else if (ctx.archiving) c.archiving = v;
         break;
       }

@@ -18,6 +18,8 @@ export const NS_MUC_ROOMCONFIG = "http://jabber.org/protocol/muc#roomconfig";
 export const NS_MUC_ROOMINFO = "http://jabber.org/protocol/muc#roominfo";
 /** FORM_TYPE of the room registration form (XEP-0045 §7.10). */
 export const NS_MUC_REGISTER = "http://jabber.org/protocol/muc#register";
+/** FORM_TYPE of voice requests and their approval (XEP-0045 §7.13, §8.6). */
+export const NS_MUC_REQUEST = "http://jabber.org/protocol/muc#request";
 /** Unique room names (XEP-0045 §10.1.4). */
 export const NS_MUC_UNIQUE = "http://jabber.org/protocol/muc#unique";
 /** The room keeps a client's message id and adds its own stanza-id (XEP-0045 §17.2 feature). */

@@ -12,7 +12,9 @@ import { child, childElements, elem, type Element, stanza, text } from "../../xm
 import { iqResult, type StanzaErrorCondition } from "../../xmpp/errors.ts";
 import { bareJidOf, normalizeJid } from "../../xmpp/jid.ts";
 import { formatDateTime, parseDateTime } from "../../xmpp/datetime.ts";
+import { parseForm } from "../../xmpp/forms.ts";
 import {
+  NS_DATA,
   NS_DELAY,
   NS_DISCO_INFO,
   NS_DISCO_ITEMS,
@@ -33,6 +35,7 @@ import {
   NS_MUC,
   NS_MUC_ADMIN,
   NS_MUC_OWNER,
+  NS_MUC_REQUEST,
   NS_MUC_SELF_PING,
   NS_MUC_STABLE_ID,
   NS_MUC_USER,
@@ -64,6 +67,7 @@ import {
   removeOccupant,
   setAffiliation,
   settle,
+  voiceRequest,
 } from "./admin.ts";
 import {
   AFFILIATION_RANK,
@@ -250,13 +254,16 @@ function childText(el: Element | undefined, name: string, xmlns: string): string
  * A session enters (XEP-0045 §7.2): the others' presence to it, its presence to everyone (itself
  * last, with 110, and 201 when it created the room), the history, then the subject.
  */
-function join(room: Room, st: Element, nick: string, ctx: MucCtx, created: boolean): RoomStep {
+function join(room: Room, st: Element, asked: string, ctx: MucCtx, created: boolean): RoomStep {
+  const from = st.attrs.from;
+  const bare = bareJidOf(from) ?? from;
+  // XEP-0045 §7.2.11: where reserved nicks are enforced, the user enters under theirs, told
+  // so with status 210, whatever nick they asked for.
+  const nick = (room.config.enforceNick ? room.affiliations.get(bare)?.nick : undefined) ?? asked;
   const refusal = joinRefusal(room, st, nick, ctx);
   if (refusal !== undefined) {
     return refuseJoin(created ? undefined : room, room.jid, st, refusal.condition, refusal.text);
   }
-  const from = st.attrs.from;
-  const bare = bareJidOf(from) ?? from;
   const presence = cleanPresence(st);
   const existing = room.occupants.get(nick);
   const occ: Occupant = existing !== undefined
@@ -274,6 +281,7 @@ function join(room: Room, st: Element, nick: string, ctx: MucCtx, created: boole
   const selfLead = [
     ...(created ? [status("201")] : []),
     ...(next.config.whois === "anyone" ? [status("100")] : []),
+    ...(nick !== asked ? [status("210")] : []),
   ];
   out.push(...publicise(next, occ, ctx, { selfLead }));
   out.push(
@@ -385,6 +393,18 @@ function isKickable(st: Element): boolean {
  */
 function changeNick(room: Room, st: Element, oldNick: string, nick: string, ctx: MucCtx): RoomStep {
   const from = st.attrs.from;
+  const reserved = room.config.enforceNick
+    ? room.affiliations.get(bareJidOf(from) ?? from)?.nick
+    : undefined;
+  if (reserved !== undefined && reserved !== nick) {
+    return refuseJoin(
+      room,
+      room.jid,
+      st,
+      "not-acceptable",
+      `Your nick in this room is reserved: ${reserved}`,
+    );
+  }
   const refusal = joinRefusal(room, st, nick, ctx);
   // The password and room capacity were checked when the session entered.
   if (
@@ -526,6 +546,11 @@ function messageToRoom(room: Room, st: Element, ctx: MucCtx): RoomStep {
     const decline = child(x, "decline");
     if (decline !== undefined) return declineInvite(room, st, decline, ctx);
     return [room, [fail(st, "bad-request")]];
+  }
+  const form = childElements(st, NS_DATA).find((c) => c.name === "x");
+  if (form !== undefined) {
+    const parsed = parseForm(form);
+    if (parsed.formType === NS_MUC_REQUEST) return voiceRequest(room, st, parsed, ctx);
   }
   // Nothing else is addressed to the room itself.
   return [room, child(st, "body") === undefined ? [] : [fail(st, "service-unavailable")]];

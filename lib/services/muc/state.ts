@@ -7,6 +7,7 @@
 import { type Element, serialize } from "../../xml/element.ts";
 import { bareJidOf, parseJid, prepResourcepart } from "../../xmpp/jid.ts";
 import { utf8Bytes } from "../../limits.ts";
+import type { ArchivedMessage } from "../../core/archive.ts";
 import { NS_MUC, NS_MUC_USER, NS_OCCUPANT_ID } from "./namespaces.ts";
 import {
   type Affiliation,
@@ -39,6 +40,7 @@ export const DEFAULT_CONFIG: RoomConfig = {
   language: "",
   archiving: true,
   presenceBroadcast: ["visitor", "participant", "moderator"],
+  enforceNick: false,
 };
 
 /** A new, empty, locked room. */
@@ -59,6 +61,7 @@ export function newRoom(jid: string, ctx: MucCtx): Room {
     historyChars: 0,
     locked: true,
     lastArchived: 0,
+    voiceRequests: new Map(),
   };
 }
 
@@ -217,8 +220,18 @@ export function storedRoom(room: Room): StoredRoom {
   };
 }
 
-/** A room as loaded from storage: unlocked, empty. */
-export function roomFromStored(jid: string, data: StoredRoom, ctx: MucCtx): Room {
+/**
+ * A room as loaded from storage: unlocked, empty. `archived` is the newest messages of the
+ * room's archive, oldest first (the shell reads the last `historyLength` when the room
+ * archives): they become its discussion history, stamped when they were archived, so that a
+ * restart does not leave newcomers without context.
+ */
+export function roomFromStored(
+  jid: string,
+  data: StoredRoom,
+  ctx: MucCtx,
+  archived: readonly ArchivedMessage[] = [],
+): Room {
   const base = newRoom(jid, ctx);
   const room: Room = {
     ...base,
@@ -234,5 +247,10 @@ export function roomFromStored(jid: string, data: StoredRoom, ctx: MucCtx): Room
     affiliations.set(bare, entry);
     if (entry.nick !== undefined) reservedBy.set(entry.nick, bare);
   }
-  return { ...room, affiliations, reservedBy };
+  let loaded: Room = { ...room, affiliations, reservedBy };
+  const keep = loaded.config.historyLength;
+  for (const m of archived.slice(Math.max(0, archived.length - keep))) {
+    loaded = addHistory(loaded, m.stanza, m.ts, ctx);
+  }
+  return loaded;
 }

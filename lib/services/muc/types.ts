@@ -65,6 +65,12 @@ export interface RoomConfig {
    * In the order of {@link ROLE_RANK}, without repeats.
    */
   readonly presenceBroadcast: readonly Role[];
+  /**
+   * A user with a reserved nick always enters under it: joining under another nick gets the
+   * reserved one with status 210 (XEP-0045 §7.2.11), changing to another is refused. Off by
+   * default, as Prosody's `enforce_registered_nickname` (muc_register.scs joins under either).
+   */
+  readonly enforceNick: boolean;
 }
 
 /** One affiliation with what goes with it. */
@@ -132,7 +138,17 @@ export interface Room {
   readonly locked: boolean;
   /** Timestamp of the newest archived message, so that archive ids never go backwards. */
   readonly lastArchived: number;
+  /**
+   * Voice requests (XEP-0045 §7.13) sent on to the moderators and not yet answered: bare JID
+   * of the visitor -> when. A visitor asking again while pending is not sent on again; entries
+   * of occupants no longer visitors go at the next request, and there are at most
+   * {@link MAX_VOICE_REQUESTS}.
+   */
+  readonly voiceRequests: ReadonlyMap<string, number>;
 }
+
+/** Pending voice requests a room holds (each is one moderator notice per moderator session). */
+export const MAX_VOICE_REQUESTS = 100;
 
 /** Every bound on what a room holds, with its default. */
 export interface MucLimits {

@@ -69,6 +69,9 @@ Deno.test("the configuration form holds every field with its current value", () 
           <field type="text-single" var="muc#roomconfig_historylength" label="Messages of history for newcomers (at most 100)"><value>20</value></field>
           <field type="text-single" var="muc#roomconfig_lang" label="Language"><value></value></field>
           <field type="boolean" var="muc#roomconfig_enablearchiving" label="Archive the discussion (XEP-0313)"><value>1</value></field>
+          <field type="jid-multi" var="muc#roomconfig_roomadmins" label="Full list of room admins"/>
+          <field type="jid-multi" var="muc#roomconfig_roomowners" label="Full list of room owners"><value>romeo@localhost</value></field>
+          <field type="boolean" var="x-enforce_registered_nickname" label="Users with a reserved nick must use it"><value>0</value></field>
         </x>
       </query>
     </iq>`),
