@@ -108,6 +108,28 @@ export interface Config {
   readonly muc?: MucConfig;
   /** The XEP-0060 pubsub service (`[pubsub]`); absent when switched off. */
   readonly pubsub?: PubsubConfig;
+  /** HTTP: XMPP over WebSocket and XEP-0156 discovery (`[http]`). */
+  readonly http: HttpConfig;
+}
+
+/** The HTTP service (`[http]`): WebSocket (RFC 7395) and discovery (XEP-0156). */
+export interface HttpConfig {
+  /** Plain HTTP port; 0 picks a free port, `false` disables it (`http_port`, default 5280). */
+  readonly port: number | false;
+  /** Addresses it listens on (`http_interfaces`); loopback by default, for a proxy in front. */
+  readonly interfaces: readonly string[];
+  /**
+   * Browser origins (`https://chat.example.org`) allowed to open a WebSocket besides the
+   * server's own pages; `"*"` allows any (`cors_origins`, default none).
+   */
+  readonly corsOrigins: readonly string[];
+  /**
+   * Reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed
+   * (`trusted_proxies`); a WebSocket counts as encrypted only when one of them says `https`.
+   */
+  readonly trustedProxies: readonly string[];
+  /** The public base URL discovery announces (`public_url`), when a proxy stands in front. */
+  readonly publicUrl?: string;
 }
 
 /** Multi-user chat on its own domain (XEP-0045, `[muc]`). */
@@ -255,6 +277,30 @@ function interfaces(fallback: readonly string[]) {
     ),
     () => [...fallback],
   );
+}
+
+const ORIGIN_EXPECTED = 'expected "*" or an origin such as "https://chat.example.org"';
+
+/** `scheme://host[:port]`, nothing after it. */
+function isOrigin(s: string): boolean {
+  if (s === "*") return true;
+  try {
+    const u = new URL(s);
+    return (u.protocol === "http:" || u.protocol === "https:") &&
+      u.origin === s.toLowerCase().replace(/\/$/, "");
+  } catch {
+    return false;
+  }
+}
+
+function isHttpUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return (u.protocol === "http:" || u.protocol === "https:") && u.search === "" &&
+      u.hash === "";
+  } catch {
+    return false;
+  }
 }
 
 const Schema = table({
@@ -418,6 +464,42 @@ const Schema = table({
     }),
     {},
   ),
+  http: v.optional(
+    table({
+      http_port: v.optional(
+        v.custom<number | false>(
+          (x) => x === false || isPort(x),
+          "expected an integer from 0 to 65535, or false",
+        ),
+        5280,
+      ),
+      http_interfaces: interfaces(["127.0.0.1"]),
+      cors_origins: v.optional(
+        v.array(
+          v.pipe(v.string(ORIGIN_EXPECTED), v.check(isOrigin, ORIGIN_EXPECTED)),
+          "expected an array of origins",
+        ),
+        [],
+      ),
+      trusted_proxies: v.optional(
+        v.array(
+          v.pipe(
+            v.string("expected an IP address"),
+            v.check((s) => isIP(s) !== 0, "expected an IP address"),
+          ),
+          "expected an array of IP addresses",
+        ),
+        [],
+      ),
+      public_url: v.optional(
+        v.pipe(
+          v.string("expected an http(s) URL"),
+          v.check(isHttpUrl, 'expected an http(s) URL such as "https://xmpp.example.org/"'),
+        ),
+      ),
+    }),
+    {},
+  ),
   log_level: v.optional(
     v.picklist(LOG_LEVELS, `expected one of ${LOG_LEVELS.map((l) => `"${l}"`).join(", ")}`),
     "info",
@@ -480,10 +562,11 @@ function checkRelations(raw: RawConfig, source: string): void {
     }
   }
   for (
-    const [key, list] of [["interfaces", raw.interfaces], [
-      "component_interfaces",
-      raw.component_interfaces,
-    ]] as const
+    const [key, list] of [
+      ["interfaces", raw.interfaces],
+      ["component_interfaces", raw.component_interfaces],
+      ["http.http_interfaces", raw.http.http_interfaces],
+    ] as const
   ) {
     if (list.length > 1 && list.includes("*")) {
       fail(source, `${key}: "*" already means every address and cannot be combined`);
@@ -513,6 +596,15 @@ function checkRelations(raw: RawConfig, source: string): void {
   if (raw.component_port !== false && raw.component_port !== 0) {
     if (raw.component_port === raw.c2s_port || raw.component_port === raw.c2s_direct_tls_port) {
       fail(source, "component_port: must differ from the client ports");
+    }
+  }
+  const httpPort = raw.http.http_port;
+  if (httpPort !== false && httpPort !== 0) {
+    if (
+      httpPort === raw.c2s_port || httpPort === raw.c2s_direct_tls_port ||
+      httpPort === raw.component_port
+    ) {
+      fail(source, "http.http_port: must differ from the client and component ports");
     }
   }
   if (raw.limits.stanza_size_unauthed > raw.limits.stanza_size) {
@@ -590,6 +682,13 @@ export function configFromObject(obj: unknown, source: string): Config {
         create: raw.pubsub.create,
       }
       : undefined,
+    http: {
+      port: raw.http.http_port,
+      interfaces: raw.http.http_interfaces,
+      corsOrigins: raw.http.cors_origins,
+      trustedProxies: raw.http.trusted_proxies,
+      ...(raw.http.public_url === undefined ? {} : { publicUrl: raw.http.public_url }),
+    },
   };
 }
 

@@ -42,6 +42,7 @@ const DEFAULTS: Config = {
   exemptLoopback: true,
   muc: { domain: "conference.localhost", admins: [], creation: "local", archiving: true },
   pubsub: { domain: "pubsub.localhost", admins: [], create: "admins" },
+  http: { port: 5280, interfaces: ["127.0.0.1"], corsOrigins: [], trustedProxies: [] },
 };
 
 /** Asserts that `fn` throws a ConfigError whose message is exactly `message`. */
@@ -108,6 +109,11 @@ Deno.test("the example file sets every key to its default", async () => {
       "archiving",
       "# cert",
       "# key",
+      "http_port",
+      "http_interfaces",
+      "cors_origins",
+      "trusted_proxies",
+      "# public_url",
     ]
   ) {
     assert.match(text, new RegExp(`^${key} = `, "m"), key);
@@ -144,6 +150,13 @@ archiving = false
 domain = "PubSub.example.org"
 admins = ["Boss@example.org"]
 create = "local"
+
+[http]
+http_port = 8080
+http_interfaces = ["*"]
+cors_origins = ["https://chat.example.org", "*"]
+trusted_proxies = ["10.0.0.1", "::1"]
+public_url = "https://xmpp.example.org/"
 
 [[components]]
 domain = "Gateway.example.org"
@@ -241,6 +254,13 @@ failure_window = 60
       archiving: false,
     },
     pubsub: { domain: "pubsub.example.org", admins: ["boss@example.org"], create: "local" },
+    http: {
+      port: 8080,
+      interfaces: ["*"],
+      corsOrigins: ["https://chat.example.org", "*"],
+      trustedProxies: ["10.0.0.1", "::1"],
+      publicUrl: "https://xmpp.example.org/",
+    },
   };
   assert.deepEqual(parseConfig(text, "full.toml"), expected);
 });
@@ -560,5 +580,32 @@ Deno.test("[pubsub]: off, or a domain that is already a host, a bad admin", () =
   assertConfigError(
     () => parseConfig('[pubsub]\nadmins = ["a.org"]', "a"),
     'config a: pubsub.admins[0]: expected a bare JID, got "a.org"',
+  );
+});
+
+Deno.test("[http]: off, a free port, and bad values name the key", () => {
+  assert.equal(parseConfig("[http]\nhttp_port = false", "a").http.port, false);
+  assert.equal(parseConfig("[http]\nhttp_port = 0", "a").http.port, 0);
+  assertConfigError(
+    () => parseConfig("[http]\nhttp_port = 5222", "a"),
+    "config a: http.http_port: must differ from the client and component ports",
+  );
+  assertConfigError(
+    () => parseConfig('[http]\ncors_origins = ["https://a.org/path"]', "a"),
+    'config a: http.cors_origins[0]: expected "*" or an origin such as ' +
+      '"https://chat.example.org", got "https://a.org/path"',
+  );
+  assertConfigError(
+    () => parseConfig('[http]\ntrusted_proxies = ["proxy.local"]', "a"),
+    'config a: http.trusted_proxies[0]: expected an IP address, got "proxy.local"',
+  );
+  assertConfigError(
+    () => parseConfig('[http]\npublic_url = "ftp://a.org/"', "a"),
+    'config a: http.public_url: expected an http(s) URL such as "https://xmpp.example.org/", ' +
+      'got "ftp://a.org/"',
+  );
+  assertConfigError(
+    () => parseConfig('[http]\nhttp_interfaces = ["*", "::1"]', "a"),
+    'config a: http.http_interfaces: "*" already means every address and cannot be combined',
   );
 });

@@ -33,8 +33,11 @@ import {
   finish,
   hangUp,
   restartStream,
+  type Transport,
 } from "../transport/driver.ts";
 import { remoteIp, tcpTransport } from "../transport/tcp.ts";
+import { createMessageParser, webSocketTransport } from "../transport/websocket.ts";
+import type { StreamParser, StreamParserOptions } from "../xml/parser.ts";
 import { parseJid } from "../xmpp/jid.ts";
 
 /** Everything a connection shares with the rest of the server. */
@@ -326,22 +329,33 @@ function handleOf(d: C2s): SessionHandle {
   };
 }
 
-/** Serves one accepted connection until it ends. */
-export async function serveConnection(
-  conn: Deno.Conn,
+/** Where a new client connection comes from and how it is framed. */
+interface ClientStart {
+  readonly ip: string;
+  /** Encrypted below the stream (a WebSocket behind a TLS-terminating proxy that says so). */
+  readonly secure: boolean;
+  readonly ticket?: Ticket;
+  /** The transport's parser, when its framing is not a TCP stream's. */
+  readonly parser?: (opts: StreamParserOptions) => StreamParser;
+}
+
+/** A client connection over the transport `transport` makes, registered, its deadline armed. */
+function startClient(
   deps: ConnectionDeps,
-  opts: ServeOptions,
-): Promise<void> {
+  start: ClientStart,
+  transport: (d: C2s) => Transport,
+): C2s {
   const { ctx } = deps;
   const d = createDriver(
     C2S,
-    newSession(ctx.newId(), { ip: remoteIp(conn), secure: false }),
+    newSession(ctx.newId(), { ip: start.ip, secure: start.secure }),
     {
       writeBacklog: ctx.limits.writeBacklog,
       maxStanzaBytes: ctx.maxStanzaSizeUnauthed,
       maxDepth: deps.maxDepth,
-      ticket: opts.ticket,
+      ticket: start.ticket,
       quiet: deps.quiet,
+      parser: start.parser,
     },
     {
       deps,
@@ -351,11 +365,44 @@ export async function serveConnection(
       smId: undefined,
       recentTargets: undefined,
     },
-    (d) => tcpTransport(d, conn, { ns: NS_CLIENT, tls: deps.tls, endPoints: deps.endPoints }),
+    transport,
   );
   d.handle = handleOf(d);
   deps.registry.addConnection(d.handle);
   arm(d, deps.authTimeoutMs, { kind: "auth-timeout" });
+  return d;
+}
+
+/**
+ * Serves one client over an upgraded WebSocket (RFC 7395) until it ends: the same kind, reducer
+ * and limits as TCP, framed by lib/transport/websocket.ts. `deps.ctx` should say that TLS is
+ * not available (there is no STARTTLS on a WebSocket).
+ */
+export function serveWebSocket(
+  socket: WebSocket,
+  deps: ConnectionDeps,
+  start: Omit<ClientStart, "parser">,
+): Promise<void> {
+  const d = startClient(
+    deps,
+    { ...start, parser: createMessageParser },
+    (d) => webSocketTransport(d, socket, { ns: NS_CLIENT }),
+  );
+  void d.transport.read();
+  return d.finished;
+}
+
+/** Serves one accepted connection until it ends. */
+export async function serveConnection(
+  conn: Deno.Conn,
+  deps: ConnectionDeps,
+  opts: ServeOptions,
+): Promise<void> {
+  const d = startClient(
+    deps,
+    { ip: remoteIp(conn), secure: false, ticket: opts.ticket },
+    (d) => tcpTransport(d, conn, { ns: NS_CLIENT, tls: deps.tls, endPoints: deps.endPoints }),
+  );
 
   if (opts.directTls) {
     try {

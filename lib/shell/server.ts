@@ -20,7 +20,8 @@ import {
   type TlsMaterial,
   tlsServerEndPoint,
 } from "../transport/certs.ts";
-import { type ConnectionDeps, serveConnection } from "./connection.ts";
+import { type ConnectionDeps, serveConnection, serveWebSocket } from "./connection.ts";
+import { type HttpService, startHttp } from "../transport/http.ts";
 import { route, type RouteOptions } from "../core/router.ts";
 import type { Element } from "../xml/element.ts";
 import { createAccountHub } from "./account_hub.ts";
@@ -77,6 +78,8 @@ export interface RunningServer {
   readonly directTlsPort?: number;
   /** The external component port (XEP-0114) actually bound, when enabled. */
   readonly componentPort?: number;
+  /** The HTTP port (WebSocket, discovery) actually bound, when enabled. */
+  readonly httpPort?: number;
   readonly accounts: AccountStore;
   /** Operations waiting in an account's queue (for tests of backpressure). */
   accountQueueLength(bare: string): number;
@@ -516,6 +519,58 @@ export async function startServer(config: Config): Promise<RunningServer> {
     ? undefined
     : listen(config.componentPort, "component", config.componentInterfaces);
 
+  // XMPP over WebSocket: the same client kind, reducer, limits and throttles as TCP, with
+  // admission per upgrade. There is no STARTTLS on a WebSocket: the session is encrypted only
+  // when a trusted proxy says it terminated TLS, else `require_encryption` refuses the login.
+  const wsDeps: ConnectionDeps = { ...deps, ctx: { ...ctx, tlsAvailable: false } };
+  let http: HttpService | undefined;
+  if (config.http.port !== false) {
+    const { port, interfaces, corsOrigins, trustedProxies, publicUrl } = config.http;
+    const httpLog = getLogger("http");
+    try {
+      http = startHttp({
+        port,
+        interfaces,
+        corsOrigins,
+        trustedProxies,
+        publicUrl,
+        defaultHost: config.hosts[0],
+        admitWebSocket: (peer) => {
+          const admitted = admission.admit(peer.ip);
+          if (!admitted.ok) return admitted;
+          const { ticket } = admitted;
+          return {
+            ok: true,
+            release: () => ticket.release(),
+            serve(socket) {
+              const p = serveWebSocket(socket, wsDeps, { ip: peer.ip, secure: peer.secure, ticket })
+                .catch((err) => log.error("WebSocket failed: {err}", { err: String(err) }))
+                .finally(() => ticket.release());
+              serving.add(p);
+              p.finally(() => serving.delete(p));
+            },
+          };
+        },
+        refused: (peer, status, why) =>
+          httpLog.info("{ip}: HTTP {status}, {why}", { ip: peer.ip, status, why }),
+      });
+    } catch (err) {
+      for (const l of listeners) {
+        try {
+          l.close();
+        } catch {
+          // already closed
+        }
+      }
+      const why = err instanceof Deno.errors.AddrInUse ? "the address is in use" : String(err);
+      throw new ListenError(`cannot listen for HTTP on port ${port}: ${why}`);
+    }
+    log.info("Listening for HTTP (WebSocket, discovery) on {hosts} port {port}", {
+      hosts: interfaces.join(", "),
+      port: http.port,
+    });
+  }
+
   // One sweep for all connections instead of a timer each: idle streams are closed
   // (XEP-0478 idle-seconds; clients keep alive with whitespace or pings).
   const idleMs = config.limits.idleTimeout * 1000;
@@ -565,11 +620,14 @@ export async function startServer(config: Config): Promise<RunningServer> {
           // already closed
         }
       }
+      // New requests are refused from here; WebSocket sessions close below with the others.
+      const httpStopped = http?.shutdown();
       // Occupants hear that the rooms go (XEP-0045 status 332) before their streams close.
       await within(3000, muc?.shutdown() ?? Promise.resolve());
       for (const h of registry.connections()) h.dispatch({ kind: "shutdown" });
       for (const h of componentConns) h.dispatch({ kind: "shutdown" });
       await within(3000, Promise.allSettled([...serving]));
+      await within(3000, httpStopped ?? Promise.resolve());
       // Let the accounts finish what the last sessions asked of them (stores, goodbyes).
       await within(3000, hub.idle());
     })();
@@ -578,6 +636,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     c2sPort,
     directTlsPort,
     componentPort,
+    httpPort: http?.port,
     accounts,
     accountQueueLength: hub.queueLength,
     capsCacheSize: caps.size,

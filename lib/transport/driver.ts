@@ -11,7 +11,12 @@
  * its state and no closures of its own, which is most of what the server holds per connection.
  * @module
  */
-import { createStreamParser, type ParseEvent, type StreamParser } from "../xml/parser.ts";
+import {
+  createStreamParser,
+  type ParseEvent,
+  type StreamParser,
+  type StreamParserOptions,
+} from "../xml/parser.ts";
 import type { Element } from "../xml/element.ts";
 import type { StreamOutput } from "../xmpp/stream_xml.ts";
 import type { ChannelBindings } from "../core/session.ts";
@@ -104,6 +109,8 @@ export interface Driver<S, E, O> {
   readonly kind: DriverKind<S, E, O>;
   transport: Transport;
   parser: StreamParser;
+  /** Makes the parser of each stream (the transport's framing: a TCP stream, WebSocket messages). */
+  readonly newParser: (opts: StreamParserOptions) => StreamParser;
   /** Bumped at each stream restart: events parsed before it belong to the old stream. */
   generation: number;
   readonly queue: Queued<E>[];
@@ -135,6 +142,8 @@ export interface DriverOptions {
   readonly ticket?: DriverTicket;
   /** Parsers of connections that went quiet shed their buffers. */
   readonly quiet?: QuietLike;
+  /** The transport's parser, when its framing is not a TCP stream's (a WebSocket's messages). */
+  readonly parser?: (opts: StreamParserOptions) => StreamParser;
 }
 
 /**
@@ -154,7 +163,11 @@ export function createDriver<S, E, O, X extends object>(
     session,
     kind: kind as DriverKind<S, E, O>,
     transport: undefined as unknown as Transport,
-    parser: createStreamParser({ maxStanzaBytes: opts.maxStanzaBytes, maxDepth: opts.maxDepth }),
+    parser: (opts.parser ?? createStreamParser)({
+      maxStanzaBytes: opts.maxStanzaBytes,
+      maxDepth: opts.maxDepth,
+    }),
+    newParser: opts.parser ?? createStreamParser,
     generation: 0,
     queue: [],
     draining: false,
@@ -264,7 +277,7 @@ export function pressured<S, E, O>(d: Driver<S, E, O>): boolean {
 /** A fresh parser for a restarted stream (after TLS or SASL); queued old events are dropped. */
 export function restartStream<S, E, O>(d: Driver<S, E, O>, maxStanzaBytes: number): void {
   d.generation++;
-  d.parser = createStreamParser({ maxStanzaBytes, maxDepth: d.maxDepth });
+  d.parser = d.newParser({ maxStanzaBytes, maxDepth: d.maxDepth });
 }
 
 /** Queues `ev` in `ms` unless the deadline is replaced or cleared first. */

@@ -8,6 +8,8 @@
 /** Namespace of client-to-server stanzas. */
 export const NS_CLIENT = "jabber:client";
 export const NS_STREAMS = "http://etherx.jabber.org/streams";
+/** `<open/>` and `<close/>` of XMPP over WebSocket (RFC 7395 §3.3). */
+export const NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing";
 export const NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams";
 export const NS_STANZA_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 export const NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls";

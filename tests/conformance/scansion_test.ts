@@ -26,6 +26,7 @@ async function runAgainstFreshServer(file: string): Promise<RunResult> {
     c2s_port: 0,
     c2s_direct_tls_port: false,
     component_port: false,
+    http: { http_port: false },
     require_encryption: false,
     log_level: "warning",
     // The settings the scripts assume (../shared/conformance/README.md).

@@ -21,6 +21,7 @@ export async function startTestServer(
     c2s_port: 0,
     c2s_direct_tls_port: 0,
     component_port: 0,
+    http: { http_port: false },
     log_level: "error",
     ...settings,
   }, "test");
