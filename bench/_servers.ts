@@ -224,7 +224,7 @@ export async function ourServer(mainTs: string, label: string): Promise<ServerKi
         `interfaces = ["127.0.0.1"]`,
         `c2s_port = ${port}`,
         `c2s_direct_tls_port = false`,
-        `http = { http_port = false }`,
+        `http = { http_port = false, https_port = false }`,
         `require_encryption = false`,
         // "always" archives every message, as Prosody's template (`default_archive_policy =
         // true`) does; our default ("roster") would skip the bench pairs, who share no roster.

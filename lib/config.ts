@@ -9,6 +9,7 @@
  * @module
  */
 
+import type { UploadPolicy } from "./services/upload/service.ts";
 import { isIP } from "node:net";
 import { domainToASCII } from "node:url";
 import { parse as parseToml } from "smol-toml";
@@ -110,13 +111,23 @@ export interface Config {
   readonly pubsub?: PubsubConfig;
   /** HTTP: XMPP over WebSocket and XEP-0156 discovery (`[http]`). */
   readonly http: HttpConfig;
+  /** XEP-0363 HTTP file upload (`[upload]`); absent when switched off. */
+  readonly upload?: UploadConfig;
 }
+
+/** XEP-0363 HTTP file upload on its own domain (`[upload]`), served on the HTTP port. */
+export type UploadConfig = UploadPolicy;
 
 /** The HTTP service (`[http]`): WebSocket (RFC 7395) and discovery (XEP-0156). */
 export interface HttpConfig {
   /** Plain HTTP port; 0 picks a free port, `false` disables it (`http_port`, default 5280). */
   readonly port: number | false;
-  /** Addresses it listens on (`http_interfaces`); loopback by default, for a proxy in front. */
+  /**
+   * HTTPS port with the first host's certificate; 0 picks a free port, `false` disables it
+   * (`https_port`, default 5281). A WebSocket over it counts as encrypted.
+   */
+  readonly httpsPort: number | false;
+  /** Addresses both listen on (`http_interfaces`); loopback by default, for a proxy in front. */
   readonly interfaces: readonly string[];
   /**
    * Browser origins (`https://chat.example.org`) allowed to open a WebSocket besides the
@@ -238,6 +249,7 @@ const DURATION_UNITS: Readonly<Record<string, number>> = {
   w: 604800,
   y: 31536000,
 };
+const MIME_EXPECTED = 'expected a MIME type such as "image/png" or "image/*"';
 const DURATION_EXPECTED =
   'expected seconds, a duration such as "7d" (s, m, h, d, w, y), or "never"';
 
@@ -473,6 +485,13 @@ const Schema = table({
         ),
         5280,
       ),
+      https_port: v.optional(
+        v.custom<number | false>(
+          (x) => x === false || isPort(x),
+          "expected an integer from 0 to 65535, or false",
+        ),
+        5281,
+      ),
       http_interfaces: interfaces(["127.0.0.1"]),
       cors_origins: v.optional(
         v.array(
@@ -497,6 +516,33 @@ const Schema = table({
           v.check(isHttpUrl, 'expected an http(s) URL such as "https://xmpp.example.org/"'),
         ),
       ),
+    }),
+    {},
+  ),
+  upload: v.optional(
+    table({
+      enabled: boolean(true),
+      domain: v.optional(
+        v.pipe(v.string(HOST_EXPECTED), v.toLowerCase(), v.check(isDomain, HOST_EXPECTED)),
+      ),
+      max_file_size: integer(1, Number.MAX_SAFE_INTEGER, 10485760),
+      allowed_types: v.optional(
+        v.array(
+          v.pipe(
+            v.string(MIME_EXPECTED),
+            v.toLowerCase(),
+            v.check(
+              (s) => /^[a-z0-9!#$&^_.+-]+\/(?:\*|[a-z0-9!#$&^_.+-]+)$/.test(s),
+              MIME_EXPECTED,
+            ),
+          ),
+          "expected an array of MIME types",
+        ),
+        [],
+      ),
+      quota_per_user: integer(1, Number.MAX_SAFE_INTEGER, 104857600),
+      quota_total: integer(1, Number.MAX_SAFE_INTEGER, 1073741824),
+      expires_after: duration("7d"),
     }),
     {},
   ),
@@ -585,6 +631,7 @@ function checkRelations(raw: RawConfig, source: string): void {
     const [key, on, domain] of [
       ["muc", raw.muc.enabled, raw.muc.domain ?? `conference.${raw.hosts[0]}`],
       ["pubsub", raw.pubsub.enabled, raw.pubsub.domain ?? `pubsub.${raw.hosts[0]}`],
+      ["upload", raw.upload.enabled, raw.upload.domain ?? `upload.${raw.hosts[0]}`],
     ] as const
   ) {
     if (!on) continue;
@@ -605,6 +652,15 @@ function checkRelations(raw: RawConfig, source: string): void {
       httpPort === raw.component_port
     ) {
       fail(source, "http.http_port: must differ from the client and component ports");
+    }
+  }
+  const httpsPort = raw.http.https_port;
+  if (httpsPort !== false && httpsPort !== 0) {
+    if (
+      httpsPort === raw.c2s_port || httpsPort === raw.c2s_direct_tls_port ||
+      httpsPort === raw.component_port || httpsPort === httpPort
+    ) {
+      fail(source, "http.https_port: must differ from the client, component and HTTP ports");
     }
   }
   if (raw.limits.stanza_size_unauthed > raw.limits.stanza_size) {
@@ -684,11 +740,22 @@ export function configFromObject(obj: unknown, source: string): Config {
       : undefined,
     http: {
       port: raw.http.http_port,
+      httpsPort: raw.http.https_port,
       interfaces: raw.http.http_interfaces,
       corsOrigins: raw.http.cors_origins,
       trustedProxies: raw.http.trusted_proxies,
       ...(raw.http.public_url === undefined ? {} : { publicUrl: raw.http.public_url }),
     },
+    upload: raw.upload.enabled
+      ? {
+        domain: raw.upload.domain ?? `upload.${raw.hosts[0]}`,
+        maxFileSize: raw.upload.max_file_size,
+        allowedTypes: raw.upload.allowed_types,
+        quotaPerUser: raw.upload.quota_per_user,
+        quotaTotal: raw.upload.quota_total,
+        expiresAfter: raw.upload.expires_after,
+      }
+      : undefined,
   };
 }
 

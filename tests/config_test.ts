@@ -42,7 +42,21 @@ const DEFAULTS: Config = {
   exemptLoopback: true,
   muc: { domain: "conference.localhost", admins: [], creation: "local", archiving: true },
   pubsub: { domain: "pubsub.localhost", admins: [], create: "admins" },
-  http: { port: 5280, interfaces: ["127.0.0.1"], corsOrigins: [], trustedProxies: [] },
+  http: {
+    port: 5280,
+    httpsPort: 5281,
+    interfaces: ["127.0.0.1"],
+    corsOrigins: [],
+    trustedProxies: [],
+  },
+  upload: {
+    domain: "upload.localhost",
+    maxFileSize: 10485760,
+    allowedTypes: [],
+    quotaPerUser: 104857600,
+    quotaTotal: 1073741824,
+    expiresAfter: 604800,
+  },
 };
 
 /** Asserts that `fn` throws a ConfigError whose message is exactly `message`. */
@@ -110,6 +124,7 @@ Deno.test("the example file sets every key to its default", async () => {
       "# cert",
       "# key",
       "http_port",
+      "https_port",
       "http_interfaces",
       "cors_origins",
       "trusted_proxies",
@@ -153,10 +168,19 @@ create = "local"
 
 [http]
 http_port = 8080
+https_port = 8443
 http_interfaces = ["*"]
 cors_origins = ["https://chat.example.org", "*"]
 trusted_proxies = ["10.0.0.1", "::1"]
 public_url = "https://xmpp.example.org/"
+
+[upload]
+domain = "Files.example.org"
+max_file_size = 5000
+allowed_types = ["Image/*", "text/plain"]
+quota_per_user = 20000
+quota_total = 90000
+expires_after = "1d"
 
 [[components]]
 domain = "Gateway.example.org"
@@ -256,10 +280,19 @@ failure_window = 60
     pubsub: { domain: "pubsub.example.org", admins: ["boss@example.org"], create: "local" },
     http: {
       port: 8080,
+      httpsPort: 8443,
       interfaces: ["*"],
       corsOrigins: ["https://chat.example.org", "*"],
       trustedProxies: ["10.0.0.1", "::1"],
       publicUrl: "https://xmpp.example.org/",
+    },
+    upload: {
+      domain: "files.example.org",
+      maxFileSize: 5000,
+      allowedTypes: ["image/*", "text/plain"],
+      quotaPerUser: 20000,
+      quotaTotal: 90000,
+      expiresAfter: 86400,
     },
   };
   assert.deepEqual(parseConfig(text, "full.toml"), expected);
@@ -590,6 +623,24 @@ Deno.test("[http]: off, a free port, and bad values name the key", () => {
     () => parseConfig("[http]\nhttp_port = 5222", "a"),
     "config a: http.http_port: must differ from the client and component ports",
   );
+  assert.equal(parseConfig("[http]\nhttps_port = false", "a").http.httpsPort, false);
+  assert.equal(parseConfig("[http]\nhttps_port = 0", "a").http.httpsPort, 0);
+  // Both on a free port is fine: each gets its own.
+  assert.equal(parseConfig("[http]\nhttp_port = 0\nhttps_port = 0", "a").http.port, 0);
+  for (const clash of ["https_port = 5280", "https_port = 5222", "https_port = 5223"]) {
+    assertConfigError(
+      () => parseConfig(`[http]\n${clash}`, "a"),
+      "config a: http.https_port: must differ from the client, component and HTTP ports",
+    );
+  }
+  assertConfigError(
+    () => parseConfig("component_port = 9000\n[http]\nhttps_port = 9000", "a"),
+    "config a: http.https_port: must differ from the client, component and HTTP ports",
+  );
+  assertConfigError(
+    () => parseConfig('[http]\nhttps_port = "443"', "a"),
+    'config a: http.https_port: expected an integer from 0 to 65535, or false, got "443"',
+  );
   assertConfigError(
     () => parseConfig('[http]\ncors_origins = ["https://a.org/path"]', "a"),
     'config a: http.cors_origins[0]: expected "*" or an origin such as ' +
@@ -607,5 +658,29 @@ Deno.test("[http]: off, a free port, and bad values name the key", () => {
   assertConfigError(
     () => parseConfig('[http]\nhttp_interfaces = ["*", "::1"]', "a"),
     'config a: http.http_interfaces: "*" already means every address and cannot be combined',
+  );
+});
+
+Deno.test("[upload]: off, a taken domain, bad sizes and types", () => {
+  assert.equal(parseConfig("[upload]\nenabled = false", "a").upload, undefined);
+  assert.equal(parseConfig('hosts = ["a.org"]', "a").upload?.domain, "upload.a.org");
+  assert.equal(
+    parseConfig('[upload]\nexpires_after = "never"', "a").upload?.expiresAfter,
+    Infinity,
+  );
+  assert.throws(
+    () => parseConfig('[pubsub]\ndomain = "x.org"\n[upload]\ndomain = "x.org"', "a"),
+    { message: 'config a: upload.domain: "x.org" is already a host, a component or a service' },
+  );
+  assert.throws(
+    () => parseConfig("[upload]\nmax_file_size = 0", "a"),
+    { message: "config a: upload.max_file_size: expected an integer >= 1, got 0" },
+  );
+  assert.throws(
+    () => parseConfig('[upload]\nallowed_types = ["png"]', "a"),
+    {
+      message:
+        'config a: upload.allowed_types[0]: expected a MIME type such as "image/png" or "image/*", got "png"',
+    },
   );
 });

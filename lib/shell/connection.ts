@@ -392,6 +392,19 @@ export function serveWebSocket(
   return d.finished;
 }
 
+/**
+ * Serves one BOSH session (XEP-0206) until it ends: the same kind, reducer and limits as TCP,
+ * with lib/transport/bosh.ts's transport and the WebSocket's message parser (each element of a
+ * request body is one message).
+ */
+export function serveBosh(
+  deps: ConnectionDeps,
+  start: Omit<ClientStart, "parser">,
+  transport: (d: Driver<Session, Event, Output>) => Transport,
+): Promise<void> {
+  return startClient(deps, { ...start, parser: createMessageParser }, transport).finished;
+}
+
 /** Serves one accepted connection until it ends. */
 export async function serveConnection(
   conn: Deno.Conn,

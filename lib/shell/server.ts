@@ -20,8 +20,10 @@ import {
   type TlsMaterial,
   tlsServerEndPoint,
 } from "../transport/certs.ts";
-import { type ConnectionDeps, serveConnection, serveWebSocket } from "./connection.ts";
+import { type ConnectionDeps, serveBosh, serveConnection, serveWebSocket } from "./connection.ts";
+import { createBosh } from "../transport/bosh.ts";
 import { type HttpService, startHttp } from "../transport/http.ts";
+import { startUploadService, type UploadService } from "../transport/upload_http.ts";
 import { route, type RouteOptions } from "../core/router.ts";
 import type { Element } from "../xml/element.ts";
 import { createAccountHub } from "./account_hub.ts";
@@ -80,6 +82,8 @@ export interface RunningServer {
   readonly componentPort?: number;
   /** The HTTP port (WebSocket, discovery) actually bound, when enabled. */
   readonly httpPort?: number;
+  /** The HTTPS port (the same, with the first host's certificate) actually bound, when enabled. */
+  readonly httpsPort?: number;
   readonly accounts: AccountStore;
   /** Operations waiting in an account's queue (for tests of backpressure). */
   accountQueueLength(bare: string): number;
@@ -169,6 +173,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
     windowMs: config.auth.failureWindow * 1000,
   });
   const accounts = openAccountStore(config.dataDir, { iterations: config.auth.scramIterations });
+  // HTTP upload needs the HTTP port to serve its slots: without it the service stays off.
+  const uploadConfig = config.http.port === false ? undefined : config.upload;
   const ctx: Ctx = {
     hosts: config.hosts,
     requireEncryption: config.requireEncryption,
@@ -197,6 +203,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
         ...config.components.map((c) => c.domain),
         ...(config.muc === undefined ? [] : [config.muc.domain]),
         ...(config.pubsub === undefined ? [] : [config.pubsub.domain]),
+        ...(uploadConfig === undefined ? [] : [uploadConfig.domain]),
       ],
     },
   };
@@ -361,6 +368,23 @@ export async function startServer(config: Config): Promise<RunningServer> {
       }),
     );
   }
+  let upload: UploadService | undefined;
+  // The slot URLs name the HTTP port, bound below: asked for per slot.
+  let uploadBase = "";
+  if (uploadConfig !== undefined) {
+    const uploadLog = getLogger("upload");
+    upload = await startUploadService({
+      ...uploadConfig,
+      dataDir: config.dataDir,
+      key: await loadSecretKey(config.dataDir, "upload.key"),
+      isLocal: (bare) => config.hosts.includes(bare.slice(bare.indexOf("@") + 1)),
+      baseUrl: () => uploadBase,
+      newId: () => randomToken(18),
+      route: detachedRoute,
+      log: (message) => uploadLog.info(message),
+    });
+    services.set(uploadConfig.domain, upload);
+  }
   // Once every connection has gone quiet after a burst, the burst's garbage goes back to the
   // system (only with --expose-gc in the V8 flags; see README, Server V8 flags).
   const heapLog = getLogger("memory");
@@ -521,20 +545,48 @@ export async function startServer(config: Config): Promise<RunningServer> {
 
   // XMPP over WebSocket: the same client kind, reducer, limits and throttles as TCP, with
   // admission per upgrade. There is no STARTTLS on a WebSocket: the session is encrypted only
-  // when a trusted proxy says it terminated TLS, else `require_encryption` refuses the login.
+  // over our HTTPS port or when a trusted proxy says it terminated TLS, else
+  // `require_encryption` refuses the login.
   const wsDeps: ConnectionDeps = { ...deps, ctx: { ...ctx, tlsAvailable: false } };
-  let http: HttpService | undefined;
-  if (config.http.port !== false) {
-    const { port, interfaces, corsOrigins, trustedProxies, publicUrl } = config.http;
+  // BOSH (XEP-0206): one service for both HTTP ports, each session a client connection like a
+  // WebSocket's, admitted at its creation.
+  const bosh = createBosh({
+    maxBodyBytes: ctx.maxStanzaSize,
+    corsOrigins: config.http.corsOrigins,
+    admit: (peer) => {
+      const admitted = admission.admit(peer.ip);
+      if (!admitted.ok) return admitted;
+      const { ticket } = admitted;
+      return {
+        ok: true,
+        start(transport) {
+          const p = serveBosh(wsDeps, { ip: peer.ip, secure: peer.secure, ticket }, transport)
+            .catch((err) => log.error("BOSH failed: {err}", { err: String(err) }))
+            .finally(() => ticket.release());
+          serving.add(p);
+          p.finally(() => serving.delete(p));
+          return p;
+        },
+      };
+    },
+  });
+  // One service per port: plain HTTP, or HTTPS when `tls` is given.
+  const startWeb = (port: number, tls?: { cert: string; key: string }): HttpService => {
+    const { interfaces, corsOrigins, trustedProxies, publicUrl } = config.http;
     const httpLog = getLogger("http");
+    const scheme = tls === undefined ? "HTTP" : "HTTPS";
+    let http: HttpService;
     try {
       http = startHttp({
         port,
+        tls,
         interfaces,
         corsOrigins,
         trustedProxies,
         publicUrl,
         defaultHost: config.hosts[0],
+        upload: upload?.handle,
+        bosh: bosh.handle,
         admitWebSocket: (peer) => {
           const admitted = admission.admit(peer.ip);
           if (!admitted.ok) return admitted;
@@ -563,12 +615,31 @@ export async function startServer(config: Config): Promise<RunningServer> {
         }
       }
       const why = err instanceof Deno.errors.AddrInUse ? "the address is in use" : String(err);
-      throw new ListenError(`cannot listen for HTTP on port ${port}: ${why}`);
+      throw new ListenError(`cannot listen for ${scheme} on port ${port}: ${why}`);
     }
-    log.info("Listening for HTTP (WebSocket, discovery) on {hosts} port {port}", {
+    log.info("Listening for {scheme} (WebSocket, discovery) on {hosts} port {port}", {
+      scheme,
       hosts: interfaces.join(", "),
       port: http.port,
     });
+    return http;
+  };
+  const http = config.http.port === false ? undefined : startWeb(config.http.port);
+  if (http !== undefined) {
+    uploadBase = config.http.publicUrl === undefined
+      ? `http://${config.hosts[0]}:${http.port}`
+      : config.http.publicUrl.replace(/\/+$/, "");
+  }
+  let https: HttpService | undefined;
+  if (config.http.httpsPort !== false) {
+    // Deno.serve takes one certificate, without SNI: the first host's.
+    const first = material.get(config.hosts[0])!;
+    try {
+      https = startWeb(config.http.httpsPort, { cert: first.certPem, key: first.keyPem });
+    } catch (err) {
+      void http?.shutdown();
+      throw err;
+    }
   }
 
   // One sweep for all connections instead of a timer each: idle streams are closed
@@ -621,13 +692,14 @@ export async function startServer(config: Config): Promise<RunningServer> {
         }
       }
       // New requests are refused from here; WebSocket sessions close below with the others.
-      const httpStopped = http?.shutdown();
+      const httpStopped = Promise.allSettled([http?.shutdown(), https?.shutdown()]);
+      await upload?.stop();
       // Occupants hear that the rooms go (XEP-0045 status 332) before their streams close.
       await within(3000, muc?.shutdown() ?? Promise.resolve());
       for (const h of registry.connections()) h.dispatch({ kind: "shutdown" });
       for (const h of componentConns) h.dispatch({ kind: "shutdown" });
       await within(3000, Promise.allSettled([...serving]));
-      await within(3000, httpStopped ?? Promise.resolve());
+      await within(3000, httpStopped);
       // Let the accounts finish what the last sessions asked of them (stores, goodbyes).
       await within(3000, hub.idle());
     })();
@@ -637,6 +709,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     directTlsPort,
     componentPort,
     httpPort: http?.port,
+    httpsPort: https?.port,
     accounts,
     accountQueueLength: hub.queueLength,
     capsCacheSize: caps.size,

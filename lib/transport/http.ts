@@ -4,6 +4,7 @@
  * - `/xmpp-websocket`: XMPP over WebSocket (RFC 7395). The subprotocol `xmpp` is required, the
  *   Origin is checked against `cors_origins`, and an admitted upgrade is handed to the shell,
  *   which serves it with the client kind of the driver (./websocket.ts frames it);
+ * - `/http-bind`: BOSH (XEP-0124/0206), answered by ./bosh.ts when the shell enables it;
  * - `/.well-known/host-meta` and `/.well-known/host-meta.json` (XEP-0156): where the WebSocket
  *   endpoint is, as the public URL when a proxy stands in front (`public_url`).
  *
@@ -37,6 +38,11 @@ export type WebSocketAdmission =
 export interface HttpOptions {
   /** The port; 0 picks a free one (shared by every interface). */
   readonly port: number;
+  /**
+   * Serve HTTPS with this certificate (chain) and key, both PEM. `Deno.serve` takes one pair
+   * and has no SNI callback, so every host name gets this one certificate.
+   */
+  readonly tls?: { readonly cert: string; readonly key: string };
   /** Addresses to listen on; `"*"` is every address. */
   readonly interfaces: readonly string[];
   /** Browser origins allowed to open a WebSocket besides the page's own; `"*"`: any. */
@@ -49,6 +55,10 @@ export interface HttpOptions {
   readonly defaultHost: string;
   /** Counts an upgrade in the connection limits, or refuses it. */
   readonly admitWebSocket: (peer: HttpPeer) => WebSocketAdmission;
+  /** Answers requests to `/http-bind` (BOSH, ./bosh.ts), when BOSH is on. */
+  readonly bosh?: (req: Request, peer: HttpPeer) => Promise<Response>;
+  /** Answers requests under `/upload/` (XEP-0363, ./upload_http.ts), when upload is on. */
+  readonly upload?: (req: Request) => Promise<Response>;
   /** Called for a refused request, for the log. */
   readonly refused?: (peer: HttpPeer, status: number, why: string) => void;
 }
@@ -65,6 +75,15 @@ export interface HttpService {
 export const WEBSOCKET_PATH = "/xmpp-websocket";
 /** XEP-0156's link relation for a WebSocket endpoint. */
 export const REL_WEBSOCKET = "urn:xmpp:alt-connections:websocket";
+/** The BOSH endpoint's path. */
+export const BOSH_PATH = "/http-bind";
+/** XEP-0156's link relation for a BOSH endpoint. */
+export const REL_XBOSH = "urn:xmpp:alt-connections:xbosh";
+
+/** The BOSH URL beside a WebSocket URL: same authority, `http(s)` and `/http-bind`. */
+export function boshUrlOf(wsUrl: string): string {
+  return wsUrl.replace(/^ws/, "http").slice(0, -WEBSOCKET_PATH.length) + BOSH_PATH;
+}
 const NS_XRD = "http://docs.oasis-open.org/ns/xri/xrd-1.0";
 
 /** Without the IPv4-mapped prefix a dual-stack socket reports (`::ffff:127.0.0.1`). */
@@ -74,11 +93,17 @@ function plainIp(ip: string): string {
 
 /**
  * The peer of a request from the socket address `remote`: a trusted proxy's forwarded address
- * (the rightmost one that is not itself a trusted proxy) and scheme, else the socket's.
+ * (the rightmost one that is not itself a trusted proxy) and scheme, else the socket's
+ * (`socketSecure`: the request came over our own HTTPS).
  */
-export function peerOf(headers: Headers, remote: string, trusted: readonly string[]): HttpPeer {
+export function peerOf(
+  headers: Headers,
+  remote: string,
+  trusted: readonly string[],
+  socketSecure = false,
+): HttpPeer {
   const socketIp = plainIp(remote);
-  if (!trusted.includes(socketIp)) return { ip: socketIp, secure: false };
+  if (!trusted.includes(socketIp)) return { ip: socketIp, secure: socketSecure };
   let ip = socketIp;
   const hops = (headers.get("x-forwarded-for") ?? "").split(",").map((h) => h.trim());
   for (let i = hops.length - 1; i >= 0; i--) {
@@ -88,6 +113,8 @@ export function peerOf(headers: Headers, remote: string, trusted: readonly strin
     if (!trusted.includes(hop)) break;
   }
   const proto = (headers.get("x-forwarded-proto") ?? "").split(",").at(-1)!.trim().toLowerCase();
+  // A proxy that came over our HTTPS without naming the client's scheme: our link is all we know.
+  if (proto === "") return { ip, secure: socketSecure };
   return { ip, secure: proto === "https" };
 }
 
@@ -142,15 +169,19 @@ function escapeXml(s: string): string {
     .replace(/"/g, "&quot;");
 }
 
-/** The XRD host-meta document (RFC 6415) listing `wsUrl` (XEP-0156 §3). */
-export function hostMetaXrd(wsUrl: string): string {
+/** The XRD host-meta document (RFC 6415) listing `wsUrl` and `boshUrl` (XEP-0156 §3). */
+export function hostMetaXrd(wsUrl: string, boshUrl?: string): string {
   return `<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='${NS_XRD}'>\n` +
-    `  <Link rel='${REL_WEBSOCKET}' href='${escapeXml(wsUrl)}'/>\n</XRD>\n`;
+    `  <Link rel='${REL_WEBSOCKET}' href='${escapeXml(wsUrl)}'/>\n` +
+    (boshUrl === undefined ? "" : `  <Link rel='${REL_XBOSH}' href='${escapeXml(boshUrl)}'/>\n`) +
+    `</XRD>\n`;
 }
 
-/** The JSON (JRD) host-meta document listing `wsUrl`. */
-export function hostMetaJson(wsUrl: string): string {
-  return JSON.stringify({ links: [{ rel: REL_WEBSOCKET, href: wsUrl }] });
+/** The JSON (JRD) host-meta document listing `wsUrl` and `boshUrl`. */
+export function hostMetaJson(wsUrl: string, boshUrl?: string): string {
+  const links = [{ rel: REL_WEBSOCKET, href: wsUrl }];
+  if (boshUrl !== undefined) links.push({ rel: REL_XBOSH, href: boshUrl });
+  return JSON.stringify({ links });
 }
 
 function text(status: number, body: string, headers: Record<string, string> = {}): Response {
@@ -189,9 +220,9 @@ export function handleHttp(
   opts: HttpOptions,
   port: number,
   stopping = false,
-): Response {
+): Response | Promise<Response> {
   const url = new URL(req.url);
-  const peer = peerOf(req.headers, remote, opts.trustedProxies);
+  const peer = peerOf(req.headers, remote, opts.trustedProxies, opts.tls !== undefined);
   const refuse = (status: number, why: string, headers: Record<string, string> = {}) => {
     opts.refused?.(peer, status, why);
     return text(status, why, headers);
@@ -200,19 +231,20 @@ export function handleHttp(
   switch (url.pathname) {
     case WEBSOCKET_PATH:
       return upgrade(req, peer, opts, refuse);
-    case "/.well-known/host-meta":
-      return discovery(
-        req,
-        hostMetaXrd(webSocketUrl(req.headers, peer, opts, port)),
-        "application/xrd+xml; charset=utf-8",
-      );
-    case "/.well-known/host-meta.json":
-      return discovery(
-        req,
-        hostMetaJson(webSocketUrl(req.headers, peer, opts, port)),
-        "application/json",
-      );
+    case BOSH_PATH:
+      return opts.bosh === undefined ? text(404, "Not found") : opts.bosh(req, peer);
+    case "/.well-known/host-meta": {
+      const ws = webSocketUrl(req.headers, peer, opts, port);
+      const bosh = opts.bosh === undefined ? undefined : boshUrlOf(ws);
+      return discovery(req, hostMetaXrd(ws, bosh), "application/xrd+xml; charset=utf-8");
+    }
+    case "/.well-known/host-meta.json": {
+      const ws = webSocketUrl(req.headers, peer, opts, port);
+      const bosh = opts.bosh === undefined ? undefined : boshUrlOf(ws);
+      return discovery(req, hostMetaJson(ws, bosh), "application/json");
+    }
     default:
+      if (opts.upload !== undefined && url.pathname.startsWith("/upload/")) return opts.upload(req);
       return text(404, "Not found");
   }
 }
@@ -261,7 +293,7 @@ export function startHttp(opts: HttpOptions): HttpService {
   const handler = (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) =>
     handleHttp(req, info.remoteAddr.hostname, opts, bound, stopping);
   const serveOn = (hostname: string, port: number) =>
-    Deno.serve({ hostname, port, onListen: () => {}, handler });
+    Deno.serve({ hostname, port, onListen: () => {}, handler, ...opts.tls });
   try {
     for (const [i, address] of opts.interfaces.entries()) {
       // With port 0, every interface shares the port the first one got.

@@ -26,7 +26,8 @@ async function runAgainstFreshServer(file: string): Promise<RunResult> {
     c2s_port: 0,
     c2s_direct_tls_port: false,
     component_port: false,
-    http: { http_port: false },
+    // On an ephemeral port: the upload service (http_upload.scs) serves its slots over HTTP.
+    http: { http_port: 0, https_port: false },
     require_encryption: false,
     log_level: "warning",
     // The settings the scripts assume (../shared/conformance/README.md).
@@ -34,6 +35,8 @@ async function runAgainstFreshServer(file: string): Promise<RunResult> {
     pubsub: { domain: "pubsub.localhost", admins: ["admin@localhost"] },
     // muc_create_destroy.scs destroys a room through the service's admin command.
     muc: { admins: ["admin@localhost"] },
+    // upload.localhost (XEP-0363, 10 MB limit, text/plain and image/* allowed).
+    upload: { max_file_size: 10000000, allowed_types: ["text/plain", "image/*"] },
     external_services: [
       { type: "stun", transport: "udp", host: "default.example", port: 9876 },
       // One with the server's shared secret, one with a secret of its own (as Prosody's setup).

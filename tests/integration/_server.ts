@@ -21,9 +21,10 @@ export async function startTestServer(
     c2s_port: 0,
     c2s_direct_tls_port: 0,
     component_port: 0,
-    http: { http_port: false },
     log_level: "error",
     ...settings,
+    // Merged, so that a test turning on one HTTP port does not get a fixed 5281 beside it.
+    http: { http_port: false, https_port: false, ...settings.http as object | undefined },
   }, "test");
   const server = await startServer(config);
   return {

@@ -26,7 +26,7 @@ async function serverOn(dataDir: string): Promise<TestServer> {
     c2s_port: 0,
     c2s_direct_tls_port: false,
     component_port: false,
-    http: { http_port: false },
+    http: { http_port: false, https_port: false },
     log_level: "error",
     pubsub: { admins: ["admin@localhost"] },
   }, "test"));
@@ -106,7 +106,7 @@ Deno.test("pubsub service: switched off, its domain is not ours", async () => {
     c2s_port: 0,
     c2s_direct_tls_port: false,
     component_port: false,
-    http: { http_port: false },
+    http: { http_port: false, https_port: false },
     log_level: "error",
     pubsub: { enabled: false },
   }, "test"));

@@ -268,6 +268,9 @@ Deno.test("websocket: host-meta (XRD and JSON) lists the WebSocket endpoint", as
       links: [{
         rel: "urn:xmpp:alt-connections:websocket",
         href: `ws://127.0.0.1:${server.httpPort}/xmpp-websocket`,
+      }, {
+        rel: "urn:xmpp:alt-connections:xbosh",
+        href: `http://127.0.0.1:${server.httpPort}/http-bind`,
       }],
     });
     const missing = await fetch(`${base}/nothing-here`);

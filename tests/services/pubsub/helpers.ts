@@ -1,7 +1,7 @@
 /** Shared fixtures of the pubsub service tests: a context with fixed ids, stanzas from XML. */
 import assert from "node:assert/strict";
-import type { Element } from "../../../lib/xml/element.ts";
-import { createStreamParser } from "../../../lib/xml/parser.ts";
+import { xml } from "../_xml.ts";
+export { xml };
 import { serializeTop } from "../../../lib/xmpp/stream_xml.ts";
 import { EMPTY_ROSTER, type Roster } from "../../../lib/core/session.ts";
 import {
@@ -19,17 +19,6 @@ export const ROMEO = "romeo@example.com/orchard";
 export const JULIET = "juliet@example.com/balcony";
 export const NURSE = "nurse@example.com/kitchen";
 export const STRANGER = "iago@elsewhere.example/x";
-
-/** Parses stanzas written as client stream XML. */
-export function xml(s: string): Element {
-  const p = createStreamParser({ maxStanzaBytes: 1 << 20 });
-  const events = p.push(new TextEncoder().encode(
-    `<stream:stream xmlns="jabber:client" xmlns:stream="http://etherx.jabber.org/streams">${s}`,
-  ));
-  const st = events.find((e) => e.kind === "stanza");
-  assert.ok(st !== undefined && st.kind === "stanza", `not parsed: ${s}`);
-  return st.stanza;
-}
 
 /** A context: ids `id1`, `id2` ... (fresh for each context), rosters from `rosters`. */
 export function ctx(
