@@ -23,13 +23,6 @@ const SELF: AccountIqCtx = {
   limits: DEFAULT_LIMITS,
   newId: () => "id",
 };
-const OTHER: AccountIqCtx = {
-  bare: HAMLET,
-  self: false,
-  now: NOW,
-  limits: DEFAULT_LIMITS,
-  newId: () => "id",
-};
 
 function query(children: readonly Element[] = []): Element {
   return elem("query", { xmlns: NS }, children);

@@ -1,5 +1,4 @@
 /** Shared fixtures of the pubsub service tests: a context with fixed ids, stanzas from XML. */
-import assert from "node:assert/strict";
 import { xml } from "../_xml.ts";
 export { xml };
 import { serializeTop } from "../../../lib/xmpp/stream_xml.ts";
