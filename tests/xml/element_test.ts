@@ -196,6 +196,16 @@ Deno.test("withAttrs and withChildren copy, never mutate", () => {
   assert.deepEqual(msg.attrs, { to: "a@b", from: "c@d", type: "chat" });
   assert.equal(swapped.children, msg.children);
   assert.throws(() => withAttrs(msg, { "bad name": "v" }), XmlBuildError);
+  // A peer's `__proto__` attribute (the parser keeps attributes in null-prototype records) is
+  // copied as data, never as a prototype.
+  const proto: Element = {
+    ...elem("x"),
+    attrs: Object.assign(Object.create(null), { ["__proto__"]: "p" }),
+  };
+  const copied = withAttrs(proto, { id: "1" });
+  assert.deepEqual(Object.keys(copied.attrs), ["__proto__", "id"]);
+  assert.equal(copied.attrs["__proto__"], "p");
+  assert.equal(Object.getPrototypeOf(copied.attrs), Object.prototype);
   // Attribute names that are also Object.prototype's keep their values.
   const odd = elem("x", { constructor: "c", toString: "t", __proto__x: "p" });
   assert.deepEqual(withAttrs(odd, { id: "1" }).attrs, {
