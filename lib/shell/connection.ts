@@ -112,6 +112,13 @@ interface C2s extends Driver<Session, Event, Output> {
   smId: string | undefined;
   /** Accounts this connection's stanzas went to lately, whose queues may hold its reading. */
   recentTargets: Set<string> | undefined;
+  /**
+   * What this connection routed to each user that is still on its way (a message passes the
+   * sender's and the recipient's archives): the next stanza to that user follows it, so that
+   * an iq or presence sent after a message cannot overtake it (RFC 6120 §10.1). Entries go
+   * once their stanza has arrived.
+   */
+  inFlight: Map<string, Promise<void>> | undefined;
 }
 
 function track(d: C2s, p: Promise<void> | void): void {
@@ -121,10 +128,31 @@ function track(d: C2s, p: Promise<void> | void): void {
   p.then(() => effects.delete(p));
 }
 
-function noteTarget(d: C2s, to: string | undefined): void {
-  const jid = to === undefined ? undefined : parseJid(to);
-  if (jid?.local === undefined) return;
-  const bare = `${jid.local}@${jid.domain}`;
+/**
+ * Routes a stanza after what this connection routed to the same user (`key`, a bare JID) before
+ * (RFC 6120 §10.1).
+ */
+function routeInOrder(
+  d: C2s,
+  stanza: Element,
+  then: readonly Element[] | undefined,
+  key: string | undefined,
+): Promise<void> | void {
+  const go = () => d.deps.route(stanza, then === undefined ? undefined : { then });
+  const before = key === undefined ? undefined : d.inFlight?.get(key);
+  const routed = before === undefined ? go() : before.then(go);
+  if (key === undefined || routed === undefined) return routed;
+  const inFlight = d.inFlight ??= new Map();
+  const settled = routed.then(() => {}, () => {});
+  inFlight.set(key, settled);
+  settled.then(() => {
+    if (inFlight.get(key) === settled) inFlight.delete(key);
+  });
+  return routed;
+}
+
+function noteTarget(d: C2s, bare: string | undefined): void {
+  if (bare === undefined) return;
   const recent = d.recentTargets ??= new Set();
   recent.delete(bare);
   recent.add(bare);
@@ -180,10 +208,13 @@ function startTls(d: C2s): void {
 function execute(d: C2s, out: Exclude<Output, { kind: "send" | "open-stream" | "close-stream" }>) {
   const { deps } = d;
   switch (out.kind) {
-    case "route":
-      if (phaseOf(d.session) !== "unauthenticated") noteTarget(d, out.stanza.attrs.to);
-      track(d, deps.route(out.stanza, out.then === undefined ? undefined : { then: out.then }));
+    case "route": {
+      const to = out.stanza.attrs.to === undefined ? undefined : parseJid(out.stanza.attrs.to);
+      const bare = to?.local === undefined ? undefined : `${to.local}@${to.domain}`;
+      if (phaseOf(d.session) !== "unauthenticated") noteTarget(d, bare);
+      track(d, routeInOrder(d, out.stanza, out.then, bare));
       return;
+    }
     case "account":
       track(d, deps.hub.submit(out.bare, out.op));
       return;
@@ -364,6 +395,7 @@ function startClient(
       acked: undefined,
       smId: undefined,
       recentTargets: undefined,
+      inFlight: undefined,
     },
     transport,
   );
