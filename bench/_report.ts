@@ -7,9 +7,18 @@
 /**
  * The scenarios load.ts knows. `msg-archive` is xmppbench's msg scenario with message archiving
  * on in both servers; `msg` has it off. `muc` is bench/muc_load.mjs (group chat, XEP-0045),
- * which writes its JSON line with xmppbench's field names.
+ * which writes its JSON line with xmppbench's field names. `ws-idle` and `ws-msg` are idle and
+ * msg over WebSocket (RFC 7395), by bench/ws_load.mjs, with the same field names again.
  */
-export type Scenario = "login" | "idle" | "msg" | "msg-archive" | "fanout" | "muc";
+export type Scenario =
+  | "login"
+  | "idle"
+  | "msg"
+  | "msg-archive"
+  | "fanout"
+  | "muc"
+  | "ws-idle"
+  | "ws-msg";
 
 /** One xmppbench (or muc_load) JSON line, parsed. */
 export type BenchJson = Readonly<Record<string, unknown>>;
@@ -59,6 +68,17 @@ const MSG: readonly Metric[] = [
   OTHER_LOAD,
 ];
 
+const IDLE: readonly Metric[] = [
+  { label: "**KB per connection** (lower is better)", path: "kb_per_conn", digits: 1 },
+  { label: "RSS before MB", path: "rss_before_kb", digits: 1, divide: 1024 },
+  { label: "RSS held MB", path: "rss_after_kb", digits: 1, divide: 1024 },
+  { label: "RSS after close MB", path: "rss_after_close_kb", digits: 1, divide: 1024 },
+  { label: "server CPU µs/login during the ramp", path: "cpu_us_per_op", digits: 0 },
+  { label: "server CPU s while holding", path: "hold_server_cpu_s", digits: 2 },
+  SERVER_CPU,
+  OTHER_LOAD,
+];
+
 /** The rows per scenario; the first of each is the headline figure. */
 export const METRICS: Readonly<Record<Scenario, readonly Metric[]>> = {
   login: [
@@ -70,16 +90,7 @@ export const METRICS: Readonly<Record<Scenario, readonly Metric[]>> = {
     SERVER_CPU,
     OTHER_LOAD,
   ],
-  idle: [
-    { label: "**KB per connection** (lower is better)", path: "kb_per_conn", digits: 1 },
-    { label: "RSS before MB", path: "rss_before_kb", digits: 1, divide: 1024 },
-    { label: "RSS held MB", path: "rss_after_kb", digits: 1, divide: 1024 },
-    { label: "RSS after close MB", path: "rss_after_close_kb", digits: 1, divide: 1024 },
-    { label: "server CPU µs/login during the ramp", path: "cpu_us_per_op", digits: 0 },
-    { label: "server CPU s while holding", path: "hold_server_cpu_s", digits: 2 },
-    SERVER_CPU,
-    OTHER_LOAD,
-  ],
+  idle: IDLE,
   msg: MSG,
   "msg-archive": MSG,
   fanout: [
@@ -99,6 +110,8 @@ export const METRICS: Readonly<Record<Scenario, readonly Metric[]>> = {
     SERVER_CPU,
     OTHER_LOAD,
   ],
+  "ws-idle": IDLE,
+  "ws-msg": MSG,
 };
 
 /** A numeric field at a dotted path, or `undefined`. */

@@ -30,6 +30,11 @@ export interface RunningServer {
   readonly pid: number;
   /** Its c2s port on 127.0.0.1. */
   readonly port: number;
+  /**
+   * Its HTTP port on 127.0.0.1, with XMPP over WebSocket at `/xmpp-websocket`, when started
+   * with `websocket`.
+   */
+  readonly httpPort?: number;
   /** Stops the process and waits for it to be gone. */
   stop(): Promise<void>;
 }
@@ -59,6 +64,14 @@ export interface StartOptions {
    * true` in lib/services/muc/state.ts DEFAULT_CONFIG).
    */
   readonly muc?: boolean;
+  /**
+   * XMPP over WebSocket (RFC 7395) at `http://127.0.0.1:<httpPort>/xmpp-websocket` (the `ws-*`
+   * scenarios). Ours gets an `[http] http_port` (off otherwise), with HTTP upload off so that
+   * the port serves the WebSocket and nothing else a run could touch; Prosody gets mod_websocket
+   * on its host with `consider_websocket_secure = true`, since ours counts a WebSocket from
+   * loopback as encrypted too (`[http] secure_loopback`, on for a localhost-only server).
+   */
+  readonly websocket?: boolean;
 }
 
 /**
@@ -67,6 +80,18 @@ export interface StartOptions {
  * as PROSODY_EXTRA_CONFIG needs (start.sh passes it through awk; Lua takes `;` between statements).
  */
 export const PROSODY_MUC_CONFIG = `Component "conference.localhost" "muc"`;
+
+/**
+ * Prosody's WebSocket, for its host section: mod_websocket (it pulls in mod_http, which listens
+ * on the template's `http_ports` and `http_interfaces = { "127.0.0.1" }`; a host's
+ * `modules_enabled` adds to the global list) at `/xmpp-websocket`. `consider_websocket_secure`
+ * matches ours, which counts a loopback WebSocket as encrypted. `cross_domain_websocket` is left
+ * out: 0.12 deprecates it, and the load generator sends no Origin.
+ */
+export const PROSODY_WEBSOCKET_HOST_CONFIG = [
+  `modules_enabled = { "websocket" }`,
+  `consider_websocket_secure = true`,
+];
 
 /** One kind of server under test. */
 export interface ServerKind {
@@ -215,6 +240,7 @@ export async function ourServer(mainTs: string, label: string): Promise<ServerKi
   async function start(opts: StartOptions): Promise<RunningServer> {
     await restore(snapshot, data);
     const port = freePort();
+    const httpPort = opts.websocket ? freePort() : undefined;
     const config = `${scratch}/config.toml`;
     await Deno.writeTextFile(
       config,
@@ -224,7 +250,8 @@ export async function ourServer(mainTs: string, label: string): Promise<ServerKi
         `interfaces = ["127.0.0.1"]`,
         `c2s_port = ${port}`,
         `c2s_direct_tls_port = false`,
-        `http = { http_port = false, https_port = false }`,
+        `s2s_port = false`,
+        `http = { http_port = ${httpPort ?? false}, https_port = false }`,
         `require_encryption = false`,
         // "always" archives every message, as Prosody's template (`default_archive_policy =
         // true`) does; our default ("roster") would skip the bench pairs, who share no roster.
@@ -235,6 +262,7 @@ export async function ourServer(mainTs: string, label: string): Promise<ServerKi
         // A table ends the top-level keys, so it comes last.
         `[muc]`,
         `archiving = ${opts.archive}`,
+        ...(httpPort === undefined ? [] : [`[upload]`, `enabled = false`]),
         ``,
       ].join("\n"),
     );
@@ -274,11 +302,12 @@ export async function ourServer(mainTs: string, label: string): Promise<ServerKi
     };
     try {
       await waitForPort(port, () => !exited, 30_000);
+      if (httpPort !== undefined) await waitForPort(httpPort, () => !exited, 30_000);
     } catch (e) {
       await stop();
       throw new Error(`${(e as Error).message}\n${await logTail(logFile, 20)}`);
     }
-    return { pid: child.pid, port, stop };
+    return { pid: child.pid, port, ...(httpPort === undefined ? {} : { httpPort }), stop };
   }
 
   return {
@@ -318,17 +347,27 @@ export async function prosodyServer(scriptsDir: string, label: string): Promise<
   const inst = `${scratch}/instance`;
   const snapshot = `${scratch}/snapshot`;
 
-  async function startAt(extraConfig: string): Promise<RunningServer> {
+  async function startAt(extraConfig: string, websocket = false): Promise<RunningServer> {
     const port = freePort();
+    const httpPort = freePort();
     const out = await run(
       `${scriptsDir}/start.sh`,
-      [inst, String(port), String(freePort()), String(freePort())],
+      [inst, String(port), String(freePort()), String(httpPort)],
       { ...Deno.env.toObject(), PROSODY_EXTRA_CONFIG: extraConfig, NOFILE: String(NOFILE) },
     );
     const pid = Number(out.trim().split("\n").pop());
     if (!Number.isInteger(pid) || pid <= 0) throw new Error(`start.sh printed no pid: ${out}`);
-    // start.sh waits until the port listens, so the instance is ready here.
-    return { pid, port, stop: () => run(`${scriptsDir}/stop.sh`, [inst]).then(() => {}) };
+    const stop = () => run(`${scriptsDir}/stop.sh`, [inst]).then(() => {});
+    // start.sh waits until the c2s port listens; the HTTP listener comes up in the same start.
+    if (websocket) {
+      try {
+        await waitForPort(httpPort, () => true, 15_000);
+      } catch (e) {
+        await stop().catch(() => {});
+        throw e;
+      }
+    }
+    return { pid, port, ...(websocket ? { httpPort } : {}), stop };
   }
 
   async function provision(spec: ProvisionSpec, bench: BenchRunner) {
@@ -377,11 +416,15 @@ export async function prosodyServer(scriptsDir: string, label: string): Promise<
     // goes into the host section, which takes precedence over the template's global one.
     // The component comes after the host section so that the template's own `VirtualHost
     // "localhost"` line, which follows the extra configuration, closes it again.
+    const hostOptions = [
+      ...(opts.archive ? [] : [`default_archive_policy = false`]),
+      ...(opts.websocket ? PROSODY_WEBSOCKET_HOST_CONFIG : []),
+    ];
     const extra = [
-      ...(opts.archive ? [] : [`VirtualHost "localhost"; default_archive_policy = false`]),
+      ...(hostOptions.length ? [`VirtualHost "localhost"`, ...hostOptions] : []),
       ...(opts.muc ? [PROSODY_MUC_CONFIG] : []),
     ];
-    return await startAt(extra.join("; "));
+    return await startAt(extra.join("; "), opts.websocket ?? false);
   }
 
   return {

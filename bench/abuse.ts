@@ -52,6 +52,7 @@ async function startServer(root: string, users: readonly string[]): Promise<Proc
       `c2s_port = ${port}`,
       `c2s_direct_tls_port = false`,
       `component_port = false`,
+      `s2s_port = false`,
       `http = { http_port = false, https_port = false }`,
       `require_encryption = false`,
       `log_level = "error"`,

@@ -2,9 +2,12 @@
  * Load benchmark: this server beside Prosody, measured with ../shared/bench/xmppbench.mjs in
  * one run, so both see the same machine at the same time.
  *
- * `deno run --allow-all bench/load.ts [--scenarios login,idle,msg,msg-archive,fanout,muc] ...`
- * (`--help` lists the flags). xmppbench has no group chat scenario; `muc` runs
- * bench/muc_load.mjs instead, which writes the same JSON fields. Every measured run is a fresh
+ * `deno run --allow-all bench/load.ts [--scenarios login,idle,msg,msg-archive,fanout,muc,ws-idle,
+ * ws-msg] ...` (`--help` lists the flags). xmppbench has no group chat scenario; `muc` runs
+ * bench/muc_load.mjs instead, which writes the same JSON fields. xmppbench speaks only TCP;
+ * `ws-idle` and `ws-msg` run its idle and msg over WebSocket (RFC 7395) with bench/ws_load.mjs,
+ * again with the same fields, against servers started with their WebSocket endpoint on.
+ * Every measured run is a fresh
  * server process started from provisioned accounts, after an unrecorded warm-up of 20 logins;
  * servers alternate within each repeat so that noise from other jobs falls on both. Prosody is
  * skipped when not installed.
@@ -41,18 +44,19 @@ import {
 
 const HELP = `usage: deno run --allow-all bench/load.ts [flags]
 
-  --scenarios LIST      comma-separated: login, idle, msg, msg-archive, fanout, muc
-                        [login,idle,msg,msg-archive,fanout,muc]; msg runs both servers with
-                        message archiving off, msg-archive the same with archiving on
+  --scenarios LIST      comma-separated: login, idle, msg, msg-archive, fanout, muc, ws-idle,
+                        ws-msg [all of them]; msg runs both servers with message archiving
+                        off, msg-archive the same with archiving on; ws-idle and ws-msg are
+                        idle and msg over WebSocket (RFC 7395, /xmpp-websocket)
   --repeats N           measured runs per scenario and server; the table shows medians [1]
   --users N             login: logins [300]
   --concurrency N       login: logins in flight [20]
-  --idle-users N        idle: connections held [1000]
-  --idle-concurrency N  idle: logins in flight during the ramp [50]
-  --hold S              idle: seconds to hold the connections [5]
-  --pairs N             msg, msg-archive: sender/receiver pairs [20]
-  --messages N          msg, msg-archive: messages per pair [500]
-  --window N            msg, msg-archive: unacknowledged messages per pair [10]
+  --idle-users N        idle, ws-idle: connections held [1000]
+  --idle-concurrency N  idle, ws-idle: logins in flight during the ramp [50]
+  --hold S              idle, ws-idle: seconds to hold the connections [5]
+  --pairs N             msg, msg-archive, ws-msg: sender/receiver pairs [20]
+  --messages N          msg, msg-archive, ws-msg: messages per pair [500]
+  --window N            msg, msg-archive, ws-msg: unacknowledged messages per pair [10]
   --contacts N          fanout: contacts [200]
   --updates N           fanout: presence updates [300]
   --rooms N             muc: rooms [10]
@@ -68,6 +72,7 @@ const HELP = `usage: deno run --allow-all bench/load.ts [flags]
   --no-save             print only; write nothing under bench/results/
   --xmppbench PATH      the load generator [../shared/bench/xmppbench.mjs]
   --muc-load PATH       the group chat load generator [bench/muc_load.mjs]
+  --ws-load PATH        the WebSocket load generator [bench/ws_load.mjs]
   --verbose             pass the generators' progress output through
 `;
 
@@ -78,7 +83,12 @@ const ALL_SCENARIOS: readonly Scenario[] = [
   "msg-archive",
   "fanout",
   "muc",
+  "ws-idle",
+  "ws-msg",
 ];
+
+/** The scenarios over WebSocket: bench/ws_load.mjs, servers started with their endpoint on. */
+const isWebSocket = (s: Scenario) => s === "ws-idle" || s === "ws-msg";
 
 interface Options {
   readonly scenarios: readonly Scenario[];
@@ -104,6 +114,7 @@ interface Options {
   readonly save: boolean;
   readonly xmppbench: string;
   readonly mucLoad: string;
+  readonly wsLoad: string;
   readonly verbose: boolean;
 }
 
@@ -151,6 +162,7 @@ function parseOptions(args: readonly string[]): Options | undefined {
       "no-save": bool,
       xmppbench: str,
       "muc-load": str,
+      "ws-load": str,
       verbose: bool,
       help: bool,
     },
@@ -195,6 +207,7 @@ function parseOptions(args: readonly string[]): Options | undefined {
     xmppbench: values.xmppbench ??
       new URL("../../shared/bench/xmppbench.mjs", import.meta.url).pathname,
     mucLoad: values["muc-load"] ?? new URL("./muc_load.mjs", import.meta.url).pathname,
+    wsLoad: values["ws-load"] ?? new URL("./ws_load.mjs", import.meta.url).pathname,
     verbose: values.verbose ?? false,
   };
 }
@@ -204,7 +217,7 @@ function progress(msg: string) {
 }
 
 /**
- * Runs a load generator (xmppbench, or muc_load.mjs) under a raised fd limit; never throws for
+ * Runs a load generator (xmppbench, muc_load.mjs or ws_load.mjs) under a raised fd limit; never throws for
  * a failed measurement.
  */
 function benchRunner(script: string, verbose: boolean) {
@@ -257,7 +270,9 @@ function scenarioArgs(s: Scenario, o: Options): string[] {
     case "login":
       return ["--users", `${o.users}`, "--concurrency", `${o.concurrency}`];
     case "idle":
+    case "ws-idle":
       return [
+        ...(s === "ws-idle" ? ["--scenario", "idle"] : []),
         "--users",
         `${o.idleUsers}`,
         "--concurrency",
@@ -267,7 +282,16 @@ function scenarioArgs(s: Scenario, o: Options): string[] {
       ];
     case "msg":
     case "msg-archive":
-      return ["--pairs", `${o.pairs}`, "--messages", `${o.messages}`, "--window", `${o.window}`];
+    case "ws-msg":
+      return [
+        ...(s === "ws-msg" ? ["--scenario", "msg"] : []),
+        "--pairs",
+        `${o.pairs}`,
+        "--messages",
+        `${o.messages}`,
+        "--window",
+        `${o.window}`,
+      ];
     case "fanout":
       return ["--contacts", `${o.contacts}`, "--updates", `${o.updates}`];
     case "muc":
@@ -296,6 +320,8 @@ function scenarioParams(o: Options, rosterGet: boolean): Record<Scenario, string
     fanout: `R=${o.contacts}, K=${o.updates}`,
     muc: `R=${o.rooms} rooms × N=${o.occupants} occupants, M=${o.mucMessages} msgs each,` +
       ` W=${o.mucWindow}, warm-up ${o.mucWarmup} msgs each, ${login}, no room archive`,
+    "ws-idle": `N=${o.idleUsers}, C=${o.idleConcurrency}, hold ${o.hold} s, ${login}, WebSocket`,
+    "ws-msg": `P=${o.pairs}, M=${o.messages}, W=${o.window}, archiving off, WebSocket`,
   };
 }
 
@@ -362,6 +388,7 @@ async function main(args: readonly string[]): Promise<number> {
   if (opts.save) await Deno.mkdir(resultsDir, { recursive: true });
   const bench = benchRunner(opts.xmppbench, opts.verbose);
   const mucBench = benchRunner(opts.mucLoad, opts.verbose);
+  const wsBench = benchRunner(opts.wsLoad, opts.verbose);
 
   const rev = await gitRevision(root);
   const ours = await ourServer(mainTs, rev ? `ours-${rev}` : "ours");
@@ -407,8 +434,10 @@ async function main(args: readonly string[]): Promise<number> {
       users: Math.max(
         20,
         opts.scenarios.includes("login") ? opts.users : 0,
-        opts.scenarios.includes("idle") ? opts.idleUsers : 0,
-        opts.scenarios.some((s) => s === "msg" || s === "msg-archive") ? 2 * opts.pairs : 0,
+        opts.scenarios.some((s) => s === "idle" || s === "ws-idle") ? opts.idleUsers : 0,
+        opts.scenarios.some((s) => s === "msg" || s === "msg-archive" || s === "ws-msg")
+          ? 2 * opts.pairs
+          : 0,
         opts.scenarios.includes("muc") ? opts.rooms * opts.occupants : 0,
       ),
       fanContacts: fanout ? opts.contacts : 0,
@@ -460,12 +489,15 @@ async function main(args: readonly string[]): Promise<number> {
       for (let rep = 1; rep <= opts.repeats; rep++) {
         for (const k of kinds) {
           progress(`${k.name}: ${s}, repeat ${rep}/${opts.repeats}`);
-          const start = { archive: s === "msg-archive", muc: s === "muc" };
+          const ws = isWebSocket(s);
+          const start = { archive: s === "msg-archive", muc: s === "muc", websocket: ws };
           try {
             await withServer(k, start, async (srv) => {
-              const base = ["--port", `${srv.port}`, ...common];
-              // Unrecorded warm-up: the login path once, so JIT and caches are not measured.
-              await bench([
+              if (ws && srv.httpPort === undefined) throw new Error("no HTTP port for WebSocket");
+              const base = ["--port", `${ws ? srv.httpPort : srv.port}`, ...common];
+              // Unrecorded warm-up: the login path once, so JIT and caches are not measured;
+              // over the transport the scenario uses, so that its framing code is warm too.
+              await (ws ? wsBench : bench)([
                 "--scenario",
                 "login",
                 ...base,
@@ -477,9 +509,10 @@ async function main(args: readonly string[]): Promise<number> {
                 "0",
               ], 60);
               // muc is muc_load.mjs (with its own warm-up of group chat messages); msg-archive is
-              // xmppbench's msg against servers started with archiving on.
-              const r = await (s === "muc" ? mucBench : bench)([
-                ...(s === "muc" ? [] : ["--scenario", s === "msg-archive" ? "msg" : s]),
+              // xmppbench's msg against servers started with archiving on; ws-idle and ws-msg
+              // are ws_load.mjs (scenarioArgs names its scenario).
+              const r = await (s === "muc" ? mucBench : ws ? wsBench : bench)([
+                ...(s === "muc" || ws ? [] : ["--scenario", s === "msg-archive" ? "msg" : s]),
                 ...base,
                 ...scenarioArgs(s, opts),
                 "--server-pid",
@@ -489,7 +522,7 @@ async function main(args: readonly string[]): Promise<number> {
                 "--tag",
                 `load-${s}`,
                 ...(opts.save ? ["--json-out", jsonl] : []),
-              ], s === "idle" ? 500 : 300);
+              ], s === "idle" || s === "ws-idle" ? 500 : 300);
               const line = r.stdout.split("\n").find((l) => l.startsWith("# "));
               if (line) progress(`${k.name}: ${line.slice(2)}`);
               if (r.json?.ok === true) runs.get(k.name)!.push(r.json);
@@ -612,6 +645,17 @@ async function main(args: readonly string[]): Promise<number> {
           " 20 messages of history in memory) without mod_muc_mam, so nothing is archived," +
           " and adds no occupant-id. Neither user archive stores groupchat messages here" +
           " (ours: archiving off; Prosody's mod_mam skips type=groupchat and its policy is off).",
+        ]
+        : []),
+      ...(opts.scenarios.some(isWebSocket)
+        ? [
+          "- ws-idle, ws-msg: bench/ws_load.mjs, xmppbench's idle and msg over WebSocket" +
+          " (RFC 7395: subprotocol `xmpp`, one stanza per text frame, masked client frames, no" +
+          " compression) at `ws://127.0.0.1:<http port>/xmpp-websocket`, same login and JSON" +
+          " fields, after a 20-login warm-up over WebSocket. Ours with `[http] http_port` set" +
+          " (HTTP upload off; a loopback WebSocket counts as encrypted: `secure_loopback`);" +
+          " Prosody with mod_websocket (and so mod_http) on its host and" +
+          " `consider_websocket_secure = true`. ws-msg has archiving off as msg does.",
         ]
         : []),
       ...(prosodyNote ? [`- ${prosodyNote}`] : []),

@@ -113,6 +113,28 @@ export interface Config {
   readonly http: HttpConfig;
   /** XEP-0363 HTTP file upload (`[upload]`); absent when switched off. */
   readonly upload?: UploadConfig;
+  /** The built-in web client at `/` on the HTTP ports (`[web_client]`). */
+  readonly webClient: WebClientConfig;
+  /** Server-to-server federation (`s2s_*` keys and `[s2s]`). */
+  readonly s2s: S2sConfig;
+}
+
+/** Server-to-server federation (RFC 6120 s2s, XEP-0220 dialback). */
+export interface S2sConfig {
+  /** Port for other servers; 0 picks a free port, `false` turns federation off (`s2s_port`). */
+  readonly port: number | false;
+  /** Other servers must use TLS (`s2s_require_encryption`, default true). */
+  readonly requireEncryption: boolean;
+  /** Dialback is refused: only certificates authenticate (`s2s_secure_auth`, default false). */
+  readonly secureAuth: boolean;
+  /** Fixed addresses of remote domains, used before DNS (`[s2s] hosts`). */
+  readonly hosts: ReadonlyMap<string, { readonly host: string; readonly port: number }>;
+}
+
+/** The built-in web client (converse.js from npm) served at `/` and `/chat`. */
+export interface WebClientConfig {
+  /** Served at all (`enabled`; default on when every host is `localhost`, off otherwise). */
+  readonly enabled: boolean;
 }
 
 /** XEP-0363 HTTP file upload on its own domain (`[upload]`), served on the HTTP port. */
@@ -141,6 +163,12 @@ export interface HttpConfig {
   readonly trustedProxies: readonly string[];
   /** The public base URL discovery announces (`public_url`), when a proxy stands in front. */
   readonly publicUrl?: string;
+  /**
+   * A WebSocket or BOSH request straight from this machine (a loopback peer with no forwarding
+   * headers) counts as encrypted: it never crossed a network (`secure_loopback`; default on
+   * when every host is `localhost`, so the built-in web client logs in over plain HTTP).
+   */
+  readonly secureLoopback: boolean;
 }
 
 /** Multi-user chat on its own domain (XEP-0045, `[muc]`). */
@@ -230,6 +258,21 @@ function bareJids() {
   );
 }
 
+const PROXY_EXPECTED = 'expected an IP address or a CIDR range such as "10.0.0.0/8"';
+
+/**
+ * An address or a CIDR range (`10.0.0.0/8`, `fd00::/8`) for `trusted_proxies`: the rule of
+ * lib/transport/cidr.ts `parseCidr`, which this layer cannot import (tests/transport/
+ * cidr_test.ts checks that the two agree).
+ */
+function isAddressOrRange(value: string): boolean {
+  const slash = value.indexOf("/");
+  const family = isIP((slash === -1 ? value : value.slice(0, slash)).replace(/%.*$/, ""));
+  if (family === 0 || slash === -1) return family !== 0;
+  const len = value.slice(slash + 1);
+  return /^\d{1,3}$/.test(len) && Number(len) <= (family === 4 ? 32 : 128);
+}
+
 function isPort(value: unknown): value is number {
   return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 65535;
 }
@@ -313,6 +356,17 @@ function isHttpUrl(s: string): boolean {
   } catch {
     return false;
   }
+}
+
+const S2S_TARGET_EXPECTED = 'expected "host:port" such as "127.0.0.1:5269" or "[::1]:5269"';
+
+/** `host:port` (IPv6 in brackets), or undefined when it is not one. */
+function parseTarget(s: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(s);
+  if (m === null) return undefined;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: m[1] ?? m[2], port };
 }
 
 const Schema = table({
@@ -428,6 +482,31 @@ const Schema = table({
     ),
     5347,
   ),
+  s2s_port: v.optional(
+    v.custom<number | false>(
+      (x) => x === false || isPort(x),
+      "expected an integer from 0 to 65535, or false",
+    ),
+    5269,
+  ),
+  s2s_require_encryption: boolean(true),
+  s2s_secure_auth: boolean(false),
+  s2s: v.optional(
+    table({
+      hosts: v.optional(
+        v.record(
+          v.pipe(v.string(), v.toLowerCase(), v.check(isDomain, HOST_EXPECTED)),
+          v.pipe(
+            v.string(S2S_TARGET_EXPECTED),
+            v.check((x) => parseTarget(x) !== undefined, S2S_TARGET_EXPECTED),
+          ),
+          'expected a table of domain = "host:port"',
+        ),
+        {},
+      ),
+    }),
+    {},
+  ),
   component_interfaces: interfaces(["127.0.0.1"]),
   exempt_loopback: boolean(true),
   components: v.optional(
@@ -503,10 +582,10 @@ const Schema = table({
       trusted_proxies: v.optional(
         v.array(
           v.pipe(
-            v.string("expected an IP address"),
-            v.check((s) => isIP(s) !== 0, "expected an IP address"),
+            v.string(PROXY_EXPECTED),
+            v.check(isAddressOrRange, PROXY_EXPECTED),
           ),
-          "expected an array of IP addresses",
+          "expected an array of IP addresses or CIDR ranges",
         ),
         [],
       ),
@@ -516,7 +595,12 @@ const Schema = table({
           v.check(isHttpUrl, 'expected an http(s) URL such as "https://xmpp.example.org/"'),
         ),
       ),
+      secure_loopback: v.optional(v.boolean("expected true or false")),
     }),
+    {},
+  ),
+  web_client: v.optional(
+    table({ enabled: v.optional(v.boolean("expected true or false")) }),
     {},
   ),
   upload: v.optional(
@@ -645,6 +729,15 @@ function checkRelations(raw: RawConfig, source: string): void {
       fail(source, "component_port: must differ from the client ports");
     }
   }
+  const s2sPort = raw.s2s_port;
+  if (s2sPort !== false && s2sPort !== 0) {
+    if (
+      s2sPort === raw.c2s_port || s2sPort === raw.c2s_direct_tls_port ||
+      s2sPort === raw.component_port
+    ) {
+      fail(source, "s2s_port: must differ from the client and component ports");
+    }
+  }
   const httpPort = raw.http.http_port;
   if (httpPort !== false && httpPort !== 0) {
     if (
@@ -683,6 +776,8 @@ export function configFromObject(obj: unknown, source: string): Config {
   }
   const raw = result.output;
   checkRelations(raw, source);
+  // A server for this machine alone: the web client is on and loopback counts as encrypted.
+  const localOnly = raw.hosts.every((h) => h === "localhost");
   const tls: TlsConfig = raw.tls.cert !== undefined && raw.tls.key !== undefined
     ? { cert: raw.tls.cert, key: raw.tls.key }
     : {};
@@ -745,6 +840,7 @@ export function configFromObject(obj: unknown, source: string): Config {
       corsOrigins: raw.http.cors_origins,
       trustedProxies: raw.http.trusted_proxies,
       ...(raw.http.public_url === undefined ? {} : { publicUrl: raw.http.public_url }),
+      secureLoopback: raw.http.secure_loopback ?? localOnly,
     },
     upload: raw.upload.enabled
       ? {
@@ -756,6 +852,15 @@ export function configFromObject(obj: unknown, source: string): Config {
         expiresAfter: raw.upload.expires_after,
       }
       : undefined,
+    webClient: { enabled: raw.web_client.enabled ?? localOnly },
+    s2s: {
+      port: raw.s2s_port,
+      requireEncryption: raw.s2s_require_encryption,
+      secureAuth: raw.s2s_secure_auth,
+      hosts: new Map(
+        Object.entries(raw.s2s.hosts).map(([domain, target]) => [domain, parseTarget(target)!]),
+      ),
+    },
   };
 }
 

@@ -86,6 +86,16 @@ export interface Limits {
   readonly mamPrefsJids: number;
   /** Bytes of stanzas held for an inactive client (XEP-0352) (`csi_bytes`). */
   readonly csiBytes: number;
+  /** Push services (XEP-0357 `enable`) per account (`push_registrations`). */
+  readonly pushRegistrations: number;
+  /** Bytes of an account's push registrations, publish-options included (`push_bytes`). */
+  readonly pushBytes: number;
+  /**
+   * Seconds between two notifications to one push service while the user has not come back
+   * since the first (`push_interval`): a failing or ignored app server gets no more (0: one
+   * per message).
+   */
+  readonly pushInterval: number;
 
   /** Rooms one user may own at once (XEP-0045) (`muc_rooms_per_creator`). */
   readonly mucRoomsPerCreator: number;
@@ -153,6 +163,9 @@ export const DEFAULT_LIMITS: Limits = {
   mamScan: 10000,
   mamPrefsJids: 1000,
   csiBytes: 1024 * 1024,
+  pushRegistrations: 10,
+  pushBytes: 64 * 1024,
+  pushInterval: 60,
   mucRoomsPerCreator: 100,
   mucOccupants: 1000,
   mucHistory: 100,
@@ -206,6 +219,9 @@ export const LIMIT_KEYS: Readonly<Record<keyof Limits, string>> = {
   mamScan: "mam_scan",
   mamPrefsJids: "mam_prefs_jids",
   csiBytes: "csi_bytes",
+  pushRegistrations: "push_registrations",
+  pushBytes: "push_bytes",
+  pushInterval: "push_interval",
   mucRoomsPerCreator: "muc_rooms_per_creator",
   mucOccupants: "muc_occupants",
   mucHistory: "muc_history",
@@ -259,6 +275,9 @@ export const LIMIT_MINIMUMS: Readonly<Record<keyof Limits, number>> = {
   mamScan: 100,
   mamPrefsJids: 0,
   csiBytes: 0,
+  pushRegistrations: 0,
+  pushBytes: 1024,
+  pushInterval: 0,
   mucRoomsPerCreator: 0,
   mucOccupants: 1,
   mucHistory: 0,

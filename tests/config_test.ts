@@ -48,6 +48,7 @@ const DEFAULTS: Config = {
     interfaces: ["127.0.0.1"],
     corsOrigins: [],
     trustedProxies: [],
+    secureLoopback: true,
   },
   upload: {
     domain: "upload.localhost",
@@ -57,6 +58,8 @@ const DEFAULTS: Config = {
     quotaTotal: 1073741824,
     expiresAfter: 604800,
   },
+  webClient: { enabled: true },
+  s2s: { port: 5269, requireEncryption: true, secureAuth: false, hosts: new Map() },
 };
 
 /** Asserts that `fn` throws a ConfigError whose message is exactly `message`. */
@@ -129,6 +132,12 @@ Deno.test("the example file sets every key to its default", async () => {
       "cors_origins",
       "trusted_proxies",
       "# public_url",
+      "# secure_loopback",
+      "s2s_port",
+      "s2s_require_encryption",
+      "s2s_secure_auth",
+      "# hosts",
+      "# enabled",
     ]
   ) {
     assert.match(text, new RegExp(`^${key} = `, "m"), key);
@@ -154,6 +163,9 @@ tombstone_expiry = "never"
 component_port = 5400
 component_interfaces = ["*"]
 exempt_loopback = false
+s2s_port = 5300
+s2s_require_encryption = false
+s2s_secure_auth = true
 
 [muc]
 domain = "Rooms.example.org"
@@ -173,6 +185,9 @@ http_interfaces = ["*"]
 cors_origins = ["https://chat.example.org", "*"]
 trusted_proxies = ["10.0.0.1", "::1"]
 public_url = "https://xmpp.example.org/"
+
+[s2s]
+hosts = { "Remote.example" = "192.0.2.9:5270", "v6.example" = "[2001:db8::1]:5269" }
 
 [upload]
 domain = "Files.example.org"
@@ -285,6 +300,7 @@ failure_window = 60
       corsOrigins: ["https://chat.example.org", "*"],
       trustedProxies: ["10.0.0.1", "::1"],
       publicUrl: "https://xmpp.example.org/",
+      secureLoopback: false,
     },
     upload: {
       domain: "files.example.org",
@@ -294,8 +310,57 @@ failure_window = 60
       quotaTotal: 90000,
       expiresAfter: 86400,
     },
+    webClient: { enabled: false },
+    s2s: {
+      port: 5300,
+      requireEncryption: false,
+      secureAuth: true,
+      hosts: new Map([
+        ["remote.example", { host: "192.0.2.9", port: 5270 }],
+        ["v6.example", { host: "2001:db8::1", port: 5269 }],
+      ]),
+    },
   };
   assert.deepEqual(parseConfig(text, "full.toml"), expected);
+});
+
+Deno.test("s2s: ports, static hosts and their errors", () => {
+  assert.equal(parseConfig("s2s_port = false", "a").s2s.port, false);
+  assertConfigError(
+    () => parseConfig("s2s_port = 5222", "a"),
+    "config a: s2s_port: must differ from the client and component ports",
+  );
+  for (const bad of ["nohost", "h:0", "h:70000", "[::1:5269", "a:b:c"]) {
+    assert.throws(
+      () => parseConfig(`[s2s]\nhosts = { "x.example" = "${bad}" }`, "a"),
+      /s2s\.hosts\.x\.example: expected "host:port"/,
+      bad,
+    );
+  }
+});
+
+Deno.test("the web client and loopback as encrypted: on for localhost only, unless set", () => {
+  const local = parseConfig("", "a");
+  assert.equal(local.webClient.enabled, true);
+  assert.equal(local.http.secureLoopback, true);
+  const real = parseConfig('hosts = ["example.org"]', "a");
+  assert.equal(real.webClient.enabled, false);
+  assert.equal(real.http.secureLoopback, false);
+  const mixed = parseConfig('hosts = ["localhost", "example.org"]', "a");
+  assert.equal(mixed.webClient.enabled, false);
+  const set = parseConfig(
+    'hosts = ["example.org"]\n[web_client]\nenabled = true\n[http]\nsecure_loopback = true',
+    "a",
+  );
+  assert.equal(set.webClient.enabled, true);
+  assert.equal(set.http.secureLoopback, true);
+  const off = parseConfig("[web_client]\nenabled = false\n[http]\nsecure_loopback = false", "a");
+  assert.equal(off.webClient.enabled, false);
+  assert.equal(off.http.secureLoopback, false);
+  assert.throws(
+    () => parseConfig('[web_client]\nenabled = "yes"', "a"),
+    /web_client\.enabled: expected true or false/,
+  );
 });
 
 Deno.test("a direct TLS port number and a free port are accepted", () => {
@@ -524,10 +589,12 @@ Deno.test("loadConfig without a path: ./xmpp.toml if present, else defaults", as
     return JSON.parse(new TextDecoder().decode(stdout));
   }
   const dir = await Deno.makeTempDir();
+  // What the child prints is JSON (a Map prints as {}).
+  const asJson = (c: Config) => JSON.parse(JSON.stringify(c));
   try {
-    assert.deepEqual(await loadIn(dir), DEFAULTS);
+    assert.deepEqual(await loadIn(dir), asJson(DEFAULTS));
     await Deno.writeTextFile(join(dir, DEFAULT_CONFIG_PATH), "c2s_port = 15222\n");
-    assert.deepEqual(await loadIn(dir), { ...DEFAULTS, c2sPort: 15222 });
+    assert.deepEqual(await loadIn(dir), asJson({ ...DEFAULTS, c2sPort: 15222 }));
     await Deno.writeTextFile(join(dir, DEFAULT_CONFIG_PATH), 'c2s_port = "x"\n');
     assert.deepEqual(await loadIn(dir), {
       error: "ConfigError: config xmpp.toml: c2s_port: expected an integer from 0 to 65535, " +
@@ -648,7 +715,8 @@ Deno.test("[http]: off, a free port, and bad values name the key", () => {
   );
   assertConfigError(
     () => parseConfig('[http]\ntrusted_proxies = ["proxy.local"]', "a"),
-    'config a: http.trusted_proxies[0]: expected an IP address, got "proxy.local"',
+    "config a: http.trusted_proxies[0]: expected an IP address or a CIDR range such as " +
+      '"10.0.0.0/8", got "proxy.local"',
   );
   assertConfigError(
     () => parseConfig('[http]\npublic_url = "ftp://a.org/"', "a"),

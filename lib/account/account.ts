@@ -70,11 +70,12 @@ import {
   ACCOUNT_IQ,
   ACCOUNT_LOGOUT,
   ACCOUNT_SCREEN,
+  ACCOUNT_WAITING,
   DELIVERY,
   payloadKey,
 } from "../modules/registry.ts";
 import { resentPresence } from "../core/resent_presence.ts";
-import type { IqWho, ResourceView } from "../core/types.ts";
+import type { IqWho, ResourceView, WaitingEvent } from "../core/types.ts";
 import {
   type AccountCtx,
   type AccountOp,
@@ -205,11 +206,11 @@ export function reduceAccount(s: AccountState, op: AccountOp, ctx: AccountCtx): 
   if (screened !== undefined) return [s, screened.map((stanza) => ({ kind: "route", stanza }))];
   switch (op.kind) {
     case "session-bound":
-      return [s, [
+      return then([s, [
         // Before the roster: the session replays its held stanzas when the roster arrives.
         ...ACCOUNT_BOUND.flatMap((m) => m.onBound!(s.modules[m.store], op.fullJid)),
         { kind: "send-roster", to: op.fullJid, roster: s.roster },
-      ]];
+      ]], (next) => onWaiting(next, { kind: "back" }, ctx));
     case "roster-get":
       return onRosterGet(s, op.iq);
     case "roster-set":
@@ -248,9 +249,17 @@ export function reduceAccount(s: AccountState, op: AccountOp, ctx: AccountCtx): 
     case "logout":
       return onLogout(s, op.status, ctx);
     case "sm-stash":
-      return [s, [{ kind: "sm-stash", sid: op.sid, messages: op.messages }]];
+      // Kept on disk first, then the user hears of them (XEP-0357).
+      return then(
+        [s, [{ kind: "sm-stash", sid: op.sid, messages: op.messages }]],
+        (next) => onWaiting(next, { kind: "hibernated", messages: op.messages }, ctx),
+      );
     case "sm-unstash":
-      return [s, [{ kind: "sm-unstash", sid: op.sid }]];
+      // Resumed, or ended with its messages gone offline: the user's client is back, or gone.
+      return then(
+        [s, [{ kind: "sm-unstash", sid: op.sid }]],
+        (next) => onWaiting(next, { kind: "back" }, ctx),
+      );
     case "remove-account":
       // The shell deletes, then answers with `account-removed`.
       return [s, [{ kind: "delete-account", iq: op.iq }]];
@@ -303,6 +312,33 @@ function screenInbound(s: AccountState, op: AccountOp): readonly Element[] | und
     if (out !== undefined) return out;
   }
   return undefined;
+}
+
+/** A step followed by another on its state, their outputs in order. */
+function then(first: AccountStep, second: (s: AccountState) => AccountStep): AccountStep {
+  const [next, out] = second(first[0]);
+  return out.length === 0 && next === first[0] ? first : [next, [...first[1], ...out]];
+}
+
+/**
+ * Messages wait for the user, or the user is back: the modules that watch (XEP-0357 push)
+ * route what they route and store their new data.
+ */
+function onWaiting(s: AccountState, event: WaitingEvent, ctx: AccountCtx): AccountStep {
+  if (!s.exists || ACCOUNT_WAITING.length === 0) return [s, []];
+  const wctx = { bare: s.bare, now: ctx.now(), newId: ctx.newId, limits: ctx.limits };
+  let modules = s.modules;
+  const out: AccountOutput[] = [];
+  for (const m of ACCOUNT_WAITING) {
+    const result = m.onWaiting!(modules[m.store], event, wctx);
+    if (result === undefined) continue;
+    if ("data" in result) {
+      modules = { ...modules, [m.store]: result.data };
+      out.push({ kind: "store-module", store: m.store, data: result.data });
+    }
+    out.push(...result.outputs);
+  }
+  return [modules === s.modules ? s : { ...s, modules }, out];
 }
 
 /** Whether `from` (a bare JID) is one `who` names for this account. */
@@ -732,7 +768,11 @@ function onOfflineMessage(s: AccountState, el: Element, ctx: AccountCtx): Accoun
     }]];
   }
   const offline = { count: s.offline.count + 1, bytes: s.offline.bytes + size };
-  return [{ ...s, offline }, [{ kind: "store-offline", action: "append", message }]];
+  // Stored durably first, then the user hears of it (XEP-0357).
+  return then(
+    [{ ...s, offline }, [{ kind: "store-offline", action: "append", message }]],
+    (next) => onWaiting(next, { kind: "offline", message: el, stored: offline.count }, ctx),
+  );
 }
 
 function onInitialPresence(s: AccountState, fullJid: string, priority: number): AccountStep {

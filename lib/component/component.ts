@@ -6,7 +6,7 @@
  * @module
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { Element, XmlNode } from "../xml/element.ts";
+import { type Element, renamespace } from "../xml/element.ts";
 import { errorReply, type StreamError } from "../xmpp/errors.ts";
 import { parseJid, prepDomainpart } from "../xmpp/jid.ts";
 import { NS_CLIENT, NS_COMPONENT, NS_STREAMS } from "../xmpp/namespaces.ts";
@@ -90,16 +90,7 @@ export function componentHeader(from: string | undefined, id: string): StreamHea
   return from === undefined ? { ns: NS_COMPONENT, id } : { ns: NS_COMPONENT, id, from };
 }
 
-/**
- * A copy of `el` with every element in namespace `from` moved to `to`: the stanza namespace
- * differs between component and client streams, while payloads keep theirs.
- */
-export function renamespace(el: Element, from: string, to: string): Element {
-  const children: XmlNode[] = el.children.map((c) =>
-    typeof c === "string" ? c : renamespace(c, from, to)
-  );
-  return { ...el, xmlns: el.xmlns === from ? to : el.xmlns, children };
-}
+export { renamespace };
 
 const STANZAS = new Set(["message", "presence", "iq"]);
 

@@ -22,7 +22,14 @@ export type Delivery =
   /** For the external component (XEP-0114) serving `domain`, which is connected. */
   | { readonly kind: "component"; readonly domain: string; readonly stanza: Element }
   /** For the in-process service (pubsub, MUC) on `domain`. */
-  | { readonly kind: "service"; readonly domain: string; readonly stanza: Element };
+  | { readonly kind: "service"; readonly domain: string; readonly stanza: Element }
+  /**
+   * An iq get or set to one of our domains from outside a client session (another server, a
+   * component): the host's handlers answer it.
+   */
+  | { readonly kind: "host-iq"; readonly stanza: Element }
+  /** For another server: federation (RFC 6120 s2s) carries it to `domain`. */
+  | { readonly kind: "remote"; readonly domain: string; readonly stanza: Element };
 
 /** What the router may consult. */
 export interface RouterView {
@@ -41,6 +48,8 @@ export interface RouterView {
   readonly componentFor?: (domain: string) => "connected" | "disconnected" | undefined;
   /** Whether `domain` is one of our in-process services (lib/services/). */
   readonly serviceFor?: (domain: string) => boolean;
+  /** Federation is on: other domains are reached through their servers. */
+  readonly federation?: boolean;
 }
 
 function bounce(
@@ -108,13 +117,26 @@ export function route(stanza: Element, view: RouterView, opts: RouteOptions = {}
   // and presence is dropped (bounce() drops presence).
   if (component === "disconnected") return bounce(stanza);
   if (!view.hosts.includes(jid.domain)) {
-    // No server-to-server yet: other domains cannot be reached (RFC 6120 §10.4.3).
+    if (view.federation === true) {
+      // XEP-0313: a message to another server is archived for its local sender first.
+      const sender = stanza.name === "message" && !opts.senderArchived
+        ? archivingSender(stanza, view)
+        : undefined;
+      if (sender !== undefined) {
+        return [{ kind: "account", bare: sender, op: { kind: "outgoing-message", stanza } }];
+      }
+      return [{ kind: "remote", domain: jid.domain, stanza }];
+    }
+    // Federation off: other domains cannot be reached (RFC 6120 §10.4.3).
     return bounce(stanza, "remote-server-not-found");
   }
   if (jid.local === undefined) {
-    // To the server itself: handled by the sender's session before routing; anything
-    // else (results, errors, presence) has nowhere to go.
-    return stanza.name === "iq" ? bounce(stanza) : [];
+    // To the server itself: a local user's session answers those before routing; from
+    // anyone else, the host's handlers do. Anything else (results, errors, presence) has
+    // nowhere to go.
+    if (stanza.name !== "iq") return [];
+    const iqType = stanza.attrs.type;
+    return iqType === "get" || iqType === "set" ? [{ kind: "host-iq", stanza }] : [];
   }
   const bare = `${jid.local}@${jid.domain}`;
   const resources = view.resourcesOf(bare);

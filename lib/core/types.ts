@@ -496,6 +496,39 @@ export interface AccountModule {
     fullJid: string,
     features: readonly string[],
   ) => readonly AccountOutput[];
+  /**
+   * Messages wait for the user, or the user came back (see {@link WaitingEvent}): what the
+   * module routes (XEP-0357: a notification to each of the user's push services) and its new
+   * data (`data` present: written, undefined deletes). Its store is loaded for the ops that
+   * raise these events. Undefined: nothing to do.
+   */
+  readonly onWaiting?: (
+    data: unknown,
+    event: WaitingEvent,
+    ctx: WaitingCtx,
+  ) => { readonly data?: unknown; readonly outputs: readonly AccountOutput[] } | undefined;
+}
+
+/**
+ * What the account learns of a user who is not reading: a message was stored offline
+ * (`stored`: how many are stored now, this one included), or messages were queued for one of
+ * the user's hibernating sessions (XEP-0198: when it hibernates, what it had not acknowledged;
+ * then each message sent to it). `back`: one of the user's clients is reading again (a
+ * resource bound, or a hibernating session was resumed or ended).
+ */
+export type WaitingEvent =
+  | { readonly kind: "offline"; readonly message: Element; readonly stored: number }
+  | { readonly kind: "hibernated"; readonly messages: readonly Element[] }
+  | { readonly kind: "back" };
+
+/** What an `onWaiting` hook may consult. */
+export interface WaitingCtx {
+  /** The account (user@host). */
+  readonly bare: string;
+  readonly now: number;
+  /** A fresh unique id (iq ids). */
+  readonly newId: () => string;
+  readonly limits: Limits;
 }
 
 // The account's records: its state, the operations on it and the outputs of its reducer

@@ -16,6 +16,7 @@ import { LAST_ACTIVITY } from "./last_activity.ts";
 import { CLIENT_CAPS } from "./client_caps.ts";
 import { PEP } from "./pep.ts";
 import { PRIVATE } from "./private.ts";
+import { PUSH } from "./push.ts";
 import { REGISTER } from "./register.ts";
 import { STREAM_MANAGEMENT } from "./stream_management.ts";
 import { VCARD } from "./vcard.ts";
@@ -54,6 +55,7 @@ export const BASE_MODULES: readonly Module[] = [
   vcardWithAvatars(VCARD),
   PRIVATE,
   REGISTER,
+  PUSH,
   EXTERNAL_SERVICES,
   pepWithAvatars(PEP),
   // Blocking first among the stanza hooks: what it refuses or drops, no later hook sees.
@@ -230,6 +232,11 @@ export const PRESENCE_MODULES: readonly Module[] = MODULES.filter((m) => m.prese
 /** Account modules that record something when one of the user's resources goes (XEP-0012). */
 export const ACCOUNT_LOGOUT: readonly AccountModule[] = MODULES.flatMap((m) =>
   m.account?.onLogout === undefined ? [] : [m.account]
+);
+
+/** Account modules told of messages waiting for an absent user (XEP-0357), in registry order. */
+export const ACCOUNT_WAITING: readonly AccountModule[] = MODULES.flatMap((m) =>
+  m.account?.onWaiting === undefined ? [] : [m.account]
 );
 
 /** Account modules that answer a resource's caps (XEP-0163 last items), in registry order. */

@@ -25,6 +25,7 @@ import {
   ACCOUNT_CAPS,
   ACCOUNT_IQ,
   ACCOUNT_SCREEN,
+  ACCOUNT_WAITING,
   payloadKey,
 } from "../modules/registry.ts";
 import type { ArchivePrefs } from "../core/archive.ts";
@@ -104,6 +105,15 @@ const ANSWERS: ReadonlySet<AccountOutput["kind"]> = new Set([
   "end-sessions",
 ]);
 
+/** The ops that may raise a `WaitingEvent` (see `onWaiting` in lib/account/account.ts). */
+const WAITING_OPS: ReadonlySet<AccountOp["kind"]> = new Set([
+  "session-bound",
+  "offline-message",
+  "incoming-message",
+  "sm-stash",
+  "sm-unstash",
+]);
+
 function split(bare: string): [string, string] {
   const at = bare.indexOf("@");
   return [bare.slice(at + 1), bare.slice(0, at)];
@@ -173,6 +183,8 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       const entry = payload === undefined ? undefined : ACCOUNT_IQ.get(payloadKey(payload));
       if (entry !== undefined) stores = [entry.store, ...entry.alsoStores];
     } else if (op.kind === "resource-caps") stores = ACCOUNT_CAPS.map((m) => m.store);
+    // Modules watching for messages that wait (XEP-0357 push) judge these ops.
+    if (WAITING_OPS.has(op.kind)) stores = [...stores, ...ACCOUNT_WAITING.map((m) => m.store)];
     // Screening modules (XEP-0191 blocking) judge every op, so their data is always at hand.
     stores = [...ACCOUNT_SCREEN.map((m) => m.store), ...stores];
     stores = [...new Set(stores)].filter((name) => !(name in state.modules));

@@ -23,6 +23,7 @@ import {
 import { type ConnectionDeps, serveBosh, serveConnection, serveWebSocket } from "./connection.ts";
 import { createBosh } from "../transport/bosh.ts";
 import { type HttpService, startHttp } from "../transport/http.ts";
+import { createWebClient } from "../transport/web_client.ts";
 import { startUploadService, type UploadService } from "../transport/upload_http.ts";
 import { route, type RouteOptions } from "../core/router.ts";
 import type { Element } from "../xml/element.ts";
@@ -38,6 +39,8 @@ import { createRegistration } from "./registration.ts";
 import { hasTombstone, openTombstoneStore, removeAccount } from "../storage/tombstones.ts";
 import { openUserData } from "../storage/user_data.ts";
 import { secureContexts } from "../transport/tls.ts";
+import { createS2s, type S2s, type S2sTarget } from "./s2s.ts";
+import { answerRemoteIq } from "../c2s/remote_iq.ts";
 import { type ServiceRunner, startPubsubRunner } from "./service_runner.ts";
 import { type MucRunner, startMucRunner } from "./muc_runner.ts";
 import { DEFAULT_MUC_LIMITS, type StoredRoom } from "../services/muc/mod.ts";
@@ -80,6 +83,8 @@ export interface RunningServer {
   readonly directTlsPort?: number;
   /** The external component port (XEP-0114) actually bound, when enabled. */
   readonly componentPort?: number;
+  /** The server-to-server port actually bound, when federation is on. */
+  readonly s2sPort?: number;
   /** The HTTP port (WebSocket, discovery) actually bound, when enabled. */
   readonly httpPort?: number;
   /** The HTTPS port (the same, with the first host's certificate) actually bound, when enabled. */
@@ -145,6 +150,34 @@ async function within(ms: number, p: Promise<unknown>): Promise<void> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Stanzas waiting for one remote domain's link. */
+const S2S_QUEUE_MAX = 1000;
+const S2S_CONNECT_TIMEOUT_MS = 10_000;
+/** Domains one incoming server stream may authenticate (piggybacking). */
+const S2S_MAX_DOMAINS = 16;
+
+function toHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * A domain's servers from DNS SRV (RFC 6120 §3.2.1): `_xmpp-server._tcp`, by priority and then
+ * weight; none when there is no record (the caller then tries the domain on 5269).
+ */
+async function resolveServers(domain: string): Promise<readonly S2sTarget[]> {
+  let records: Deno.SrvRecord[];
+  try {
+    records = await Deno.resolveDns(`_xmpp-server._tcp.${domain}`, "SRV");
+  } catch {
+    return [];
+  }
+  // A single "." target says the service is not offered there (RFC 2782).
+  if (records.length === 1 && (records[0].target === "." || records[0].target === "")) return [];
+  return records
+    .toSorted((a, b) => a.priority - b.priority || b.weight - a.weight)
+    .map((r) => ({ host: r.target.replace(/\.$/, ""), port: r.port }));
 }
 
 /** Accept errors back off from the first to the last delay, doubling. */
@@ -226,7 +259,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
     accountIq: (key: string) => ACCOUNT_IQ.has(key),
     delivery: DELIVERY,
     serviceFor: (domain: string) => services.has(domain),
+    federation: config.s2s.port !== false,
   };
+  // Set once federation starts, below (routes before that find no remote domain to reach).
+  let s2s: S2s | undefined;
   const services = new Map<string, ServiceRunner>();
   // The hub's stores are written by the hub alone (the CLI only deletes from them), so each
   // may keep its directory listing: a login then finds the roster, vCard, block list ... it
@@ -257,6 +293,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
         if (bounced !== undefined) waits.push(bounced);
       } else if (d.kind === "component") {
         components.get(d.domain)?.dispatch({ kind: "inbound", stanza: d.stanza });
+      } else if (d.kind === "remote") {
+        s2s?.send(d.stanza, d.domain);
+      } else if (d.kind === "host-iq") {
+        for (const answer of answerRemoteIq(d.stanza, ctx)) {
+          const routed = routeStanza(answer, { detachServices: opts.detachServices });
+          if (routed !== undefined) waits.push(routed);
+        }
       } else if (d.kind === "service") {
         const handled = services.get(d.domain)?.submit(d.stanza);
         if (handled !== undefined && !opts.detachServices) waits.push(handled);
@@ -422,6 +465,31 @@ export async function startServer(config: Config): Promise<RunningServer> {
     log: getLogger("c2s"),
   };
 
+  if (config.s2s.port !== false) {
+    s2s = createS2s({
+      isLocal: (domain) =>
+        config.hosts.includes(domain) || services.has(domain) || secrets.has(domain),
+      route: (stanza) => void detachedRoute(stanza),
+      secret: toHex(await loadSecretKey(config.dataDir, "dialback.key")),
+      tls: material.size > 0 ? deps.tls : undefined,
+      requireEncryption: config.s2s.requireEncryption,
+      secureAuth: config.s2s.secureAuth,
+      staticHosts: config.s2s.hosts,
+      resolve: resolveServers,
+      newId: ctx.newId,
+      maxStanzaBytes: config.limits.stanzaSize,
+      maxDepth: config.limits.maxDepth,
+      writeBacklog: config.limits.writeBacklog,
+      queueMax: S2S_QUEUE_MAX,
+      connectTimeoutMs: S2S_CONNECT_TIMEOUT_MS,
+      authTimeoutMs: config.limits.authTimeout * 1000,
+      idleTimeoutMs: config.limits.idleTimeout * 1000,
+      maxDomains: S2S_MAX_DOMAINS,
+      admit: (ip) => admission.admit(ip),
+      log: getLogger("s2s"),
+    });
+  }
+
   const listeners: Deno.Listener[] = [];
   const serving = new Set<Promise<void>>();
   // Component connections, to tell them of a shutdown (connected or not yet).
@@ -447,8 +515,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
     config.limits,
     config.exemptLoopback ? isLoopback : undefined,
   );
-  type Kind = "c2s" | "direct-tls" | "component";
+  type Kind = "c2s" | "direct-tls" | "component" | "s2s";
   const serve = (conn: Deno.Conn, kind: Kind): Promise<void> => {
+    if (kind === "s2s") return s2s!.serveInbound(conn);
     if (kind !== "component") {
       const ip = conn.remoteAddr.transport === "tcp" ? conn.remoteAddr.hostname : "unknown";
       const admitted = admission.admit(ip);
@@ -527,7 +596,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
         log.error("The {kind} listener stopped: {err}", { kind, err: String(err) })
       );
       log.info("Listening for {who} on {host}:{port}{tls}", {
-        who: kind === "component" ? "components" : "clients",
+        who: kind === "component" ? "components" : kind === "s2s" ? "servers" : "clients",
         host: (l.addr as Deno.NetAddr).hostname,
         port: bound,
         tls: kind === "direct-tls" ? " (direct TLS)" : "",
@@ -542,6 +611,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const componentPort = config.componentPort === false
     ? undefined
     : listen(config.componentPort, "component", config.componentInterfaces);
+  const s2sPort = config.s2s.port === false ? undefined : listen(config.s2s.port, "s2s");
 
   // XMPP over WebSocket: the same client kind, reducer, limits and throttles as TCP, with
   // admission per upgrade. There is no STARTTLS on a WebSocket: the session is encrypted only
@@ -570,6 +640,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
       };
     },
   });
+  const webClient = config.webClient.enabled
+    ? createWebClient({
+      domain: config.hosts[0],
+      uploadOrigin: () =>
+        upload === undefined || uploadBase === "" ? undefined : new URL(uploadBase).origin,
+    })
+    : undefined;
   // One service per port: plain HTTP, or HTTPS when `tls` is given.
   const startWeb = (port: number, tls?: { cert: string; key: string }): HttpService => {
     const { interfaces, corsOrigins, trustedProxies, publicUrl } = config.http;
@@ -587,6 +664,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
         defaultHost: config.hosts[0],
         upload: upload?.handle,
         bosh: bosh.handle,
+        webClient,
+        secureLoopback: config.http.secureLoopback,
         admitWebSocket: (peer) => {
           const admitted = admission.admit(peer.ip);
           if (!admitted.ok) return admitted;
@@ -622,6 +701,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
       hosts: interfaces.join(", "),
       port: http.port,
     });
+    if (webClient !== undefined) {
+      log.info("Web client at {url}", {
+        url: `${tls === undefined ? "http" : "https"}://${config.hosts[0]}:${http.port}/`,
+      });
+    }
     return http;
   };
   const http = config.http.port === false ? undefined : startWeb(config.http.port);
@@ -698,6 +782,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       await within(3000, muc?.shutdown() ?? Promise.resolve());
       for (const h of registry.connections()) h.dispatch({ kind: "shutdown" });
       for (const h of componentConns) h.dispatch({ kind: "shutdown" });
+      s2s?.shutdown();
       await within(3000, Promise.allSettled([...serving]));
       await within(3000, httpStopped);
       // Let the accounts finish what the last sessions asked of them (stores, goodbyes).
@@ -708,6 +793,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     c2sPort,
     directTlsPort,
     componentPort,
+    s2sPort,
     httpPort: http?.port,
     httpsPort: https?.port,
     accounts,

@@ -15,6 +15,13 @@
  * overactivity (`policy-violation`); a rid further ahead, or a repeat whose answer is no longer
  * kept, ends the session with `item-not-found`. The answers of the last `requests` rids are
  * kept for a client that repeats a request whose answer it lost.
+ *
+ * Pauses (§10): a request with `pause='N'` (N up to the `maxpause` we announce, else
+ * `policy-violation`) is answered at once, and so is every request held, all with empty bodies
+ * (what is pending waits for the client's return, since a pausing client may not read those
+ * answers: a browser leaving a page); the session then survives N seconds without requests
+ * instead of `inactivity` (a shorter N is allowed too: a client that fears losing its link asks
+ * to be noticed gone sooner). The next request ends the pause.
  * @module
  */
 import { type Element, escapeAttr } from "../xml/element.ts";
@@ -111,6 +118,8 @@ interface Session {
   terminate: string | undefined;
   ended: boolean;
   inactivityTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Seconds the client asked to pause for (§10), until its next request. */
+  pause: number | undefined;
 }
 
 const encoder = new TextEncoder();
@@ -157,12 +166,17 @@ export function createBosh(opts: BoshOptions): BoshService {
   const newSid = opts.newSid ?? (() => crypto.randomUUID());
   const sessions = new Map<string, Session>();
 
+  /** Keeps the answer to `rid` for a repeat, and forgets those too old to be asked again. */
+  const keepAnswer = (s: Session, rid: number, body: string) => {
+    s.answers.set(rid, body);
+    for (const old of s.answers.keys()) if (old <= rid - requests) s.answers.delete(old);
+  };
+
   const answerOldest = (s: Session, body: string) => {
     const h = s.held.shift();
     if (h === undefined) return false;
     clearTimeout(h.timer);
-    s.answers.set(h.rid, body);
-    for (const rid of s.answers.keys()) if (rid <= h.rid - requests) s.answers.delete(rid);
+    keepAnswer(s, h.rid, body);
     h.resolve(body);
     if (s.held.length === 0 && !s.ended) armInactivity(s);
     return true;
@@ -174,7 +188,17 @@ export function createBosh(opts: BoshOptions): BoshService {
     s.inactivityTimer = setTimeout(() => {
       if (s.driver !== undefined) hangUp(s.driver, "BOSH inactivity");
       else end(s);
-    }, inactivity * 1000);
+    }, (s.pause ?? inactivity) * 1000);
+  };
+
+  /** §10: every request is answered now, empty; the session may go `seconds` without one. */
+  const pauseFor = (s: Session, rid: number, seconds: number, resolve: (body: string) => void) => {
+    s.pause = seconds;
+    while (s.held.length > 0) answerOldest(s, bodyXml(""));
+    // §10: the answer to the pause request carries no payload.
+    keepAnswer(s, rid, bodyXml(""));
+    resolve(bodyXml(""));
+    if (!s.ended) armInactivity(s);
   };
 
   /** Hands what is pending to the oldest held request; the last answers are terminate bodies. */
@@ -305,6 +329,17 @@ export function createBosh(opts: BoshOptions): BoshService {
     if (s.pending.length > 0 || s.ended) schedule(s);
   };
 
+  /** Handles the request `rid`, the next in order: a pause, or held for its answer. */
+  const inOrder = (s: Session, rid: number, body: Element, resolve: (body: string) => void) => {
+    s.lastRid = rid;
+    process(s, body);
+    const pause = intAttr(body, "pause");
+    if (pause !== undefined && !s.ended) return pauseFor(s, rid, pause, resolve);
+    // Any other request ends a pause: the usual inactivity applies again.
+    s.pause = undefined;
+    hold(s, rid, resolve);
+  };
+
   const create = (body: Element, peer: HttpPeer): Promise<string> | string => {
     const rid = intAttr(body, "rid");
     const to = body.attrs.to;
@@ -329,6 +364,7 @@ export function createBosh(opts: BoshOptions): BoshService {
       terminate: undefined,
       ended: false,
       inactivityTimer: undefined,
+      pause: undefined,
     };
     sessions.set(s.sid, s);
     void admitted.start((d) => transportOf(s, d)).finally(() => end(s));
@@ -355,6 +391,19 @@ export function createBosh(opts: BoshOptions): BoshService {
       fail(s, "item-not-found");
       return terminateBody("item-not-found");
     }
+    if (body.attrs.pause !== undefined) {
+      const pause = intAttr(body, "pause");
+      // §10: no longer than the `maxpause` we announced.
+      const condition = pause === undefined || pause < 1
+        ? "bad-request"
+        : pause > maxpause
+        ? "policy-violation"
+        : undefined;
+      if (condition !== undefined) {
+        fail(s, condition);
+        return terminateBody(condition);
+      }
+    }
     return new Promise((resolve) => {
       if (rid !== s.lastRid + 1) {
         if (s.held.length + s.waiting.size >= requests) {
@@ -365,15 +414,11 @@ export function createBosh(opts: BoshOptions): BoshService {
         s.waiting.set(rid, { body, resolve });
         return;
       }
-      s.lastRid = rid;
-      process(s, body);
-      hold(s, rid, resolve);
+      inOrder(s, rid, body, resolve);
       // The gap filled: the requests behind it, in order.
       for (let next = s.waiting.get(s.lastRid + 1); next !== undefined && !s.ended;) {
         s.waiting.delete(s.lastRid + 1);
-        s.lastRid++;
-        process(s, next.body);
-        hold(s, s.lastRid, next.resolve);
+        inOrder(s, s.lastRid + 1, next.body, next.resolve);
         next = s.waiting.get(s.lastRid + 1);
       }
     });

@@ -14,6 +14,7 @@
  * @module
  */
 import { isIP } from "node:net";
+import { ipInRanges } from "./cidr.ts";
 
 /** Who is at the other end of a request. */
 export interface HttpPeer {
@@ -59,6 +60,13 @@ export interface HttpOptions {
   readonly bosh?: (req: Request, peer: HttpPeer) => Promise<Response>;
   /** Answers requests under `/upload/` (XEP-0363, ./upload_http.ts), when upload is on. */
   readonly upload?: (req: Request) => Promise<Response>;
+  /** The built-in web client (./web_client.ts), when it is on; undefined: not its path. */
+  readonly webClient?: (req: Request) => Promise<Response> | undefined;
+  /**
+   * A request from a loopback address, not through a proxy, counts as encrypted: it never
+   * crossed a network.
+   */
+  readonly secureLoopback?: boolean;
   /** Called for a refused request, for the log. */
   readonly refused?: (peer: HttpPeer, status: number, why: string) => void;
 }
@@ -103,19 +111,41 @@ export function peerOf(
   socketSecure = false,
 ): HttpPeer {
   const socketIp = plainIp(remote);
-  if (!trusted.includes(socketIp)) return { ip: socketIp, secure: socketSecure };
+  // Entries may be CIDR ranges (`10.0.0.0/8`, `fd00::/8`) as well as addresses (./cidr.ts).
+  if (!ipInRanges(socketIp, trusted)) return { ip: socketIp, secure: socketSecure };
   let ip = socketIp;
   const hops = (headers.get("x-forwarded-for") ?? "").split(",").map((h) => h.trim());
   for (let i = hops.length - 1; i >= 0; i--) {
     const hop = plainIp(hops[i]);
     if (isIP(hop) === 0) break;
     ip = hop;
-    if (!trusted.includes(hop)) break;
+    if (!ipInRanges(hop, trusted)) break;
   }
   const proto = (headers.get("x-forwarded-proto") ?? "").split(",").at(-1)!.trim().toLowerCase();
   // A proxy that came over our HTTPS without naming the client's scheme: our link is all we know.
   if (proto === "") return { ip, secure: socketSecure };
   return { ip, secure: proto === "https" };
+}
+
+// Headers by which a proxy speaks for someone else: such a request did cross a network.
+const FORWARDING_HEADERS = ["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-real-ip"];
+
+/**
+ * `peer`, counted as encrypted when `secureLoopback` is on and the socket's peer is a loopback
+ * address that is no trusted proxy and sent no forwarding header.
+ */
+export function loopbackSecured(
+  peer: HttpPeer,
+  headers: Headers,
+  remote: string,
+  opts: Pick<HttpOptions, "secureLoopback" | "trustedProxies">,
+): HttpPeer {
+  if (peer.secure || opts.secureLoopback !== true) return peer;
+  const ip = plainIp(remote);
+  const loopback = ip === "::1" || (isIP(ip) === 4 && ip.startsWith("127."));
+  if (!loopback || peer.ip !== ip || ipInRanges(ip, opts.trustedProxies)) return peer;
+  if (FORWARDING_HEADERS.some((h) => headers.has(h))) return peer;
+  return { ip, secure: true };
 }
 
 function normalOrigin(origin: string): string {
@@ -222,7 +252,10 @@ export function handleHttp(
   stopping = false,
 ): Response | Promise<Response> {
   const url = new URL(req.url);
-  const peer = peerOf(req.headers, remote, opts.trustedProxies, opts.tls !== undefined);
+  // `link`: how the request reached us, which decides the scheme discovery names; `peer`: whether
+  // a session over it counts as encrypted, where loopback may count too.
+  const link = peerOf(req.headers, remote, opts.trustedProxies, opts.tls !== undefined);
+  const peer = loopbackSecured(link, req.headers, remote, opts);
   const refuse = (status: number, why: string, headers: Record<string, string> = {}) => {
     opts.refused?.(peer, status, why);
     return text(status, why, headers);
@@ -234,18 +267,19 @@ export function handleHttp(
     case BOSH_PATH:
       return opts.bosh === undefined ? text(404, "Not found") : opts.bosh(req, peer);
     case "/.well-known/host-meta": {
-      const ws = webSocketUrl(req.headers, peer, opts, port);
+      const ws = webSocketUrl(req.headers, link, opts, port);
       const bosh = opts.bosh === undefined ? undefined : boshUrlOf(ws);
       return discovery(req, hostMetaXrd(ws, bosh), "application/xrd+xml; charset=utf-8");
     }
     case "/.well-known/host-meta.json": {
-      const ws = webSocketUrl(req.headers, peer, opts, port);
+      const ws = webSocketUrl(req.headers, link, opts, port);
       const bosh = opts.bosh === undefined ? undefined : boshUrlOf(ws);
       return discovery(req, hostMetaJson(ws, bosh), "application/json");
     }
-    default:
+    default: {
       if (opts.upload !== undefined && url.pathname.startsWith("/upload/")) return opts.upload(req);
-      return text(404, "Not found");
+      return opts.webClient?.(req) ?? text(404, "Not found");
+    }
   }
 }
 

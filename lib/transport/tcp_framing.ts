@@ -7,7 +7,7 @@
 import { type Element, escapeAttr } from "../xml/element.ts";
 import { serializeTopIn, type StreamHeader, type StreamOutput } from "../xmpp/stream_xml.ts";
 import { streamErrorElement } from "../xmpp/errors.ts";
-import { NS_STREAMS } from "../xmpp/namespaces.ts";
+import { NS_DIALBACK, NS_STREAMS } from "../xmpp/namespaces.ts";
 
 /** The closing tag of a TCP stream. */
 export const STREAM_CLOSE = "</stream:stream>";
@@ -16,8 +16,11 @@ export const STREAM_CLOSE = "</stream:stream>";
 export function tcpHeader(h: StreamHeader): string {
   let s = "<?xml version='1.0'?><stream:stream xmlns='" + escapeAttr(h.ns) +
     "' xmlns:stream='" + NS_STREAMS + "'";
-  s += " id='" + escapeAttr(h.id) + "'";
+  if (h.dialback === true) s += " xmlns:db='" + NS_DIALBACK + "'";
+  // An initiating server (its header names `to`) sends no id (RFC 6120 §4.7.3).
+  if (h.id !== "" || h.to === undefined) s += " id='" + escapeAttr(h.id) + "'";
   if (h.from !== undefined) s += " from='" + escapeAttr(h.from) + "'";
+  if (h.to !== undefined) s += " to='" + escapeAttr(h.to) + "'";
   if (h.version !== undefined) s += " version='" + escapeAttr(h.version) + "'";
   if (h.lang !== undefined) s += " xml:lang='" + escapeAttr(h.lang) + "'";
   return s + ">";

@@ -205,3 +205,14 @@ export function serialize(el: Element, parentXmlns: string = NS_CLIENT): string 
   for (const c of el.children) s += typeof c === "string" ? escapeText(c) : serialize(c, ns);
   return s + "</" + el.name + ">";
 }
+
+/**
+ * A copy of `el` with every element in namespace `from` moved to `to`: the stanza namespace
+ * differs between client, component and server streams, while payloads keep theirs.
+ */
+export function renamespace(el: Element, from: string, to: string): Element {
+  const children: XmlNode[] = el.children.map((c) =>
+    typeof c === "string" ? c : renamespace(c, from, to)
+  );
+  return { ...el, xmlns: el.xmlns === from ? to : el.xmlns, children };
+}

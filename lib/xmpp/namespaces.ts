@@ -13,6 +13,12 @@ export const NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing";
 export const NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams";
 export const NS_STANZA_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 export const NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls";
+/** Server-to-server streams (RFC 6120 §4.8.2). */
+export const NS_SERVER = "jabber:server";
+/** Server dialback (XEP-0220): `<db:result/>`, `<db:verify/>`. */
+export const NS_DIALBACK = "jabber:server:dialback";
+/** The stream feature that announces dialback (XEP-0220 §2.4.3). */
+export const NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback";
 export const NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl";
 export const NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind";
 export const NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session";

@@ -6,7 +6,7 @@
  */
 import { type Element, escapeAttr, escapeText, serialize } from "../xml/element.ts";
 import type { StreamError } from "./errors.ts";
-import { NS_CLIENT, NS_STREAMS } from "./namespaces.ts";
+import { NS_CLIENT, NS_DIALBACK, NS_STREAMS } from "./namespaces.ts";
 
 /** The attributes of our stream header (RFC 6120 §4.7), in the order they are written. */
 export interface StreamHeader {
@@ -14,6 +14,10 @@ export interface StreamHeader {
   readonly ns: string;
   readonly id: string;
   readonly from?: string;
+  /** The peer server's domain (server-to-server streams name both ends, RFC 6120 §4.7.2). */
+  readonly to?: string;
+  /** Declare the `db:` prefix (XEP-0220 dialback) on a server-to-server stream. */
+  readonly dialback?: boolean;
   /** Absent on a component stream (XEP-0114 §3 names no version). */
   readonly version?: string;
   readonly lang?: string;
@@ -44,11 +48,17 @@ export function serializeTop(el: Element): string {
  * namespace, or the component namespace of XEP-0114): stream elements prefixed.
  */
 export function serializeTopIn(el: Element, streamNs: string): string {
+  if (el.xmlns === NS_DIALBACK) return prefixed(el, "db", streamNs);
   if (el.xmlns !== NS_STREAMS) return serialize(el, streamNs);
-  let s = "<stream:" + el.name;
+  return prefixed(el, "stream", streamNs);
+}
+
+// A top-level element with the prefix its namespace has in the stream header.
+function prefixed(el: Element, prefix: string, streamNs: string): string {
+  let s = "<" + prefix + ":" + el.name;
   for (const k in el.attrs) s += " " + k + '="' + escapeAttr(el.attrs[k]) + '"';
   if (el.children.length === 0) return s + "/>";
   s += ">";
   for (const c of el.children) s += typeof c === "string" ? escapeText(c) : serialize(c, streamNs);
-  return s + "</stream:" + el.name + ">";
+  return s + "</" + prefix + ":" + el.name + ">";
 }

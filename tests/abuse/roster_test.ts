@@ -295,6 +295,8 @@ Deno.test("abuse: a roster stored by an older version (requests as `true`) still
     interfaces: ["127.0.0.1"],
     c2s_port: 0,
     c2s_direct_tls_port: 0,
+    component_port: false,
+    s2s_port: false,
     http: { http_port: false, https_port: false },
     log_level: "error",
     ...BASE,

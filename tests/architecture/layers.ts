@@ -19,6 +19,7 @@ export const RANKS: Readonly<Record<string, number>> = {
   "services": 5,
   "c2s": 6,
   "component": 6,
+  "s2s": 6,
   "transport": 7,
   "config.ts": 7,
   "shell": 8,

@@ -26,6 +26,7 @@ async function runAgainstFreshServer(file: string): Promise<RunResult> {
     c2s_port: 0,
     c2s_direct_tls_port: false,
     component_port: false,
+    s2s_port: false,
     // On an ephemeral port: the upload service (http_upload.scs) serves its slots over HTTP.
     http: { http_port: 0, https_port: false },
     require_encryption: false,

@@ -441,12 +441,6 @@ const CASES: readonly {
     expect: [],
   },
   {
-    name: "iq get to the server's own domain that reached the router bounces",
-    stanza: iq("example.com"),
-    view: JULIET_ONLINE,
-    expect: [{ bounce: "service-unavailable" }],
-  },
-  {
     name: "presence to the server's own domain is dropped",
     stanza: presence("example.com"),
     view: JULIET_ONLINE,
@@ -465,6 +459,33 @@ for (const c of CASES) {
     assert.deepEqual(shown(route(c.stanza, c.view)), c.expect.map((e) => expected(c.stanza, e)));
   });
 }
+
+Deno.test("router: an iq get or set to our own domain from elsewhere goes to the host's handlers", () => {
+  for (const type of ["get", "set"]) {
+    const st = iq("example.com", type);
+    assert.deepEqual(route(st, JULIET_ONLINE), [{ kind: "host-iq", stanza: st }]);
+  }
+  // Results and errors to the domain have nowhere to go.
+  assert.deepEqual(route(iq("example.com", "result"), JULIET_ONLINE), []);
+  assert.deepEqual(route(iq("example.com", "error"), JULIET_ONLINE), []);
+});
+
+Deno.test("router: with federation, other domains are remote; a local sender archives first", () => {
+  const fed = { ...JULIET_ONLINE, federation: true };
+  for (const st of [iq("juliet@elsewhere.example"), presence("elsewhere.example")]) {
+    assert.deepEqual(route(st, fed), [{ kind: "remote", domain: "elsewhere.example", stanza: st }]);
+  }
+  const m = message("juliet@elsewhere.example", { type: "chat" });
+  assert.deepEqual(route(m, fed), [{ kind: "remote", domain: "elsewhere.example", stanza: m }]);
+  // Archiving: the local sender's copy first, then on to the remote server.
+  const archiving = { ...fed, archiving: true };
+  assert.deepEqual(route(m, archiving), [
+    { kind: "account", bare: "romeo@example.com", op: { kind: "outgoing-message", stanza: m } },
+  ]);
+  assert.deepEqual(route(m, archiving, { senderArchived: true }), [
+    { kind: "remote", domain: "elsewhere.example", stanza: m },
+  ]);
+});
 
 Deno.test("router: a bounce is addressed back to the sender, from the intended recipient", () => {
   const [d] = route(iq(GONE), JULIET_ONLINE);

@@ -20,6 +20,8 @@ export interface Peer {
 export interface PeerOptions {
   /** Called with the client before it starts: to add handlers that must see the login. */
   readonly beforeStart?: (xmpp: XmppClient) => void;
+  /** The account's domain (default `localhost`). */
+  readonly domain?: string;
 }
 
 /** Connects `username` (password "pw") with `resource` (the server's choice if absent). */
@@ -29,7 +31,13 @@ export async function connectPeer(
   resource?: string,
   opts: PeerOptions = {},
 ): Promise<Peer> {
-  const xmpp = testClient({ port: server.c2sPort, username, password: "pw", resource });
+  const xmpp = testClient({
+    port: server.c2sPort,
+    username,
+    password: "pw",
+    resource,
+    domain: opts.domain,
+  });
   const received: XmppClient[] = [];
   const waiters: { pred: (st: XmppClient) => boolean; resolve: (st: XmppClient) => void }[] = [];
   xmpp.on("stanza", (st: XmppClient) => {

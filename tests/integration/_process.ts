@@ -31,6 +31,7 @@ export async function writeConfig(dataDir: string, extra: readonly string[] = []
       `c2s_port = 0`,
       `c2s_direct_tls_port = false`,
       `component_port = false`,
+      `s2s_port = false`,
       `http = { http_port = false, https_port = false }`,
       `require_encryption = false`,
       `log_level = "info"`,

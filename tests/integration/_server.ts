@@ -21,6 +21,7 @@ export async function startTestServer(
     c2s_port: 0,
     c2s_direct_tls_port: 0,
     component_port: 0,
+    s2s_port: false,
     log_level: "error",
     ...settings,
     // Merged, so that a test turning on one HTTP port does not get a fixed 5281 beside it.

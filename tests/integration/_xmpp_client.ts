@@ -40,6 +40,8 @@ export interface TestClientOptions {
   readonly username: string;
   readonly password: string;
   readonly resource?: string;
+  /** The account's domain (default `localhost`). */
+  readonly domain?: string;
   readonly directTls?: boolean;
   /** Which SASL mechanism to use (default SCRAM-SHA-256). */
   readonly mechanism?: "SCRAM-SHA-256" | "SCRAM-SHA-1" | "PLAIN";
@@ -52,7 +54,7 @@ export type XmppClient = any;
 export function testClient(opts: TestClientOptions): XmppClient {
   const xmpp = client({
     service: `${opts.directTls ? "xmpps" : "xmpp"}://127.0.0.1:${opts.port}`,
-    domain: "localhost",
+    domain: opts.domain ?? "localhost",
     resource: opts.resource,
     credentials: async (
       authenticate: (c: unknown, m: string) => Promise<void>,

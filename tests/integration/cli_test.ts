@@ -71,7 +71,7 @@ Deno.test("accounts are managed from the command line while the server runs", as
   await Deno.writeTextFile(
     config,
     `data_dir = "${dir}/data"\ninterfaces = ["127.0.0.1"]\nc2s_port = 0\n` +
-      `c2s_direct_tls_port = false\ncomponent_port = false\nhttp = { http_port = false, https_port = false }\nlog_level = "info"\n`,
+      `c2s_direct_tls_port = false\ncomponent_port = false\ns2s_port = false\nhttp = { http_port = false, https_port = false }\nlog_level = "info"\n`,
   );
   const { child, port, rest } = await serve(config);
   try {
@@ -145,7 +145,7 @@ Deno.test("SIGTERM closes every stream with system-shutdown and exits 0", async 
   await Deno.writeTextFile(
     config,
     `data_dir = "${dir}/data"\ninterfaces = ["127.0.0.1"]\nc2s_port = 0\n` +
-      `c2s_direct_tls_port = false\ncomponent_port = false\nhttp = { http_port = false, https_port = false }\nlog_level = "info"\n`,
+      `c2s_direct_tls_port = false\ncomponent_port = false\ns2s_port = false\nhttp = { http_port = false, https_port = false }\nlog_level = "info"\n`,
   );
   const { child, port, rest } = await serve(config);
   try {

@@ -411,6 +411,7 @@ async function serverOn(dataDir: string): Promise<TestServer> {
     c2s_port: 0,
     c2s_direct_tls_port: false,
     component_port: false,
+    s2s_port: false,
     http: { http_port: false, https_port: false },
     log_level: "error",
   }, "test"));

@@ -115,7 +115,8 @@ Deno.test("websocket: <open/> is answered with <open/> and the features, <close/
     c.send(CLOSE);
     await c.until("<close/>", (m) => m === CLOSE);
     assert.equal(await c.closed, 1000);
-  }, PLAIN_OK);
+    // Loopback not counted as encrypted: PLAIN is then hidden, as from any other machine.
+  }, { ...PLAIN_OK, http: { http_port: 0, secure_loopback: false } });
 });
 
 Deno.test("websocket: a stanza is answered, one element per message", async () => {
@@ -132,7 +133,7 @@ Deno.test("websocket: a stanza is answered, one element per message", async () =
   }, { ...PLAIN_OK, allow_registration: true });
 });
 
-Deno.test("websocket: with require_encryption, plain ws cannot log in", async () => {
+Deno.test("websocket: with require_encryption, plain ws from another machine cannot log in", async () => {
   await withServer(["alice"], async (server) => {
     const c = await wsConnect(server);
     c.send(OPEN);
@@ -142,6 +143,18 @@ Deno.test("websocket: with require_encryption, plain ws cannot log in", async ()
       `<auth xmlns="urn:ietf:params:xml:ns:xmpp-sasl" mechanism="SCRAM-SHA-256">biwsbj1hbGljZSxyPWFiYw==</auth>`,
     );
     await c.until("encryption-required", (m) => m.includes("<encryption-required/>"));
+    c.ws.close();
+    await c.closed;
+    // secure_loopback off: a loopback peer is treated as any other.
+  }, { http: { http_port: 0, secure_loopback: false } });
+});
+
+Deno.test("websocket: from this machine, plain ws logs in with require_encryption (localhost default)", async () => {
+  await withServer(["alice"], async (server) => {
+    const c = await wsConnect(server);
+    c.send(OPEN);
+    const features = await c.until("features", (m) => m.startsWith("<stream:features"));
+    assert.match(features, /<mechanisms/);
     c.ws.close();
     await c.closed;
   }, HTTP);

@@ -1,7 +1,7 @@
 /**
  * The BOSH service (lib/transport/bosh.ts) with requests handed to it directly and a toy kind of
  * connection behind it: session creation, the rid window and reordering, repeats, too many
- * requests, terminate, an unknown sid, held requests timing out, inactivity.
+ * requests, terminate, an unknown sid, held requests timing out, inactivity, pauses (§10).
  */
 import assert from "node:assert/strict";
 import { createBosh, NS_HTTPBIND } from "../../lib/transport/bosh.ts";
@@ -55,7 +55,9 @@ const TOY: DriverKind<S, ParseEvent | { kind: "gone"; reason: string }, Out> = {
 
 const PEER = { ip: "127.0.0.1", secure: false };
 
-function service(opts: { wait?: number; inactivity?: number; requests?: number } = {}) {
+function service(
+  opts: { wait?: number; inactivity?: number; requests?: number; maxpause?: number } = {},
+) {
   let n = 0;
   const ended: Promise<void>[] = [];
   const bosh = createBosh({
@@ -219,6 +221,75 @@ Deno.test("bosh: a held request is answered empty after `wait`; the session ends
   await Promise.all(ended);
   assert.equal(seen.at(-1)!.at(-1), "gone");
   assert.equal(bosh.size(), 0);
+});
+
+Deno.test("bosh: a pause answers every request at once, empty, and the session waits `pause` seconds", async () => {
+  const { bosh, ended } = service({ inactivity: 1, maxpause: 5 });
+  const created = await post(bosh, "rid='100' to='localhost' wait='30' hold='1'");
+  assert.equal(created.attrs.maxpause, "5");
+  const sid = created.attrs.sid;
+  const held = post(bosh, `sid='${sid}' rid='101'`, "<quiet xmlns='jabber:client'/>");
+  await tick(50);
+  const started = Date.now();
+  // The pause request carries a stanza whose echo must wait for the client's return.
+  const paused = await post(bosh, `sid='${sid}' rid='102' pause='3'`, "<a xmlns='jabber:client'/>");
+  const first = await held;
+  assert.ok(Date.now() - started < 500, "answered at once");
+  assert.deepEqual(names(first), []);
+  assert.equal(first.attrs.type, undefined);
+  // §10: no payload in the answer to the pause.
+  assert.deepEqual(names(paused), []);
+  assert.equal(paused.attrs.type, undefined);
+  assert.deepEqual(seen.at(-1), ["stream-open", "quiet", "a"]);
+  // Past `inactivity` (1 s), within the pause (3 s): still there.
+  await tick(1800);
+  assert.equal(bosh.size(), 1);
+  assert.notEqual(seen.at(-1)!.at(-1), "gone");
+  // Back: what waited comes at once, and the pause is over.
+  const back = await post(bosh, `sid='${sid}' rid='103'`);
+  assert.deepEqual(names(back), ["a"]);
+  const answered = Date.now();
+  await Promise.all(ended);
+  const gone = Date.now() - answered;
+  assert.ok(gone >= 900 && gone < 2500, `ended ${gone} ms after the last answer`);
+  assert.equal(seen.at(-1)!.at(-1), "gone");
+  assert.equal(bosh.size(), 0);
+});
+
+Deno.test("bosh: a pause shorter than `inactivity` notices a silent client sooner", async () => {
+  const { bosh, sid, ended } = await session({ inactivity: 60 });
+  const started = Date.now();
+  const paused = await post(bosh, `sid='${sid}' rid='101' pause='1'`);
+  assert.deepEqual(names(paused), []);
+  await Promise.all(ended);
+  const took = Date.now() - started;
+  assert.ok(took >= 900 && took < 3000, `ended after ${took} ms`);
+  assert.equal(seen.at(-1)!.at(-1), "gone");
+  assert.equal(bosh.size(), 0);
+});
+
+Deno.test("bosh: a pause over maxpause is a policy violation, a malformed one a bad request", async () => {
+  const { bosh, sid, ended } = await session({ maxpause: 2 });
+  const held = post(bosh, `sid='${sid}' rid='101'`, "<quiet xmlns='jabber:client'/>");
+  await tick(50);
+  const over = await post(bosh, `sid='${sid}' rid='102' pause='3'`);
+  assert.equal(over.attrs.type, "terminate");
+  assert.equal(over.attrs.condition, "policy-violation");
+  assert.equal((await held).attrs.type, "terminate");
+  await Promise.all(ended);
+  assert.equal(seen.at(-1)!.at(-1), "gone");
+  assert.equal(bosh.size(), 0);
+  // At maxpause exactly it is allowed; zero or garbage is not a pause.
+  const ok = await session({ maxpause: 2 });
+  assert.deepEqual(names(await post(ok.bosh, `sid='${ok.sid}' rid='101' pause='2'`)), []);
+  assert.equal(ok.bosh.size(), 1);
+  const zero = await post(ok.bosh, `sid='${ok.sid}' rid='102' pause='0'`);
+  assert.equal(zero.attrs.condition, "bad-request");
+  await Promise.all(ok.ended);
+  const bad = await session();
+  const garbage = await post(bad.bosh, `sid='${bad.sid}' rid='101' pause='soon'`);
+  assert.equal(garbage.attrs.condition, "bad-request");
+  await Promise.all(bad.ended);
 });
 
 Deno.test("bosh: CORS preflight follows cors_origins", async () => {

@@ -1,0 +1,281 @@
+/**
+ * Outgoing server-to-server streams as a pure reducer: from one local domain to one remote
+ * domain, we open the stream, negotiate TLS, and authenticate with dialback (XEP-0220: a key
+ * the remote checks with our domain's authoritative server, which is us, over a stream of its
+ * own). Once the remote says `valid`, stanzas flow (`ready`); the shell keeps the queue of what
+ * waits for that. The same stream carries our `<db:verify/>` checks of keys that servers of the
+ * remote domain gave us on their incoming streams.
+ * @module
+ */
+import { elem, type Element, renamespace } from "../xml/element.ts";
+import type { ParseEvent } from "../xml/parser.ts";
+import { dbResult, dbVerify, dialbackKey } from "../xmpp/dialback.ts";
+import type { StanzaErrorCondition, StreamError } from "../xmpp/errors.ts";
+import { NS_CLIENT, NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_TLS } from "../xmpp/namespaces.ts";
+import type { StreamOutput } from "../xmpp/stream_xml.ts";
+
+/** A key check to send: does `key` come from `remote` for stream `id` to `local`? */
+export interface VerifyRequest {
+  readonly local: string;
+  readonly id: string;
+  readonly key: string;
+}
+
+/** An outgoing stream's state. */
+export interface S2sOutSession {
+  /**
+   * `connecting`: no socket yet; `opening`: our header sent, theirs awaited; `features`:
+   * theirs came, features awaited; `starttls`: TLS asked for; `dialback`: our key sent;
+   * `ready`: stanzas flow; `closed`.
+   */
+  readonly state:
+    | "connecting"
+    | "opening"
+    | "features"
+    | "starttls"
+    | "dialback"
+    | "ready"
+    | "closed";
+  readonly local: string;
+  readonly remote: string;
+  readonly secure: boolean;
+  /** The id of the stream the remote gave us: what our key is made for. */
+  readonly streamId?: string;
+  /** Key checks waiting for the stream to be open. */
+  readonly verifies: readonly VerifyRequest[];
+}
+
+/** A stream from `local` to `remote` about to connect. */
+export function newS2sOut(local: string, remote: string): S2sOutSession {
+  return { state: "connecting", local, remote, secure: false, verifies: [] };
+}
+
+/** What happens to an outgoing stream. */
+export type S2sOutEvent =
+  | Exclude<ParseEvent, { readonly kind: "error" }>
+  | { readonly kind: "parse-error"; readonly condition: StreamError["condition"] }
+  /** The socket is up. */
+  | { readonly kind: "connected" }
+  | { readonly kind: "tls-done" }
+  /** Check a key with the remote (we are the receiving server of one of its streams). */
+  | { readonly kind: "verify"; readonly request: VerifyRequest }
+  /** A stanza to send; the shell only gives it once `ready`. */
+  | { readonly kind: "outbound"; readonly stanza: Element }
+  /** Not ready in time. */
+  | { readonly kind: "timeout" }
+  /** Nothing was sent or received for a while. */
+  | { readonly kind: "idle" }
+  | { readonly kind: "disconnected" }
+  | { readonly kind: "shutdown" };
+
+/** What the shell does for an outgoing stream, in order. */
+export type S2sOutOutput =
+  | StreamOutput
+  | { readonly kind: "send"; readonly stanza: Element }
+  /** Upgrade the socket to TLS (client side), then `tls-done`, and a new stream. */
+  | { readonly kind: "starttls" }
+  /** Authenticated: what waits may be sent. */
+  | { readonly kind: "ready" }
+  /**
+   * The stream will not carry stanzas: bounce what waits with `condition` (RFC 6120 §10.4.3),
+   * `why` for the log.
+   */
+  | { readonly kind: "failed"; readonly condition: StanzaErrorCondition; readonly why: string }
+  /** The remote's answer to a key check. */
+  | {
+    readonly kind: "verified";
+    readonly local: string;
+    readonly id: string;
+    readonly valid: boolean;
+  }
+  | { readonly kind: "disconnect" };
+
+/** What the reducer may consult. */
+export interface S2sOutCtx {
+  /** Our dialback secret (XEP-0185). */
+  readonly secret: string;
+  /** TLS is required (`s2s_require_encryption`). */
+  readonly requireEncryption: boolean;
+  /** Key checks one stream may hold while it opens. */
+  readonly maxVerifies: number;
+}
+
+/** One reduction's result. */
+export type S2sOutStep = readonly [S2sOutSession, readonly S2sOutOutput[]];
+
+function header(s: S2sOutSession): StreamOutput {
+  return {
+    kind: "open-stream",
+    header: { ns: NS_SERVER, id: "", from: s.local, to: s.remote, version: "1.0", dialback: true },
+  };
+}
+
+function end(
+  s: S2sOutSession,
+  why: string,
+  opts: { error?: StreamError; condition?: StanzaErrorCondition } = {},
+): S2sOutStep {
+  const out: S2sOutOutput[] = [];
+  if (s.state !== "ready") {
+    out.push({ kind: "failed", condition: opts.condition ?? "remote-server-not-found", why });
+  }
+  // Key checks that never went out fail too: the incoming stream waiting for them learns so.
+  for (const v of s.verifies) {
+    out.push({ kind: "verified", local: v.local, id: v.id, valid: false });
+  }
+  if (s.state !== "connecting") out.push({ kind: "close-stream", error: opts.error });
+  out.push({ kind: "disconnect" });
+  return [{ ...s, state: "closed", verifies: [] }, out];
+}
+
+function child(el: Element, name: string, xmlns: string): Element | undefined {
+  for (const c of el.children) {
+    if (typeof c !== "string" && c.name === name && c.xmlns === xmlns) return c;
+  }
+  return undefined;
+}
+
+function verifyStanza(s: S2sOutSession, v: VerifyRequest): Element {
+  return dbVerify(v.local, s.remote, v.id, v.key);
+}
+
+/** The stream is open (TLS done or not needed): send our key and the waiting checks. */
+function authenticate(s: S2sOutSession, ctx: S2sOutCtx): S2sOutStep {
+  const key = dialbackKey(ctx.secret, s.remote, s.local, s.streamId ?? "");
+  return [{ ...s, state: "dialback", verifies: [] }, [
+    { kind: "send", stanza: dbResult(s.local, s.remote, key) },
+    ...s.verifies.map((v) => ({ kind: "send" as const, stanza: verifyStanza(s, v) })),
+  ]];
+}
+
+function onFeatures(s: S2sOutSession, el: Element, ctx: S2sOutCtx): S2sOutStep {
+  if (!s.secure && child(el, "starttls", NS_TLS) !== undefined) {
+    return [{ ...s, state: "starttls" }, [{
+      kind: "send",
+      stanza: elem("starttls", { xmlns: NS_TLS }),
+    }]];
+  }
+  if (!s.secure && ctx.requireEncryption) {
+    return end(s, "the remote server does not offer TLS", {
+      error: { condition: "policy-violation", text: "TLS is required" },
+    });
+  }
+  return authenticate(s, ctx);
+}
+
+function onResult(s: S2sOutSession, el: Element): S2sOutStep {
+  if (s.state !== "dialback") return [s, []];
+  const type = el.attrs.type;
+  if (type === "valid") return [{ ...s, state: "ready" }, [{ kind: "ready" }]];
+  return end(s, `the remote server refused our dialback key (${type ?? "no type"})`, {
+    condition: "remote-server-not-found",
+  });
+}
+
+function onElement(s: S2sOutSession, el: Element, ctx: S2sOutCtx): S2sOutStep {
+  if (el.xmlns === NS_STREAMS && el.name === "features" && s.state === "features") {
+    return onFeatures(s, el, ctx);
+  }
+  if (el.xmlns === NS_STREAMS && el.name === "error") {
+    const condition = el.children.find((c): c is Element => typeof c !== "string");
+    return end(s, `stream error from the remote server: ${condition?.name ?? "?"}`);
+  }
+  if (el.xmlns === NS_TLS && el.name === "proceed" && s.state === "starttls") {
+    return [s, [{ kind: "starttls" }]];
+  }
+  if (el.xmlns === NS_TLS && el.name === "failure") {
+    return end(s, "the remote server failed TLS");
+  }
+  if (el.xmlns === NS_DIALBACK && el.name === "result") return onResult(s, el);
+  if (el.xmlns === NS_DIALBACK && el.name === "verify") {
+    const id = el.attrs.id;
+    const local = el.attrs.to;
+    if (id === undefined || local === undefined) return [s, []];
+    return [s, [{ kind: "verified", local, id, valid: el.attrs.type === "valid" }]];
+  }
+  // Without XEP-0288 nothing else comes this way.
+  return end(s, `unexpected <${el.name}/> from the remote server`, {
+    error: { condition: "unsupported-stanza-type" },
+  });
+}
+
+/** Reduces one event of an outgoing server-to-server stream. */
+export function reduceS2sOut(s: S2sOutSession, ev: S2sOutEvent, ctx: S2sOutCtx): S2sOutStep {
+  if (s.state === "closed") {
+    // A late key check still gets its answer: no.
+    if (ev.kind === "verify") {
+      return [s, [{ kind: "verified", local: ev.request.local, id: ev.request.id, valid: false }]];
+    }
+    return [s, []];
+  }
+  switch (ev.kind) {
+    case "connected":
+      return [{ ...s, state: "opening" }, [header(s)]];
+    case "stream-open": {
+      if (s.state !== "opening") return end(s, "a second stream header");
+      if (ev.xmlns !== NS_STREAMS || ev.contentXmlns !== NS_SERVER) {
+        return end(s, "the remote server's stream is not a server stream", {
+          error: { condition: "invalid-namespace" },
+        });
+      }
+      const next = { ...s, state: "features" as const, streamId: ev.attrs.id ?? "" };
+      // A pre-1.0 server sends no features: dialback at once, if plain text is allowed.
+      if ((ev.attrs.version ?? "0.9") < "1.0") {
+        if (ctx.requireEncryption) {
+          return end(next, "the remote server cannot do TLS (no version 1.0)", {
+            error: { condition: "policy-violation" },
+          });
+        }
+        return authenticate(next, ctx);
+      }
+      return [next, []];
+    }
+    case "stanza":
+      if (s.state === "opening" || s.state === "connecting") {
+        return end(s, "a stanza before the stream header");
+      }
+      return onElement(s, ev.stanza, ctx);
+    case "tls-done":
+      // A new stream over TLS (RFC 6120 §5.4.3.3).
+      return [{ ...s, state: "opening", secure: true }, [header(s)]];
+    case "verify": {
+      if (s.state === "dialback" || s.state === "ready") {
+        return [s, [{ kind: "send", stanza: verifyStanza(s, ev.request) }]];
+      }
+      if (s.verifies.length >= ctx.maxVerifies) {
+        return [s, [{
+          kind: "verified",
+          local: ev.request.local,
+          id: ev.request.id,
+          valid: false,
+        }]];
+      }
+      return [{ ...s, verifies: [...s.verifies, ev.request] }, []];
+    }
+    case "outbound":
+      if (s.state !== "ready") return [s, []];
+      return [s, [{ kind: "send", stanza: renamespace(ev.stanza, NS_CLIENT, NS_SERVER) }]];
+    case "parse-error":
+      return end(s, `the remote server sent bad XML (${ev.condition})`, {
+        error: { condition: ev.condition },
+      });
+    case "timeout":
+      return s.state === "ready"
+        ? [s, []]
+        : end(s, "the remote server did not authenticate us in time", {
+          condition: "remote-server-timeout",
+          error: { condition: "connection-timeout" },
+        });
+    case "idle":
+      return end(s, "idle");
+    case "shutdown":
+      return end(s, "shutting down", { error: { condition: "system-shutdown" } });
+    case "stream-close":
+      return end(s, "the remote server closed the stream");
+    case "disconnected": {
+      const [d, out] = end({ ...s, state: s.state }, "the connection was lost");
+      // The socket is gone: nothing to close.
+      return [d, out.filter((o) => o.kind !== "close-stream")];
+    }
+  }
+}

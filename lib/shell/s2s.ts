@@ -1,0 +1,482 @@
+/**
+ * Server-to-server federation (RFC 6120): the incoming and outgoing kinds of the connection
+ * driver, and the links to remote domains. What is shell here: finding the remote server
+ * (`[s2s] hosts`, then DNS SRV, then the domain on 5269), connecting, the queue of stanzas
+ * waiting for a link to be authenticated (capped, bounced per RFC 6120 §10.4.3 when the link
+ * fails or times out), retrying with backoff, closing idle links, and carrying dialback key
+ * checks from an incoming stream to an outgoing one and back. The reducers are lib/s2s/.
+ * @module
+ */
+import type { Logger } from "../log.ts";
+import type { Element } from "../xml/element.ts";
+import { errorReply, type StanzaErrorCondition } from "../xmpp/errors.ts";
+import { parseJid } from "../xmpp/jid.ts";
+import { NS_SERVER } from "../xmpp/namespaces.ts";
+import {
+  newS2sIn,
+  reduceS2sIn,
+  type S2sInCtx,
+  type S2sInEvent,
+  type S2sInOutput,
+  type S2sInSession,
+} from "../s2s/inbound.ts";
+import {
+  newS2sOut,
+  reduceS2sOut,
+  type S2sOutCtx,
+  type S2sOutEvent,
+  type S2sOutOutput,
+  type S2sOutSession,
+  type VerifyRequest,
+} from "../s2s/outbound.ts";
+import {
+  arm,
+  createDriver,
+  disarm,
+  dispatch,
+  type Driver,
+  type DriverKind,
+  type DriverTicket,
+  finish,
+  restartStream,
+} from "../transport/driver.ts";
+import { type ClientTransport, clientTransport, connectTcp } from "../transport/tcp_client.ts";
+import { remoteIp, tcpTransport } from "../transport/tcp.ts";
+import type { TlsContexts } from "../transport/tls.ts";
+
+/** Where a remote domain's server listens. */
+export interface S2sTarget {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** What federation needs from the server. */
+export interface S2sDeps {
+  /** True for a domain this server answers for (hosts and services). */
+  readonly isLocal: (domain: string) => boolean;
+  /** Routes a stanza that came from a remote server (client namespace, `from` checked). */
+  readonly route: (stanza: Element) => void;
+  /** Our dialback secret. */
+  readonly secret: string;
+  /** Certificates for incoming STARTTLS. */
+  readonly tls?: TlsContexts;
+  readonly requireEncryption: boolean;
+  readonly secureAuth: boolean;
+  /** Fixed addresses of remote domains (`[s2s] hosts`), before DNS. */
+  readonly staticHosts: ReadonlyMap<string, S2sTarget>;
+  /** Finds a domain's servers in DNS (SRV); absent: only the static map and port 5269. */
+  readonly resolve?: (domain: string) => Promise<readonly S2sTarget[]>;
+  readonly newId: () => string;
+  readonly maxStanzaBytes: number;
+  readonly maxDepth: number;
+  readonly writeBacklog: number;
+  /** Stanzas waiting for one remote domain's link to be ready. */
+  readonly queueMax: number;
+  readonly connectTimeoutMs: number;
+  /** From connecting to authenticated (either way). */
+  readonly authTimeoutMs: number;
+  /** A link with no traffic for this long is closed. */
+  readonly idleTimeoutMs: number;
+  /** Domains one incoming stream may authenticate. */
+  readonly maxDomains: number;
+  /** Counts an incoming connection in the limits, or refuses it. */
+  readonly admit: (ip: string) => { ok: true; ticket: DriverTicket } | {
+    ok: false;
+    reason: string;
+  };
+  readonly log: Logger;
+}
+
+/** Federation as the server runs it. */
+export interface S2s {
+  /** Serves an accepted connection on the server-to-server port. */
+  serveInbound(conn: Deno.Conn): Promise<void>;
+  /** Sends a stanza (client namespace) to the remote domain its `to` names. */
+  send(stanza: Element, remote: string): void;
+  /** Closes every stream with `system-shutdown`. */
+  shutdown(): void;
+  /** Links to remote domains, for tests and stats. */
+  links(): number;
+}
+
+interface Inbound extends Driver<S2sInSession, S2sInEvent, S2sInOutput> {
+  readonly fed: Federation;
+  readonly ctx: S2sInCtx;
+}
+
+interface Outbound extends Driver<S2sOutSession, S2sOutEvent, S2sOutOutput> {
+  readonly link: Link;
+  readonly fed: Federation;
+}
+
+/** One local domain's link to one remote domain. */
+interface Link {
+  readonly key: string;
+  readonly local: string;
+  readonly remote: string;
+  /** Stanzas waiting for `ready`. */
+  queue: Element[];
+  ready: boolean;
+  driver: Outbound | undefined;
+  /** Key checks sent on this link, by `local id`, with what to tell their incoming stream. */
+  readonly waiters: Map<string, (valid: boolean) => void>;
+  /** Key checks asked for before the socket was up, sent once it is. */
+  early: VerifyRequest[];
+  lastUsed: number;
+}
+
+interface Federation {
+  readonly deps: S2sDeps;
+  readonly links: Map<string, Link>;
+  readonly inbound: Set<Inbound>;
+  /** Backoff per remote domain after a failed link: when the next try may start, and the delay. */
+  readonly backoff: Map<string, { until: number; ms: number }>;
+  readonly outCtx: S2sOutCtx;
+}
+
+const BACKOFF_MIN_MS = 1000;
+// A peer can make us open links (its dialback claims name domains) and wait on checks: bounded.
+const MAX_LINKS = 1000;
+const MAX_WAITERS_PER_LINK = 64;
+const BACKOFF_MAX_MS = 60_000;
+const DEFAULT_PORT = 5269;
+
+/** Bounces a stanza that cannot reach its remote domain (RFC 6120 §10.4.3). */
+function bounce(fed: Federation, stanza: Element, condition: StanzaErrorCondition): void {
+  const type = stanza.attrs.type;
+  if (type === "error" || stanza.name === "presence") return;
+  if (stanza.name === "iq" && type === "result") return;
+  fed.deps.route(errorReply(stanza, condition));
+}
+
+const S2S_IN: DriverKind<S2sInSession, S2sInEvent, S2sInOutput, Inbound> = {
+  reduce: (s, ev, d) => reduceS2sIn(s, ev, d.ctx),
+  execute(d, out) {
+    const { fed } = d;
+    switch (out.kind) {
+      case "starttls": {
+        const t = d.transport;
+        restartStream(d, fed.deps.maxStanzaBytes);
+        t.starttls!().then(() => {
+          void t.read();
+          dispatch(d, { kind: "tls-done" });
+        }, () => dispatch(d, { kind: "disconnected" }));
+        return;
+      }
+      case "route":
+        fed.deps.route(out.stanza);
+        return;
+      case "verify":
+        verifyFor(fed, out.local, out.remote, out.streamId, out.key, (valid) =>
+          dispatch(d, {
+            kind: "verified",
+            remote: out.remote,
+            local: out.local,
+            valid,
+          }));
+        return;
+      case "authenticated":
+        disarm(d);
+        fed.deps.log.info("{ip}: {remote} authenticated by dialback for {local}", {
+          ip: d.session.ip,
+          remote: out.remote,
+          local: out.local,
+        });
+        return;
+    }
+  },
+  parsed: (ev) => ev.kind === "error" ? { kind: "parse-error", condition: ev.condition } : ev,
+  disconnected: () => ({ kind: "disconnected" }),
+  dropped(d, why) {
+    d.fed.deps.log.warn("{ip}: incoming server stream dropped ({why})", { ip: d.session.ip, why });
+  },
+  ended(d) {
+    d.fed.inbound.delete(d);
+  },
+};
+
+const S2S_OUT: DriverKind<S2sOutSession, S2sOutEvent, S2sOutOutput, Outbound> = {
+  reduce: (s, ev, d) => reduceS2sOut(s, ev, d.fed.outCtx),
+  execute(d, out) {
+    const { link, fed } = d;
+    switch (out.kind) {
+      case "starttls": {
+        const t = d.transport as ClientTransport;
+        t.startClientTls(link.remote).then(() => {
+          restartStream(d, fed.deps.maxStanzaBytes);
+          void t.read();
+          dispatch(d, { kind: "tls-done" });
+        }, (err) => {
+          fed.deps.log.info("TLS to {remote} failed: {err}", {
+            remote: link.remote,
+            err: String(err),
+          });
+          dispatch(d, { kind: "disconnected" });
+        });
+        return;
+      }
+      case "ready": {
+        disarm(d);
+        link.ready = true;
+        fed.backoff.delete(link.remote);
+        fed.deps.log.info("Linked {local} to {remote}", { local: link.local, remote: link.remote });
+        const waiting = link.queue;
+        link.queue = [];
+        for (const stanza of waiting) dispatch(d, { kind: "outbound", stanza });
+        return;
+      }
+      case "failed":
+        fail(fed, link, out.condition, out.why);
+        return;
+      case "verified": {
+        const key = `${out.local} ${out.id}`;
+        const waiter = link.waiters.get(key);
+        link.waiters.delete(key);
+        waiter?.(out.valid);
+        return;
+      }
+    }
+  },
+  parsed: (ev) => ev.kind === "error" ? { kind: "parse-error", condition: ev.condition } : ev,
+  disconnected: () => ({ kind: "disconnected" }),
+  dropped(d, why) {
+    d.fed.deps.log.warn("Link to {remote} dropped ({why})", { remote: d.link.remote, why });
+  },
+  ended(d) {
+    const { link, fed } = d;
+    if (fed.links.get(link.key) === link) fed.links.delete(link.key);
+    for (const w of link.waiters.values()) w(false);
+    link.waiters.clear();
+    for (const stanza of link.queue) bounce(fed, stanza, "remote-server-not-found");
+    link.queue = [];
+  },
+};
+
+/** The link failed before it was ready: what waits bounces, and the domain backs off. */
+function fail(fed: Federation, link: Link, condition: StanzaErrorCondition, why: string): void {
+  if (fed.links.get(link.key) === link) fed.links.delete(link.key);
+  const prev = fed.backoff.get(link.remote)?.ms ?? 0;
+  const ms = Math.min(BACKOFF_MAX_MS, Math.max(BACKOFF_MIN_MS, prev * 2));
+  fed.backoff.set(link.remote, { until: Date.now() + ms, ms });
+  fed.deps.log.info("No link from {local} to {remote}: {why}", {
+    local: link.local,
+    remote: link.remote,
+    why,
+  });
+  const waiting = link.queue;
+  link.queue = [];
+  for (const stanza of waiting) bounce(fed, stanza, condition);
+  for (const w of link.waiters.values()) w(false);
+  link.waiters.clear();
+}
+
+async function targetsOf(fed: Federation, remote: string): Promise<readonly S2sTarget[]> {
+  const fixed = fed.deps.staticHosts.get(remote);
+  if (fixed !== undefined) return [fixed];
+  const found = await fed.deps.resolve?.(remote).catch(() => []) ?? [];
+  return found.length > 0 ? found : [{ host: remote, port: DEFAULT_PORT }];
+}
+
+/** Connects a new link: each target in turn, then the outgoing stream. */
+async function connect(fed: Federation, link: Link): Promise<void> {
+  const { deps } = fed;
+  let socket;
+  for (const target of await targetsOf(fed, link.remote)) {
+    try {
+      socket = await connectTcp(target.host, target.port, deps.connectTimeoutMs);
+      break;
+    } catch (err) {
+      deps.log.info("Connecting to {remote} at {host}:{port} failed: {err}", {
+        remote: link.remote,
+        host: target.host,
+        port: target.port,
+        err: String(err),
+      });
+    }
+  }
+  if (socket === undefined) {
+    fail(fed, link, "remote-server-not-found", "no server could be reached");
+    return;
+  }
+  const connected = socket;
+  const d = createDriver(
+    S2S_OUT,
+    newS2sOut(link.local, link.remote),
+    {
+      writeBacklog: deps.writeBacklog,
+      maxStanzaBytes: deps.maxStanzaBytes,
+      maxDepth: deps.maxDepth,
+    },
+    { link, fed },
+    (d) => clientTransport(d, connected, NS_SERVER),
+  );
+  link.driver = d;
+  arm(d, deps.authTimeoutMs, { kind: "timeout" });
+  dispatch(d, { kind: "connected" });
+  for (const request of link.early) dispatch(d, { kind: "verify", request });
+  link.early = [];
+  void d.transport.read();
+}
+
+/** The link from `local` to `remote`, made (and connecting) when there is none. */
+function linkFor(fed: Federation, local: string, remote: string): Link {
+  const key = `${local} ${remote}`;
+  let link = fed.links.get(key);
+  if (link !== undefined) return link;
+  link = {
+    key,
+    local,
+    remote,
+    queue: [],
+    ready: false,
+    driver: undefined,
+    waiters: new Map(),
+    early: [],
+    lastUsed: Date.now(),
+  };
+  fed.links.set(key, link);
+  const made = link;
+  connect(fed, made).catch((err) => fail(fed, made, "remote-server-not-found", String(err)));
+  return link;
+}
+
+/**
+ * Asks `remote`'s authoritative server whether `key` is the one it made for stream `id` to
+ * `local`, over our link to it; `answer` gets the verdict (false when the link fails).
+ */
+function verifyFor(
+  fed: Federation,
+  local: string,
+  remote: string,
+  id: string,
+  key: string,
+  answer: (valid: boolean) => void,
+): void {
+  if (!fed.links.has(`${local} ${remote}`) && fed.links.size >= MAX_LINKS) {
+    answer(false);
+    return;
+  }
+  const link = linkFor(fed, local, remote);
+  const wkey = `${local} ${id}`;
+  if (link.waiters.has(wkey) || link.waiters.size >= MAX_WAITERS_PER_LINK) {
+    answer(false);
+    return;
+  }
+  link.waiters.set(wkey, answer);
+  const request = { local, id, key };
+  if (link.driver !== undefined) dispatch(link.driver, { kind: "verify", request });
+  else link.early.push(request);
+}
+
+/** Starts federation. */
+export function createS2s(deps: S2sDeps): S2s {
+  const fed: Federation = {
+    deps,
+    links: new Map(),
+    inbound: new Set(),
+    backoff: new Map(),
+    outCtx: {
+      secret: deps.secret,
+      requireEncryption: deps.requireEncryption,
+      maxVerifies: deps.maxDomains,
+    },
+  };
+  const inCtx: S2sInCtx = {
+    isLocal: deps.isLocal,
+    tlsAvailable: deps.tls !== undefined,
+    requireEncryption: deps.requireEncryption,
+    secureAuth: deps.secureAuth,
+    secret: deps.secret,
+    newId: deps.newId,
+    maxDomains: deps.maxDomains,
+  };
+  // Idle links and streams are closed; a link's use counts as traffic.
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const link of fed.links.values()) {
+      const d = link.driver;
+      if (d === undefined || !link.ready) continue;
+      if (now - Math.max(link.lastUsed, d.lastActivity) > deps.idleTimeoutMs) {
+        dispatch(d, { kind: "idle" });
+      }
+    }
+    for (const d of fed.inbound) {
+      if (now - d.lastActivity > deps.idleTimeoutMs) dispatch(d, { kind: "idle" });
+    }
+  }, Math.min(30_000, Math.max(1000, deps.idleTimeoutMs / 4)));
+  Deno.unrefTimer(sweep);
+
+  return {
+    serveInbound(conn) {
+      const ip = remoteIp(conn);
+      const admitted = deps.admit(ip);
+      if (!admitted.ok) {
+        deps.log.warn("{ip}: server connection refused, {reason}", {
+          ip,
+          reason: admitted.reason,
+        });
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+        return Promise.resolve();
+      }
+      const d = createDriver(
+        S2S_IN,
+        newS2sIn(ip),
+        {
+          writeBacklog: deps.writeBacklog,
+          maxStanzaBytes: deps.maxStanzaBytes,
+          maxDepth: deps.maxDepth,
+          ticket: admitted.ticket,
+        },
+        { fed, ctx: inCtx },
+        (d) => tcpTransport(d, conn, { ns: NS_SERVER, tls: deps.tls }),
+      );
+      fed.inbound.add(d);
+      arm(d, deps.authTimeoutMs, { kind: "auth-timeout" });
+      void d.transport.read();
+      return d.finished.finally(() => admitted.ticket.release());
+    },
+    send(stanza, remote) {
+      const from = stanza.attrs.from === undefined ? undefined : parseJid(stanza.attrs.from);
+      // Only our own domains' stanzas leave: a server never relays for another.
+      if (from === undefined || !deps.isLocal(from.domain)) return;
+      const local = from.domain;
+      const existing = fed.links.get(`${local} ${remote}`);
+      if (existing === undefined) {
+        const backoff = fed.backoff.get(remote);
+        if (fed.links.size >= MAX_LINKS) {
+          bounce(fed, stanza, "resource-constraint");
+          return;
+        }
+        if (backoff !== undefined && Date.now() < backoff.until) {
+          bounce(fed, stanza, "remote-server-not-found");
+          return;
+        }
+      }
+      const link = existing ?? linkFor(fed, local, remote);
+      link.lastUsed = Date.now();
+      if (link.ready && link.driver !== undefined) {
+        dispatch(link.driver, { kind: "outbound", stanza });
+        return;
+      }
+      if (link.queue.length >= deps.queueMax) {
+        bounce(fed, stanza, "resource-constraint");
+        return;
+      }
+      link.queue.push(stanza);
+    },
+    shutdown() {
+      clearInterval(sweep);
+      for (const d of fed.inbound) dispatch(d, { kind: "shutdown" });
+      for (const link of fed.links.values()) {
+        if (link.driver !== undefined) dispatch(link.driver, { kind: "shutdown" });
+        else fail(fed, link, "remote-server-not-found", "shutting down");
+      }
+      for (const d of fed.inbound) finish(d);
+    },
+    links: () => fed.links.size,
+  };
+}
