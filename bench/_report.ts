@@ -8,7 +8,9 @@
  * The scenarios load.ts knows. `msg-archive` is xmppbench's msg scenario with message archiving
  * on in both servers; `msg` has it off. `muc` is bench/muc_load.mjs (group chat, XEP-0045),
  * which writes its JSON line with xmppbench's field names. `ws-idle` and `ws-msg` are idle and
- * msg over WebSocket (RFC 7395), by bench/ws_load.mjs, with the same field names again.
+ * msg over WebSocket (RFC 7395), by bench/ws_load.mjs, with the same field names again. `s2s` is
+ * bench/s2s_load.mjs: messages and receipts between two federating servers of the same kind,
+ * with the CPU of both (and of each side in `cpu_a_us_per_op`, `cpu_b_us_per_op`).
  */
 export type Scenario =
   | "login"
@@ -18,7 +20,8 @@ export type Scenario =
   | "fanout"
   | "muc"
   | "ws-idle"
-  | "ws-msg";
+  | "ws-msg"
+  | "s2s";
 
 /** One xmppbench (or muc_load) JSON line, parsed. */
 export type BenchJson = Readonly<Record<string, unknown>>;
@@ -112,6 +115,25 @@ export const METRICS: Readonly<Record<Scenario, readonly Metric[]>> = {
   ],
   "ws-idle": IDLE,
   "ws-msg": MSG,
+  s2s: [
+    {
+      label: "**CPU µs/msg, both servers** (A→B + receipt B→A)",
+      path: "cpu_us_per_op",
+      digits: 0,
+    },
+    { label: "sending server A CPU µs/msg", path: "cpu_a_us_per_op", digits: 0 },
+    { label: "receiving server B CPU µs/msg", path: "cpu_b_us_per_op", digits: 0 },
+    { label: "msgs/s (receipt back at the sender)", path: "rate_per_s", digits: 0 },
+    { label: "send → receipt p50 ms", path: "lat_ms.p50", digits: 1 },
+    { label: "send → receipt p99 ms", path: "lat_ms.p99", digits: 1 },
+    {
+      label: "both servers' CPU s in the measured phase",
+      path: "phase.server_cpu_s",
+      digits: 2,
+      noRatio: true,
+    },
+    OTHER_LOAD,
+  ],
 };
 
 /** A numeric field at a dotted path, or `undefined`. */

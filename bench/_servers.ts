@@ -146,19 +146,24 @@ export function freePort(): number {
   return port;
 }
 
-async function waitForPort(port: number, alive: () => boolean, timeoutMs: number) {
+async function waitForPort(
+  port: number,
+  alive: () => boolean,
+  timeoutMs: number,
+  hostname = "127.0.0.1",
+) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (!alive()) throw new Error(`server exited before listening on ${port}`);
     try {
-      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      const c = await Deno.connect({ hostname, port });
       c.close();
       return;
     } catch {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  throw new Error(`server did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
+  throw new Error(`server did not listen on ${hostname}:${port} within ${timeoutMs} ms`);
 }
 
 async function restore(snapshot: string, target: string) {
@@ -180,6 +185,59 @@ async function pool(n: number, concurrency: number, fn: (i: number) => Promise<v
 async function logTail(logFile: string, lines: number): Promise<string> {
   const log = await Deno.readTextFile(logFile).catch(() => "");
   return log.trimEnd().split("\n").slice(-lines).join("\n");
+}
+
+/**
+ * Starts our server on `config` with its output appended to `logFile`, and waits until each of
+ * `ports` on 127.0.0.1 listens. `stop` sends SIGTERM, then SIGKILL after 10 s.
+ */
+async function spawnOurs(
+  mainTs: string,
+  config: string,
+  logFile: string,
+  ports: readonly number[],
+): Promise<{ pid: number; stop: () => Promise<void> }> {
+  // exec keeps the pid, so the child's pid is the server's; bash only raises the fd limit.
+  const child = new Deno.Command("bash", {
+    args: [
+      "-c",
+      `ulimit -n ${NOFILE} 2>/dev/null; exec "$@" >>"$LOG" 2>&1`,
+      "bash",
+      Deno.execPath(),
+      "run",
+      "--allow-all",
+      // The flags `deno task start` uses (see README, Benchmarks), unless the run overrides them.
+      ...v8Flags(Deno.env.get("OUR_V8_FLAGS") ?? SERVER_V8_FLAGS),
+      mainTs,
+      "--config",
+      config,
+    ],
+    env: { LOG: logFile },
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  const stop = async () => {
+    if (exited) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => {
+      if (!exited) child.kill("SIGKILL");
+    }, 10_000);
+    await status;
+    clearTimeout(timer);
+  };
+  try {
+    for (const port of ports) await waitForPort(port, () => !exited, 30_000);
+  } catch (e) {
+    await stop();
+    throw new Error(`${(e as Error).message}\n${await logTail(logFile, 20)}`);
+  }
+  return { pid: child.pid, stop };
 }
 
 /**
@@ -266,48 +324,13 @@ export async function ourServer(mainTs: string, label: string): Promise<ServerKi
         ``,
       ].join("\n"),
     );
-    // exec keeps the pid, so the child's pid is the server's; bash only raises the fd limit.
-    const child = new Deno.Command("bash", {
-      args: [
-        "-c",
-        `ulimit -n ${NOFILE} 2>/dev/null; exec "$@" >>"$LOG" 2>&1`,
-        "bash",
-        Deno.execPath(),
-        "run",
-        "--allow-all",
-        // The flags `deno task start` uses (see README, Benchmarks), unless the run overrides them.
-        ...v8Flags(Deno.env.get("OUR_V8_FLAGS") ?? SERVER_V8_FLAGS),
-        mainTs,
-        "--config",
-        config,
-      ],
-      env: { LOG: logFile },
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    let exited = false;
-    const status = child.status.then((s) => {
-      exited = true;
-      return s;
-    });
-    const stop = async () => {
-      if (exited) return;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => {
-        if (!exited) child.kill("SIGKILL");
-      }, 10_000);
-      await status;
-      clearTimeout(timer);
-    };
-    try {
-      await waitForPort(port, () => !exited, 30_000);
-      if (httpPort !== undefined) await waitForPort(httpPort, () => !exited, 30_000);
-    } catch (e) {
-      await stop();
-      throw new Error(`${(e as Error).message}\n${await logTail(logFile, 20)}`);
-    }
-    return { pid: child.pid, port, ...(httpPort === undefined ? {} : { httpPort }), stop };
+    const { pid, stop } = await spawnOurs(
+      mainTs,
+      config,
+      logFile,
+      httpPort === undefined ? [port] : [port, httpPort],
+    );
+    return { pid, port, ...(httpPort === undefined ? {} : { httpPort }), stop };
   }
 
   return {
@@ -425,6 +448,328 @@ export async function prosodyServer(scriptsDir: string, label: string): Promise<
       ...(opts.muc ? [PROSODY_MUC_CONFIG] : []),
     ];
     return await startAt(extra.join("; "), opts.websocket ?? false);
+  }
+
+  return {
+    name: "Prosody",
+    label,
+    provision,
+    start,
+    cleanup: () => Deno.remove(scratch, { recursive: true }).catch(() => {}),
+  };
+}
+
+/** One server of a federating pair (the `s2s` scenario), as the load generator reaches it. */
+export interface FederatedServer {
+  /** The process whose CPU the generator samples. */
+  readonly pid: number;
+  /** Its c2s address and port. */
+  readonly host: string;
+  readonly port: number;
+  /** Its XMPP domain. */
+  readonly domain: string;
+}
+
+/** Two servers of one kind federating with each other, started for one measurement. */
+export interface RunningPair {
+  readonly a: FederatedServer;
+  readonly b: FederatedServer;
+  /** Stops both and waits for them to be gone. */
+  stop(): Promise<void>;
+}
+
+/** A kind of server run as a federating pair. */
+export interface PairKind {
+  readonly name: string;
+  readonly label: string;
+  /** Creates bench1..bench<users> on both servers, kept as the snapshot every start restores. */
+  provision(users: number, bench: BenchRunner): Promise<void>;
+  /** A fresh pair of processes from the snapshot. */
+  start(): Promise<RunningPair>;
+  /** Removes the scratch directory. */
+  cleanup(): Promise<void>;
+}
+
+/** Stops both servers of a pair, whatever happens to one of them. */
+function stopBoth(...stops: (() => Promise<void>)[]): () => Promise<void> {
+  return async () => {
+    await Promise.allSettled(stops.map((s) => s()));
+  };
+}
+
+/**
+ * Two of our servers, `a.localhost` and `b.localhost`, on 127.0.0.1 with their own ephemeral
+ * ports, each finding the other through `[s2s] hosts`. Nothing else differs from a default
+ * server but what keeps the two comparable to Prosody's pair: plain-text c2s allowed, no
+ * archiving, no MUC, pubsub or upload service, no direct-TLS or HTTP port. Between them the
+ * defaults hold: STARTTLS with the self-signed certificates each makes, then dialback.
+ */
+export async function ourPair(mainTs: string, label: string): Promise<PairKind> {
+  const scratch = await Deno.makeTempDir({ prefix: "bench_s2s_ours_" });
+  const logLevel = Deno.env.get("OUR_LOG_LEVEL") ?? "warning";
+  const sides = ["a", "b"].map((x) => ({
+    domain: `${x}.localhost`,
+    snapshot: `${scratch}/snapshot-${x}`,
+    data: `${scratch}/data-${x}`,
+    logFile: `${scratch}/server-${x}.log`,
+    config: `${scratch}/config-${x}.toml`,
+  }));
+
+  async function provision(users: number) {
+    for (const side of sides) {
+      const accounts = openAccountStore(side.snapshot);
+      await pool(users, 8, (i) => accounts.create(side.domain, `bench${i}`, "benchpass"));
+    }
+  }
+
+  async function start(): Promise<RunningPair> {
+    const c2s = sides.map(() => freePort());
+    const s2s = sides.map(() => freePort());
+    const started: { pid: number; stop: () => Promise<void> }[] = [];
+    try {
+      for (const [i, side] of sides.entries()) {
+        const other = sides[1 - i];
+        await restore(side.snapshot, side.data);
+        await Deno.writeTextFile(
+          side.config,
+          [
+            `hosts = [${JSON.stringify(side.domain)}]`,
+            `data_dir = ${JSON.stringify(side.data)}`,
+            `interfaces = ["127.0.0.1"]`,
+            `c2s_port = ${c2s[i]}`,
+            `c2s_direct_tls_port = false`,
+            `s2s_port = ${s2s[i]}`,
+            `s2s_direct_tls_port = false`,
+            `http = { http_port = false, https_port = false }`,
+            `require_encryption = false`,
+            `archive_enabled = false`,
+            `log_level = ${JSON.stringify(logLevel)}`,
+            `[muc]`,
+            `enabled = false`,
+            `[pubsub]`,
+            `enabled = false`,
+            `[upload]`,
+            `enabled = false`,
+            `[s2s]`,
+            `hosts = { ${JSON.stringify(other.domain)} = "127.0.0.1:${s2s[1 - i]}" }`,
+            ``,
+          ].join("\n"),
+        );
+        started.push(await spawnOurs(mainTs, side.config, side.logFile, [c2s[i], s2s[i]]));
+      }
+    } catch (e) {
+      await stopBoth(...started.map((s) => s.stop))();
+      throw e;
+    }
+    const server = (i: number): FederatedServer => ({
+      pid: started[i].pid,
+      host: "127.0.0.1",
+      port: c2s[i],
+      domain: sides[i].domain,
+    });
+    return { a: server(0), b: server(1), stop: stopBoth(...started.map((s) => s.stop)) };
+  }
+
+  return {
+    name: "ours",
+    label,
+    provision: (users) => provision(users),
+    start,
+    cleanup: () => Deno.remove(scratch, { recursive: true }).catch(() => {}),
+  };
+}
+
+/**
+ * The loopback addresses of Prosody's pair, which are also its domains. Prosody 0.12 finds a
+ * remote server by SRV, then on port 5269 of the domain, with no static map; for an IP-literal
+ * domain it skips DNS and connects to that address (net/resolvers/service.lua, basic.lua). So
+ * each instance serves the domain that is its own address and listens there on 5269. Not .2
+ * and .3, which federation tests may take for themselves at the same time.
+ */
+export const PROSODY_PAIR_ADDRESSES = ["127.0.0.22", "127.0.0.23"] as const;
+
+/** A Prosody configuration for one server of the federating pair. */
+export function prosodyPairConfig(
+  dir: string,
+  address: string,
+  c2sPort: number,
+  runAsRoot: boolean,
+): string {
+  return [
+    `-- Prosody 0.12, one of two federating benchmark instances (written by bench/_servers.ts).`,
+    `pidfile = "${dir}/prosody.pid"`,
+    `data_path = "${dir}/data"`,
+    `plugin_paths = { }`,
+    `admins = { }`,
+    `run_as_root = ${runAsRoot}`,
+    `interfaces = { "${address}" }`,
+    `c2s_interfaces = { "${address}" }`,
+    `c2s_ports = { ${c2sPort} }`,
+    `c2s_direct_tls_ports = { }`,
+    `legacy_ssl_ports = { }`,
+    `s2s_interfaces = { "${address}" }`,
+    `s2s_ports = { 5269 }`,
+    `s2s_direct_tls_ports = { }`,
+    `http_ports = { }`,
+    `https_ports = { }`,
+    `c2s_require_encryption = false`,
+    `allow_unencrypted_plain_auth = true`,
+    // As ours between its pair: STARTTLS when offered (self-signed, so not trusted), then
+    // dialback, which s2s_secure_auth = false allows.
+    `s2s_require_encryption = false`,
+    `s2s_secure_auth = false`,
+    `ssl = { certificate = "${dir}/tls/cert.pem"; key = "${dir}/tls/key.pem"; }`,
+    `authentication = "internal_hashed"`,
+    `storage = "internal"`,
+    `allow_registration = true`,
+    `default_archive_policy = false`,
+    `log = { warn = "${dir}/prosody.log" }`,
+    // The bench template's modules, with TLS and dialback, and without disabling s2s.
+    `modules_enabled = { "roster"; "saslauth"; "tls"; "dialback"; "disco"; "presence"; ` +
+    `"message"; "ping"; "carbons"; "mam"; "offline"; "smacks"; "register"; }`,
+    `VirtualHost "${address}"`,
+    ``,
+  ].join("\n");
+}
+
+/**
+ * Two Prosody instances federating over loopback: domains and addresses
+ * {@link PROSODY_PAIR_ADDRESSES}, each with a self-signed certificate for its address, run as
+ * the `prosody` user as ../shared/bench/prosody/start.sh does; stopped with its stop.sh.
+ */
+export async function prosodyPair(scriptsDir: string, label: string): Promise<PairKind> {
+  const scratch = await Deno.makeTempDir({ prefix: "bench_s2s_prosody_" });
+  await Deno.chmod(scratch, 0o755);
+  const user = "prosody";
+  const asRoot = Deno.uid() === 0;
+  const hasUser = asRoot &&
+    await run("id", [user]).then(() => true, () => false);
+  const sides = PROSODY_PAIR_ADDRESSES.map((address) => ({
+    address,
+    dir: `${scratch}/${address}`,
+    snapshot: `${scratch}/snapshot-${address}`,
+  }));
+
+  async function startOne(
+    side: (typeof sides)[number],
+  ): Promise<{ pid: number; port: number; stop: () => Promise<void> }> {
+    const port = freePort();
+    await Deno.mkdir(`${side.dir}/data`, { recursive: true });
+    await Deno.mkdir(`${side.dir}/tls`, { recursive: true });
+    await run("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "7",
+      "-subj",
+      `/CN=${side.address}`,
+      "-addext",
+      `subjectAltName=IP:${side.address}`,
+      "-keyout",
+      `${side.dir}/tls/key.pem`,
+      "-out",
+      `${side.dir}/tls/cert.pem`,
+    ]);
+    const config = `${side.dir}/prosody.cfg.lua`;
+    await Deno.writeTextFile(
+      config,
+      prosodyPairConfig(side.dir, side.address, port, !hasUser && asRoot),
+    );
+    await Deno.remove(`${side.dir}/prosody.pid`).catch(() => {});
+    let priv: string[] = [];
+    if (hasUser) {
+      const gid = (await run("id", ["-g", user])).trim();
+      await run("chown", ["-R", `${user}:${gid}`, side.dir]);
+      priv = ["setpriv", `--reuid=${user}`, `--regid=${gid}`, "--init-groups", "--"];
+    }
+    const prosody = Deno.env.get("PROSODY_BIN") ?? "prosody";
+    // setsid and a file for its output, as start.sh does; Prosody writes its pid file itself.
+    await run("bash", [
+      "-c",
+      `ulimit -n ${NOFILE} 2>/dev/null; setsid "$@" > "$OUT" 2>&1 < /dev/null &`,
+      "bash",
+      ...priv,
+      prosody,
+      "--config",
+      config,
+      "-F",
+    ], { ...Deno.env.toObject(), OUT: `${side.dir}/prosody.stdout` });
+    const stop = () => run(`${scriptsDir}/stop.sh`, [side.dir]).then(() => {});
+    try {
+      await waitForPort(port, () => true, 20_000, side.address);
+      await waitForPort(5269, () => true, 20_000, side.address);
+      let pid = NaN;
+      for (let i = 0; i < 50 && !(pid > 0); i++) {
+        pid = Number((await Deno.readTextFile(`${side.dir}/prosody.pid`).catch(() => "")).trim());
+        if (!(pid > 0)) await new Promise((r) => setTimeout(r, 100));
+      }
+      if (!(pid > 0)) throw new Error(`no pid file in ${side.dir}`);
+      return { pid, port, stop };
+    } catch (e) {
+      await stop().catch(() => {});
+      const out = await logTail(`${side.dir}/prosody.stdout`, 10);
+      throw new Error(`Prosody on ${side.address}: ${(e as Error).message}\n${out}`);
+    }
+  }
+
+  async function startPair(): Promise<RunningPair> {
+    const started: { pid: number; port: number; stop: () => Promise<void> }[] = [];
+    try {
+      for (const side of sides) started.push(await startOne(side));
+    } catch (e) {
+      await stopBoth(...started.map((s) => s.stop))();
+      throw e;
+    }
+    const server = (i: number): FederatedServer => ({
+      pid: started[i].pid,
+      host: sides[i].address,
+      port: started[i].port,
+      domain: sides[i].address,
+    });
+    return { a: server(0), b: server(1), stop: stopBoth(...started.map((s) => s.stop)) };
+  }
+
+  async function provision(users: number, bench: BenchRunner) {
+    for (const side of sides) await Deno.remove(side.dir, { recursive: true }).catch(() => {});
+    const pair = await startPair();
+    try {
+      for (const s of [pair.a, pair.b]) {
+        const r = await bench([
+          "--scenario",
+          "register",
+          "--host",
+          s.host,
+          "--port",
+          String(s.port),
+          "--domain",
+          s.domain,
+          "--users",
+          String(users),
+          "--concurrency",
+          "10",
+        ], 300);
+        if (r.json?.ok !== true) {
+          throw new Error(
+            `Prosody ${s.domain}: registering bench1..bench${users} failed: ${r.stdout}`,
+          );
+        }
+      }
+    } finally {
+      await pair.stop();
+    }
+    for (const side of sides) await restore(`${side.dir}/data`, side.snapshot);
+  }
+
+  async function start(): Promise<RunningPair> {
+    for (const side of sides) {
+      await run(`${scriptsDir}/stop.sh`, [side.dir]).catch(() => {});
+      await Deno.mkdir(side.dir, { recursive: true });
+      await restore(side.snapshot, `${side.dir}/data`);
+    }
+    return await startPair();
   }
 
   return {

@@ -3,10 +3,12 @@
  * one run, so both see the same machine at the same time.
  *
  * `deno run --allow-all bench/load.ts [--scenarios login,idle,msg,msg-archive,fanout,muc,ws-idle,
- * ws-msg] ...` (`--help` lists the flags). xmppbench has no group chat scenario; `muc` runs
+ * ws-msg,s2s] ...` (`--help` lists the flags). xmppbench has no group chat scenario; `muc` runs
  * bench/muc_load.mjs instead, which writes the same JSON fields. xmppbench speaks only TCP;
  * `ws-idle` and `ws-msg` run its idle and msg over WebSocket (RFC 7395) with bench/ws_load.mjs,
  * again with the same fields, against servers started with their WebSocket endpoint on.
+ * `s2s` runs two servers of each kind federating (ours↔ours, then Prosody↔Prosody) and
+ * bench/s2s_load.mjs between them: senders on one, receivers on the other, CPU of both.
  * Every measured run is a fresh
  * server process started from provisioned accounts, after an unrecorded warm-up of 20 logins;
  * servers alternate within each repeat so that noise from other jobs falls on both. Prosody is
@@ -32,8 +34,11 @@ import {
 import {
   type BenchRun,
   NOFILE,
+  ourPair,
   ourServer,
+  type PairKind,
   prosodyInstalled,
+  prosodyPair,
   prosodyServer,
   prosodyVersion,
   run,
@@ -45,18 +50,19 @@ import {
 const HELP = `usage: deno run --allow-all bench/load.ts [flags]
 
   --scenarios LIST      comma-separated: login, idle, msg, msg-archive, fanout, muc, ws-idle,
-                        ws-msg [all of them]; msg runs both servers with message archiving
+                        ws-msg, s2s [all of them]; msg runs both servers with message archiving
                         off, msg-archive the same with archiving on; ws-idle and ws-msg are
-                        idle and msg over WebSocket (RFC 7395, /xmpp-websocket)
+                        idle and msg over WebSocket (RFC 7395, /xmpp-websocket); s2s is msg
+                        between two federating servers of each kind
   --repeats N           measured runs per scenario and server; the table shows medians [1]
   --users N             login: logins [300]
   --concurrency N       login: logins in flight [20]
   --idle-users N        idle, ws-idle: connections held [1000]
   --idle-concurrency N  idle, ws-idle: logins in flight during the ramp [50]
   --hold S              idle, ws-idle: seconds to hold the connections [5]
-  --pairs N             msg, msg-archive, ws-msg: sender/receiver pairs [20]
+  --pairs N             msg, msg-archive, ws-msg, s2s: sender/receiver pairs [20]
   --messages N          msg, msg-archive, ws-msg: messages per pair [500]
-  --window N            msg, msg-archive, ws-msg: unacknowledged messages per pair [10]
+  --window N            msg, msg-archive, ws-msg, s2s: unacknowledged messages per pair [10]
   --contacts N          fanout: contacts [200]
   --updates N           fanout: presence updates [300]
   --rooms N             muc: rooms [10]
@@ -65,6 +71,8 @@ const HELP = `usage: deno run --allow-all bench/load.ts [flags]
   --muc-window N        muc: unreflected messages per sender [5]
   --muc-warmup N        muc: unrecorded warm-up messages per occupant [50]; fewer leave
                         V8's JIT warm-up in our server's measured phase
+  --s2s-messages N      s2s: measured messages per pair [200]
+  --s2s-warmup N        s2s: unrecorded warm-up messages per pair [50] (they open the links)
   --mech M              SCRAM-SHA-1 | PLAIN [SCRAM-SHA-1] (our server offers PLAIN only over TLS)
   --roster-get MODE     auto | yes | no: roster get during login, the same for both servers;
                         auto = yes unless our server cannot answer it yet [auto]
@@ -73,6 +81,7 @@ const HELP = `usage: deno run --allow-all bench/load.ts [flags]
   --xmppbench PATH      the load generator [../shared/bench/xmppbench.mjs]
   --muc-load PATH       the group chat load generator [bench/muc_load.mjs]
   --ws-load PATH        the WebSocket load generator [bench/ws_load.mjs]
+  --s2s-load PATH       the server-to-server load generator [bench/s2s_load.mjs]
   --verbose             pass the generators' progress output through
 `;
 
@@ -85,6 +94,7 @@ const ALL_SCENARIOS: readonly Scenario[] = [
   "muc",
   "ws-idle",
   "ws-msg",
+  "s2s",
 ];
 
 /** The scenarios over WebSocket: bench/ws_load.mjs, servers started with their endpoint on. */
@@ -108,6 +118,8 @@ interface Options {
   readonly mucMessages: number;
   readonly mucWindow: number;
   readonly mucWarmup: number;
+  readonly s2sMessages: number;
+  readonly s2sWarmup: number;
   readonly mech: string;
   readonly rosterGet: "auto" | "yes" | "no";
   readonly prosody: boolean;
@@ -115,6 +127,7 @@ interface Options {
   readonly xmppbench: string;
   readonly mucLoad: string;
   readonly wsLoad: string;
+  readonly s2sLoad: string;
   readonly verbose: boolean;
 }
 
@@ -156,6 +169,8 @@ function parseOptions(args: readonly string[]): Options | undefined {
       "muc-messages": str,
       "muc-window": str,
       "muc-warmup": str,
+      "s2s-messages": str,
+      "s2s-warmup": str,
       mech: str,
       "roster-get": str,
       "no-prosody": bool,
@@ -163,6 +178,7 @@ function parseOptions(args: readonly string[]): Options | undefined {
       xmppbench: str,
       "muc-load": str,
       "ws-load": str,
+      "s2s-load": str,
       verbose: bool,
       help: bool,
     },
@@ -200,6 +216,8 @@ function parseOptions(args: readonly string[]): Options | undefined {
     // 50: with 5, our server's CPU per delivery was 40% higher (JIT warm-up still measured);
     // from 50 on it stays flat (200 gives the same within noise), and Prosody's does not move.
     mucWarmup: nonNegative("muc-warmup", values["muc-warmup"], 50),
+    s2sMessages: positive("s2s-messages", values["s2s-messages"], 200),
+    s2sWarmup: nonNegative("s2s-warmup", values["s2s-warmup"], 50),
     mech,
     rosterGet,
     prosody: !values["no-prosody"],
@@ -208,6 +226,7 @@ function parseOptions(args: readonly string[]): Options | undefined {
       new URL("../../shared/bench/xmppbench.mjs", import.meta.url).pathname,
     mucLoad: values["muc-load"] ?? new URL("./muc_load.mjs", import.meta.url).pathname,
     wsLoad: values["ws-load"] ?? new URL("./ws_load.mjs", import.meta.url).pathname,
+    s2sLoad: values["s2s-load"] ?? new URL("./s2s_load.mjs", import.meta.url).pathname,
     verbose: values.verbose ?? false,
   };
 }
@@ -307,6 +326,17 @@ function scenarioArgs(s: Scenario, o: Options): string[] {
         "--warmup",
         `${o.mucWarmup}`,
       ];
+    case "s2s":
+      return [
+        "--pairs",
+        `${o.pairs}`,
+        "--messages",
+        `${o.s2sMessages}`,
+        "--window",
+        `${o.window}`,
+        "--warmup",
+        `${o.s2sWarmup}`,
+      ];
   }
 }
 
@@ -322,6 +352,8 @@ function scenarioParams(o: Options, rosterGet: boolean): Record<Scenario, string
       ` W=${o.mucWindow}, warm-up ${o.mucWarmup} msgs each, ${login}, no room archive`,
     "ws-idle": `N=${o.idleUsers}, C=${o.idleConcurrency}, hold ${o.hold} s, ${login}, WebSocket`,
     "ws-msg": `P=${o.pairs}, M=${o.messages}, W=${o.window}, archiving off, WebSocket`,
+    s2s: `P=${o.pairs} pairs A→B, M=${o.s2sMessages}, W=${o.window}, warm-up ${o.s2sWarmup},` +
+      ` ${login}, archiving off, STARTTLS + dialback`,
   };
 }
 
@@ -346,8 +378,8 @@ async function gitRevision(root: string): Promise<string> {
   }
 }
 
-/** The running servers, so that an interrupt can stop them. */
-const active = new Set<RunningServer>();
+/** The running servers (and federating pairs), so that an interrupt can stop them. */
+const active = new Set<{ stop(): Promise<void> }>();
 /** The running load generator processes, likewise. */
 const benchChildren = new Set<Deno.ChildProcess>();
 
@@ -389,10 +421,14 @@ async function main(args: readonly string[]): Promise<number> {
   const bench = benchRunner(opts.xmppbench, opts.verbose);
   const mucBench = benchRunner(opts.mucLoad, opts.verbose);
   const wsBench = benchRunner(opts.wsLoad, opts.verbose);
+  const s2sBench = benchRunner(opts.s2sLoad, opts.verbose);
+  /** The scenarios on one server of each kind; `s2s` runs pairs (runS2s). */
+  const single = opts.scenarios.filter((s) => s !== "s2s");
 
   const rev = await gitRevision(root);
   const ours = await ourServer(mainTs, rev ? `ours-${rev}` : "ours");
   const kinds: ServerKind[] = [ours];
+  const pairKinds: PairKind[] = [];
   let prosodyNote = "";
   if (opts.prosody && await prosodyInstalled()) {
     const v = await prosodyVersion();
@@ -421,7 +457,7 @@ async function main(args: readonly string[]): Promise<number> {
     }
     // Bounded: stop() escalates to SIGKILL after 10 s (ours) or 15 s (Prosody's stop.sh).
     await stopAll();
-    for (const k of kinds) await k.cleanup();
+    for (const k of [...kinds, ...pairKinds]) await k.cleanup();
     Deno.exit(130);
   };
   Deno.addSignalListener("SIGINT", onSignal);
@@ -442,7 +478,7 @@ async function main(args: readonly string[]): Promise<number> {
       ),
       fanContacts: fanout ? opts.contacts : 0,
     };
-    for (const k of [...kinds]) {
+    for (const k of single.length > 0 ? [...kinds] : []) {
       progress(`${k.name}: provisioning ${spec.users} accounts`);
       const t0 = Date.now();
       try {
@@ -461,7 +497,7 @@ async function main(args: readonly string[]): Promise<number> {
 
     // The same login procedure for both servers: roster get only if ours can answer it.
     let rosterGet = opts.rosterGet !== "no";
-    if (opts.rosterGet === "auto") {
+    if (opts.rosterGet === "auto" && single.length > 0) {
       rosterGet = await withServer(ours, { archive: false }, async (s) => {
         const r = await bench([
           "--scenario",
@@ -483,7 +519,7 @@ async function main(args: readonly string[]): Promise<number> {
     const common = ["--mech", opts.mech, ...rosterFlag];
 
     for (const k of kinds) outcomes.set(k.name, {});
-    for (const s of opts.scenarios) {
+    for (const s of single) {
       const runs = new Map<string, BenchJson[]>(kinds.map((k) => [k.name, []]));
       const failures = new Map<string, string[]>(kinds.map((k) => [k.name, []]));
       for (let rep = 1; rep <= opts.repeats; rep++) {
@@ -538,6 +574,20 @@ async function main(args: readonly string[]): Promise<number> {
       for (const k of kinds) {
         outcomes.get(k.name)![s] = { runs: runs.get(k.name)!, failures: failures.get(k.name)! };
       }
+    }
+
+    if (opts.scenarios.includes("s2s")) {
+      pairKinds.push(await ourPair(mainTs, ours.label));
+      const prosodyLabel = kinds.find((k) => k.name === "Prosody")?.label;
+      if (prosodyLabel !== undefined) {
+        pairKinds.push(
+          await prosodyPair(
+            new URL("../../shared/bench/prosody", import.meta.url).pathname,
+            prosodyLabel,
+          ),
+        );
+      }
+      await runS2s(pairKinds, opts, s2sBench, bench, common, jsonl, outcomes);
     }
 
     const prosodyKind = kinds.find((k) => k.name === "Prosody");
@@ -658,6 +708,22 @@ async function main(args: readonly string[]): Promise<number> {
           " `consider_websocket_secure = true`. ws-msg has archiving off as msg does.",
         ]
         : []),
+      ...(opts.scenarios.includes("s2s")
+        ? [
+          "- s2s: bench/s2s_load.mjs. Two servers of each kind federate over loopback; P senders" +
+          " log in on A, P receivers on B (no roster between them); each sender sends chat" +
+          " messages to its receiver with an XEP-0184 receipt request, W at most without a" +
+          " receipt; the receiver's receipt crosses back B→A. CPU is utime+stime of both server" +
+          " processes per message (the message and its receipt), and of each side. The warm-up" +
+          " opens both links (STARTTLS, dialback) and is not measured. Ours: `a.localhost` and" +
+          " `b.localhost` on 127.0.0.1 with `[s2s] hosts` pointing at each other, the self-signed" +
+          " certificates each makes (not trusted: dialback), archiving, MUC, pubsub and upload" +
+          " off. Prosody: IP-literal domains 127.0.0.22 and 127.0.0.23, each listening on its" +
+          " address (s2s on 5269, which Prosody dials for an IP-literal domain without DNS), a" +
+          " self-signed certificate each (STARTTLS, then dialback with `s2s_secure_auth = false`)," +
+          " the bench template's modules plus tls and dialback, `default_archive_policy = false`.",
+        ]
+        : []),
       ...(prosodyNote ? [`- ${prosodyNote}`] : []),
       ...notes,
       `- total time ${((Date.now() - started) / 1000).toFixed(0)} s` +
@@ -681,7 +747,77 @@ async function main(args: readonly string[]): Promise<number> {
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
     await stopAll();
-    for (const k of kinds) await k.cleanup();
+    for (const k of [...kinds, ...pairKinds]) await k.cleanup();
+  }
+}
+
+/**
+ * The `s2s` scenario: for each kind, two servers federating (A and B), provisioned with
+ * bench1..bench<pairs> each, then bench/s2s_load.mjs: senders on A, receivers on B, with the CPU
+ * of both processes. Kinds alternate within each repeat, as in the other scenarios.
+ */
+async function runS2s(
+  pairKinds: readonly PairKind[],
+  opts: Options,
+  s2sBench: ReturnType<typeof benchRunner>,
+  bench: ReturnType<typeof benchRunner>,
+  common: readonly string[],
+  jsonl: string,
+  outcomes: Map<string, Partial<Record<Scenario, Outcome>>>,
+): Promise<void> {
+  const runs = new Map<string, BenchJson[]>(pairKinds.map((k) => [k.name, []]));
+  const failures = new Map<string, string[]>(pairKinds.map((k) => [k.name, []]));
+  const ready: PairKind[] = [];
+  for (const k of pairKinds) {
+    progress(`${k.name} pair: provisioning ${opts.pairs} accounts on each server`);
+    try {
+      await k.provision(opts.pairs, bench);
+      ready.push(k);
+    } catch (e) {
+      failures.get(k.name)!.push(`provisioning failed: ${(e as Error).message.split("\n")[0]}`);
+      progress(`${k.name} pair: provisioning failed: ${(e as Error).message}`);
+    }
+  }
+  for (let rep = 1; rep <= opts.repeats; rep++) {
+    for (const k of ready) {
+      progress(`${k.name}: s2s, repeat ${rep}/${opts.repeats}`);
+      try {
+        const pair = await k.start();
+        active.add(pair);
+        try {
+          const r = await s2sBench([
+            ...["--host-a", pair.a.host, "--port-a", `${pair.a.port}`, "--domain-a", pair.a.domain],
+            ...["--host-b", pair.b.host, "--port-b", `${pair.b.port}`, "--domain-b", pair.b.domain],
+            ...common,
+            ...scenarioArgs("s2s", opts),
+            "--server-a-pid",
+            `${pair.a.pid}`,
+            "--server-b-pid",
+            `${pair.b.pid}`,
+            "--label",
+            k.label,
+            "--tag",
+            "load-s2s",
+            ...(opts.save ? ["--json-out", jsonl] : []),
+          ], 300);
+          const line = r.stdout.split("\n").find((l) => l.startsWith("# "));
+          if (line) progress(`${k.name}: ${line.slice(2)}`);
+          if (r.json?.ok === true) runs.get(k.name)!.push(r.json);
+          else failures.get(k.name)!.push(failureText(r));
+        } finally {
+          active.delete(pair);
+          await pair.stop();
+        }
+      } catch (e) {
+        failures.get(k.name)!.push(`server start/stop failed: ${(e as Error).message}`);
+        progress(`${k.name}: start/stop failed: ${(e as Error).message.split("\n")[0]}`);
+      }
+    }
+  }
+  for (const k of pairKinds) {
+    const o = outcomes.get(k.name) ?? {};
+    o.s2s = { runs: runs.get(k.name)!, failures: failures.get(k.name)! };
+    outcomes.set(k.name, o);
   }
 }
 

@@ -123,12 +123,25 @@ export interface Config {
 export interface S2sConfig {
   /** Port for other servers; 0 picks a free port, `false` turns federation off (`s2s_port`). */
   readonly port: number | false;
+  /**
+   * Port for other servers with TLS from the first byte (XEP-0368, ALPN `xmpp-server`);
+   * `false` turns it off, as does `s2s_port = false` (`s2s_direct_tls_port`, default 5270).
+   */
+  readonly directTlsPort: number | false;
+  /** More CAs to trust for servers' certificates, besides the system's (`[s2s] ca_file`, PEM). */
+  readonly caFile?: string;
   /** Other servers must use TLS (`s2s_require_encryption`, default true). */
   readonly requireEncryption: boolean;
   /** Dialback is refused: only certificates authenticate (`s2s_secure_auth`, default false). */
   readonly secureAuth: boolean;
-  /** Fixed addresses of remote domains, used before DNS (`[s2s] hosts`). */
-  readonly hosts: ReadonlyMap<string, { readonly host: string; readonly port: number }>;
+  /**
+   * Fixed addresses of remote domains, used before DNS (`[s2s] hosts`); `directTls` for a
+   * `"tls://host:port"` entry (XEP-0368), else STARTTLS.
+   */
+  readonly hosts: ReadonlyMap<
+    string,
+    { readonly host: string; readonly port: number; readonly directTls?: boolean }
+  >;
 }
 
 /** The built-in web client (converse.js from npm) served at `/` and `/chat`. */
@@ -358,15 +371,18 @@ function isHttpUrl(s: string): boolean {
   }
 }
 
-const S2S_TARGET_EXPECTED = 'expected "host:port" such as "127.0.0.1:5269" or "[::1]:5269"';
+const S2S_TARGET_EXPECTED =
+  'expected "host:port" such as "127.0.0.1:5269" or "[::1]:5269", or "tls://host:port"';
 
 /** `host:port` (IPv6 in brackets), or undefined when it is not one. */
-function parseTarget(s: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(s);
+function parseTarget(s: string): { host: string; port: number; directTls?: boolean } | undefined {
+  // "tls://": TLS from the first byte (XEP-0368) instead of STARTTLS.
+  const directTls = s.startsWith("tls://");
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]\/]+)):(\d{1,5})$/.exec(directTls ? s.slice(6) : s);
   if (m === null) return undefined;
   const port = Number(m[3]);
   if (port < 1 || port > 65535) return undefined;
-  return { host: m[1] ?? m[2], port };
+  return { host: m[1] ?? m[2], port, ...(directTls ? { directTls } : {}) };
 }
 
 const Schema = table({
@@ -489,6 +505,13 @@ const Schema = table({
     ),
     5269,
   ),
+  s2s_direct_tls_port: v.optional(
+    v.custom<number | false>(
+      (x) => x === false || isPort(x),
+      "expected an integer from 0 to 65535, or false",
+    ),
+    5270,
+  ),
   s2s_require_encryption: boolean(true),
   s2s_secure_auth: boolean(false),
   s2s: v.optional(
@@ -503,6 +526,9 @@ const Schema = table({
           'expected a table of domain = "host:port"',
         ),
         {},
+      ),
+      ca_file: v.optional(
+        v.pipe(v.string("expected a file path"), v.nonEmpty("expected a file path")),
       ),
     }),
     {},
@@ -738,6 +764,15 @@ function checkRelations(raw: RawConfig, source: string): void {
       fail(source, "s2s_port: must differ from the client and component ports");
     }
   }
+  const s2sTlsPort = raw.s2s_direct_tls_port;
+  if (s2sTlsPort !== false && s2sTlsPort !== 0) {
+    if (
+      s2sTlsPort === raw.c2s_port || s2sTlsPort === raw.c2s_direct_tls_port ||
+      s2sTlsPort === raw.component_port || s2sTlsPort === s2sPort
+    ) {
+      fail(source, "s2s_direct_tls_port: must differ from the client, component and s2s ports");
+    }
+  }
   const httpPort = raw.http.http_port;
   if (httpPort !== false && httpPort !== 0) {
     if (
@@ -855,6 +890,8 @@ export function configFromObject(obj: unknown, source: string): Config {
     webClient: { enabled: raw.web_client.enabled ?? localOnly },
     s2s: {
       port: raw.s2s_port,
+      directTlsPort: raw.s2s_direct_tls_port,
+      ...(raw.s2s.ca_file === undefined ? {} : { caFile: raw.s2s.ca_file }),
       requireEncryption: raw.s2s_require_encryption,
       secureAuth: raw.s2s_secure_auth,
       hosts: new Map(

@@ -59,7 +59,13 @@ const DEFAULTS: Config = {
     expiresAfter: 604800,
   },
   webClient: { enabled: true },
-  s2s: { port: 5269, requireEncryption: true, secureAuth: false, hosts: new Map() },
+  s2s: {
+    port: 5269,
+    directTlsPort: 5270,
+    requireEncryption: true,
+    secureAuth: false,
+    hosts: new Map(),
+  },
 };
 
 /** Asserts that `fn` throws a ConfigError whose message is exactly `message`. */
@@ -134,9 +140,11 @@ Deno.test("the example file sets every key to its default", async () => {
       "# public_url",
       "# secure_loopback",
       "s2s_port",
+      "s2s_direct_tls_port",
       "s2s_require_encryption",
       "s2s_secure_auth",
       "# hosts",
+      "# ca_file",
       "# enabled",
     ]
   ) {
@@ -164,6 +172,7 @@ component_port = 5400
 component_interfaces = ["*"]
 exempt_loopback = false
 s2s_port = 5300
+s2s_direct_tls_port = 5301
 s2s_require_encryption = false
 s2s_secure_auth = true
 
@@ -187,7 +196,8 @@ trusted_proxies = ["10.0.0.1", "::1"]
 public_url = "https://xmpp.example.org/"
 
 [s2s]
-hosts = { "Remote.example" = "192.0.2.9:5270", "v6.example" = "[2001:db8::1]:5269" }
+hosts = { "Remote.example" = "192.0.2.9:5270", "v6.example" = "[2001:db8::1]:5269", "d.example" = "tls://192.0.2.8:5270" }
+ca_file = "/etc/xmpp/ca.pem"
 
 [upload]
 domain = "Files.example.org"
@@ -313,11 +323,14 @@ failure_window = 60
     webClient: { enabled: false },
     s2s: {
       port: 5300,
+      directTlsPort: 5301,
+      caFile: "/etc/xmpp/ca.pem",
       requireEncryption: false,
       secureAuth: true,
-      hosts: new Map([
+      hosts: new Map<string, { host: string; port: number; directTls?: boolean }>([
         ["remote.example", { host: "192.0.2.9", port: 5270 }],
         ["v6.example", { host: "2001:db8::1", port: 5269 }],
+        ["d.example", { host: "192.0.2.8", port: 5270, directTls: true }],
       ]),
     },
   };
@@ -330,7 +343,12 @@ Deno.test("s2s: ports, static hosts and their errors", () => {
     () => parseConfig("s2s_port = 5222", "a"),
     "config a: s2s_port: must differ from the client and component ports",
   );
-  for (const bad of ["nohost", "h:0", "h:70000", "[::1:5269", "a:b:c"]) {
+  assertConfigError(
+    () => parseConfig("s2s_direct_tls_port = 5269", "a"),
+    "config a: s2s_direct_tls_port: must differ from the client, component and s2s ports",
+  );
+  assert.equal(parseConfig("s2s_direct_tls_port = false", "a").s2s.directTlsPort, false);
+  for (const bad of ["nohost", "h:0", "h:70000", "[::1:5269", "a:b:c", "tls://h", "tcp://h:1"]) {
     assert.throws(
       () => parseConfig(`[s2s]\nhosts = { "x.example" = "${bad}" }`, "a"),
       /s2s\.hosts\.x\.example: expected "host:port"/,

@@ -123,6 +123,16 @@ function applySubState(
   return { ...r, roster: once, changed: r.changed || withPending !== roster };
 }
 
+/** Local resources, or a remote contact's as federation saw them (for PEP notifications). */
+function withRemote(ctx: AccountCtx): (bare: string) => readonly ResourceView[] {
+  const remote = ctx.remoteResourcesOf;
+  if (remote === undefined) return ctx.resourcesOf;
+  return (bare) => {
+    const local = ctx.resourcesOf(bare);
+    return local.length > 0 ? local : remote(bare);
+  };
+}
+
 function interested(ctx: AccountCtx, bare: string): ResourceView[] {
   return ctx.resourcesOf(bare).filter((r) => r.interested);
 }
@@ -369,7 +379,7 @@ function onModuleIq(s: AccountState, iq: Element, ctx: AccountCtx): AccountStep 
     now: ctx.now(),
     newId: ctx.newId,
     roster: s.roster,
-    resourcesOf: ctx.resourcesOf,
+    resourcesOf: withRemote(ctx),
     limits: ctx.limits,
     also: Object.fromEntries(entry.alsoStores.map((name) => [name, s.modules[name]])),
   });
@@ -626,8 +636,13 @@ function onOutbound(s: AccountState, el: Element, ctx: AccountCtx): AccountStep 
   if (type === "subscribed" && route) {
     // RFC 6121 §3.1.5: the new subscriber gets the user's current presence. Its account asks
     // for it with a probe once it has handled this approval (onInbound), so the presence
-    // cannot overtake the 'subscribed' and the roster push there.
-    // TODO(#5): send it from here to remote subscribers once server-to-server exists.
+    // cannot overtake the 'subscribed' and the roster push there. A contact on another server
+    // gets it from here, after the 'subscribed' on the same link: its server need not probe
+    // (Prosody does not).
+    const domain = parseJid(contact)?.domain;
+    if (domain !== undefined && ctx.federated?.(domain)) {
+      out.push(...presenceOfResources(ctx, s.bare, contact));
+    }
     // And if the user is subscribed to the contact too, learn the contact's presence now.
     if (state.subscription === "to" || state.subscription === "both") {
       out.push({

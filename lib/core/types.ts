@@ -687,6 +687,16 @@ export interface AccountCtx {
   readonly now: () => number;
   readonly newId: () => string;
   readonly resourcesOf: (bareJid: string) => readonly ResourceView[];
+  /**
+   * The available resources of a contact on another server, as far as their presence told us
+   * (federation), for PEP notifications.
+   */
+  readonly remoteResourcesOf?: (bareJid: string) => readonly ResourceView[];
+  /**
+   * True for a domain served by another server (federation on): what is routed there leaves
+   * over one link, in the order it was routed.
+   */
+  readonly federated?: (domain: string) => boolean;
   /** Every bound on what a peer can make the server hold (`[limits]`). */
   readonly limits: Limits;
   /** The archive's switch and the default policy for users without preferences. */

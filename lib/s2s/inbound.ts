@@ -8,10 +8,16 @@
  *
  * The same stream also answers `<db:verify/>` for keys we made: we are then the authoritative
  * server of the local domain, and the secret tells whether the key is ours.
+ *
+ * A peer whose TLS certificate is trusted and names the domain in its header's `from`
+ * (XEP-0178, RFC 6120 §13.7.1.2) is offered SASL EXTERNAL besides dialback; succeeding
+ * authenticates that domain for the header's `to`. The shell only reports the certificate
+ * (`tls-done` with `peer`); what it proves is decided here.
  * @module
  */
 import { elem, type Element, renamespace } from "../xml/element.ts";
 import type { ParseEvent } from "../xml/parser.ts";
+import { certValidFor, type PeerCert } from "../xmpp/cert_names.ts";
 import { dbResult, dbVerify, dialbackKey, dialbackKeyMatches } from "../xmpp/dialback.ts";
 import type { StreamError } from "../xmpp/errors.ts";
 import { parseJid, prepDomainpart } from "../xmpp/jid.ts";
@@ -19,6 +25,7 @@ import {
   NS_CLIENT,
   NS_DIALBACK,
   NS_DIALBACK_FEATURE,
+  NS_SASL,
   NS_SERVER,
   NS_STREAMS,
   NS_TLS,
@@ -38,18 +45,30 @@ export interface S2sInSession {
   readonly authed: readonly string[];
   /** `"remote local"` pairs whose dialback key the authoritative server is checking. */
   readonly pending: readonly string[];
+  /** The peer's TLS certificate, when it sent one. */
+  readonly peer?: PeerCert;
+  /** SASL EXTERNAL is offered on this stream: what it would authenticate (`from` for `to`). */
+  readonly external?: { readonly remote: string; readonly local: string };
 }
 
-/** A fresh incoming stream from `ip`. */
-export function newS2sIn(ip: string, secure = false): S2sInSession {
-  return { state: "opening", secure, ip, authed: [], pending: [] };
+/** A fresh incoming stream from `ip`; `peer`: the certificate of a direct TLS (XEP-0368) peer. */
+export function newS2sIn(ip: string, secure = false, peer?: PeerCert): S2sInSession {
+  return {
+    state: "opening",
+    secure,
+    ip,
+    authed: [],
+    pending: [],
+    ...(peer === undefined ? {} : { peer }),
+  };
 }
 
 /** What happens to an incoming stream. */
 export type S2sInEvent =
   | Exclude<ParseEvent, { readonly kind: "error" }>
   | { readonly kind: "parse-error"; readonly condition: StreamError["condition"] }
-  | { readonly kind: "tls-done" }
+  /** TLS is up; `peer`: the certificate the peer presented, as the shell found it. */
+  | { readonly kind: "tls-done"; readonly peer?: PeerCert }
   /** The authoritative server of `remote` answered our check of its key. */
   | {
     readonly kind: "verified";
@@ -83,8 +102,15 @@ export type S2sInOutput =
     readonly streamId: string;
     readonly key: string;
   }
-  /** `remote` may now send to `local` on this stream (for the log). */
-  | { readonly kind: "authenticated"; readonly remote: string; readonly local: string }
+  /** `remote` may now send to `local` on this stream (for the log); `via` SASL EXTERNAL. */
+  | {
+    readonly kind: "authenticated";
+    readonly remote: string;
+    readonly local: string;
+    readonly via?: "sasl-external";
+  }
+  /** After SASL: a new stream starts, with a fresh parser (RFC 6120 §6.4.6). */
+  | { readonly kind: "reset-stream" }
   | { readonly kind: "disconnect" };
 
 /** What the reducer may consult. */
@@ -127,12 +153,17 @@ function close(s: S2sInSession, error?: StreamError): S2sInStep {
   return [{ ...s, state: "closed" }, out];
 }
 
-/** The features after our header (RFC 6120 §4.3.2): TLS first, then dialback. */
+/** The features after our header (RFC 6120 §4.3.2): TLS first, then SASL, then dialback. */
 function features(s: S2sInSession, ctx: S2sInCtx): Element {
   const children: Element[] = [];
   if (!s.secure && ctx.tlsAvailable) {
     children.push(elem("starttls", { xmlns: NS_TLS }, [
       ctx.requireEncryption && elem("required"),
+    ]));
+  }
+  if (s.external !== undefined) {
+    children.push(elem("mechanisms", { xmlns: NS_SASL }, [
+      elem("mechanism", {}, ["EXTERNAL"]),
     ]));
   }
   if ((s.secure || !ctx.requireEncryption) && !ctx.secureAuth) {
@@ -167,7 +198,16 @@ function onOpen(
     });
     return [d, [{ kind: "open-stream", header: header(id) }, ...out.slice(1)]];
   }
-  const open: S2sInSession = { ...opening, state: "open" };
+  // XEP-0178 §3: EXTERNAL when the certificate proves the domain the header claims, and once.
+  const external = remote !== undefined && s.secure && certValidFor(s.peer, remote) &&
+      !s.authed.includes(pair(remote, local))
+    ? { remote, local }
+    : undefined;
+  const open: S2sInSession = {
+    ...opening,
+    state: "open",
+    ...(external === undefined ? {} : { external }),
+  };
   return [open, [
     { kind: "open-stream", header: header(id, local, remote) },
     { kind: "send", stanza: features(open, ctx) },
@@ -210,7 +250,8 @@ function onResult(s: S2sInSession, el: Element, ctx: S2sInCtx): S2sInStep {
     return [s, [{
       kind: "send",
       stanza: elem("result", { xmlns: NS_DIALBACK, from: local, to: remote, type: "error" }, [
-        elem("error", { type: "cancel" }, [
+        // Unprefixed inside `<db:result>` on the wire: the stream's namespace (XEP-0220 §2.4).
+        elem("error", { xmlns: NS_SERVER, type: "cancel" }, [
           elem(key === "" ? "bad-request" : "resource-constraint", {
             xmlns: "urn:ietf:params:xml:ns:xmpp-stanzas",
           }),
@@ -265,6 +306,47 @@ function onVerified(
   ]];
 }
 
+function saslFailure(condition: string): S2sInOutput {
+  return {
+    kind: "send",
+    stanza: elem("failure", { xmlns: NS_SASL }, [elem(condition)]),
+  };
+}
+
+/**
+ * `<auth mechanism='EXTERNAL'>` (RFC 6120 §6.4, XEP-0178 §3): the authorization identity is
+ * empty (`=`) or the domain the certificate was found valid for; success authenticates that
+ * domain for the stream's `to`, and the stream restarts. A failure leaves the stream open for
+ * dialback.
+ */
+function onAuth(s: S2sInSession, el: Element): S2sInStep {
+  const ext = s.external;
+  if (ext === undefined || el.attrs.mechanism !== "EXTERNAL") {
+    return [s, [saslFailure(ext === undefined ? "not-authorized" : "invalid-mechanism")]];
+  }
+  const response = textOf(el).trim();
+  let authzid = "";
+  if (response !== "" && response !== "=") {
+    try {
+      authzid = new TextDecoder("utf-8", { fatal: true }).decode(
+        Uint8Array.from(atob(response), (c) => c.charCodeAt(0)),
+      );
+    } catch {
+      return [s, [saslFailure("incorrect-encoding")]];
+    }
+  }
+  if (authzid !== "" && prepDomainpart(authzid) !== ext.remote) {
+    return [s, [saslFailure("invalid-authzid")]];
+  }
+  const p = pair(ext.remote, ext.local);
+  const { external: _done, ...rest } = s;
+  return [{ ...rest, state: "opening", authed: [...s.authed.filter((x) => x !== p), p] }, [
+    { kind: "send", stanza: elem("success", { xmlns: NS_SASL }) },
+    { kind: "reset-stream" },
+    { kind: "authenticated", remote: ext.remote, local: ext.local, via: "sasl-external" },
+  ]];
+}
+
 /** A stanza from the peer: its `from` must be a domain authenticated for its `to`. */
 function onStanza(s: S2sInSession, el: Element, ctx: S2sInCtx): S2sInStep {
   const from = el.attrs.from === undefined ? undefined : parseJid(el.attrs.from);
@@ -294,6 +376,7 @@ function onElement(s: S2sInSession, el: Element, ctx: S2sInCtx): S2sInStep {
       { kind: "starttls" },
     ]];
   }
+  if (el.xmlns === NS_SASL && el.name === "auth") return onAuth(s, el);
   if (el.xmlns === NS_DIALBACK && el.name === "result") return onResult(s, el, ctx);
   if (el.xmlns === NS_DIALBACK && el.name === "verify") return onVerify(s, el, ctx);
   if (el.xmlns === NS_SERVER && STANZAS.has(el.name)) {
@@ -316,7 +399,7 @@ export function reduceS2sIn(s: S2sInSession, ev: S2sInEvent, ctx: S2sInCtx): S2s
       if (s.state !== "open") return close(s, { condition: "invalid-xml" });
       return onElement(s, ev.stanza, ctx);
     case "tls-done":
-      return [{ ...s, secure: true }, []];
+      return [{ ...s, secure: true, ...(ev.peer === undefined ? {} : { peer: ev.peer }) }, []];
     case "verified":
       return onVerified(s, ev);
     case "parse-error":

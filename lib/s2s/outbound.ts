@@ -5,13 +5,25 @@
  * own). Once the remote says `valid`, stanzas flow (`ready`); the shell keeps the queue of what
  * waits for that. The same stream carries our `<db:verify/>` checks of keys that servers of the
  * remote domain gave us on their incoming streams.
+ *
+ * With certificates (XEP-0178): when the remote's certificate is trusted and names its domain,
+ * and it offers SASL EXTERNAL, we authenticate with our own certificate instead of dialback;
+ * `s2s_secure_auth` makes a remote certificate that is not valid fail the link.
  * @module
  */
 import { elem, type Element, renamespace } from "../xml/element.ts";
 import type { ParseEvent } from "../xml/parser.ts";
+import { certValidFor, type PeerCert } from "../xmpp/cert_names.ts";
 import { dbResult, dbVerify, dialbackKey } from "../xmpp/dialback.ts";
 import type { StanzaErrorCondition, StreamError } from "../xmpp/errors.ts";
-import { NS_CLIENT, NS_DIALBACK, NS_SERVER, NS_STREAMS, NS_TLS } from "../xmpp/namespaces.ts";
+import {
+  NS_CLIENT,
+  NS_DIALBACK,
+  NS_SASL,
+  NS_SERVER,
+  NS_STREAMS,
+  NS_TLS,
+} from "../xmpp/namespaces.ts";
 import type { StreamOutput } from "../xmpp/stream_xml.ts";
 
 /** A key check to send: does `key` come from `remote` for stream `id` to `local`? */
@@ -25,14 +37,15 @@ export interface VerifyRequest {
 export interface S2sOutSession {
   /**
    * `connecting`: no socket yet; `opening`: our header sent, theirs awaited; `features`:
-   * theirs came, features awaited; `starttls`: TLS asked for; `dialback`: our key sent;
-   * `ready`: stanzas flow; `closed`.
+   * theirs came, features awaited; `starttls`: TLS asked for; `sasl`: SASL EXTERNAL asked
+   * for; `dialback`: our key sent; `ready`: stanzas flow; `closed`.
    */
   readonly state:
     | "connecting"
     | "opening"
     | "features"
     | "starttls"
+    | "sasl"
     | "dialback"
     | "ready"
     | "closed";
@@ -43,6 +56,10 @@ export interface S2sOutSession {
   readonly streamId?: string;
   /** Key checks waiting for the stream to be open. */
   readonly verifies: readonly VerifyRequest[];
+  /** The remote's TLS certificate, as the shell found it. */
+  readonly peer?: PeerCert;
+  /** SASL EXTERNAL succeeded: the next stream's features make the link ready. */
+  readonly sasl?: boolean;
 }
 
 /** A stream from `local` to `remote` about to connect. */
@@ -54,9 +71,10 @@ export function newS2sOut(local: string, remote: string): S2sOutSession {
 export type S2sOutEvent =
   | Exclude<ParseEvent, { readonly kind: "error" }>
   | { readonly kind: "parse-error"; readonly condition: StreamError["condition"] }
-  /** The socket is up. */
-  | { readonly kind: "connected" }
-  | { readonly kind: "tls-done" }
+  /** The socket is up; `directTls`: with TLS from the first byte (XEP-0368), `peer` its certificate. */
+  | { readonly kind: "connected"; readonly directTls?: boolean; readonly peer?: PeerCert }
+  /** STARTTLS is done; `peer`: the remote's certificate. */
+  | { readonly kind: "tls-done"; readonly peer?: PeerCert }
   /** Check a key with the remote (we are the receiving server of one of its streams). */
   | { readonly kind: "verify"; readonly request: VerifyRequest }
   /** A stanza to send; the shell only gives it once `ready`. */
@@ -74,8 +92,10 @@ export type S2sOutOutput =
   | { readonly kind: "send"; readonly stanza: Element }
   /** Upgrade the socket to TLS (client side), then `tls-done`, and a new stream. */
   | { readonly kind: "starttls" }
-  /** Authenticated: what waits may be sent. */
-  | { readonly kind: "ready" }
+  /** Authenticated: what waits may be sent (`via` SASL EXTERNAL, else dialback). */
+  | { readonly kind: "ready"; readonly via?: "sasl-external" }
+  /** After SASL: a new stream starts, with a fresh parser (RFC 6120 §6.4.6). */
+  | { readonly kind: "reset-stream" }
   /**
    * The stream will not carry stanzas: bounce what waits with `condition` (RFC 6120 §10.4.3),
    * `why` for the log.
@@ -98,6 +118,10 @@ export interface S2sOutCtx {
   readonly requireEncryption: boolean;
   /** Key checks one stream may hold while it opens. */
   readonly maxVerifies: number;
+  /** Only a remote whose certificate is valid for its domain may be linked (`s2s_secure_auth`). */
+  readonly secureAuth?: boolean;
+  /** We present a certificate for our domain, so SASL EXTERNAL may be tried (XEP-0178). */
+  readonly external?: boolean;
 }
 
 /** One reduction's result. */
@@ -148,6 +172,36 @@ function authenticate(s: S2sOutSession, ctx: S2sOutCtx): S2sOutStep {
   ]];
 }
 
+/** The remote must prove its domain with its certificate (`s2s_secure_auth`) and does not. */
+function insecure(s: S2sOutSession): S2sOutStep {
+  const why = !s.secure
+    ? "no TLS"
+    : s.peer === undefined
+    ? "no certificate"
+    : !s.peer.trusted
+    ? "not signed by a trusted CA"
+    : "not issued for this domain";
+  return end(s, `the remote server's certificate is not valid for ${s.remote} (${why})`, {
+    error: {
+      condition: "policy-violation",
+      text: `A valid certificate for ${s.remote} is required`,
+    },
+  });
+}
+
+function offersExternal(features: Element): boolean {
+  const mechanisms = child(features, "mechanisms", NS_SASL);
+  return mechanisms !== undefined &&
+    mechanisms.children.some((m) =>
+      typeof m !== "string" && m.name === "mechanism" &&
+      m.children.join("").trim() === "EXTERNAL"
+    );
+}
+
+function base64(text: string): string {
+  return btoa(String.fromCharCode(...new TextEncoder().encode(text)));
+}
+
 function onFeatures(s: S2sOutSession, el: Element, ctx: S2sOutCtx): S2sOutStep {
   if (!s.secure && child(el, "starttls", NS_TLS) !== undefined) {
     return [{ ...s, state: "starttls" }, [{
@@ -159,6 +213,30 @@ function onFeatures(s: S2sOutSession, el: Element, ctx: S2sOutCtx): S2sOutStep {
     return end(s, "the remote server does not offer TLS", {
       error: { condition: "policy-violation", text: "TLS is required" },
     });
+  }
+  if (s.sasl === true) {
+    // The stream after SASL success (RFC 6120 §6.4.6): authenticated, what waited goes now.
+    return [{ ...s, state: "ready", verifies: [] }, [
+      ...s.verifies.map((v) => ({ kind: "send" as const, stanza: verifyStanza(s, v) })),
+      { kind: "ready", via: "sasl-external" },
+    ]];
+  }
+  const remoteValid = s.secure && certValidFor(s.peer, s.remote);
+  if (ctx.secureAuth === true && !remoteValid) return insecure(s);
+  // XEP-0178 §3: our certificate speaks for our domain; the authorization identity names it.
+  if (ctx.external === true && remoteValid && offersExternal(el)) {
+    return [{ ...s, state: "sasl" }, [{
+      kind: "send",
+      stanza: elem("auth", { xmlns: NS_SASL, mechanism: "EXTERNAL" }, [base64(s.local)]),
+    }]];
+  }
+  return authenticate(s, ctx);
+}
+
+/** The answer to our SASL EXTERNAL: a new stream, or dialback instead (XEP-0178 §3.2). */
+function onSaslOutcome(s: S2sOutSession, el: Element, ctx: S2sOutCtx): S2sOutStep {
+  if (el.name === "success") {
+    return [{ ...s, state: "opening", sasl: true }, [{ kind: "reset-stream" }, header(s)]];
   }
   return authenticate(s, ctx);
 }
@@ -186,6 +264,12 @@ function onElement(s: S2sOutSession, el: Element, ctx: S2sOutCtx): S2sOutStep {
   if (el.xmlns === NS_TLS && el.name === "failure") {
     return end(s, "the remote server failed TLS");
   }
+  if (
+    el.xmlns === NS_SASL && (el.name === "success" || el.name === "failure") &&
+    s.state === "sasl"
+  ) {
+    return onSaslOutcome(s, el, ctx);
+  }
   if (el.xmlns === NS_DIALBACK && el.name === "result") return onResult(s, el);
   if (el.xmlns === NS_DIALBACK && el.name === "verify") {
     const id = el.attrs.id;
@@ -210,6 +294,10 @@ export function reduceS2sOut(s: S2sOutSession, ev: S2sOutEvent, ctx: S2sOutCtx):
   }
   switch (ev.kind) {
     case "connected":
+      if (ev.directTls === true) {
+        const secured = { ...s, secure: true, ...(ev.peer === undefined ? {} : { peer: ev.peer }) };
+        return [{ ...secured, state: "opening" }, [header(secured)]];
+      }
       return [{ ...s, state: "opening" }, [header(s)]];
     case "stream-open": {
       if (s.state !== "opening") return end(s, "a second stream header");
@@ -226,6 +314,7 @@ export function reduceS2sOut(s: S2sOutSession, ev: S2sOutEvent, ctx: S2sOutCtx):
             error: { condition: "policy-violation" },
           });
         }
+        if (ctx.secureAuth === true) return insecure(next);
         return authenticate(next, ctx);
       }
       return [next, []];
@@ -237,7 +326,12 @@ export function reduceS2sOut(s: S2sOutSession, ev: S2sOutEvent, ctx: S2sOutCtx):
       return onElement(s, ev.stanza, ctx);
     case "tls-done":
       // A new stream over TLS (RFC 6120 §5.4.3.3).
-      return [{ ...s, state: "opening", secure: true }, [header(s)]];
+      return [{
+        ...s,
+        state: "opening",
+        secure: true,
+        ...(ev.peer === undefined ? {} : { peer: ev.peer }),
+      }, [header(s)]];
     case "verify": {
       if (s.state === "dialback" || s.state === "ready") {
         return [s, [{ kind: "send", stanza: verifyStanza(s, ev.request) }]];

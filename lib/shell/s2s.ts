@@ -5,6 +5,11 @@
  * waiting for a link to be authenticated (capped, bounced per RFC 6120 §10.4.3 when the link
  * fails or times out), retrying with backoff, closing idle links, and carrying dialback key
  * checks from an incoming stream to an outgoing one and back. The reducers are lib/s2s/.
+ *
+ * Certificates (XEP-0178): incoming TLS asks the peer for its certificate, outgoing TLS
+ * presents ours; the shell reports each peer's certificate (trusted or not, and its names) to
+ * the reducer, which decides what it proves. XEP-0368: the direct TLS listener, and targets
+ * reached with TLS from the first byte (`_xmpps-server._tcp`, `tls://` in `[s2s] hosts`).
  * @module
  */
 import type { Logger } from "../log.ts";
@@ -40,15 +45,30 @@ import {
   finish,
   restartStream,
 } from "../transport/driver.ts";
-import { type ClientTransport, clientTransport, connectTcp } from "../transport/tcp_client.ts";
+import {
+  type ClientTlsOptions,
+  type ClientTransport,
+  clientTransport,
+  connectTcp,
+  type PeerCertificate,
+  secureClient,
+} from "../transport/tcp_client.ts";
 import { remoteIp, tcpTransport } from "../transport/tcp.ts";
 import type { TlsContexts } from "../transport/tls.ts";
+import { certNamesOf, peerCertOf, type TrustStore } from "../transport/peer_cert.ts";
+import type { PeerCert } from "../xmpp/cert_names.ts";
+import type net from "node:net";
 
 /** Where a remote domain's server listens. */
 export interface S2sTarget {
   readonly host: string;
   readonly port: number;
+  /** TLS from the first byte (XEP-0368), not STARTTLS. */
+  readonly directTls?: boolean;
 }
+
+/** ALPN protocol of server-to-server direct TLS (XEP-0368). */
+export const ALPN_XMPP_SERVER = "xmpp-server";
 
 /** What federation needs from the server. */
 export interface S2sDeps {
@@ -60,6 +80,14 @@ export interface S2sDeps {
   readonly secret: string;
   /** Certificates for incoming STARTTLS. */
   readonly tls?: TlsContexts;
+  /** The CAs peers' certificates may chain to (system roots and `ca_file`). */
+  readonly trust?: TrustStore;
+  /** `ca_file`'s certificates (PEM), trusted by outgoing TLS besides the system's. */
+  readonly extraCas?: readonly string[];
+  /** Our certificate and key (PEM) for a local domain, presented to remote servers. */
+  readonly certFor?: (
+    local: string,
+  ) => { readonly certPem: string; readonly keyPem: string } | undefined;
   readonly requireEncryption: boolean;
   readonly secureAuth: boolean;
   /** Fixed addresses of remote domains (`[s2s] hosts`), before DNS. */
@@ -89,8 +117,11 @@ export interface S2sDeps {
 
 /** Federation as the server runs it. */
 export interface S2s {
-  /** Serves an accepted connection on the server-to-server port. */
-  serveInbound(conn: Deno.Conn): Promise<void>;
+  /**
+   * Serves an accepted connection on the server-to-server port, or with `directTls` on the
+   * direct TLS port (XEP-0368).
+   */
+  serveInbound(conn: Deno.Conn, opts?: { readonly directTls?: boolean }): Promise<void>;
   /** Sends a stanza (client namespace) to the remote domain its `to` names. */
   send(stanza: Element, remote: string): void;
   /** Closes every stream with `system-shutdown`. */
@@ -102,6 +133,8 @@ export interface S2s {
 interface Inbound extends Driver<S2sInSession, S2sInEvent, S2sInOutput> {
   readonly fed: Federation;
   readonly ctx: S2sInCtx;
+  /** The peer's certificate, once the TLS handshake saw it. */
+  readonly tlsPeer: { cert?: PeerCert };
 }
 
 interface Outbound extends Driver<S2sOutSession, S2sOutEvent, S2sOutOutput> {
@@ -159,10 +192,13 @@ const S2S_IN: DriverKind<S2sInSession, S2sInEvent, S2sInOutput, Inbound> = {
         restartStream(d, fed.deps.maxStanzaBytes);
         t.starttls!().then(() => {
           void t.read();
-          dispatch(d, { kind: "tls-done" });
+          dispatch(d, tlsDone(d.tlsPeer.cert));
         }, () => dispatch(d, { kind: "disconnected" }));
         return;
       }
+      case "reset-stream":
+        restartStream(d, fed.deps.maxStanzaBytes);
+        return;
       case "route":
         fed.deps.route(out.stanza);
         return;
@@ -177,10 +213,11 @@ const S2S_IN: DriverKind<S2sInSession, S2sInEvent, S2sInOutput, Inbound> = {
         return;
       case "authenticated":
         disarm(d);
-        fed.deps.log.info("{ip}: {remote} authenticated by dialback for {local}", {
+        fed.deps.log.info("{ip}: {remote} authenticated by {how} for {local}", {
           ip: d.session.ip,
           remote: out.remote,
           local: out.local,
+          how: out.via === "sasl-external" ? "certificate (SASL EXTERNAL)" : "dialback",
         });
         return;
     }
@@ -202,10 +239,10 @@ const S2S_OUT: DriverKind<S2sOutSession, S2sOutEvent, S2sOutOutput, Outbound> = 
     switch (out.kind) {
       case "starttls": {
         const t = d.transport as ClientTransport;
-        t.startClientTls(link.remote).then(() => {
+        t.startClientTls(link.remote, clientTls(fed, link.local)).then((peer) => {
           restartStream(d, fed.deps.maxStanzaBytes);
           void t.read();
-          dispatch(d, { kind: "tls-done" });
+          dispatch(d, tlsDone(peerCertFrom(peer)));
         }, (err) => {
           fed.deps.log.info("TLS to {remote} failed: {err}", {
             remote: link.remote,
@@ -215,11 +252,18 @@ const S2S_OUT: DriverKind<S2sOutSession, S2sOutEvent, S2sOutOutput, Outbound> = 
         });
         return;
       }
+      case "reset-stream":
+        restartStream(d, fed.deps.maxStanzaBytes);
+        return;
       case "ready": {
         disarm(d);
         link.ready = true;
         fed.backoff.delete(link.remote);
-        fed.deps.log.info("Linked {local} to {remote}", { local: link.local, remote: link.remote });
+        fed.deps.log.info("Linked {local} to {remote} ({how})", {
+          local: link.local,
+          remote: link.remote,
+          how: out.via === "sasl-external" ? "certificate, SASL EXTERNAL" : "dialback",
+        });
         const waiting = link.queue;
         link.queue = [];
         for (const stanza of waiting) dispatch(d, { kind: "outbound", stanza });
@@ -252,6 +296,25 @@ const S2S_OUT: DriverKind<S2sOutSession, S2sOutEvent, S2sOutOutput, Outbound> = 
   },
 };
 
+function tlsDone(peer: PeerCert | undefined): S2sInEvent & S2sOutEvent {
+  return peer === undefined ? { kind: "tls-done" } : { kind: "tls-done", peer };
+}
+
+/** What the client side of TLS saw, as facts for the reducer. */
+function peerCertFrom(p: PeerCertificate): PeerCert | undefined {
+  return p.der === undefined ? undefined : { trusted: p.authorized, names: certNamesOf(p.der) };
+}
+
+/** How we are a TLS client for `local`: its certificate, and the extra CAs. */
+function clientTls(fed: Federation, local: string, alpn?: readonly string[]): ClientTlsOptions {
+  const mine = fed.deps.certFor?.(local);
+  return {
+    ...(fed.deps.extraCas === undefined ? {} : { ca: fed.deps.extraCas }),
+    ...(mine === undefined ? {} : { cert: mine.certPem, key: mine.keyPem }),
+    ...(alpn === undefined ? {} : { alpn }),
+  };
+}
+
 /** The link failed before it was ready: what waits bounces, and the domain backs off. */
 function fail(fed: Federation, link: Link, condition: StanzaErrorCondition, why: string): void {
   if (fed.links.get(link.key) === link) fed.links.delete(link.key);
@@ -280,10 +343,30 @@ async function targetsOf(fed: Federation, remote: string): Promise<readonly S2sT
 /** Connects a new link: each target in turn, then the outgoing stream. */
 async function connect(fed: Federation, link: Link): Promise<void> {
   const { deps } = fed;
-  let socket;
+  let socket: net.Socket | undefined;
+  // With direct TLS (XEP-0368) the handshake is part of reaching a target: one that fails it
+  // is passed over like one that does not answer.
+  let direct: PeerCertificate | undefined;
   for (const target of await targetsOf(fed, link.remote)) {
     try {
       socket = await connectTcp(target.host, target.port, deps.connectTimeoutMs);
+      if (target.directTls === true) {
+        const plain: net.Socket = socket;
+        socket = undefined;
+        const timer = setTimeout(() => plain.destroy(), deps.connectTimeoutMs);
+        try {
+          [socket, direct] = await secureClient(
+            plain,
+            link.remote,
+            clientTls(fed, link.local, [ALPN_XMPP_SERVER]),
+          );
+        } catch (err) {
+          plain.destroy();
+          throw err;
+        } finally {
+          clearTimeout(timer);
+        }
+      }
       break;
     } catch (err) {
       deps.log.info("Connecting to {remote} at {host}:{port} failed: {err}", {
@@ -312,7 +395,11 @@ async function connect(fed: Federation, link: Link): Promise<void> {
   );
   link.driver = d;
   arm(d, deps.authTimeoutMs, { kind: "timeout" });
-  dispatch(d, { kind: "connected" });
+  if (direct === undefined) dispatch(d, { kind: "connected" });
+  else {
+    const peer = peerCertFrom(direct);
+    dispatch(d, { kind: "connected", directTls: true, ...(peer === undefined ? {} : { peer }) });
+  }
   for (const request of link.early) dispatch(d, { kind: "verify", request });
   link.early = [];
   void d.transport.read();
@@ -379,6 +466,8 @@ export function createS2s(deps: S2sDeps): S2s {
       secret: deps.secret,
       requireEncryption: deps.requireEncryption,
       maxVerifies: deps.maxDomains,
+      secureAuth: deps.secureAuth,
+      external: deps.certFor !== undefined,
     },
   };
   const inCtx: S2sInCtx = {
@@ -407,7 +496,7 @@ export function createS2s(deps: S2sDeps): S2s {
   Deno.unrefTimer(sweep);
 
   return {
-    serveInbound(conn) {
+    serveInbound(conn, opts = {}) {
       const ip = remoteIp(conn);
       const admitted = deps.admit(ip);
       if (!admitted.ok) {
@@ -422,6 +511,15 @@ export function createS2s(deps: S2sDeps): S2s {
         }
         return Promise.resolve();
       }
+      const tlsPeer: { cert?: PeerCert } = {};
+      // Per connection: the handshake asks for the peer's certificate and tells us what it was.
+      const tls: TlsContexts | undefined = deps.tls === undefined ? undefined : {
+        ...deps.tls,
+        requestCert: true,
+        onSecure: (socket) => {
+          tlsPeer.cert = deps.trust === undefined ? undefined : peerCertOf(socket, deps.trust);
+        },
+      };
       const d = createDriver(
         S2S_IN,
         newS2sIn(ip),
@@ -431,12 +529,22 @@ export function createS2s(deps: S2sDeps): S2s {
           maxDepth: deps.maxDepth,
           ticket: admitted.ticket,
         },
-        { fed, ctx: inCtx },
-        (d) => tcpTransport(d, conn, { ns: NS_SERVER, tls: deps.tls }),
+        { fed, ctx: inCtx, tlsPeer },
+        (d) => tcpTransport(d, conn, { ns: NS_SERVER, tls }),
       );
       fed.inbound.add(d);
       arm(d, deps.authTimeoutMs, { kind: "auth-timeout" });
-      void d.transport.read();
+      const started = opts.directTls !== true
+        ? Promise.resolve()
+        : tls === undefined
+        ? Promise.resolve(finish(d))
+        : d.transport.starttls!([ALPN_XMPP_SERVER]).then(
+          () => dispatch(d, tlsDone(tlsPeer.cert)),
+          () => finish(d),
+        );
+      void started.then(() => {
+        if (!d.done) void d.transport.read();
+      });
       return d.finished.finally(() => admitted.ticket.release());
     },
     send(stanza, remote) {

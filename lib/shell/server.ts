@@ -40,7 +40,9 @@ import { hasTombstone, openTombstoneStore, removeAccount } from "../storage/tomb
 import { openUserData } from "../storage/user_data.ts";
 import { secureContexts } from "../transport/tls.ts";
 import { createS2s, type S2s, type S2sTarget } from "./s2s.ts";
+import { pemCertificates, trustStore } from "../transport/peer_cert.ts";
 import { answerRemoteIq } from "../c2s/remote_iq.ts";
+import { createRemotePresence } from "./remote_presence.ts";
 import { type ServiceRunner, startPubsubRunner } from "./service_runner.ts";
 import { type MucRunner, startMucRunner } from "./muc_runner.ts";
 import { DEFAULT_MUC_LIMITS, type StoredRoom } from "../services/muc/mod.ts";
@@ -85,6 +87,8 @@ export interface RunningServer {
   readonly componentPort?: number;
   /** The server-to-server port actually bound, when federation is on. */
   readonly s2sPort?: number;
+  /** The server-to-server direct TLS port (XEP-0368) actually bound, when enabled. */
+  readonly s2sDirectTlsPort?: number;
   /** The HTTP port (WebSocket, discovery) actually bound, when enabled. */
   readonly httpPort?: number;
   /** The HTTPS port (the same, with the first host's certificate) actually bound, when enabled. */
@@ -155,6 +159,8 @@ async function within(ms: number, p: Promise<unknown>): Promise<void> {
 /** Stanzas waiting for one remote domain's link. */
 const S2S_QUEUE_MAX = 1000;
 const S2S_CONNECT_TIMEOUT_MS = 10_000;
+/** Remote contacts' resources tracked for PEP, and caps questions to them in flight. */
+const REMOTE_PRESENCE_LIMITS = { resources: 10_000, perBare: 32, questions: 1000 };
 /** Domains one incoming server stream may authenticate (piggybacking). */
 const S2S_MAX_DOMAINS = 16;
 
@@ -162,14 +168,11 @@ function toHex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/**
- * A domain's servers from DNS SRV (RFC 6120 §3.2.1): `_xmpp-server._tcp`, by priority and then
- * weight; none when there is no record (the caller then tries the domain on 5269).
- */
-async function resolveServers(domain: string): Promise<readonly S2sTarget[]> {
+/** One SRV service's targets, by priority and then weight; none without records. */
+async function srvTargets(name: string, directTls: boolean): Promise<S2sTarget[]> {
   let records: Deno.SrvRecord[];
   try {
-    records = await Deno.resolveDns(`_xmpp-server._tcp.${domain}`, "SRV");
+    records = await Deno.resolveDns(name, "SRV");
   } catch {
     return [];
   }
@@ -177,7 +180,37 @@ async function resolveServers(domain: string): Promise<readonly S2sTarget[]> {
   if (records.length === 1 && (records[0].target === "." || records[0].target === "")) return [];
   return records
     .toSorted((a, b) => a.priority - b.priority || b.weight - a.weight)
-    .map((r) => ({ host: r.target.replace(/\.$/, ""), port: r.port }));
+    .map((r) => ({
+      host: r.target.replace(/\.$/, ""),
+      port: r.port,
+      ...(directTls ? { directTls } : {}),
+    }));
+}
+
+/**
+ * A domain's servers from DNS SRV: `_xmpps-server._tcp` with TLS from the first byte
+ * (XEP-0368) before `_xmpp-server._tcp` with STARTTLS (RFC 6120 §3.2.1); none when there is no
+ * record (the caller then tries the domain on 5269).
+ */
+async function resolveServers(domain: string): Promise<readonly S2sTarget[]> {
+  const [direct, starttls] = await Promise.all([
+    srvTargets(`_xmpps-server._tcp.${domain}`, true),
+    srvTargets(`_xmpp-server._tcp.${domain}`, false),
+  ]);
+  return [...direct, ...starttls];
+}
+
+/** The CAs of `[s2s] ca_file` (PEM), or an error naming the file. */
+async function readCaFile(path: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    throw new Error(`cannot read [s2s] ca_file ${path}: ${String(err)}`);
+  }
+  const pems = pemCertificates(text);
+  if (pems.length === 0) throw new Error(`[s2s] ca_file ${path}: no PEM certificate found`);
+  return pems;
 }
 
 /** Accept errors back off from the first to the last delay, doubling. */
@@ -317,6 +350,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
   };
   const detachedRoute = (stanza: Element, opts: RouteOptions & Then = {}) =>
     routeStanza(stanza, { ...opts, detachServices: true });
+  // Contacts on other servers, for PEP: what their presence and caps say they can do.
+  const remotePresence = createRemotePresence(
+    caps,
+    (st) => void detachedRoute(st),
+    () => randomToken(9),
+    REMOTE_PRESENCE_LIMITS,
+  );
   const hub = createAccountHub({
     accounts,
     rosters: openKeyvalStore<Roster>(config.dataDir, "roster", soleWriter),
@@ -330,6 +370,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
       now: ctx.now,
       newId: ctx.newId,
       resourcesOf: ctx.resourcesOf,
+      remoteResourcesOf: remotePresence.resourcesOf,
+      federated: (domain) =>
+        config.s2s.port !== false && !config.hosts.includes(domain) && !services.has(domain) &&
+        !secrets.has(domain),
       limits: config.limits,
       archive: { enabled: config.archive.enabled, policy: config.archive.policy },
       random: () => randomToken(6),
@@ -466,12 +510,19 @@ export async function startServer(config: Config): Promise<RunningServer> {
   };
 
   if (config.s2s.port !== false) {
+    const extraCas = config.s2s.caFile === undefined ? [] : await readCaFile(config.s2s.caFile);
     s2s = createS2s({
       isLocal: (domain) =>
         config.hosts.includes(domain) || services.has(domain) || secrets.has(domain),
-      route: (stanza) => void detachedRoute(stanza),
+      route: (stanza) => {
+        if (!remotePresence.observe(stanza)) void detachedRoute(stanza);
+      },
       secret: toHex(await loadSecretKey(config.dataDir, "dialback.key")),
       tls: material.size > 0 ? deps.tls : undefined,
+      trust: trustStore(extraCas),
+      extraCas,
+      // Our host's certificate, presented as a client certificate (XEP-0178).
+      certFor: (local) => material.get(local),
       requireEncryption: config.s2s.requireEncryption,
       secureAuth: config.s2s.secureAuth,
       staticHosts: config.s2s.hosts,
@@ -515,9 +566,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
     config.limits,
     config.exemptLoopback ? isLoopback : undefined,
   );
-  type Kind = "c2s" | "direct-tls" | "component" | "s2s";
+  type Kind = "c2s" | "direct-tls" | "component" | "s2s" | "s2s-tls";
   const serve = (conn: Deno.Conn, kind: Kind): Promise<void> => {
     if (kind === "s2s") return s2s!.serveInbound(conn);
+    if (kind === "s2s-tls") return s2s!.serveInbound(conn, { directTls: true });
     if (kind !== "component") {
       const ip = conn.remoteAddr.transport === "tcp" ? conn.remoteAddr.hostname : "unknown";
       const admitted = admission.admit(ip);
@@ -596,10 +648,14 @@ export async function startServer(config: Config): Promise<RunningServer> {
         log.error("The {kind} listener stopped: {err}", { kind, err: String(err) })
       );
       log.info("Listening for {who} on {host}:{port}{tls}", {
-        who: kind === "component" ? "components" : kind === "s2s" ? "servers" : "clients",
+        who: kind === "component"
+          ? "components"
+          : kind === "s2s" || kind === "s2s-tls"
+          ? "servers"
+          : "clients",
         host: (l.addr as Deno.NetAddr).hostname,
         port: bound,
-        tls: kind === "direct-tls" ? " (direct TLS)" : "",
+        tls: kind === "direct-tls" || kind === "s2s-tls" ? " (direct TLS)" : "",
       });
     }
     return bound;
@@ -612,6 +668,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
     ? undefined
     : listen(config.componentPort, "component", config.componentInterfaces);
   const s2sPort = config.s2s.port === false ? undefined : listen(config.s2s.port, "s2s");
+  const s2sDirectTlsPort = config.s2s.port === false || config.s2s.directTlsPort === false
+    ? undefined
+    : listen(config.s2s.directTlsPort, "s2s-tls");
 
   // XMPP over WebSocket: the same client kind, reducer, limits and throttles as TCP, with
   // admission per upgrade. There is no STARTTLS on a WebSocket: the session is encrypted only
@@ -794,6 +853,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     directTlsPort,
     componentPort,
     s2sPort,
+    s2sDirectTlsPort,
     httpPort: http?.port,
     httpsPort: https?.port,
     accounts,

@@ -13,16 +13,29 @@ import { tcpFrame } from "./tcp_framing.ts";
 
 /** What TLS says of the peer's certificate. */
 export interface PeerCertificate {
-  /** A CA we trust signed it for the name we asked for. */
+  /** A CA we trust signed it (the name is checked by the caller, with XMPP's rules). */
   readonly authorized: boolean;
   /** Why not, when it is not. */
   readonly error?: string;
+  /** The peer's certificate in DER, when it sent one. */
+  readonly der?: Uint8Array;
+}
+
+/** How to be a TLS client. */
+export interface ClientTlsOptions {
+  /** Extra trusted CAs (PEM), besides the system's roots. */
+  readonly ca?: readonly string[];
+  /** Our certificate (chain) and key (PEM), presented when the server asks (XEP-0178). */
+  readonly cert?: string;
+  readonly key?: string;
+  /** ALPN protocols to offer (XEP-0368: `xmpp-server`). */
+  readonly alpn?: readonly string[];
 }
 
 /** A client transport: the driver's, and the client side of STARTTLS. */
 export interface ClientTransport extends Transport {
-  /** Upgrades to TLS as a client for `servername`; `ca`: extra trusted CAs (PEM). */
-  startClientTls(servername: string, ca?: readonly string[]): Promise<PeerCertificate>;
+  /** Upgrades to TLS as a client for `servername` (SNI, and the name the caller checks). */
+  startClientTls(servername: string, opts?: ClientTlsOptions): Promise<PeerCertificate>;
 }
 
 /** Opens a TCP connection; rejects on error or after `timeoutMs`. */
@@ -46,9 +59,58 @@ export function connectTcp(host: string, port: number, timeoutMs: number): Promi
   });
 }
 
+/**
+ * TLS as a client over a connected `socket` (after STARTTLS, or from the first byte for
+ * XEP-0368): the secured socket and what it says of the server's certificate.
+ */
+export function secureClient(
+  socket: net.Socket,
+  servername: string,
+  opts: ClientTlsOptions = {},
+): Promise<[tls.TLSSocket, PeerCertificate]> {
+  return new Promise((resolve, reject) => {
+    const secured = tls.connect({
+      socket,
+      servername,
+      // Looked at, not enforced: dialback authenticates a peer whose certificate is not.
+      rejectUnauthorized: false,
+      // The chain alone decides `authorized`: XMPP names (SRV-ID, XmppAddr) are not HTTPS
+      // names, so the caller matches them (lib/xmpp/cert_names.ts).
+      checkServerIdentity: () => undefined,
+      ca: [...tls.rootCertificates, ...(opts.ca ?? [])],
+      ...(opts.cert === undefined || opts.key === undefined
+        ? {}
+        : { cert: opts.cert, key: opts.key }),
+      ...(opts.alpn === undefined ? {} : { ALPNProtocols: [...opts.alpn] }),
+    });
+    const onError = (err: Error) => {
+      secured.destroy();
+      reject(err);
+    };
+    secured.once("error", onError);
+    // A socket closed mid-handshake (a timeout destroyed it) may close without an error.
+    const onClose = () => reject(new Error("the connection closed during the TLS handshake"));
+    secured.once("close", onClose);
+    secured.once("secureConnect", () => {
+      secured.off("error", onError);
+      secured.off("close", onClose);
+      const error = secured.authorizationError;
+      const raw = secured.getPeerCertificate()?.raw;
+      resolve([secured, {
+        authorized: secured.authorized,
+        ...(error === null || error === undefined ? {} : { error: String(error) }),
+        ...(raw === undefined ? {} : { der: new Uint8Array(raw) }),
+      }]);
+    });
+  });
+}
+
 const encoder = new TextEncoder();
 
-/** The transport of `d` over a connected `socket`, framed as a TCP stream in namespace `ns`. */
+/**
+ * The transport of `d` over a connected `socket` (plain, or already TLS for XEP-0368), framed
+ * as a TCP stream in namespace `ns`.
+ */
 export function clientTransport<S, E, O>(
   d: Driver<S, E, O>,
   socket: net.Socket,
@@ -85,33 +147,17 @@ export function clientTransport<S, E, O>(
       listen(current);
       return Promise.resolve();
     },
-    startClientTls(servername, ca) {
+    startClientTls(servername, opts = {}) {
       // The plain socket's readers go: from here on its bytes are TLS records.
       socket.removeAllListeners("data");
       socket.removeAllListeners("end");
       socket.removeAllListeners("close");
       socket.removeAllListeners("error");
       socket.on("error", () => {});
-      return new Promise((resolve, reject) => {
-        const secured = tls.connect({
-          socket,
-          servername,
-          // Looked at, not enforced: dialback authenticates a peer whose certificate is not.
-          rejectUnauthorized: false,
-          ...(ca === undefined || ca.length === 0 ? {} : { ca: [...tls.rootCertificates, ...ca] }),
-        });
-        const onError = (err: Error) => reject(err);
-        secured.once("error", onError);
-        secured.once("secureConnect", () => {
-          secured.off("error", onError);
-          current = secured;
-          accepted = 0;
-          const error = secured.authorizationError;
-          resolve({
-            authorized: secured.authorized,
-            ...(error === null || error === undefined ? {} : { error: String(error) }),
-          });
-        });
+      return secureClient(socket, servername, opts).then(([secured, peer]) => {
+        current = secured;
+        accepted = 0;
+        return peer;
       });
     },
     close() {

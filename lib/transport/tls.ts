@@ -46,6 +46,13 @@ function connDuplex(conn: Deno.Conn): Duplex {
 export interface TlsContexts {
   readonly byHost: ReadonlyMap<string, tls.SecureContext>;
   readonly defaultHost: string;
+  /**
+   * Ask the peer for its certificate (server-to-server: XEP-0178), without refusing one we
+   * cannot verify: dialback may still authenticate that peer. Its verdict is ours to make.
+   */
+  readonly requestCert?: boolean;
+  /** Told of the session once the handshake is done (to read the peer's certificate). */
+  readonly onSecure?: (socket: tls.TLSSocket) => void;
 }
 
 /** Builds secure contexts from PEM material per host. */
@@ -70,12 +77,16 @@ export function acceptTls(
     secureContext: contexts.byHost.get(contexts.defaultHost),
     SNICallback: (name, cb) => cb(null, contexts.byHost.get(name.toLowerCase())),
     ALPNProtocols: opts.alpn ? [...opts.alpn] : undefined,
+    // No CA list goes with the request: the peer may send any certificate (and a list of the
+    // system's roots would be larger than some clients take in one handshake message).
+    ...(contexts.requestCert ? { requestCert: true, rejectUnauthorized: false } : {}),
   });
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(err);
     socket.once("error", onError);
     socket.once("secure", () => {
       socket.off("error", onError);
+      contexts.onSecure?.(socket);
       resolve(socket);
     });
   });

@@ -22,6 +22,8 @@ export async function startTestServer(
     c2s_direct_tls_port: 0,
     component_port: 0,
     s2s_port: false,
+    // Off unless a test asks: two servers in one run would both want 5270.
+    s2s_direct_tls_port: false,
     log_level: "error",
     ...settings,
     // Merged, so that a test turning on one HTTP port does not get a fixed 5281 beside it.

@@ -155,6 +155,7 @@ async function start(dataDir: string): Promise<RunningServer> {
     c2s_port: 0,
     c2s_direct_tls_port: 0,
     component_port: 0,
+    s2s_port: false,
     log_level: "error",
     http: { http_port: false, https_port: false },
     // Every message notifies: this test is about what the notifications hold.

@@ -9,6 +9,8 @@ import assert from "node:assert/strict";
 import { closeAll, connectPeer, type Peer, presenceFrom, subscribeMutually } from "./_peer.ts";
 import { rawExchange, startTestServer, type TestServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
+import { verificationString } from "../../lib/modules/caps.ts";
+import { NS_CAPS, NS_DISCO_INFO, NS_PUBSUB, NS_PUBSUB_EVENT } from "../../lib/xmpp/namespaces.ts";
 
 /** A port free right now (the servers need each other's before either starts). */
 function freePort(): number {
@@ -23,21 +25,34 @@ interface Pair {
   readonly b: TestServer;
 }
 
-async function startPair(extra: Readonly<Record<string, unknown>> = {}): Promise<Pair> {
+async function startPair(
+  extra: Readonly<Record<string, unknown>> = {},
+  opts: { readonly mucOnA?: boolean } = {},
+): Promise<Pair> {
   const pa = freePort();
   const pb = freePort();
-  const server = (host: string, port: number, other: string, otherPort: number) =>
+  const server = (host: string, port: number, others: Record<string, number>, muc: boolean) =>
     startTestServer({
       hosts: [host],
       s2s_port: port,
-      s2s: { hosts: { [other]: `127.0.0.1:${otherPort}` } },
-      muc: { enabled: false },
+      s2s: {
+        hosts: Object.fromEntries(
+          Object.entries(others).map(([domain, p]) => [domain, `127.0.0.1:${p}`]),
+        ),
+      },
+      muc: muc ? { domain: `conference.${host}` } : { enabled: false },
       pubsub: { enabled: false },
       upload: { enabled: false },
       ...extra,
     });
-  const a = await server("a.localhost", pa, "b.localhost", pb);
-  const b = await server("b.localhost", pb, "a.localhost", pa);
+  const mucA = opts.mucOnA === true;
+  const a = await server("a.localhost", pa, { "b.localhost": pb }, mucA);
+  const b = await server(
+    "b.localhost",
+    pb,
+    { "a.localhost": pa, ...(mucA ? { "conference.a.localhost": pa } : {}) },
+    false,
+  );
   await a.accounts.create("a.localhost", "alice", "pw");
   await b.accounts.create("b.localhost", "bob", "pw");
   return { a, b };
@@ -91,6 +106,166 @@ Deno.test("s2s: two servers federate over TLS with dialback, both ways", async (
     await closeAll(bob);
     bob = undefined;
     await alice.waitFor(presenceFrom(bobJid, "unavailable"), "bob's unavailable presence");
+  } finally {
+    await closeAll(...[alice, bob].filter((p): p is Peer => p !== undefined));
+    await a.stop();
+    await b.stop();
+  }
+});
+
+Deno.test("s2s: a user of another server joins a room, talks, and hears the room", async () => {
+  const { a, b } = await startPair({}, { mucOnA: true });
+  const room = "lounge@conference.a.localhost";
+  let alice: Peer | undefined;
+  let bob: Peer | undefined;
+  const mucX = () => xml("x", { xmlns: "http://jabber.org/protocol/muc" });
+  const selfPresence = (nick: string) => (st: XmppClient) =>
+    st.is("presence") && st.attrs.from === `${room}/${nick}` &&
+    st.getChild("x", "http://jabber.org/protocol/muc#user")?.getChildren("status")
+      .some((c: XmppClient) => c.attrs.code === "110");
+  try {
+    alice = await online(a, "alice", "a.localhost");
+    bob = await online(b, "bob", "b.localhost");
+    await alice.xmpp.send(xml("presence", { to: `${room}/Alice` }, mucX()));
+    await alice.waitFor(selfPresence("Alice"), "alice's self-presence");
+    // The new room is locked until its owner accepts the default configuration.
+    await alice.xmpp.iqCaller.request(
+      xml(
+        "iq",
+        { type: "set", to: room },
+        xml(
+          "query",
+          { xmlns: "http://jabber.org/protocol/muc#owner" },
+          xml("x", { xmlns: "jabber:x:data", type: "submit" }),
+        ),
+      ),
+    );
+    // bob, on b.localhost, joins through federation (the room's domain authenticates by dialback).
+    await bob.xmpp.send(xml("presence", { to: `${room}/Bob` }, mucX()));
+    await bob.waitFor(selfPresence("Bob"), "bob's self-presence", 10000);
+    await alice.waitFor(
+      (st) => st.is("presence") && st.attrs.from === `${room}/Bob` && st.attrs.type === undefined,
+      "bob's arrival",
+    );
+    await bob.xmpp.send(
+      xml("message", { to: room, type: "groupchat" }, xml("body", {}, "hello room")),
+    );
+    const heard = await alice.waitFor(bodyIs("hello room"), "bob's groupchat");
+    assert.equal(heard.attrs.from, `${room}/Bob`);
+    await bob.waitFor(bodyIs("hello room"), "bob's own echo");
+    await alice.xmpp.send(
+      xml("message", { to: room, type: "groupchat" }, xml("body", {}, "welcome bob")),
+    );
+    const reply = await bob.waitFor(bodyIs("welcome bob"), "alice's groupchat");
+    assert.equal(reply.attrs.from, `${room}/Alice`);
+  } finally {
+    await closeAll(...[alice, bob].filter((p): p is Peer => p !== undefined));
+    await a.stop();
+    await b.stop();
+  }
+});
+
+Deno.test("s2s: both archives keep a chat across servers (XEP-0313)", async () => {
+  const { a, b } = await startPair({ archive_policy: "always" });
+  let alice: Peer | undefined;
+  let bob: Peer | undefined;
+  try {
+    alice = await online(a, "alice", "a.localhost");
+    bob = await online(b, "bob", "b.localhost");
+    await alice.xmpp.send(
+      xml("message", { to: "bob@b.localhost", type: "chat" }, xml("body", {}, "archived?")),
+    );
+    await bob.waitFor(bodyIs("archived?"), "the message");
+    for (const [peer, other] of [[alice, "bob@b.localhost"], [bob, "alice@a.localhost"]] as const) {
+      const found: XmppClient[] = [];
+      peer.xmpp.on("stanza", (st: XmppClient) => {
+        if (st.getChild("result", "urn:xmpp:mam:2") !== undefined) found.push(st);
+      });
+      await peer.xmpp.iqCaller.request(
+        xml("iq", { type: "set" }, xml("query", { xmlns: "urn:xmpp:mam:2", queryid: "q" })),
+      );
+      const bodies = found.map((st) =>
+        st.getChild("result", "urn:xmpp:mam:2").getChild("forwarded").getChild("message")
+      ).filter((m: XmppClient) => m.getChildText("body") === "archived?");
+      assert.equal(bodies.length, 1, `${peer.jid}'s archive`);
+      assert.ok(
+        bodies[0].attrs.to.startsWith(other) || bodies[0].attrs.from.startsWith(other),
+        bodies[0].toString(),
+      );
+    }
+  } finally {
+    await closeAll(...[alice, bob].filter((p): p is Peer => p !== undefined));
+    await a.stop();
+    await b.stop();
+  }
+});
+
+Deno.test("s2s: PEP notifies a contact on another server whose caps want the node", async () => {
+  const NS_NICK = "http://jabber.org/protocol/nick";
+  const identity = { category: "client", type: "pc", name: "test" };
+  const features = [NS_DISCO_INFO, NS_CAPS, `${NS_NICK}+notify`];
+  const ver = verificationString({ identities: [identity], features, forms: [] });
+  const node = "https://test-client.example/";
+  const { a, b } = await startPair();
+  let alice: Peer | undefined;
+  let bob: Peer | undefined;
+  const asked: XmppClient[] = [];
+  try {
+    alice = await online(a, "alice", "a.localhost");
+    bob = await connectPeer(b, "bob", "phone", {
+      domain: "b.localhost",
+      // bob's client answers caps questions, from his server and from alice's.
+      beforeStart: (xmpp) =>
+        xmpp.iqCallee.get(NS_DISCO_INFO, "query", (ctx: XmppClient) => {
+          asked.push(ctx.stanza);
+          return xml("query", { xmlns: NS_DISCO_INFO, node: ctx.element.attrs.node }, [
+            xml("identity", identity),
+            ...features.map((f) => xml("feature", { var: f })),
+          ]);
+        }),
+    });
+    await bob.xmpp.send(xml("presence"));
+    await subscribeMutually(alice, bob);
+    await bob.xmpp.send(
+      xml("presence", {}, xml("c", { xmlns: NS_CAPS, hash: "sha-1", node, ver })),
+    );
+    await alice.waitFor(
+      (st) => presenceFrom(bob!.jid)(st) && st.getChild("c", NS_CAPS) !== undefined,
+      "bob's caps",
+    );
+    // alice's server asks bob's client, over federation, what the caps stand for.
+    for (let i = 0; i < 100 && !asked.some((q) => q.attrs.from === "a.localhost"); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(asked.some((q) => q.attrs.from === "a.localhost"), "a.localhost never asked");
+    // Its answer is back at a.localhost once a ping over the same link has come back.
+    await alice.xmpp.iqCaller.request(
+      xml("iq", { type: "get", to: "b.localhost" }, xml("ping", { xmlns: "urn:xmpp:ping" })),
+    );
+    await alice.xmpp.iqCaller.request(
+      xml(
+        "iq",
+        { type: "set" },
+        xml(
+          "pubsub",
+          { xmlns: NS_PUBSUB },
+          xml(
+            "publish",
+            { node: NS_NICK },
+            xml("item", { id: "current" }, xml("nick", { xmlns: NS_NICK }, "Alice")),
+          ),
+        ),
+      ),
+    );
+    const event = await bob.waitFor(
+      (st) =>
+        st.is("message") && st.attrs.from === "alice@a.localhost" &&
+        st.getChild("event", NS_PUBSUB_EVENT) !== undefined,
+      "alice's nick",
+    );
+    const nick = event.getChild("event", NS_PUBSUB_EVENT).getChild("items").getChild("item")
+      .getChild("nick", NS_NICK);
+    assert.equal(nick.text(), "Alice");
   } finally {
     await closeAll(...[alice, bob].filter((p): p is Peer => p !== undefined));
     await a.stop();
