@@ -500,9 +500,10 @@ function stopBoth(...stops: (() => Promise<void>)[]): () => Promise<void> {
 /**
  * Two of our servers, `a.localhost` and `b.localhost`, on 127.0.0.1 with their own ephemeral
  * ports, each finding the other through `[s2s] hosts`. Nothing else differs from a default
- * server but what keeps the two comparable to Prosody's pair: plain-text c2s allowed, no
- * archiving, no MUC, pubsub or upload service, no direct-TLS or HTTP port. Between them the
- * defaults hold: STARTTLS with the self-signed certificates each makes, then dialback.
+ * server but what keeps the two comparable to Prosody's pair (and lets two run side by side):
+ * plain-text c2s allowed, no archiving, no MUC, pubsub or upload service, no direct-TLS,
+ * component or HTTP port. Between them the defaults hold: STARTTLS with the self-signed
+ * certificates each makes (not trusted by the other), then dialback.
  */
 export async function ourPair(mainTs: string, label: string): Promise<PairKind> {
   const scratch = await Deno.makeTempDir({ prefix: "bench_s2s_ours_" });
@@ -540,6 +541,7 @@ export async function ourPair(mainTs: string, label: string): Promise<PairKind> 
             `c2s_direct_tls_port = false`,
             `s2s_port = ${s2s[i]}`,
             `s2s_direct_tls_port = false`,
+            `component_port = false`,
             `http = { http_port = false, https_port = false }`,
             `require_encryption = false`,
             `archive_enabled = false`,

@@ -4,9 +4,10 @@
  * `Deno.memoryUsage()` can be read before and after a forced collection, which tells live
  * objects from garbage not yet collected and from memory V8 holds but does not use.
  *
- * `deno run -A --v8-flags=--expose-gc bench/conn_memory.ts [--users N] [--hold S]`
+ * `deno run -A --v8-flags=--expose-gc bench/conn_memory.ts [--users N] [--hold S] [--tls]`
  * (more `--v8-flags` may be added to try them on the server). The connections are made by
- * ../shared/bench/xmppbench.mjs (`idle` scenario: SCRAM-SHA-1, roster get, initial presence).
+ * ../shared/bench/xmppbench.mjs (`idle` scenario: SCRAM-SHA-1, roster get, initial presence;
+ * with `--tls`, over STARTTLS with the server's self-signed certificate, as deployed).
  *
  * @module
  */
@@ -22,6 +23,7 @@ const { values } = parseArgs({
   options: {
     users: { type: "string", default: "1000" },
     hold: { type: "string", default: "4" },
+    tls: { type: "boolean", default: false },
     // Heap snapshots (node:v8) before and while held, for a diff by constructor.
     snapshot: { type: "string" },
     xmppbench: {
@@ -45,7 +47,7 @@ const config = configFromObject({
   component_port: false,
   s2s_port: false,
   http: { http_port: false, https_port: false },
-  require_encryption: false,
+  require_encryption: values.tls,
   log_level: "error",
 }, "bench");
 const server = await startServer(config);
@@ -67,6 +69,7 @@ async function xmppbench(args: readonly string[], onLine?: (line: string) => voi
       String(server.c2sPort),
       "--mech",
       "SCRAM-SHA-1",
+      ...(values.tls ? ["--starttls"] : []),
       ...args,
     ],
     stdin: "null",
@@ -123,7 +126,11 @@ await xmppbench(
 );
 const closed = collect();
 if (held === undefined || heldGc === undefined) throw new Error("no sample taken while held");
-console.log(`${users} idle connections; base rss ${(base.rss / 1048576).toFixed(0)} MB`);
+console.log(
+  `${users} idle ${values.tls ? "TLS " : ""}connections; base rss ${
+    (base.rss / 1048576).toFixed(0)
+  } MB`,
+);
 perConn("held, as found", base, held);
 perConn("held, after gc", base, heldGc);
 perConn("closed, after gc", base, closed);

@@ -247,6 +247,8 @@ export function reduceAccount(s: AccountState, op: AccountOp, ctx: AccountCtx): 
       return onPrefs(s, op.iq, op.prefs, ctx);
     case "module-iq":
       return onModuleIq(s, op.iq, ctx);
+    case "iq-reply":
+      return onWaiting(s, { kind: "reply", iq: op.iq }, ctx);
     case "resource-caps":
       return [
         s,
@@ -851,6 +853,7 @@ export function failedOpReplies(op: AccountOp): readonly AccountOutput[] {
     case "logout":
     case "sm-stash":
     case "sm-unstash":
+    case "iq-reply":
       return [];
   }
 }

@@ -164,6 +164,10 @@ export function route(stanza: Element, view: RouterView, opts: RouteOptions = {}
       if (payload !== undefined && view.accountIq?.(`${payload.xmlns} ${payload.name}`)) {
         return [{ kind: "account", bare, op: { kind: "module-iq", iq: stanza } }];
       }
+      // An answer to an iq the account sent (a push notification): the account's modules.
+      if (type === "result" || type === "error") {
+        return [{ kind: "account", bare, op: { kind: "iq-reply", iq: stanza } }];
+      }
       return bounce(stanza);
     }
     const target = resources.find((r) => r.resource === jid.resource);

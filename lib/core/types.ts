@@ -519,7 +519,9 @@ export interface AccountModule {
 export type WaitingEvent =
   | { readonly kind: "offline"; readonly message: Element; readonly stored: number }
   | { readonly kind: "hibernated"; readonly messages: readonly Element[] }
-  | { readonly kind: "back" };
+  | { readonly kind: "back" }
+  /** An answer (iq result or error) to an iq the account sent, such as a notification. */
+  | { readonly kind: "reply"; readonly iq: Element };
 
 /** What an `onWaiting` hook may consult. */
 export interface WaitingCtx {
@@ -610,6 +612,11 @@ export type AccountOp =
   | { readonly kind: "mam-prefs"; readonly iq: Element; readonly prefs?: ArchivePrefs }
   /** An iq for a module's per-account data (vCard, private storage ...), from stamped. */
   | { readonly kind: "module-iq"; readonly iq: Element }
+  /**
+   * An iq result or error addressed to the account's bare JID: the answer to an iq the account
+   * sent (XEP-0357: the app server's answer to a notification).
+   */
+  | { readonly kind: "iq-reply"; readonly iq: Element }
   /**
    * A resource's disco features became known (XEP-0115 caps): modules with `onCaps` answer (PEP
    * sends the last item of each node it wants notifications of).

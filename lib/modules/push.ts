@@ -23,13 +23,13 @@
  * `push_notification_with_body` are by default). They are the server's, not the app server's:
  * they are taken out of the form that is sent back.
  *
- * Backoff: the app server's answers to these iqs come back to the user's bare JID, which the
- * router answers for and drops (an iq result or error has no payload an account could claim),
- * so the module cannot count failures. It bounds what it sends instead: after a notification
- * to a registration, the next one waits `push_interval` seconds unless the user came back in
- * between (a resource bound, a hibernating session resumed or ended). A failing, unreachable
- * or ignored app server thus gets at most one notification per interval, a working one whose
- * client wakes up one per wake-up, and the state is one timestamp per registration.
+ * Backoff: after a notification to a registration, the next one waits `push_interval` seconds
+ * unless the user came back in between (a resource bound, a hibernating session resumed or
+ * ended). The app server's answer comes back to the user's bare JID and reaches the module as a
+ * `reply`: an error (or a bounce: the app server's server is down) counts a failure and doubles
+ * the wait, a result clears the count, and after `MAX_FAILURES` errors in a row the registration
+ * is dropped (as Prosody's mod_cloud_notify disables one its app server refuses). The state is
+ * the last notification's id, its time and the failure count per registration.
  * @module
  */
 import { child, childElements, elem, type Element, stanza, text } from "../xml/element.ts";
@@ -73,7 +73,14 @@ export interface PushRegistration {
   readonly body?: true;
   /** When the last notification went (ms); cleared when the user comes back. */
   readonly sentAt?: number;
+  /** The id of the last notification, whose answer is awaited. */
+  readonly pending?: string;
+  /** Errors the app server answered in a row. */
+  readonly failures?: number;
 }
+
+/** Errors in a row after which a registration is dropped. */
+export const MAX_FAILURES = 3;
 
 /** What the `push` store holds for an account. */
 export interface PushData {
@@ -252,7 +259,23 @@ export function notification(
 
 /** True when `r` may be notified now (see the module comment on backoff). */
 function due(r: PushRegistration, ctx: WaitingCtx): boolean {
-  return r.sentAt === undefined || ctx.now - r.sentAt >= ctx.limits.pushInterval * 1000;
+  const wait = ctx.limits.pushInterval * 1000 * 2 ** (r.failures ?? 0);
+  return r.sentAt === undefined || ctx.now - r.sentAt >= wait;
+}
+
+/** The app server answered notification `iq.id`: count a failure, or clear the count. */
+function onReply(list: readonly PushRegistration[], iq: Element) {
+  const from = iq.attrs.from === undefined ? undefined : normalizeJid(iq.attrs.from);
+  const i = list.findIndex((r) => r.pending !== undefined && r.pending === iq.attrs.id);
+  if (i === -1 || from !== list[i].jid) return undefined;
+  const { pending: _, failures, ...r } = list[i];
+  const next = [...list];
+  if (iq.attrs.type === "error") {
+    const count = (failures ?? 0) + 1;
+    if (count >= MAX_FAILURES) next.splice(i, 1);
+    else next[i] = { ...r, failures: count };
+  } else next[i] = r;
+  return { data: dataOf(next), outputs: [] };
 }
 
 /**
@@ -266,6 +289,7 @@ export function onWaiting(
 ): { readonly data?: unknown; readonly outputs: readonly AccountOutput[] } | undefined {
   const list = registrationsOf(data);
   if (list.length === 0) return undefined;
+  if (event.kind === "reply") return onReply(list, event.iq);
   if (event.kind === "back") {
     if (list.every((r) => r.sentAt === undefined)) return undefined;
     return { data: dataOf(list.map(({ sentAt: _, ...r }) => r)), outputs: [] };
@@ -279,8 +303,9 @@ export function onWaiting(
   const outputs: AccountOutput[] = [];
   const next = list.map((r) => {
     if (!due(r, ctx)) return r;
-    outputs.push({ kind: "route", stanza: notification(r, ctx.bare, ctx.newId(), count, last) });
-    return { ...r, sentAt: ctx.now };
+    const id = ctx.newId();
+    outputs.push({ kind: "route", stanza: notification(r, ctx.bare, id, count, last) });
+    return { ...r, sentAt: ctx.now, pending: id };
   });
   if (outputs.length === 0) return undefined;
   return { data: dataOf(next), outputs };

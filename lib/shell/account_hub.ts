@@ -112,6 +112,7 @@ const WAITING_OPS: ReadonlySet<AccountOp["kind"]> = new Set([
   "incoming-message",
   "sm-stash",
   "sm-unstash",
+  "iq-reply",
 ]);
 
 function split(bare: string): [string, string] {

@@ -75,7 +75,16 @@ export interface S2sDeps {
   /** True for a domain this server answers for (hosts and services). */
   readonly isLocal: (domain: string) => boolean;
   /** Routes a stanza that came from a remote server (client namespace, `from` checked). */
-  readonly route: (stanza: Element) => void;
+  /**
+   * Routes a stanza that came from a remote server; a promise while its effects are still on
+   * their way (in accounts' queues), which holds the stream's reading past `inflightMax`.
+   */
+  readonly route: (stanza: Element) => Promise<void> | void;
+  /**
+   * Routed stanzas of one incoming stream still on their way before its reading waits: a
+   * remote server cannot fill the accounts' queues faster than they drain.
+   */
+  readonly inflightMax?: number;
   /** Our dialback secret. */
   readonly secret: string;
   /** Certificates for incoming STARTTLS. */
@@ -96,6 +105,11 @@ export interface S2sDeps {
   readonly resolve?: (domain: string) => Promise<readonly S2sTarget[]>;
   readonly newId: () => string;
   readonly maxStanzaBytes: number;
+  /**
+   * The stanza limit of an incoming stream until a domain is authenticated on it
+   * (`stanza_size_unauthed`, as for clients); absent: `maxStanzaBytes`.
+   */
+  readonly maxStanzaBytesUnauthed?: number;
   readonly maxDepth: number;
   readonly writeBacklog: number;
   /** Stanzas waiting for one remote domain's link to be ready. */
@@ -133,6 +147,8 @@ export interface S2s {
 interface Inbound extends Driver<S2sInSession, S2sInEvent, S2sInOutput> {
   readonly fed: Federation;
   readonly ctx: S2sInCtx;
+  /** Routed stanzas whose effects are still on their way. */
+  inflight: number;
   /** The peer's certificate, once the TLS handshake saw it. */
   readonly tlsPeer: { cert?: PeerCert };
 }
@@ -155,6 +171,8 @@ interface Link {
   readonly waiters: Map<string, (valid: boolean) => void>;
   /** Key checks asked for before the socket was up, sent once it is. */
   early: VerifyRequest[];
+  /** Opened to check a peer's key, and no stanza of ours has used it yet. */
+  verifyOnly: boolean;
   lastUsed: number;
 }
 
@@ -168,8 +186,12 @@ interface Federation {
 }
 
 const BACKOFF_MIN_MS = 1000;
+const DEFAULT_INFLIGHT_MAX = 256;
 // A peer can make us open links (its dialback claims name domains) and wait on checks: bounded.
 const MAX_LINKS = 1000;
+// Links opened only to check a key a peer gave: a peer's claims cannot take the budget of links
+// our users' stanzas need.
+const MAX_VERIFY_LINKS = 100;
 const MAX_WAITERS_PER_LINK = 64;
 const BACKOFF_MAX_MS = 60_000;
 const DEFAULT_PORT = 5269;
@@ -182,14 +204,23 @@ function bounce(fed: Federation, stanza: Element, condition: StanzaErrorConditio
   fed.deps.route(errorReply(stanza, condition));
 }
 
+/** The stanza limit of an incoming stream as it is now: higher once a domain is authenticated. */
+function inLimit(d: Inbound): number {
+  const { deps } = d.fed;
+  return d.session.authed.length > 0
+    ? deps.maxStanzaBytes
+    : deps.maxStanzaBytesUnauthed ?? deps.maxStanzaBytes;
+}
+
 const S2S_IN: DriverKind<S2sInSession, S2sInEvent, S2sInOutput, Inbound> = {
   reduce: (s, ev, d) => reduceS2sIn(s, ev, d.ctx),
+  pressured: (d) => d.inflight > (d.fed.deps.inflightMax ?? DEFAULT_INFLIGHT_MAX),
   execute(d, out) {
     const { fed } = d;
     switch (out.kind) {
       case "starttls": {
         const t = d.transport;
-        restartStream(d, fed.deps.maxStanzaBytes);
+        restartStream(d, inLimit(d));
         t.starttls!().then(() => {
           void t.read();
           dispatch(d, tlsDone(d.tlsPeer.cert));
@@ -197,11 +228,16 @@ const S2S_IN: DriverKind<S2sInSession, S2sInEvent, S2sInOutput, Inbound> = {
         return;
       }
       case "reset-stream":
-        restartStream(d, fed.deps.maxStanzaBytes);
+        restartStream(d, inLimit(d));
         return;
-      case "route":
-        fed.deps.route(out.stanza);
+      case "route": {
+        const routed = fed.deps.route(out.stanza);
+        if (routed !== undefined) {
+          d.inflight++;
+          routed.finally(() => d.inflight--);
+        }
         return;
+      }
       case "verify":
         verifyFor(fed, out.local, out.remote, out.streamId, out.key, (valid) =>
           dispatch(d, {
@@ -213,6 +249,7 @@ const S2S_IN: DriverKind<S2sInSession, S2sInEvent, S2sInOutput, Inbound> = {
         return;
       case "authenticated":
         disarm(d);
+        d.parser.setMaxStanzaBytes(inLimit(d));
         fed.deps.log.info("{ip}: {remote} authenticated by {how} for {local}", {
           ip: d.session.ip,
           remote: out.remote,
@@ -405,6 +442,13 @@ async function connect(fed: Federation, link: Link): Promise<void> {
   void d.transport.read();
 }
 
+/** Links that only check keys (`verifyOnly`), or the others. */
+function countLinks(fed: Federation, verifyOnly: boolean): number {
+  let n = 0;
+  for (const l of fed.links.values()) if (l.verifyOnly === verifyOnly) n++;
+  return n;
+}
+
 /** The link from `local` to `remote`, made (and connecting) when there is none. */
 function linkFor(fed: Federation, local: string, remote: string): Link {
   const key = `${local} ${remote}`;
@@ -420,6 +464,7 @@ function linkFor(fed: Federation, local: string, remote: string): Link {
     waiters: new Map(),
     early: [],
     lastUsed: Date.now(),
+    verifyOnly: false,
   };
   fed.links.set(key, link);
   const made = link;
@@ -439,11 +484,13 @@ function verifyFor(
   key: string,
   answer: (valid: boolean) => void,
 ): void {
-  if (!fed.links.has(`${local} ${remote}`) && fed.links.size >= MAX_LINKS) {
+  const existing = fed.links.get(`${local} ${remote}`);
+  if (existing === undefined && countLinks(fed, true) >= MAX_VERIFY_LINKS) {
     answer(false);
     return;
   }
-  const link = linkFor(fed, local, remote);
+  const link = existing ?? linkFor(fed, local, remote);
+  if (existing === undefined) link.verifyOnly = true;
   const wkey = `${local} ${id}`;
   if (link.waiters.has(wkey) || link.waiters.size >= MAX_WAITERS_PER_LINK) {
     answer(false);
@@ -525,11 +572,11 @@ export function createS2s(deps: S2sDeps): S2s {
         newS2sIn(ip),
         {
           writeBacklog: deps.writeBacklog,
-          maxStanzaBytes: deps.maxStanzaBytes,
+          maxStanzaBytes: deps.maxStanzaBytesUnauthed ?? deps.maxStanzaBytes,
           maxDepth: deps.maxDepth,
           ticket: admitted.ticket,
         },
-        { fed, ctx: inCtx, tlsPeer },
+        { fed, ctx: inCtx, tlsPeer, inflight: 0 },
         (d) => tcpTransport(d, conn, { ns: NS_SERVER, tls }),
       );
       fed.inbound.add(d);
@@ -555,7 +602,7 @@ export function createS2s(deps: S2sDeps): S2s {
       const existing = fed.links.get(`${local} ${remote}`);
       if (existing === undefined) {
         const backoff = fed.backoff.get(remote);
-        if (fed.links.size >= MAX_LINKS) {
+        if (countLinks(fed, false) >= MAX_LINKS) {
           bounce(fed, stanza, "resource-constraint");
           return;
         }
@@ -565,6 +612,7 @@ export function createS2s(deps: S2sDeps): S2s {
         }
       }
       const link = existing ?? linkFor(fed, local, remote);
+      link.verifyOnly = false;
       link.lastUsed = Date.now();
       if (link.ready && link.driver !== undefined) {
         dispatch(link.driver, { kind: "outbound", stanza });

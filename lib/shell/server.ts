@@ -514,9 +514,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
     s2s = createS2s({
       isLocal: (domain) =>
         config.hosts.includes(domain) || services.has(domain) || secrets.has(domain),
-      route: (stanza) => {
-        if (!remotePresence.observe(stanza)) void detachedRoute(stanza);
-      },
+      route: (stanza) => remotePresence.observe(stanza) ? undefined : detachedRoute(stanza),
+      inflightMax: config.limits.accountQueue,
       secret: toHex(await loadSecretKey(config.dataDir, "dialback.key")),
       tls: material.size > 0 ? deps.tls : undefined,
       trust: trustStore(extraCas),
@@ -529,6 +528,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       resolve: resolveServers,
       newId: ctx.newId,
       maxStanzaBytes: config.limits.stanzaSize,
+      maxStanzaBytesUnauthed: config.limits.stanzaSizeUnauthed,
       maxDepth: config.limits.maxDepth,
       writeBacklog: config.limits.writeBacklog,
       queueMax: S2S_QUEUE_MAX,

@@ -12,16 +12,28 @@ export async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void>
   while (off < data.length) off += await conn.write(data.subarray(off));
 }
 
+// Read buffer bounds in bytes. A pending read holds its buffer for as long as the connection
+// is idle, which is most of its life: it starts small and grows only while reads fill it (a TLS
+// record is at most 16 KiB and some).
+const READ_MIN = 1024;
+const READ_MAX = 17 * 1024;
+
 /** A Node Duplex over a Deno connection, reading only when the consumer asks. */
 function connDuplex(conn: Deno.Conn): Duplex {
   let reading = false;
+  let size = READ_MIN;
   return new Duplex({
     read() {
       if (reading) return;
       reading = true;
-      const buf = new Uint8Array(16384);
+      // A fresh buffer each time: what is pushed belongs to the TLS layer from then on.
+      const buf = new Uint8Array(size);
       conn.read(buf).then((n) => {
         reading = false;
+        if (n !== null) {
+          if (n === buf.length) size = Math.min(size * 4, READ_MAX);
+          else if (n <= READ_MIN) size = READ_MIN;
+        }
         this.push(n === null ? null : buf.subarray(0, n));
       }, (err) => this.destroy(err));
     },

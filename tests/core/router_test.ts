@@ -307,12 +307,6 @@ const CASES: readonly {
     expect: [{ bounce: "service-unavailable" }],
   },
   {
-    name: "iq result to the bare JID is dropped",
-    stanza: iq(JULIET, "result"),
-    view: PRIORITIES,
-    expect: [],
-  },
-  {
     name: "available presence to the bare JID reaches every available resource, any priority",
     stanza: presence(JULIET),
     view: PRIORITIES,
@@ -459,6 +453,15 @@ for (const c of CASES) {
     assert.deepEqual(shown(route(c.stanza, c.view)), c.expect.map((e) => expected(c.stanza, e)));
   });
 }
+
+Deno.test("router: an iq result or error to a bare JID is the account's (answers to its iqs)", () => {
+  for (const type of ["result", "error"]) {
+    const st = iq(JULIET, type);
+    assert.deepEqual(route(st, PRIORITIES), [
+      { kind: "account", bare: JULIET, op: { kind: "iq-reply", iq: st } },
+    ]);
+  }
+});
 
 Deno.test("router: an iq get or set to our own domain from elsewhere goes to the host's handlers", () => {
   for (const type of ["get", "set"]) {

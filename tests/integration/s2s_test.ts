@@ -336,6 +336,11 @@ Deno.test("s2s: the server port refuses stanzas before TLS, and a from nobody au
     const r = await rawExchange(loose.a.s2sPort!, open + msg);
     assert.match(r.text, /<invalid-from /);
     assert.ok(r.closed);
+    // Before any domain is authenticated, the client limit for unauthenticated streams holds.
+    const big = msg.replace("<body>x</body>", `<body>${"x".repeat(20_000)}</body>`);
+    const large = await rawExchange(loose.a.s2sPort!, open + big);
+    assert.match(large.text, /<policy-violation /);
+    assert.ok(large.closed);
   } finally {
     await loose.a.stop();
     await loose.b.stop();

@@ -316,6 +316,55 @@ Deno.test("push: messages queued for a hibernating session notify, counted, the 
   assert.equal(onWaiting(data, { kind: "hibernated", messages: [state] }, wctx()), undefined);
 });
 
+Deno.test("push: the app server's errors back off and drop the registration; a result clears them", () => {
+  const data = enabled(undefined, enable("n1")).data;
+  const wait = { kind: "offline" as const, message: message([BODY]), stored: 1 };
+  const answer = (type: string, id: string, from = APP) =>
+    stanza("iq", { type, id, from, to: JULIET }, []);
+  let current: unknown = data;
+  let now = NOW;
+  const send = () => {
+    const r = onWaiting(current, wait, wctx(now));
+    const out = r?.outputs[0];
+    current = r?.data ?? current;
+    return out?.kind === "route" ? out.stanza.attrs.id : undefined;
+  };
+  const id1 = send()!;
+  // An answer from someone else, or to another id, changes nothing.
+  assert.equal(
+    onWaiting(current, { kind: "reply", iq: answer("error", id1, ROMEO) }, wctx()),
+    undefined,
+  );
+  assert.equal(
+    onWaiting(current, { kind: "reply", iq: answer("error", "other") }, wctx()),
+    undefined,
+  );
+  current = onWaiting(current, { kind: "reply", iq: answer("error", id1) }, wctx())!.data;
+  assert.equal(registrationsOf(current)[0].failures, 1);
+  // One failure: the wait doubles (120 s).
+  now += 60_000;
+  assert.equal(send(), undefined);
+  now += 60_000;
+  const id2 = send()!;
+  current = onWaiting(current, { kind: "reply", iq: answer("error", id2) }, wctx())!.data;
+  now += 240_000;
+  const id3 = send()!;
+  // The third error in a row drops the registration.
+  const dropped = onWaiting(current, { kind: "reply", iq: answer("error", id3) }, wctx());
+  assert.deepEqual(dropped, { data: undefined, outputs: [] });
+  // A result clears the count.
+  let again: unknown = data;
+  const r1 = onWaiting(again, wait, wctx(NOW));
+  again = r1!.data;
+  const rid = r1!.outputs[0].kind === "route" ? r1!.outputs[0].stanza.attrs.id : "";
+  again = onWaiting(again, { kind: "reply", iq: answer("error", rid) }, wctx())!.data;
+  const r2 = onWaiting(again, wait, wctx(NOW + 120_000));
+  const rid2 = r2!.outputs[0].kind === "route" ? r2!.outputs[0].stanza.attrs.id : "";
+  again = onWaiting(r2!.data, { kind: "reply", iq: answer("result", rid2) }, wctx())!.data;
+  assert.equal(registrationsOf(again)[0].failures, undefined);
+  assert.equal(registrationsOf(again)[0].pending, undefined);
+});
+
 Deno.test("push: backoff: one notification per interval until the user is back", () => {
   const data = enabled(undefined, enable("n1")).data;
   const waiting = { kind: "offline" as const, message: message([BODY]), stored: 1 };
@@ -326,9 +375,14 @@ Deno.test("push: backoff: one notification per interval until the user is back",
   // Past it: one more.
   const later = onWaiting(first?.data, waiting, wctx(NOW + 60_000));
   assert.deepEqual(registrationsOf(later?.data).map((g) => g.sentAt), [NOW + 60_000]);
-  // The user came back: the next message notifies at once.
+  // The user came back: the next message notifies at once (the answer is still awaited).
   const back = onWaiting(first?.data, { kind: "back" }, wctx(NOW + 1000));
-  assert.deepEqual(back, { data: { registrations: [{ jid: APP, node: "n1" }] }, outputs: [] });
+  const sent = first?.outputs[0];
+  const sentId = sent?.kind === "route" ? sent.stanza.attrs.id : undefined;
+  assert.deepEqual(back, {
+    data: { registrations: [{ jid: APP, node: "n1", pending: sentId }] },
+    outputs: [],
+  });
   assert.equal(routed(onWaiting(back?.data, waiting, wctx(NOW + 2000))?.outputs).length, 1);
   // Back with nothing sent: nothing to write.
   assert.equal(onWaiting(data, { kind: "back" }, wctx()), undefined);
@@ -390,7 +444,7 @@ Deno.test("push: the account notifies after storing offline, after stashing, and
   assert.deepEqual(out1[1], {
     kind: "store-module",
     store: PUSH_STORE,
-    data: { registrations: [{ jid: APP, node: "n1", sentAt: NOW }] },
+    data: { registrations: [{ jid: APP, node: "n1", sentAt: NOW, pending: "id" }] },
   });
   // Within the interval another offline message is stored without a notification.
   const [s2, out2] = reduceAccount(s1, { kind: "offline-message", stanza: m }, accountCtx());
@@ -398,7 +452,9 @@ Deno.test("push: the account notifies after storing offline, after stashing, and
   // A bind is the user coming back: the timestamp goes, after the roster is sent.
   const [s3, out3] = reduceAccount(s2, { kind: "session-bound", fullJid: BALCONY }, accountCtx());
   assert.deepEqual(kinds(out3), ["blocklist", "send-roster", "store-module"]);
-  assert.deepEqual(s3.modules[PUSH_STORE], reg);
+  assert.deepEqual(s3.modules[PUSH_STORE], {
+    registrations: [{ jid: APP, node: "n1", pending: "id" }],
+  });
   // Messages queued for a hibernating session notify after they are stashed.
   const [s4, out4] = reduceAccount(
     s3,
