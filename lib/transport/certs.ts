@@ -6,7 +6,7 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import { join } from "node:path";
 
 /** A certificate (chain) and its private key, both PEM, and the leaf certificate as DER. */
@@ -48,11 +48,21 @@ function installReflectMetadata(): void {
   };
 }
 
-// The polyfill has to be in place before x509 is evaluated, which a static import would do
-// first; top-level await keeps x509 usable synchronously by the functions below.
-installReflectMetadata();
-const x509: X509 = await import("@peculiar/x509");
-x509.cryptoProvider.set(crypto);
+let loaded: Promise<X509> | undefined;
+
+/**
+ * @peculiar/x509, loaded the first time a certificate is made: it and what it pulls in hold
+ * some 10 MB, which a server that already has its certificates never needs. The polyfill has
+ * to be in place before x509 is evaluated, which a static import would do first.
+ */
+function x509Module(): Promise<X509> {
+  return loaded ??= (async () => {
+    installReflectMetadata();
+    const x509: X509 = await import("@peculiar/x509");
+    x509.cryptoProvider.set(crypto);
+    return x509;
+  })();
+}
 
 const CERT_PEM = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/;
 const KEY_PEM = /-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----[\s\S]+?-----END \1-----/;
@@ -80,6 +90,7 @@ function toPem(label: string, der: ArrayBuffer): string {
 }
 
 async function makeSelfSigned(host: string): Promise<TlsMaterial> {
+  const x509 = await x509Module();
   const algorithm = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
   const keys = await crypto.subtle.generateKey(algorithm, true, ["sign", "verify"]);
   // A little backdating tolerates clients whose clocks run slightly behind.
@@ -195,7 +206,8 @@ export async function loadTlsMaterial(certPath: string, keyPath: string): Promis
   }
   let certDer: Uint8Array;
   try {
-    certDer = new Uint8Array(new x509.X509Certificate(leaf[0]).rawData);
+    // node:crypto parses it (and refuses what is not X.509); the DER is the PEM's body.
+    certDer = new Uint8Array(new X509Certificate(leaf[0]).raw);
   } catch (err) {
     const detail = err instanceof Error ? err.message : String(err);
     throw new Error(`TLS certificate ${certPath}: not a valid X.509 certificate: ${detail}`);
@@ -203,21 +215,91 @@ export async function loadTlsMaterial(certPath: string, keyPath: string): Promis
   return { certPem, keyPem, certDer };
 }
 
-/** OIDs of signature algorithms that x509 does not name, but whose hash is MD5 or SHA-1. */
-const WEAK_SIGNATURE_OIDS: ReadonlySet<string> = new Set([
-  "1.2.840.113549.1.1.4", // md5WithRSAEncryption
-  "1.2.840.113549.1.1.5", // sha1WithRSAEncryption
-  "1.2.840.10045.4.1", // ecdsa-with-SHA1
-  "1.2.840.10040.4.3", // dsa-with-sha1
-]);
-
-const HASHES: Readonly<Record<string, string>> = {
-  "SHA-1": "sha256",
-  "MD5": "sha256",
-  "SHA-256": "sha256",
-  "SHA-384": "sha384",
-  "SHA-512": "sha512",
+// The hash of each signature algorithm (RFC 5929 §4.1: MD5 and SHA-1 are replaced by SHA-256).
+const SIGNATURE_HASHES: Readonly<Record<string, string>> = {
+  "1.2.840.113549.1.1.4": "sha256", // md5WithRSAEncryption
+  "1.2.840.113549.1.1.5": "sha256", // sha1WithRSAEncryption
+  "1.2.840.113549.1.1.14": "sha224", // sha224WithRSAEncryption
+  "1.2.840.113549.1.1.11": "sha256", // sha256WithRSAEncryption
+  "1.2.840.113549.1.1.12": "sha384", // sha384WithRSAEncryption
+  "1.2.840.113549.1.1.13": "sha512", // sha512WithRSAEncryption
+  "1.2.840.10045.4.1": "sha256", // ecdsa-with-SHA1
+  "1.2.840.10045.4.3.1": "sha224", // ecdsa-with-SHA224
+  "1.2.840.10045.4.3.2": "sha256", // ecdsa-with-SHA256
+  "1.2.840.10045.4.3.3": "sha384", // ecdsa-with-SHA384
+  "1.2.840.10045.4.3.4": "sha512", // ecdsa-with-SHA512
+  "1.2.840.10040.4.3": "sha256", // dsa-with-sha1
+  "2.16.840.1.101.3.4.3.1": "sha224", // dsa-with-sha224
+  "2.16.840.1.101.3.4.3.2": "sha256", // dsa-with-sha256
 };
+const RSASSA_PSS = "1.2.840.113549.1.1.10";
+// Names of algorithms without a single hash, for the error.
+const NO_HASH_NAMES: Readonly<Record<string, string>> = {
+  "1.3.101.112": "Ed25519",
+  "1.3.101.113": "Ed448",
+};
+const DIGESTS: Readonly<Record<string, string>> = {
+  "1.3.14.3.2.26": "sha256", // SHA-1
+  "2.16.840.1.101.3.4.2.4": "sha224",
+  "2.16.840.1.101.3.4.2.1": "sha256",
+  "2.16.840.1.101.3.4.2.2": "sha384",
+  "2.16.840.1.101.3.4.2.3": "sha512",
+};
+
+/** One DER element: its tag, and where its contents start and end. */
+interface Tlv {
+  readonly tag: number;
+  readonly start: number;
+  readonly end: number;
+}
+
+function tlv(der: Uint8Array, at: number): Tlv {
+  const tag = der[at];
+  let len = der[at + 1];
+  let start = at + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 4) throw new Error("unsupported DER length");
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + der[start + i];
+    start += n;
+  }
+  if (tag === undefined || start + len > der.length) throw new Error("truncated DER");
+  return { tag, start, end: start + len };
+}
+
+function oidOf(der: Uint8Array, t: Tlv): string {
+  if (t.tag !== 0x06) throw new Error("expected an OID");
+  const parts: number[] = [];
+  let v = 0;
+  for (let i = t.start; i < t.end; i++) {
+    v = v * 128 + (der[i] & 0x7f);
+    if ((der[i] & 0x80) === 0) {
+      if (parts.length === 0) parts.push(v < 80 ? Math.floor(v / 40) : 2, v < 80 ? v % 40 : v - 80);
+      else parts.push(v);
+      v = 0;
+    }
+  }
+  return parts.join(".");
+}
+
+/** The signature algorithm's OID, and for RSASSA-PSS its hash's (a certificate's outer fields). */
+function signatureAlgorithmOf(der: Uint8Array): { oid: string; pssHash?: string } {
+  const cert = tlv(der, 0);
+  const tbs = tlv(der, cert.start);
+  const alg = tlv(der, tbs.end);
+  const oid = oidOf(der, tlv(der, alg.start));
+  if (oid !== RSASSA_PSS) return { oid };
+  // RSASSA-PSS-params: [0] hashAlgorithm (default SHA-1).
+  const oidEnd = tlv(der, alg.start).end;
+  if (oidEnd >= alg.end) return { oid, pssHash: "1.3.14.3.2.26" };
+  const params = tlv(der, oidEnd);
+  if (params.tag !== 0x30 || params.start >= params.end) return { oid, pssHash: "1.3.14.3.2.26" };
+  const first = tlv(der, params.start);
+  if (first.tag !== 0xa0) return { oid, pssHash: "1.3.14.3.2.26" };
+  const hashAlg = tlv(der, first.start);
+  return { oid, pssHash: oidOf(der, tlv(der, hashAlg.start)) };
+}
 
 /**
  * The `tls-server-end-point` channel binding (RFC 5929 §4.1): the hash of the DER certificate,
@@ -228,18 +310,12 @@ const HASHES: Readonly<Record<string, string>> = {
  *   instance): the binding is undefined then, and `-PLUS` mechanisms must not be offered
  */
 export function tlsServerEndPoint(certDer: Uint8Array): Uint8Array {
-  const algorithm = new x509.X509Certificate(Uint8Array.from(certDer)).signatureAlgorithm as {
-    readonly name: string;
-    readonly hash?: { readonly name?: string };
-  };
-  const hashName = algorithm.hash?.name?.toUpperCase();
-  const hash = hashName !== undefined
-    ? HASHES[hashName]
-    : WEAK_SIGNATURE_OIDS.has(algorithm.name)
-    ? "sha256"
-    : undefined;
+  const { oid, pssHash } = signatureAlgorithmOf(certDer);
+  const hash = pssHash !== undefined
+    ? (Object.hasOwn(DIGESTS, pssHash) ? DIGESTS[pssHash] : undefined)
+    : (Object.hasOwn(SIGNATURE_HASHES, oid) ? SIGNATURE_HASHES[oid] : undefined);
   if (hash === undefined) {
-    const name = hashName === undefined ? algorithm.name : `${algorithm.name} with ${hashName}`;
+    const name = Object.hasOwn(NO_HASH_NAMES, oid) ? `${NO_HASH_NAMES[oid]} (${oid})` : oid;
     throw new Error(`tls-server-end-point is not defined for signature algorithm ${name}`);
   }
   return new Uint8Array(createHash(hash).update(certDer).digest());
