@@ -55,7 +55,7 @@ let loaded: Promise<X509> | undefined;
  * some 10 MB, which a server that already has its certificates never needs. The polyfill has
  * to be in place before x509 is evaluated, which a static import would do first.
  */
-function x509Module(): Promise<X509> {
+export function x509Module(): Promise<X509> {
   return loaded ??= (async () => {
     installReflectMetadata();
     const x509: X509 = await import("@peculiar/x509");

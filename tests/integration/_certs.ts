@@ -4,9 +4,9 @@
  * @module
  */
 // certs.ts installs the metadata polyfill @peculiar/x509 needs, and loads it.
-import "../../lib/transport/certs.ts";
+import { x509Module } from "../../lib/transport/certs.ts";
 
-const x509 = await import("@peculiar/x509");
+const x509 = await x509Module();
 
 const ALG = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
 const DAY_MS = 24 * 60 * 60 * 1000;

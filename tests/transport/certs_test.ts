@@ -8,6 +8,7 @@ import {
   loadTlsMaterial,
   type TlsMaterial,
   tlsServerEndPoint,
+  x509Module,
 } from "../../lib/transport/certs.ts";
 
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -196,8 +197,8 @@ Deno.test("loadTlsMaterial reads a pair and reports unreadable or non-PEM files"
 });
 
 Deno.test("tlsServerEndPoint uses the signature's hash, SHA-256 in place of SHA-1", async () => {
-  // certs.ts has installed what @peculiar/x509 needs, so the test can make other certificates.
-  const x509 = await import("@peculiar/x509");
+  // certs.ts installs what @peculiar/x509 needs, so the test can make other certificates.
+  const x509 = await x509Module();
   async function certificate(
     algorithm: RsaHashedKeyGenParams | EcKeyGenParams,
     signing: Algorithm,
