@@ -10,7 +10,14 @@ import { closeAll, connectPeer, type Peer, presenceFrom, subscribeMutually } fro
 import { rawExchange, startTestServer, type TestServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
 import { verificationString } from "../../lib/modules/caps.ts";
-import { NS_CAPS, NS_DISCO_INFO, NS_PUBSUB, NS_PUBSUB_EVENT } from "../../lib/xmpp/namespaces.ts";
+import {
+  NS_CAPS,
+  NS_CARBONS,
+  NS_DISCO_INFO,
+  NS_FORWARD,
+  NS_PUBSUB,
+  NS_PUBSUB_EVENT,
+} from "../../lib/xmpp/namespaces.ts";
 
 /** A port free right now (the servers need each other's before either starts). */
 function freePort(): number {
@@ -268,6 +275,69 @@ Deno.test("s2s: PEP notifies a contact on another server whose caps want the nod
     assert.equal(nick.text(), "Alice");
   } finally {
     await closeAll(...[alice, bob].filter((p): p is Peer => p !== undefined));
+    await a.stop();
+    await b.stop();
+  }
+});
+
+Deno.test("s2s: carbons copy a chat with a contact on another server, both ways", async () => {
+  const { a, b } = await startPair();
+  const peers: Peer[] = [];
+  const carbonOf = (kind: "sent" | "received", body: string) => (st: XmppClient) =>
+    st.is("message") && st.attrs.from === "alice@a.localhost" &&
+    st.getChild(kind, NS_CARBONS)?.getChild("forwarded", NS_FORWARD)?.getChild("message")
+        ?.getChildText("body") === body;
+  try {
+    const phone = await connectPeer(a, "alice", "phone", { domain: "a.localhost" });
+    const desk = await connectPeer(a, "alice", "desk", { domain: "a.localhost" });
+    const bob = await online(b, "bob", "b.localhost");
+    peers.push(phone, desk, bob);
+    await phone.xmpp.send(xml("presence"));
+    await desk.xmpp.send(xml("presence"));
+    await desk.xmpp.iqCaller.request(
+      xml("iq", { type: "set" }, xml("enable", { xmlns: NS_CARBONS })),
+    );
+    await bob.xmpp.send(
+      xml("message", { to: "alice@a.localhost/phone", type: "chat" }, xml("body", {}, "in")),
+    );
+    await phone.waitFor(bodyIs("in"), "bob's message");
+    const received = await desk.waitFor(carbonOf("received", "in"), "received carbon");
+    assert.match(
+      received.getChild("received", NS_CARBONS).getChild("forwarded", NS_FORWARD)
+        .getChild("message").attrs.from,
+      /^bob@b\.localhost\//,
+    );
+    await phone.xmpp.send(
+      xml("message", { to: "bob@b.localhost", type: "chat" }, xml("body", {}, "out")),
+    );
+    await bob.waitFor(bodyIs("out"), "the phone's message");
+    await desk.waitFor(carbonOf("sent", "out"), "sent carbon");
+  } finally {
+    await closeAll(...peers);
+    await a.stop();
+    await b.stop();
+  }
+});
+
+Deno.test("s2s: a pre-approval (RFC 6121 §3.4) answers a remote contact's request at once", async () => {
+  const { a, b } = await startPair();
+  const peers: Peer[] = [];
+  try {
+    const alice = await online(a, "alice", "a.localhost");
+    const bob = await online(b, "bob", "b.localhost");
+    peers.push(alice, bob);
+    // alice approves bob before he asks.
+    await alice.xmpp.send(xml("presence", { to: "bob@b.localhost", type: "subscribed" }));
+    await alice.xmpp.iqCaller.request(
+      xml("iq", { type: "get", to: "b.localhost" }, xml("ping", { xmlns: "urn:xmpp:ping" })),
+    );
+    await bob.xmpp.send(xml("presence", { to: "alice@a.localhost", type: "subscribe" }));
+    await bob.waitFor(presenceFrom("alice@a.localhost", "subscribed"), "the approval");
+    // alice was never asked, and bob now has her presence.
+    assert.equal(await alice.never(presenceFrom("bob@b.localhost", "subscribe"), 300), true);
+    await bob.waitFor(presenceFrom(alice.jid), "alice's presence");
+  } finally {
+    await closeAll(...peers);
     await a.stop();
     await b.stop();
   }
