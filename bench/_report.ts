@@ -11,6 +11,9 @@
  * msg over WebSocket (RFC 7395), by bench/ws_load.mjs, with the same field names again. `s2s` is
  * bench/s2s_load.mjs: messages and receipts between two federating servers of the same kind,
  * with the CPU of both (and of each side in `cpu_a_us_per_op`, `cpu_b_us_per_op`).
+ * `baseline` is the RSS of a started server before any connection (load.ts reads it itself),
+ * `churn` repeated rounds of logins and logouts (load.ts runs xmppbench's login in a loop) and
+ * `idle-10k` xmppbench's idle with 10,000 STARTTLS connections.
  */
 export type Scenario =
   | "login"
@@ -21,7 +24,10 @@ export type Scenario =
   | "muc"
   | "ws-idle"
   | "ws-msg"
-  | "s2s";
+  | "s2s"
+  | "baseline"
+  | "churn"
+  | "idle-10k";
 
 /** One xmppbench (or muc_load) JSON line, parsed. */
 export type BenchJson = Readonly<Record<string, unknown>>;
@@ -46,6 +52,8 @@ export interface Metric {
   readonly divide?: number;
   /** No ratio column: the figure describes the machine, not the server. */
   readonly noRatio?: boolean;
+  /** A rate: the better peer is the one with the larger value (otherwise the smaller). */
+  readonly higherIsBetter?: boolean;
 }
 
 const OTHER_LOAD: Metric = {
@@ -64,7 +72,7 @@ const SERVER_CPU: Metric = {
 
 const MSG: readonly Metric[] = [
   { label: "**server CPU µs/msg** (+ its receipt)", path: "cpu_us_per_op", digits: 0 },
-  { label: "delivered msgs/s", path: "rate_per_s", digits: 0 },
+  { label: "delivered msgs/s", path: "rate_per_s", digits: 0, higherIsBetter: true },
   { label: "end-to-end p50 ms", path: "lat_ms.p50", digits: 1 },
   { label: "end-to-end p99 ms", path: "lat_ms.p99", digits: 1 },
   SERVER_CPU,
@@ -86,7 +94,7 @@ const IDLE: readonly Metric[] = [
 export const METRICS: Readonly<Record<Scenario, readonly Metric[]>> = {
   login: [
     { label: "**server CPU µs/login** (lower is better)", path: "cpu_us_per_op", digits: 0 },
-    { label: "logins/s", path: "rate_per_s", digits: 0 },
+    { label: "logins/s", path: "rate_per_s", digits: 0, higherIsBetter: true },
     { label: "login time p50 ms", path: "lat_ms.p50", digits: 1 },
     { label: "login time p99 ms", path: "lat_ms.p99", digits: 1 },
     { label: "SASL step p50 ms", path: "auth_ms.p50", digits: 1 },
@@ -100,13 +108,13 @@ export const METRICS: Readonly<Record<Scenario, readonly Metric[]>> = {
     { label: "**server CPU µs/presence delivery**", path: "cpu_us_per_op", digits: 1 },
     { label: "all contacts reached p50 ms", path: "update_ms.p50", digits: 1 },
     { label: "all contacts reached p99 ms", path: "update_ms.p99", digits: 1 },
-    { label: "deliveries/s", path: "rate_per_s", digits: 0 },
+    { label: "deliveries/s", path: "rate_per_s", digits: 0, higherIsBetter: true },
     SERVER_CPU,
     OTHER_LOAD,
   ],
   muc: [
     { label: "**server CPU µs/groupchat delivery**", path: "cpu_us_per_op", digits: 1 },
-    { label: "deliveries/s", path: "rate_per_s", digits: 0 },
+    { label: "deliveries/s", path: "rate_per_s", digits: 0, higherIsBetter: true },
     { label: "end-to-end p50 ms (send → each occupant)", path: "lat_ms.p50", digits: 1 },
     { label: "end-to-end p99 ms", path: "lat_ms.p99", digits: 1 },
     { label: "server CPU µs/message sent (× N deliveries)", path: "cpu_us_per_msg", digits: 0 },
@@ -123,7 +131,12 @@ export const METRICS: Readonly<Record<Scenario, readonly Metric[]>> = {
     },
     { label: "sending server A CPU µs/msg", path: "cpu_a_us_per_op", digits: 0 },
     { label: "receiving server B CPU µs/msg", path: "cpu_b_us_per_op", digits: 0 },
-    { label: "msgs/s (receipt back at the sender)", path: "rate_per_s", digits: 0 },
+    {
+      label: "msgs/s (receipt back at the sender)",
+      path: "rate_per_s",
+      digits: 0,
+      higherIsBetter: true,
+    },
     { label: "send → receipt p50 ms", path: "lat_ms.p50", digits: 1 },
     { label: "send → receipt p99 ms", path: "lat_ms.p99", digits: 1 },
     {
@@ -132,6 +145,67 @@ export const METRICS: Readonly<Record<Scenario, readonly Metric[]>> = {
       digits: 2,
       noRatio: true,
     },
+    OTHER_LOAD,
+  ],
+  baseline: [
+    {
+      label: "**RSS of the started server MB** (no connection yet)",
+      path: "rss_kb",
+      digits: 1,
+      divide: 1024,
+    },
+    {
+      label: "RSS after 20 logins and logouts MB (settled again)",
+      path: "rss_after_warmup_kb",
+      digits: 1,
+      divide: 1024,
+    },
+    { label: "server CPU s while settling", path: "settle_cpu_s", digits: 2, noRatio: true },
+  ],
+  churn: [
+    {
+      label: "**RSS after all left, above before the burst (%)**",
+      path: "rss_growth_pct",
+      digits: 1,
+      noRatio: true,
+    },
+    { label: "server CPU µs per login + logout", path: "cpu_us_per_op", digits: 0 },
+    {
+      label: "logins/s (rounds of logins, then all log out)",
+      path: "rate_per_s",
+      digits: 0,
+      higherIsBetter: true,
+    },
+    { label: "RSS before the burst MB", path: "rss_before_kb", digits: 1, divide: 1024 },
+    { label: "RSS peak during the burst MB", path: "rss_peak_kb", digits: 1, divide: 1024 },
+    {
+      label: "RSS at the end MB (last round just left)",
+      path: "rss_end_kb",
+      digits: 1,
+      divide: 1024,
+    },
+    {
+      label: "RSS after all left and a settle MB",
+      path: "rss_after_close_kb",
+      digits: 1,
+      divide: 1024,
+    },
+    SERVER_CPU,
+  ],
+  "idle-10k": [
+    {
+      label: "**RSS holding 10,000 TLS connections MB**",
+      path: "rss_after_kb",
+      digits: 1,
+      divide: 1024,
+    },
+    { label: "KB per connection", path: "kb_per_conn", digits: 1 },
+    { label: "RSS before MB", path: "rss_before_kb", digits: 1, divide: 1024 },
+    { label: "RSS after close MB", path: "rss_after_close_kb", digits: 1, divide: 1024 },
+    { label: "connections held", path: "alive_after_hold", digits: 0, higherIsBetter: true },
+    { label: "server CPU µs/login during the ramp", path: "cpu_us_per_op", digits: 0 },
+    { label: "server CPU s while holding", path: "hold_server_cpu_s", digits: 2 },
+    SERVER_CPU,
     OTHER_LOAD,
   ],
 };
@@ -192,35 +266,105 @@ function ratio(ours: number | undefined, theirs: number | undefined): string {
   return r >= 10 ? r.toFixed(0) : r >= 1 ? r.toFixed(1) : r.toFixed(2);
 }
 
+/** One server's column: its name, label and outcomes. */
+export interface Column {
+  readonly name: string;
+  readonly label: string;
+  readonly outcomes: Readonly<Partial<Record<Scenario, Outcome>>>;
+}
+
+/**
+ * The better of the peers for a metric (smaller, or larger for a rate), with its median; none
+ * when no peer has a (positive, for a ratio) value.
+ */
+export function bestPeer(
+  peers: readonly Column[],
+  s: Scenario,
+  m: Metric,
+): { readonly name: string; readonly value: number } | undefined {
+  let best: { name: string; value: number } | undefined;
+  for (const p of peers) {
+    const v = metricMedian(p.outcomes[s], m);
+    // A ratio needs a positive base: a negative KB per connection (RSS fell while a few
+    // connections were held) is noise, not a better peer.
+    if (v === undefined || (!m.noRatio && v <= 0)) continue;
+    const better = best === undefined || (m.higherIsBetter ? v > best.value : v < best.value);
+    if (better) best = { name: p.name, value: v };
+  }
+  return best;
+}
+
+/** `0.69 (Prosody)`: ours over the better peer, and which peer that was. */
+function ratioCell(ours: Column, peers: readonly Column[], s: Scenario, m: Metric): string {
+  if (m.noRatio) return "";
+  const best = bestPeer(peers, s, m);
+  const r = ratio(metricMedian(ours.outcomes[s], m), best?.value);
+  return r === "—" || best === undefined ? r : `${r} (${best.name})`;
+}
+
 /** Input of {@link renderTable}. */
 export interface TableInput {
   readonly scenarios: readonly Scenario[];
   /** Parameters per scenario, shown in the scenario column. */
   readonly params: Readonly<Record<Scenario, string>>;
-  readonly ours: Readonly<Partial<Record<Scenario, Outcome>>>;
-  /** `undefined` when Prosody was not measured. */
-  readonly prosody: Readonly<Partial<Record<Scenario, Outcome>>> | undefined;
-  readonly oursLabel: string;
-  readonly prosodyLabel: string;
+  /** Our server's column. */
+  readonly ours: Column;
+  /** The peers measured in the same run (Prosody, ejabberd), possibly none. */
+  readonly peers: readonly Column[];
 }
 
-/** The side-by-side Markdown table. */
+/**
+ * The side-by-side Markdown table: one column per server, then ours over the better of the
+ * peers for each metric (named in the cell).
+ */
 export function renderTable(t: TableInput): string {
+  const cols = [t.ours, ...t.peers];
   const lines = [
-    `| scenario | metric | ${t.oursLabel} | ${t.prosodyLabel} | ours / Prosody |`,
-    "|---|---|---|---|---|",
+    `| scenario | metric | ${cols.map((c) => c.label).join(" | ")} | ours / better peer |`,
+    `|---|---|${cols.map(() => "---|").join("")}---|`,
   ];
   for (const s of t.scenarios) {
-    const ours = t.ours[s];
-    const theirs = t.prosody?.[s];
     METRICS[s].forEach((m, i) => {
       const head = i === 0 ? `${s} (${t.params[s]})` : "";
-      lines.push(
-        `| ${head} | ${m.label} | ${cell(ours, m)} | ${cell(theirs, m)} | ${
-          m.noRatio ? "" : ratio(metricMedian(ours, m), metricMedian(theirs, m))
-        } |`,
-      );
+      const cells = cols.map((c) => cell(c.outcomes[s], m)).join(" | ");
+      lines.push(`| ${head} | ${m.label} | ${cells} | ${ratioCell(t.ours, t.peers, s, m)} |`);
     });
+  }
+  return lines.join("\n");
+}
+
+/** One transport of {@link renderHeadline}: "TLS" or "plain TCP" and its columns. */
+export interface HeadlineMode {
+  readonly name: string;
+  readonly ours: Column;
+  readonly peers: readonly Column[];
+  /** Scenarios this mode did not run (they do not depend on it), shown as "same". */
+  readonly shared?: readonly Scenario[];
+}
+
+/**
+ * The README table: each scenario's headline metric (its first row), ours and the better peer
+ * under each transport, the first transport (TLS) first.
+ */
+export function renderHeadline(scenarios: readonly Scenario[], modes: readonly HeadlineMode[]) {
+  const head = modes.map((m) =>
+    `ours, ${m.name} | better peer, ${m.name} | ours / peer, ${m.name}`
+  );
+  const lines = [
+    `| scenario | metric | ${head.join(" | ")} |`,
+    `|---|---|${modes.map(() => "---|---|---|").join("")}`,
+  ];
+  for (const s of scenarios) {
+    const m = METRICS[s][0];
+    const cells = modes.map((mode) => {
+      if (mode.shared?.includes(s)) return "(one run: see the first) | | ";
+      const ours = metricMedian(mode.ours.outcomes[s], m);
+      const best = bestPeer(mode.peers, s, m);
+      const fmt = (v: number | undefined) => v === undefined ? "—" : formatNumber(v, m.digits);
+      const peer = best === undefined ? "—" : `${fmt(best.value)} (${best.name})`;
+      return `${fmt(ours)} | ${peer} | ${m.noRatio ? "" : ratio(ours, best?.value)}`;
+    });
+    lines.push(`| ${s} | ${m.label} | ${cells.join(" | ")} |`);
   }
   return lines.join("\n");
 }

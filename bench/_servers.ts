@@ -12,6 +12,7 @@
  */
 
 import { openAccountStore } from "../lib/storage/accounts.ts";
+import { ensureSelfSigned } from "../lib/transport/certs.ts";
 
 /** V8 flags of the `start` and `compile` tasks in deno.json; keep the three in step. */
 export const SERVER_V8_FLAGS = "--max-semi-space-size=4,--expose-gc";
@@ -21,8 +22,12 @@ function v8Flags(flags: string): string[] {
   return flags === "" ? [] : [`--v8-flags=${flags}`];
 }
 
-/** File descriptors for the server and the load generator: one per connection and more. */
-export const NOFILE = 20000;
+/**
+ * File descriptors for the server and the load generator: one per connection and more. The
+ * `idle-10k` scenario holds 10,000 connections, so the generator needs 10,000 sockets and the
+ * server as many plus its files; raising the hard limit works as root (the benchmark machine).
+ */
+export const NOFILE = 32768;
 
 /** A server process started for one measurement. */
 export interface RunningServer {
@@ -72,6 +77,19 @@ export interface StartOptions {
    * loopback as encrypted too (`[http] secure_loopback`, on for a localhost-only server).
    */
   readonly websocket?: boolean;
+  /**
+   * Clients must use TLS (the `--tls` runs): ours with `require_encryption = true` and the
+   * self-signed certificate kept in the snapshot; Prosody with mod_tls and a self-signed
+   * certificate (start.sh's `PROSODY_TLS=1`) and `c2s_require_encryption = true`; ejabberd
+   * offers STARTTLS in every run (its template's `starttls: true`, not required: the template
+   * is shared and has no switch), and the generators' `--starttls` fails a login without it.
+   */
+  readonly tls?: boolean;
+  /**
+   * Ours only: write a V8 CPU profile (`deno run --cpu-prof`) into this directory when the
+   * process exits.
+   */
+  readonly cpuProfDir?: string;
 }
 
 /**
@@ -105,6 +123,8 @@ export interface ServerKind {
   start(opts: StartOptions): Promise<RunningServer>;
   /** Removes the scratch directory. */
   cleanup(): Promise<void>;
+  /** Why a start with these options cannot be served (the scenario is skipped), if it cannot. */
+  unsupported?(opts: StartOptions): string | undefined;
 }
 
 /** Runs xmppbench with the given arguments; resolves with its parsed JSON line, if any. */
@@ -196,6 +216,7 @@ async function spawnOurs(
   config: string,
   logFile: string,
   ports: readonly number[],
+  cpuProfDir?: string,
 ): Promise<{ pid: number; stop: () => Promise<void> }> {
   // exec keeps the pid, so the child's pid is the server's; bash only raises the fd limit.
   const child = new Deno.Command("bash", {
@@ -208,6 +229,8 @@ async function spawnOurs(
       "--allow-all",
       // The flags `deno task start` uses (see README, Benchmarks), unless the run overrides them.
       ...v8Flags(Deno.env.get("OUR_V8_FLAGS") ?? SERVER_V8_FLAGS),
+      // Written when the process exits; `main.ts serve` exits normally on SIGTERM.
+      ...(cpuProfDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`]),
       mainTs,
       "--config",
       config,
@@ -254,6 +277,9 @@ export async function ourServer(mainTs: string, label: string): Promise<ServerKi
 
   async function provision(spec: ProvisionSpec, bench: BenchRunner) {
     const accounts = openAccountStore(snapshot);
+    // The certificate the server would make on its first start, made once here so that every
+    // start loads the same one instead of generating a key pair (the TLS runs need it).
+    await ensureSelfSigned(snapshot, "localhost");
     const names = Array.from({ length: spec.users }, (_, i) => `bench${i + 1}`);
     for (let i = 1; i <= spec.fanContacts; i++) names.push(`fan${i}`);
     if (spec.fanContacts > 0) names.push("fanhub");
@@ -310,7 +336,7 @@ export async function ourServer(mainTs: string, label: string): Promise<ServerKi
         `c2s_direct_tls_port = false`,
         `s2s_port = false`,
         `http = { http_port = ${httpPort ?? false}, https_port = false }`,
-        `require_encryption = false`,
+        `require_encryption = ${opts.tls ?? false}`,
         // "always" archives every message, as Prosody's template (`default_archive_policy =
         // true`) does; our default ("roster") would skip the bench pairs, who share no roster.
         ...(opts.archive
@@ -329,6 +355,7 @@ export async function ourServer(mainTs: string, label: string): Promise<ServerKi
       config,
       logFile,
       httpPort === undefined ? [port] : [port, httpPort],
+      opts.cpuProfDir,
     );
     return { pid, port, ...(httpPort === undefined ? {} : { httpPort }), stop };
   }
@@ -370,13 +397,23 @@ export async function prosodyServer(scriptsDir: string, label: string): Promise<
   const inst = `${scratch}/instance`;
   const snapshot = `${scratch}/snapshot`;
 
-  async function startAt(extraConfig: string, websocket = false): Promise<RunningServer> {
+  async function startAt(
+    extraConfig: string,
+    websocket = false,
+    tls = false,
+  ): Promise<RunningServer> {
     const port = freePort();
     const httpPort = freePort();
     const out = await run(
       `${scriptsDir}/start.sh`,
       [inst, String(port), String(freePort()), String(httpPort)],
-      { ...Deno.env.toObject(), PROSODY_EXTRA_CONFIG: extraConfig, NOFILE: String(NOFILE) },
+      {
+        ...Deno.env.toObject(),
+        PROSODY_EXTRA_CONFIG: extraConfig,
+        NOFILE: String(NOFILE),
+        // mod_tls and `ssl = { certificate, key }` with a self-signed pair made by start.sh.
+        PROSODY_TLS: tls ? "1" : "0",
+      },
     );
     const pid = Number(out.trim().split("\n").pop());
     if (!Number.isInteger(pid) || pid <= 0) throw new Error(`start.sh printed no pid: ${out}`);
@@ -439,15 +476,18 @@ export async function prosodyServer(scriptsDir: string, label: string): Promise<
     // goes into the host section, which takes precedence over the template's global one.
     // The component comes after the host section so that the template's own `VirtualHost
     // "localhost"` line, which follows the extra configuration, closes it again.
+    // c2s_require_encryption also goes into the host section (the template sets it globally);
+    // mod_saslauth and mod_tls read it per host, so no login happens before STARTTLS.
     const hostOptions = [
       ...(opts.archive ? [] : [`default_archive_policy = false`]),
+      ...(opts.tls ? [`c2s_require_encryption = true`] : []),
       ...(opts.websocket ? PROSODY_WEBSOCKET_HOST_CONFIG : []),
     ];
     const extra = [
       ...(hostOptions.length ? [`VirtualHost "localhost"`, ...hostOptions] : []),
       ...(opts.muc ? [PROSODY_MUC_CONFIG] : []),
     ];
-    return await startAt(extra.join("; "), opts.websocket ?? false);
+    return await startAt(extra.join("; "), opts.websocket ?? false, opts.tls ?? false);
   }
 
   return {
@@ -455,6 +495,118 @@ export async function prosodyServer(scriptsDir: string, label: string): Promise<
     label,
     provision,
     start,
+    cleanup: () => Deno.remove(scratch, { recursive: true }).catch(() => {}),
+  };
+}
+
+/** Whether `ejabberdctl` is on PATH (Debian's `ejabberd` package). */
+export async function ejabberdInstalled(): Promise<boolean> {
+  try {
+    await run("bash", ["-c", "command -v ejabberdctl"]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** ejabberd's packaged version, e.g. `23.01`, or `unknown`. */
+export async function ejabberdVersion(): Promise<string> {
+  try {
+    const v = await run("dpkg-query", ["-W", "-f=${Version}", "ejabberd"]);
+    return v.trim().replace(/-[^-]*$/, "") || "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+/**
+ * ejabberd through ../shared/bench/ejabberd/{start,stop,ctl}.sh, as they are: its c2s listener
+ * on a free loopback port, Erlang distribution on another (no epmd), Mnesia spool in the
+ * scratch directory. Accounts by in-band registration with xmppbench and `fanhub` with
+ * `ejabberdctl register` (as run-suite.sh does), fanout subscriptions by xmppbench's setup phase.
+ * The template has no MUC service and no HTTP listener, so `muc` and the WebSocket scenarios
+ * are skipped. Archiving: `EJABBERD_MAM_DEFAULT` always (archive on) or never (off), as
+ * run-suite.sh's msg and msg-nomam.
+ */
+export async function ejabberdServer(scriptsDir: string, label: string): Promise<ServerKind> {
+  const scratch = await Deno.makeTempDir({ prefix: "bench_load_ejabberd_" });
+  // start.sh hands the instance to the `ejabberd` user, which must reach it.
+  await Deno.chmod(scratch, 0o755);
+  const inst = `${scratch}/instance`;
+  const snapshot = `${scratch}/snapshot`;
+  // Mnesia keeps the node name in its schema, so every start of this snapshot uses the same
+  // one; a name of its own keeps it apart from any other benchmark instance.
+  const node = `ejbench${Math.floor(Math.random() * 1e9)}@localhost`;
+
+  async function startAt(archive: boolean): Promise<RunningServer> {
+    const port = freePort();
+    const out = await run(`${scriptsDir}/start.sh`, [inst, String(port), String(freePort())], {
+      ...Deno.env.toObject(),
+      EJABBERD_NODE: node,
+      EJABBERD_MAM_DEFAULT: archive ? "always" : "never",
+      NOFILE: String(NOFILE),
+    });
+    const pid = Number(out.trim().split("\n").pop());
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`start.sh printed no pid: ${out}`);
+    const stop = () => run(`${scriptsDir}/stop.sh`, [inst]).then(() => {});
+    return { pid, port, stop };
+  }
+
+  async function provision(spec: ProvisionSpec, bench: BenchRunner) {
+    await Deno.remove(inst, { recursive: true }).catch(() => {});
+    const s = await startAt(false);
+    try {
+      const reg = async (args: readonly string[], what: string) => {
+        const r = await bench(
+          ["--scenario", "register", "--port", String(s.port), "--concurrency", "10", ...args],
+          1800,
+        );
+        if (r.json?.ok !== true) {
+          throw new Error(`ejabberd: registering ${what} failed: ${r.stdout}`);
+        }
+      };
+      await reg(["--users", String(spec.users)], `bench1..bench${spec.users}`);
+      if (spec.fanContacts > 0) {
+        await reg(["--user-prefix", "fan", "--users", String(spec.fanContacts)], "fan contacts");
+        await run(`${scriptsDir}/ctl.sh`, [inst, "register", "fanhub", "localhost", "benchpass"]);
+        // SCRAM: ejabberd's PLAIN login runs a pure-Erlang PBKDF2 (~20 ms each).
+        const r = await bench([
+          "--scenario",
+          "fanout",
+          "--port",
+          String(s.port),
+          "--contacts",
+          String(spec.fanContacts),
+          "--updates",
+          "1",
+          "--mech",
+          "SCRAM-SHA-1",
+        ], 300);
+        if (r.json?.ok !== true) throw new Error(`ejabberd: fanout subscriptions failed`);
+      }
+    } finally {
+      await s.stop();
+    }
+    await restore(`${inst}/spool`, snapshot);
+  }
+
+  async function start(opts: StartOptions): Promise<RunningServer> {
+    await run(`${scriptsDir}/stop.sh`, [inst]).catch(() => {});
+    await restore(snapshot, `${inst}/spool`);
+    return await startAt(opts.archive);
+  }
+
+  return {
+    name: "ejabberd",
+    label,
+    provision,
+    start,
+    unsupported: (opts) =>
+      opts.muc
+        ? "the shared ejabberd template loads no mod_muc"
+        : opts.websocket
+        ? "the shared ejabberd template has no HTTP/WebSocket listener"
+        : undefined,
     cleanup: () => Deno.remove(scratch, { recursive: true }).catch(() => {}),
   };
 }

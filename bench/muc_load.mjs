@@ -21,6 +21,7 @@
 // to stderr. `--help` lists the flags.
 
 import net from "node:net";
+import tls from "node:tls";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
@@ -42,6 +43,7 @@ const OPTIONS = [
   ["user-start", 1, "first <n>"],
   ["password", "benchpass", "password of every account"],
   ["mech", "PLAIN", "PLAIN | SCRAM-SHA-1"],
+  ["starttls", false, "negotiate STARTTLS (certificate is not verified), as xmppbench does"],
   ["resource", "mb", "resource prefix (a run id and index are appended)"],
   ["rooms", 10, "R rooms"],
   ["occupants", 10, "N occupants per room (R x N accounts are used)"],
@@ -421,6 +423,7 @@ function makeXmlStream(cb) {
 
 const NS = {
   sasl: "urn:ietf:params:xml:ns:xmpp-sasl",
+  tls: "urn:ietf:params:xml:ns:xmpp-tls",
   bind: "urn:ietf:params:xml:ns:xmpp-bind",
   session: "urn:ietf:params:xml:ns:xmpp-session",
   roster: "jabber:iq:roster",
@@ -578,13 +581,41 @@ function makeClient(o, user, resource, debug = false) {
         fail(new Error("connection closed"));
         closedResolve();
       });
-      const dec = new StringDecoder("utf8");
-      sock.on("data", (b) => {
-        const s = dec.write(b);
-        if (debug) process.stderr.write(`S<< ${s}\n`);
-        parser.feed(s);
-      });
+      attach(sock);
     });
+  }
+
+  function attach(s) {
+    const dec = new StringDecoder("utf8");
+    s.on("data", (b) => {
+      const text = dec.write(b);
+      if (debug) process.stderr.write(`S<< ${text}\n`);
+      parser.feed(text);
+    });
+  }
+
+  // RFC 6120 5.4: <starttls/>, <proceed/>, then TLS over the same socket and a new stream.
+  async function startTls(feats) {
+    if (!feats.child("starttls", NS.tls)) {
+      throw new Error("--starttls given but the server does not offer STARTTLS");
+    }
+    c.send(`<starttls xmlns='${NS.tls}'/>`);
+    const r = await next("starttls proceed");
+    if (r.local !== "proceed") throw new Error(`STARTTLS refused: ${r}`);
+    const raw = sock;
+    raw.removeAllListeners("data");
+    const ts = await new Promise((resolve, reject) => {
+      const t = tls.connect(
+        { socket: raw, servername: o.domain, rejectUnauthorized: false },
+        () => resolve(t),
+      );
+      t.once("error", reject);
+    });
+    ts.on("error", (e) => fail(e));
+    sock = ts;
+    attach(ts);
+    openStream();
+    return await expect("features", "stream features after STARTTLS");
   }
 
   function openStream() {
@@ -672,6 +703,7 @@ function makeClient(o, user, resource, debug = false) {
     await connect();
     openStream();
     let feats = await expect("features", "stream features");
+    if (o.starttls) feats = await startTls(feats);
     await saslAuth(feats);
     openStream();
     feats = await expect("features", "stream features");
@@ -1015,7 +1047,7 @@ async function main() {
     label: o.label,
     tag: o.tag || "muc",
     scenario: "muc",
-    target: { host: o.host, port: o.port, domain: o.domain, mech: o.mech },
+    target: { host: o.host, port: o.port, domain: o.domain, starttls: o.starttls, mech: o.mech },
     server_pids: pids,
     machine: {
       nproc: os.cpus().length,

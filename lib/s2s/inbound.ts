@@ -13,11 +13,18 @@
  * (XEP-0178, RFC 6120 §13.7.1.2) is offered SASL EXTERNAL besides dialback; succeeding
  * authenticates that domain for the header's `to`. The shell only reports the certificate
  * (`tls-done` with `peer`); what it proves is decided here.
+ *
+ * XEP-0288: we offer bidirectionality; a peer that asks for it before authenticating gets our
+ * stanzas back over its stream, for the inverse of each pair it authenticated (SASL: the
+ * header's `to` to its `from`; dialback: each pair it claimed and proved). The peer's identity
+ * is what it proved to us, so nothing more is needed for that direction. The shell is told
+ * once per pair (`bidi`), when stanzas may go (after the new stream header that follows SASL).
  * @module
  */
 import { elem, type Element, renamespace } from "../xml/element.ts";
 import type { ParseEvent } from "../xml/parser.ts";
 import { certValidFor, type PeerCert } from "../xmpp/cert_names.ts";
+import { bidiFeature, NS_BIDI } from "./bidi.ts";
 import { dbResult, dbVerify, dialbackKey, dialbackKeyMatches } from "../xmpp/dialback.ts";
 import type { StreamError } from "../xmpp/errors.ts";
 import { parseJid, prepDomainpart } from "../xmpp/jid.ts";
@@ -49,6 +56,10 @@ export interface S2sInSession {
   readonly peer?: PeerCert;
   /** SASL EXTERNAL is offered on this stream: what it would authenticate (`from` for `to`). */
   readonly external?: { readonly remote: string; readonly local: string };
+  /** The peer asked for XEP-0288 bidirectionality before authenticating. */
+  readonly bidi?: boolean;
+  /** `"remote local"` pairs the shell was told (`bidi`) it may send local to remote over. */
+  readonly bidiPairs?: readonly string[];
 }
 
 /** A fresh incoming stream from `ip`; `peer`: the certificate of a direct TLS (XEP-0368) peer. */
@@ -78,6 +89,8 @@ export type S2sInEvent =
   }
   /** No domain was authenticated in time. */
   | { readonly kind: "auth-timeout" }
+  /** A stanza of ours (client namespace) to send back over a bidirectional stream (XEP-0288). */
+  | { readonly kind: "outbound"; readonly stanza: Element }
   /** Nothing arrived for a while. */
   | { readonly kind: "idle" }
   | { readonly kind: "disconnected" }
@@ -111,6 +124,10 @@ export type S2sInOutput =
   }
   /** After SASL: a new stream starts, with a fresh parser (RFC 6120 §6.4.6). */
   | { readonly kind: "reset-stream" }
+  /** XEP-0288: stanzas from `local` to `remote` may now go over this stream (`outbound`). */
+  | { readonly kind: "bidi"; readonly remote: string; readonly local: string }
+  /** An `outbound` stanza this stream may not carry (now): the shell sends it another way. */
+  | { readonly kind: "unsent"; readonly stanza: Element }
   | { readonly kind: "disconnect" };
 
 /** What the reducer may consult. */
@@ -127,6 +144,8 @@ export interface S2sInCtx {
   readonly newId: () => string;
   /** Domains one stream may authenticate (piggybacking), checks in flight included. */
   readonly maxDomains: number;
+  /** XEP-0288 bidirectional streams are offered and accepted. */
+  readonly bidi?: boolean;
 }
 
 /** One reduction's result. */
@@ -170,7 +189,42 @@ function features(s: S2sInSession, ctx: S2sInCtx): Element {
     // XEP-0220 §2.4.3; `<errors/>`: we send and understand dialback errors.
     children.push(elem("dialback", { xmlns: NS_DIALBACK_FEATURE }, [elem("errors")]));
   }
+  if (bidiPossible(s, ctx)) children.push(bidiFeature());
   return elem("features", { xmlns: NS_STREAMS }, children);
+}
+
+/**
+ * XEP-0288 §2: the peer may still ask for bidirectionality: before it authenticated anything,
+ * and after TLS when TLS is required (as Prosody's mod_s2s_bidi).
+ */
+function bidiPossible(s: S2sInSession, ctx: S2sInCtx): boolean {
+  return ctx.bidi === true && s.bidi !== true && s.authed.length === 0 &&
+    s.pending.length === 0 && (s.secure || !ctx.requireEncryption);
+}
+
+/** `bidi` outputs for authenticated pairs the shell was not told of yet. */
+function announceBidi(s: S2sInSession): S2sInStep {
+  if (s.bidi !== true || s.state !== "open") return [s, []];
+  const told = s.bidiPairs ?? [];
+  const fresh = s.authed.filter((p) => !told.includes(p));
+  if (fresh.length === 0) return [s, []];
+  return [
+    { ...s, bidiPairs: [...told, ...fresh] },
+    fresh.map((p) => {
+      const [remote, local] = p.split(" ");
+      return { kind: "bidi" as const, remote, local };
+    }),
+  ];
+}
+
+/** A stanza of ours for the peer: only for a pair announced with `bidi`, on an open stream. */
+function onOutbound(s: S2sInSession, stanza: Element): S2sInStep {
+  const from = stanza.attrs.from === undefined ? undefined : parseJid(stanza.attrs.from);
+  const to = stanza.attrs.to === undefined ? undefined : parseJid(stanza.attrs.to);
+  const ok = s.state === "open" && from !== undefined && to !== undefined &&
+    (s.bidiPairs ?? []).includes(pair(to.domain, from.domain));
+  if (!ok) return [s, [{ kind: "unsent", stanza }]];
+  return [s, [{ kind: "send", stanza: renamespace(stanza, NS_CLIENT, NS_SERVER) }]];
 }
 
 function onOpen(
@@ -208,9 +262,11 @@ function onOpen(
     state: "open",
     ...(external === undefined ? {} : { external }),
   };
-  return [open, [
+  const [announced, bidi] = announceBidi(open);
+  return [announced, [
     { kind: "open-stream", header: header(id, local, remote) },
     { kind: "send", stanza: features(open, ctx) },
+    ...bidi,
   ]];
 }
 
@@ -300,9 +356,11 @@ function onVerified(
     const [d, out] = close(next, { condition: "not-authorized", text: "Dialback failed" });
     return [d, [{ kind: "send", stanza: reply }, ...out]];
   }
-  return [{ ...s, pending, authed: [...s.authed, p] }, [
+  const [announced, bidi] = announceBidi({ ...s, pending, authed: [...s.authed, p] });
+  return [announced, [
     { kind: "send", stanza: dbResult(ev.local, ev.remote, undefined, "valid") },
     { kind: "authenticated", remote: ev.remote, local: ev.local },
+    ...bidi,
   ]];
 }
 
@@ -370,13 +428,20 @@ function onElement(s: S2sInSession, el: Element, ctx: S2sInCtx): S2sInStep {
       const [d, out] = close(s);
       return [d, [{ kind: "send", stanza: elem("failure", { xmlns: NS_TLS }) }, ...out]];
     }
-    // The next bytes are a TLS handshake, then a new stream (RFC 6120 §5.4.3.3).
-    return [{ ...s, state: "opening" }, [
+    // The next bytes are a TLS handshake, then a new stream (RFC 6120 §5.4.3.3); what was
+    // negotiated before TLS does not carry over (XEP-0288 §2.1: bidi after TLS).
+    const { bidi: _before, ...rest } = s;
+    return [{ ...rest, state: "opening" }, [
       { kind: "send", stanza: elem("proceed", { xmlns: NS_TLS }) },
       { kind: "starttls" },
     ]];
   }
   if (el.xmlns === NS_SASL && el.name === "auth") return onAuth(s, el);
+  if (el.xmlns === NS_BIDI && el.name === "bidi") {
+    // XEP-0288 §2.2; asked for too late (or not offered), it is ignored: our stanzas then take
+    // a connection of our own, which works with any peer.
+    return bidiPossible(s, ctx) ? [{ ...s, bidi: true }, []] : [s, []];
+  }
   if (el.xmlns === NS_DIALBACK && el.name === "result") return onResult(s, el, ctx);
   if (el.xmlns === NS_DIALBACK && el.name === "verify") return onVerify(s, el, ctx);
   if (el.xmlns === NS_SERVER && STANZAS.has(el.name)) {
@@ -390,7 +455,10 @@ function onElement(s: S2sInSession, el: Element, ctx: S2sInCtx): S2sInStep {
 
 /** Reduces one event of an incoming server-to-server stream. */
 export function reduceS2sIn(s: S2sInSession, ev: S2sInEvent, ctx: S2sInCtx): S2sInStep {
-  if (s.state === "closed") return [s, []];
+  if (s.state === "closed") {
+    // The shell's stanza still goes, another way.
+    return ev.kind === "outbound" ? [s, [{ kind: "unsent", stanza: ev.stanza }]] : [s, []];
+  }
   switch (ev.kind) {
     case "stream-open":
       if (s.state !== "opening") return close(s, { condition: "invalid-xml" });
@@ -402,6 +470,8 @@ export function reduceS2sIn(s: S2sInSession, ev: S2sInEvent, ctx: S2sInCtx): S2s
       return [{ ...s, secure: true, ...(ev.peer === undefined ? {} : { peer: ev.peer }) }, []];
     case "verified":
       return onVerified(s, ev);
+    case "outbound":
+      return onOutbound(s, ev.stanza);
     case "parse-error":
       return close(s, { condition: ev.condition });
     case "auth-timeout":

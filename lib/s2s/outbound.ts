@@ -9,12 +9,23 @@
  * With certificates (XEP-0178): when the remote's certificate is trusted and names its domain,
  * and it offers SASL EXTERNAL, we authenticate with our own certificate instead of dialback;
  * `s2s_secure_auth` makes a remote certificate that is not valid fail the link.
+ *
+ * XEP-0288: when the remote offers bidirectionality we ask for it before authenticating, and
+ * once ready accept stanzas from the remote's domain to ours on this stream, because the
+ * remote's identity is then established for that direction: with SASL EXTERNAL its certificate
+ * was found valid for its domain (we try EXTERNAL only then), and with dialback it is the server
+ * we reached for its domain and it answered `valid` to exactly our pair (the XEP's examples;
+ * the same DNS trust as dialback in the other direction). A `valid` result we did not ask for
+ * proves nothing (XEP-0288 §4). Its dialback requests for other domains on this stream are
+ * refused with a dialback error: those take a stream of their own.
  * @module
  */
 import { elem, type Element, renamespace } from "../xml/element.ts";
 import type { ParseEvent } from "../xml/parser.ts";
 import { certValidFor, type PeerCert } from "../xmpp/cert_names.ts";
 import { dbResult, dbVerify, dialbackKey } from "../xmpp/dialback.ts";
+import { parseJid, prepDomainpart } from "../xmpp/jid.ts";
+import { bidiRequest, NS_BIDI_FEATURE } from "./bidi.ts";
 import type { StanzaErrorCondition, StreamError } from "../xmpp/errors.ts";
 import {
   NS_CLIENT,
@@ -60,6 +71,11 @@ export interface S2sOutSession {
   readonly peer?: PeerCert;
   /** SASL EXTERNAL succeeded: the next stream's features make the link ready. */
   readonly sasl?: boolean;
+  /**
+   * XEP-0288: `asked`, we sent `<bidi/>`; `on`, ready with the remote's identity established:
+   * its stanzas to us come on this stream too.
+   */
+  readonly bidi?: "asked" | "on";
 }
 
 /** A stream from `local` to `remote` about to connect. */
@@ -92,8 +108,13 @@ export type S2sOutOutput =
   | { readonly kind: "send"; readonly stanza: Element }
   /** Upgrade the socket to TLS (client side), then `tls-done`, and a new stream. */
   | { readonly kind: "starttls" }
-  /** Authenticated: what waits may be sent (`via` SASL EXTERNAL, else dialback). */
-  | { readonly kind: "ready"; readonly via?: "sasl-external" }
+  /**
+   * Authenticated: what waits may be sent (`via` SASL EXTERNAL, else dialback); `bidi`: the
+   * remote's stanzas to us come on this stream too (XEP-0288).
+   */
+  | { readonly kind: "ready"; readonly via?: "sasl-external"; readonly bidi?: boolean }
+  /** A stanza from the remote over a bidirectional stream, client namespace, `from` checked. */
+  | { readonly kind: "route"; readonly stanza: Element }
   /** After SASL: a new stream starts, with a fresh parser (RFC 6120 §6.4.6). */
   | { readonly kind: "reset-stream" }
   /**
@@ -122,6 +143,8 @@ export interface S2sOutCtx {
   readonly secureAuth?: boolean;
   /** We present a certificate for our domain, so SASL EXTERNAL may be tried (XEP-0178). */
   readonly external?: boolean;
+  /** Ask for XEP-0288 bidirectional streams where offered. */
+  readonly bidi?: boolean;
 }
 
 /** One reduction's result. */
@@ -202,6 +225,27 @@ function base64(text: string): string {
   return btoa(String.fromCharCode(...new TextEncoder().encode(text)));
 }
 
+/**
+ * `<bidi/>` before authenticating (XEP-0288 §2.2), when offered, after TLS when TLS is required
+ * (as Prosody's mod_s2s_bidi), and only with a stream that can become ready.
+ */
+function askBidi(s: S2sOutSession, features: Element, ctx: S2sOutCtx): S2sOutStep {
+  const offered = child(features, "bidi", NS_BIDI_FEATURE) !== undefined;
+  if (ctx.bidi !== true || !offered || s.bidi !== undefined) return [s, []];
+  if (!s.secure && ctx.requireEncryption) return [s, []];
+  return [{ ...s, bidi: "asked" }, [{ kind: "send", stanza: bidiRequest() }]];
+}
+
+/** Ready: `bidi` on when we asked for it, the remote's identity being established by now. */
+function ready(s: S2sOutSession, via?: "sasl-external"): S2sOutStep {
+  const bidi = s.bidi === "asked";
+  return [{ ...s, state: "ready", ...(bidi ? { bidi: "on" as const } : {}) }, [{
+    kind: "ready",
+    ...(via === undefined ? {} : { via }),
+    ...(bidi ? { bidi } : {}),
+  }]];
+}
+
 function onFeatures(s: S2sOutSession, el: Element, ctx: S2sOutCtx): S2sOutStep {
   if (!s.secure && child(el, "starttls", NS_TLS) !== undefined) {
     return [{ ...s, state: "starttls" }, [{
@@ -216,21 +260,24 @@ function onFeatures(s: S2sOutSession, el: Element, ctx: S2sOutCtx): S2sOutStep {
   }
   if (s.sasl === true) {
     // The stream after SASL success (RFC 6120 §6.4.6): authenticated, what waited goes now.
-    return [{ ...s, state: "ready", verifies: [] }, [
+    const [d, out] = ready({ ...s, verifies: [] }, "sasl-external");
+    return [d, [
       ...s.verifies.map((v) => ({ kind: "send" as const, stanza: verifyStanza(s, v) })),
-      { kind: "ready", via: "sasl-external" },
+      ...out,
     ]];
   }
   const remoteValid = s.secure && certValidFor(s.peer, s.remote);
   if (ctx.secureAuth === true && !remoteValid) return insecure(s);
+  const [asked, bidi] = askBidi(s, el, ctx);
   // XEP-0178 §3: our certificate speaks for our domain; the authorization identity names it.
   if (ctx.external === true && remoteValid && offersExternal(el)) {
-    return [{ ...s, state: "sasl" }, [{
+    return [{ ...asked, state: "sasl" }, [...bidi, {
       kind: "send",
       stanza: elem("auth", { xmlns: NS_SASL, mechanism: "EXTERNAL" }, [base64(s.local)]),
     }]];
   }
-  return authenticate(s, ctx);
+  const [d, out] = authenticate(asked, ctx);
+  return [d, [...bidi, ...out]];
 }
 
 /** The answer to our SASL EXTERNAL: a new stream, or dialback instead (XEP-0178 §3.2). */
@@ -242,12 +289,51 @@ function onSaslOutcome(s: S2sOutSession, el: Element, ctx: S2sOutCtx): S2sOutSte
 }
 
 function onResult(s: S2sOutSession, el: Element): S2sOutStep {
-  if (s.state !== "dialback") return [s, []];
   const type = el.attrs.type;
-  if (type === "valid") return [{ ...s, state: "ready" }, [{ kind: "ready" }]];
+  if (type === undefined && s.bidi === "on") {
+    // The remote asks to add a pair on our bidirectional stream (XEP-0288 §2.2, a MAY): not
+    // done here, refused alone with a dialback error (XEP-0220 §2.4), the stream stays up.
+    const from = el.attrs.from ?? "";
+    const to = el.attrs.to ?? "";
+    return [s, [{
+      kind: "send",
+      stanza: elem("result", { xmlns: NS_DIALBACK, from: to, to: from, type: "error" }, [
+        elem("error", { xmlns: NS_SERVER, type: "cancel" }, [
+          elem("feature-not-implemented", { xmlns: "urn:ietf:params:xml:ns:xmpp-stanzas" }),
+        ]),
+      ]),
+    }]];
+  }
+  if (s.state !== "dialback") return [s, []];
+  // Only the answer for our pair counts: a `valid` for another proves nothing (XEP-0288 §4).
+  const ours = prepDomainpart(el.attrs.from ?? "") === s.remote &&
+    prepDomainpart(el.attrs.to ?? "") === s.local;
+  if (!ours) return [s, []];
+  if (type === "valid") return ready(s);
   return end(s, `the remote server refused our dialback key (${type ?? "no type"})`, {
     condition: "remote-server-not-found",
   });
+}
+
+/**
+ * A stanza from the remote over our bidirectional stream: from its domain to ours only, the
+ * pair whose identities this stream established (XEP-0288 §2.2).
+ */
+function onStanza(s: S2sOutSession, el: Element): S2sOutStep {
+  const from = el.attrs.from === undefined ? undefined : parseJid(el.attrs.from);
+  const to = el.attrs.to === undefined ? undefined : parseJid(el.attrs.to);
+  if (from === undefined || to === undefined) {
+    return end(s, "a stanza without from or to", { error: { condition: "improper-addressing" } });
+  }
+  if (from.domain !== s.remote || to.domain !== s.local) {
+    return end(s, `a stanza from ${from.domain} to ${to.domain}`, {
+      error: {
+        condition: "invalid-from",
+        text: `Only ${s.remote} to ${s.local} is authenticated on this stream`,
+      },
+    });
+  }
+  return [s, [{ kind: "route", stanza: renamespace(el, NS_SERVER, NS_CLIENT) }]];
 }
 
 function onElement(s: S2sOutSession, el: Element, ctx: S2sOutCtx): S2sOutStep {
@@ -276,6 +362,12 @@ function onElement(s: S2sOutSession, el: Element, ctx: S2sOutCtx): S2sOutStep {
     const local = el.attrs.to;
     if (id === undefined || local === undefined) return [s, []];
     return [s, [{ kind: "verified", local, id, valid: el.attrs.type === "valid" }]];
+  }
+  if (
+    s.bidi === "on" && el.xmlns === NS_SERVER &&
+    (el.name === "message" || el.name === "presence" || el.name === "iq")
+  ) {
+    return onStanza(s, el);
   }
   // Without XEP-0288 nothing else comes this way.
   return end(s, `unexpected <${el.name}/> from the remote server`, {

@@ -10,6 +10,12 @@
  * presents ours; the shell reports each peer's certificate (trusted or not, and its names) to
  * the reducer, which decides what it proves. XEP-0368: the direct TLS listener, and targets
  * reached with TLS from the first byte (`_xmpps-server._tcp`, `tls://` in `[s2s] hosts`).
+ *
+ * XEP-0288: an incoming stream whose peer asked for bidirectionality is, for each pair it
+ * authenticated, the way our stanzas from that local domain to that remote domain go while it
+ * lives (`bidi`), before any link of ours; an outgoing link that negotiated it routes what the
+ * remote sends back over it. Key checks always use links of our own (XEP-0288 §2.2: never the
+ * connection the claim came on).
  * @module
  */
 import type { Logger } from "../log.ts";
@@ -121,6 +127,8 @@ export interface S2sDeps {
   readonly idleTimeoutMs: number;
   /** Domains one incoming stream may authenticate. */
   readonly maxDomains: number;
+  /** XEP-0288 bidirectional streams, offered and asked for (default true). */
+  readonly bidi?: boolean;
   /** Counts an incoming connection in the limits, or refuses it. */
   readonly admit: (ip: string) => { ok: true; ticket: DriverTicket } | {
     ok: false;
@@ -151,11 +159,15 @@ interface Inbound extends Driver<S2sInSession, S2sInEvent, S2sInOutput> {
   inflight: number;
   /** The peer's certificate, once the TLS handshake saw it. */
   readonly tlsPeer: { cert?: PeerCert };
+  /** When a stanza of ours last went over it (XEP-0288): use, for the idle sweep. */
+  lastUsed: number;
 }
 
 interface Outbound extends Driver<S2sOutSession, S2sOutEvent, S2sOutOutput> {
   readonly link: Link;
   readonly fed: Federation;
+  /** Routed stanzas (from a bidirectional remote) whose effects are still on their way. */
+  inflight: number;
 }
 
 /** One local domain's link to one remote domain. */
@@ -180,6 +192,8 @@ interface Federation {
   readonly deps: S2sDeps;
   readonly links: Map<string, Link>;
   readonly inbound: Set<Inbound>;
+  /** XEP-0288: incoming streams our stanzas may use, by `local remote`. */
+  readonly bidi: Map<string, Inbound>;
   /** Backoff per remote domain after a failed link: when the next try may start, and the delay. */
   readonly backoff: Map<string, { until: number; ms: number }>;
   readonly outCtx: S2sOutCtx;
@@ -202,6 +216,15 @@ function bounce(fed: Federation, stanza: Element, condition: StanzaErrorConditio
   if (type === "error" || stanza.name === "presence") return;
   if (stanza.name === "iq" && type === "result") return;
   fed.deps.route(errorReply(stanza, condition));
+}
+
+/** Routes a stanza from a remote server, counting it while its effects are on their way. */
+function routeCounted(fed: Federation, d: { inflight: number }, stanza: Element): void {
+  const routed = fed.deps.route(stanza);
+  if (routed !== undefined) {
+    d.inflight++;
+    routed.finally(() => d.inflight--);
+  }
 }
 
 /** The stanza limit of an incoming stream as it is now: higher once a domain is authenticated. */
@@ -230,12 +253,23 @@ const S2S_IN: DriverKind<S2sInSession, S2sInEvent, S2sInOutput, Inbound> = {
       case "reset-stream":
         restartStream(d, inLimit(d));
         return;
-      case "route": {
-        const routed = fed.deps.route(out.stanza);
-        if (routed !== undefined) {
-          d.inflight++;
-          routed.finally(() => d.inflight--);
-        }
+      case "route":
+        routeCounted(fed, d, out.stanza);
+        return;
+      case "bidi":
+        // Newest wins: a peer that reconnected uses its new stream.
+        fed.bidi.set(`${out.local} ${out.remote}`, d);
+        fed.deps.log.info("{ip}: stanzas from {local} to {remote} go back over this stream", {
+          ip: d.session.ip,
+          local: out.local,
+          remote: out.remote,
+        });
+        return;
+      case "unsent": {
+        // The stream cannot carry it after all: it no longer stands for any pair.
+        for (const [key, via] of fed.bidi) if (via === d) fed.bidi.delete(key);
+        const to = out.stanza.attrs.to === undefined ? undefined : parseJid(out.stanza.attrs.to);
+        if (to !== undefined) sendStanza(fed, out.stanza, to.domain);
         return;
       }
       case "verify":
@@ -266,11 +300,13 @@ const S2S_IN: DriverKind<S2sInSession, S2sInEvent, S2sInOutput, Inbound> = {
   },
   ended(d) {
     d.fed.inbound.delete(d);
+    for (const [key, via] of d.fed.bidi) if (via === d) d.fed.bidi.delete(key);
   },
 };
 
 const S2S_OUT: DriverKind<S2sOutSession, S2sOutEvent, S2sOutOutput, Outbound> = {
   reduce: (s, ev, d) => reduceS2sOut(s, ev, d.fed.outCtx),
+  pressured: (d) => d.inflight > (d.fed.deps.inflightMax ?? DEFAULT_INFLIGHT_MAX),
   execute(d, out) {
     const { link, fed } = d;
     switch (out.kind) {
@@ -296,10 +332,11 @@ const S2S_OUT: DriverKind<S2sOutSession, S2sOutEvent, S2sOutOutput, Outbound> = 
         disarm(d);
         link.ready = true;
         fed.backoff.delete(link.remote);
-        fed.deps.log.info("Linked {local} to {remote} ({how})", {
+        fed.deps.log.info("Linked {local} to {remote} ({how}{bidi})", {
           local: link.local,
           remote: link.remote,
           how: out.via === "sasl-external" ? "certificate, SASL EXTERNAL" : "dialback",
+          bidi: out.bidi === true ? ", bidirectional" : "",
         });
         const waiting = link.queue;
         link.queue = [];
@@ -308,6 +345,9 @@ const S2S_OUT: DriverKind<S2sOutSession, S2sOutEvent, S2sOutOutput, Outbound> = 
       }
       case "failed":
         fail(fed, link, out.condition, out.why);
+        return;
+      case "route":
+        routeCounted(fed, d, out.stanza);
         return;
       case "verified": {
         const key = `${out.local} ${out.id}`;
@@ -427,7 +467,7 @@ async function connect(fed: Federation, link: Link): Promise<void> {
       maxStanzaBytes: deps.maxStanzaBytes,
       maxDepth: deps.maxDepth,
     },
-    { link, fed },
+    { link, fed, inflight: 0 },
     (d) => clientTransport(d, connected, NS_SERVER),
   );
   link.driver = d;
@@ -502,12 +542,56 @@ function verifyFor(
   else link.early.push(request);
 }
 
+/**
+ * Sends a stanza of ours (client namespace) to `remote`: over an incoming stream that offered
+ * to carry it (XEP-0288), else over our link, made when there is none.
+ */
+function sendStanza(fed: Federation, stanza: Element, remote: string): void {
+  const { deps } = fed;
+  const from = stanza.attrs.from === undefined ? undefined : parseJid(stanza.attrs.from);
+  // Only our own domains' stanzas leave: a server never relays for another.
+  if (from === undefined || !deps.isLocal(from.domain)) return;
+  const local = from.domain;
+  const via = fed.bidi.get(`${local} ${remote}`);
+  if (via !== undefined && via.done) fed.bidi.delete(`${local} ${remote}`);
+  else if (via !== undefined) {
+    via.lastUsed = Date.now();
+    dispatch(via, { kind: "outbound", stanza });
+    return;
+  }
+  const existing = fed.links.get(`${local} ${remote}`);
+  if (existing === undefined) {
+    const backoff = fed.backoff.get(remote);
+    if (countLinks(fed, false) >= MAX_LINKS) {
+      bounce(fed, stanza, "resource-constraint");
+      return;
+    }
+    if (backoff !== undefined && Date.now() < backoff.until) {
+      bounce(fed, stanza, "remote-server-not-found");
+      return;
+    }
+  }
+  const link = existing ?? linkFor(fed, local, remote);
+  link.verifyOnly = false;
+  link.lastUsed = Date.now();
+  if (link.ready && link.driver !== undefined) {
+    dispatch(link.driver, { kind: "outbound", stanza });
+    return;
+  }
+  if (link.queue.length >= deps.queueMax) {
+    bounce(fed, stanza, "resource-constraint");
+    return;
+  }
+  link.queue.push(stanza);
+}
+
 /** Starts federation. */
 export function createS2s(deps: S2sDeps): S2s {
   const fed: Federation = {
     deps,
     links: new Map(),
     inbound: new Set(),
+    bidi: new Map(),
     backoff: new Map(),
     outCtx: {
       secret: deps.secret,
@@ -515,6 +599,7 @@ export function createS2s(deps: S2sDeps): S2s {
       maxVerifies: deps.maxDomains,
       secureAuth: deps.secureAuth,
       external: deps.certFor !== undefined,
+      bidi: deps.bidi ?? true,
     },
   };
   const inCtx: S2sInCtx = {
@@ -525,6 +610,7 @@ export function createS2s(deps: S2sDeps): S2s {
     secret: deps.secret,
     newId: deps.newId,
     maxDomains: deps.maxDomains,
+    bidi: deps.bidi ?? true,
   };
   // Idle links and streams are closed; a link's use counts as traffic.
   const sweep = setInterval(() => {
@@ -537,7 +623,9 @@ export function createS2s(deps: S2sDeps): S2s {
       }
     }
     for (const d of fed.inbound) {
-      if (now - d.lastActivity > deps.idleTimeoutMs) dispatch(d, { kind: "idle" });
+      if (now - Math.max(d.lastActivity, d.lastUsed) > deps.idleTimeoutMs) {
+        dispatch(d, { kind: "idle" });
+      }
     }
   }, Math.min(30_000, Math.max(1000, deps.idleTimeoutMs / 4)));
   Deno.unrefTimer(sweep);
@@ -576,7 +664,7 @@ export function createS2s(deps: S2sDeps): S2s {
           maxDepth: deps.maxDepth,
           ticket: admitted.ticket,
         },
-        { fed, ctx: inCtx, tlsPeer, inflight: 0 },
+        { fed, ctx: inCtx, tlsPeer, inflight: 0, lastUsed: 0 },
         (d) => tcpTransport(d, conn, { ns: NS_SERVER, tls }),
       );
       fed.inbound.add(d);
@@ -594,38 +682,11 @@ export function createS2s(deps: S2sDeps): S2s {
       });
       return d.finished.finally(() => admitted.ticket.release());
     },
-    send(stanza, remote) {
-      const from = stanza.attrs.from === undefined ? undefined : parseJid(stanza.attrs.from);
-      // Only our own domains' stanzas leave: a server never relays for another.
-      if (from === undefined || !deps.isLocal(from.domain)) return;
-      const local = from.domain;
-      const existing = fed.links.get(`${local} ${remote}`);
-      if (existing === undefined) {
-        const backoff = fed.backoff.get(remote);
-        if (countLinks(fed, false) >= MAX_LINKS) {
-          bounce(fed, stanza, "resource-constraint");
-          return;
-        }
-        if (backoff !== undefined && Date.now() < backoff.until) {
-          bounce(fed, stanza, "remote-server-not-found");
-          return;
-        }
-      }
-      const link = existing ?? linkFor(fed, local, remote);
-      link.verifyOnly = false;
-      link.lastUsed = Date.now();
-      if (link.ready && link.driver !== undefined) {
-        dispatch(link.driver, { kind: "outbound", stanza });
-        return;
-      }
-      if (link.queue.length >= deps.queueMax) {
-        bounce(fed, stanza, "resource-constraint");
-        return;
-      }
-      link.queue.push(stanza);
-    },
+    send: (stanza, remote) => sendStanza(fed, stanza, remote),
     shutdown() {
       clearInterval(sweep);
+      // Incoming streams closing hand their stanzas back (`unsent`): none may go anywhere now.
+      fed.bidi.clear();
       for (const d of fed.inbound) dispatch(d, { kind: "shutdown" });
       for (const link of fed.links.values()) {
         if (link.driver !== undefined) dispatch(link.driver, { kind: "shutdown" });

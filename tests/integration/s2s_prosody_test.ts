@@ -8,15 +8,28 @@
  * How the two servers find each other without DNS records or /etc/hosts:
  * - Our domain is `a.localhost`. Prosody resolves it with libunbound (lua5.4-unbound, which the
  *   package recommends), whose built-in `localhost.` zone answers every `*.localhost` name with
- *   127.0.0.1 (and ::1) and no SRV record, so Prosody connects to 127.0.0.1:5269. Ours must
- *   therefore listen there: the fixed port is checked first and a clash fails clearly. An IP
+ *   127.0.0.1 (and ::1) and no SRV record, so Prosody connects to 127.0.0.1:5269. The test's
+ *   proxy to ours must therefore listen there: the fixed port is checked first and a clash fails
+ *   clearly. An IP
  *   literal domain (Prosody's resolver connects to those directly) is not an option for our side:
  *   our `hosts` accepts domain names only.
  * - Prosody's domain is `b.localhost` on ephemeral ports; ours finds it through `[s2s] hosts`.
  *
- * Certificates: ours is the self-signed one it makes per host, Prosody's is made by the same code
- * (lib/transport/certs.ts) into the temp dir. Neither is signed by a CA, so both sides fall back
- * to dialback (`s2s_secure_auth = false` on both).
+ * Dialback: ours is the self-signed certificate it makes per host, Prosody's is made by the same
+ * code (lib/transport/certs.ts) into the temp dir. Neither is signed by a CA, so both sides fall
+ * back to dialback (`s2s_secure_auth = false` on both).
+ *
+ * Certificates (XEP-0178): a CA the test makes (./_certs.ts) signs both servers' certificates,
+ * ours trusts it through `[s2s] ca_file`, Prosody through `ssl = { cafile = ... }`, and
+ * `s2s_secure_auth = true` on both refuses dialback, so the links that work used SASL EXTERNAL;
+ * Prosody's log says so for each of its streams (mod_saslauth: "Accepting SASL EXTERNAL
+ * identity from a.localhost" on its incoming one, "SASL EXTERNAL with a.localhost succeeded" on
+ * its outgoing one).
+ *
+ * Bidirectional streams (XEP-0288): Prosody 0.12 ships mod_s2s_bidi; with it enabled, one
+ * connection carries both directions whichever side connects first. Each server reaches the
+ * other through a counting TCP proxy (./_proxy.ts; Prosody's reaches ours at 127.0.0.1:5269),
+ * so the tests count the connections each side opened.
  *
  * `OUR_LOG_LEVEL=debug` logs our side to the console; Prosody's log is printed on failure.
  */
@@ -33,6 +46,8 @@ import {
 } from "./_peer.ts";
 import { startTestServer, type TestServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
+import { makeCa, makeLeaf, type TestCert, writeCert } from "./_certs.ts";
+import { startProxy } from "./_proxy.ts";
 
 const PROSODY = "/usr/bin/prosody";
 const PROSODYCTL = "/usr/bin/prosodyctl";
@@ -106,15 +121,35 @@ function lua(s: string): string {
   return JSON.stringify(s);
 }
 
+/** How Prosody authenticates servers. */
+interface ProsodyOptions {
+  /**
+   * Certificates (XEP-0178): Prosody's CA-signed certificate, the CA it trusts (`ssl.cafile`),
+   * and `s2s_secure_auth = true`; absent: a self-signed certificate and dialback.
+   */
+  readonly secure?: { readonly ca: string; readonly cert: TestCert };
+  /** mod_s2s_bidi (XEP-0288), in Prosody 0.12 since 0.12.0. */
+  readonly bidi?: boolean;
+}
+
 /** Starts Prosody serving `THEIRS` with `users` (password "pw"), ready for c2s and s2s. */
-async function startProsody(users: readonly string[]): Promise<Prosody> {
+async function startProsody(
+  users: readonly string[],
+  opts: ProsodyOptions = {},
+): Promise<Prosody> {
   const dir = await Deno.makeTempDir({ prefix: "prosody-s2s-" });
   const c2sPort = freePort();
   const s2sPort = freePort();
-  const tls = await ensureSelfSigned(dir, THEIRS).then(() => ({
-    cert: `${dir}/certs/${THEIRS}.crt`,
-    key: `${dir}/certs/${THEIRS}.key`,
-  }));
+  const tls = opts.secure === undefined
+    ? await ensureSelfSigned(dir, THEIRS).then(() => ({
+      cert: `${dir}/certs/${THEIRS}.crt`,
+      key: `${dir}/certs/${THEIRS}.key`,
+    }))
+    : await writeCert(dir, THEIRS, opts.secure.cert);
+  const caFile = `${dir}/ca.pem`;
+  if (opts.secure !== undefined) await Deno.writeTextFile(caFile, opts.secure.ca);
+  const modules = ["roster", "saslauth", "tls", "dialback", "disco", "ping"];
+  if (opts.bidi === true) modules.push("s2s_bidi");
   const logFile = `${dir}/prosody.log`;
   const cfg = `${dir}/prosody.cfg.lua`;
   await Deno.mkdir(`${dir}/data`);
@@ -137,14 +172,17 @@ https_ports = { }
 -- The test client may log in without TLS; federation is what is under test.
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
--- TLS between the servers (the default), dialback since neither certificate is CA-signed.
+-- TLS between the servers (the default). With a CA: certificates only (SASL EXTERNAL), else
+-- dialback since neither certificate is CA-signed.
 s2s_require_encryption = true
-s2s_secure_auth = false
+s2s_secure_auth = ${opts.secure !== undefined}
 -- Plain storage lets Prosody offer SCRAM-SHA-256, the test client's mechanism.
 authentication = "internal_plain"
 storage = "internal"
-modules_enabled = { "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping" }
-ssl = { certificate = ${lua(tls.cert)}; key = ${lua(tls.key)} }
+modules_enabled = { ${modules.map(lua).join("; ")} }
+ssl = { certificate = ${lua(tls.cert)}; key = ${lua(tls.key)}${
+      opts.secure === undefined ? "" : `; cafile = ${lua(caFile)}`
+    } }
 
 VirtualHost ${lua(THEIRS)}
 `,
@@ -205,110 +243,268 @@ function bare(jid: string): string {
   return jid.split("/")[0];
 }
 
+/** What one interop run sets up on each side. */
+interface Setup {
+  readonly prosody?: ProsodyOptions;
+  /** Our server's settings besides the common ones (certificates, `[s2s]`). */
+  readonly ours?: (dir: string) => Promise<Record<string, unknown>>;
+  /** Checks after the exchange. */
+  readonly after?: (seen: Seen) => void;
+  /** Prosody connects first: bob writes to alice before anything else, and she replies. */
+  readonly prosodyFirst?: boolean;
+}
+
+/** What a run saw. */
+interface Seen {
+  /** Prosody's whole log. */
+  readonly log: string;
+  /** Connections our server opened to Prosody. */
+  readonly toProsody: number;
+  /** Connections Prosody opened to our server. */
+  readonly toOurs: number;
+}
+
+/**
+ * Subscription, presence and messages both ways between alice (ours) and bob (Prosody's), then
+ * `setup.after` with Prosody's log.
+ */
+async function federate(setup: Setup): Promise<void> {
+  const level = Deno.env.get("OUR_LOG_LEVEL");
+  if (level !== undefined) await setupLogging(level as LogLevel);
+  needPort(S2S_PORT);
+  const prosody = await startProsody(["bob"], setup.prosody);
+  const dir = await Deno.makeTempDir({ prefix: "ours-s2s-" });
+  // Both ways through counting proxies: Prosody reaches ours at 127.0.0.1:5269, the proxy.
+  const ourPort = freePort();
+  const toOurs = startProxy(ourPort, false, S2S_PORT);
+  const toProsody = startProxy(prosody.s2sPort);
+  let ours: TestServer | undefined;
+  let alice: Peer | undefined;
+  let bob: Peer | undefined;
+  try {
+    const extra = await setup.ours?.(dir) ?? {};
+    ours = await startTestServer({
+      hosts: [OURS],
+      s2s_port: ourPort,
+      muc: { enabled: false },
+      pubsub: { enabled: false },
+      upload: { enabled: false },
+      ...(level === undefined ? {} : { log_level: level }),
+      ...extra,
+      s2s: {
+        hosts: { [THEIRS]: `127.0.0.1:${toProsody.port}` },
+        ...(extra.s2s as object | undefined),
+      },
+    });
+    await ours.accounts.create(OURS, "alice", "pw");
+    alice = await connectPeer(ours, "alice", undefined, { domain: OURS });
+    // connectPeer only needs the c2s port of the server it logs in to.
+    bob = await connectPeer({ c2sPort: prosody.c2sPort } as TestServer, "bob", undefined, {
+      domain: THEIRS,
+    });
+    // Both fetch their rosters first: Prosody sends a `subscribed` only to "interested"
+    // resources (RFC 6121 §2.1.6), those that asked for the roster.
+    assert.deepEqual(await rosterOf(alice), {});
+    assert.deepEqual(await rosterOf(bob), {});
+    await alice.xmpp.send(xml("presence"));
+    await bob.xmpp.send(xml("presence"));
+    if (setup.prosodyFirst === true) {
+      await bob.xmpp.send(
+        xml("message", { to: bare(alice.jid), type: "chat" }, xml("body", {}, "first")),
+      );
+      await alice.waitFor(bodyIs("first"), "bob's first message", 10000);
+      await alice.xmpp.send(
+        xml("message", { to: bob.jid, type: "chat" }, xml("body", {}, "first reply")),
+      );
+      await bob.waitFor(bodyIs("first reply"), "alice's reply to bob's first message", 10000);
+    }
+
+    // Ours asks first; Prosody approves and asks back; ours approves. Then each side has the
+    // other's available presence (RFC 6121 §3.1.5 and the probes after approval).
+    await subscribeMutually(alice, bob);
+    await alice.waitFor(presenceFrom(bob.jid), "bob's presence", 10000);
+    assert.deepEqual(await rosterOf(alice), { [bare(bob.jid)]: "both" });
+    assert.deepEqual(await rosterOf(bob), { [bare(alice.jid)]: "both" });
+
+    await alice.xmpp.send(
+      xml("message", { to: bare(bob.jid), type: "chat" }, xml("body", {}, "hi bob")),
+    );
+    const got = await bob.waitFor(bodyIs("hi bob"), "alice's message");
+    assert.equal(got.attrs.from, alice.jid);
+    await bob.xmpp.send(
+      xml("message", { to: bare(alice.jid), type: "chat" }, xml("body", {}, "hi alice")),
+    );
+    const back = await alice.waitFor(bodyIs("hi alice"), "bob's message");
+    assert.equal(back.attrs.from, bob.jid);
+    // To a full JID, each way.
+    await alice.xmpp.send(
+      xml("message", { to: bob.jid, type: "chat" }, xml("body", {}, "to your resource")),
+    );
+    await bob.waitFor(bodyIs("to your resource"), "alice's message to bob's full JID");
+    await bob.xmpp.send(
+      xml("message", { to: alice.jid, type: "chat" }, xml("body", {}, "and to yours")),
+    );
+    await alice.waitFor(bodyIs("and to yours"), "bob's message to alice's full JID");
+
+    // Presence changes both ways, then going offline both ways.
+    const away = (jid: string) => (st: XmppClient) =>
+      presenceFrom(jid)(st) && st.getChildText("show") === "away";
+    await alice.xmpp.send(xml("presence", {}, xml("show", {}, "away")));
+    await bob.waitFor(away(alice.jid), "alice's away presence");
+    await bob.xmpp.send(xml("presence", {}, xml("show", {}, "away")));
+    await alice.waitFor(away(bob.jid), "bob's away presence");
+    const bobJid = bob.jid;
+    await closeAll(bob);
+    bob = undefined;
+    await alice.waitFor(presenceFrom(bobJid, "unavailable"), "bob's unavailable presence");
+    const aliceJid = alice.jid;
+    bob = await connectPeer({ c2sPort: prosody.c2sPort } as TestServer, "bob", undefined, {
+      domain: THEIRS,
+    });
+    await rosterOf(bob);
+    await bob.xmpp.send(xml("presence"));
+    // Prosody probes our server for alice's presence when bob comes back.
+    await bob.waitFor(presenceFrom(aliceJid), "alice's presence after bob's new login");
+    await closeAll(alice);
+    alice = undefined;
+    await bob.waitFor(presenceFrom(aliceJid, "unavailable"), "alice's unavailable presence");
+    setup.after?.({
+      log: await prosody.logTail(1_000_000),
+      toProsody: toProsody.count(),
+      toOurs: toOurs.count(),
+    });
+  } catch (err) {
+    const log = await prosody.logTail(100000);
+    const hint = log.includes("Using legacy DNS API")
+      ? "\nProsody runs without libunbound and cannot resolve a.localhost: apt-get install " +
+        "lua5.4-unbound\n"
+      : "";
+    throw new Error(`${(err as Error).stack ?? err}${hint}\n${await prosody.logTail()}`);
+  } finally {
+    await closeAll(...[alice, bob].filter((p): p is Peer => p !== undefined));
+    await ours?.stop();
+    await prosody.stop();
+    await toOurs.close();
+    await toProsody.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 Deno.test({
   name: "s2s with Prosody 0.12: subscription, presence and messages both ways over dialback",
   ignore: !hasProsody,
   // Prosody's child process and its pipes are awaited in stop().
-  async fn() {
-    const level = Deno.env.get("OUR_LOG_LEVEL");
-    if (level !== undefined) await setupLogging(level as LogLevel);
-    needPort(S2S_PORT);
-    const prosody = await startProsody(["bob"]);
-    let ours: TestServer | undefined;
-    let alice: Peer | undefined;
-    let bob: Peer | undefined;
-    try {
-      ours = await startTestServer({
-        hosts: [OURS],
-        s2s_port: S2S_PORT,
-        s2s: { hosts: { [THEIRS]: `127.0.0.1:${prosody.s2sPort}` } },
-        muc: { enabled: false },
-        pubsub: { enabled: false },
-        upload: { enabled: false },
-        ...(level === undefined ? {} : { log_level: level }),
-      });
-      await ours.accounts.create(OURS, "alice", "pw");
-      alice = await connectPeer(ours, "alice", undefined, { domain: OURS });
-      // connectPeer only needs the c2s port of the server it logs in to.
-      bob = await connectPeer({ c2sPort: prosody.c2sPort } as TestServer, "bob", undefined, {
-        domain: THEIRS,
-      });
-      // Both fetch their rosters first: Prosody sends a `subscribed` only to "interested"
-      // resources (RFC 6121 §2.1.6), those that asked for the roster.
-      assert.deepEqual(await rosterOf(alice), {});
-      assert.deepEqual(await rosterOf(bob), {});
-      await alice.xmpp.send(xml("presence"));
-      await bob.xmpp.send(xml("presence"));
+  fn: () => federate({}),
+});
 
-      // Ours asks first; Prosody approves and asks back; ours approves. Then each side has the
-      // other's available presence (RFC 6121 §3.1.5 and the probes after approval).
-      await subscribeMutually(alice, bob);
-      await alice.waitFor(presenceFrom(bob.jid), "bob's presence", 10000);
-      assert.deepEqual(await rosterOf(alice), { [bare(bob.jid)]: "both" });
-      assert.deepEqual(await rosterOf(bob), { [bare(alice.jid)]: "both" });
+/** Certificates from one test CA for both servers, trusted by both; dialback refused by both. */
+async function certificates(): Promise<Pick<Setup, "prosody" | "ours">> {
+  const ca = await makeCa();
+  const theirs = await makeLeaf(ca, { dns: [THEIRS] });
+  const mine = await makeLeaf(ca, { dns: [OURS] });
+  return {
+    prosody: { secure: { ca: ca.certPem, cert: theirs } },
+    ours: async (dir) => {
+      await Deno.writeTextFile(`${dir}/ca.pem`, ca.certPem);
+      return {
+        tls: await writeCert(dir, OURS, mine),
+        s2s_secure_auth: true,
+        s2s: { ca_file: `${dir}/ca.pem` },
+      };
+    },
+  };
+}
 
-      await alice.xmpp.send(
-        xml("message", { to: bare(bob.jid), type: "chat" }, xml("body", {}, "hi bob")),
-      );
-      const got = await bob.waitFor(bodyIs("hi bob"), "alice's message");
-      assert.equal(got.attrs.from, alice.jid);
-      await bob.xmpp.send(
-        xml("message", { to: bare(alice.jid), type: "chat" }, xml("body", {}, "hi alice")),
-      );
-      const back = await alice.waitFor(bodyIs("hi alice"), "bob's message");
-      assert.equal(back.attrs.from, bob.jid);
-      // To a full JID, each way.
-      await alice.xmpp.send(
-        xml("message", { to: bob.jid, type: "chat" }, xml("body", {}, "to your resource")),
-      );
-      await bob.waitFor(bodyIs("to your resource"), "alice's message to bob's full JID");
-      await bob.xmpp.send(
-        xml("message", { to: alice.jid, type: "chat" }, xml("body", {}, "and to yours")),
-      );
-      await alice.waitFor(bodyIs("and to yours"), "bob's message to alice's full JID");
+/** Prosody's log says both of its streams used SASL EXTERNAL (mod_saslauth's lines). */
+function externalBothWays({ log }: Seen): void {
+  // Prosody accepted our certificate on its incoming stream...
+  assert.match(
+    log,
+    new RegExp(`Accepting SASL EXTERNAL identity from ${OURS.replace(".", "\\.")}`),
+  );
+  // ...and authenticated with its own on its outgoing stream to us.
+  assert.match(log, new RegExp(`SASL EXTERNAL with ${OURS.replace(".", "\\.")} succeeded`));
+}
 
-      // Presence changes both ways, then going offline both ways.
-      const away = (jid: string) => (st: XmppClient) =>
-        presenceFrom(jid)(st) && st.getChildText("show") === "away";
-      await alice.xmpp.send(xml("presence", {}, xml("show", {}, "away")));
-      await bob.waitFor(away(alice.jid), "alice's away presence");
-      await bob.xmpp.send(xml("presence", {}, xml("show", {}, "away")));
-      await alice.waitFor(away(bob.jid), "bob's away presence");
-      const bobJid = bob.jid;
-      await closeAll(bob);
-      bob = undefined;
-      await alice.waitFor(presenceFrom(bobJid, "unavailable"), "bob's unavailable presence");
-      const aliceJid = alice.jid;
-      bob = await connectPeer({ c2sPort: prosody.c2sPort } as TestServer, "bob", undefined, {
-        domain: THEIRS,
-      });
-      await rosterOf(bob);
-      await bob.xmpp.send(xml("presence"));
-      // Prosody probes our server for alice's presence when bob comes back.
-      await bob.waitFor(presenceFrom(aliceJid), "alice's presence after bob's new login");
-      await closeAll(alice);
-      alice = undefined;
-      await bob.waitFor(presenceFrom(aliceJid, "unavailable"), "alice's unavailable presence");
-    } catch (err) {
-      const log = await prosody.logTail(100000);
-      const hint = log.includes("Using legacy DNS API")
-        ? "\nProsody runs without libunbound and cannot resolve a.localhost: apt-get install " +
-          "lua5.4-unbound\n"
-        : "";
-      throw new Error(`${(err as Error).stack ?? err}${hint}\n${await prosody.logTail()}`);
-    } finally {
-      await closeAll(...[alice, bob].filter((p): p is Peer => p !== undefined));
-      await ours?.stop();
-      await prosody.stop();
-    }
+Deno.test({
+  name: "s2s with Prosody 0.12: over certificates (SASL EXTERNAL, XEP-0178), no dialback",
+  ignore: !hasProsody,
+  fn: async () => federate({ ...await certificates(), after: externalBothWays }),
+});
+
+Deno.test({
+  name: "s2s with Prosody 0.12: bidirectional (XEP-0288, mod_s2s_bidi) over certificates, " +
+    "one connection",
+  ignore: !hasProsody,
+  fn: async () => {
+    const certs = await certificates();
+    await federate({
+      ...certs,
+      prosody: { ...certs.prosody, bidi: true },
+      after: (seen) => {
+        // Prosody accepted our certificate; it never authenticated a stream of its own to us,
+        // having none: what it sent came back over ours, authenticated by our SASL EXTERNAL
+        // (Prosody's SASL offer needs our certificate valid for a.localhost).
+        assert.match(seen.log, /Accepting SASL EXTERNAL identity from a\.localhost/);
+        assert.doesNotMatch(seen.log, /SASL EXTERNAL with a\.localhost succeeded/);
+        // Prosody's mod_s2s_bidi took our <bidi/> on its incoming stream...
+        assert.match(seen.log, /Requested bidirectional stream/);
+        // ...and sent everything back over it: ours opened one connection, Prosody none.
+        assert.equal(seen.toProsody, 1, "connections from ours to Prosody");
+        assert.equal(seen.toOurs, 0, "connections from Prosody to ours");
+      },
+    });
   },
 });
 
 Deno.test({
-  name: "s2s with Prosody 0.12: over certificates (SASL EXTERNAL, XEP-0178)",
-  // Not yet: our side of SASL EXTERNAL is being built (lib/s2s/); this test then needs a test
-  // CA signing both servers' certificates, `[s2s] ca_file` for ours and Prosody's
-  // `ssl.cafile`, and s2s_secure_auth = true on both.
-  ignore: true,
-  fn() {},
+  name: "s2s with Prosody 0.12: bidirectional (XEP-0288, mod_s2s_bidi) over dialback",
+  ignore: !hasProsody,
+  fn: () =>
+    federate({
+      prosody: { bidi: true },
+      after: (seen) => {
+        assert.match(seen.log, /Requested bidirectional stream/);
+        assert.equal(seen.toProsody, 1, "connections from ours to Prosody");
+        // Prosody checks our dialback key over a connection of its own, no more.
+        assert.ok(seen.toOurs <= 1, `${seen.toOurs} connections from Prosody to ours`);
+      },
+    }),
+});
+
+Deno.test({
+  name: "s2s with Prosody 0.12: bidirectional, Prosody connecting, over certificates",
+  ignore: !hasProsody,
+  fn: async () => {
+    const certs = await certificates();
+    await federate({
+      ...certs,
+      prosody: { ...certs.prosody, bidi: true },
+      prosodyFirst: true,
+      after: (seen) => {
+        // Prosody asked for bidi on its outgoing stream and authenticated with its certificate.
+        assert.match(seen.log, /Requesting bidirectional stream/);
+        assert.match(seen.log, /SASL EXTERNAL with a\.localhost succeeded/);
+        // Everything of ours went back over Prosody's stream.
+        assert.equal(seen.toOurs, 1, "connections from Prosody to ours");
+        assert.equal(seen.toProsody, 0, "connections from ours to Prosody");
+      },
+    });
+  },
+});
+
+Deno.test({
+  name: "s2s with Prosody 0.12: bidirectional, Prosody connecting, over dialback",
+  ignore: !hasProsody,
+  fn: () =>
+    federate({
+      prosody: { bidi: true },
+      prosodyFirst: true,
+      after: (seen) => {
+        assert.match(seen.log, /Requesting bidirectional stream/);
+        assert.equal(seen.toOurs, 1, "connections from Prosody to ours");
+        // We check Prosody's dialback key over a connection of our own, no more.
+        assert.ok(seen.toProsody <= 1, `${seen.toProsody} connections from ours to Prosody`);
+      },
+    }),
 });
