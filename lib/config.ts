@@ -385,6 +385,31 @@ function parseTarget(s: string): { host: string; port: number; directTls?: boole
   return { host: m[1] ?? m[2], port, ...(directTls ? { directTls } : {}) };
 }
 
+/**
+ * `[s2s] hosts` as a map. The schema checks each entry, but a record drops keys such as
+ * `constructor` and `__proto__`, which are names too: those are read from the document's own
+ * entries and checked here the same way, so that no entry is silently lost.
+ */
+function s2sHostsOf(
+  obj: unknown,
+  checked: Readonly<Record<string, string>>,
+  source: string,
+): ReadonlyMap<string, { readonly host: string; readonly port: number }> {
+  const out = new Map<string, { readonly host: string; readonly port: number }>();
+  for (const [domain, target] of Object.entries(checked)) out.set(domain, parseTarget(target)!);
+  const given = (obj as { s2s?: { hosts?: unknown } } | undefined)?.s2s?.hosts;
+  if (typeof given !== "object" || given === null) return out;
+  for (const [key, target] of Object.entries(given)) {
+    const domain = key.toLowerCase();
+    if (out.has(domain)) continue;
+    if (!isDomain(domain)) fail(source, `s2s.hosts.${key}: ${HOST_EXPECTED}`);
+    const parsed = typeof target === "string" ? parseTarget(target) : undefined;
+    if (parsed === undefined) fail(source, `s2s.hosts.${key}: ${S2S_TARGET_EXPECTED}`);
+    out.set(domain, parsed);
+  }
+  return out;
+}
+
 const Schema = table({
   hosts: v.optional(
     v.pipe(
@@ -894,9 +919,7 @@ export function configFromObject(obj: unknown, source: string): Config {
       ...(raw.s2s.ca_file === undefined ? {} : { caFile: raw.s2s.ca_file }),
       requireEncryption: raw.s2s_require_encryption,
       secureAuth: raw.s2s_secure_auth,
-      hosts: new Map(
-        Object.entries(raw.s2s.hosts).map(([domain, target]) => [domain, parseTarget(target)!]),
-      ),
+      hosts: s2sHostsOf(obj, raw.s2s.hosts, source),
     },
   };
 }

@@ -337,6 +337,21 @@ failure_window = 60
   assert.deepEqual(parseConfig(text, "full.toml"), expected);
 });
 
+Deno.test("s2s: static hosts named like prototype properties are kept or refused, never dropped", () => {
+  const c = parseConfig('[s2s]\nhosts = { "constructor" = "127.0.0.1:5270" }', "a");
+  assert.deepEqual(c.s2s.hosts.get("constructor")?.port, 5270);
+  assert.equal(c.s2s.hosts.size, 1);
+  // Not a domain name at all: said so.
+  assert.throws(
+    () => parseConfig('[s2s]\nhosts = { "__proto__" = "127.0.0.1:5271" }', "a"),
+    /s2s\.hosts\.__proto__: expected a domain name/,
+  );
+  assert.throws(
+    () => parseConfig('[s2s]\nhosts = { "constructor" = "nope" }', "a"),
+    /s2s\.hosts\.constructor: expected "host:port"/,
+  );
+});
+
 Deno.test("s2s: ports, static hosts and their errors", () => {
   assert.equal(parseConfig("s2s_port = false", "a").s2s.port, false);
   assertConfigError(

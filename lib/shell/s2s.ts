@@ -206,6 +206,8 @@ const MAX_LINKS = 1000;
 // Links opened only to check a key a peer gave: a peer's claims cannot take the budget of links
 // our users' stanzas need.
 const MAX_VERIFY_LINKS = 100;
+/** Remote domains remembered as failing (their backoff). */
+const MAX_BACKOFFS = 1000;
 const MAX_WAITERS_PER_LINK = 64;
 const BACKOFF_MAX_MS = 60_000;
 const DEFAULT_PORT = 5269;
@@ -397,6 +399,9 @@ function fail(fed: Federation, link: Link, condition: StanzaErrorCondition, why:
   if (fed.links.get(link.key) === link) fed.links.delete(link.key);
   const prev = fed.backoff.get(link.remote)?.ms ?? 0;
   const ms = Math.min(BACKOFF_MAX_MS, Math.max(BACKOFF_MIN_MS, prev * 2));
+  // A peer's dialback claims can name any domain, each failing: the oldest entries go first.
+  fed.backoff.delete(link.remote);
+  while (fed.backoff.size >= MAX_BACKOFFS) fed.backoff.delete(fed.backoff.keys().next().value!);
   fed.backoff.set(link.remote, { until: Date.now() + ms, ms });
   fed.deps.log.info("No link from {local} to {remote}: {why}", {
     local: link.local,

@@ -89,3 +89,12 @@ Deno.test("remote presence: bounded per bare JID, in all, and in questions", () 
   rp.observe(presence("frank@f.example/r", { type: "subscribe" }));
   assert.deepEqual(rp.resourcesOf("frank@f.example"), []);
 });
+
+Deno.test("remote presence: prototype names as users, resources and ids are plain keys", () => {
+  const { rp } = setup();
+  rp.observe(presence("constructor@b.example/__proto__"));
+  assert.deepEqual(rp.resourcesOf("constructor@b.example").map((r) => r.resource), ["__proto__"]);
+  assert.deepEqual(rp.resourcesOf("__proto__@b.example"), []);
+  const iq = stanza("iq", { type: "result", id: "constructor", from: "x@y/z" }, []);
+  assert.equal(rp.observe(iq), false);
+});
