@@ -335,6 +335,7 @@ export async function ourServer(mainTs: string, label: string): Promise<ServerKi
         `c2s_port = ${port}`,
         `c2s_direct_tls_port = false`,
         `s2s_port = false`,
+        `component_port = false`,
         `http = { http_port = ${httpPort ?? false}, https_port = false }`,
         `require_encryption = ${opts.tls ?? false}`,
         // "always" archives every message, as Prosody's template (`default_archive_policy =

@@ -164,6 +164,10 @@ function onAck(s: Session, el: Element): Step | SmEnd {
   const h = parseCounter(el.attrs.h);
   if (sm === undefined || h === undefined) return [s, []];
   const n = u32(h - ackedCount(sm));
+  // Behind what was already acknowledged (a client that restarted its count: xmpp.js 0.14 does
+  // when an <r/> shares a read with the stanzas before it): it acknowledges nothing new, as
+  // with Prosody. Only a count far ahead, not one behind, is read as wrapped past 2^32.
+  if (n >= 2 ** 31) return [s, []];
   // XEP-0198 §4: more than we sent is an error that ends the stream.
   if (n > sm.unacked.length) return { end: tooHigh(h, sm), session: s, before: [] };
   return [{ ...s, sm: { ...dropAcked(sm, n), requestedAt: undefined } }, []];

@@ -2,7 +2,8 @@
  * The TCP transport (RFC 6120 over a socket): plain, upgraded with STARTTLS, or direct TLS
  * (XEP-0368). It frames outputs with ./tcp_framing.ts, writes in order with one batch per tick,
  * counts what the peer has taken (for the backlog guard), and reads with a buffer that stays
- * small while the connection is idle, waiting while the driver says reading must wait.
+ * small while the connection is idle, waiting while the driver says reading must wait. TLS is
+ * OpenSSL's (./openssl.ts) on the same reads and writes where it can serve, else node:tls.
  * @module
  */
 import type tls from "node:tls";
@@ -11,7 +12,18 @@ import { utf8Bytes } from "../limits.ts";
 import { type Driver, hangUp, pressured, receive, type Transport } from "./driver.ts";
 import { whenRelieved } from "./flow.ts";
 import { tcpFrame } from "./tcp_framing.ts";
-import { acceptTls, type TlsContexts } from "./tls.ts";
+import {
+  sslAccept,
+  sslEncrypt,
+  sslExportKeyingMaterial,
+  sslFeed,
+  sslFree,
+  sslServerName,
+  type SslSession,
+  sslShutdown,
+  sslVersion,
+} from "./openssl.ts";
+import { acceptTls, opensslContexts, type TlsContexts } from "./tls.ts";
 
 /** How a TCP connection is framed and secured. */
 export interface TcpOptions {
@@ -35,6 +47,8 @@ export function remoteIp(conn: Deno.Conn): string {
   return addr.transport === "tcp" ? addr.hostname : "unknown";
 }
 
+const EXPORTER_LABEL = "EXPORTER-Channel-Binding";
+
 /**
  * RFC 9266 tls-exporter data, when the runtime can export keying material and the session is
  * TLS 1.3 (the binding is undefined for older versions). Deno's node:tls lacks the call today,
@@ -48,19 +62,21 @@ function tlsExporter(socket: tls.TLSSocket): Uint8Array | undefined {
   if (socket.getProtocol() !== "TLSv1.3") return undefined;
   try {
     return new Uint8Array(
-      exportKeyingMaterial.call(socket, 32, "EXPORTER-Channel-Binding", new Uint8Array(0)),
+      exportKeyingMaterial.call(socket, 32, EXPORTER_LABEL, new Uint8Array(0)),
     );
   } catch {
     return undefined;
   }
 }
 
-function bindingsFor(socket: tls.TLSSocket, opts: TcpOptions): ChannelBindings {
+function bindingsFor(
+  name: string | undefined,
+  exporter: Uint8Array | undefined,
+  opts: TcpOptions,
+): ChannelBindings {
   const endPoints = opts.endPoints ?? new Map<string, Uint8Array>();
-  const name = (socket as unknown as { servername?: string }).servername;
   const host = typeof name === "string" && endPoints.has(name) ? name : opts.tls!.defaultHost;
   const endPoint = endPoints.get(host);
-  const exporter = tlsExporter(socket);
   return {
     ...(endPoint === undefined ? {} : { "tls-server-end-point": endPoint }),
     ...(exporter === undefined ? {} : { "tls-exporter": exporter }),
@@ -73,18 +89,21 @@ export function tcpTransport<S, E, O>(
   conn: Deno.Conn,
   opts: TcpOptions,
 ): Transport {
-  // Plain writes: batched per tick, counted per partial write, so that a peer reading a large
-  // write is seen to make progress.
+  // Writes: batched per tick, counted per partial write, so that a peer reading a large write
+  // is seen to make progress. Under OpenSSL the batch is encrypted as it leaves, so the counts
+  // are of bytes on the wire.
   let pending: string[] = [];
   let pendingBytes = 0;
   let inFlight = 0;
   let taken = 0;
   let chain = Promise.resolve();
   let scheduled = false;
-  // After TLS: bytes, not strings, so that writableLength counts in the same unit as `accepted`.
+  // Who reads: the plain loop, the OpenSSL handshake, the OpenSSL loop, or node:tls.
+  let mode: "plain" | "handshake" | "tls" | "node" = "plain";
+  let ssl: SslSession | undefined;
+  // node:tls: bytes, not strings, so that writableLength counts in the same unit as `accepted`.
   let socket: tls.TLSSocket | undefined;
   let accepted = 0;
-  let readingPlain = true;
 
   const writeCounted = async (data: Uint8Array) => {
     let off = 0;
@@ -99,15 +118,24 @@ export function tcpTransport<S, E, O>(
       inFlight -= data.length - off;
     }
   };
+  const writeWire = (data: Uint8Array): Promise<void> => {
+    inFlight += data.length;
+    chain = chain.then(() => writeCounted(data)).catch(() => hangUp(d, "write"));
+    return chain;
+  };
   const flush = (): Promise<void> => {
     scheduled = false;
     if (pending.length === 0) return chain;
     const data = encoder.encode(pending.join(""));
     pending = [];
     pendingBytes = 0;
-    inFlight += data.length;
-    chain = chain.then(() => writeCounted(data)).catch(() => hangUp(d, "write"));
-    return chain;
+    if (ssl === undefined) return writeWire(data);
+    const sealed = sslEncrypt(ssl, data);
+    // Nothing to seal with: the session was freed as the connection ended.
+    return sealed === undefined ? chain : writeWire(sealed);
+  };
+  const freeSsl = () => {
+    if (ssl !== undefined) sslFree(ssl);
   };
   const closeConn = () => {
     try {
@@ -115,9 +143,10 @@ export function tcpTransport<S, E, O>(
     } catch {
       // already closed
     }
+    freeSsl();
   };
 
-  function readTls(s: tls.TLSSocket): void {
+  function readNode(s: tls.TLSSocket): void {
     let paused = false;
     s.on("data", (chunk: Uint8Array) => {
       receive(d, chunk);
@@ -134,17 +163,43 @@ export function tcpTransport<S, E, O>(
     s.on("error", () => hangUp(d, "tls error"));
   }
 
-  async function readPlain(): Promise<void> {
+  /** Hands received bytes on: as they are, or through OpenSSL. False when reading must stop. */
+  function deliver(chunk: Uint8Array): boolean {
+    if (ssl === undefined) {
+      receive(d, chunk);
+      return true;
+    }
+    const r = sslFeed(ssl, chunk, (plain) => receive(d, plain));
+    if (r.out !== undefined) void writeWire(r.out);
+    if (r.error !== undefined) {
+      hangUp(d, "tls error");
+      return false;
+    }
+    if (ssl.peerClosed) {
+      hangUp(d, "end");
+      return false;
+    }
+    return true;
+  }
+
+  async function readLoop(): Promise<void> {
+    const own = mode;
     // The pending read holds its buffer for as long as the connection is idle, which is most of
     // its life, so the buffer starts small and grows only while reads fill it. The parser copies
     // what it keeps, so the buffer is reused without copying each chunk.
     let buf = new Uint8Array(READ_MIN);
+    if (own === "tls") {
+      // What came with the handshake's last flight is already inside the session; it is read
+      // once the caller has seen the handshake end (which resets the stream), not before.
+      await Promise.resolve();
+      if (!deliver(new Uint8Array(0))) return;
+    }
     // A pending read cannot be cancelled, so a STARTTLS upgrade must happen between reads: the
     // client sends nothing after <starttls/> until it sees <proceed/>.
-    while (readingPlain && !d.done) {
+    while (mode === own && !d.done) {
       if (pressured(d)) {
         await whenRelieved(() => pressured(d), () => d.done);
-        if (!readingPlain || d.done) break;
+        if (mode !== own || d.done) break;
       }
       let n: number | null;
       try {
@@ -153,13 +208,29 @@ export function tcpTransport<S, E, O>(
         n = null;
       }
       if (n === null) {
-        if (readingPlain) hangUp(d, "end");
+        if (mode === own) hangUp(d, "end");
         break;
       }
-      receive(d, buf.subarray(0, n));
+      if (!deliver(buf.subarray(0, n))) break;
       if (n === buf.length) {
         if (n < READ_MAX) buf = new Uint8Array(Math.min(n * 4, READ_MAX));
       } else if (n <= READ_MIN && buf.length > READ_MIN) buf = new Uint8Array(READ_MIN);
+    }
+    // The connection is over for this loop: a later write has nothing to say over TLS.
+    if (own === "tls" && mode === own) freeSsl();
+  }
+
+  /** Runs OpenSSL's handshake on the connection's reads; leaves what follows in the session. */
+  async function handshake(s: SslSession): Promise<void> {
+    // A ClientHello with post-quantum key shares is over 1 KB: a larger buffer for the few reads.
+    const buf = new Uint8Array(4096);
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) throw new Error("connection closed during the TLS handshake");
+      const r = sslFeed(s, buf.subarray(0, n), () => {}, false);
+      if (r.out !== undefined) void writeWire(r.out);
+      if (r.error !== undefined) throw new Error(r.error);
+      if (r.established) return;
     }
   }
 
@@ -183,25 +254,53 @@ export function tcpTransport<S, E, O>(
       }
     },
     read() {
-      if (socket === undefined) return readPlain();
-      readTls(socket);
-      return Promise.resolve();
+      if (socket !== undefined) {
+        readNode(socket);
+        return Promise.resolve();
+      }
+      return readLoop();
     },
     async starttls(alpn) {
-      readingPlain = false;
+      mode = "handshake";
       await flush();
-      const s = await acceptTls(conn, opts.tls!, alpn === undefined ? undefined : { alpn });
-      socket = s;
-      return bindingsFor(s, opts);
+      const contexts = opensslContexts(opts.tls!);
+      if (contexts === undefined) {
+        const s = await acceptTls(conn, opts.tls!, alpn === undefined ? undefined : { alpn });
+        mode = "node";
+        socket = s;
+        return bindingsFor(
+          (s as unknown as { servername?: string }).servername,
+          tlsExporter(s),
+          opts,
+        );
+      }
+      const s = sslAccept(contexts, alpn);
+      ssl = s;
+      try {
+        await handshake(s);
+      } catch (err) {
+        freeSsl();
+        throw err;
+      }
+      mode = "tls";
+      const exporter = sslVersion(s) === "TLSv1.3"
+        ? sslExportKeyingMaterial(s, 32, EXPORTER_LABEL)
+        : undefined;
+      return bindingsFor(sslServerName(s), exporter, opts);
     },
     close() {
-      if (socket === undefined) {
-        flush().finally(closeConn);
+      if (socket !== undefined) {
+        const s = socket;
+        s.end();
+        setTimeout(() => s.destroy(), 2000).unref?.();
         return;
       }
-      const s = socket;
-      s.end();
-      setTimeout(() => s.destroy(), 2000).unref?.();
+      void flush();
+      if (ssl !== undefined) {
+        const bye = sslShutdown(ssl);
+        if (bye !== undefined) void writeWire(bye);
+      }
+      chain.finally(closeConn);
     },
     abort() {
       if (socket !== undefined) {

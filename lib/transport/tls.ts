@@ -1,10 +1,13 @@
 /**
- * Server-side TLS on an accepted Deno connection through `node:tls`: the connection is adapted
- * to a Node Duplex and wrapped in a server TLSSocket, which serves both STARTTLS and direct TLS.
+ * Server-side TLS on an accepted Deno connection. ./openssl.ts serves it where it can (Linux
+ * with libssl 3 and `--allow-ffi`): see there why. Otherwise, and where the peer's certificate
+ * is asked for (server-to-server), `node:tls`: the connection is adapted to a Node Duplex and
+ * wrapped in a server TLSSocket, which serves both STARTTLS and direct TLS.
  * @module
  */
 import { Duplex } from "node:stream";
-import tls from "node:tls";
+import type tls from "node:tls";
+import { opensslAvailable, type SslContexts, sslContexts } from "./openssl.ts";
 
 /** Writes all of `data`, however many calls it takes. */
 export async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
@@ -54,10 +57,18 @@ function connDuplex(conn: Deno.Conn): Duplex {
   });
 }
 
+/** A certificate (chain) and its key, both PEM. */
+export interface TlsMaterial {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
 /** Certificates by host name, for SNI; the first is the default. */
 export interface TlsContexts {
-  readonly byHost: ReadonlyMap<string, tls.SecureContext>;
+  readonly material: ReadonlyMap<string, TlsMaterial>;
   readonly defaultHost: string;
+  /** `node` keeps to node:tls even where OpenSSL could serve (tests of that path). */
+  readonly engine?: "auto" | "node";
   /**
    * Ask the peer for its certificate (server-to-server: XEP-0178), without refusing one we
    * cannot verify: dialback may still authenticate that peer. Its verdict is ours to make.
@@ -67,27 +78,68 @@ export interface TlsContexts {
   readonly onSecure?: (socket: tls.TLSSocket) => void;
 }
 
-/** Builds secure contexts from PEM material per host. */
+/**
+ * Contexts for PEM material per host. The OpenSSL contexts are made now, so that a certificate
+ * OpenSSL refuses stops the start; node:tls's only when a connection first needs them.
+ */
 export function secureContexts(
-  material: ReadonlyMap<string, { readonly certPem: string; readonly keyPem: string }>,
+  material: ReadonlyMap<string, TlsMaterial>,
 ): TlsContexts {
-  const byHost = new Map<string, tls.SecureContext>();
-  for (const [host, m] of material) {
-    byHost.set(host, tls.createSecureContext({ cert: m.certPem, key: m.keyPem }));
-  }
-  return { byHost, defaultHost: [...material.keys()][0] };
+  sslContextsFor(material);
+  return { material, defaultHost: [...material.keys()][0] };
 }
 
-/** Starts a server-side TLS session on the connection; resolves once the handshake is done. */
-export function acceptTls(
+const sslMade = new WeakMap<ReadonlyMap<string, TlsMaterial>, SslContexts | null>();
+const nodeMade = new WeakMap<
+  ReadonlyMap<string, TlsMaterial>,
+  ReadonlyMap<string, tls.SecureContext>
+>();
+
+function sslContextsFor(material: ReadonlyMap<string, TlsMaterial>): SslContexts | undefined {
+  let made = sslMade.get(material);
+  if (made === undefined) {
+    made = sslContexts(material) ?? null;
+    sslMade.set(material, made);
+  }
+  return made ?? undefined;
+}
+
+/** The OpenSSL contexts to serve a connection with, or undefined when node:tls must. */
+export function opensslContexts(contexts: TlsContexts): SslContexts | undefined {
+  if (contexts.engine === "node" || contexts.requestCert === true) return undefined;
+  if (!opensslAvailable()) return undefined;
+  return sslContextsFor(contexts.material);
+}
+
+async function nodeContexts(
+  material: ReadonlyMap<string, TlsMaterial>,
+): Promise<ReadonlyMap<string, tls.SecureContext>> {
+  const { default: nodeTls } = await import("node:tls");
+  let made = nodeMade.get(material);
+  if (made === undefined) {
+    const byHost = new Map<string, tls.SecureContext>();
+    for (const [host, m] of material) {
+      byHost.set(host, nodeTls.createSecureContext({ cert: m.certPem, key: m.keyPem }));
+    }
+    nodeMade.set(material, made = byHost);
+  }
+  return made;
+}
+
+/**
+ * Starts a node:tls server session on the connection; resolves once the handshake is done.
+ */
+export async function acceptTls(
   conn: Deno.Conn,
   contexts: TlsContexts,
   opts: { readonly alpn?: readonly string[] } = {},
 ): Promise<tls.TLSSocket> {
-  const socket = new tls.TLSSocket(connDuplex(conn), {
+  const { default: nodeTls } = await import("node:tls");
+  const byHost = await nodeContexts(contexts.material);
+  const socket = new nodeTls.TLSSocket(connDuplex(conn), {
     isServer: true,
-    secureContext: contexts.byHost.get(contexts.defaultHost),
-    SNICallback: (name, cb) => cb(null, contexts.byHost.get(name.toLowerCase())),
+    secureContext: byHost.get(contexts.defaultHost),
+    SNICallback: (name, cb) => cb(null, byHost.get(name.toLowerCase())),
     ALPNProtocols: opts.alpn ? [...opts.alpn] : undefined,
     // No CA list goes with the request: the peer may send any certificate (and a list of the
     // system's roots would be larger than some clients take in one handshake message).

@@ -175,6 +175,11 @@ Deno.test("sm: <a h/> drops what it acknowledges; too high ends the stream", () 
   });
   // Repeating the same h acknowledges nothing more.
   assert.deepEqual(reduce(acked, nonza("a", { h: "2" }), testCtx())[0].sm, acked.sm);
+  // Nor does an h behind it (a client that restarted its count), and the stream goes on.
+  const [behind, behindOut] = reduce(acked, nonza("a", { h: "0" }), testCtx());
+  assert.deepEqual(behind.sm, acked.sm);
+  assert.equal(behind.destroyed, acked.destroyed);
+  assert.deepEqual(behindOut, []);
 
   const ctx = testCtx();
   const [ended, closing] = reduce(acked, nonza("a", { h: "5" }), ctx);
