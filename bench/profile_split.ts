@@ -48,8 +48,9 @@ export const BUCKETS: readonly Bucket[] = [
   { name: "GC", match: (_u, fn) => fn === "(garbage collector)" },
   { name: "XML parsing (lib/xml, saxes)", match: has("/lib/xml/", "/saxes", "/xmlchars") },
   {
-    name: "TLS (node:tls, deno_node _tls*, deno_net TLS)",
+    name: "TLS (lib/transport/openssl.ts and its FFI calls, node:tls, deno_net TLS)",
     match: (url, fn) =>
+      has("/lib/transport/openssl.ts", "/lib/transport/tls.ts")(url) ||
       has("node:tls", "ext:deno_node/_tls", "internal/tls", "internal_binding/tls_wrap")(url) ||
       has("ext:deno_net/02_tls")(url) || (url === "" && /tls/i.test(fn)),
   },

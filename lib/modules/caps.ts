@@ -121,8 +121,15 @@ function capsFeature(info: CapsInput): Element {
  * context (so a module that is off counts in neither).
  */
 export function capsModule(modules: readonly Module[]): Module {
+  // A context (the server's, for every session) always gives the same answer: hashed once per
+  // context, not at every login.
+  const features = new WeakMap<Ctx, Element>();
   return {
     name: "caps",
-    authedFeatures: (ctx: Ctx) => [capsFeature(hostDiscoInfo(modules, ctx))],
+    authedFeatures: (ctx: Ctx) => {
+      let c = features.get(ctx);
+      if (c === undefined) features.set(ctx, c = capsFeature(hostDiscoInfo(modules, ctx)));
+      return [c];
+    },
   };
 }

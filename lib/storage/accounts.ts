@@ -47,6 +47,12 @@ export interface AccountStore {
    * ones, the configured iterations, and keys no password matches.
    */
   decoyCredentials(host: string, username: string): Promise<ScramCredentialSet>;
+  /**
+   * Whether the account exists. The first call after `getCredentials` found the account (within
+   * {@link VOUCH_MS}, and with no `remove` through this store since) answers from that read
+   * instead of reading again: a login reads the record for SASL and, moments later, its bind
+   * loads the account, which asks this.
+   */
   exists(host: string, username: string): Promise<boolean>;
   /** Creates an account; throws {@link AccountExistsError} if it exists. */
   create(host: string, username: string, password: string): Promise<void>;
@@ -137,8 +143,13 @@ function once<T>(load: () => Promise<T>): () => Promise<T> {
   };
 }
 
+/** How long a read of an account's credentials vouches for its existence (see `exists`). */
+export const VOUCH_MS = 10_000;
+/** Accounts vouched for at most at once (logins between SASL and bind); the oldest go first. */
+const VOUCH_MAX = 1024;
+
 /** An account store over any keyval store of {@link AccountRecord}s. */
-function createAccountStore(
+export function createAccountStore(
   keyval: KeyvalStore<AccountRecord>,
   opts: AccountStoreOptions = {},
 ): AccountStore {
@@ -157,8 +168,22 @@ function createAccountStore(
     return run;
   }
 
+  // Accounts whose record a credential read just found, with when (see `exists`). Insertion
+  // order is age order: a vouch is deleted before it is set again.
+  const vouched = new Map<string, number>();
+  // Bumped as every remove starts and ends, so that a read overlapping one vouches for nothing.
+  let removals = 0;
+
   async function getCredentials(host: string, username: string) {
-    return (await keyval.get(host, username))?.scram;
+    const seen = removals;
+    const record = await keyval.get(host, username);
+    const key = JSON.stringify([host, username]);
+    vouched.delete(key);
+    if (record !== undefined && removals === seen) {
+      vouched.set(key, performance.now());
+      if (vouched.size > VOUCH_MAX) vouched.delete(vouched.keys().next().value!);
+    }
+    return record?.scram;
   }
 
   const decoyKey = once(
@@ -169,13 +194,25 @@ function createAccountStore(
     return decoyCredentialSet(await decoyKey(), name, opts.iterations ?? MIN_ITERATIONS);
   }
 
-  async function exists(host: string, username: string) {
+  /** Whether the record is on disk now. */
+  async function stored(host: string, username: string) {
     return (await keyval.get(host, username)) !== undefined;
+  }
+
+  function exists(host: string, username: string) {
+    const key = JSON.stringify([host, username]);
+    const at = vouched.get(key);
+    if (at !== undefined) {
+      // Once only: a later load (after a logout, another login) reads again.
+      vouched.delete(key);
+      if (performance.now() - at < VOUCH_MS) return Promise.resolve(true);
+    }
+    return stored(host, username);
   }
 
   function create(host: string, username: string, password: string) {
     return serialized(host, username, async () => {
-      if (await exists(host, username)) throw new AccountExistsError(host, username);
+      if (await stored(host, username)) throw new AccountExistsError(host, username);
       const scram = newCredentialSet(password, opts.iterations);
       await keyval.set(host, username, { scram, created: now().toISOString() });
     });
@@ -192,8 +229,15 @@ function createAccountStore(
 
   function remove(host: string, username: string) {
     return serialized(host, username, async () => {
-      if (!(await exists(host, username))) throw new AccountMissingError(host, username);
-      await keyval.delete(host, username);
+      if (!(await stored(host, username))) throw new AccountMissingError(host, username);
+      // Before and after: a read that overlaps any part of the removal vouches for nothing.
+      removals++;
+      vouched.delete(JSON.stringify([host, username]));
+      try {
+        await keyval.delete(host, username);
+      } finally {
+        removals++;
+      }
     });
   }
 

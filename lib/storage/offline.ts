@@ -21,7 +21,10 @@ export const OFFLINE_STORE = "offline";
 
 /** Options of {@link openOfflineStore}. */
 export interface OfflineStoreOptions {
-  /** As for the keyval store: only this instance writes the legacy store while it is open. */
+  /**
+   * As for the keyval store: only this instance writes the legacy store and the lists while it
+   * is open (other processes only delete), so it may keep listings of both.
+   */
   readonly soleWriter?: boolean;
   /** As for the list store. */
   readonly ffi?: "auto" | "off";
@@ -34,11 +37,32 @@ const NONE: OfflineStats = { count: 0, bytes: 0 };
 /**
  * An offline store over a file list store (whose file sizes are the byte counts) and, when
  * given, the legacy keyval store whose arrays are moved into the list on first sight.
+ *
+ * `soleWriter`: only this instance appends to the lists while it is open (other processes may
+ * only delete them, as the CLI's `deluser` does). It then lists a host's lists once and keeps
+ * that listing up to date on `append` and `delete`, so that counting the messages of a user who
+ * has none (every login does it) costs no file operation. The listing holds the names of users
+ * with a list on disk, no more than the directory does.
  */
 export function offlineStore(
   list: FileListStore<Element>,
   legacy?: KeyvalStore<readonly Element[]>,
+  opts: { readonly soleWriter?: boolean } = {},
 ): OfflineStore {
+  // Per host, the users that have a list (see soleWriter above).
+  const listings = new Map<string, Promise<Set<string>>>();
+  function listing(host: string): Promise<Set<string>> | undefined {
+    if (opts.soleWriter !== true) return undefined;
+    let names = listings.get(host);
+    if (names === undefined) {
+      names = list.users(host).then((users) => new Set(users));
+      listings.set(host, names);
+      // A failed listing (permissions ...) is tried again on the next call.
+      names.catch(() => listings.get(host) === names && listings.delete(host));
+    }
+    return names;
+  }
+
   async function migrate(host: string, user: string): Promise<void> {
     if (legacy === undefined) return;
     const old = await legacy.get(host, user);
@@ -57,6 +81,8 @@ export function offlineStore(
     async stat(host, user) {
       try {
         await migrate(host, user);
+        const names = await listing(host);
+        if (names !== undefined && !names.has(user)) return NONE;
         const st = await list.stat(host, user);
         return { count: st.count, bytes: st.bytes };
       } catch (err) {
@@ -66,12 +92,20 @@ export function offlineStore(
         throw err;
       }
     },
-    append: (host, user, message) => list.append(host, user, [message]),
+    async append(host, user, message) {
+      // Listed before the append, so that the listing cannot miss the list it creates; a name
+      // without a list only costs a read.
+      (await listing(host))?.add(user);
+      await list.append(host, user, [message]);
+    },
     async all(host, user) {
       const n = await list.count(host, user);
       return n === 0 ? [] : await list.range(host, user, 0, n);
     },
-    delete: (host, user) => list.delete(host, user),
+    async delete(host, user) {
+      await list.delete(host, user);
+      (await listing(host))?.delete(user);
+    },
   };
 }
 
@@ -80,5 +114,6 @@ export function openOfflineStore(dataDir: string, opts: OfflineStoreOptions = {}
   return offlineStore(
     openListStore<Element>(dataDir, OFFLINE_STORE, { ffi: opts.ffi }),
     openKeyvalStore<readonly Element[]>(dataDir, OFFLINE_STORE, { soleWriter: opts.soleWriter }),
+    { soleWriter: opts.soleWriter },
   );
 }
