@@ -408,7 +408,7 @@ export function sslFeed(
     if (!read) return { out: drain(e, s), established };
   }
   const pumped = sslPumpInner(e, s, onPlain);
-  return pumped.error === undefined ? { ...pumped, established } : pumped;
+  return established && pumped.error === undefined ? { out: pumped.out, established } : pumped;
 }
 
 /** Reads whatever plaintext the session already holds (after {@link sslFeed} with `read: false`). */

@@ -163,13 +163,15 @@ export function tcpTransport<S, E, O>(
     s.on("error", () => hangUp(d, "tls error"));
   }
 
+  const onPlain = (plain: Uint8Array) => receive(d, plain);
+
   /** Hands received bytes on: as they are, or through OpenSSL. False when reading must stop. */
   function deliver(chunk: Uint8Array): boolean {
     if (ssl === undefined) {
       receive(d, chunk);
       return true;
     }
-    const r = sslFeed(ssl, chunk, (plain) => receive(d, plain));
+    const r = sslFeed(ssl, chunk, onPlain);
     if (r.out !== undefined) void writeWire(r.out);
     if (r.error !== undefined) {
       hangUp(d, "tls error");
