@@ -228,6 +228,7 @@ async function spawnOurs(
       "run",
       "--allow-all",
       // The flags `deno task start` uses (see README, Benchmarks), unless the run overrides them.
+      "--no-code-cache",
       ...v8Flags(Deno.env.get("OUR_V8_FLAGS") ?? SERVER_V8_FLAGS),
       // Written when the process exits; `main.ts serve` exits normally on SIGTERM.
       ...(cpuProfDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`]),

@@ -410,284 +410,289 @@ function s2sHostsOf(
   return out;
 }
 
-const Schema = table({
-  hosts: v.optional(
-    v.pipe(
-      v.array(
-        v.pipe(
-          v.string(HOST_EXPECTED),
-          v.toLowerCase(),
-          v.check(isDomain, HOST_EXPECTED),
-        ),
-        "expected an array of domain names",
-      ),
-      v.nonEmpty("expected at least one host"),
-    ),
-    () => ["localhost"],
-  ),
-  data_dir: v.optional(
-    v.pipe(v.string("expected a directory path"), v.nonEmpty("expected a directory path")),
-    "./data",
-  ),
-  interfaces: interfaces(["*"]),
-  c2s_port: integer(0, 65535, 5222),
-  c2s_direct_tls_port: v.optional(
-    v.custom<number | false>(
-      (x) => x === false || isPort(x),
-      "expected an integer from 0 to 65535, or false",
-    ),
-    5223,
-  ),
-  require_encryption: boolean(true),
-  tls: v.optional(
-    table({ cert: path(), key: path() }),
-    {},
-  ),
-  limits: v.optional(
-    table(Object.fromEntries(
-      (Object.keys(LIMIT_KEYS) as (keyof Limits)[]).map((k) => [
-        LIMIT_KEYS[k],
-        k === "maxDepth"
-          ? integer(LIMIT_MINIMUMS[k], 10000, DEFAULT_LIMITS[k])
-          : integer(LIMIT_MINIMUMS[k], Number.MAX_SAFE_INTEGER, DEFAULT_LIMITS[k]),
-      ]),
-    )),
-    {},
-  ),
-  auth: v.optional(
-    table({
-      scram_iterations: integer(4096, Number.MAX_SAFE_INTEGER, 4096),
-      allow_plain: boolean(true),
-      max_failures: integer(1, Number.MAX_SAFE_INTEGER, 5),
-      max_failures_per_address: integer(1, Number.MAX_SAFE_INTEGER, 30),
-      slow_down_after: integer(1, Number.MAX_SAFE_INTEGER, 5),
-      failure_window: integer(1, Number.MAX_SAFE_INTEGER, 300),
-    }),
-    {},
-  ),
-  contact_info: v.optional(
-    table(Object.fromEntries(
-      ["abuse", "admin", "feedback", "sales", "security", "status", "support"].map((k) => [
-        k,
-        v.optional(
-          v.array(
-            v.pipe(v.string("expected a URI"), v.nonEmpty("expected a URI")),
-            "expected an array of URIs",
-          ),
-        ),
-      ]),
-    )),
-    {},
-  ),
-  archive_enabled: boolean(true),
-  archive_expires_after: duration("7d"),
-  archive_max_items: integer(1, Number.MAX_SAFE_INTEGER, 10000),
-  allow_registration: boolean(false),
-  registration_throttle: integer(1, Number.MAX_SAFE_INTEGER, 5),
-  tombstone_expiry: duration("30d"),
-  external_services: v.optional(
-    v.array(
-      table({
-        type: v.pipe(v.string("expected a service type"), v.nonEmpty("expected a service type")),
-        host: v.pipe(v.string("expected a host name"), v.nonEmpty("expected a host name")),
-        port: v.optional(
-          v.custom<number>((x) => isPort(x) && x !== 0, "expected an integer from 1 to 65535"),
-        ),
-        transport: v.optional(v.picklist(["tcp", "udp"], 'expected "tcp" or "udp"')),
-        username: v.optional(v.string("expected a string")),
-        password: v.optional(v.string("expected a string")),
-        secret: v.optional(
-          v.pipe(v.string("expected a shared secret"), v.nonEmpty("expected a shared secret")),
-        ),
-        ttl: v.optional(
-          v.pipe(
-            v.number("expected seconds"),
-            v.integer("expected seconds"),
-            v.minValue(1, "expected seconds"),
-          ),
-        ),
-        restricted: v.optional(v.boolean("expected true or false")),
-      }),
-      "expected an array of tables ([[external_services]])",
-    ),
-    [],
-  ),
-  archive_policy: v.optional(
-    v.picklist(["roster", "always", "never"], 'expected "roster", "always" or "never"'),
-    "always",
-  ),
-  component_port: v.optional(
-    v.custom<number | false>(
-      (x) => x === false || isPort(x),
-      "expected an integer from 0 to 65535, or false",
-    ),
-    5347,
-  ),
-  s2s_port: v.optional(
-    v.custom<number | false>(
-      (x) => x === false || isPort(x),
-      "expected an integer from 0 to 65535, or false",
-    ),
-    5269,
-  ),
-  s2s_direct_tls_port: v.optional(
-    v.custom<number | false>(
-      (x) => x === false || isPort(x),
-      "expected an integer from 0 to 65535, or false",
-    ),
-    5270,
-  ),
-  s2s_require_encryption: boolean(true),
-  s2s_secure_auth: boolean(false),
-  s2s: v.optional(
-    table({
-      hosts: v.optional(
-        v.record(
-          v.pipe(v.string(), v.toLowerCase(), v.check(isDomain, HOST_EXPECTED)),
-          v.pipe(
-            v.string(S2S_TARGET_EXPECTED),
-            v.check((x) => parseTarget(x) !== undefined, S2S_TARGET_EXPECTED),
-          ),
-          'expected a table of domain = "host:port"',
-        ),
-        {},
-      ),
-      ca_file: v.optional(
-        v.pipe(v.string("expected a file path"), v.nonEmpty("expected a file path")),
-      ),
-    }),
-    {},
-  ),
-  component_interfaces: interfaces(["127.0.0.1"]),
-  exempt_loopback: boolean(true),
-  components: v.optional(
-    v.array(
-      table({
-        domain: v.pipe(
-          v.string(HOST_EXPECTED),
-          v.toLowerCase(),
-          v.check(isDomain, HOST_EXPECTED),
-        ),
-        secret: v.pipe(
-          v.string("expected a shared secret"),
-          v.nonEmpty("expected a shared secret"),
-        ),
-      }),
-      "expected an array of tables ([[components]])",
-    ),
-    [],
-  ),
-  muc: v.optional(
-    table({
-      enabled: boolean(true),
-      domain: v.optional(
-        v.pipe(v.string(HOST_EXPECTED), v.toLowerCase(), v.check(isDomain, HOST_EXPECTED)),
-      ),
-      admins: bareJids(),
-      creation: v.optional(
-        v.picklist(["local", "admins", "anyone"], 'expected "local", "admins" or "anyone"'),
-        "local",
-      ),
-      archiving: boolean(true),
-    }),
-    {},
-  ),
-  pubsub: v.optional(
-    table({
-      enabled: boolean(true),
-      domain: v.optional(
-        v.pipe(v.string(HOST_EXPECTED), v.toLowerCase(), v.check(isDomain, HOST_EXPECTED)),
-      ),
-      admins: bareJids(),
-      create: v.optional(
-        v.picklist(["admins", "local", "anyone"], 'expected "admins", "local" or "anyone"'),
-        "admins",
-      ),
-    }),
-    {},
-  ),
-  http: v.optional(
-    table({
-      http_port: v.optional(
-        v.custom<number | false>(
-          (x) => x === false || isPort(x),
-          "expected an integer from 0 to 65535, or false",
-        ),
-        5280,
-      ),
-      https_port: v.optional(
-        v.custom<number | false>(
-          (x) => x === false || isPort(x),
-          "expected an integer from 0 to 65535, or false",
-        ),
-        5281,
-      ),
-      http_interfaces: interfaces(["127.0.0.1"]),
-      cors_origins: v.optional(
-        v.array(
-          v.pipe(v.string(ORIGIN_EXPECTED), v.check(isOrigin, ORIGIN_EXPECTED)),
-          "expected an array of origins",
-        ),
-        [],
-      ),
-      trusted_proxies: v.optional(
+/**
+ * The schema, built for each read instead of at import: a server reads its configuration once,
+ * and a schema held by the module would stay in the heap for the life of the process.
+ */
+const schema = () =>
+  table({
+    hosts: v.optional(
+      v.pipe(
         v.array(
           v.pipe(
-            v.string(PROXY_EXPECTED),
-            v.check(isAddressOrRange, PROXY_EXPECTED),
-          ),
-          "expected an array of IP addresses or CIDR ranges",
-        ),
-        [],
-      ),
-      public_url: v.optional(
-        v.pipe(
-          v.string("expected an http(s) URL"),
-          v.check(isHttpUrl, 'expected an http(s) URL such as "https://xmpp.example.org/"'),
-        ),
-      ),
-      secure_loopback: v.optional(v.boolean("expected true or false")),
-    }),
-    {},
-  ),
-  web_client: v.optional(
-    table({ enabled: v.optional(v.boolean("expected true or false")) }),
-    {},
-  ),
-  upload: v.optional(
-    table({
-      enabled: boolean(true),
-      domain: v.optional(
-        v.pipe(v.string(HOST_EXPECTED), v.toLowerCase(), v.check(isDomain, HOST_EXPECTED)),
-      ),
-      max_file_size: integer(1, Number.MAX_SAFE_INTEGER, 10485760),
-      allowed_types: v.optional(
-        v.array(
-          v.pipe(
-            v.string(MIME_EXPECTED),
+            v.string(HOST_EXPECTED),
             v.toLowerCase(),
-            v.check(
-              (s) => /^[a-z0-9!#$&^_.+-]+\/(?:\*|[a-z0-9!#$&^_.+-]+)$/.test(s),
-              MIME_EXPECTED,
+            v.check(isDomain, HOST_EXPECTED),
+          ),
+          "expected an array of domain names",
+        ),
+        v.nonEmpty("expected at least one host"),
+      ),
+      () => ["localhost"],
+    ),
+    data_dir: v.optional(
+      v.pipe(v.string("expected a directory path"), v.nonEmpty("expected a directory path")),
+      "./data",
+    ),
+    interfaces: interfaces(["*"]),
+    c2s_port: integer(0, 65535, 5222),
+    c2s_direct_tls_port: v.optional(
+      v.custom<number | false>(
+        (x) => x === false || isPort(x),
+        "expected an integer from 0 to 65535, or false",
+      ),
+      5223,
+    ),
+    require_encryption: boolean(true),
+    tls: v.optional(
+      table({ cert: path(), key: path() }),
+      {},
+    ),
+    limits: v.optional(
+      table(Object.fromEntries(
+        (Object.keys(LIMIT_KEYS) as (keyof Limits)[]).map((k) => [
+          LIMIT_KEYS[k],
+          k === "maxDepth"
+            ? integer(LIMIT_MINIMUMS[k], 10000, DEFAULT_LIMITS[k])
+            : integer(LIMIT_MINIMUMS[k], Number.MAX_SAFE_INTEGER, DEFAULT_LIMITS[k]),
+        ]),
+      )),
+      {},
+    ),
+    auth: v.optional(
+      table({
+        scram_iterations: integer(4096, Number.MAX_SAFE_INTEGER, 4096),
+        allow_plain: boolean(true),
+        max_failures: integer(1, Number.MAX_SAFE_INTEGER, 5),
+        max_failures_per_address: integer(1, Number.MAX_SAFE_INTEGER, 30),
+        slow_down_after: integer(1, Number.MAX_SAFE_INTEGER, 5),
+        failure_window: integer(1, Number.MAX_SAFE_INTEGER, 300),
+      }),
+      {},
+    ),
+    contact_info: v.optional(
+      table(Object.fromEntries(
+        ["abuse", "admin", "feedback", "sales", "security", "status", "support"].map((k) => [
+          k,
+          v.optional(
+            v.array(
+              v.pipe(v.string("expected a URI"), v.nonEmpty("expected a URI")),
+              "expected an array of URIs",
             ),
           ),
-          "expected an array of MIME types",
-        ),
-        [],
+        ]),
+      )),
+      {},
+    ),
+    archive_enabled: boolean(true),
+    archive_expires_after: duration("7d"),
+    archive_max_items: integer(1, Number.MAX_SAFE_INTEGER, 10000),
+    allow_registration: boolean(false),
+    registration_throttle: integer(1, Number.MAX_SAFE_INTEGER, 5),
+    tombstone_expiry: duration("30d"),
+    external_services: v.optional(
+      v.array(
+        table({
+          type: v.pipe(v.string("expected a service type"), v.nonEmpty("expected a service type")),
+          host: v.pipe(v.string("expected a host name"), v.nonEmpty("expected a host name")),
+          port: v.optional(
+            v.custom<number>((x) => isPort(x) && x !== 0, "expected an integer from 1 to 65535"),
+          ),
+          transport: v.optional(v.picklist(["tcp", "udp"], 'expected "tcp" or "udp"')),
+          username: v.optional(v.string("expected a string")),
+          password: v.optional(v.string("expected a string")),
+          secret: v.optional(
+            v.pipe(v.string("expected a shared secret"), v.nonEmpty("expected a shared secret")),
+          ),
+          ttl: v.optional(
+            v.pipe(
+              v.number("expected seconds"),
+              v.integer("expected seconds"),
+              v.minValue(1, "expected seconds"),
+            ),
+          ),
+          restricted: v.optional(v.boolean("expected true or false")),
+        }),
+        "expected an array of tables ([[external_services]])",
       ),
-      quota_per_user: integer(1, Number.MAX_SAFE_INTEGER, 104857600),
-      quota_total: integer(1, Number.MAX_SAFE_INTEGER, 1073741824),
-      expires_after: duration("7d"),
-    }),
-    {},
-  ),
-  log_level: v.optional(
-    v.picklist(LOG_LEVELS, `expected one of ${LOG_LEVELS.map((l) => `"${l}"`).join(", ")}`),
-    "info",
-  ),
-});
+      [],
+    ),
+    archive_policy: v.optional(
+      v.picklist(["roster", "always", "never"], 'expected "roster", "always" or "never"'),
+      "always",
+    ),
+    component_port: v.optional(
+      v.custom<number | false>(
+        (x) => x === false || isPort(x),
+        "expected an integer from 0 to 65535, or false",
+      ),
+      5347,
+    ),
+    s2s_port: v.optional(
+      v.custom<number | false>(
+        (x) => x === false || isPort(x),
+        "expected an integer from 0 to 65535, or false",
+      ),
+      5269,
+    ),
+    s2s_direct_tls_port: v.optional(
+      v.custom<number | false>(
+        (x) => x === false || isPort(x),
+        "expected an integer from 0 to 65535, or false",
+      ),
+      5270,
+    ),
+    s2s_require_encryption: boolean(true),
+    s2s_secure_auth: boolean(false),
+    s2s: v.optional(
+      table({
+        hosts: v.optional(
+          v.record(
+            v.pipe(v.string(), v.toLowerCase(), v.check(isDomain, HOST_EXPECTED)),
+            v.pipe(
+              v.string(S2S_TARGET_EXPECTED),
+              v.check((x) => parseTarget(x) !== undefined, S2S_TARGET_EXPECTED),
+            ),
+            'expected a table of domain = "host:port"',
+          ),
+          {},
+        ),
+        ca_file: v.optional(
+          v.pipe(v.string("expected a file path"), v.nonEmpty("expected a file path")),
+        ),
+      }),
+      {},
+    ),
+    component_interfaces: interfaces(["127.0.0.1"]),
+    exempt_loopback: boolean(true),
+    components: v.optional(
+      v.array(
+        table({
+          domain: v.pipe(
+            v.string(HOST_EXPECTED),
+            v.toLowerCase(),
+            v.check(isDomain, HOST_EXPECTED),
+          ),
+          secret: v.pipe(
+            v.string("expected a shared secret"),
+            v.nonEmpty("expected a shared secret"),
+          ),
+        }),
+        "expected an array of tables ([[components]])",
+      ),
+      [],
+    ),
+    muc: v.optional(
+      table({
+        enabled: boolean(true),
+        domain: v.optional(
+          v.pipe(v.string(HOST_EXPECTED), v.toLowerCase(), v.check(isDomain, HOST_EXPECTED)),
+        ),
+        admins: bareJids(),
+        creation: v.optional(
+          v.picklist(["local", "admins", "anyone"], 'expected "local", "admins" or "anyone"'),
+          "local",
+        ),
+        archiving: boolean(true),
+      }),
+      {},
+    ),
+    pubsub: v.optional(
+      table({
+        enabled: boolean(true),
+        domain: v.optional(
+          v.pipe(v.string(HOST_EXPECTED), v.toLowerCase(), v.check(isDomain, HOST_EXPECTED)),
+        ),
+        admins: bareJids(),
+        create: v.optional(
+          v.picklist(["admins", "local", "anyone"], 'expected "admins", "local" or "anyone"'),
+          "admins",
+        ),
+      }),
+      {},
+    ),
+    http: v.optional(
+      table({
+        http_port: v.optional(
+          v.custom<number | false>(
+            (x) => x === false || isPort(x),
+            "expected an integer from 0 to 65535, or false",
+          ),
+          5280,
+        ),
+        https_port: v.optional(
+          v.custom<number | false>(
+            (x) => x === false || isPort(x),
+            "expected an integer from 0 to 65535, or false",
+          ),
+          5281,
+        ),
+        http_interfaces: interfaces(["127.0.0.1"]),
+        cors_origins: v.optional(
+          v.array(
+            v.pipe(v.string(ORIGIN_EXPECTED), v.check(isOrigin, ORIGIN_EXPECTED)),
+            "expected an array of origins",
+          ),
+          [],
+        ),
+        trusted_proxies: v.optional(
+          v.array(
+            v.pipe(
+              v.string(PROXY_EXPECTED),
+              v.check(isAddressOrRange, PROXY_EXPECTED),
+            ),
+            "expected an array of IP addresses or CIDR ranges",
+          ),
+          [],
+        ),
+        public_url: v.optional(
+          v.pipe(
+            v.string("expected an http(s) URL"),
+            v.check(isHttpUrl, 'expected an http(s) URL such as "https://xmpp.example.org/"'),
+          ),
+        ),
+        secure_loopback: v.optional(v.boolean("expected true or false")),
+      }),
+      {},
+    ),
+    web_client: v.optional(
+      table({ enabled: v.optional(v.boolean("expected true or false")) }),
+      {},
+    ),
+    upload: v.optional(
+      table({
+        enabled: boolean(true),
+        domain: v.optional(
+          v.pipe(v.string(HOST_EXPECTED), v.toLowerCase(), v.check(isDomain, HOST_EXPECTED)),
+        ),
+        max_file_size: integer(1, Number.MAX_SAFE_INTEGER, 10485760),
+        allowed_types: v.optional(
+          v.array(
+            v.pipe(
+              v.string(MIME_EXPECTED),
+              v.toLowerCase(),
+              v.check(
+                (s) => /^[a-z0-9!#$&^_.+-]+\/(?:\*|[a-z0-9!#$&^_.+-]+)$/.test(s),
+                MIME_EXPECTED,
+              ),
+            ),
+            "expected an array of MIME types",
+          ),
+          [],
+        ),
+        quota_per_user: integer(1, Number.MAX_SAFE_INTEGER, 104857600),
+        quota_total: integer(1, Number.MAX_SAFE_INTEGER, 1073741824),
+        expires_after: duration("7d"),
+      }),
+      {},
+    ),
+    log_level: v.optional(
+      v.picklist(LOG_LEVELS, `expected one of ${LOG_LEVELS.map((l) => `"${l}"`).join(", ")}`),
+      "info",
+    ),
+  });
 
-type RawConfig = v.InferOutput<typeof Schema>;
+type RawConfig = v.InferOutput<ReturnType<typeof schema>>;
 
 /** Describes a rejected value briefly, in TOML terms, for an error message. */
 function describe(value: unknown): string {
@@ -830,7 +835,7 @@ function checkRelations(raw: RawConfig, source: string): void {
  * @throws {ConfigError} naming the first offending key path and what was expected
  */
 export function configFromObject(obj: unknown, source: string): Config {
-  const result = v.safeParse(Schema, obj);
+  const result = v.safeParse(schema(), obj);
   if (!result.success) {
     fail(source, result.issues.map(issueMessage).join(`\nconfig ${source}: `));
   }

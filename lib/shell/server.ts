@@ -21,10 +21,8 @@ import {
   tlsServerEndPoint,
 } from "../transport/certs.ts";
 import { type ConnectionDeps, serveBosh, serveConnection, serveWebSocket } from "./connection.ts";
-import { createBosh } from "../transport/bosh.ts";
-import { type HttpService, startHttp } from "../transport/http.ts";
-import { createWebClient } from "../transport/web_client.ts";
-import { startUploadService, type UploadService } from "../transport/upload_http.ts";
+import type { HttpService } from "../transport/http.ts";
+import type { UploadService } from "../transport/upload_http.ts";
 import { route, type RouteOptions } from "../core/router.ts";
 import type { Element } from "../xml/element.ts";
 import { createAccountHub } from "./account_hub.ts";
@@ -39,25 +37,20 @@ import { createRegistration } from "./registration.ts";
 import { hasTombstone, openTombstoneStore, removeAccount } from "../storage/tombstones.ts";
 import { openUserData } from "../storage/user_data.ts";
 import { secureContexts } from "../transport/tls.ts";
-import { createS2s, type S2s, type S2sTarget } from "./s2s.ts";
-import { pemCertificates, trustStore } from "../transport/peer_cert.ts";
+import type { S2s, S2sTarget } from "./s2s.ts";
 import { answerRemoteIq } from "../c2s/remote_iq.ts";
 import { createRemotePresence } from "./remote_presence.ts";
-import { type ServiceRunner, startPubsubRunner } from "./service_runner.ts";
-import { type MucRunner, startMucRunner } from "./muc_runner.ts";
-import { DEFAULT_MUC_LIMITS, type StoredRoom } from "../services/muc/mod.ts";
-import { DEFAULT_SERVICE_LIMITS, type StoredNode } from "../services/pubsub/service.ts";
+import type { ServiceRunner } from "./service_runner.ts";
+import type { MucRunner } from "./muc_runner.ts";
+import type { StoredRoom } from "../services/muc/mod.ts";
+import type { StoredNode } from "../services/pubsub/service.ts";
 import {
   createAdmission,
   createHandshakeThrottle,
   isLoopback,
   refuseConnection,
 } from "./admission.ts";
-import {
-  type ComponentHandle,
-  type ComponentRegistry,
-  serveComponent,
-} from "./component_listener.ts";
+import type { ComponentHandle, ComponentRegistry } from "./component_listener.ts";
 
 /** Stanzas routed after another one once it is archived (a module's `then`: sent carbons). */
 interface Then {
@@ -201,7 +194,10 @@ async function resolveServers(domain: string): Promise<readonly S2sTarget[]> {
 }
 
 /** The CAs of `[s2s] ca_file` (PEM), or an error naming the file. */
-async function readCaFile(path: string): Promise<string[]> {
+async function readCaFile(
+  path: string,
+  pemCertificates: (text: string) => string[],
+): Promise<string[]> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -222,9 +218,56 @@ function listenerClosed(err: unknown): boolean {
   return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted;
 }
 
+/**
+ * The modules of the parts only some configurations use, loaded when the configuration turns
+ * them on (a server without HTTP, federation, components, rooms or pubsub never loads their
+ * code: the idle server's memory is mostly code). The specifiers are string literals, so
+ * `deno compile` still embeds every one of them.
+ */
+async function loadSubsystems(config: Config) {
+  const web = config.http.port !== false || config.http.httpsPort !== false;
+  const [http, bosh, webClient, upload, s2s, peerCert, component, muc, mucRunner, pubsub, runner] =
+    await Promise.all([
+      web ? import("../transport/http.ts") : undefined,
+      web ? import("../transport/bosh.ts") : undefined,
+      web && config.webClient.enabled ? import("../transport/web_client.ts") : undefined,
+      // Upload serves its slots on the HTTP port: without it the service stays off.
+      config.http.port !== false && config.upload !== undefined
+        ? import("../transport/upload_http.ts")
+        : undefined,
+      config.s2s.port !== false ? import("./s2s.ts") : undefined,
+      config.s2s.port !== false ? import("../transport/peer_cert.ts") : undefined,
+      config.componentPort !== false ? import("./component_listener.ts") : undefined,
+      config.muc !== undefined ? import("../services/muc/mod.ts") : undefined,
+      config.muc !== undefined ? import("./muc_runner.ts") : undefined,
+      config.pubsub !== undefined ? import("../services/pubsub/service.ts") : undefined,
+      config.pubsub !== undefined ? import("./service_runner.ts") : undefined,
+    ]);
+  return {
+    http,
+    bosh,
+    webClient,
+    upload,
+    s2s,
+    peerCert,
+    component,
+    muc,
+    mucRunner,
+    pubsub,
+    runner,
+  };
+}
+
+/** A module {@link loadSubsystems} loaded, where the configuration says it did. */
+function loaded<T>(mod: T | undefined, what: string): T {
+  if (mod === undefined) throw new Error(`${what} was not loaded`);
+  return mod;
+}
+
 /** Starts listening as the configuration says. */
 export async function startServer(config: Config): Promise<RunningServer> {
   const log = getLogger("server");
+  const lazy = await loadSubsystems(config);
   // Temporary files of writes a crash cut short: never read as data, removed before anything
   // opens the stores.
   const leftovers = await removeTempFiles(config.dataDir);
@@ -393,7 +436,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
   let muc: MucRunner | undefined;
   if (config.muc !== undefined) {
     const { domain, admins, creation, archiving } = config.muc;
-    muc = await startMucRunner({
+    const { DEFAULT_MUC_LIMITS } = loaded(lazy.muc, "MUC");
+    muc = await loaded(lazy.mucRunner, "MUC").startMucRunner({
       store: openKeyvalStore<StoredRoom>(config.dataDir, "muc_rooms", soleWriter),
       archive,
       ctx: {
@@ -428,9 +472,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
   }
   if (config.pubsub !== undefined) {
     const { domain, admins, create } = config.pubsub;
+    const { DEFAULT_SERVICE_LIMITS } = loaded(lazy.pubsub, "pubsub");
     services.set(
       domain,
-      await startPubsubRunner({
+      await loaded(lazy.runner, "pubsub").startPubsubRunner({
         store: openKeyvalStore<StoredNode>(config.dataDir, "pubsub_nodes", soleWriter),
         rosters: openKeyvalStore<Roster>(config.dataDir, "roster"),
         ctx: {
@@ -460,7 +505,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   let uploadBase = "";
   if (uploadConfig !== undefined) {
     const uploadLog = getLogger("upload");
-    upload = await startUploadService({
+    upload = await loaded(lazy.upload, "upload").startUploadService({
       ...uploadConfig,
       dataDir: config.dataDir,
       key: await loadSecretKey(config.dataDir, "upload.key"),
@@ -472,13 +517,16 @@ export async function startServer(config: Config): Promise<RunningServer> {
     });
     services.set(uploadConfig.domain, upload);
   }
-  // Once every connection has gone quiet after a burst, the burst's garbage goes back to the
-  // system (only with --expose-gc in the V8 flags; see README, Server V8 flags).
+  // Once every connection has gone quiet (or away) after a burst, the burst's garbage goes back
+  // to the system (V8's with --expose-gc in the V8 flags, see README, Server V8 flags; glibc's
+  // with --allow-ffi).
   const heapLog = getLogger("memory");
   const trimHeap = createHeapTrim((r) =>
-    heapLog.info("Heap trimmed from {before} to {after} MB in {ms} ms", {
+    heapLog.info("Heap trimmed from {before} to {after} MB, RSS {rss0} to {rss1} MB, in {ms} ms", {
       before: (r.beforeBytes / 1048576).toFixed(1),
       after: (r.afterBytes / 1048576).toFixed(1),
+      rss0: (r.rssBeforeBytes / 1048576).toFixed(1),
+      rss1: (r.rssAfterBytes / 1048576).toFixed(1),
       ms: r.ms.toFixed(0),
     })
   );
@@ -510,8 +558,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
   };
 
   if (config.s2s.port !== false) {
-    const extraCas = config.s2s.caFile === undefined ? [] : await readCaFile(config.s2s.caFile);
-    s2s = createS2s({
+    const { pemCertificates, trustStore } = loaded(lazy.peerCert, "s2s");
+    const extraCas = config.s2s.caFile === undefined
+      ? []
+      : await readCaFile(config.s2s.caFile, pemCertificates);
+    s2s = loaded(lazy.s2s, "s2s").createS2s({
       isLocal: (domain) =>
         config.hosts.includes(domain) || services.has(domain) || secrets.has(domain),
       route: (stanza) => remotePresence.observe(stanza) ? undefined : detachedRoute(stanza),
@@ -596,6 +647,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       });
     }
     let h: ComponentHandle | undefined;
+    const { serveComponent } = loaded(lazy.component, "components");
     return serveComponent(conn, componentDeps, (opened) => componentConns.add(h = opened))
       .finally(() => h !== undefined && componentConns.delete(h));
   };
@@ -679,7 +731,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const wsDeps: ConnectionDeps = { ...deps, ctx: { ...ctx, tlsAvailable: false } };
   // BOSH (XEP-0206): one service for both HTTP ports, each session a client connection like a
   // WebSocket's, admitted at its creation.
-  const bosh = createBosh({
+  const bosh = lazy.bosh?.createBosh({
     maxBodyBytes: ctx.maxStanzaSize,
     corsOrigins: config.http.corsOrigins,
     admit: (peer) => {
@@ -699,8 +751,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
       };
     },
   });
-  const webClient = config.webClient.enabled
-    ? createWebClient({
+  const webClient = lazy.webClient !== undefined
+    ? lazy.webClient.createWebClient({
       domain: config.hosts[0],
       uploadOrigin: () =>
         upload === undefined || uploadBase === "" ? undefined : new URL(uploadBase).origin,
@@ -711,6 +763,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     const { interfaces, corsOrigins, trustedProxies, publicUrl } = config.http;
     const httpLog = getLogger("http");
     const scheme = tls === undefined ? "HTTP" : "HTTPS";
+    const { startHttp } = loaded(lazy.http, "HTTP");
     let http: HttpService;
     try {
       http = startHttp({
@@ -722,7 +775,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
         publicUrl,
         defaultHost: config.hosts[0],
         upload: upload?.handle,
-        bosh: bosh.handle,
+        bosh: loaded(bosh, "BOSH").handle,
         webClient,
         secureLoopback: config.http.secureLoopback,
         admitWebSocket: (peer) => {
