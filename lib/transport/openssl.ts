@@ -15,6 +15,7 @@
  */
 
 const SSL_SYMBOLS = {
+  OPENSSL_init_ssl: { parameters: ["u64", "pointer"], result: "i32" },
   TLS_server_method: { parameters: [], result: "pointer" },
   SSL_CTX_new: { parameters: ["pointer"], result: "pointer" },
   SSL_CTX_free: { parameters: ["pointer"], result: "void" },
@@ -101,6 +102,7 @@ const SSL_TLSEXT_ERR_NOACK = 3;
 const OPENSSL_NPN_NEGOTIATED = 1;
 const BIO_CTRL_PENDING = 10;
 const BIO_C_SET_BUF_MEM_EOF_RETURN = 130;
+const OPENSSL_INIT_NO_ATEXIT = 0x00080000n;
 
 const SNI_CALLBACK = { parameters: ["pointer", "pointer", "pointer"], result: "i32" } as const;
 const ALPN_CALLBACK = {
@@ -134,6 +136,9 @@ function loadEngine(): Engine | null {
   try {
     const ssl = Deno.dlopen("libssl.so.3", SSL_SYMBOLS).symbols;
     const crypto = Deno.dlopen("libcrypto.so.3", CRYPTO_SYMBOLS).symbols;
+    // No cleanup handler at exit: the runtime tears down its threads and libraries in its own
+    // order, and OpenSSL's global state may as well go with the process.
+    if (ssl.OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT, null) !== 1) return engine;
     const memMethod = crypto.BIO_s_mem();
     if (memMethod === null) return engine;
     const loaded: Engine = {
