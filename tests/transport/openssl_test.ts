@@ -287,3 +287,26 @@ Deno.test("openssl: ALPN names in wire format", () => {
     [11, ...new TextEncoder().encode("xmpp-client"), 2, ...new TextEncoder().encode("h2")],
   );
 });
+
+Deno.test({
+  name: "openssl: garbage after the handshake is a read error; the session stays safe to free",
+  ignore,
+  async fn() {
+    const p = await pair(await setup(), { hostname: "a.test" });
+    try {
+      await p.client.handshake();
+      await p.server.handshake;
+      // A record header claiming application data, then bytes no key decrypts.
+      const forged = new Uint8Array([23, 3, 3, 0, 40, ...new Uint8Array(40).fill(0x41)]);
+      const r = sslFeed(p.server.session, forged, () => {
+        throw new Error("no plaintext from a forged record");
+      });
+      assert.match(r.error ?? "", /^read: /);
+      // What OpenSSL says to the peer (a fatal alert) is there to send, or nothing.
+      assert.ok(r.out === undefined || r.out.length > 0);
+      assert.equal(sslEncrypt(p.server.session, new Uint8Array(3))?.length ?? 0, 0);
+    } finally {
+      p.close();
+    }
+  },
+});
