@@ -128,6 +128,18 @@ async function pair(
   };
 }
 
+/** Runs `fn` on a pair to a.test whose handshake is done on both sides, then closes it. */
+async function withEstablished(fn: (p: Awaited<ReturnType<typeof pair>>) => Promise<void>) {
+  const p = await pair(await setup(), { hostname: "a.test" });
+  try {
+    await p.client.handshake();
+    await p.server.handshake;
+    await fn(p);
+  } finally {
+    p.close();
+  }
+}
+
 async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
   const out = new Uint8Array(n);
   let off = 0;
@@ -193,10 +205,7 @@ Deno.test({
   name: "openssl: data both ways, from one byte to many records, arrives whole and in order",
   ignore,
   async fn() {
-    const p = await pair(await setup(), { hostname: "a.test" });
-    try {
-      await p.client.handshake();
-      await p.server.handshake;
+    await withEstablished(async (p) => {
       const sizes = [1, 100, 4096, 16384, 16385, 100_000];
       let expected = 0;
       for (const size of sizes) {
@@ -216,9 +225,7 @@ Deno.test({
       // Our close_notify reaches the client as the end of the stream.
       await p.server.shutdown();
       assert.equal(await p.client.read(new Uint8Array(16)), null);
-    } finally {
-      p.close();
-    }
+    });
   },
 });
 
@@ -226,16 +233,11 @@ Deno.test({
   name: "openssl: the client's close_notify ends the session",
   ignore,
   async fn() {
-    const p = await pair(await setup(), { hostname: "a.test" });
-    try {
-      await p.client.handshake();
-      await p.server.handshake;
+    await withEstablished(async (p) => {
       await p.client.closeWrite();
       assert.equal(await p.server.done, "closed");
       assert.equal(p.server.session.peerClosed, true);
-    } finally {
-      p.close();
-    }
+    });
   },
 });
 
@@ -292,10 +294,7 @@ Deno.test({
   name: "openssl: garbage after the handshake is a read error; the session stays safe to free",
   ignore,
   async fn() {
-    const p = await pair(await setup(), { hostname: "a.test" });
-    try {
-      await p.client.handshake();
-      await p.server.handshake;
+    await withEstablished(async (p) => {
       // A record header claiming application data, then bytes no key decrypts.
       const forged = new Uint8Array([23, 3, 3, 0, 40, ...new Uint8Array(40).fill(0x41)]);
       const r = sslFeed(p.server.session, forged, () => {
@@ -305,8 +304,6 @@ Deno.test({
       // What OpenSSL says to the peer (a fatal alert) is there to send, or nothing.
       assert.ok(r.out === undefined || r.out.length > 0);
       assert.equal(sslEncrypt(p.server.session, new Uint8Array(3))?.length ?? 0, 0);
-    } finally {
-      p.close();
-    }
+    });
   },
 });
