@@ -10,6 +10,7 @@ import type { Roster } from "../core/session.ts";
 import { type AccountStore, loadSecretKey, openAccountStore } from "../storage/accounts.ts";
 import { parseJid } from "../xmpp/jid.ts";
 import { openKeyvalStore, removeTempFiles } from "../storage/file/datamanager.ts";
+import { type ListJournal, openListJournal } from "../storage/file/journal.ts";
 import { openArchiveStore } from "../storage/file/archive.ts";
 import { openOfflineStore } from "../storage/offline.ts";
 import { openSmStash } from "../storage/sm_stash.ts";
@@ -258,6 +259,9 @@ async function loadSubsystems(config: Config) {
   };
 }
 
+/** What {@link loadSubsystems} loaded. */
+type Subsystems = Awaited<ReturnType<typeof loadSubsystems>>;
+
 /** A module {@link loadSubsystems} loaded, where the configuration says it did. */
 function loaded<T>(mod: T | undefined, what: string): T {
   if (mod === undefined) throw new Error(`${what} was not loaded`);
@@ -272,6 +276,24 @@ export async function startServer(config: Config): Promise<RunningServer> {
   // opens the stores.
   const leftovers = await removeTempFiles(config.dataDir);
   if (leftovers > 0) log.info("Removed {n} temporary files left by a crash", { n: leftovers });
+  // One fdatasync for the appends of many list files (archives, offline, SM stashes); it
+  // first writes back what an unclean stop left only in it.
+  const journal = await openListJournal(config.dataDir);
+  try {
+    return await startWith(config, lazy, journal);
+  } catch (err) {
+    await journal?.close();
+    throw err;
+  }
+}
+
+/** The rest of {@link startServer}, once the stores are ready to open. */
+async function startWith(
+  config: Config,
+  lazy: Subsystems,
+  journal: ListJournal | undefined,
+): Promise<RunningServer> {
+  const log = getLogger("server");
   const material = await tlsMaterial(config);
   const caps = createCapsCache(config.limits);
   const registry = createRegistry(caps.get);
@@ -899,6 +921,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       await within(3000, httpStopped);
       // Let the accounts finish what the last sessions asked of them (stores, goodbyes).
       await within(3000, hub.idle());
+      await journal?.close();
     })();
 
   return {

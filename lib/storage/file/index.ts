@@ -168,6 +168,29 @@ export async function persistIndex(state: FileState): Promise<void> {
   }
 }
 
+/**
+ * Index entries a leased list file may have beyond its index file: the index is written every
+ * this many appends, and when the lease ends, instead of after every append (a crash leaves it
+ * short, and loading it scans that much of the list's tail).
+ */
+export const INDEX_LAG = 64;
+
+/**
+ * {@link persistIndex} while leased, unless fewer than {@link INDEX_LAG} entries wait; the
+ * lease's end writes the rest ({@link flushIndexLag}).
+ */
+export async function persistIndexLazily(state: FileState): Promise<void> {
+  if (state.persisted >= 0 && state.file !== null && state.count - state.persisted < INDEX_LAG) {
+    return;
+  }
+  await persistIndex(state);
+}
+
+/** Writes what the index of a leased file lacks, as its lease ends. */
+export function flushIndexLag(state: FileState): void {
+  if (state.persisted >= 0 && state.persisted < state.count) persistIndexLeased(state);
+}
+
 /** {@link persistIndex} under a lease: one write to the index kept open, no seek in a row. */
 function persistIndexLeased(state: FileState): void {
   try {

@@ -7,8 +7,8 @@
  * use; the least recently used go.
  *
  * Leases: an append keeps the list file (and its index) open and exclusively locked after it
- * is done, so that the appends that follow are one write, one `fdatasync` and one index write,
- * without opening, locking or stat-ing again: while the lock is ours nobody else can change the
+ * is done, so that the appends that follow are one write and one `fdatasync` (the index is
+ * written every few appends and when the lease ends), without opening, locking or stat-ing again: while the lock is ours nobody else can change the
  * file. The lease ends after {@link LEASE_IDLE_MS} without an operation on the file, at the
  * latest after {@link LEASE_MAX_MS} (so that another process waiting for the lock, e.g. the CLI
  * deleting an account, gets it), when more than {@link MAX_CACHED_FILES} files are cached, and
@@ -140,8 +140,15 @@ function idle(state: FileState): boolean {
   return state.active === 0 && !state.flushing && state.pending.length === 0;
 }
 
-/** The cache of the list store `store` under `dataDir`. */
-export function createFileCache(dataDir: string, store: string): FileCache {
+/**
+ * The cache of the list store `store` under `dataDir`; `beforeLeaseEnd` runs as a lease ends,
+ * while its files are still open.
+ */
+export function createFileCache(
+  dataDir: string,
+  store: string,
+  beforeLeaseEnd: (state: FileState) => void = () => {},
+): FileCache {
   const states = new Map<string, FileState>();
 
   function stateFor(host: string, user: string): FileState {
@@ -197,6 +204,7 @@ export function createFileCache(dataDir: string, store: string): FileCache {
   function endLease(state: FileState): void {
     const file = state.file;
     if (file === null) return;
+    beforeLeaseEnd(state);
     clearTimeout(state.timer);
     state.timer = undefined;
     if (leases.get(state.listPath)?.state === state) leases.delete(state.listPath);

@@ -4,8 +4,11 @@
  * `<user>.lidx` (index.ts), kept open between appends under a lease (leases.ts) and trimmed
  * from the head in place where the filesystem allows (trim.ts). This module composes them.
  *
- * Durability: an append resolves after `fdatasync`. Appends to one file arriving while a sync
- * is in flight are queued and written together with one sync (group commit). Each operation
+ * Durability: an append resolves after `fdatasync`: of the list file itself, or, where the
+ * process holds the data directory's journal (journal.ts: the server does), of the journal,
+ * which then makes the appends to every list file of a batch durable at once. Appends to one
+ * file arriving while a sync is in flight are queued and written together (group commit);
+ * a shift or a delete first settles the file with the journal. Each operation
  * takes an advisory `flock` on the list file (shared to read, exclusive to write), so that two
  * processes never write one file at once, and notices changes made by another process. Small
  * writes are synchronous: to the page cache they cost less than the thread hand-off of an
@@ -29,7 +32,8 @@ import {
   paddingBefore,
   parseSegment,
 } from "./format.ts";
-import { loadIndex, persistIndex } from "./index.ts";
+import { flushIndexLag, loadIndex, persistIndexLazily } from "./index.ts";
+import { listJournalFor } from "./journal.ts";
 import { CHUNK, concat, isNotFound, readAt, removeIfExists, writeAll, writeAllSync } from "./io.ts";
 import { createFileCache, type FileState, growEnds, LEASE_MAX_MS, resetState } from "./leases.ts";
 import { type ShiftMethod, trimHead, truncateTail } from "./trim.ts";
@@ -85,6 +89,7 @@ export function openListStore<T>(
   const { stateFor, serialised, startLease, endLease, takeFromSibling } = createFileCache(
     dataDir,
     store,
+    flushIndexLag,
   );
 
   /**
@@ -253,7 +258,9 @@ export function openListStore<T>(
         if (data.length > CHUNK) await writeAll(file, data);
         else writeAllSync(file, data);
         state.pos = start + data.length;
-        await file.syncData();
+        const journal = listJournalFor(dataDir);
+        if (journal === undefined) await file.syncData();
+        else await journal.commit(state.listPath, state.ino ?? 0, start, data);
       } catch (err) {
         // ENOSPC/EFBIG/EIO: leave no partial record behind, so later appends follow good data.
         state.loaded = false;
@@ -273,7 +280,7 @@ export function openListStore<T>(
       state.validEnd = off;
       // Ours while leased: the size is what we wrote (the mtime is read when the lease ends).
       state.size = off;
-      await persistIndex(state);
+      await persistIndexLazily(state);
       ok = true;
     } finally {
       const now = performance.now();
@@ -378,6 +385,7 @@ export function openListStore<T>(
       const file = await acquire(state, true, false);
       if (file === undefined) return { method: "none" as const };
       try {
+        await listJournalFor(dataDir)?.settle(state.listPath, file);
         const trimmed = await trimHead(state, file, n, ffi);
         // After a copy, the new file (still locked) replaced the old one.
         if (trimmed.file !== file) trimmed.file.close();
@@ -398,6 +406,7 @@ export function openListStore<T>(
       const file = await acquire(state, true, false, false);
       if (file === undefined) return;
       try {
+        await listJournalFor(dataDir)?.settle(state.listPath);
         // Index first: a crash in between leaves a list whose index is simply rebuilt.
         await removeIfExists(state.idxPath);
         await removeIfExists(state.listPath);
