@@ -1,6 +1,7 @@
 /**
- * The list store: durable append throughput (1 and 32 concurrent appenders, to show group
- * commit), trimming the oldest half of an archive by collapse versus copy, and page latency.
+ * The list store: durable append throughput (1 and 32 concurrent appenders on one list, to show
+ * group commit; one appender on each of 40 lists, each syncing its own file and through the
+ * journal, as the server appends), trimming the oldest half of an archive by collapse versus copy, and page latency.
  *
  * `deno run -A bench/list_store_bench.ts` prints a table for archives of 10^4, 10^5 and 10^6
  * items (the last needs ~600 MB of disk for a few seconds; about 15 s in all here); `--quick`
@@ -12,6 +13,7 @@ import { join } from "node:path";
 import { cpuUsage } from "node:process";
 import { encodePathPart, storeDir } from "../lib/storage/file/datamanager.ts";
 import { type FileListStore, openListStore } from "../lib/storage/file/list_store.ts";
+import { openListJournal } from "../lib/storage/file/journal.ts";
 import type { ShiftMethod } from "../lib/storage/file/trim.ts";
 
 interface Msg {
@@ -74,6 +76,33 @@ async function appendRate(
     }
   }));
   const cpu = cpuUsage(cpu0);
+  return { rate: done / seconds, cpu: (cpu.user + cpu.system) / done };
+}
+
+/**
+ * {@link appendRate} with one appender on each of `users` lists, syncing each file (without the
+ * journal) or through the data directory's journal; a new directory each.
+ */
+async function manyListsRate(
+  parent: string,
+  users: number,
+  journal: boolean,
+  seconds: number,
+): Promise<{ rate: number; cpu: number }> {
+  const dir = await Deno.makeTempDir({ dir: parent, prefix: journal ? "journal-" : "files-" });
+  const j = journal ? await openListJournal(dir) : undefined;
+  const store = openListStore<Msg>(dir, STORE);
+  let done = 0;
+  const stop = performance.now() + seconds * 1000;
+  const cpu0 = cpuUsage();
+  await Promise.all(Array.from({ length: users }, async (_, u) => {
+    while (performance.now() < stop) {
+      await store.append(HOST, `user${u}`, [msg(done)]);
+      done++;
+    }
+  }));
+  const cpu = cpuUsage(cpu0);
+  await j?.close();
   return { rate: done / seconds, cpu: (cpu.user + cpu.system) / done };
 }
 
@@ -149,6 +178,11 @@ async function main(args: readonly string[]): Promise<void> {
         `| ${appenders} appender${appenders > 1 ? "s" : ""}, 1 item each | ${rate.toFixed(0)} | ` +
           `${cpu.toFixed(0)} |`,
       );
+    }
+    for (const journal of [false, true]) {
+      const { rate, cpu } = await manyListsRate(dir, 40, journal, 3);
+      const how = journal ? "through the journal" : "each file synced";
+      console.log(`| 40 lists, 1 appender each, ${how} | ${rate.toFixed(0)} | ${cpu.toFixed(0)} |`);
     }
 
     console.log("\n| trim oldest half | collapse | copy |");

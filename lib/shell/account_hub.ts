@@ -39,10 +39,25 @@ export interface AccountHub {
    * was carried out or answered, and what it routed on was too: its effects are durable.
    */
   submit(bare: string, op: AccountOp): Promise<void>;
+  /**
+   * Keeps a place in the queue of `bare` for an op not known yet: a message on its way
+   * through its sender's archive keeps the place it arrived in, so that what reaches this
+   * account after it (the recipient's own presence, say) is carried out after it, as the
+   * server received them. The ops behind it wait until it is filled or given up.
+   */
+  reserve(bare: string): Reservation;
   /** Operations waiting in the account's queue (for backpressure on its sessions). */
   queueLength(bare: string): number;
   /** Resolves when every queue is empty (for shutdown and tests). */
   idle(): Promise<void>;
+}
+
+/** A place kept in an account's queue (see {@link AccountHub.reserve}). */
+export interface Reservation {
+  /** Puts the op in the place (at the queue's end once given up); resolves as `submit` does. */
+  fill(op: AccountOp): Promise<void>;
+  /** Gives the place up (nothing if filled already). */
+  cancel(): void;
 }
 
 /** What the hub needs. */
@@ -86,7 +101,8 @@ interface Entry {
 
 /** An op waiting in a queue, with whoever waits for its effects. */
 interface Queued {
-  readonly op: AccountOp;
+  /** The op, or, for a kept place, what it will be (`undefined`: given up). */
+  readonly op: AccountOp | Promise<AccountOp | undefined>;
   readonly done: () => void;
 }
 
@@ -358,10 +374,12 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
    * answer {@link failedOpReplies} gives, unless something of it was sent already, and the
    * queue goes on with the next: one bad op never takes its neighbours with it.
    */
-  async function run(bare: string, entry: Entry, { op, done }: Queued): Promise<void> {
+  async function run(bare: string, entry: Entry, queued: Queued): Promise<void> {
+    const { done } = queued;
     const onward: Promise<void>[] = [];
     try {
-      await runOp(bare, entry, op, onward);
+      const op = queued.op instanceof Promise ? await queued.op : queued.op;
+      if (op !== undefined) await runOp(bare, entry, op, onward);
     } finally {
       if (onward.length === 0) done();
       else settled(onward).then(done);
@@ -435,17 +453,39 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     p.finally(() => running.delete(p));
   }
 
+  function enqueue(bare: string, op: Queued["op"]): Promise<void> {
+    let entry = entries.get(bare);
+    if (entry === undefined) {
+      entries.set(bare, entry = { queue: [], running: false, archiveTail: false });
+    }
+    let done!: () => void;
+    const effects = new Promise<void>((resolve) => (done = resolve));
+    entry.queue.push({ op, done });
+    if (!entry.running) start(bare, entry);
+    return effects;
+  }
+
   return {
-    submit(bare, op) {
-      let entry = entries.get(bare);
-      if (entry === undefined) {
-        entries.set(bare, entry = { queue: [], running: false, archiveTail: false });
-      }
-      let done!: () => void;
-      const effects = new Promise<void>((resolve) => (done = resolve));
-      entry.queue.push({ op, done });
-      if (!entry.running) start(bare, entry);
-      return effects;
+    submit: enqueue,
+    reserve(bare) {
+      let settle!: (op: AccountOp | undefined) => void;
+      const effects = enqueue(bare, new Promise((resolve) => (settle = resolve)));
+      let open = true;
+      return {
+        fill(op) {
+          // Given up already: the op goes to the end of the queue, never nowhere.
+          if (!open) return enqueue(bare, op);
+          open = false;
+          settle(op);
+          return effects;
+        },
+        cancel() {
+          if (open) {
+            open = false;
+            settle(undefined);
+          }
+        },
+      };
     },
     queueLength(bare) {
       return entries.get(bare)?.queue.length ?? 0;

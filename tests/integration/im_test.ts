@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { closeAll, connectPeer, presenceFrom, rosterOf, sync } from "./_peer.ts";
 import { withServer } from "./_server.ts";
+import { eventually } from "../_eventually.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
 
 const USERS = ["alice", "bob", "carol"];
@@ -105,11 +106,14 @@ Deno.test("offline messages are delivered with a delay stamp at the next login",
     await alice.xmpp.send(
       xml("message", { to: "carol@localhost", type: "chat", id: "m1" }, xml("body", {}, "later")),
     );
-    // Ping so that the message has been handled before Carol logs in.
+    // Ping, then wait until the message is stored (it is archived for Alice first, which a
+    // ping does not wait for) before Carol logs in.
     await sync(alice);
-    await new Promise((r) => setTimeout(r, 200));
     // Appended to the user's offline list (XEP-0160), not a rewritten JSON file.
-    const stored = await Deno.readTextFile(`${server.dataDir}/localhost/offline/carol.list`);
+    const stored = await eventually(
+      () => Deno.readTextFile(`${server.dataDir}/localhost/offline/carol.list`).catch(() => ""),
+      (text) => /later/.test(text),
+    );
     assert.match(stored, /later/);
 
     const carol = await connectPeer(server, "carol", "c");
@@ -121,9 +125,13 @@ Deno.test("offline messages are delivered with a delay stamp at the next login",
     const delay = msg.getChild("delay", "urn:xmpp:delay");
     assert.equal(delay.attrs.from, "localhost");
     assert.ok(Math.abs(Date.parse(delay.attrs.stamp) - Date.now()) < 60_000);
-    await new Promise((r) => setTimeout(r, 200));
     // Delivered, the list is deleted as a whole.
-    await assert.rejects(Deno.stat(`${server.dataDir}/localhost/offline/carol.list`));
+    const gone = await eventually(
+      () =>
+        Deno.stat(`${server.dataDir}/localhost/offline/carol.list`).then(() => false, () => true),
+      (g) => g,
+    );
+    assert.ok(gone, "the offline list is deleted");
     await closeAll(alice, carol);
   });
 });

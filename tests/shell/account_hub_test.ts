@@ -1,5 +1,6 @@
 import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
+import { eventually } from "../_eventually.ts";
 import { createAccountHub } from "../../lib/shell/account_hub.ts";
 import { createRegistry } from "../../lib/shell/registry.ts";
 import { getLogger } from "../../lib/log.ts";
@@ -150,6 +151,34 @@ Deno.test("account hub: an op whose reducer throws gets internal-server-error an
     await hub.idle();
     assert.deepEqual(routed, [iqError("bad", "juliet@h/r")]);
     assert.deepEqual(await storedIds(dir), ["m1", "m2"]);
+    assert.equal(hub.queueLength("juliet@h"), 0);
+  }));
+
+Deno.test("account hub: a kept place holds the ops behind it until filled; a given-up one lets them go", () =>
+  withTemp(async (dir) => {
+    const { hub, deps } = testHub(dir);
+    await deps.accounts.create("h", "juliet", "pw");
+    // m1 keeps its place (it is on its way through its sender's archive); m2 arrives after.
+    const place = hub.reserve("juliet@h");
+    const m2 = hub.submit("juliet@h", { kind: "offline-message", stanza: chat("m2") });
+    let m2Done = false;
+    m2.then(() => (m2Done = true));
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(m2Done, false, "m2 waits behind the kept place");
+    // The kept place is at the head of the queue, being waited on; m2 is queued.
+    assert.equal(hub.queueLength("juliet@h"), 1);
+    await place.fill({ kind: "offline-message", stanza: chat("m1") });
+    await m2;
+    assert.deepEqual(await storedIds(dir), ["m1", "m2"]);
+
+    // Given up: what queued behind it goes on; a fill after that still runs, at the end.
+    const dropped = hub.reserve("juliet@h");
+    const m3 = hub.submit("juliet@h", { kind: "offline-message", stanza: chat("m3") });
+    dropped.cancel();
+    await m3;
+    await dropped.fill({ kind: "offline-message", stanza: chat("m4") });
+    await hub.idle();
+    assert.deepEqual(await storedIds(dir), ["m1", "m2", "m3", "m4"]);
     assert.equal(hub.queueLength("juliet@h"), 0);
   }));
 
@@ -377,7 +406,8 @@ Deno.test("account hub: a submitted op resolves only once its archive append and
     assert.deepEqual(routedWith, []);
     assert.equal(resolved, false);
     releaseAppend();
-    await new Promise((r) => setTimeout(r, 50));
+    // Routed on once the append is durable (an fdatasync: no fixed time).
+    await eventually(() => routedWith.length, (n) => n > 0);
     assert.deepEqual(routedWith, [["m1", true]]);
     assert.equal(resolved, false, "waits for what it routed on");
     assert.deepEqual((await list.range("h", "romeo", 0, 10)).map((i) => i.peer), ["juliet@h"]);

@@ -27,7 +27,7 @@
  * @module
  */
 import { crc32 } from "node:zlib";
-import { join, relative, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { getLogger } from "../../log.ts";
 import { concat, isNotFound, readAt, writeAllSync } from "./io.ts";
 
@@ -52,13 +52,12 @@ const decoder = new TextDecoder();
 /** The journal of one data directory, shared by every list store of the process on it. */
 export interface ListJournal {
   /**
-   * Makes `bytes`, just written (not synced) at `start` of the list file `path` (absolute, or
-   * relative to the data directory; `ino` its inode, 0 if unknown), durable through the
-   * journal. Rejects when the journal could not be written: the caller undoes its write.
+   * Makes `bytes`, just written (not synced) at `start` of the list file `path` (relative to
+   * the data directory; `ino` its inode, 0 if unknown), durable through the journal. Rejects when the journal could not be written: the caller undoes its write.
    */
   commit(path: string, ino: number, start: number, bytes: Uint8Array): Promise<void>;
   /**
-   * Before the list file at `path` changes other than by an append (a shift, a delete): syncs
+   * Before the list file at `path` (relative to the data directory) changes other than by an append (a shift, a delete): syncs
    * it (when `file` is given) if the journal covers some of it, and records that earlier
    * entries of it are not to be replayed.
    */
@@ -95,10 +94,21 @@ interface Waiting {
 // servers of one process on one directory (tests) share it; the last close closes it.
 const journals = new Map<string, ListJournal>();
 const refs = new Map<string, number>();
+// Data directories as list stores name them, resolved (a few: the configured one, in tests
+// one per test).
+const resolved = new Map<string, string>();
+const RESOLVED_MAX = 256;
 
 /** The journal the server opened on `dataDir`, if any. */
 export function listJournalFor(dataDir: string): ListJournal | undefined {
-  return journals.size === 0 ? undefined : journals.get(resolve(dataDir));
+  if (journals.size === 0) return undefined;
+  let root = resolved.get(dataDir);
+  if (root === undefined) {
+    root = resolve(dataDir);
+    if (resolved.size >= RESOLVED_MAX) resolved.clear();
+    resolved.set(dataDir, root);
+  }
+  return journals.get(root);
 }
 
 /** One entry as the journal file holds it (see the module's documentation). */
@@ -329,8 +339,6 @@ function makeJournal(root: string, checkpointMs: number, sides: readonly Side[])
   let timer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
 
-  const rel = (path: string) => relative(root, resolve(path));
-
   function arm(): void {
     if (timer !== undefined || closed) return;
     timer = setTimeout(() => {
@@ -437,14 +445,12 @@ function makeJournal(root: string, checkpointMs: number, sides: readonly Side[])
   }
 
   function commit(path: string, ino: number, start: number, bytes: Uint8Array): Promise<void> {
-    const p = rel(path);
-    return enqueue(encodeEntry("data", seq++, ino, start, p, bytes), p);
+    return enqueue(encodeEntry("data", seq++, ino, start, path, bytes), path);
   }
 
   async function settle(path: string, file?: Deno.FsFile): Promise<void> {
     if (file !== undefined) await file.syncData();
-    const p = rel(path);
-    await enqueue(encodeEntry("barrier", seq++, 0, 0, p, new Uint8Array(0)), p);
+    await enqueue(encodeEntry("barrier", seq++, 0, 0, path, new Uint8Array(0)), path);
   }
 
   async function checkpoint(): Promise<void> {

@@ -44,6 +44,8 @@ export interface PendingAppend {
 export interface FileState {
   readonly host: string;
   readonly listPath: string;
+  /** The list file's path relative to the data directory (how the journal names it). */
+  readonly relPath: string;
   readonly idxPath: string;
   readonly dir: string;
   lock: Promise<void>;
@@ -153,8 +155,8 @@ export function createFileCache(
 
   function stateFor(host: string, user: string): FileState {
     const dir = storeDir(dataDir, host, store);
-    const base = join(dir, encodePathPart(user));
-    const listPath = `${base}.list`;
+    const name = `${encodePathPart(user)}.list`;
+    const listPath = join(dir, name);
     let state = states.get(listPath);
     if (state !== undefined) {
       // Re-insert: Map order then runs from least to most recently used.
@@ -165,7 +167,8 @@ export function createFileCache(
     state = {
       host,
       listPath,
-      idxPath: `${base}.lidx`,
+      relPath: join(storeDir("", host, store), name),
+      idxPath: `${listPath.slice(0, -".list".length)}.lidx`,
       dir,
       lock: Promise.resolve(),
       active: 0,

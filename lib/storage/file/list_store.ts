@@ -260,7 +260,7 @@ export function openListStore<T>(
         state.pos = start + data.length;
         const journal = listJournalFor(dataDir);
         if (journal === undefined) await file.syncData();
-        else await journal.commit(state.listPath, state.ino ?? 0, start, data);
+        else await journal.commit(state.relPath, state.ino ?? 0, start, data);
       } catch (err) {
         // ENOSPC/EFBIG/EIO: leave no partial record behind, so later appends follow good data.
         state.loaded = false;
@@ -385,7 +385,7 @@ export function openListStore<T>(
       const file = await acquire(state, true, false);
       if (file === undefined) return { method: "none" as const };
       try {
-        await listJournalFor(dataDir)?.settle(state.listPath, file);
+        await listJournalFor(dataDir)?.settle(state.relPath, file);
         const trimmed = await trimHead(state, file, n, ffi);
         // After a copy, the new file (still locked) replaced the old one.
         if (trimmed.file !== file) trimmed.file.close();
@@ -406,7 +406,7 @@ export function openListStore<T>(
       const file = await acquire(state, true, false, false);
       if (file === undefined) return;
       try {
-        await listJournalFor(dataDir)?.settle(state.listPath);
+        await listJournalFor(dataDir)?.settle(state.relPath);
         // Index first: a crash in between leaves a list whose index is simply rebuilt.
         await removeIfExists(state.idxPath);
         await removeIfExists(state.listPath);
