@@ -1,0 +1,424 @@
+/**
+ * The minimal servers of bench/floor.ts, one per process: each does only the work no XMPP
+ * server on Deno can avoid (accept, read, TLS, write), so that what it costs is a floor under
+ * ours. It prints `listening <port>` once it accepts connections on 127.0.0.1.
+ *
+ *   floor_server.ts relay tls=0|1 xml=0|1 cert=PATH key=PATH
+ *     connections pair up in accept order (0 with 1, 2 with 3, ...); what one sends goes to
+ *     its partner unchanged (xml=0), or parsed by lib/xml/parser.ts and serialized again by
+ *     lib/xml/element.ts (xml=1, after a stream header that is not relayed)
+ *   floor_server.ts login engine=openssl|node|tcp script=PATH cert=PATH key=PATH
+ *     each connection goes through the steps of bench/fixtures/floor_login.json: once a step's
+ *     client bytes are in (counted, not read), its canned server bytes go out; TLS starts after
+ *     the `starttls` step: OpenSSL through lib/transport/openssl.ts, or node:tls as our server
+ *     runs it where OpenSSL cannot (lib/transport/tls.ts acceptTls: a TLSSocket over the
+ *     Deno connection); tcp is the plain login's steps, without TLS
+ *   floor_server.ts idle engine=tcp|openssl|node|rustls read=1|0 cert=PATH key=PATH
+ *     holds every connection after its TLS handshake (direct TLS), with a pending read into a
+ *     buffer of the size lib/transport/tcp.ts keeps while idle (read=1) or none (read=0); node
+ *     is `node:tls` createServer (always reading), rustls `Deno.listenTls`. SIGUSR1 runs the
+ *     heap trim our server runs once quiet (V8's compacting collection and `malloc_trim`).
+ *
+ * Reads and writes are those of lib/transport/tcp.ts: `conn.read` into a buffer that starts at
+ * 512 bytes and grows while reads fill it, writes gathered per tick (a microtask) and written in
+ * order; over OpenSSL the batch is sealed with one `sslEncrypt`.
+ * @module
+ */
+import {
+  sslAccept,
+  type SslContexts,
+  sslContexts,
+  sslEncrypt,
+  sslFeed,
+  sslFree,
+  type SslSession,
+  sslShutdown,
+} from "../lib/transport/openssl.ts";
+import { acceptTls } from "../lib/transport/tls.ts";
+import { openMallocTrim } from "../lib/shell/malloc_trim.ts";
+import { createStreamParser } from "../lib/xml/parser.ts";
+import { serialize } from "../lib/xml/element.ts";
+
+const READ_MIN = 512;
+const READ_MAX = 16384;
+const encoder = new TextEncoder();
+
+type Args = Readonly<Record<string, string>>;
+
+function parseArgs(args: readonly string[]): Args {
+  return Object.fromEntries(
+    args.slice(1).map((a) => {
+      const i = a.indexOf("=");
+      return i < 0 ? [a, "1"] : [a.slice(0, i), a.slice(i + 1)];
+    }),
+  );
+}
+
+async function material(a: Args): Promise<{ certPem: string; keyPem: string }> {
+  return { certPem: await Deno.readTextFile(a.cert), keyPem: await Deno.readTextFile(a.key) };
+}
+
+async function nodeMaterial(a: Args): Promise<{ cert: string; key: string }> {
+  const m = await material(a);
+  return { cert: m.certPem, key: m.keyPem };
+}
+
+async function openssl(a: Args): Promise<SslContexts> {
+  const ctx = sslContexts(new Map([["localhost", await material(a)]]));
+  if (ctx === undefined) throw new Error("OpenSSL cannot serve here (--allow-ffi, libssl 3)");
+  return ctx;
+}
+
+function listening(port: number): void {
+  console.log(`listening ${port}`);
+}
+
+function closeQuietly(conn: { close(): void }): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed
+  }
+}
+
+async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) off += await conn.write(data.subarray(off));
+}
+
+/** The write side of tcp.ts: a batch per tick, sealed when TLS is on, written in order. */
+interface Out {
+  push(data: Uint8Array | string): void;
+  /** Bytes for the wire as they are (handshake flights, close_notify). */
+  wire(data: Uint8Array): void;
+  /** Resolves once everything queued so far is written. */
+  drained(): Promise<void>;
+}
+
+function makeOut(conn: Deno.Conn, tls: () => SslSession | undefined): Out {
+  let strs: string[] = [];
+  let bufs: Uint8Array[] = [];
+  let scheduled = false;
+  let chain = Promise.resolve();
+  const wire = (data: Uint8Array) => {
+    chain = chain.then(() => writeAll(conn, data)).catch(() => {});
+  };
+  const flush = () => {
+    scheduled = false;
+    const s = tls();
+    // A partner's bytes that come before this connection's handshake is done wait for it (the
+    // client may send as soon as its own side is done): drained() sends them then.
+    if (s !== undefined && !s.established) return;
+    if (strs.length === 0 && bufs.length === 0) return;
+    let data: Uint8Array;
+    if (strs.length > 0) {
+      data = encoder.encode(strs.join(""));
+      strs = [];
+    } else if (bufs.length === 1) {
+      data = bufs[0];
+      bufs = [];
+    } else {
+      data = new Uint8Array(bufs.reduce((n, b) => n + b.length, 0));
+      let off = 0;
+      for (const b of bufs) {
+        data.set(b, off);
+        off += b.length;
+      }
+      bufs = [];
+    }
+    if (s === undefined) return wire(data);
+    const sealed = sslEncrypt(s, data);
+    if (sealed !== undefined) wire(sealed);
+  };
+  return {
+    push(data) {
+      if (typeof data === "string") strs.push(data);
+      else bufs.push(data);
+      if (!scheduled) {
+        scheduled = true;
+        queueMicrotask(flush);
+      }
+    },
+    wire,
+    drained() {
+      flush();
+      return chain;
+    },
+  };
+}
+
+/** OpenSSL's handshake on the connection's reads, as tcp.ts runs it (a 4 KiB buffer). */
+async function handshake(conn: Deno.Conn, s: SslSession, out: Out): Promise<void> {
+  const buf = new Uint8Array(4096);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) throw new Error("closed during the TLS handshake");
+    const r = sslFeed(s, buf.subarray(0, n), () => {}, false);
+    if (r.out !== undefined) out.wire(r.out);
+    if (r.error !== undefined) throw new Error(r.error);
+    if (r.established) return;
+  }
+}
+
+/**
+ * tcp.ts's read loop: bytes (decrypted when `ssl` is given) go to `onBytes` until the peer
+ * closes or `stop()` says so. The buffer stays small while reads do not fill it.
+ */
+async function readLoop(
+  conn: Deno.Conn,
+  out: Out,
+  onBytes: (b: Uint8Array) => void,
+  ssl?: SslSession,
+  stop: () => boolean = () => false,
+): Promise<boolean> {
+  let buf = new Uint8Array(READ_MIN);
+  if (ssl !== undefined) {
+    // What came with the handshake's last flight is already inside the session.
+    const r = sslFeed(ssl, new Uint8Array(0), onBytes);
+    if (r.out !== undefined) out.wire(r.out);
+  }
+  while (!stop()) {
+    let n: number | null;
+    try {
+      n = await conn.read(buf);
+    } catch {
+      n = null;
+    }
+    if (n === null) return false;
+    if (ssl === undefined) onBytes(buf.subarray(0, n));
+    else {
+      const r = sslFeed(ssl, buf.subarray(0, n), onBytes);
+      if (r.out !== undefined) out.wire(r.out);
+      if (r.error !== undefined || ssl.peerClosed) return false;
+    }
+    if (n === buf.length) {
+      if (n < READ_MAX) buf = new Uint8Array(Math.min(n * 4, READ_MAX));
+    } else if (n <= READ_MIN && buf.length > READ_MIN) buf = new Uint8Array(READ_MIN);
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------- relay --
+
+async function relay(a: Args): Promise<void> {
+  const tls = a.tls === "1" ? await openssl(a) : undefined;
+  const xml = a.xml === "1";
+  const outs: Out[] = [];
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  listening((listener.addr as Deno.NetAddr).port);
+  for await (const conn of listener) {
+    conn.setNoDelay(true);
+    const me = outs.length;
+    // The routing table: fixed by accept order, 0 <-> 1, 2 <-> 3, ...
+    const partner = me ^ 1;
+    let ssl: SslSession | undefined;
+    const out = makeOut(conn, () => ssl);
+    outs.push(out);
+    let onBytes: (b: Uint8Array) => void;
+    if (xml) {
+      const parser = createStreamParser({ maxStanzaBytes: 262144 });
+      onBytes = (b) => {
+        for (const ev of parser.push(b)) {
+          if (ev.kind === "stanza") outs[partner].push(serialize(ev.stanza));
+        }
+      };
+    } else {
+      // A copy: the read buffer (or OpenSSL's plaintext buffer) is reused at once.
+      onBytes = (b) => outs[partner].push(b.slice());
+    }
+    (async () => {
+      try {
+        if (tls !== undefined) {
+          ssl = sslAccept(tls);
+          await handshake(conn, ssl, out);
+          void out.drained();
+        }
+        await readLoop(conn, out, onBytes, ssl);
+      } catch {
+        // the client went away
+      }
+      closeQuietly(conn);
+      if (ssl !== undefined) sslFree(ssl);
+    })();
+  }
+}
+
+// ---------------------------------------------------------------------------------- login --
+
+interface Step {
+  readonly c: readonly string[];
+  readonly s: string;
+  readonly starttls?: boolean;
+}
+
+interface Script {
+  readonly tls: readonly Step[];
+  readonly tcp: readonly Step[];
+  readonly close: Step;
+}
+
+/** Counts a connection's bytes through its steps; says when a reply is due and TLS starts. */
+function stepper(steps: readonly Step[], reply: (s: string) => void) {
+  const need = steps.map((s) => s.c.reduce((n, c) => n + encoder.encode(c).length, 0));
+  let k = 0;
+  let got = 0;
+  return {
+    /** Returns true when the step just answered was `starttls`. */
+    feed(b: Uint8Array): boolean {
+      got += b.length;
+      while (k < steps.length && got >= need[k]) {
+        got -= need[k];
+        reply(steps[k].s);
+        if (steps[k++].starttls === true) return true;
+      }
+      return false;
+    },
+    get done() {
+      return k === steps.length;
+    },
+  };
+}
+
+async function login(a: Args): Promise<void> {
+  const script: Script = JSON.parse(await Deno.readTextFile(a.script));
+  const engine = a.engine;
+  const tls = engine === "openssl" ? await openssl(a) : undefined;
+  // node:tls as our server runs it where OpenSSL cannot: lib/transport/tls.ts's acceptTls.
+  const nodeContexts = engine === "node"
+    ? { material: new Map([["localhost", await material(a)]]), defaultHost: "localhost" }
+    : undefined;
+  const steps = [...(engine === "tcp" ? script.tcp : script.tls), script.close];
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  listening((listener.addr as Deno.NetAddr).port);
+  for await (const conn of listener) {
+    conn.setNoDelay(true);
+    (async () => {
+      let ssl: SslSession | undefined;
+      const out = makeOut(conn, () => ssl);
+      let upgrade = false;
+      let node: { write(s: string): unknown; end(): unknown } | undefined;
+      const st = stepper(steps, (s) => node === undefined ? out.push(s) : node.write(s));
+      const onBytes = (b: Uint8Array) => {
+        if (st.feed(b)) upgrade = true;
+      };
+      try {
+        // Plain until the client's <starttls/> is answered; nothing follows it until TLS.
+        await readLoop(conn, out, onBytes, undefined, () => upgrade || st.done);
+        if (upgrade && nodeContexts !== undefined) {
+          await out.drained();
+          const sock = await acceptTls(conn, nodeContexts);
+          node = sock;
+          sock.on("data", (b: Uint8Array) => {
+            onBytes(b);
+            if (st.done) sock.end();
+          });
+          sock.on("error", () => sock.destroy());
+          return;
+        }
+        if (upgrade) {
+          await out.drained();
+          ssl = sslAccept(tls!);
+          await handshake(conn, ssl, out);
+          await readLoop(conn, out, onBytes, ssl, () => st.done);
+        }
+        if (st.done) {
+          await out.drained();
+          if (ssl !== undefined) {
+            const bye = sslShutdown(ssl);
+            if (bye !== undefined) out.wire(bye);
+            await out.drained();
+          }
+        }
+      } catch {
+        // the client went away
+      }
+      closeQuietly(conn);
+      if (ssl !== undefined) sslFree(ssl);
+    })();
+  }
+}
+
+// ----------------------------------------------------------------------------------- idle --
+
+const held: unknown[] = [];
+
+type GcCall = (opts: {
+  readonly type: "major";
+  readonly execution: "sync";
+  readonly flavor: "last-resort";
+}) => void;
+
+/**
+ * What our server's heap trim does once it has gone quiet (lib/shell/heap_trim.ts): V8's
+ * compacting collection, then glibc's `malloc_trim(0)` for what native code freed.
+ */
+function compact(): void {
+  const gc = (globalThis as { gc?: GcCall }).gc;
+  if (typeof gc === "function") gc({ type: "major", execution: "sync", flavor: "last-resort" });
+  openMallocTrim()?.();
+}
+
+/** Keeps a read pending on `conn` (tcp.ts's idle buffer), or holds it without one. */
+function hold(conn: Deno.Conn, read: boolean, ssl?: SslSession, out?: Out): void {
+  held.push(conn);
+  if (!read) return;
+  readLoop(conn, out ?? makeOut(conn, () => ssl), () => {}, ssl).catch(() => {}).finally(() =>
+    closeQuietly(conn)
+  );
+}
+
+async function idle(a: Args): Promise<void> {
+  const read = a.read !== "0";
+  // bench/floor.ts asks for a trim before it reads RSS, as our server makes one once quiet.
+  Deno.addSignalListener("SIGUSR1", compact);
+  if (a.engine === "node") {
+    const { default: nodeTls } = await import("node:tls");
+    const server = nodeTls.createServer(await nodeMaterial(a), (sock) => {
+      held.push(sock);
+      sock.on("data", () => {});
+      sock.on("error", () => sock.destroy());
+      if (!read) sock.pause();
+    });
+    server.listen(0, "127.0.0.1", () => {
+      listening((server.address() as { port: number }).port);
+    });
+    return await new Promise(() => {});
+  }
+  if (a.engine === "rustls") {
+    const m = await material(a);
+    const listener = Deno.listenTls({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: m.certPem,
+      key: m.keyPem,
+    });
+    listening(listener.addr.port);
+    for await (const conn of listener) {
+      conn.handshake().then(() => hold(conn, read), () => closeQuietly(conn));
+    }
+    return;
+  }
+  const tls = a.engine === "openssl" ? await openssl(a) : undefined;
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  listening((listener.addr as Deno.NetAddr).port);
+  for await (const conn of listener) {
+    if (tls === undefined) {
+      hold(conn, read);
+      continue;
+    }
+    const ssl = sslAccept(tls);
+    const out = makeOut(conn, () => ssl);
+    handshake(conn, ssl, out).then(() => hold(conn, read, ssl, out), () => {
+      closeQuietly(conn);
+      sslFree(ssl);
+    });
+  }
+}
+
+const modes: Record<string, (a: Args) => Promise<void>> = { relay, login, idle };
+const mode = modes[Deno.args[0]];
+if (mode === undefined) {
+  console.error("usage: floor_server.ts relay|login|idle key=value...");
+  Deno.exit(2);
+}
+await mode(parseArgs(Deno.args));
