@@ -230,20 +230,17 @@ function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
     }
     return [{ ...s, held: [...s.held, raw] }, []];
   }
-  // Error replies go to the sender as the server knows it, whatever 'from' the client wrote
-  // (made only when needed: most stanzas are not answered here).
-  const sender = () => withAttrs(raw, { from: s.fullJid });
   if (raw.name === "iq") {
     const problem = iqProblem(raw);
     if (problem !== undefined) {
       const type = raw.attrs.type;
       // An iq without an id cannot be answered usefully, but RFC 6120 §8.2.3 asks for an error.
       if (type === "result" || type === "error") return [s, []];
-      return [s, [{ kind: "send", stanza: badRequest(sender(), problem) }]];
+      return [s, [{ kind: "send", stanza: badRequest(asSender(raw, s), problem) }]];
     }
     if (raw.attrs.type === "get" || raw.attrs.type === "set") {
       const bind = child(raw, "bind", NS_BIND);
-      if (bind !== undefined) return onBind(s, sender(), bind, ctx);
+      if (bind !== undefined) return onBind(s, asSender(raw, s), bind, ctx);
     }
   }
   let to = raw.attrs.to;
@@ -251,7 +248,7 @@ function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
     const normal = normalizeJid(to);
     if (normal === undefined) {
       if (raw.attrs.type === "error") return [s, []];
-      return [s, [{ kind: "send", stanza: errorReply(sender(), "jid-malformed") }]];
+      return [s, [{ kind: "send", stanza: errorReply(asSender(raw, s), "jid-malformed") }]];
     }
     to = normal;
   }
@@ -274,6 +271,14 @@ function onBoundStanza(s: Session, raw: Element, ctx: Ctx): Step {
   if ("stop" in passed) return passed.stop;
   const [after, out] = dispatchOutbound(passed.session, passed.stanza, to, bare, ctx, passed.then);
   return [after, passed.outputs.length === 0 ? out : [...passed.outputs, ...out]];
+}
+
+/**
+ * The stanza as error replies see it: from the sender as the server knows it, whatever 'from'
+ * the client wrote (made only when needed: most stanzas are not answered here).
+ */
+function asSender(raw: Element, s: Session): Element {
+  return withAttrs(raw, { from: s.fullJid });
 }
 
 /** What the outbound hooks left of a stanza: stopped, or going on as changed. */

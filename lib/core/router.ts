@@ -9,7 +9,7 @@ import type { AccountOp } from "./types.ts";
 import type { DeliveryHooks, ResourceView } from "./types.ts";
 import type { Element } from "../xml/element.ts";
 import { errorReply, type StanzaErrorCondition } from "../xmpp/errors.ts";
-import { parseJid } from "../xmpp/jid.ts";
+import { bareJidOf, parseJid } from "../xmpp/jid.ts";
 import { isArchivable } from "./archive.ts";
 
 /** One delivery decided by the router. */
@@ -74,16 +74,23 @@ function messageToBare(stanza: Element, bare: string, resources: readonly Resour
   // RFC 6121 §8.5.2.1.1: an error to a bare JID is silently ignored, never delivered.
   if (type === "error") return [];
   if (type === "groupchat") return bounce(stanza);
-  const candidates = resources.filter((r) => r.available && r.priority >= 0);
-  if (candidates.length === 0) {
-    if (type === "headline" || type === "error") return [];
+  // One pass, no intermediate arrays: this runs for every message to a bare JID.
+  const all = type === "headline" || type === "normal";
+  let top = -1;
+  for (const r of resources) if (r.available && r.priority > top) top = r.priority;
+  if (top < 0) {
+    if (type === "headline") return [];
     // Offline storage, or a bounce when the account does not exist: the account knows.
     return [{ kind: "account" as const, bare, op: { kind: "offline-message" as const, stanza } }];
   }
-  if (type === "headline" || type === "normal") return deliverAll(stanza, candidates);
-  // Chat goes to the most available resources (ties all get it).
-  const top = Math.max(...candidates.map((r) => r.priority));
-  return deliverAll(stanza, candidates.filter((r) => r.priority === top));
+  // Chat goes to the most available resources (ties all get it); the rest to every candidate.
+  const out: Delivery[] = [];
+  for (const r of resources) {
+    if (r.available && (all ? r.priority >= 0 : r.priority === top)) {
+      out.push({ kind: "deliver", to: r.fullJid, stanza });
+    }
+  }
+  return out;
 }
 
 function firstChild(el: Element): Element | undefined {
@@ -138,7 +145,8 @@ export function route(stanza: Element, view: RouterView, opts: RouteOptions = {}
     const iqType = stanza.attrs.type;
     return iqType === "get" || iqType === "set" ? [{ kind: "host-iq", stanza }] : [];
   }
-  const bare = `${jid.local}@${jid.domain}`;
+  // The JID cache's string (`local@domain`): the same one for every stanza to this user.
+  const bare = bareJidOf(to)!;
   const resources = view.resourcesOf(bare);
   const type = stanza.attrs.type;
 
@@ -215,9 +223,15 @@ export function messageDeliveries(
   let message = stanza;
   for (const h of hooks) if (h.rewrite !== undefined) message = h.rewrite(message);
   const out = plainDeliveries(message, bare, resource, resources);
-  const reached = out.flatMap((d) => d.kind === "deliver" ? [d.to] : []);
+  // Who the message itself reached, before any copy is added.
+  let reached: string[] | undefined;
   for (const h of hooks) {
-    for (const c of h.copies?.(stanza, bare, reached, resources) ?? []) {
+    if (h.copies === undefined) continue;
+    if (reached === undefined) {
+      reached = [];
+      for (const d of out) if (d.kind === "deliver") reached.push(d.to);
+    }
+    for (const c of h.copies(stanza, bare, reached, resources)) {
       out.push({ kind: "deliver", to: c.to, stanza: c.stanza });
     }
   }

@@ -97,7 +97,11 @@ export function isBlocked(list: Blocklist | undefined, jid: string | undefined):
 
 /** True when `jid` is the user's own account or one of its resources: never blocked. */
 function isOwn(jid: string, bare: string): boolean {
-  return jid === bare || jid.startsWith(bare + "/");
+  // Compared in place: no `bare + "/"` string made for every stanza.
+  const n = bare.length;
+  return jid.length === n
+    ? jid === bare
+    : jid.length > n && jid.charCodeAt(n) === 0x2f && jid.startsWith(bare);
 }
 
 /**

@@ -126,7 +126,12 @@ function onOutbound(s: Session, message: Element, ctx: Ctx): OutboundVerdict | u
 }
 
 function isOwn(to: string | undefined, bare: string): boolean {
-  return to !== undefined && (to === bare || to.startsWith(bare + "/"));
+  if (to === undefined) return false;
+  // Compared in place: no `bare + "/"` string made for every message.
+  const n = bare.length;
+  return to.length === n
+    ? to === bare
+    : to.length > n && to.charCodeAt(n) === 0x2f && to.startsWith(bare);
 }
 
 function setCarbons(s: Session, iq: Element, on: boolean): Step {

@@ -140,6 +140,19 @@ function split(bare: string): [string, string] {
 export function createAccountHub(deps: AccountHubDeps): AccountHub {
   const entries = new Map<string, Entry>();
   const running = new Set<Promise<void>>();
+  // Resources whose initial presence waits in their account's queue: until it is carried out
+  // (their offline messages sent), the account counts them unavailable, so that a message it
+  // delivers meanwhile goes after those offline messages (stored with them), never before.
+  const announcing = new Map<string, Set<string>>();
+  const ctx: AccountCtx = {
+    ...deps.ctx,
+    resourcesOf(bare) {
+      const all = deps.ctx.resourcesOf(bare);
+      const waiting = announcing.get(bare);
+      if (waiting === undefined) return all;
+      return all.map((r) => waiting.has(r.fullJid) ? { ...r, available: false } : r);
+    },
+  };
 
   async function load(bare: string): Promise<AccountState> {
     const [host, user] = split(bare);
@@ -287,7 +300,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
         const [next, outputs] = reduceAccount(
           entry.state!,
           { kind: "account-removed", iq: out.iq, ok },
-          deps.ctx,
+          ctx,
         );
         entry.state = next;
         for (const o of outputs) await execute(bare, o, onward);
@@ -379,11 +392,21 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     const onward: Promise<void>[] = [];
     try {
       const op = queued.op instanceof Promise ? await queued.op : queued.op;
-      if (op !== undefined) await runOp(bare, entry, op, onward);
+      try {
+        if (op !== undefined) await runOp(bare, entry, op, onward);
+      } finally {
+        if (op?.kind === "initial-presence") announced(bare, op.fullJid);
+      }
     } finally {
       if (onward.length === 0) done();
       else settled(onward).then(done);
     }
+  }
+
+  function announced(bare: string, fullJid: string): void {
+    const waiting = announcing.get(bare);
+    waiting?.delete(fullJid);
+    if (waiting?.size === 0) announcing.delete(bare);
   }
 
   async function runOp(
@@ -400,7 +423,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       state = await withModuleData(bare, state, op);
       state = await withArchiveTail(bare, entry, state, op);
       entry.state = state;
-      const [next, outputs] = reduceAccount(state, op, deps.ctx);
+      const [next, outputs] = reduceAccount(state, op, ctx);
       entry.state = next;
       // In order, each store finished before what follows it is sent (persist, then
       // acknowledge).
@@ -454,6 +477,11 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
   }
 
   function enqueue(bare: string, op: Queued["op"]): Promise<void> {
+    if (!(op instanceof Promise) && op.kind === "initial-presence") {
+      let waiting = announcing.get(bare);
+      if (waiting === undefined) announcing.set(bare, waiting = new Set());
+      waiting.add(op.fullJid);
+    }
     let entry = entries.get(bare);
     if (entry === undefined) {
       entries.set(bare, entry = { queue: [], running: false, archiveTail: false });

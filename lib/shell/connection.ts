@@ -38,7 +38,7 @@ import {
 import { remoteIp, tcpTransport } from "../transport/tcp.ts";
 import { createMessageParser, webSocketTransport } from "../transport/websocket.ts";
 import type { StreamParser, StreamParserOptions } from "../xml/parser.ts";
-import { parseJid } from "../xmpp/jid.ts";
+import { bareJidOf } from "../xmpp/jid.ts";
 
 /** Everything a connection shares with the rest of the server. */
 export interface ConnectionDeps {
@@ -112,13 +112,35 @@ interface C2s extends Driver<Session, Event, Output> {
   smId: string | undefined;
   /** Accounts this connection's stanzas went to lately, whose queues may hold its reading. */
   recentTargets: Set<string> | undefined;
+  /** The newest of `recentTargets`. */
+  lastTarget: string | undefined;
   /**
    * What this connection routed to each user that is still on its way (a message passes the
    * sender's and the recipient's archives): the next stanza to that user follows it, so that
    * an iq or presence sent after a message cannot overtake it (RFC 6120 §10.1). Entries go
    * once their stanza has arrived.
    */
-  inFlight: Map<string, Promise<void>> | undefined;
+  inFlight: Map<string, InFlight> | undefined;
+}
+
+/** A stanza on its way to a user (see `C2s.inFlight`). */
+interface InFlight {
+  /** Settles once it has arrived (its effects are done). */
+  readonly done: Promise<void>;
+  /** A message that passes the account queues (see {@link passesQueues}). */
+  readonly queued: boolean;
+}
+
+/**
+ * Whether a message to `key` passes its recipient's account queue in the order it was routed:
+ * with archiving on, every message to a local user does (one kept waiting in its sender's
+ * archive keeps its place there, see `AccountHub.reserve`), so a message after such a message
+ * needs no waiting here, and the session's own account requests that follow (a MAM query) come
+ * after both in the sender's queue.
+ */
+function passesQueues(d: C2s, stanza: Element, key: string): boolean {
+  if (stanza.name !== "message" || !d.deps.ctx.archiving) return false;
+  return d.deps.ctx.hosts.includes(key.slice(key.indexOf("@") + 1));
 }
 
 function track(d: C2s, p: Promise<void> | void): void {
@@ -138,21 +160,29 @@ function routeInOrder(
   then: readonly Element[] | undefined,
   key: string | undefined,
 ): Promise<void> | void {
-  const go = () => d.deps.route(stanza, then === undefined ? undefined : { then });
-  const before = key === undefined ? undefined : d.inFlight?.get(key);
-  const routed = before === undefined ? go() : before.then(go);
+  const opts = then === undefined ? undefined : { then };
+  const entry = key === undefined ? undefined : d.inFlight?.get(key);
+  const queued = entry !== undefined && passesQueues(d, stanza, key!);
+  const before = entry === undefined || (queued && entry.queued) ? undefined : entry.done;
+  // Nothing on its way to this user (the common case): routed now, no closure made.
+  const routed = before === undefined
+    ? d.deps.route(stanza, opts)
+    : before.then(() => d.deps.route(stanza, opts));
   if (key === undefined || routed === undefined) return routed;
   const inFlight = d.inFlight ??= new Map();
-  const settled = routed.then(() => {}, () => {});
-  inFlight.set(key, settled);
-  settled.then(() => {
-    if (inFlight.get(key) === settled) inFlight.delete(key);
+  const done = routed.then(() => {}, () => {});
+  const mine: InFlight = { done, queued: queued || passesQueues(d, stanza, key) };
+  inFlight.set(key, mine);
+  done.then(() => {
+    if (inFlight.get(key) === mine) inFlight.delete(key);
   });
   return routed;
 }
 
 function noteTarget(d: C2s, bare: string | undefined): void {
-  if (bare === undefined) return;
+  if (bare === undefined || bare === d.lastTarget) return;
+  // A client mostly writes to the same few users: the one just noted is already the newest.
+  d.lastTarget = bare;
   const recent = d.recentTargets ??= new Set();
   recent.delete(bare);
   recent.add(bare);
@@ -209,8 +239,11 @@ function execute(d: C2s, out: Exclude<Output, { kind: "send" | "open-stream" | "
   const { deps } = d;
   switch (out.kind) {
     case "route": {
-      const to = out.stanza.attrs.to === undefined ? undefined : parseJid(out.stanza.attrs.to);
-      const bare = to?.local === undefined ? undefined : `${to.local}@${to.domain}`;
+      // The parser's cached bare string: the same string each time, so that the maps and sets
+      // it keys find it without hashing and comparing a new one.
+      const to = out.stanza.attrs.to === undefined ? undefined : bareJidOf(out.stanza.attrs.to);
+      // A user's, not a domain's (a domain holds no `@`).
+      const bare = to !== undefined && to.includes("@") ? to : undefined;
       if (phaseOf(d.session) !== "unauthenticated") noteTarget(d, bare);
       track(d, routeInOrder(d, out.stanza, out.then, bare));
       return;
@@ -395,6 +428,7 @@ function startClient(
       acked: undefined,
       smId: undefined,
       recentTargets: undefined,
+      lastTarget: undefined,
       inFlight: undefined,
     },
     transport,

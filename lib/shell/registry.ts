@@ -49,10 +49,49 @@ export function createRegistry(
   const byFull = new Map<string, SessionHandle>();
   const byBare = new Map<string, Set<string>>();
   const live = new Set<SessionHandle>();
+  // The last view made of each resource, with the session it was made from. Routing asks for
+  // the recipient's resources for every message, and most sessions change only in fields no
+  // view shows (stream management counters), so a view is made again only when one it shows
+  // changed. Entries go with the resource (`unbind`).
+  const views = new Map<string, { session: Session; view: ResourceView }>();
+  const viewOf = (full: string, s: Session): ResourceView => {
+    const cached = views.get(full);
+    const features = s.caps === undefined
+      ? undefined
+      : s.caps.features ?? capsFeatures?.(s.caps.ver);
+    if (cached !== undefined) {
+      if (cached.session === s && cached.view.features === features) return cached.view;
+      if (sameView(cached.session, s) && cached.view.features === features) {
+        cached.session = s;
+        return cached.view;
+      }
+    }
+    const view: ResourceView = {
+      fullJid: full,
+      resource: s.resource ?? "",
+      priority: s.priority,
+      available: isAvailable(s),
+      interested: isInterested(s),
+      presence: s.presence,
+      features,
+      modules: s.modules,
+      blocklist: s.blocklist,
+      blocklistInterested: s.blocklistInterested === true && isConnected(s),
+      hibernatingSince: isHibernating(s) ? s.sm?.hibernatedAt ?? 0 : undefined,
+      presenceAt: s.presenceAt,
+    };
+    if (cached === undefined) views.set(full, { session: s, view });
+    else {
+      cached.session = s;
+      cached.view = view;
+    }
+    return view;
+  };
   return {
     bind(fullJid, h) {
       const old = byFull.get(fullJid);
       byFull.set(fullJid, h);
+      if (old !== h) views.delete(fullJid);
       const bare = bareOf(fullJid);
       let set = byBare.get(bare);
       if (set === undefined) byBare.set(bare, set = new Set());
@@ -62,6 +101,7 @@ export function createRegistry(
     unbind(fullJid, h) {
       if (byFull.get(fullJid) !== h) return;
       byFull.delete(fullJid);
+      views.delete(fullJid);
       const bare = bareOf(fullJid);
       const set = byBare.get(bare);
       set?.delete(fullJid);
@@ -72,29 +112,24 @@ export function createRegistry(
       const set = byBare.get(bareJid);
       if (set === undefined) return [];
       const out: ResourceView[] = [];
-      for (const full of set) {
-        const s = byFull.get(full)!.session();
-        out.push({
-          fullJid: full,
-          resource: s.resource ?? "",
-          priority: s.priority,
-          available: isAvailable(s),
-          interested: isInterested(s),
-          presence: s.presence,
-          features: s.caps === undefined
-            ? undefined
-            : s.caps.features ?? capsFeatures?.(s.caps.ver),
-          modules: s.modules,
-          blocklist: s.blocklist,
-          blocklistInterested: s.blocklistInterested === true && isConnected(s),
-          hibernatingSince: isHibernating(s) ? s.sm?.hibernatedAt ?? 0 : undefined,
-          presenceAt: s.presenceAt,
-        });
-      }
+      for (const full of set) out.push(viewOf(full, byFull.get(full)!.session()));
       return out;
     },
     connections: () => [...live],
     addConnection: (h) => void live.add(h),
     removeConnection: (h) => void live.delete(h),
   };
+}
+
+/**
+ * Whether two records of one session give the same resource view: every field the view reads
+ * (or that its predicates read) is the same.
+ */
+function sameView(a: Session, b: Session): boolean {
+  return a.resource === b.resource && a.priority === b.priority &&
+    a.destroyed === b.destroyed && a.fullJid === b.fullJid && a.presence === b.presence &&
+    a.interested === b.interested && a.caps === b.caps && a.modules === b.modules &&
+    a.blocklist === b.blocklist && a.blocklistInterested === b.blocklistInterested &&
+    a.presenceAt === b.presenceAt && a.sm?.hibernating === b.sm?.hibernating &&
+    a.sm?.hibernatedAt === b.sm?.hibernatedAt;
 }

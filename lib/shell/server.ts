@@ -26,7 +26,7 @@ import type { HttpService } from "../transport/http.ts";
 import type { UploadService } from "../transport/upload_http.ts";
 import { route, type RouteOptions } from "../core/router.ts";
 import type { Element } from "../xml/element.ts";
-import { createAccountHub } from "./account_hub.ts";
+import { createAccountHub, type Reservation } from "./account_hub.ts";
 import { ACCOUNT_IQ, DELIVERY, MODULE_STORES } from "../modules/registry.ts";
 import { expireArchives } from "./archive_expiry.ts";
 import { createRegistry } from "./registry.ts";
@@ -36,7 +36,7 @@ import { createHeapTrim } from "./heap_trim.ts";
 import { createAuthThrottle } from "./throttle.ts";
 import { createRegistration } from "./registration.ts";
 import { hasTombstone, openTombstoneStore, removeAccount } from "../storage/tombstones.ts";
-import { openUserData } from "../storage/user_data.ts";
+import { openModuleStore, openUserData } from "../storage/user_data.ts";
 import { secureContexts } from "../transport/tls.ts";
 import type { S2s, S2sTarget } from "./s2s.ts";
 import { answerRemoteIq } from "../c2s/remote_iq.ts";
@@ -121,12 +121,41 @@ function bind(address: string, port: number): Deno.Listener {
   }
 }
 
-function randomToken(bytes: number): string {
-  const b = crypto.getRandomValues(new Uint8Array(bytes));
+const NO_STANZAS: readonly Element[] = Object.freeze([]);
+
+// URL-safe alphabet: no commas (SCRAM) and nothing that needs escaping in XML.
+const TOKEN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+// Random bytes drawn from the system's generator a pool at a time: ids are made for every
+// archived message and every stream, and one getRandomValues call (an op, a new buffer) per id
+// cost more than the id. Each byte is used once.
+const tokenPool = new Uint8Array(4096);
+let tokenPoolAt = tokenPool.length;
+
+/** `bytes` random bytes as unpadded base64url (RFC 4648 §5). */
+export function randomToken(bytes: number): string {
+  if (bytes > tokenPool.length) throw new RangeError("token too long");
+  if (tokenPoolAt + bytes > tokenPool.length) {
+    crypto.getRandomValues(tokenPool);
+    tokenPoolAt = 0;
+  }
+  const b = tokenPool;
+  const end = tokenPoolAt + bytes;
+  let i = tokenPoolAt;
   let s = "";
-  for (const x of b) s += String.fromCharCode(x);
-  // URL-safe alphabet: no commas (SCRAM) and nothing that needs escaping in XML.
-  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  for (; i + 3 <= end; i += 3) {
+    const n = (b[i] << 16) | (b[i + 1] << 8) | b[i + 2];
+    s += TOKEN_ALPHABET[n >> 18] + TOKEN_ALPHABET[(n >> 12) & 63] +
+      TOKEN_ALPHABET[(n >> 6) & 63] + TOKEN_ALPHABET[n & 63];
+  }
+  if (end - i === 1) {
+    const n = b[i] << 16;
+    s += TOKEN_ALPHABET[n >> 18] + TOKEN_ALPHABET[(n >> 12) & 63];
+  } else if (end - i === 2) {
+    const n = (b[i] << 16) | (b[i + 1] << 8);
+    s += TOKEN_ALPHABET[n >> 18] + TOKEN_ALPHABET[(n >> 12) & 63] + TOKEN_ALPHABET[(n >> 6) & 63];
+  }
+  tokenPoolAt = end;
+  return s;
 }
 
 async function tlsMaterial(config: Config): Promise<Map<string, TlsMaterial>> {
@@ -381,9 +410,11 @@ async function startWith(
    * (and what they routed on), or handed to a live session. `then` (stanzas a module routes after it) follow the
    * stanza past the sender's archive.
    */
+  // Messages between their sender's archive and their recipient's queue, with the place they keep.
+  const placesKept = new WeakMap<Element, Reservation & { readonly bare: string }>();
   const routeStanza = (stanza: Element, opts: RouteOptions & Then = {}): Promise<void> | void => {
     const waits: Promise<void>[] = [];
-    let then = opts.then ?? [];
+    let then = opts.then ?? NO_STANZAS;
     for (const d of route(stanza, view, opts)) {
       if (d.kind === "deliver") registry.get(d.to)?.dispatch({ kind: "inbound", stanza: d.stanza });
       else if (d.kind === "bounce") {
@@ -401,9 +432,25 @@ async function startWith(
       } else if (d.kind === "service") {
         const handled = services.get(d.domain)?.submit(d.stanza);
         if (handled !== undefined && !opts.detachServices) waits.push(handled);
-      } else if (d.op.kind === "outgoing-message" && then.length > 0) {
-        waits.push(hub.submit(d.bare, { ...d.op, then }));
-        then = [];
+      } else if (d.op.kind === "outgoing-message") {
+        const sent = hub.submit(d.bare, then.length > 0 ? { ...d.op, then } : d.op);
+        then = NO_STANZAS;
+        // After the submit: a message to oneself keeps its place behind its own archiving.
+        const kept = keepPlace(d.op.stanza);
+        // Not routed on (blocked, failed): its place is given up.
+        if (kept !== undefined) {
+          const stanza = d.op.stanza;
+          void sent.then(() => {
+            placesKept.delete(stanza);
+            kept.cancel();
+          });
+        }
+        waits.push(sent);
+      } else if (d.op.kind === "incoming-message" && opts.senderArchived) {
+        const kept = placesKept.get(stanza);
+        placesKept.delete(stanza);
+        waits.push(kept?.bare === d.bare ? kept.fill(d.op) : hub.submit(d.bare, d.op));
+        kept?.cancel();
       } else waits.push(hub.submit(d.bare, d.op));
     }
     for (const c of then) {
@@ -412,6 +459,21 @@ async function startWith(
     }
     // Nothing to wait for (handed to live sessions): no promise at all, the common case.
     return waits.length === 0 ? undefined : waits.length === 1 ? waits[0] : settled(waits);
+  };
+  /**
+   * Keeps, for a message on its way through its sender's archive, its place in its local
+   * recipient's queue (AccountHub.reserve): what reaches the recipient's account after the
+   * message reached the server (her own presence, say) is carried out after it, as Prosody
+   * would, whatever the time the sender's archive takes.
+   */
+  const keepPlace = (stanza: Element): (Reservation & { readonly bare: string }) | undefined => {
+    const to = stanza.attrs.to;
+    const jid = to === undefined ? undefined : parseJid(to);
+    if (jid?.local === undefined || !config.hosts.includes(jid.domain)) return undefined;
+    const bare = `${jid.local}@${jid.domain}`;
+    const kept = { ...hub.reserve(bare), bare };
+    placesKept.set(stanza, kept);
+    return kept;
   };
   const detachedRoute = (stanza: Element, opts: RouteOptions & Then = {}) =>
     routeStanza(stanza, { ...opts, detachServices: true });
@@ -429,7 +491,7 @@ async function startWith(
     smStash,
     archive,
     prefs: openKeyvalStore<ArchivePrefs>(config.dataDir, "archive_prefs", soleWriter),
-    openStore: (name) => openKeyvalStore<unknown>(config.dataDir, name, soleWriter),
+    openStore: (name) => openModuleStore<unknown>(config.dataDir, name, soleWriter),
     registry,
     ctx: {
       now: ctx.now,

@@ -38,6 +38,7 @@ const SSL_SYMBOLS = {
   SSL_read: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   SSL_write: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   SSL_get_error: { parameters: ["pointer", "i32"], result: "i32" },
+  SSL_has_pending: { parameters: ["pointer"], result: "i32" },
   SSL_shutdown: { parameters: ["pointer"], result: "i32" },
   SSL_get_servername: { parameters: ["pointer", "i32"], result: "pointer" },
   SSL_get_SSL_CTX: { parameters: ["pointer"], result: "pointer" },
@@ -311,6 +312,8 @@ export interface SslSession {
 const BIO_KEEP = 4096;
 // SSL_read's target: one record's plaintext at most. Shared, since every call is synchronous.
 const plainBuf = new Uint8Array(16 * 1024 + 256);
+// BIO_read's target for what goes to the peer: a few records. Shared, as plainBuf.
+const sealBuf = new Uint8Array(64 * 1024);
 const lenBuf = new Uint8Array(4);
 const ptrBuf = new BigUint64Array(1);
 
@@ -360,18 +363,46 @@ export interface FeedResult {
   readonly error?: string;
 }
 
-/** Takes whatever OpenSSL wrote for the peer. */
+// The results that carry nothing, made once: a feed returns one of them for most reads.
+const NOTHING: FeedResult = Object.freeze({ established: false });
+const CLOSED: FeedResult = Object.freeze({ established: false, error: "session closed" });
+
+/** What a step that wrote `out` (if anything) for the peer returns. */
+function wrote(out: Uint8Array | undefined): FeedResult {
+  return out === undefined ? NOTHING : { out, established: false };
+}
+
+/**
+ * Takes whatever OpenSSL wrote for the peer: read straight into a shared buffer and copied out
+ * at its size (the copy goes to an asynchronous write). One call when there is nothing, which
+ * is the common case after a read, rather than asking for the size first.
+ */
 function drain(e: Engine, s: SslSession): Uint8Array | undefined {
-  const pending = Number(e.crypto.BIO_ctrl(s.wbio, BIO_CTRL_PENDING, 0n, null));
-  if (pending <= 0) return undefined;
-  const out = new Uint8Array(pending);
-  const n = e.crypto.BIO_read(s.wbio, out, pending);
-  if (pending > BIO_KEEP && s.ssl !== null) {
+  let n = e.crypto.BIO_read(s.wbio, sealBuf, sealBuf.length);
+  if (n <= 0) return undefined;
+  let out: Uint8Array;
+  if (n < sealBuf.length) out = sealBuf.slice(0, n);
+  else {
+    // More than the buffer holds (a large batch): gathered in parts.
+    const parts = [sealBuf.slice()];
+    let total = n;
+    while ((n = e.crypto.BIO_read(s.wbio, sealBuf, sealBuf.length)) > 0) {
+      parts.push(sealBuf.slice(0, n));
+      total += n;
+    }
+    out = new Uint8Array(total);
+    let off = 0;
+    for (const p of parts) {
+      out.set(p, off);
+      off += p.length;
+    }
+  }
+  if (out.length > BIO_KEEP && s.ssl !== null) {
     const fresh = newMemBio(e, false);
     e.ssl.SSL_set0_wbio(s.ssl, fresh); // frees the old one
     s.wbio = fresh;
   }
-  return n === pending ? out : out.subarray(0, Math.max(n, 0));
+  return out;
 }
 
 function fatal(e: Engine, s: SslSession, call: string, code: number): FeedResult {
@@ -393,7 +424,7 @@ export function sslFeed(
   read = true,
 ): FeedResult {
   const e = loadEngine()!;
-  if (s.ssl === null) return { established: false, error: "session closed" };
+  if (s.ssl === null) return CLOSED;
   if (data.length > 0) {
     e.crypto.BIO_write(s.rbio, data, data.length);
     s.rbioBytes += data.length;
@@ -406,7 +437,7 @@ export function sslFeed(
       if (code !== SSL_ERROR_WANT_READ && code !== SSL_ERROR_WANT_WRITE) {
         return fatal(e, s, "handshake", code);
       }
-      return { out: drain(e, s), established: false };
+      return wrote(drain(e, s));
     }
     s.established = established = true;
     alpnOffers.delete(BigInt(Deno.UnsafePointer.value(s.ssl)));
@@ -426,12 +457,23 @@ function sslPumpInner(
   s: SslSession,
   onPlain: (plain: Uint8Array) => void,
 ): FeedResult {
-  if (s.ssl === null) return { established: false, error: "session closed" };
+  if (s.ssl === null) return CLOSED;
+  let drained = false;
   for (;;) {
     const n = e.ssl.SSL_read(s.ssl, plainBuf, plainBuf.length);
     if (n > 0) {
       onPlain(plainBuf.subarray(0, n));
-      if (s.ssl === null) return { established: false }; // closed by onPlain
+      if (s.ssl === null) return NOTHING; // closed by onPlain
+      // Nothing left, neither received bytes in the BIO nor a record OpenSSL has read but not
+      // yet returned: asked directly, since a read that finds nothing costs more than both
+      // questions (a read usually brings one record).
+      if (
+        e.ssl.SSL_has_pending(s.ssl) === 0 &&
+        Number(e.crypto.BIO_ctrl(s.rbio, BIO_CTRL_PENDING, 0n, null)) === 0
+      ) {
+        drained = true;
+        break;
+      }
       continue;
     }
     const code = e.ssl.SSL_get_error(s.ssl, n);
@@ -445,14 +487,15 @@ function sslPumpInner(
     break;
   }
   if (
-    s.rbioBytes > BIO_KEEP && Number(e.crypto.BIO_ctrl(s.rbio, BIO_CTRL_PENDING, 0n, null)) === 0
+    s.rbioBytes > BIO_KEEP &&
+    (drained || Number(e.crypto.BIO_ctrl(s.rbio, BIO_CTRL_PENDING, 0n, null)) === 0)
   ) {
     const fresh = newMemBio(e, true);
     e.ssl.SSL_set0_rbio(s.ssl, fresh); // frees the old one
     s.rbio = fresh;
     s.rbioBytes = 0;
   }
-  return { out: drain(e, s), established: false };
+  return wrote(drain(e, s));
 }
 
 /** Encrypts `plain` into the bytes to send. */

@@ -8,7 +8,6 @@
  */
 import type tls from "node:tls";
 import type { ChannelBindings } from "../core/session.ts";
-import { utf8Bytes } from "../limits.ts";
 import { type Driver, hangUp, pressured, receive, type Transport } from "./driver.ts";
 import { whenRelieved } from "./flow.ts";
 import { tcpFrame } from "./tcp_framing.ts";
@@ -40,6 +39,28 @@ const encoder = new TextEncoder();
 // Read buffer bounds in bytes: an idle connection holds READ_MIN, a busy one up to READ_MAX.
 const READ_MIN = 512;
 const READ_MAX = 16384;
+
+// Output is encoded as it is queued, into a buffer the connection holds only from its first
+// frame of a tick until the batch is written (sealed by OpenSSL at once; on a plain socket
+// once the write returns). Buffers of the common size are shared through this pool: an idle
+// connection holds none, and a busy server does not make one per write. A presence broadcast
+// takes one per recipient at once, hence a small size and a pool of a few hundred (at most
+// OUT_SIZE * OUT_POOL_MAX bytes kept).
+const OUT_SIZE = 1024;
+const OUT_POOL_MAX = 256;
+const outPool: Uint8Array[] = [];
+
+function takeOut(need: number): Uint8Array {
+  if (need <= OUT_SIZE) return outPool.pop() ?? new Uint8Array(OUT_SIZE);
+  let size = OUT_SIZE * 2;
+  while (size < need) size *= 2;
+  return new Uint8Array(size);
+}
+
+function giveOut(buf: Uint8Array): void {
+  // Larger ones were made for one large batch: they go with it.
+  if (buf.length === OUT_SIZE && outPool.length < OUT_POOL_MAX) outPool.push(buf);
+}
 
 /** The peer's address, for limits and logs. */
 export function remoteIp(conn: Deno.Conn): string {
@@ -92,8 +113,8 @@ export function tcpTransport<S, E, O>(
   // Writes: batched per tick, counted per partial write, so that a peer reading a large write
   // is seen to make progress. Under OpenSSL the batch is encrypted as it leaves, so the counts
   // are of bytes on the wire.
-  let pending: string[] = [];
-  let pendingBytes = 0;
+  let out: Uint8Array | undefined;
+  let outLen = 0;
   let inFlight = 0;
   let taken = 0;
   let chain = Promise.resolve();
@@ -105,34 +126,55 @@ export function tcpTransport<S, E, O>(
   let socket: tls.TLSSocket | undefined;
   let accepted = 0;
 
-  const writeCounted = async (data: Uint8Array) => {
+  // `pooled`: the pool buffer `data` is a view of, given back once it is written.
+  const writeCounted = async (data: Uint8Array, pooled: Uint8Array | undefined) => {
     let off = 0;
     try {
       while (off < data.length) {
-        const n = await conn.write(data.subarray(off));
+        const n = await conn.write(off === 0 ? data : data.subarray(off));
         off += n;
         inFlight -= n;
         taken += n;
       }
     } finally {
       inFlight -= data.length - off;
+      if (pooled !== undefined) giveOut(pooled);
     }
   };
-  const writeWire = (data: Uint8Array): Promise<void> => {
+  const writeWire = (data: Uint8Array, pooled?: Uint8Array): Promise<void> => {
     inFlight += data.length;
-    chain = chain.then(() => writeCounted(data)).catch(() => hangUp(d, "write"));
+    chain = chain.then(() => writeCounted(data, pooled)).catch(() => hangUp(d, "write"));
     return chain;
   };
   const flush = (): Promise<void> => {
     scheduled = false;
-    if (pending.length === 0) return chain;
-    const data = encoder.encode(pending.join(""));
-    pending = [];
-    pendingBytes = 0;
-    if (ssl === undefined) return writeWire(data);
+    const buf = out;
+    if (buf === undefined) return chain;
+    const data = buf.subarray(0, outLen);
+    out = undefined;
+    outLen = 0;
+    if (ssl === undefined) return writeWire(data, buf);
     const sealed = sslEncrypt(ssl, data);
+    // OpenSSL has copied what it sealed.
+    giveOut(buf);
     // Nothing to seal with: the session was freed as the connection ended.
     return sealed === undefined ? chain : writeWire(sealed);
+  };
+  /** Encodes `text` after what is queued. */
+  const queue = (text: string) => {
+    let buf = out ?? (out = takeOut(text.length));
+    let r = encoder.encodeInto(text, outLen === 0 ? buf : buf.subarray(outLen));
+    outLen += r.written;
+    if (r.read === text.length) return;
+    // It did not fit: a larger buffer for the rest (UTF-8 takes at most three bytes per UTF-16
+    // code unit), then encoded from where it stopped, on a character boundary.
+    const rest = text.slice(r.read);
+    const bigger = takeOut(outLen + rest.length * 3);
+    bigger.set(buf.subarray(0, outLen));
+    giveOut(buf);
+    buf = out = bigger;
+    r = encoder.encodeInto(rest, buf.subarray(outLen));
+    outLen += r.written;
   };
   const freeSsl = () => {
     if (ssl !== undefined) sslFree(ssl);
@@ -237,7 +279,7 @@ export function tcpTransport<S, E, O>(
   }
 
   return {
-    backlog: () => socket === undefined ? inFlight + pendingBytes : socket.writableLength,
+    backlog: () => socket === undefined ? inFlight + outLen : socket.writableLength,
     taken: () => socket === undefined ? taken : accepted - socket.writableLength,
     send(frame) {
       const text = tcpFrame(frame, opts.ns);
@@ -248,8 +290,7 @@ export function tcpTransport<S, E, O>(
         socket.write(data);
         return;
       }
-      pending.push(text);
-      pendingBytes += utf8Bytes(text);
+      queue(text);
       if (!scheduled) {
         scheduled = true;
         queueMicrotask(flush);
@@ -309,8 +350,9 @@ export function tcpTransport<S, E, O>(
         socket.destroy();
         return;
       }
-      pending = [];
-      pendingBytes = 0;
+      if (out !== undefined) giveOut(out);
+      out = undefined;
+      outLen = 0;
       closeConn();
     },
   };

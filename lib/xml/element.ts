@@ -138,8 +138,14 @@ export function withAttrs(el: Element, attrs: AttrsInput): Element {
   // Attributes keep their order: a changed one stays where it was, new ones come last.
   const next: Record<string, string> = {};
   for (const k in el.attrs) {
-    if (!Object.hasOwn(attrs, k)) next[k] = el.attrs[k];
-    else if (attrs[k] !== undefined) next[k] = checkText(attrs[k]);
+    const old = el.attrs[k];
+    if (!Object.hasOwn(attrs, k)) next[k] = old;
+    else {
+      const v = attrs[k];
+      // A value the element already holds was checked when it got it (stamping a stanza sets
+      // `to` and `xml:lang` to what they were, mostly).
+      if (v !== undefined) next[k] = v === old ? old : checkText(v);
+    }
   }
   for (const k in attrs) {
     const v = attrs[k];

@@ -10,7 +10,7 @@
  */
 
 import { utf8Bytes } from "../limits.ts";
-import { SaxesParser, type SaxesTagNS } from "saxes";
+import { type SaxesAttributeNS, SaxesParser, type SaxesTagNS } from "saxes";
 import { type Element, NO_NAMESPACE, type XmlNode } from "./element.ts";
 
 /** Why a stream could not be parsed; each maps to the stream error of the same name. */
@@ -79,6 +79,7 @@ interface SaxesSlots {
   piHandler?: () => void;
   cdataHandler?: (cdata: string) => void;
   openTagStartHandler?: () => void;
+  attributeHandler?: (attr: SaxesAttributeNS) => void;
   openTagHandler?: (tag: SaxesTagNS) => void;
   closeTagHandler?: () => void;
   textHandler?: (text: string) => void;
@@ -104,6 +105,7 @@ const CLOSED = 3; // root end tag read, stream-close not yet emitted
 const DONE = 4; // stream closed or failed
 
 const NONE: readonly ParseEvent[] = Object.freeze([]);
+const NO_ATTRS: Readonly<Record<string, string>> = Object.freeze({});
 
 // Shared by all streams: push() only ever decodes whole characters, so no decoder holds state
 // between calls. The byte order mark is dropped by feed(), at the start of the stream only.
@@ -252,7 +254,16 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
     } else if (!isXmlSpace(t, 0, t.length)) fail("bad-format", "text between stanzas");
   }
 
+  // The attributes of the tag being read, in document order: the records saxes reports one by
+  // one and then resolves in place. Read from here rather than from `tag.attributes`, a
+  // dictionary whose for-in cost more than the rest of building the element.
+  const attrList: SaxesAttributeNS[] = [];
+  function attributeHandler(attr: SaxesAttributeNS): void {
+    attrList.push(attr);
+  }
+
   function openTagStartHandler(): void {
+    attrList.length = 0;
     if (pending !== undefined) flush();
     if (phase === GAP) {
       endGap(sax!.position + posShift);
@@ -265,7 +276,8 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
     if (phase === STANZA) {
       // An element in no namespace (`xmlns=''`) must not read as one whose namespace is unknown.
       const xmlns = tag.uri === "" ? NO_NAMESPACE : tag.uri;
-      const el: Building = { name: tag.local, xmlns, attrs: attrsOf(tag), children: [] };
+      const attrs = attrList.length === 0 ? NO_ATTRS : attrsOf(attrList);
+      const el: Building = { name: tag.local, xmlns, attrs, children: [] };
       if (stack.length === 0) slots.textHandler = onText;
       else stack[stack.length - 1].children.push(el);
       stack.push(el);
@@ -279,11 +291,12 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
         prefix: tag.prefix,
         xmlns: tag.uri,
         contentXmlns: tag.ns[""] ?? "",
-        attrs: attrsOf(tag, true),
+        attrs: attrsOf(attrList, true),
       });
       header = startTagOf(tag);
       startGap(pos);
     }
+    attrList.length = 0;
   }
 
   function closeTagHandler(): void {
@@ -311,6 +324,7 @@ export function createStreamParser(opts: StreamParserOptions): StreamParser {
     slots.piHandler = piHandler;
     slots.cdataHandler = cdataHandler;
     slots.openTagStartHandler = openTagStartHandler;
+    slots.attributeHandler = attributeHandler;
     slots.openTagHandler = openTagHandler;
     slots.closeTagHandler = closeTagHandler;
   }
@@ -453,20 +467,25 @@ function classify(message: string): ParseErrorCondition {
  * used by one of its attributes keeps (or gains) its declaration, so that the element still
  * serializes to namespace-well-formed XML on its own.
  */
-function attrsOf(tag: SaxesTagNS, root = false): Record<string, string> {
-  const attrs: Record<string, string> = {};
-  const list = tag.attributes;
+function attrsOf(
+  list: readonly SaxesAttributeNS[],
+  root = false,
+): Readonly<Record<string, string>> {
+  let attrs: Record<string, string> | undefined;
   let prefixed = false;
-  for (const k in list) {
-    const a = list[k];
+  for (let i = 0; i < list.length; i++) {
+    const a = list[i];
     const p = a.prefix;
+    const k = a.name;
     if (p === "xmlns" || k === "xmlns") continue;
-    attrs[k] = a.value;
+    (attrs ??= {})[k] = a.value;
     if (p !== "" && p !== "xml") prefixed = true;
   }
+  // Most payload elements carry nothing but their namespace: they share one empty record.
+  if (attrs === undefined) return NO_ATTRS;
   if (prefixed && !root) {
-    for (const k in list) {
-      const a = list[k];
+    for (let i = 0; i < list.length; i++) {
+      const a = list[i];
       const p = a.prefix;
       if (p !== "" && p !== "xml" && p !== "xmlns") attrs["xmlns:" + p] = a.uri;
     }

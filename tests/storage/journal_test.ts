@@ -185,3 +185,25 @@ Deno.test("journal: one process owns it; a second open of it in this process sha
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("journal: an entry committed as the previous batch resolves is flushed too", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "journal-" });
+  try {
+    const journal = await openListJournal(dir);
+    assert.ok(journal !== undefined);
+    // Each commit is made in the continuation of the one before, the turn its batch resolves.
+    const chain = (async () => {
+      for (let i = 0; i < 20; i++) {
+        await journal.commit("h/archive/u.list", 0, i, new Uint8Array([0x0a]));
+      }
+      return "all flushed";
+    })();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stuck = new Promise<string>((r) => timer = setTimeout(() => r("stuck"), 10_000));
+    assert.equal(await Promise.race([chain, stuck]), "all flushed");
+    clearTimeout(timer);
+    await journal.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -12,6 +12,7 @@ import {
   writeFileAtomic,
 } from "../../lib/storage/file/datamanager.ts";
 import { openListStore } from "../../lib/storage/file/list_store.ts";
+import { LOG_FILE, openLogKeyvalStore } from "../../lib/storage/log_keyval.ts";
 import { offlineStore, openOfflineStore } from "../../lib/storage/offline.ts";
 import type { AccountRecord } from "../../lib/storage/accounts.ts";
 import type { KeyvalStore } from "../../lib/storage/mod.ts";
@@ -176,6 +177,43 @@ Deno.test("keyval store: concurrent writes in one directory share directory fsyn
     assert.deepEqual(await fresh.users("h"), [...users, "warm"].sort());
     // No temp file is left behind.
     for await (const e of Deno.readDir(storeDir)) assert.ok(!e.name.startsWith("."), e.name);
+  });
+});
+
+Deno.test("log keyval store: a logout's last activity creates no file, and concurrent logouts share appends and syncs", async () => {
+  await withDir(async (dir) => {
+    const store = openLogKeyvalStore<{ at: number }>(dir, "lastlog", { soleWriter: true });
+    await store.set("h", "warm", { at: 0 });
+    const n = 40;
+    const users = Array.from({ length: n }, (_, i) => `user${i}`);
+    const log = `${dir}/h/lastlog/${LOG_FILE}`;
+    const proto = Deno.FsFile.prototype as unknown as Record<string, Fn>;
+    const syncData = proto.syncData;
+    let syncs = 0;
+    proto.syncData = function (this: unknown, ...args: unknown[]) {
+      syncs++;
+      return syncData.apply(this, args);
+    };
+    try {
+      await counting(async (calls) => {
+        await Promise.all(users.map((u, i) => store.set("h", u, { at: i })));
+        const opens = calls.filter((c) => c.name === "openSync");
+        // One open of the existing log per append, and at most two appends: the first logout's
+        // and one for all that came while its sync ran.
+        assert.ok(opens.every((c) => c.path === log), JSON.stringify(opens));
+        assert.ok(opens.length >= 1 && opens.length <= 2, `${opens.length} appends`);
+        assert.equal(syncs, opens.length, "one fdatasync per append");
+        // No temp file, no rename, no directory sync.
+        assert.equal(calls.filter((c) => c.name.startsWith("rename")).length, 0);
+        assert.equal(calls.filter((c) => c.name === "open").length, 0);
+        // A logout reads nothing.
+        assert.equal(calls.filter((c) => c.name.startsWith("read")).length, 0);
+      });
+    } finally {
+      proto.syncData = syncData;
+    }
+    const fresh = openLogKeyvalStore<{ at: number }>(dir, "lastlog", { soleWriter: true });
+    for (const [i, u] of users.entries()) assert.deepEqual(await fresh.get("h", u), { at: i });
   });
 });
 

@@ -175,12 +175,20 @@ export async function ensureStoreDir(
   return parent;
 }
 
-function randomHex(bytes: number): string {
-  return Array.from(
-    crypto.getRandomValues(new Uint8Array(bytes)),
-    (b) => b.toString(16).padStart(2, "0"),
-  ).join("");
+/**
+ * A name for a new temp file in a store directory: {@link TEMP_PREFIX}, a random part drawn once
+ * per process (so that two processes never pick the same name) and a counter (so that this one
+ * never does twice), instead of random bytes drawn and hex-formatted for every write.
+ */
+export function tempName(): string {
+  return `${TEMP_PREFIX}${PROCESS_TAG}-${(tempCounter++).toString(36)}`;
 }
+
+const PROCESS_TAG = Array.from(
+  crypto.getRandomValues(new Uint8Array(8)),
+  (b) => b.toString(16).padStart(2, "0"),
+).join("");
+let tempCounter = 0;
 
 /**
  * Per directory, the directory fsync that is running and the one queued after it. A write's
@@ -244,7 +252,7 @@ async function writeWhole(file: Deno.FsFile, data: Uint8Array): Promise<void> {
  * creations spinning on that lock once cost more CPU than everything else the server did.
  */
 export async function writeFileAtomic(dir: string, name: string, data: Uint8Array): Promise<void> {
-  const tmp = join(dir, `${TEMP_PREFIX}${randomHex(8)}`);
+  const tmp = join(dir, tempName());
   // 0o600: stores hold credentials and private messages.
   const file = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 });
   try {

@@ -329,7 +329,11 @@ function makeJournal(root: string, checkpointMs: number, sides: readonly Side[])
   let active = 0;
   let seq = 0;
   let waiting: Waiting[] = [];
-  let flushing: Promise<void> | undefined;
+  // Cleared by the flush itself in the turn its loop finds nothing waiting: an entry queued by
+  // a continuation of its last batch then starts a new flush (a flag cleared a turn later
+  // would leave that entry waiting for ever).
+  let flushing = false;
+  let flushed: Promise<void> = Promise.resolve();
   // A batch is written and its sync not done: the sides must not switch under it.
   let inBatch = false;
   // The list files of the retired side being synced, then that side emptied.
@@ -402,45 +406,57 @@ function makeJournal(root: string, checkpointMs: number, sides: readonly Side[])
   }
 
   async function flush(): Promise<void> {
-    while (waiting.length > 0) {
-      tryRotate();
-      const batch = waiting;
-      waiting = [];
-      const side = sides[active];
-      const data = batch.length === 1 ? batch[0].entry : concat(batch.map((w) => w.entry));
-      const before = side.size;
-      inBatch = true;
-      try {
-        writeAllSync(side.file, data);
-        side.size += data.length;
-        for (const w of batch) side.dirty.add(w.path);
-        await side.file.syncData();
-      } catch (err) {
-        // No torn entry may stay: replay stops at the first, and would miss what follows.
-        try {
-          await side.file.truncate(before);
-          side.size = before;
-        } catch {
-          // Whole or cut, the entry is at worst written back or where replay stops; neither
-          // loses an acknowledged append, since this batch's appends fail.
-        }
-        for (const w of batch) w.reject(err);
-        continue;
-      } finally {
-        inBatch = false;
-      }
-      for (const w of batch) w.resolve();
-      if (side.size >= CHECKPOINT_BYTES) void requestRotate().catch(logFail);
-      else arm();
+    try {
+      while (waiting.length > 0) await writeBatch();
+    } finally {
+      // In the turn the loop finds nothing waiting (no await in between): whatever is queued
+      // from here starts a new flush.
+      flushing = false;
     }
     tryRotate();
+  }
+
+  /** Writes and syncs what waits, as one batch, and answers its commits. */
+  async function writeBatch(): Promise<void> {
+    tryRotate();
+    const batch = waiting;
+    waiting = [];
+    const side = sides[active];
+    const data = batch.length === 1 ? batch[0].entry : concat(batch.map((w) => w.entry));
+    const before = side.size;
+    inBatch = true;
+    try {
+      writeAllSync(side.file, data);
+      side.size += data.length;
+      for (const w of batch) side.dirty.add(w.path);
+      await side.file.syncData();
+    } catch (err) {
+      // No torn entry may stay: replay stops at the first, and would miss what follows.
+      try {
+        await side.file.truncate(before);
+        side.size = before;
+      } catch {
+        // Whole or cut, the entry is at worst written back or where replay stops; neither
+        // loses an acknowledged append, since this batch's appends fail.
+      }
+      for (const w of batch) w.reject(err);
+      return;
+    } finally {
+      inBatch = false;
+    }
+    for (const w of batch) w.resolve();
+    if (side.size >= CHECKPOINT_BYTES) void requestRotate().catch(logFail);
+    else arm();
   }
 
   function enqueue(entry: Uint8Array, path: string): Promise<void> {
     if (closed) return Promise.reject(new Error("The list journal is closed"));
     return new Promise<void>((resolve, reject) => {
       waiting.push({ entry, path, resolve, reject });
-      flushing ??= flush().finally(() => flushing = undefined);
+      if (!flushing) {
+        flushing = true;
+        flushed = flush();
+      }
     });
   }
 
@@ -471,8 +487,8 @@ function makeJournal(root: string, checkpointMs: number, sides: readonly Side[])
     refs.delete(root);
     closed = true;
     try {
-      while (flushing !== undefined || retiring !== undefined) {
-        await flushing;
+      while (flushing || retiring !== undefined) {
+        await flushed;
         await retiring?.catch(() => {});
       }
       for (const side of sides) if (side.size > 0) await retire(side);
