@@ -154,16 +154,18 @@ export function createFileCache(
   const states = new Map<string, FileState>();
 
   function stateFor(host: string, user: string): FileState {
+    // Keyed by the names as given (no JID holds a NUL): no path is built for a cached file.
+    const key = `${host}\0${user}`;
+    let state = states.get(key);
+    if (state !== undefined) {
+      // Re-insert: Map order then runs from least to most recently used.
+      states.delete(key);
+      states.set(key, state);
+      return state;
+    }
     const dir = storeDir(dataDir, host, store);
     const name = `${encodePathPart(user)}.list`;
     const listPath = join(dir, name);
-    let state = states.get(listPath);
-    if (state !== undefined) {
-      // Re-insert: Map order then runs from least to most recently used.
-      states.delete(listPath);
-      states.set(listPath, state);
-      return state;
-    }
     state = {
       host,
       listPath,
@@ -191,13 +193,13 @@ export function createFileCache(
       lastUse: 0,
       timer: undefined,
     };
-    states.set(listPath, state);
+    states.set(key, state);
     if (states.size > MAX_CACHED_FILES) {
-      for (const [path, old] of states) {
+      for (const [k, old] of states) {
         if (states.size <= MAX_CACHED_FILES) break;
         if (idle(old)) {
           endLease(old);
-          states.delete(path);
+          states.delete(k);
         }
       }
     }
