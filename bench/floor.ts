@@ -17,6 +17,12 @@
  *    before its own modules (node:net, node:tls, node:crypto, the npm packages) and listens, and
  *    of that with OpenSSL loaded; KB per idle connection held for plain TCP, OpenSSL, node:tls
  *    and Deno.listenTls (rustls), with and without a pending read.
+ * 4. fanout: one publisher and R contacts; each presence update (xmppbench's bytes) goes to all
+ *    R, unchanged, or parsed once and serialized once per contact with its own `to`: CPU µs per
+ *    presence delivery, plain TCP and TLS.
+ * 5. archive: the relay plus, per message with a body, two durable appends (sender's and
+ *    recipient's archive) through lib/storage/file/list_store.ts and its journal (journal.ts),
+ *    the message forwarded once both resolved: CPU µs per message + receipt.
  *
  * Runs repeat round-robin (every variant once, then again), so drift on the shared machine
  * touches all alike; the report shows medians (min–max). `--load` runs `bench:load` (msg, login,
@@ -28,29 +34,46 @@
 
 import { parseArgs } from "node:util";
 import { ensureSelfSigned } from "../lib/transport/certs.ts";
-import { NOFILE, ourServer, SERVER_V8_FLAGS, type ServerKind } from "./_servers.ts";
+import { type BenchRun, NOFILE, ourServer, SERVER_V8_FLAGS, type ServerKind } from "./_servers.ts";
 
 const HELP = `usage: deno task bench:floor [flags]
 
   --repeats N         runs of each variant, each in a fresh server process [3]
-  --only LIST         relay, login, memory, idle (comma-separated) [all]
+  --only LIST         relay, login, memory, idle, fanout, archive (comma-separated) [all];
+                      with a subset, the saved report keeps the other sections of floor.md
   --pairs N           relay: connection pairs [20]
   --messages N        relay: measured messages per pair [500]
   --window N          relay: unacknowledged messages per pair [10]
   --warmup N          relay: unmeasured messages per pair first [50]
+  --contacts N        fanout: contacts [200]
+  --updates N         fanout: measured presence updates [300] (after 20 unmeasured)
   --logins N          login: measured logins [300]
   --concurrency N     login: logins in flight [20]
   --conns N           idle: connections held [1000]
   --settle S          memory: seconds before RSS is read [5]
   --idle-10k          idle: also hold 10,000 TLS connections on OpenSSL once
-  --no-ours           leave out our server's msg and login over TLS, which otherwise run in
-                      the same rounds as the floors (xmppbench, as bench:load runs them)
-  --load              run bench:load --scenarios msg,login,idle,baseline --tls --repeats 3
-                      --no-save --no-prosody --no-ejabberd first, in the same sitting
+  --no-ours           leave out our server's msg, login, fanout and msg-archive over TLS, which
+                      otherwise run in the same rounds as the floors (xmppbench, as bench:load
+                      runs them)
+  --load              run bench:load --scenarios msg,login,idle,baseline,fanout,msg-archive
+                      (those of --only) --tls --repeats 3 --no-save --no-prosody --no-ejabberd
+                      first, in the same sitting
   --load-peers        the same with Prosody and ejabberd
   --load-report FILE  take ours (and peers) from this saved bench:load output instead
   --no-save           print the report only
 `;
+
+/** The floors, in the report's order; each with the bench:load scenario that places ours. */
+const GROUPS = ["relay", "login", "memory", "idle", "fanout", "archive"] as const;
+type Group = typeof GROUPS[number];
+const LOAD_SCENARIO: Readonly<Record<Group, string>> = {
+  relay: "msg",
+  login: "login",
+  memory: "baseline",
+  idle: "idle",
+  fanout: "fanout",
+  archive: "msg-archive",
+};
 
 interface Options {
   readonly repeats: number;
@@ -59,6 +82,8 @@ interface Options {
   readonly messages: number;
   readonly window: number;
   readonly warmup: number;
+  readonly contacts: number;
+  readonly updates: number;
   readonly logins: number;
   readonly concurrency: number;
   readonly conns: number;
@@ -81,6 +106,8 @@ function parseOptions(args: readonly string[]): Options | undefined {
       messages: { type: "string" },
       window: { type: "string" },
       warmup: { type: "string" },
+      contacts: { type: "string" },
+      updates: { type: "string" },
       logins: { type: "string" },
       concurrency: { type: "string" },
       conns: { type: "string" },
@@ -101,11 +128,13 @@ function parseOptions(args: readonly string[]): Options | undefined {
   };
   return {
     repeats: n(values.repeats, 3),
-    only: new Set((values.only ?? "relay,login,memory,idle").split(",").map((s) => s.trim())),
+    only: new Set((values.only ?? GROUPS.join(",")).split(",").map((s) => s.trim())),
     pairs: n(values.pairs, 20),
     messages: n(values.messages, 500),
     window: n(values.window, 10),
     warmup: n(values.warmup, 50),
+    contacts: n(values.contacts, 200),
+    updates: n(values.updates, 300),
     logins: n(values.logins, 300),
     concurrency: n(values.concurrency, 20),
     conns: n(values.conns, 1000),
@@ -246,90 +275,127 @@ async function rssKb(pid: number): Promise<number> {
 // ----------------------------------------------------------------------------- variants --
 
 interface Variant {
-  readonly group: "relay" | "login" | "memory" | "idle";
+  readonly group: Group;
   readonly name: string;
   /** One measurement: named figures. */
   run(): Promise<Record<string, number>>;
 }
 
-function relayVariant(o: Options, name: string, tls: boolean, xml: boolean, cert: string[]) {
+/** A variant of `group`: one measurement per `run()`. */
+function variant(group: Group, name: string, run: () => Promise<Record<string, number>>): Variant {
+  return { group, name, run };
+}
+
+/** Runs `measure` against a server once `start` has it up, and stops it whatever happens. */
+async function withServer<S extends { stop(): Promise<void> }, T>(
+  start: Promise<S>,
+  measure: (s: S) => Promise<T>,
+): Promise<T> {
+  const s = await start;
+  try {
+    return await measure(s);
+  } finally {
+    await s.stop();
+  }
+}
+
+/** The `tls=` and `xml=` arguments that server and client of a variant share. */
+function tlsXml(tls: boolean, xml: boolean): string[] {
+  return [`tls=${+tls}`, `xml=${+xml}`];
+}
+
+/** The load client's arguments for `mode` against the floor server `s`. */
+function clientArgs(mode: string, s: { port: number; pid: number }, ...rest: string[]): string[] {
+  return [mode, `port=${s.port}`, `pid=${s.pid}`, ...rest];
+}
+
+/** A run's CPU figures from the client's result: µs and rate per operation, other load. */
+function cpuFigures(r: Record<string, unknown>, us: string, rate: string) {
   return {
-    group: "relay" as const,
-    name,
-    async run() {
-      const s = await startServer(SERVER, ["relay", `tls=${+tls}`, `xml=${+xml}`, ...cert]);
-      try {
-        const r = await runClient([
-          "relay",
-          `port=${s.port}`,
-          `pid=${s.pid}`,
-          `tls=${+tls}`,
-          `xml=${+xml}`,
-          `pairs=${o.pairs}`,
-          `messages=${o.messages}`,
-          `window=${o.window}`,
-          `warmup=${o.warmup}`,
-        ]);
-        return {
-          us: r.us_per_msg as number,
-          rate: r.msgs_per_s as number,
-          other: r.other_busy_cores as number,
-        };
-      } finally {
-        await s.stop();
-      }
-    },
+    us: r[us] as number,
+    rate: r[rate] as number,
+    other: r.other_busy_cores as number,
   };
 }
 
+/** Runs the load client in `mode` with `args` against `s`: CPU figures by `us` and `rate`. */
+function measureClient(mode: string, [us, rate]: [string, string], args: string[]) {
+  return async (s: { port: number; pid: number }) =>
+    cpuFigures(await runClient(clientArgs(mode, s, ...args)), us, rate);
+}
+
+/** The relay client, which drives the archive floor too. */
+function measureRelay(o: Options, tls: boolean, xml: boolean) {
+  return measureClient("relay", ["us_per_msg", "msgs_per_s"], [
+    ...tlsXml(tls, xml),
+    `pairs=${o.pairs}`,
+    `messages=${o.messages}`,
+    `window=${o.window}`,
+    `warmup=${o.warmup}`,
+  ]);
+}
+
+function relayVariant(o: Options, name: string, tls: boolean, xml: boolean, cert: string[]) {
+  return variant("relay", name, () =>
+    withServer(
+      startServer(SERVER, ["relay", ...tlsXml(tls, xml), ...cert]),
+      measureRelay(o, tls, xml),
+    ));
+}
+
+function fanoutVariant(o: Options, name: string, tls: boolean, xml: boolean, cert: string[]) {
+  const args = [...tlsXml(tls, xml), `contacts=${o.contacts}`, `updates=${o.updates}`];
+  return variant("fanout", name, () =>
+    withServer(
+      startServer(SERVER, ["fanout", ...tlsXml(tls, xml), ...cert]),
+      measureClient("fanout", ["us_per_delivery", "deliveries_per_s"], args),
+    ));
+}
+
+function archiveVariant(o: Options, name: string, tls: boolean, xml: boolean, cert: string[]) {
+  return variant("archive", name, async () => {
+    // ext4, as a real data directory: /tmp may be tmpfs, where a sync costs nothing.
+    const dir = await Deno.makeTempDir({ dir: "/var/tmp", prefix: "bench_floor_archive_" });
+    try {
+      return await withServer(
+        startServer(SERVER, ["archive", ...tlsXml(tls, xml), `dir=${dir}`, ...cert]),
+        measureRelay(o, tls, xml),
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  });
+}
+
 function loginVariant(o: Options, name: string, engine: string, cert: string[]) {
-  return {
-    group: "login" as const,
-    name,
-    async run() {
-      const s = await startServer(SERVER, [
-        "login",
-        `engine=${engine}`,
-        `script=${SCRIPT}`,
-        ...cert,
-      ]);
-      try {
-        const r = await runClient([
+  return variant("login", name, () =>
+    withServer(
+      startServer(SERVER, ["login", `engine=${engine}`, `script=${SCRIPT}`, ...cert]),
+      async (s) => {
+        const r = await runClient(clientArgs(
           "login",
-          `port=${s.port}`,
-          `pid=${s.pid}`,
+          s,
           `starttls=${engine === "tcp" ? 0 : 1}`,
           `script=${SCRIPT}`,
           `logins=${o.logins}`,
           `concurrency=${o.concurrency}`,
-        ]);
-        return {
-          us: r.us_per_login as number,
-          close: r.us_per_close as number,
-          rate: r.logins_per_s as number,
-          other: r.other_busy_cores as number,
-        };
-      } finally {
-        await s.stop();
-      }
-    },
-  };
+        ));
+        const { us, rate, other } = cpuFigures(r, "us_per_login", "logins_per_s");
+        return { us, close: r.us_per_close as number, rate, other };
+      },
+    ));
 }
 
 function baselineVariant(o: Options, name: string, level: string, cert: string[]) {
-  return {
-    group: "memory" as const,
+  return variant(
+    "memory",
     name,
-    async run() {
-      const s = await startServer(BASELINE, [level, ...cert]);
-      try {
+    () =>
+      withServer(startServer(BASELINE, [level, ...cert]), async (s) => {
         await sleep(o.settle * 1000);
         return { mb: (await rssKb(s.pid)) / 1024 };
-      } finally {
-        await s.stop();
-      }
-    },
-  };
+      }),
+  );
 }
 
 function idleVariant(
@@ -340,48 +406,46 @@ function idleVariant(
   cert: string[],
   conns = o.conns,
 ) {
-  return {
-    group: "idle" as const,
-    name,
-    async run() {
-      const s = await startServer(SERVER, ["idle", `engine=${engine}`, `read=${+read}`, ...cert]);
-      const trimmed = async () => {
-        // Our server trims its heaps once quiet (lib/shell/heap_trim.ts); so does the floor.
-        Deno.kill(s.pid, "SIGUSR1");
-        await sleep(1000);
-        return await rssKb(s.pid);
-      };
-      let c: Proc | undefined;
-      const hold = (n: number) =>
-        spawn("node", [
-          CLIENT,
-          "idle",
-          `port=${s.port}`,
-          `tls=${engine === "tcp" ? 0 : 1}`,
-          `conns=${n}`,
-        ], "held");
-      try {
-        // bench:load reads ours after 20 logins and logouts, which have grown its C heap's
-        // arenas and warmed its code: the floor has 20 connections come and go first too.
-        const warm = await hold(20);
-        await warm.stop();
-        await sleep(1000);
-        const before = await trimmed();
-        c = await hold(conns);
-        await sleep(2000);
-        const held = await trimmed();
-        // In bench:load's units: /proc's kB as KB, MB = 1024 of them.
-        return { before: before / 1024, held: held / 1024, kb: (held - before) / conns };
-      } finally {
-        await c?.stop();
-        await s.stop();
-      }
-    },
-  };
+  return variant("idle", name, () =>
+    withServer(
+      startServer(SERVER, ["idle", `engine=${engine}`, `read=${+read}`, ...cert]),
+      async (s) => {
+        const trimmed = async () => {
+          // Our server trims its heaps once quiet (lib/shell/heap_trim.ts); so does the floor.
+          Deno.kill(s.pid, "SIGUSR1");
+          await sleep(1000);
+          return await rssKb(s.pid);
+        };
+        let c: Proc | undefined;
+        const hold = (n: number) =>
+          spawn("node", [
+            CLIENT,
+            "idle",
+            `port=${s.port}`,
+            `tls=${engine === "tcp" ? 0 : 1}`,
+            `conns=${n}`,
+          ], "held");
+        try {
+          // bench:load reads ours after 20 logins and logouts, which have grown its C heap's
+          // arenas and warmed its code: the floor has 20 connections come and go first too.
+          const warm = await hold(20);
+          await warm.stop();
+          await sleep(1000);
+          const before = await trimmed();
+          c = await hold(conns);
+          await sleep(2000);
+          const held = await trimmed();
+          // In bench:load's units: /proc's kB as KB, MB = 1024 of them.
+          return { before: before / 1024, held: held / 1024, kb: (held - before) / conns };
+        } finally {
+          await c?.stop();
+        }
+      },
+    ));
 }
 
-/** Runs xmppbench to its end; its last JSON line is the result. */
-async function xmppbench(args: readonly string[]): Promise<Record<string, unknown>> {
+/** Runs xmppbench to its end (bench/_servers.ts's BenchRunner, for provisioning too). */
+async function runXmppbench(args: readonly string[], timeoutS: number): Promise<BenchRun> {
   const out = await new Deno.Command("bash", {
     args: [
       "-c",
@@ -391,36 +455,52 @@ async function xmppbench(args: readonly string[]): Promise<Record<string, unknow
       XMPPBENCH,
       ...args,
       "--timeout",
-      "300",
+      `${timeoutS}`,
     ],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).output();
-  const line = new TextDecoder().decode(out.stdout).split("\n").reverse().find((l) =>
-    l.startsWith("{")
-  );
-  const r = line === undefined ? undefined : JSON.parse(line);
-  if (r?.ok !== true) {
-    throw new Error(
-      `xmppbench ${args.join(" ")}: ${r?.error ?? new TextDecoder().decode(out.stderr)}`,
-    );
-  }
-  return r;
+  const stdout = new TextDecoder().decode(out.stdout);
+  const line = stdout.split("\n").reverse().find((l) => l.startsWith("{"));
+  return {
+    code: out.code,
+    json: line === undefined ? undefined : JSON.parse(line),
+    stdout,
+    stderr: new TextDecoder().decode(out.stderr),
+  };
 }
+
+/** Runs xmppbench to its end; its last JSON line is the result. */
+async function xmppbench(args: readonly string[]): Promise<Record<string, unknown>> {
+  const r = await runXmppbench(args, 300);
+  if (r.json?.ok !== true) {
+    throw new Error(`xmppbench ${args.join(" ")}: ${r.json?.error ?? r.stderr}`);
+  }
+  return r.json;
+}
+
+type OursScenario = "msg" | "login" | "fanout" | "msg-archive";
+const OURS_GROUP: Readonly<Record<OursScenario, Group>> = {
+  msg: "relay",
+  login: "login",
+  fanout: "fanout",
+  "msg-archive": "archive",
+};
 
 /**
  * Our server (main.ts, as bench:load starts it: fresh from a provisioned snapshot, STARTTLS
- * required, archiving off, the 20-login warm-up) under xmppbench's msg or login, so that ours
- * is measured in the same rounds as the floors.
+ * required, archiving off but for msg-archive, the 20-login warm-up) under xmppbench's msg,
+ * login, fanout or msg-archive, so that ours is measured in the same rounds as the floors.
  */
-function oursVariant(o: Options, scenario: "msg" | "login", kind: () => Promise<ServerKind>) {
-  return {
-    group: scenario === "msg" ? "relay" as const : "login" as const,
-    name: `ours (main.ts): xmppbench ${scenario}, STARTTLS`,
-    async run() {
-      const s = await (await kind()).start({ archive: false, tls: true });
-      try {
+function oursVariant(o: Options, scenario: OursScenario, kind: () => Promise<ServerKind>) {
+  const start = async () =>
+    (await kind()).start({ archive: scenario === "msg-archive", tls: true });
+  return variant(
+    OURS_GROUP[scenario],
+    `ours (main.ts): xmppbench ${scenario}, STARTTLS`,
+    () =>
+      withServer(start(), async (s) => {
         const base = ["--port", `${s.port}`, "--mech", "SCRAM-SHA-1", "--starttls"];
         await xmppbench([
           "--scenario",
@@ -435,11 +515,13 @@ function oursVariant(o: Options, scenario: "msg" | "login", kind: () => Promise<
         ]);
         const r = await xmppbench([
           "--scenario",
-          scenario,
+          scenario === "msg-archive" ? "msg" : scenario,
           ...base,
-          ...(scenario === "msg"
-            ? ["--pairs", `${o.pairs}`, "--messages", `${o.messages}`, "--window", `${o.window}`]
-            : ["--users", `${o.logins}`, "--concurrency", `${o.concurrency}`]),
+          ...(scenario === "login"
+            ? ["--users", `${o.logins}`, "--concurrency", `${o.concurrency}`]
+            : scenario === "fanout"
+            ? ["--contacts", `${o.contacts}`, "--updates", `${o.updates}`]
+            : ["--pairs", `${o.pairs}`, "--messages", `${o.messages}`, "--window", `${o.window}`]),
           "--server-pid",
           `${s.pid}`,
         ]);
@@ -449,11 +531,8 @@ function oursVariant(o: Options, scenario: "msg" | "login", kind: () => Promise<
           other: (r.phase as { other_busy_cores: number }).other_busy_cores,
           close: NaN,
         };
-      } finally {
-        await s.stop();
-      }
-    },
-  };
+      }),
+  );
 }
 
 // -------------------------------------------------------------------------------- report --
@@ -577,13 +656,18 @@ function figures(
   };
 }
 
-async function runLoad(peers: boolean): Promise<string | undefined> {
+/** The bench:load scenarios that place ours beside the floors of `only`. */
+function loadScenarios(only: ReadonlySet<string>): string {
+  return GROUPS.filter((g) => only.has(g)).map((g) => LOAD_SCENARIO[g]).join(",");
+}
+
+async function runLoad(peers: boolean, scenarios: string): Promise<string | undefined> {
   const args = [
     "run",
     "--allow-all",
     here("./load.ts"),
     "--scenarios",
-    "msg,login,idle,baseline",
+    scenarios,
     "--tls",
     "--repeats",
     "3",
@@ -624,7 +708,8 @@ async function machine(): Promise<string[]> {
   return [
     `- code: ${await git("rev-parse", "--short", "HEAD")}${
       dirty ? " with uncommitted changes under lib/ (the working tree is what ran)" : ""
-    }; the floors import lib/transport/openssl.ts, tls.ts, lib/xml/parser.ts and element.ts`,
+    }; the floors import lib/transport/openssl.ts, tls.ts, lib/xml/parser.ts, element.ts,` +
+    " lib/core/archive.ts, lib/storage/file/list_store.ts and journal.ts",
     `- nproc: ${navigator.hardwareConcurrency}, CPU: ${cpu}, load average at start: ${load}`,
     `- deno ${Deno.version.deno} (V8 ${Deno.version.v8}), node ${node} (the load client)`,
   ];
@@ -650,7 +735,7 @@ async function main(args: readonly string[]): Promise<number> {
   const loadMd = opts.loadReport !== undefined
     ? await Deno.readTextFile(opts.loadReport)
     : opts.load !== "none"
-    ? await runLoad(opts.load === "peers")
+    ? await runLoad(opts.load === "peers", loadScenarios(opts.only))
     : undefined;
   const scratch = await Deno.makeTempDir({ prefix: "bench_floor_" });
   // The certificate our server makes for itself: ECDSA P-256, self-signed.
@@ -662,8 +747,11 @@ async function main(args: readonly string[]): Promise<number> {
     ours ??= (async () => {
       const k = await ourServer(MAIN, "ours");
       await k.provision(
-        { users: Math.max(opts.logins, 2 * opts.pairs), fanContacts: 0 },
-        () => Promise.reject(new Error("no fanout here")),
+        {
+          users: Math.max(20, opts.logins, 2 * opts.pairs),
+          fanContacts: opts.only.has("fanout") ? opts.contacts : 0,
+        },
+        runXmppbench,
       );
       return k;
     })();
@@ -687,6 +775,21 @@ async function main(args: readonly string[]): Promise<number> {
     idleVariant(opts, "TLS node:tls createServer", "node", true, cert),
     idleVariant(opts, "TLS Deno.listenTls (rustls), pending read (512 B)", "rustls", true, cert),
     idleVariant(opts, "TLS Deno.listenTls (rustls), no read", "rustls", false, cert),
+    ...(opts.ours ? [oursVariant(opts, "fanout", oursKind)] : []),
+    fanoutVariant(opts, "plain TCP", false, false, cert),
+    fanoutVariant(opts, "TLS (openssl.ts)", true, false, cert),
+    fanoutVariant(opts, "plain TCP + XML parse once, serialize per contact", false, true, cert),
+    fanoutVariant(
+      opts,
+      "TLS (openssl.ts) + XML parse once, serialize per contact",
+      true,
+      true,
+      cert,
+    ),
+    ...(opts.ours ? [oursVariant(opts, "msg-archive", oursKind)] : []),
+    archiveVariant(opts, "plain TCP + XML + 2 appends", false, true, cert),
+    archiveVariant(opts, "TLS (openssl.ts) + 2 appends (no parser)", true, false, cert),
+    archiveVariant(opts, "TLS (openssl.ts) + XML + 2 appends", true, true, cert),
   ].filter((v) => opts.only.has(v.group));
   const results = new Map<Variant, Record<string, number>[]>();
   const failures: string[] = [];
@@ -728,11 +831,65 @@ async function main(args: readonly string[]): Promise<number> {
   console.log(report);
   if (opts.save) {
     const file = here("./results/floor.md");
-    await Deno.writeTextFile(file, report);
+    const partial = GROUPS.some((g) => !opts.only.has(g));
+    const old = partial ? await Deno.readTextFile(file).catch(() => undefined) : undefined;
+    await Deno.writeTextFile(file, old === undefined ? report : mergeReports(old, report));
     await new Deno.Command(Deno.execPath(), { args: ["fmt", file], stderr: "null" }).output();
     progress(`wrote ${file}`);
   }
   return 0;
+}
+
+/** A report's lines before its first `### ` section, and its sections by heading. */
+function sections(md: string): { head: string[]; parts: [string, string[]][] } {
+  const head: string[] = [];
+  const parts: [string, string[]][] = [];
+  for (const line of md.trimEnd().split("\n")) {
+    if (line.startsWith("### ")) parts.push([line, [line]]);
+    else if (parts.length === 0) head.push(line);
+    else parts[parts.length - 1][1].push(line);
+  }
+  return { head, parts };
+}
+
+/** "### 4. Fanout floor: …" → 4; unnumbered sections → Infinity. */
+function sectionNumber(heading: string): number {
+  const m = /^### (\d+)\./.exec(heading);
+  return m === null ? Infinity : Number(m[1]);
+}
+
+/**
+ * The saved report after a run of some floors only (`--only`): the old report's sections, each
+ * replaced by the new one of its number (or heading), new ones put in by number; the old
+ * head stays, with the new run's facts added as one item, since they hold only for its
+ * sections.
+ */
+export function mergeReports(old: string, fresh: string): string {
+  const o = sections(old);
+  const f = sections(fresh);
+  const key = (h: string) => {
+    const n = sectionNumber(h);
+    return Number.isFinite(n) ? `#${n}` : h;
+  };
+  const fresher = new Map(f.parts.map(([h, ls]) => [key(h), ls]));
+  const parts = o.parts.map(([h, ls]): [string, string[]] => [h, fresher.get(key(h)) ?? ls]);
+  const have = new Set(o.parts.map(([h]) => key(h)));
+  for (const [h, ls] of f.parts) {
+    if (have.has(key(h))) continue;
+    const n = sectionNumber(h);
+    const at = parts.findIndex(([g]) => sectionNumber(g) > n);
+    parts.splice(at < 0 ? parts.length : at, 0, [h, ls]);
+  }
+  const rerun = f.parts.map(([h]) => h.replace(/^### /, "").split(": ")[0]).join("; ");
+  const facts = f.head.filter((l) => l.startsWith("- ") || l.startsWith("  "));
+  const head = [...o.head];
+  while (head.length > 0 && head[head.length - 1] === "") head.pop();
+  head.push(
+    `- re-run alone later (${rerun}), with these facts:`,
+    ...facts.map((l) => `  ${l}`),
+    "",
+  );
+  return [...head, ...parts.flatMap(([, ls]) => ls)].join("\n") + "\n";
 }
 
 function render(
@@ -762,7 +919,9 @@ function render(
     `- ours and the peers: ${
       loadMd === undefined
         ? `bench/results/latest.md (${latestDate}), not re-measured in this sitting`
-        : "`bench:load --scenarios msg,login,idle,baseline --tls --repeats 3` run in this" +
+        : `\`bench:load --scenarios ${loadScenarios(o.only)} --tls --repeats 3${
+          o.load === "ours" ? " --no-prosody --no-ejabberd" : ""
+        }\` run in this` +
           ` sitting first; figures it lacks from bench/results/latest.md (${latestDate})`
     }. Ratios are against the better of Prosody and ejabberd, over TLS.`,
     "",
@@ -794,32 +953,42 @@ function render(
    * set beside the floor's share of ours measured in the same rounds, that does not depend on
    * how busy the shared machine was, as the absolute figures do.
    */
-  const verdict = (group: string, goal: number, f: Figures, floor: number, floorXml?: number) => {
+  const verdict = (
+    group: string,
+    goal: number,
+    f: Figures,
+    floor: number,
+    floorXml?: number,
+    why = "a relay that does not parse cannot stamp `from` or route by `to`",
+  ) => {
     const rs = find(group, "ours");
-    if (rs === undefined || f.ratioNow === undefined) return "";
+    if (rs === undefined || (f.ratioNow ?? f.ratioLatest) === undefined) return "";
     const ours = s(rs, "us").med;
     const pct = (x: number) => `${fmt(x * 100, 2)} %`;
     const needs = [f.ratioNow, f.ratioLatest].filter((x) => x !== undefined).map((x) => goal / x);
     const need = Math.max(...needs);
     const share = floor / ours;
     const shareXml = floorXml === undefined ? undefined : floorXml / ours;
-    return ` In shares of ours, which do not depend on the machine's load: the ${
-      goal.toFixed(2)
-    }× goal asks` +
-      ` ours to fall to ${pct(goal / f.ratioNow)} of itself (ours/peer ${
+    // Without the peers in this sitting's bench:load, latest.md's ratio is the one there is.
+    const asks = f.ratioNow === undefined
+      ? `${pct(goal / f.ratioLatest!)} of itself (ours/peer ${
+        fmt(f.ratioLatest!, 2)
+      } in latest.md's bench:load`
+      : `${pct(goal / f.ratioNow)} of itself (ours/peer ${
         fmt(f.ratioNow, 2)
       } in this sitting's bench:load${
         f.ratioLatest === undefined
           ? ""
           : `; ${pct(goal / f.ratioLatest)} with latest.md's ${fmt(f.ratioLatest, 2)}`
-      }); the floor is ${pct(share)} of ours in the same rounds${
-        shareXml === undefined ? "" : `, ${pct(shareXml)} with XML parsing`
-      }: ` +
+      }`;
+    return ` In shares of ours, which do not depend on the machine's load: the ${
+      goal.toFixed(2)
+    }× goal asks ours to fall to ${asks}); the floor is ${pct(share)} of ours in the same rounds${
+      shareXml === undefined ? "" : `, ${pct(shareXml)} with XML parsing`
+    }: ` +
       ((shareXml ?? share) > need
         ? `**the goal is below Deno's floor**${
-          shareXml !== undefined && share <= need
-            ? " once stanzas are parsed (a relay that does not parse cannot stamp `from` or route by `to`)"
-            : ""
+          shareXml !== undefined && share <= need ? ` once stanzas are parsed (${why})` : ""
         }.`
         : `reachable only if everything above the floor shrinks to ${
           pct(need - (shareXml ?? share))
@@ -829,13 +998,80 @@ function render(
   };
   const ratio = (x: number, f: Figures) =>
     f.peer === undefined ? "—" : `${fmt(x / f.peer.value, 2)}×`;
+  /** Ours and the peers' figures under `key`, and the goal: `factor` times the better peer's. */
+  const cpuGoal = (key: string, factor: number) => {
+    const f = figures(key, sitting, latest);
+    return { f, goal: f.peer === undefined ? NaN : f.peer.value * factor };
+  };
+  /** A CPU floor's variants: CPU µs per `op`, `rate` and the machine's other load. */
+  const cpuTable = (op: string, rate: string, rows: [Variant, Record<string, number>[]][]) => [
+    `| server | CPU µs per ${op} | ${rate} | other load (cores) |`,
+    "| --- | --- | --- | --- |",
+    ...rows.map(([v, rs]) =>
+      `| ${v.name} | ${cell(s(rs, "us"))} | ${cell(s(rs, "rate"))} | ${cell(s(rs, "other"), 2)} |`
+    ),
+    "",
+  ];
+  /** A CPU metric beside its goal: ours, each floor (heading and runs), the better peer. */
+  const goalTable = (
+    metric: string,
+    group: string,
+    f: Figures,
+    factor: number,
+    goal: number,
+    floors: [string, Record<string, number>[] | undefined][],
+  ) => {
+    const heads = ["ours, TLS (bench:load)", "ours, TLS (same rounds)", ...floors.map(([h]) => h)];
+    const cells = [
+      oursText(f),
+      oursRounds(group),
+      ...floors.map(([, rs]) => rs === undefined ? "—" : cell(s(rs, "us"))),
+    ];
+    return [
+      `| metric | ${heads.join(" | ")} | better peer | goal (${factor.toFixed(2)}×) |`,
+      `|${" --- |".repeat(heads.length + 3)}`,
+      `| ${metric} | ${cells.join(" | ")} | ${peerText(f)} | ≤ ${fmt(goal)} |`,
+      "",
+    ];
+  };
+  /**
+   * A CPU floor measured over TLS and over TLS + XML (relay, fanout): ours and the peers'
+   * figures under `key`, the goal at `factor`× the better peer, and the two variants' runs.
+   */
+  const tlsFloor = (group: Group, key: string, factor: number) => {
+    const { f, goal } = cpuGoal(key, factor);
+    const tls = find(group, "TLS (openssl.ts)")!;
+    const tlsXml = find(group, "TLS (openssl.ts) + XML");
+    const floor = s(tls, "us").med;
+    const floorXml = tlsXml && s(tlsXml, "us").med;
+    return {
+      f,
+      tls,
+      /** The goal table, its floors headed `floor: TLS <group>` and `… + XML`. */
+      table: (metric: string) =>
+        goalTable(metric, group, f, factor, goal, [
+          [`floor: TLS ${group}`, tls],
+          [`floor: TLS ${group} + XML`, tlsXml],
+        ]),
+      /**
+       * The conclusion's end: the floor with XML (`how` it differs), the goal against the
+       * floor (`below` it, or `noRoom` above it once XML is parsed), and the verdict.
+       */
+      tail: (how: string, below: string, noRoom: string, why?: string) =>
+        (floorXml === undefined ? "" : `, ${fmt(floorXml)} µs = ${ratio(floorXml, f)} ${how}`) +
+        `: the ${factor.toFixed(2)}× goal (${fmt(goal)} µs) ${
+          floor > goal
+            ? below
+            : floorXml !== undefined && floorXml > goal
+            ? noRoom
+            : "is above the floor"
+        }.` + verdict(group, factor, f, floor, floorXml, why),
+    };
+  };
 
-  const relay = byName("relay");
+  const [relay, login, mem, idle, fan, arch] = GROUPS.map((g) => byName(g));
   if (relay.length > 0) {
-    const f = figures("msg server CPU µs/msg", sitting, latest);
-    const tls = find("relay", "TLS (openssl.ts)")!;
-    const tlsXml = find("relay", "TLS (openssl.ts) + XML");
-    const goal = f.peer === undefined ? NaN : f.peer.value * 0.10;
+    const { f, tls, table, tail } = tlsFloor("relay", "msg server CPU µs/msg", 0.10);
     md.push(
       "### 1. Relay floor: CPU µs per message + receipt (archive off)",
       "",
@@ -844,45 +1080,24 @@ function render(
         " connection's bytes to its partner (routing fixed by accept order) with tcp.ts's reads" +
         " and per-tick writes; TLS is openssl.ts over direct TLS (ECDSA P-256), the client node:tls.",
       "",
-      "| server | CPU µs per msg + receipt | msgs/s | other load (cores) |",
-      "| --- | --- | --- | --- |",
-      ...relay.map(([v, rs]) =>
-        `| ${v.name} | ${cell(s(rs, "us"))} | ${cell(s(rs, "rate"))} | ${cell(s(rs, "other"), 2)} |`
-      ),
-      "",
-      "| metric | ours, TLS (bench:load) | ours, TLS (same rounds) | floor: TLS relay | floor: TLS relay + XML | better peer | goal (0.10×) |",
-      "| --- | --- | --- | --- | --- | --- | --- |",
-      `| CPU µs per message + receipt | ${oursText(f)} | ${oursRounds("relay")} | ${
-        cell(s(tls, "us"))
-      } | ${tlsXml === undefined ? "—" : cell(s(tlsXml, "us"))} | ${peerText(f)} | ≤ ${
-        fmt(goal)
-      } |`,
-      "",
+      ...cpuTable("msg + receipt", "msgs/s", relay),
+      ...table("CPU µs per message + receipt"),
       `**Conclusion:** the TLS relay alone costs ${fmt(s(tls, "us").med)} µs per message +` +
         ` receipt${ofOurs("relay", s(tls, "us").med)} = ${
           ratio(s(tls, "us").med, f)
         } the better peer` +
-        (tlsXml === undefined
-          ? ""
-          : `, ${fmt(s(tlsXml, "us").med)} µs = ${
-            ratio(s(tlsXml, "us").med, f)
-          } with our XML parser and serializer`) +
-        `: the 0.10× goal (${fmt(goal)} µs) ${
-          s(tls, "us").med > goal
-            ? "is below Deno's floor"
-            : tlsXml !== undefined && s(tlsXml, "us").med > goal
-            ? "leaves no room for XML parsing"
-            : "is above the floor"
-        }.` + verdict("relay", 0.10, f, s(tls, "us").med, tlsXml && s(tlsXml, "us").med),
+        tail(
+          "with our XML parser and serializer",
+          "is below Deno's floor",
+          "leaves no room for XML parsing",
+        ),
       "",
     );
   }
 
-  const login = byName("login");
   if (login.length > 0) {
-    const f = figures("login server CPU µs/login", sitting, latest);
     const ossl = find("login", "STARTTLS, OpenSSL")!;
-    const goal = f.peer === undefined ? NaN : f.peer.value * 0.35;
+    const { f, goal } = cpuGoal("login server CPU µs/login", 0.35);
     md.push(
       "### 2. Login floor: CPU µs per SCRAM login over TLS",
       "",
@@ -901,12 +1116,7 @@ function render(
         } |`
       ),
       "",
-      "| metric | ours, TLS (bench:load) | ours, TLS (same rounds) | floor: OpenSSL | better peer | goal (0.35×) |",
-      "| --- | --- | --- | --- | --- | --- |",
-      `| CPU µs per SCRAM login | ${oursText(f)} | ${oursRounds("login")} | ${
-        cell(s(ossl, "us"))
-      } | ${peerText(f)} | ≤ ${fmt(goal)} |`,
-      "",
+      ...goalTable("CPU µs per SCRAM login", "login", f, 0.35, goal, [["floor: OpenSSL", ossl]]),
       `**Conclusion:** accept + TLS handshake + the login's round trips cost ` +
         `${fmt(s(ossl, "us").med)} µs${ofOurs("login", s(ossl, "us").med)} = ${
           ratio(s(ossl, "us").med, f)
@@ -923,8 +1133,6 @@ function render(
     );
   }
 
-  const mem = byName("memory");
-  const idle = byName("idle");
   if (mem.length > 0 || idle.length > 0) {
     const fb = figures("baseline RSS of the started server MB", sitting, latest);
     const fi = figures("idle KB per connection", sitting, latest);
@@ -1036,11 +1244,83 @@ function render(
       );
     }
   }
+  if (fan.length > 0) {
+    const { f, tls, table, tail } = tlsFloor(
+      "fanout",
+      "fanout server CPU µs/presence delivery",
+      0.15,
+    );
+    md.push(
+      "### 4. Fanout floor: CPU µs per presence delivery",
+      "",
+      `R=${o.contacts} contacts, K=${o.updates} presence updates (after 20 unmeasured), one at a` +
+        " time: the next once all R have the last, as xmppbench's fanout waits; xmppbench's" +
+        " presence bytes from one publisher connection; the server writes them to every contact" +
+        " unchanged, or parses them once, stamps `from` and serializes once per contact with its" +
+        " own `to`, with tcp.ts's reads and per-tick writes (one TLS record and one write per" +
+        " contact per update); TLS is openssl.ts over direct TLS, the client node:tls.",
+      "",
+      ...cpuTable("presence delivery", "deliveries/s", fan),
+      ...table("CPU µs per presence delivery"),
+      `**Conclusion:** writing one presence to one contact over TLS costs ${
+        fmt(s(tls, "us").med)
+      } µs${ofOurs("fanout", s(tls, "us").med)} = ${ratio(s(tls, "us").med, f)} the better peer` +
+        tail(
+          "with the parse once and a serialization per contact",
+          "is below Deno's floor (a TLS record and a write per delivery)",
+          "leaves no room for serializing each delivery",
+          "each delivery carries its own `to`",
+        ),
+      "",
+    );
+  }
+
+  if (arch.length > 0) {
+    const { f, goal } = cpuGoal("msg-archive server CPU µs/msg", 0.25);
+    const raw = find("archive", "TLS (openssl.ts) + 2 appends");
+    const tlsXml = find("archive", "TLS (openssl.ts) + XML")!;
+    const relayXml = find("relay", "TLS (openssl.ts) + XML");
+    const xmlUs = s(tlsXml, "us").med;
+    md.push(
+      "### 5. Archive floor: CPU µs per message + receipt, archiving every message",
+      "",
+      `The relay floor (P=${o.pairs}, M=${o.messages} after ${o.warmup}, W=${o.window}), plus` +
+        " for each message with a body (not the receipts, as lib/core/archive.ts's isArchivable)" +
+        " two appends, the sender's archive and the recipient's, of an item shaped as" +
+        " ArchivedMessage with the stanza as a string, through lib/storage/file/list_store.ts with" +
+        " the data directory's journal (journal.ts, opened as our server opens it); the message" +
+        " goes on once both appends resolved, in order. The data directory is on ext4" +
+        " (/var/tmp), fresh for each run and removed after.",
+      "",
+      ...cpuTable("msg + receipt", "msgs/s", arch),
+      ...goalTable("CPU µs per message + receipt, archived", "archive", f, 0.25, goal, [
+        ["floor: TLS + appends", raw],
+        ["floor: TLS + XML + appends", tlsXml],
+      ]),
+      `**Conclusion:** relaying, parsing and serializing a message and its receipt over TLS and` +
+        ` archiving the message twice, durably, costs ${fmt(xmlUs)} µs${
+          ofOurs("archive", xmlUs)
+        } = ${ratio(xmlUs, f)} the better peer` +
+        (raw === undefined ? "" : ` (${fmt(s(raw, "us").med)} µs without the XML parser)`) +
+        (relayXml === undefined
+          ? ""
+          : `; the two appends add ${fmt(xmlUs - s(relayXml, "us").med)} µs to the relay` +
+            " floor's in the same rounds") +
+        `: the 0.25× goal (${fmt(goal)} µs) ${
+          xmlUs > goal
+            ? "is below this floor"
+            : `leaves ${fmt(goal - xmlUs)} µs per message above it for routing, the session and` +
+              " the account"
+        }.` + verdict("archive", 0.25, f, raw === undefined ? xmlUs : s(raw, "us").med, xmlUs),
+      "",
+    );
+  }
+
   if (loadMd !== undefined) {
     const tls = /^### TLS[^]*?(?=^### |(?![^]))/m.exec(loadMd)?.[0];
     if (tls !== undefined) {
       md.push(
-        "### bench:load in this sitting (msg, login, idle, baseline; TLS)",
+        `### bench:load in this sitting (${loadScenarios(o.only).replaceAll(",", ", ")}; TLS)`,
         "",
         ...tls.replace(/^### .*\n/, "").trim().split("\n"),
         "",

@@ -9,6 +9,13 @@
 //     receiver answers each message with a receipt; the bytes are those xmppbench's msg
 //     scenario sends (../shared/bench/xmppbench.mjs scMsg). A stanza is counted at its
 //     `</message>`. `warmup` messages per pair go first, unmeasured.
+//     The archive floor (floor_server.ts archive) is driven by this mode too.
+//   fanout port= pid= tls=0|1 xml=0|1 contacts=200 updates=300 warmup=20
+//     one publisher connection, then R contacts (the server takes the first as the publisher).
+//     The publisher sends xmppbench's fanout presence (../shared/bench/xmppbench.mjs
+//     scFanout); the next goes once every contact has received it (counted at `</presence>`),
+//     as xmppbench waits for all R deliveries of an update. `warmup` updates go first,
+//     unmeasured.
 //   login  port= pid= script=PATH starttls=0|1 logins=300 concurrency=20 warmup=20
 //     L connections, C at a time, each through the steps of bench/fixtures/floor_login.json:
 //     the step's client bytes, then wait for the step's server bytes (counted); TLS (node:tls,
@@ -74,6 +81,21 @@ function phase(a, b) {
   };
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/**
+ * A measured phase of `n` items (`one`, `many`: their names), as relay and fanout print it:
+ * the count, the phase, the server's CPU µs per item (to `digits`) and the items per second.
+ */
+function perItem(mode, xml, [one, many], n, ph, digits) {
+  return {
+    mode,
+    tls: TLS,
+    xml,
+    [many]: n,
+    ...ph,
+    [`us_per_${one}`]: +(ph.server_cpu_s * 1e6 / n).toFixed(digits),
+    [`${many}_per_s`]: Math.round(n / ph.wall_s),
+  };
+}
 
 function open(starttlsLater = false) {
   return new Promise((resolve, reject) => {
@@ -104,16 +126,16 @@ function open(starttlsLater = false) {
 const STREAM = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' " +
   "xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0' xml:lang='en'>";
 
-/** Calls `onStanza` with each complete `<message>…</message>` the socket delivers. */
-function stanzas(sock, onStanza) {
+/** Calls `onStanza` with each complete `<message>…</message>` (or `close`) the socket delivers. */
+function stanzas(sock, onStanza, close = "</message>") {
   let buf = "";
   sock.setEncoding("utf8");
   sock.on("data", (s) => {
     buf += s;
     let end;
-    while ((end = buf.indexOf("</message>")) >= 0) {
-      onStanza(buf.slice(0, end + 10));
-      buf = buf.slice(end + 10);
+    while ((end = buf.indexOf(close)) >= 0) {
+      onStanza(buf.slice(0, end + close.length));
+      buf = buf.slice(end + close.length);
     }
   });
 }
@@ -175,17 +197,46 @@ async function relay() {
   await run(M);
   const b = snap();
   for (const s of [...senders, ...receivers]) s.destroy();
-  const ph = phase(a, b);
-  const msgs = acked - before - WARM * P;
-  return {
-    mode: "relay",
-    tls: TLS,
-    xml,
-    msgs,
-    ...ph,
-    us_per_msg: +(ph.server_cpu_s * 1e6 / msgs).toFixed(1),
-    msgs_per_s: Math.round(msgs / ph.wall_s),
-  };
+  return perItem("relay", xml, ["msg", "msgs"], acked - before - WARM * P, phase(a, b), 1);
+}
+
+// --------------------------------------------------------------------------------- fanout --
+
+async function fanout() {
+  const R = num("contacts", 200), K = num("updates", 300), WARM = num("warmup", 20);
+  const xml = args.xml === "1";
+  // The publisher first: the server tells it from its contacts by accept order.
+  const hub = await open();
+  const contacts = [];
+  for (let i = 0; i < R; i++) contacts.push(await open());
+  if (xml) hub.write(STREAM);
+  let got = 0, want = 0, done = () => {};
+  for (const c of contacts) {
+    stanzas(c, () => {
+      if (++got === want) done();
+    }, "</presence>");
+  }
+  let k = 0;
+  const update = () =>
+    new Promise((resolve) => {
+      done = resolve;
+      want += R;
+      // xmppbench's update k: show, then a status with its number and send time.
+      hub.write(
+        `<presence><show>${k % 2 ? "away" : "chat"}</show><status>xb ${k} ${
+          performance.now().toFixed(3)
+        }</status></presence>`,
+      );
+      k++;
+    });
+  for (let i = 0; i < WARM; i++) await update();
+  await sleep(500);
+  const before = got;
+  const a = snap();
+  for (let i = 0; i < K; i++) await update();
+  const b = snap();
+  for (const s of [hub, ...contacts]) s.destroy();
+  return perItem("fanout", xml, ["delivery", "deliveries"], got - before, phase(a, b), 2);
 }
 
 // ---------------------------------------------------------------------------------- login --
@@ -290,10 +341,10 @@ async function idle() {
   await new Promise(() => {});
 }
 
-const modes = { relay, login, idle };
+const modes = { relay, fanout, login, idle };
 const mode = modes[process.argv[2]];
 if (!mode) {
-  console.error("usage: floor_client.mjs relay|login|idle key=value...");
+  console.error("usage: floor_client.mjs relay|fanout|login|idle key=value...");
   process.exit(2);
 }
 mode().then((r) => {

@@ -7,6 +7,17 @@
  *     connections pair up in accept order (0 with 1, 2 with 3, ...); what one sends goes to
  *     its partner unchanged (xml=0), or parsed by lib/xml/parser.ts and serialized again by
  *     lib/xml/element.ts (xml=1, after a stream header that is not relayed)
+ *   floor_server.ts fanout tls=0|1 xml=0|1 cert=PATH key=PATH
+ *     the first connection accepted publishes, every later one is its contact: what the
+ *     publisher sends goes to all contacts unchanged (xml=0), or parsed once by
+ *     lib/xml/parser.ts, stamped with the publisher's `from`, and serialized once per contact
+ *     with that contact's `to` (xml=1: each delivery carries its own `to`, as a real server's)
+ *   floor_server.ts archive tls=0|1 xml=0|1 dir=PATH cert=PATH key=PATH
+ *     the relay, plus per message with a body two durable appends (the sender's archive and the
+ *     recipient's) through lib/storage/file/list_store.ts with the data directory's journal
+ *     (journal.ts), as our server archives: the message goes on once both resolved, in order.
+ *     xml=0 splits the stream at `</message>` (no parser); xml=1 parses, stamps `from` and
+ *     serializes as the relay does
  *   floor_server.ts login engine=openssl|node|tcp script=PATH cert=PATH key=PATH
  *     each connection goes through the steps of bench/fixtures/floor_login.json: once a step's
  *     client bytes are in (counted, not read), its canned server bytes go out; TLS starts after
@@ -37,7 +48,10 @@ import {
 import { acceptTls } from "../lib/transport/tls.ts";
 import { openMallocTrim } from "../lib/shell/malloc_trim.ts";
 import { createStreamParser } from "../lib/xml/parser.ts";
-import { serialize } from "../lib/xml/element.ts";
+import { type Element, serialize, withAttrs } from "../lib/xml/element.ts";
+import { isArchivable, newArchiveId } from "../lib/core/archive.ts";
+import { openListStore } from "../lib/storage/file/list_store.ts";
+import { openListJournal } from "../lib/storage/file/journal.ts";
 
 const READ_MIN = 512;
 const READ_MAX = 16384;
@@ -198,21 +212,55 @@ async function readLoop(
   return true;
 }
 
+/**
+ * Listens on 127.0.0.1, says so (`listening <port>`), and yields each connection accepted,
+ * Nagle's algorithm off unless `noDelay` is false.
+ */
+async function* accepted(noDelay = true): AsyncGenerator<Deno.Conn> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  listening((listener.addr as Deno.NetAddr).port);
+  for await (const conn of listener) {
+    if (noDelay) conn.setNoDelay(true);
+    yield conn;
+  }
+}
+
+/**
+ * A connection of the relay, fanout and archive floors: its write side, and `serve`, which runs
+ * the direct TLS handshake (when `tls` is given), then the read loop into `onBytes` until the
+ * client goes away, and closes the connection.
+ */
+function floorConn(conn: Deno.Conn, tls: SslContexts | undefined) {
+  let ssl: SslSession | undefined;
+  const out = makeOut(conn, () => ssl);
+  const serve = async (onBytes: (b: Uint8Array) => void) => {
+    try {
+      if (tls !== undefined) {
+        ssl = sslAccept(tls);
+        await handshake(conn, ssl, out);
+        void out.drained();
+      }
+      await readLoop(conn, out, onBytes, ssl);
+    } catch {
+      // the client went away
+    }
+    closeQuietly(conn);
+    if (ssl !== undefined) sslFree(ssl);
+  };
+  return { out, serve };
+}
+
 // ---------------------------------------------------------------------------------- relay --
 
 async function relay(a: Args): Promise<void> {
   const tls = a.tls === "1" ? await openssl(a) : undefined;
   const xml = a.xml === "1";
   const outs: Out[] = [];
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  listening((listener.addr as Deno.NetAddr).port);
-  for await (const conn of listener) {
-    conn.setNoDelay(true);
+  for await (const conn of accepted()) {
     const me = outs.length;
     // The routing table: fixed by accept order, 0 <-> 1, 2 <-> 3, ...
     const partner = me ^ 1;
-    let ssl: SslSession | undefined;
-    const out = makeOut(conn, () => ssl);
+    const { out, serve } = floorConn(conn, tls);
     outs.push(out);
     let onBytes: (b: Uint8Array) => void;
     if (xml) {
@@ -226,20 +274,124 @@ async function relay(a: Args): Promise<void> {
       // A copy: the read buffer (or OpenSSL's plaintext buffer) is reused at once.
       onBytes = (b) => outs[partner].push(b.slice());
     }
-    (async () => {
-      try {
-        if (tls !== undefined) {
-          ssl = sslAccept(tls);
-          await handshake(conn, ssl, out);
-          void out.drained();
+    void serve(onBytes);
+  }
+}
+
+// --------------------------------------------------------------------------------- fanout --
+
+async function fanout(a: Args): Promise<void> {
+  const tls = a.tls === "1" ? await openssl(a) : undefined;
+  const xml = a.xml === "1";
+  const outs: Out[] = [];
+  // Each contact's full JID: the `to` of every delivery to it.
+  const jids: string[] = [];
+  const publisher = "fanhub@localhost/floor-hub";
+  const parser = createStreamParser({ maxStanzaBytes: 262144 });
+  const publish = xml
+    ? (b: Uint8Array) => {
+      for (const ev of parser.push(b)) {
+        if (ev.kind !== "stanza") continue;
+        const stamped = withAttrs(ev.stanza, { from: publisher });
+        for (let i = 1; i < outs.length; i++) {
+          outs[i].push(serialize(withAttrs(stamped, { to: jids[i] })));
         }
-        await readLoop(conn, out, onBytes, ssl);
-      } catch {
-        // the client went away
       }
-      closeQuietly(conn);
-      if (ssl !== undefined) sslFree(ssl);
-    })();
+    }
+    : (b: Uint8Array) => {
+      // One copy for all: the read buffer (or OpenSSL's plaintext buffer) is reused at once.
+      const copy = b.slice();
+      for (let i = 1; i < outs.length; i++) outs[i].push(copy);
+    };
+  for await (const conn of accepted()) {
+    const me = outs.length;
+    const { out, serve } = floorConn(conn, tls);
+    outs.push(out);
+    jids.push(`fan${me}@localhost/floor-${me}`);
+    // Contacts send nothing after their handshake; their reads stay pending, as ours do.
+    const onBytes = me === 0 ? publish : () => {};
+    void serve(onBytes);
+  }
+}
+
+// -------------------------------------------------------------------------------- archive --
+
+/** An archived message as lib/core/archive.ts's ArchivedMessage, the stanza as a string. */
+interface Archived {
+  readonly id: string;
+  readonly ts: number;
+  readonly peer: string;
+  readonly stanza: string;
+}
+
+async function archive(a: Args): Promise<void> {
+  const tls = a.tls === "1" ? await openssl(a) : undefined;
+  const xml = a.xml === "1";
+  // As our server opens its data directory: the journal first, then the stores find it.
+  if (await openListJournal(a.dir) === undefined) throw new Error(`journal of ${a.dir} is held`);
+  const store = openListStore<Archived>(a.dir, "archive");
+  const outs: Out[] = [];
+  for await (const conn of accepted()) {
+    const me = outs.length;
+    const partner = me ^ 1;
+    const user = `bench${me + 1}`;
+    const peerUser = `bench${partner + 1}`;
+    const meJid = `${user}@localhost/floor`;
+    const partnerJid = `${peerUser}@localhost/floor`;
+    const { out, serve } = floorConn(conn, tls);
+    outs.push(out);
+    // Messages go on in the order they came, each once both its appends are durable.
+    let pending = 0;
+    let chain: Promise<void> = Promise.resolve();
+    const forward = (s: string, archived: boolean) => {
+      if (!archived) {
+        if (pending === 0) outs[partner].push(s);
+        else chain = chain.then(() => outs[partner].push(s));
+        return;
+      }
+      pending++;
+      const ts = Date.now();
+      const item = (peer: string): Archived => ({
+        id: newArchiveId(ts, crypto.randomUUID().slice(0, 8)),
+        ts,
+        peer,
+        stanza: s,
+      });
+      const sender = store.append("localhost", user, [item(partnerJid)]);
+      const recipient = store.append("localhost", peerUser, [item(meJid)]);
+      chain = Promise.all([chain, sender, recipient]).then(() => {
+        pending--;
+        outs[partner].push(s);
+      }, (e) => {
+        // Nothing may be forwarded that was not archived: the run fails at once.
+        console.error(`append failed: ${e}`);
+        Deno.exit(1);
+      });
+    };
+    let onBytes: (b: Uint8Array) => void;
+    if (xml) {
+      const parser = createStreamParser({ maxStanzaBytes: 262144 });
+      onBytes = (b) => {
+        for (const ev of parser.push(b)) {
+          if (ev.kind !== "stanza") continue;
+          const stamped: Element = withAttrs(ev.stanza, { from: meJid });
+          forward(serialize(stamped), isArchivable(stamped));
+        }
+      };
+    } else {
+      const decoder = new TextDecoder();
+      let rest = "";
+      onBytes = (b) => {
+        rest += decoder.decode(b, { stream: true });
+        let end;
+        while ((end = rest.indexOf("</message>")) >= 0) {
+          const s = rest.slice(0, end + 10);
+          rest = rest.slice(end + 10);
+          forward(s, s.includes("<body>"));
+        }
+      };
+    }
+    void serve(onBytes);
   }
 }
 
@@ -288,10 +440,7 @@ async function login(a: Args): Promise<void> {
     ? { material: new Map([["localhost", await material(a)]]), defaultHost: "localhost" }
     : undefined;
   const steps = [...(engine === "tcp" ? script.tcp : script.tls), script.close];
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  listening((listener.addr as Deno.NetAddr).port);
-  for await (const conn of listener) {
-    conn.setNoDelay(true);
+  for await (const conn of accepted()) {
     (async () => {
       let ssl: SslSession | undefined;
       const out = makeOut(conn, () => ssl);
@@ -399,9 +548,7 @@ async function idle(a: Args): Promise<void> {
     return;
   }
   const tls = a.engine === "openssl" ? await openssl(a) : undefined;
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  listening((listener.addr as Deno.NetAddr).port);
-  for await (const conn of listener) {
+  for await (const conn of accepted(false)) {
     if (tls === undefined) {
       hold(conn, read);
       continue;
@@ -415,10 +562,10 @@ async function idle(a: Args): Promise<void> {
   }
 }
 
-const modes: Record<string, (a: Args) => Promise<void>> = { relay, login, idle };
+const modes: Record<string, (a: Args) => Promise<void>> = { relay, fanout, archive, login, idle };
 const mode = modes[Deno.args[0]];
 if (mode === undefined) {
-  console.error("usage: floor_server.ts relay|login|idle key=value...");
+  console.error("usage: floor_server.ts relay|fanout|archive|login|idle key=value...");
   Deno.exit(2);
 }
 await mode(parseArgs(Deno.args));
