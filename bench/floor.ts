@@ -35,6 +35,7 @@
 import { parseArgs } from "node:util";
 import { ensureSelfSigned } from "../lib/transport/certs.ts";
 import { type BenchRun, NOFILE, ourServer, SERVER_V8_FLAGS, type ServerKind } from "./_servers.ts";
+import { optionsOrExit } from "./_cli.ts";
 
 const HELP = `usage: deno task bench:floor [flags]
 
@@ -718,18 +719,8 @@ async function machine(): Promise<string[]> {
 // ---------------------------------------------------------------------------------- main --
 
 async function main(args: readonly string[]): Promise<number> {
-  let o: Options | undefined;
-  try {
-    o = parseOptions(args);
-  } catch (e) {
-    console.error(`${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (o === undefined) {
-    console.log(HELP);
-    return 0;
-  }
-  const opts = o;
+  const opts = optionsOrExit(args, parseOptions, HELP);
+  if (typeof opts === "number") return opts;
   const started = new Date();
   const facts = await machine();
   const loadMd = opts.loadReport !== undefined

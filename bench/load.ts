@@ -55,6 +55,7 @@ import {
   type ServerKind,
   type StartOptions,
 } from "./_servers.ts";
+import { optionsOrExit } from "./_cli.ts";
 
 const HELP = `usage: deno run --allow-all bench/load.ts [flags]
 
@@ -612,18 +613,8 @@ async function withServer<T>(
 }
 
 async function main(args: readonly string[]): Promise<number> {
-  let o: Options | undefined;
-  try {
-    o = parseOptions(args);
-  } catch (e) {
-    console.error(`${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (o === undefined) {
-    console.log(HELP);
-    return 0;
-  }
-  const opts = o;
+  const opts = optionsOrExit(args, parseOptions, HELP);
+  if (typeof opts === "number") return opts;
   const started = Date.now();
   const root = new URL("..", import.meta.url).pathname;
   const mainTs = new URL("../main.ts", import.meta.url).pathname;
