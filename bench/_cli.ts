@@ -25,3 +25,22 @@ export function optionsOrExit<O>(
   }
   return o;
 }
+
+/**
+ * xmppbench's unrecorded warm-up (20 logins, 5 at a time, no waiting for the server to settle)
+ * against the server `base` names: the login path compiled and its caches filled before a
+ * measured run.
+ */
+export function warmupArgs(base: readonly string[]): string[] {
+  return [
+    "--scenario",
+    "login",
+    ...base,
+    "--users",
+    "20",
+    "--concurrency",
+    "5",
+    "--quiesce-max",
+    "0",
+  ];
+}

@@ -35,7 +35,7 @@
 import { parseArgs } from "node:util";
 import { ensureSelfSigned } from "../lib/transport/certs.ts";
 import { type BenchRun, NOFILE, ourServer, SERVER_V8_FLAGS, type ServerKind } from "./_servers.ts";
-import { optionsOrExit } from "./_cli.ts";
+import { optionsOrExit, warmupArgs } from "./_cli.ts";
 
 const HELP = `usage: deno task bench:floor [flags]
 
@@ -503,17 +503,7 @@ function oursVariant(o: Options, scenario: OursScenario, kind: () => Promise<Ser
     () =>
       withServer(start(), async (s) => {
         const base = ["--port", `${s.port}`, "--mech", "SCRAM-SHA-1", "--starttls"];
-        await xmppbench([
-          "--scenario",
-          "login",
-          ...base,
-          "--users",
-          "20",
-          "--concurrency",
-          "5",
-          "--quiesce-max",
-          "0",
-        ]);
+        await xmppbench(warmupArgs(base));
         const r = await xmppbench([
           "--scenario",
           scenario === "msg-archive" ? "msg" : scenario,

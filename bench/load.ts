@@ -55,7 +55,7 @@ import {
   type ServerKind,
   type StartOptions,
 } from "./_servers.ts";
-import { optionsOrExit } from "./_cli.ts";
+import { optionsOrExit, warmupArgs } from "./_cli.ts";
 
 const HELP = `usage: deno run --allow-all bench/load.ts [flags]
 
@@ -773,18 +773,7 @@ async function main(args: readonly string[]): Promise<number> {
       const base = ["--port", `${ws ? srv.httpPort : srv.port}`, ...common, ...(ws ? [] : tls)];
       // Unrecorded warm-up: the login path once, so JIT and caches are not measured; over the
       // transport the scenario uses, so that its framing code is warm too.
-      const warmup = () =>
-        (ws ? wsBench : bench)([
-          "--scenario",
-          "login",
-          ...base,
-          "--users",
-          "20",
-          "--concurrency",
-          "5",
-          "--quiesce-max",
-          "0",
-        ], 60);
+      const warmup = () => (ws ? wsBench : bench)(warmupArgs(base), 60);
       let r: BenchRun;
       if (s === "baseline") {
         const t0 = await uptimeUs();
