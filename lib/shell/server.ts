@@ -297,8 +297,20 @@ function loaded<T>(mod: T | undefined, what: string): T {
   return mod;
 }
 
+/** How a server is started beyond its configuration. */
+export interface StartOptions {
+  /**
+   * The wall clock of stamps, expiries and throttles, in ms since the epoch (default
+   * `Date.now`). Socket timers keep the real clock.
+   */
+  readonly clock?: () => number;
+}
+
 /** Starts listening as the configuration says. */
-export async function startServer(config: Config): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  options: StartOptions = {},
+): Promise<RunningServer> {
   const log = getLogger("server");
   const lazy = await loadSubsystems(config);
   // Temporary files of writes a crash cut short: never read as data, removed before anything
@@ -309,7 +321,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   // first writes back what an unclean stop left only in it.
   const journal = await openListJournal(config.dataDir);
   try {
-    return await startWith(config, lazy, journal);
+    return await startWith(config, lazy, journal, options.clock ?? Date.now);
   } catch (err) {
     await journal?.close();
     throw err;
@@ -321,6 +333,7 @@ async function startWith(
   config: Config,
   lazy: Subsystems,
   journal: ListJournal | undefined,
+  clock: () => number,
 ): Promise<RunningServer> {
   const log = getLogger("server");
   const material = await tlsMaterial(config);
@@ -345,17 +358,17 @@ async function startWith(
     maxStanzaSizeUnauthed: config.limits.stanzaSizeUnauthed,
     idleSeconds: config.limits.idleTimeout,
     smResumeTimeout: config.limits.smResumeTimeout,
-    now: () => Date.now(),
+    now: clock,
     newId: () => randomToken(12),
     nonce: () => randomToken(18),
-    isAuthThrottled: (ip, username) => throttle.isThrottled(ip, username, Date.now()),
+    isAuthThrottled: (ip, username) => throttle.isThrottled(ip, username, clock()),
     resourcesOf: (bare) => registry.resourcesOf(bare),
     capsFeatures: caps.get,
     serverName: SERVER_NAME,
     serverVersion: SERVER_VERSION,
     limits: config.limits,
     settings: {
-      startedAt: Date.now(),
+      startedAt: clock(),
       contactInfo: config.contactInfo,
       allowRegistration: config.allowRegistration,
       externalServices: config.externalServices,
@@ -507,13 +520,13 @@ async function startWith(
     },
     route: detachedRoute,
     isTombstoned: (host, user) =>
-      hasTombstone(tombstones, host, user, { now: Date.now(), expiry: config.tombstoneExpiry }),
+      hasTombstone(tombstones, host, user, { now: clock(), expiry: config.tombstoneExpiry }),
     removeAccount: (host, user) =>
       removeAccount(
         { accounts, tombstones, data: openUserData(config.dataDir, MODULE_STORES) },
         host,
         user,
-        Date.now(),
+        clock(),
       ),
     log: getLogger("account"),
   });
@@ -629,7 +642,7 @@ async function startWith(
       tombstones,
       perMinute: config.registrationThrottle,
       tombstoneExpiry: config.tombstoneExpiry,
-      now: () => Date.now(),
+      now: clock,
       log: getLogger("register"),
     }),
     tls: secureContexts(material),
@@ -936,7 +949,7 @@ async function startWith(
   const expire = () =>
     // Room archives (XEP-0313 on the MUC domain) expire by the same rules as users'.
     expireArchives(archive, [...config.hosts, ...(config.muc ? [config.muc.domain] : [])], {
-      now: Date.now(),
+      now: clock(),
       expiresAfter: config.archive.expiresAfter,
       maxItems: config.archive.maxItems,
     }).then(
