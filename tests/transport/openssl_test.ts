@@ -21,6 +21,7 @@ import {
   sslShutdown,
   sslVersion,
 } from "../../lib/transport/openssl.ts";
+import { x509Module } from "../../lib/transport/certs.ts";
 import { makeCa, makeLeaf, type TestCa, type TestCert } from "../integration/_certs.ts";
 
 // CI runs on Debian with libssl3; elsewhere (another OS, no libssl 3) the engine is absent.
@@ -184,6 +185,115 @@ Deno.test({
       } finally {
         p.close();
       }
+    }
+  },
+});
+
+Deno.test({
+  name: "openssl: TLS 1.3 ends its handshake without a session ticket, and the session works",
+  ignore,
+  async fn() {
+    const contexts = await setup();
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const accepted = listener.accept();
+    const tcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    const raw = await accepted;
+    listener.close();
+    const s = sslAccept(contexts);
+    const client = await Deno.startTls(tcp, { hostname: "a.test", caCerts: [ca.certPem] });
+    try {
+      const clientDone = client.handshake();
+      // What the server sends in answer to each of the client's flights.
+      const answers: (Uint8Array | undefined)[] = [];
+      const buf = new Uint8Array(4096);
+      while (!s.established) {
+        const n = await raw.read(buf);
+        assert.ok(n !== null, "closed during the handshake");
+        const r = sslFeed(s, buf.subarray(0, n), () => {}, false);
+        assert.equal(r.error, undefined);
+        answers.push(r.out);
+        if (r.out !== undefined) await writeAll(raw, r.out);
+      }
+      await clientDone;
+      assert.equal(sslVersion(s), "TLSv1.3");
+      // The server's flight answered the ClientHello; the client's Finished got nothing back:
+      // no NewSessionTicket (each would cost every handshake an encrypted session).
+      assert.ok(answers[0] !== undefined && answers[0].length > 0);
+      assert.equal(answers.at(-1), undefined);
+      // Data both ways on the session.
+      await writeAll(client, new TextEncoder().encode("ping"));
+      const got: Uint8Array[] = [];
+      while (got.reduce((n, c) => n + c.length, 0) < 4) {
+        const n = await raw.read(buf);
+        assert.ok(n !== null);
+        const r = sslFeed(s, buf.subarray(0, n), (p) => got.push(p.slice()));
+        assert.equal(r.error, undefined);
+        // Nothing for the peer after a record either (a ticket would come out here if late).
+        assert.equal(r.out, undefined);
+      }
+      assert.equal(new TextDecoder().decode(concat(got)), "ping");
+      await writeAll(raw, sslEncrypt(s, new TextEncoder().encode("pong"))!);
+      assert.equal(new TextDecoder().decode(await readExactly(client, 4)), "pong");
+    } finally {
+      client.close();
+      raw.close();
+      sslFree(s);
+    }
+  },
+});
+
+/** An intermediate CA signed by `root`, itself able to sign leaves. */
+async function makeIntermediate(root: TestCa): Promise<TestCa> {
+  const x509 = await x509Module();
+  const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+  const keys = await crypto.subtle.generateKey(alg, true, ["sign", "verify"]);
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: "4a01",
+    subject: "CN=XMPP Test Intermediate",
+    issuer: root.cert.subject,
+    notBefore: new Date(now - 86_400_000),
+    notAfter: new Date(now + 30 * 86_400_000),
+    signingAlgorithm: alg,
+    publicKey: keys.publicKey,
+    signingKey: root.keys.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(root.cert),
+    ],
+  });
+  return { certPem: cert.toString("pem") + "\n", cert, keys };
+}
+
+Deno.test({
+  name: "openssl: the chain in the certificate file is sent (a client trusting the root accepts)",
+  ignore,
+  async fn() {
+    await setup();
+    const intermediate = await makeIntermediate(ca);
+    const leaf = await makeLeaf(intermediate, { cn: "c.test", dns: ["c.test"] });
+    const chained = sslContexts(
+      new Map([["c.test", { certPem: leaf.certPem + intermediate.certPem, keyPem: leaf.keyPem }]]),
+    );
+    assert.ok(chained !== undefined);
+    // The client knows only the root: the handshake passes only if the intermediate came too.
+    const p = await pair(chained, { hostname: "c.test" });
+    try {
+      await p.client.handshake();
+      await p.server.handshake;
+      assert.equal(sslServerName(p.server.session), "c.test");
+    } finally {
+      p.close();
+    }
+    // Without it in the file, nothing adds it: the same client refuses the leaf.
+    const bare = sslContexts(new Map([["c.test", { certPem: leaf.certPem, keyPem: leaf.keyPem }]]));
+    const q = await pair(bare!, { hostname: "c.test" });
+    try {
+      await assert.rejects(() => q.client.handshake());
+    } finally {
+      q.close();
     }
   },
 });
