@@ -17,6 +17,7 @@ import {
 import { registryOf } from "../modules/registry.ts";
 import { registerFeature } from "../modules/register.ts";
 import { type Ctx, isEnabled } from "../core/types.ts";
+import { markFixed } from "../xmpp/stream_xml.ts";
 
 /** SASL mechanisms in order of preference. */
 export type Mechanism =
@@ -51,8 +52,35 @@ function limits(maxBytes: number, ctx: Ctx): Element {
   ]);
 }
 
+/**
+ * Built features per context, by what of the session they depend on (see `featuresKey`): every
+ * stream restart of every login asks, and the answer for a context (the server's, the same
+ * for every session) only changes with the session's stage, TLS and channel binding types.
+ * Bounded per context, though the keys are few (the binding types are our TLS layer's names).
+ */
+const BUILT = new WeakMap<Ctx, Map<string, Element>>();
+const BUILT_MAX = 32;
+
+/** What of the session `buildFeatures` reads; the rest comes from `ctx` alone. */
+function featuresKey(s: Session): string {
+  const stage = s.type === "c2s_unauthed" ? "u" : s.fullJid === undefined ? "a" : "b";
+  return `${stage}${s.secure ? "s" : "p"}${bindingTypes(s).join(",")}`;
+}
+
 /** The `<stream:features/>` element for the session's current state. */
 export function streamFeatures(s: Session, ctx: Ctx): Element {
+  let built = BUILT.get(ctx);
+  if (built === undefined) BUILT.set(ctx, built = new Map());
+  const key = featuresKey(s);
+  let el = built.get(key);
+  if (el === undefined) {
+    el = markFixed(buildFeatures(s, ctx));
+    if (built.size < BUILT_MAX) built.set(key, el);
+  }
+  return el;
+}
+
+function buildFeatures(s: Session, ctx: Ctx): Element {
   const children: Element[] = [];
   if (s.type === "c2s_unauthed") {
     if (!s.secure && ctx.tlsAvailable) {

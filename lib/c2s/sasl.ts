@@ -68,6 +68,8 @@ function wrongCredentials(s: Session, username: string): Step {
 }
 
 const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
+// deno-lint-ignore no-control-regex
+const ASCII = /^[\x00-\x7f]*$/;
 // One for the process: making a TextDecoder costs more than the rest of a SASL step (it showed
 // as onAuth's own time in the profiles), and decode() without `stream` keeps no state.
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
@@ -79,19 +81,17 @@ function decodePayload(el: Element): string | undefined {
   if (t === "=" || t === "") return "";
   if (t.length % 4 !== 0 || !B64.test(t)) return undefined;
   try {
+    // SCRAM messages are ASCII but for a non-ASCII username: then atob's binary string is the
+    // text itself, and no bytes need making and decoding.
     const bin = atob(t);
-    const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
-    return UTF8.decode(bytes);
+    return ASCII.test(bin) ? bin : UTF8.decode(Uint8Array.fromBase64(t));
   } catch {
     return undefined;
   }
 }
 
 function encode(s: string): string {
-  const bytes = ENCODER.encode(s);
-  let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
-  return btoa(bin);
+  return ASCII.test(s) ? btoa(s) : ENCODER.encode(s).toBase64();
 }
 
 function hashOf(m: string): ScramHash {

@@ -9,10 +9,25 @@ import { prepDomainpart } from "../xmpp/jid.ts";
 import { NS_CLIENT, NS_STREAMS, NS_TLS } from "../xmpp/namespaces.ts";
 import { destroy } from "./destroy.ts";
 import { streamFeatures } from "./features.ts";
-import { clientHeader } from "../xmpp/stream_xml.ts";
+import { clientHeader, markFixed } from "../xmpp/stream_xml.ts";
 import type { Ctx, Event, Step } from "../core/types.ts";
 
 type StreamOpen = Extract<Event, { kind: "stream-open" }>;
+
+/**
+ * `prepDomainpart` of the stream's `to`, remembered for the names of served hosts, which is
+ * what every header but a stranger's says (one per stream restart of every login). Bounded:
+ * only names equal to a configured host are kept.
+ */
+const PREPPED = new Map<string, string | undefined>();
+
+function prepHost(to: string, ctx: Ctx): string | undefined {
+  let host = PREPPED.get(to);
+  if (host !== undefined || PREPPED.has(to)) return host;
+  host = prepDomainpart(to);
+  if (ctx.hosts.includes(to) && PREPPED.size < 64) PREPPED.set(to, host);
+  return host;
+}
 
 /** The first problem with a stream header, in the order RFC 6120 §4.9.3 lets us check. */
 export function checkHeader(
@@ -33,15 +48,16 @@ export function checkHeader(
     return { condition: "invalid-namespace", text: "The default namespace must be " + NS_CLIENT };
   }
   // RFC 6120 §4.7.5: no version means a pre-1.0 stream, which we do not speak.
-  const major = /^(\d+)\.\d+$/.exec(ev.attrs.version ?? "");
-  if (major === null || Number(major[1]) !== 1) {
+  const version = ev.attrs.version;
+  const major = version === "1.0" ? undefined : /^(\d+)\.\d+$/.exec(version ?? "");
+  if (major === null || (major !== undefined && Number(major[1]) !== 1)) {
     return { condition: "unsupported-version", text: "Only XMPP 1.0 streams are supported" };
   }
   const to = ev.attrs.to;
   if (to === undefined || to === "") {
     return { condition: "improper-addressing", text: "The stream header needs a 'to' address" };
   }
-  const host = prepDomainpart(to);
+  const host = prepHost(to, ctx);
   if (host === undefined || !ctx.hosts.includes(host)) {
     return { condition: "host-unknown", text: "This server does not serve " + to };
   }
@@ -75,6 +91,9 @@ export function onStreamOpen(s: Session, ev: StreamOpen, ctx: Ctx): Step {
   ]];
 }
 
+/** The same for every STARTTLS: built and serialized once. */
+const PROCEED = markFixed(elem("proceed", { xmlns: NS_TLS }));
+
 /** `<starttls/>` (RFC 6120 §5.4.2). */
 export function onStartTls(s: Session, ctx: Ctx): Step {
   if (s.secure || !ctx.tlsAvailable || s.type !== "c2s_unauthed") {
@@ -85,7 +104,7 @@ export function onStartTls(s: Session, ctx: Ctx): Step {
   // RFC 6120 §5.4.3.3: nothing learnt before TLS survives it, so a SASL exchange started in
   // the clear cannot be finished under TLS.
   return [{ ...s, notopen: true, streamId: undefined, sasl: undefined }, [
-    { kind: "send", stanza: elem("proceed", { xmlns: NS_TLS }) },
+    { kind: "send", stanza: PROCEED },
     { kind: "starttls" },
     { kind: "reset-stream", authenticated: false },
   ]];

@@ -76,12 +76,14 @@ export function elem(
   attrs: AttrsInput = {},
   children: readonly (XmlNode | undefined | false)[] = [],
 ): Element {
-  if (!NAME.test(name)) throw new XmlBuildError(`invalid element name: ${name}`);
+  if (!isName(name)) throw new XmlBuildError(`invalid element name: ${name}`);
   const xmlns = attrs.xmlns === NO_NAMESPACE ? NO_NAMESPACE : checkText(attrs.xmlns ?? "");
   const clean: Record<string, string> = {};
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || k === "xmlns") continue;
-    if (!NAME.test(k)) throw new XmlBuildError(`invalid attribute name: ${k}`);
+  // for-in rather than Object.entries: no array of pairs made for every element built.
+  for (const k in attrs) {
+    const v = attrs[k];
+    if (v === undefined || k === "xmlns" || !Object.hasOwn(attrs, k)) continue;
+    if (!isName(k)) throw new XmlBuildError(`invalid attribute name: ${k}`);
     clean[k] = checkText(v);
   }
   const kids: XmlNode[] = [];
@@ -156,13 +158,16 @@ export function withAttrs(el: Element, attrs: AttrsInput): Element {
   return { ...el, attrs: next };
 }
 
-/** Names our code already set, so that the same few are not matched again for every stanza. */
+/**
+ * Names our code already used (element and attribute names), so that the same few are not
+ * matched again for every element built.
+ */
 const KNOWN_NAMES = new Set<string>();
 
 function isName(k: string): boolean {
   if (KNOWN_NAMES.has(k)) return true;
   if (!NAME.test(k)) return false;
-  // Bounded: attribute names come from our code, but nothing here may grow without a limit.
+  // Bounded: the names come from our code, but nothing here may grow without a limit.
   if (KNOWN_NAMES.size < 256) KNOWN_NAMES.add(k);
   return true;
 }

@@ -11,11 +11,11 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
-import { createHash, createHmac, pbkdf2Sync, timingSafeEqual } from "node:crypto";
+import { createHmac, pbkdf2Sync } from "node:crypto";
+import { equalBytes, hashBytes, type HashName, hmacBytes, utf8Bytes } from "./hmac.ts";
 
 /** Hash functions SCRAM is offered with. */
-export type ScramHash = "SHA-1" | "SHA-256";
+export type ScramHash = HashName;
 
 /** What is stored for one hash: never the password. Byte strings are base64. */
 export interface ScramCredentials {
@@ -90,12 +90,13 @@ function normalize(password: string): string {
   return password.replace(NON_ASCII_SPACE, " ").replace(MAPPED_TO_NOTHING, "").normalize("NFKC");
 }
 
+// The HMACs and hashes of an exchange are lib/xmpp/hmac.ts's: see there why not node:crypto's.
 function hmac(hash: ScramHash, key: Uint8Array, data: string | Uint8Array): Uint8Array {
-  return createHmac(NODE_HASH[hash], key).update(data).digest();
+  return hmacBytes(hash, key, typeof data === "string" ? utf8Bytes(data) : data);
 }
 
 function digest(hash: ScramHash, data: Uint8Array): Uint8Array {
-  return createHash(NODE_HASH[hash]).update(data).digest();
+  return hashBytes(hash, data);
 }
 
 let runs = 0;
@@ -119,12 +120,14 @@ function saltedPassword(
 }
 
 function toBase64(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
+  return bytes.toBase64();
 }
 
 /** Strict base64 (padded, no whitespace); undefined when the text is not base64. */
 function fromBase64(text: string): Uint8Array | undefined {
-  return BASE64.test(text) ? new Uint8Array(Buffer.from(text, "base64")) : undefined;
+  // The pattern is the strictness (Uint8Array.fromBase64 would skip whitespace); the decoding
+  // is V8's own, without node:buffer's conversions.
+  return BASE64.test(text) ? Uint8Array.fromBase64(text) : undefined;
 }
 
 function xor(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -142,7 +145,7 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 
 function equalConstantTime(a: Uint8Array, b: Uint8Array): boolean {
   // The lengths are public (they follow from the hash), so only the contents need hiding.
-  return a.length === b.length && timingSafeEqual(a, b);
+  return equalBytes(a, b);
 }
 
 function fail(error: ScramFailure, text: string): ScramError {
@@ -378,7 +381,7 @@ export function verifyClientFinal(args: {
   const proof = fromBase64(proofText);
   if (proof === undefined) return refuse("incorrect-encoding", "Proof is not base64");
 
-  let expectedCb: Uint8Array = new TextEncoder().encode(first.gs2Header);
+  let expectedCb: Uint8Array = utf8Bytes(first.gs2Header);
   if (first.cbFlag === "p") {
     if (args.channelBinding === undefined) {
       return refuse("not-authorized", "channel-binding-not-supported");

@@ -38,6 +38,21 @@ export function clientHeader(from: string, id: string): StreamHeader {
   return { ns: NS_CLIENT, id, from, version: "1.0", lang: "en" };
 }
 
+/**
+ * The text of elements marked fixed, per stream namespace: built once and sent again and again
+ * (stream features), they are serialized once. Weak: a mark keeps nothing alive.
+ */
+const FIXED = new WeakMap<Element, { ns: string; text: string } | null>();
+
+/**
+ * Marks an element (never changed, as every Element) as one that is sent many times, so that
+ * {@link serializeTopIn} keeps its text; returns it.
+ */
+export function markFixed(el: Element): Element {
+  FIXED.set(el, null);
+  return el;
+}
+
 /** Serializes a top-level element: stanzas in the client namespace, stream elements prefixed. */
 export function serializeTop(el: Element): string {
   return serializeTopIn(el, NS_CLIENT);
@@ -48,6 +63,15 @@ export function serializeTop(el: Element): string {
  * namespace, or the component namespace of XEP-0114): stream elements prefixed.
  */
 export function serializeTopIn(el: Element, streamNs: string): string {
+  const fixed = FIXED.get(el);
+  if (fixed === undefined) return serializeTopNow(el, streamNs);
+  if (fixed !== null && fixed.ns === streamNs) return fixed.text;
+  const text = serializeTopNow(el, streamNs);
+  FIXED.set(el, { ns: streamNs, text });
+  return text;
+}
+
+function serializeTopNow(el: Element, streamNs: string): string {
   if (el.xmlns === NS_DIALBACK) return prefixed(el, "db", streamNs);
   if (el.xmlns !== NS_STREAMS) return serialize(el, streamNs);
   return prefixed(el, "stream", streamNs);

@@ -719,3 +719,36 @@ for (
     assert.deepEqual(show(outputs.slice(2)), [{ kind: "send", xml: failure(condition) }]);
   });
 }
+
+Deno.test("sasl: a non-ASCII username and password: UTF-8 both ways, exact v=", () => {
+  // The payloads' text is decoded and encoded as UTF-8 (the ASCII fast path must not take it).
+  const salt = unb64(RFC7677.salt);
+  const creds: ScramCredentialSet = {
+    "SHA-256": deriveCredentials("pässwörd", "SHA-256", salt, 4096),
+  };
+  const ctx = testCtx({ nonces: ["srvnonce"] });
+  const clientFirst = clientFirstMessage("jüliet", "clientnonce");
+  const [s1, out1] = reduce(opened(false), auth("SCRAM-SHA-256", b64(clientFirst)), ctx);
+  assert.deepEqual(out1, [{ kind: "load-credentials", host: HOST, username: "jüliet" }]);
+  const [s2, out2] = reduce(s1, loaded(creds, "jüliet"), ctx);
+  const serverFirst = `r=clientnoncesrvnonce,s=${RFC7677.salt},i=4096`;
+  assert.deepEqual(show(out2), [
+    { kind: "send", xml: `<challenge xmlns="${SASL}">${b64(serverFirst)}</challenge>` },
+  ]);
+  const final = clientFinalMessage({
+    hash: "SHA-256",
+    password: "pässwörd",
+    clientFirst,
+    serverFirst,
+  });
+  const [s3, out3] = reduce(s2, response(b64(final.message)), ctx);
+  assert.deepEqual(show(out3), [
+    {
+      kind: "send",
+      xml: `<success xmlns="${SASL}">${b64(final.expectedServerFinal)}</success>`,
+    },
+    { kind: "auth-result", ok: true, username: "jüliet" },
+    { kind: "reset-stream", authenticated: true },
+  ]);
+  assert.equal(s3.type, "c2s");
+});

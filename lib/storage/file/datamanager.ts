@@ -347,9 +347,11 @@ export function openKeyvalStore<T>(
     // account and bounces, instead of failing the recipient's queue.
     const name = encodedOrUndefined(user);
     if (name === undefined) return undefined;
-    const path = join(dirOf(host), `${name}.json`);
     const names = await listing(host);
     if (names !== undefined && !names.has(name)) return undefined;
+    // Built only for a read, and without path.join: the directory is normalised already and
+    // the encoded name holds no separator (join's normalising showed in the login profiles).
+    const path = `${dirOf(host)}/${name}.json`;
     const seen = writeEvents;
     let text: string;
     try {
