@@ -10,6 +10,10 @@
  * `recreate <dataDir>`: user `gone` gets 5 items, is deleted, then gets 3 new items (`new-*`);
  * user `trimmed` gets 10 items, then the 4 oldest are shifted away, then 2 more. Prints the
  * ids each user holds when it exits, and the size of `trimmed` just after the shift.
+ *
+ * `behind <dataDir>`: as `append`, with the list store's write-behind: the appends after the
+ * checkpoint are held by the process (not written to the list files) as it dies, some or all
+ * of them; only the journal has them.
  * @module
  */
 import { openListJournal } from "../../lib/storage/file/journal.ts";
@@ -31,10 +35,10 @@ function item(id: string, n: number): JournalItem {
   return { id, pad: "x".repeat((n * 797) % 5000) };
 }
 
-async function appendMode(dataDir: string): Promise<unknown> {
+async function appendMode(dataDir: string, writeBehind: boolean): Promise<unknown> {
   const journal = await openListJournal(dataDir, { checkpointMs: 1e9 });
   if (journal === undefined) throw new Error("no journal");
-  const store = openListStore<JournalItem>(dataDir, storeName);
+  const store = openListStore<JournalItem>(dataDir, storeName, { writeBehind });
   const users = ["alice", "bob", "carol"];
   const acked: Record<string, string[]> = {};
   for (const u of users) acked[u] = [];
@@ -73,7 +77,9 @@ async function recreateMode(dataDir: string): Promise<unknown> {
 if (import.meta.main) {
   const [mode, dataDir] = Deno.args;
   const report = mode === "append"
-    ? await appendMode(dataDir)
+    ? await appendMode(dataDir, false)
+    : mode === "behind"
+    ? await appendMode(dataDir, true)
     : mode === "recreate"
     ? await recreateMode(dataDir)
     : undefined;

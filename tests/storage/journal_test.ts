@@ -119,6 +119,51 @@ Deno.test({
 });
 
 Deno.test({
+  name: "journal: a process that dies holding write-behind appends loses none: replay writes " +
+    "them back, after a power loss too",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "journal-" });
+    try {
+      const report = await runWriter("behind", dir) as {
+        checkpointed: Record<string, number>;
+        acked: Record<string, string[]>;
+      };
+      const users = Object.keys(report.acked);
+      // What the list files hold is a prefix of what was acknowledged; what they lack was held
+      // by the process when it died.
+      let lacking = 0;
+      for (const user of users) {
+        const { records } = await scanRaw(listPath(dir, user));
+        const there = records.map((r) => (JSON.parse(r.json) as JournalItem).id);
+        assert.deepEqual(there, report.acked[user].slice(0, there.length), user);
+        assert.ok(there.length >= 5, `${user}: the checkpointed items are there`);
+        lacking += report.acked[user].length - there.length;
+      }
+      assert.ok(lacking > 0, "appends were held back from the list files");
+      // And a power loss: alice's file loses all it had past the checkpoint.
+      const alice = await Deno.open(listPath(dir, "alice"), { write: true });
+      await alice.truncate(report.checkpointed.alice);
+      alice.close();
+
+      const journal = await openListJournal(dir);
+      assert.ok(journal !== undefined);
+      await journal.close();
+      for (const user of users) {
+        assert.deepEqual(await ids(dir, user), report.acked[user], `${user} after replay`);
+        const store = openListStore<JournalItem>(dir, storeName);
+        const st = await store.stat(host, user);
+        assert.deepEqual(st.corrupt.filter((c) => c.kind === "checksum"), [], user);
+        const { records } = await scanRaw(listPath(dir, user));
+        assert.deepEqual(misplaced(records), [], `${user}: block layout`);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name: "journal: a deleted list and a shifted one are not brought back from before the " +
     "delete or the shift; what came after is",
   ignore: Deno.build.os === "windows",
@@ -203,6 +248,44 @@ Deno.test("journal: an entry committed as the previous batch resolves is flushed
     assert.equal(await Promise.race([chain, stuck]), "all flushed");
     clearTimeout(timer);
     await journal.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("journal: entries written after a checkpoint, or after a replay at start, are found by the next replay", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "journal-" });
+  try {
+    const bytes = new TextEncoder().encode("x\n");
+    const decoded = async () => {
+      const seqs: number[] = [];
+      for (const name of [".list-journal-0", ".list-journal-1"]) {
+        seqs.push(...decodeEntries(await Deno.readFile(join(dir, name))).map((e) => e.seq));
+      }
+      return seqs.sort((a, b) => a - b);
+    };
+    const first = await openListJournal(dir, { checkpointMs: 1e9 });
+    assert.ok(first !== undefined);
+    for (let i = 0; i < 3; i++) await first.commit("h/archive/u.list", 0, i * 2, bytes);
+    // Both files emptied in turn: what follows must start at their beginning, not after a
+    // hole where the emptied entries were (replay stops at a zero length).
+    await first.checkpoint();
+    await first.commit("h/archive/u.list", 0, 6, bytes);
+    await first.checkpoint();
+    await first.commit("h/archive/u.list", 0, 8, bytes);
+    await first.commit("h/archive/u.list", 0, 10, bytes);
+    assert.deepEqual(await decoded(), [4, 5]);
+    await first.close();
+    // Replay at the next start reads the files to their end, then empties them: the same.
+    await Deno.writeFile(
+      join(dir, ".list-journal-0"),
+      encodeEntry("data", 0, 0, 0, "h/archive/v.list", bytes),
+    );
+    const second = await openListJournal(dir, { checkpointMs: 1e9 });
+    assert.ok(second !== undefined);
+    await second.commit("h/archive/u.list", 0, 12, bytes);
+    assert.deepEqual(await decoded(), [0]);
+    await second.close();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

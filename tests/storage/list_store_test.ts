@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { openListStore } from "../../lib/storage/file/list_store.ts";
+import {
+  type ListStoreOptions,
+  openListStore,
+  WRITE_BEHIND_BYTES,
+} from "../../lib/storage/file/list_store.ts";
+import { openListJournal } from "../../lib/storage/file/journal.ts";
 import { INDEX_HEADER_SIZE, INDEX_LAG, INDEX_VERSION } from "../../lib/storage/file/index.ts";
 import { LIST_BLOCK } from "../../lib/storage/file/format.ts";
 import { encodePathPart, storeDir } from "../../lib/storage/file/datamanager.ts";
@@ -406,5 +411,203 @@ Deno.test("list store: a record larger than a block starts on a boundary", async
     const { records } = await scanRaw(paths(dir, "u").list);
     assert.deepEqual(records.map((r) => r.start % LIST_BLOCK === 0), [true, true, false, true]);
     assert.deepEqual(await store.range(HOST, "u", 0, 4), [{ s: "a" }, big, { s: "b" }, big]);
+  });
+});
+
+/** A list store with write-behind on `dir`, and the journal that makes it take effect. */
+async function behindStore(dir: string, opts: ListStoreOptions = {}) {
+  const journal = await openListJournal(dir, { checkpointMs: 1e9 });
+  assert.ok(journal !== undefined);
+  return { journal, store: openListStore<Item>(dir, STORE, { writeBehind: true, ...opts }) };
+}
+
+/** Records the list file holds on disk now, read around the store. */
+async function onDisk(dir: string, user: string): Promise<unknown[]> {
+  const { records, bad } = await scanRaw(paths(dir, user).list);
+  assert.deepEqual(bad, [], "no damaged line");
+  assert.deepEqual(misplaced(records), [], "block layout");
+  return records.map((r) => JSON.parse(r.json));
+}
+
+Deno.test("list store, write-behind: reads see appends the file does not hold yet; a checkpoint writes them", async () => {
+  await withDir(async (dir) => {
+    const { journal, store } = await behindStore(dir);
+    try {
+      const items = randomItems(prng(5), 30, 0, 0).map((it) => ({
+        ...it,
+        body: it.body.slice(0, 300),
+      }));
+      for (const it of items.slice(0, 10)) await store.append(HOST, "u", [it]);
+      // Acknowledged, in the journal; the list file holds at most a prefix of them (all of it
+      // only if the lease ended meanwhile, after LEASE_IDLE_MS without an append).
+      assert.ok((await Deno.stat(join(dir, ".list-journal-0"))).size > 0);
+      const before = await onDisk(dir, "u");
+      assert.deepEqual(before, items.slice(0, before.length));
+      // A read is served every acknowledged item (what is held is written first).
+      assert.deepEqual(await store.range(HOST, "u", 0, 100), items.slice(0, 10));
+      assert.deepEqual(await store.get(HOST, "u", 9), items[9]);
+      assert.deepEqual(await onDisk(dir, "u"), items.slice(0, 10));
+      for (const it of items.slice(10)) await store.append(HOST, "u", [it]);
+      const held = await onDisk(dir, "u");
+      assert.deepEqual(held, items.slice(0, held.length));
+      assert.ok(held.length >= 10);
+      assert.equal(await store.count(HOST, "u"), 30);
+      // A checkpoint writes and syncs what is held, then empties the journal.
+      await store.append(HOST, "u", [items[0]]);
+      await journal.checkpoint();
+      assert.deepEqual(await onDisk(dir, "u"), [...items, items[0]]);
+      assert.equal((await Deno.stat(join(dir, ".list-journal-0"))).size, 0);
+      assert.equal((await Deno.stat(join(dir, ".list-journal-1"))).size, 0);
+    } finally {
+      await journal.close();
+    }
+  });
+});
+
+Deno.test("list store, write-behind: held bytes stay under the cap; a big batch is written at once", async () => {
+  await withDir(async (dir) => {
+    const { journal, store } = await behindStore(dir);
+    try {
+      const item = (id: number, size: number): Item => ({ id, ts: id, body: "b".repeat(size) });
+      const all: Item[] = [];
+      let written = 0;
+      let lagged = 0;
+      for (let i = 0; i < 200; i++) {
+        const it = item(i, 50 + (i * 37) % 900);
+        await store.append(HOST, "u", [it]);
+        all.push(it);
+        const disk = await onDisk(dir, "u");
+        // Whatever the file lacks is a tail of what was acknowledged, never more than the cap
+        // (plus the batch that crossed it).
+        assert.deepEqual(disk, all.slice(0, disk.length));
+        const held = all.slice(disk.length).reduce((n, x) => n + JSON.stringify(x).length + 10, 0);
+        assert.ok(held <= WRITE_BEHIND_BYTES + 1000, `${held} bytes held`);
+        written = Math.max(written, disk.length);
+        if (disk.length < all.length) lagged++;
+      }
+      assert.ok(written > 0, "held bytes were written as the cap was reached");
+      assert.ok(lagged > 0, "appends were held back");
+      // One batch larger than the cap: on disk when acknowledged, after what was held.
+      const big = [item(1000, 20_000), item(1001, 20_000)];
+      await store.append(HOST, "u", big);
+      assert.deepEqual(await onDisk(dir, "u"), [...all, ...big]);
+      await checkFiles(dir, "u", [...all, ...big]);
+    } finally {
+      await journal.close();
+    }
+  });
+});
+
+Deno.test("list store, write-behind: random batches round-trip through shift, delete and another instance", async () => {
+  await withDir(async (dir) => {
+    const rand = prng(23);
+    const items = randomItems(rand, 120, 0, 1000);
+    const { journal, store } = await behindStore(dir, { ffi: "off" });
+    try {
+      await appendRandomly(store, "romeo", items.slice(0, 80), rand);
+      // The shift settles the file: what was held goes first, then the head is cut.
+      assert.deepEqual(await store.shift(HOST, "romeo", 30), { method: "copy" });
+      assert.deepEqual(await store.range(HOST, "romeo", 0, 200), items.slice(30, 80));
+      await appendRandomly(store, "romeo", items.slice(80), rand);
+      // Another instance of this process ends the lease, which writes what was held.
+      const other = openListStore<Item>(dir, STORE);
+      assert.deepEqual(await other.range(HOST, "romeo", 0, 200), items.slice(30));
+      assert.deepEqual(await onDisk(dir, "romeo"), items.slice(30));
+      await appendRandomly(store, "romeo", items.slice(0, 10), rand);
+      // A read writes what is held: then the file is as any other.
+      assert.equal(await store.count(HOST, "romeo"), 100);
+      await checkFiles(dir, "romeo", [...items.slice(30), ...items.slice(0, 10)]);
+      // Held appends of a list that is then deleted do not come back.
+      await store.append(HOST, "juliet", items.slice(0, 3));
+      await store.delete(HOST, "juliet");
+      assert.equal(await store.count(HOST, "juliet"), 0);
+      await journal.checkpoint();
+      await assert.rejects(Deno.stat(paths(dir, "juliet").list));
+      await store.append(HOST, "juliet", items.slice(3, 4));
+      assert.deepEqual(await store.range(HOST, "juliet", 0, 10), items.slice(3, 4));
+    } finally {
+      await journal.close();
+    }
+    // Closing the journal wrote everything it covered.
+    assert.deepEqual(await onDisk(dir, "juliet"), items.slice(3, 4));
+  });
+});
+
+Deno.test("list store: past the cached files' cap, evicted files are found again as they were", async () => {
+  await withDir(async (dir) => {
+    for (const writeBehind of [false, true]) {
+      const journal = writeBehind ? await openListJournal(dir) : undefined;
+      const store = openListStore<{ u: number; n: number }>(dir, `s${writeBehind}`, {
+        writeBehind,
+      });
+      try {
+        // 300 files, more than the cache keeps: one at a time, so that the first ones are
+        // idle, and evicted (their leases end) as the last ones come; then all at once.
+        for (let u = 0; u < 300; u++) await store.append(HOST, `u${u}`, [{ u, n: 0 }]);
+        await Promise.all(
+          Array.from({ length: 300 }, (_, u) => store.append(HOST, `u${u}`, [{ u, n: 1 }])),
+        );
+        // One file kept busy throughout stays found and in order.
+        for (let n = 2; n < 40; n++) await store.append(HOST, "u7", [{ u: 7, n }]);
+        for (const u of [0, 7, 150, 299]) {
+          const want = Array.from({ length: u === 7 ? 40 : 2 }, (_, n) => ({ u, n }));
+          assert.deepEqual(await store.range(HOST, `u${u}`, 0, 100), want, `u${u}`);
+        }
+        assert.equal((await store.users(HOST)).length, 300);
+      } finally {
+        await journal?.close();
+      }
+    }
+  });
+});
+
+Deno.test("list store, write-behind: an append the journal refuses is undone; those before it stay", async () => {
+  await withDir(async (dir) => {
+    const { journal, store } = await behindStore(dir);
+    const items = randomItems(prng(9), 6, 0, 0).map((it) => ({
+      ...it,
+      body: it.body.slice(0, 200),
+    }));
+    for (const it of items.slice(0, 5)) await store.append(HOST, "u", [it]);
+    // Closing: the journal refuses commits from now on, while its last checkpoint runs.
+    const closing = journal.close();
+    await assert.rejects(store.append(HOST, "u", [items[5]]), /closed/);
+    await closing;
+    assert.deepEqual(await onDisk(dir, "u"), items.slice(0, 5));
+    assert.deepEqual(await store.range(HOST, "u", 0, 10), items.slice(0, 5));
+    // Without the journal the store writes and syncs each append itself.
+    await store.append(HOST, "u", [items[5]]);
+    assert.deepEqual(await onDisk(dir, "u"), items);
+    assert.deepEqual(await store.range(HOST, "u", 0, 10), items);
+  });
+});
+
+Deno.test("list store, write-behind: room for held bytes is made on disk first (blank lines), and cut as the lease ends", async () => {
+  await withDir(async (dir) => {
+    const { journal, store } = await behindStore(dir);
+    try {
+      const items = randomItems(prng(3), 20, 0, 0).map((it) => ({
+        ...it,
+        body: it.body.slice(0, 500),
+      }));
+      for (const it of items) await store.append(HOST, "u", [it]);
+      const logical = (await store.stat(HOST, "u")).bytes;
+      await store.append(HOST, "u", [items[0]]);
+      // The file on disk already reaches past every acknowledged byte (a full disk or a size
+      // limit would have refused the append), with blank lines where held bytes go.
+      const disk = await Deno.readFile(paths(dir, "u").list);
+      assert.ok(disk.length > logical + JSON.stringify(items[0]).length, `${disk.length}`);
+      const { records, bad } = await scanRaw(paths(dir, "u").list);
+      assert.deepEqual(bad, []);
+      assert.deepEqual(records.map((r) => JSON.parse(r.json)), items.slice(0, records.length));
+      // Another instance ends the lease: what was held is written, the rest of the room cut.
+      const other = openListStore<Item>(dir, STORE);
+      assert.deepEqual(await other.range(HOST, "u", 0, 100), [...items, items[0]]);
+      const st = await other.stat(HOST, "u");
+      assert.equal((await Deno.stat(paths(dir, "u").list)).size, st.bytes);
+      assert.deepEqual(st.corrupt, []);
+    } finally {
+      await journal.close();
+    }
   });
 });

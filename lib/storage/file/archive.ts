@@ -267,5 +267,8 @@ export function listArchiveStore(list: Archive): ArchiveStore {
 
 /** The archive store under `dataDir` (list store `archive`). */
 export function openArchiveStore(dataDir: string, opts: ListStoreOptions = {}): ArchiveStore {
-  return listArchiveStore(openListStore<ArchivedMessage>(dataDir, ARCHIVE_STORE, opts));
+  // Write-behind: archives are read only through the store (list_store.ts).
+  return listArchiveStore(
+    openListStore<ArchivedMessage>(dataDir, ARCHIVE_STORE, { writeBehind: true, ...opts }),
+  );
 }

@@ -10,7 +10,7 @@
  * @module
  */
 import { crc32 } from "node:zlib";
-import { CHUNK, concat, readAt } from "./io.ts";
+import { type ByteSink, CHUNK, concat, readAt, reserve } from "./io.ts";
 
 /** Alignment unit of the list file: records smaller than this never cross a multiple of it. */
 export const LIST_BLOCK = 4096;
@@ -42,27 +42,57 @@ const decoder = new TextDecoder();
 const NL = 0x0a;
 const SPACE = 0x20;
 const HEX = encoder.encode("0123456789abcdef");
-// Records are encoded here first, then copied out at their exact size.
+// A record is encoded here first (its length decides the padding before it), then copied to
+// its place; a huge one gets a buffer of its own.
 let scratch = new Uint8Array(64 * 1024);
 
-/** `<crc> <json>\n` for one item. */
-export function encodeRecord(item: unknown): Uint8Array {
+/** The JSON text of a list item; throws a TypeError for what JSON cannot hold. */
+export function itemJson(item: unknown): string {
   const json = JSON.stringify(item);
   if (json === undefined) throw new TypeError("List store items must be JSON-serialisable");
-  // UTF-8 takes at most 3 bytes per UTF-16 unit. A huge item gets a buffer of its own.
+  return json;
+}
+
+/** `<crc> <json>\n` for one JSON text, in a buffer that is reused by the next call. */
+function recordBytes(json: string): Uint8Array {
+  // UTF-8 takes at most 3 bytes per UTF-16 unit.
   const need = json.length * 3 + 10;
   if (scratch.length < need && need <= CHUNK) scratch = new Uint8Array(need);
   const buf = scratch.length < need ? new Uint8Array(need) : scratch;
   const { written } = encoder.encodeInto(json, buf.subarray(9));
-  const out = buf.slice(0, written + 10);
-  let sum = crc32(out.subarray(9, 9 + written));
+  let sum = crc32(buf.subarray(9, 9 + written));
   for (let i = 7; i >= 0; i--) {
-    out[i] = HEX[sum & 0xf];
+    buf[i] = HEX[sum & 0xf];
     sum >>>= 4;
   }
-  out[8] = SPACE;
-  out[out.length - 1] = NL;
-  return out;
+  buf[8] = SPACE;
+  buf[written + 9] = NL;
+  return buf.subarray(0, written + 10);
+}
+
+/** `<crc> <json>\n` for one item. */
+export function encodeRecord(item: unknown): Uint8Array {
+  return recordBytes(itemJson(item)).slice();
+}
+
+/**
+ * Appends to `sink` the records of `jsons` as they go into a list file from `offset` on, with
+ * the padding each needs before it; returns the file offset each record ends at.
+ */
+export function appendRecords(sink: ByteSink, jsons: readonly string[], offset: number): number[] {
+  const ends: number[] = [];
+  let off = offset;
+  for (const json of jsons) {
+    const rec = recordBytes(json);
+    const pad = paddingBefore(off, rec.length);
+    reserve(sink, pad + rec.length);
+    if (pad > 0) sink.buf.fill(NL, sink.len, sink.len + pad);
+    sink.buf.set(rec, sink.len + pad);
+    sink.len += pad + rec.length;
+    off += pad + rec.length;
+    ends.push(off);
+  }
+  return ends;
 }
 
 function hexValue(byte: number): number {

@@ -118,6 +118,8 @@ export async function loadIndex(
     });
   }
   state.corrupt = [];
+  // A fresh look: whatever follows the last record is not room this process left there.
+  state.room = -1;
   report(state, tail.corrupt);
   state.ends = Float64Array.from(all);
   state.count = all.length;

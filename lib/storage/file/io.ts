@@ -40,6 +40,30 @@ export function writeAllSync(file: Deno.FsFile, data: Uint8Array): void {
   while (done < data.length) done += file.writeSync(data.subarray(done));
 }
 
+/**
+ * A growable byte buffer filled in place (`buf[0, len)`): records and journal entries are
+ * encoded straight into it, so that a batch costs no buffer per record and no final copy.
+ * Mutable on purpose; owned by one writer at a time.
+ */
+export interface ByteSink {
+  buf: Uint8Array;
+  len: number;
+}
+
+/** A sink of `size` bytes to start with. */
+export function newSink(size: number): ByteSink {
+  return { buf: new Uint8Array(size), len: 0 };
+}
+
+/** Makes room for `n` more bytes after `sink.len` (doubling, so growth is amortised). */
+export function reserve(sink: ByteSink, n: number): void {
+  const need = sink.len + n;
+  if (need <= sink.buf.length) return;
+  const next = new Uint8Array(Math.max(need, sink.buf.length * 2));
+  next.set(sink.buf.subarray(0, sink.len));
+  sink.buf = next;
+}
+
 /** The parts, one after the other, in one buffer. */
 export function concat(parts: readonly Uint8Array[]): Uint8Array {
   let total = 0;

@@ -9,7 +9,13 @@
  * number of files. A checkpoint (every {@link CHECKPOINT_MS}, or after
  * {@link CHECKPOINT_BYTES}) syncs the list files written since the last one and empties the
  * journal; at start, {@link openListJournal} first writes back into the list files what the
- * journal holds and they lack (after a power loss: the page cache is gone, the journal is not).
+ * journal holds and they lack (after a power loss: the page cache is gone, the journal is not;
+ * after a crash of a list store that held appends back, write-behind: they never got there).
+ * A list store that holds bytes back hands {@link ListJournal.commit} a callback that writes
+ * them; a checkpoint calls it before it syncs the list files.
+ *
+ * The entries waiting for a batch are encoded one after the other into one reused buffer as
+ * they are committed: a batch is one write, with no buffer per entry.
  *
  * Two journal files take turns: while the list files of one are synced at a checkpoint, new
  * appends go to the other, so a checkpoint never holds up an append. Entries carry a sequence
@@ -29,7 +35,7 @@
 import { crc32 } from "node:zlib";
 import { join, resolve } from "node:path";
 import { getLogger } from "../../log.ts";
-import { concat, isNotFound, readAt, writeAllSync } from "./io.ts";
+import { type ByteSink, concat, isNotFound, newSink, readAt, reserve, writeAllSync } from "./io.ts";
 
 /** A checkpoint at the latest this long (ms) after the first entry of a journal file. */
 export const CHECKPOINT_MS = 2000;
@@ -37,6 +43,8 @@ export const CHECKPOINT_MS = 2000;
 export const CHECKPOINT_BYTES = 8 * 1024 * 1024;
 /** List files synced at once during a checkpoint. */
 const SYNC_PARALLEL = 8;
+/** A batch buffer grown past this is let go after its batch (a burst does not keep it). */
+const BATCH_BUFFER_KEPT = 1024 * 1024;
 
 const KIND_DATA = 1;
 const KIND_BARRIER = 2;
@@ -53,9 +61,22 @@ const decoder = new TextDecoder();
 export interface ListJournal {
   /**
    * Makes `bytes`, just written (not synced) at `start` of the list file `path` (relative to
-   * the data directory; `ino` its inode, 0 if unknown), durable through the journal. Rejects when the journal could not be written: the caller undoes its write.
+   * the data directory; `ino` its inode, 0 if unknown), durable through the journal. Rejects
+   * when the journal could not be written: the caller undoes its write. `bytes` is copied
+   * before this returns.
+   *
+   * `writeBehind`: the caller has not written `bytes` to the list file yet (write-behind,
+   * list_store.ts); the checkpoint that syncs the file calls it first, and it writes whatever
+   * the caller still holds for the file (it throws when it cannot: the checkpoint fails and
+   * keeps the entries).
    */
-  commit(path: string, ino: number, start: number, bytes: Uint8Array): Promise<void>;
+  commit(
+    path: string,
+    ino: number,
+    start: number,
+    bytes: Uint8Array,
+    writeBehind?: () => void,
+  ): Promise<void>;
   /**
    * Before the list file at `path` (relative to the data directory) changes other than by an append (a shift, a delete): syncs
    * it (when `file` is given) if the journal covers some of it, and records that earlier
@@ -81,11 +102,13 @@ interface Side {
   size: number;
   /** List files (relative paths) with entries here, not yet synced. */
   readonly dirty: Set<string>;
+  /** What writes bytes of those entries that their list stores still hold. */
+  readonly behind: Set<() => void>;
 }
 
 interface Waiting {
-  readonly entry: Uint8Array;
   readonly path: string;
+  readonly writeBehind: (() => void) | undefined;
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
 }
@@ -120,20 +143,37 @@ export function encodeEntry(
   path: string,
   bytes: Uint8Array,
 ): Uint8Array {
-  const p = encoder.encode(path);
-  const bodyLength = FIXED + p.length + bytes.length;
-  const out = new Uint8Array(FRAME + bodyLength);
-  const view = new DataView(out.buffer);
+  const sink = newSink(FRAME + FIXED + path.length * 3 + bytes.length);
+  appendEntry(sink, kind, seq, ino, start, path, bytes);
+  return sink.buf.slice(0, sink.len);
+}
+
+/** {@link encodeEntry} into `sink`, after what it holds: a batch is one buffer. */
+function appendEntry(
+  sink: ByteSink,
+  kind: JournalEntry["kind"],
+  seq: number,
+  ino: number,
+  start: number,
+  path: string,
+  bytes: Uint8Array,
+): void {
+  // UTF-8 takes at most 3 bytes per UTF-16 unit.
+  reserve(sink, FRAME + FIXED + path.length * 3 + bytes.length);
+  const at = sink.len;
+  const buf = sink.buf;
+  const pathLength = encoder.encodeInto(path, buf.subarray(at + FRAME + FIXED)).written;
+  const bodyLength = FIXED + pathLength + bytes.length;
+  buf.set(bytes, at + FRAME + FIXED + pathLength);
+  const view = new DataView(buf.buffer, buf.byteOffset + at, FRAME + FIXED);
   view.setUint32(0, bodyLength, true);
   view.setUint8(FRAME, kind === "data" ? KIND_DATA : KIND_BARRIER);
   view.setFloat64(FRAME + 1, seq, true);
   view.setFloat64(FRAME + 9, ino, true);
   view.setFloat64(FRAME + 17, start, true);
-  view.setUint16(FRAME + 25, p.length, true);
-  out.set(p, FRAME + FIXED);
-  out.set(bytes, FRAME + FIXED + p.length);
-  view.setUint32(4, crc32(out.subarray(FRAME)), true);
-  return out;
+  view.setUint16(FRAME + 25, pathLength, true);
+  view.setUint32(4, crc32(buf.subarray(at + FRAME, at + FRAME + bodyLength)), true);
+  sink.len = at + FRAME + bodyLength;
 }
 
 /** A decoded journal entry. */
@@ -180,12 +220,13 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 /**
  * Whether `there` is what a lost tail leaves of `wanted`: a prefix of it (the part that
- * reached the disk), then zeros (size updated, data not) up to its end.
+ * reached the disk), then zeros (size updated, data not) or blank lines (room a list store
+ * made for bytes it held back, list_store.ts) up to its end.
  */
 function lostTailOf(there: Uint8Array, wanted: Uint8Array): boolean {
   let i = 0;
   while (i < there.length && there[i] === wanted[i]) i++;
-  for (; i < there.length; i++) if (there[i] !== 0) return false;
+  for (; i < there.length; i++) if (there[i] !== 0 && there[i] !== 0x0a) return false;
   return true;
 }
 
@@ -270,6 +311,9 @@ async function syncPath(path: string): Promise<void> {
 
 async function emptied(file: Deno.FsFile): Promise<void> {
   await file.truncate(0);
+  // Truncating leaves the position where it was: the next entry would follow a hole of
+  // zeros, where replay stops (a zero length), and be lost with all after it.
+  await file.seek(0, Deno.SeekMode.Start);
   await file.syncData();
 }
 
@@ -318,6 +362,7 @@ export async function openListJournal(
       path: paths[i],
       size: 0,
       dirty: new Set<string>(),
+      behind: new Set<() => void>(),
     })),
   );
   journals.set(root, journal);
@@ -329,6 +374,9 @@ function makeJournal(root: string, checkpointMs: number, sides: readonly Side[])
   let active = 0;
   let seq = 0;
   let waiting: Waiting[] = [];
+  // The entries of `waiting`, encoded one after the other: the next batch's write. Reused
+  // from one batch to the next (written synchronously, it is free again before the sync).
+  let entries = newSink(64 * 1024);
   // Cleared by the flush itself in the turn its loop finds nothing waiting: an entry queued by
   // a continuation of its last batch then starts a new flush (a flag cleared a turn later
   // would leave that entry waiting for ever).
@@ -361,6 +409,8 @@ function makeJournal(root: string, checkpointMs: number, sides: readonly Side[])
    * its dirty list files), to be retired again later.
    */
   async function retire(side: Side): Promise<void> {
+    // Bytes not yet in their list files go there first, or the sync would miss them.
+    for (const write of side.behind) write();
     const paths = [...side.dirty];
     for (let i = 0; i < paths.length; i += SYNC_PARALLEL) {
       await Promise.all(paths.slice(i, i + SYNC_PARALLEL).map((p) => syncPath(join(root, p))));
@@ -368,6 +418,7 @@ function makeJournal(root: string, checkpointMs: number, sides: readonly Side[])
     await emptied(side.file);
     side.size = 0;
     side.dirty.clear();
+    side.behind.clear();
   }
 
   /** Resolves once the side active now has been synced and emptied. */
@@ -422,18 +473,25 @@ function makeJournal(root: string, checkpointMs: number, sides: readonly Side[])
     const batch = waiting;
     waiting = [];
     const side = sides[active];
-    const data = batch.length === 1 ? batch[0].entry : concat(batch.map((w) => w.entry));
+    const data = entries.buf.subarray(0, entries.len);
+    // Free again once written: a batch that grew it much does not keep it.
+    entries = entries.buf.length > BATCH_BUFFER_KEPT ? newSink(64 * 1024) : entries;
+    entries.len = 0;
     const before = side.size;
     inBatch = true;
     try {
       writeAllSync(side.file, data);
       side.size += data.length;
-      for (const w of batch) side.dirty.add(w.path);
+      for (const w of batch) {
+        side.dirty.add(w.path);
+        if (w.writeBehind !== undefined) side.behind.add(w.writeBehind);
+      }
       await side.file.syncData();
     } catch (err) {
       // No torn entry may stay: replay stops at the first, and would miss what follows.
       try {
         await side.file.truncate(before);
+        await side.file.seek(before, Deno.SeekMode.Start);
         side.size = before;
       } catch {
         // Whole or cut, the entry is at worst written back or where replay stops; neither
@@ -449,10 +507,22 @@ function makeJournal(root: string, checkpointMs: number, sides: readonly Side[])
     else arm();
   }
 
-  function enqueue(entry: Uint8Array, path: string): Promise<void> {
+  function enqueue(
+    kind: JournalEntry["kind"],
+    ino: number,
+    start: number,
+    path: string,
+    bytes: Uint8Array,
+    writeBehind: (() => void) | undefined,
+  ): Promise<void> {
     if (closed) return Promise.reject(new Error("The list journal is closed"));
+    try {
+      appendEntry(entries, kind, seq++, ino, start, path, bytes);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return new Promise<void>((resolve, reject) => {
-      waiting.push({ entry, path, resolve, reject });
+      waiting.push({ path, writeBehind, resolve, reject });
       if (!flushing) {
         flushing = true;
         flushed = flush();
@@ -460,13 +530,19 @@ function makeJournal(root: string, checkpointMs: number, sides: readonly Side[])
     });
   }
 
-  function commit(path: string, ino: number, start: number, bytes: Uint8Array): Promise<void> {
-    return enqueue(encodeEntry("data", seq++, ino, start, path, bytes), path);
+  function commit(
+    path: string,
+    ino: number,
+    start: number,
+    bytes: Uint8Array,
+    writeBehind?: () => void,
+  ): Promise<void> {
+    return enqueue("data", ino, start, path, bytes, writeBehind);
   }
 
   async function settle(path: string, file?: Deno.FsFile): Promise<void> {
     if (file !== undefined) await file.syncData();
-    await enqueue(encodeEntry("barrier", seq++, 0, 0, path, new Uint8Array(0)), path);
+    await enqueue("barrier", 0, 0, path, new Uint8Array(0), undefined);
   }
 
   async function checkpoint(): Promise<void> {

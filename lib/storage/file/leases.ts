@@ -13,18 +13,23 @@
  * latest after {@link LEASE_MAX_MS} (so that another process waiting for the lock, e.g. the CLI
  * deleting an account, gets it), when more than {@link MAX_CACHED_FILES} files are cached, and
  * before a shift or a delete. Another store instance of this process that wants the file asks
- * the holder to end its lease at once.
+ * the holder to end its lease at once. A lease ends only after what the store held back of the
+ * file (write-behind, list_store.ts) is written; when that fails, the lease stays.
  * @module
  */
 import { join } from "node:path";
 import { encodePathPart, storeDir } from "./datamanager.ts";
+import { getLogger } from "../../log.ts";
 import type { CorruptRecord } from "./format.ts";
+import type { ByteSink } from "./io.ts";
 
 /**
  * Per-file states (the in-memory index) kept for files not in use; least recently used go,
  * and their leases (two open files each) end.
  */
 const MAX_CACHED_FILES = 256;
+/** How far a cached state may lag behind its real recency (see `stateFor`). */
+const MOVE_SLACK = MAX_CACHED_FILES / 4;
 /** A lease ends after this many ms without an operation on its file. */
 export const LEASE_IDLE_MS = 250;
 /** A lease ends after the first batch that finds it this old (ms), so other processes get in. */
@@ -32,7 +37,8 @@ export const LEASE_MAX_MS = 2000;
 
 /** Appends waiting for the next batch written to a file (group commit). */
 export interface PendingAppend {
-  readonly records: readonly Uint8Array[];
+  /** The items' JSON texts (encoded as records when the batch is written). */
+  readonly jsons: readonly string[];
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
 }
@@ -68,11 +74,28 @@ export interface FileState {
   file: Deno.FsFile | null;
   // Known position of `file` (-1: unknown), so that a write after a write does not seek.
   pos: number;
+  // Write-behind (list_store.ts): bytes appended, made durable by the journal, and not yet
+  // written to `file`; they belong at `behindAt`, the file's written size. Only while leased:
+  // the lease does not end before they are written.
+  behind: ByteSink | null;
+  behindAt: number;
+  // Where the leased file ends on disk (-1: not known), past its last record when it was
+  // extended with blank lines to make room for held bytes before they are acknowledged.
+  reserved: number;
+  // After a lease ended while the file was busy: the size it was left at, its tail past the
+  // last record blank room this store made, taken up again by the next lease (-1: none).
+  room: number;
+  // Set by the store just before it ends a busy file's lease: keep the room.
+  keepRoom: boolean;
+  // Writes them (bound to this state once, handed to the journal for its checkpoints).
+  writeBehind: (() => void) | null;
   idx: Deno.FsFile | null;
   idxPos: number;
   leasedAt: number;
   lastUse: number;
   timer: ReturnType<typeof setTimeout> | undefined;
+  // The cache's count of moves when this state last moved to the recent end.
+  moved: number;
 }
 
 /** A lease held by one store instance of this process, found by the list file's path. */
@@ -85,9 +108,12 @@ interface LeaseHolder {
 // would otherwise wait for each other's lease to time out.
 const leases = new Map<string, LeaseHolder>();
 
+const log = getLogger("storage", "list");
+
 /** Forgets what was loaded: the next operation looks at the file afresh. */
 export function resetState(state: FileState): void {
   state.loaded = false;
+  state.room = -1;
   state.ino = null;
   state.size = 0;
   state.mtime = 0;
@@ -151,16 +177,24 @@ export function createFileCache(
   store: string,
   beforeLeaseEnd: (state: FileState) => void = () => {},
 ): FileCache {
-  const states = new Map<string, FileState>();
+  // By host, then user, the names as given: no key or path is built for a cached file.
+  const byHost = new Map<string, Map<string, FileState>>();
+  // Every state (to its user), least recently moved first.
+  const order = new Map<FileState, string>();
+  let moves = 0;
 
   function stateFor(host: string, user: string): FileState {
-    // Keyed by the names as given (no JID holds a NUL): no path is built for a cached file.
-    const key = `${host}\0${user}`;
-    let state = states.get(key);
+    let users = byHost.get(host);
+    let state = users?.get(user);
     if (state !== undefined) {
-      // Re-insert: Map order then runs from least to most recently used.
-      states.delete(key);
-      states.set(key, state);
+      // Moved to the end only when more than MOVE_SLACK others were since: it is then among
+      // the newest MOVE_SLACK + 1, which eviction does not reach, and a busy file costs no
+      // Map churn per operation.
+      if (moves - state.moved > MOVE_SLACK) {
+        order.delete(state);
+        order.set(state, user);
+        state.moved = ++moves;
+      }
       return state;
     }
     const dir = storeDir(dataDir, host, store);
@@ -187,20 +221,30 @@ export function createFileCache(
       corrupt: [],
       file: null,
       pos: -1,
+      behind: null,
+      behindAt: 0,
+      reserved: -1,
+      room: -1,
+      keepRoom: false,
+      writeBehind: null,
       idx: null,
       idxPos: -1,
       leasedAt: 0,
       lastUse: 0,
       timer: undefined,
+      moved: ++moves,
     };
-    states.set(key, state);
-    if (states.size > MAX_CACHED_FILES) {
-      for (const [k, old] of states) {
-        if (states.size <= MAX_CACHED_FILES) break;
-        if (idle(old)) {
-          endLease(old);
-          states.delete(k);
-        }
+    if (users === undefined) byHost.set(host, users = new Map());
+    users.set(user, state);
+    order.set(state, user);
+    if (order.size > MAX_CACHED_FILES) {
+      for (const [old, oldUser] of order) {
+        if (order.size <= MAX_CACHED_FILES) break;
+        if (!idle(old) || !tryEndLease(old)) continue;
+        order.delete(old);
+        const of = byHost.get(old.host);
+        of?.delete(oldUser);
+        if (of?.size === 0) byHost.delete(old.host);
       }
     }
     return state;
@@ -209,6 +253,7 @@ export function createFileCache(
   function endLease(state: FileState): void {
     const file = state.file;
     if (file === null) return;
+    // Throws (the lease stays) when what it holds cannot be written before the lock goes.
     beforeLeaseEnd(state);
     clearTimeout(state.timer);
     state.timer = undefined;
@@ -216,6 +261,7 @@ export function createFileCache(
     closeIndex(state);
     state.file = null;
     state.pos = -1;
+    state.reserved = -1;
     try {
       const info = file.statSync();
       state.ino = info.ino;
@@ -225,6 +271,20 @@ export function createFileCache(
       state.loaded = false;
     }
     file.close();
+  }
+
+  /** {@link endLease} where nobody waits for it: a failure is logged, the lease kept. */
+  function tryEndLease(state: FileState): boolean {
+    try {
+      endLease(state);
+      return true;
+    } catch (err) {
+      log.error("List file {path}: lease kept, its end failed: {error}", {
+        path: state.listPath,
+        error: err instanceof Error ? err.message : String(err),
+      });
+      return false;
+    }
   }
 
   function startLease(state: FileState, file: Deno.FsFile): void {
@@ -243,8 +303,10 @@ export function createFileCache(
       state.timer = undefined;
       if (state.file === null) return;
       const quiet = performance.now() - state.lastUse;
-      if (idle(state) && quiet >= LEASE_IDLE_MS) endLease(state);
-      else armTimer(state, Math.max(1, LEASE_IDLE_MS - quiet));
+      if (idle(state) && quiet >= LEASE_IDLE_MS) {
+        // Kept after a failure: tried again a whole idle period later.
+        if (!tryEndLease(state)) armTimer(state, LEASE_IDLE_MS);
+      } else armTimer(state, Math.max(1, LEASE_IDLE_MS - quiet));
     }, ms);
     // A lease never keeps the process alive: what it covers is on disk already.
     Deno.unrefTimer(timer);

@@ -8,7 +8,18 @@
  * process holds the data directory's journal (journal.ts: the server does), of the journal,
  * which then makes the appends to every list file of a batch durable at once. Appends to one
  * file arriving while a sync is in flight are queued and written together (group commit);
- * a shift or a delete first settles the file with the journal. Each operation
+ * a shift or a delete first settles the file with the journal.
+ *
+ * Write-behind (`writeBehind`, the archive's choice): where the journal holds an append's
+ * bytes durably, the list file need not have them at once. The store holds them (per leased
+ * file, up to {@link WRITE_BEHIND_BYTES}) and writes them in one write when that fills, before
+ * any read of the file, before its lease ends (so another process, or another instance of this
+ * one, never sees the file short), and when a checkpoint of the journal is about to sync the
+ * file (the journal calls back). A crash loses only the process's copy: replay at the next
+ * start writes them from the journal, as after a power loss. So that a full disk or a file
+ * size limit still refuses the append that does not fit (not a later write of what was
+ * acknowledged), the file is first extended with blank lines (padding, to readers) past what
+ * is held, a chunk at a time; the lease's end cuts what is left of them. Each operation
  * takes an advisory `flock` on the list file (shared to read, exclusive to write), so that two
  * processes never write one file at once, and notices changes made by another process. Small
  * writes are synchronous: to the page cache they cost less than the thread hand-off of an
@@ -25,16 +36,24 @@ import {
   syncDir,
 } from "./datamanager.ts";
 import {
+  appendRecords,
   type CorruptRecord,
-  encodeRecord,
   IndexMismatch,
-  newlines,
-  paddingBefore,
+  itemJson,
   parseSegment,
 } from "./format.ts";
 import { flushIndexLag, loadIndex, persistIndexLazily } from "./index.ts";
 import { listJournalFor } from "./journal.ts";
-import { CHUNK, concat, isNotFound, readAt, removeIfExists, writeAll, writeAllSync } from "./io.ts";
+import {
+  type ByteSink,
+  CHUNK,
+  isNotFound,
+  newSink,
+  readAt,
+  removeIfExists,
+  writeAll,
+  writeAllSync,
+} from "./io.ts";
 import { createFileCache, type FileState, growEnds, LEASE_MAX_MS, resetState } from "./leases.ts";
 import { type ShiftMethod, trimHead, truncateTail } from "./trim.ts";
 
@@ -45,7 +64,21 @@ export interface ListStoreOptions {
    * by the filesystem, copying otherwise. `off`: always copy.
    */
   readonly ffi?: "auto" | "off";
+  /**
+   * Where the process holds the journal: write appended bytes to the list file later, in one
+   * write of many appends (see {@link WRITE_BEHIND_BYTES}), since the journal already holds
+   * them durably. Off by default: the file on disk then lags what the store returns (it
+   * never lags what another process or a crash recovery sees: the lease ends, a read and
+   * every checkpoint write them first).
+   */
+  readonly writeBehind?: boolean;
 }
+
+/**
+ * Write-behind bytes a leased list file holds at most before they are written (more when one
+ * batch brings more); a batch of more than this is written at once.
+ */
+export const WRITE_BEHIND_BYTES = 32 * 1024;
 
 /** What {@link FileListStore.stat} reports about one user's list. */
 export interface ListStat {
@@ -67,6 +100,39 @@ export interface FileListStore<T> extends ListStore<T> {
 
 const log = getLogger("storage", "list");
 
+// Blank lines, the room made ahead of held bytes (never written to: only its prefixes are).
+let blankLines = new Uint8Array(0);
+
+function blanks(n: number): Uint8Array {
+  if (blankLines.length < n) blankLines = new Uint8Array(n).fill(0x0a);
+  return blankLines.subarray(0, n);
+}
+
+// A batch written at once is encoded here (written before anything else runs); one grown
+// past a chunk is let go after its batch.
+let scratch = newSink(64 * 1024);
+
+/**
+ * Writes what `state` holds back (write-behind) to its leased file, at the end of what the
+ * file has. Throws when it cannot: the bytes stay held, the lease with them.
+ */
+function writeBehind(state: FileState): void {
+  const held = state.behind;
+  if (held === null || held.len === 0) return;
+  const file = state.file;
+  if (file === null) throw new Error(`List file ${state.listPath}: held bytes without a lease`);
+  const at = state.behindAt;
+  if (state.pos !== at) {
+    state.pos = -1;
+    state.pos = file.seekSync(at, Deno.SeekMode.Start);
+  }
+  state.pos = -1;
+  writeAllSync(file, held.buf.subarray(0, held.len));
+  state.pos = at + held.len;
+  state.behindAt = at + held.len;
+  held.len = 0;
+}
+
 /** A rejected promise for a non-integer index (the API never throws synchronously). */
 function badIndex(...indexes: readonly number[]): Promise<never> | undefined {
   const bad = indexes.find((i) => !Number.isInteger(i));
@@ -86,10 +152,27 @@ export function openListStore<T>(
 ): FileListStore<T> {
   encodePathPart(store); // fail at open time, not at first use
   const ffi = opts.ffi ?? "auto";
+  const behindOn = opts.writeBehind ?? false;
   const { stateFor, serialised, startLease, endLease, takeFromSibling } = createFileCache(
     dataDir,
     store,
-    flushIndexLag,
+    (state) => {
+      // The list's bytes before the index that points at them, both before the lock goes.
+      writeBehind(state);
+      // The room made for held bytes (blank lines) is cut, unless the file is busy: then the
+      // next lease takes it up (a cut costs more than the writes it saves).
+      const keep = state.keepRoom;
+      state.keepRoom = false;
+      state.room = -1;
+      if (state.reserved > state.validEnd) {
+        if (keep) state.room = state.reserved;
+        else state.file?.truncateSync(state.validEnd);
+      }
+      state.reserved = -1;
+      // An idle file keeps no buffer.
+      state.behind = null;
+      flushIndexLag(state);
+    },
   );
 
   /**
@@ -173,7 +256,9 @@ export function openListStore<T>(
     return serialised(state, async () => {
       const leased = state.file;
       if (leased !== null) {
-        // Ours alone while leased: nothing to check. The reads move the position.
+        // Ours alone while leased: nothing to check, but what it holds back goes first. The
+        // reads move the position.
+        writeBehind(state);
         state.pos = -1;
         state.lastUse = performance.now();
         try {
@@ -225,7 +310,7 @@ export function openListStore<T>(
     return out;
   }
 
-  async function writeBatch(state: FileState, records: readonly Uint8Array[]): Promise<void> {
+  async function writeBatch(state: FileState, jsons: readonly string[]): Promise<void> {
     let file = state.file;
     if (file === null) {
       const acquired = await acquire(state, true, true);
@@ -235,36 +320,74 @@ export function openListStore<T>(
     }
     let ok = false;
     try {
+      // The room this store left at the end of the last lease, the file as it was then: kept.
+      if (state.room > state.validEnd && state.room === state.size) {
+        state.reserved = state.room;
+        state.size = state.validEnd;
+      }
+      state.room = -1;
+      // A tail cut (after a reload) takes any room made for held bytes with it.
+      if (state.size !== state.validEnd) state.reserved = -1;
       await truncateTail(state, file);
       const start = state.validEnd;
-      const parts: Uint8Array[] = [];
-      const newEnds: number[] = [];
-      let off = start;
-      for (const rec of records) {
-        const pad = paddingBefore(off, rec.length);
-        if (pad > 0) parts.push(newlines(pad));
-        off += pad + rec.length;
-        parts.push(rec);
-        newEnds.push(off);
-      }
-      try {
-        const data = parts.length === 1 ? parts[0] : concat(parts);
-        if (state.pos !== start) {
-          state.pos = -1;
-          state.pos = file.seekSync(start, Deno.SeekMode.Start);
+      const journal = listJournalFor(dataDir);
+      let chars = 0;
+      for (const j of jsons) chars += j.length;
+      // UTF-8 has at least a byte per UTF-16 unit: more than this many units is a big batch.
+      const behind = behindOn && journal !== undefined && chars <= WRITE_BEHIND_BYTES;
+      let sink: ByteSink;
+      if (behind) {
+        sink = state.behind ??= newSink(4096);
+        if (sink.len > 0 && sink.len + chars > WRITE_BEHIND_BYTES) writeBehind(state);
+        if (sink.len === 0) state.behindAt = start;
+        else if (state.behindAt + sink.len !== start) {
+          // Held bytes end where the list does, or they would land in the wrong place.
+          throw new Error(`List file ${state.listPath}: held bytes do not end at ${start}`);
         }
-        state.pos = -1;
-        // Megabytes at once (an import) would hold up the event loop: those go off-thread.
-        if (data.length > CHUNK) await writeAll(file, data);
-        else writeAllSync(file, data);
-        state.pos = start + data.length;
-        const journal = listJournalFor(dataDir);
-        if (journal === undefined) await file.syncData();
-        else await journal.commit(state.relPath, state.ino ?? 0, start, data);
+      } else {
+        // Written now, after what is held back (never before: the file has no gaps).
+        writeBehind(state);
+        scratch.len = 0;
+        sink = scratch;
+      }
+      const from = sink.len;
+      const newEnds = appendRecords(sink, jsons, start);
+      const data = sink.buf.subarray(from, sink.len);
+      try {
+        if (behind && journal !== undefined) {
+          // No room on disk for them (a full disk, a file size limit): everything held is
+          // written now, this batch too, which then fails as a write would.
+          if (!makeRoom(state, file, start, start + data.length)) writeBehind(state);
+          // The journal copies the bytes before this returns: the sink may move on.
+          state.writeBehind ??= () => writeBehind(state);
+          await journal.commit(state.relPath, state.ino ?? 0, start, data, state.writeBehind);
+        } else {
+          if (state.pos !== start) {
+            state.pos = -1;
+            state.pos = file.seekSync(start, Deno.SeekMode.Start);
+          }
+          state.pos = -1;
+          // Megabytes at once (an import) would hold up the event loop: those go off-thread,
+          // out of a buffer of their own (the shared one serves others meanwhile).
+          const bytes = data.length > CHUNK ? data.slice() : data;
+          if (scratch.buf.length > CHUNK) scratch = newSink(64 * 1024);
+          if (bytes !== data) await writeAll(file, bytes);
+          else writeAllSync(file, bytes);
+          state.pos = start + bytes.length;
+          if (journal === undefined) await file.syncData();
+          else await journal.commit(state.relPath, state.ino ?? 0, start, bytes);
+        }
       } catch (err) {
         // ENOSPC/EFBIG/EIO: leave no partial record behind, so later appends follow good data.
         state.loaded = false;
+        const held = state.behind;
+        // Not written yet (the bytes held back before it are): it is simply dropped.
+        if (behind && held !== null && state.behindAt <= start) {
+          held.len = start - state.behindAt;
+        }
+        state.reserved = -1;
         try {
+          writeBehind(state);
           await file.truncate(start);
           await file.syncData();
         } catch (undo) {
@@ -275,6 +398,7 @@ export function openListStore<T>(
         }
         throw err;
       }
+      const off = newEnds[newEnds.length - 1];
       growEnds(state, newEnds.length);
       for (const e of newEnds) state.ends[state.count++] = e;
       state.validEnd = off;
@@ -286,7 +410,46 @@ export function openListStore<T>(
       const now = performance.now();
       state.lastUse = now;
       // After a failure the next batch starts from a fresh look at the file.
-      if (!ok || now - state.leasedAt >= LEASE_MAX_MS) endLease(state);
+      if (!ok || now - state.leasedAt >= LEASE_MAX_MS) {
+        state.keepRoom = ok;
+        try {
+          endLease(state);
+        } catch (err) {
+          // Held bytes that cannot be written keep the lease (the journal has them); the
+          // append itself is answered by how it went.
+          log.error("List file {path}: lease kept, its end failed: {error}", {
+            path: state.listPath,
+            error: err instanceof Error ? err.message : String(err),
+          });
+        }
+      }
+    }
+  }
+
+  /**
+   * Makes sure the leased file has room on disk for held bytes from `start` to `end`: a full
+   * disk or a file size limit then refuses the append now, as a write would, not when the
+   * held bytes are written later. The room is blank lines, which readers skip, ahead of what
+   * is held, {@link WRITE_BEHIND_BYTES} more at a time. False when it cannot be made.
+   */
+  function makeRoom(state: FileState, file: Deno.FsFile, start: number, end: number): boolean {
+    // Unknown: the file ends at `start` (its last record; a lease starts without held bytes).
+    if (state.reserved < start) state.reserved = start;
+    if (end <= state.reserved) return true;
+    const to = end + WRITE_BEHIND_BYTES;
+    try {
+      // The held bytes, if any, belong below `reserved`: this only extends the file.
+      state.pos = -1;
+      state.pos = file.seekSync(state.reserved, Deno.SeekMode.Start);
+      state.pos = -1;
+      writeAllSync(file, blanks(to - state.reserved));
+      state.pos = to;
+      state.reserved = to;
+      return true;
+    } catch {
+      // Some of it may be there: blank lines, overwritten or cut like any padding.
+      state.reserved = -1;
+      return false;
     }
   }
 
@@ -296,8 +459,9 @@ export function openListStore<T>(
       while (state.pending.length > 0) {
         // Everything that queued up while the previous batch was syncing goes in one write.
         const batch = state.pending.splice(0);
+        const jsons = batch.length === 1 ? batch[0].jsons : batch.flatMap((b) => b.jsons);
         try {
-          await serialised(state, () => writeBatch(state, batch.flatMap((b) => b.records)));
+          await serialised(state, () => writeBatch(state, jsons));
           for (const b of batch) b.resolve();
         } catch (err) {
           for (const b of batch) b.reject(err);
@@ -309,16 +473,16 @@ export function openListStore<T>(
   }
 
   function append(host: string, user: string, items: readonly T[]): Promise<void> {
-    let records: Uint8Array[];
+    let jsons: string[];
     try {
-      records = items.map(encodeRecord);
+      jsons = items.map(itemJson);
     } catch (err) {
       return Promise.reject(err);
     }
-    if (records.length === 0) return Promise.resolve();
+    if (jsons.length === 0) return Promise.resolve();
     const state = stateFor(host, user);
     return new Promise<void>((resolve, reject) => {
-      state.pending.push({ records, resolve, reject });
+      state.pending.push({ jsons, resolve, reject });
       if (!state.flushing) void flush(state);
     });
   }
