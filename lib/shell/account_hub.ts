@@ -89,6 +89,10 @@ export interface AccountHubDeps {
 }
 
 interface Entry {
+  readonly bare: string;
+  /** `bare` split once, for the stores' arguments. */
+  readonly host: string;
+  readonly user: string;
   state?: AccountState;
   /**
    * `state.lastArchived` holds the newest archived stamp. Read before the first op that may
@@ -136,6 +140,42 @@ function split(bare: string): [string, string] {
   return [bare.slice(at + 1), bare.slice(0, at)];
 }
 
+const storesOf = (ms: readonly { readonly store: string }[]): string[] => ms.map((m) => m.store);
+const unique = (names: readonly string[]): readonly string[] => [...new Set(names)];
+
+// The module stores most ops need, made once: screening modules (XEP-0191 blocking) judge every
+// op, and those watching for messages that wait (XEP-0357 push) the `WAITING_OPS` too.
+const SCREEN_STORES = unique(storesOf(ACCOUNT_SCREEN));
+const SCREEN_WAITING_STORES = unique([
+  ...storesOf(ACCOUNT_SCREEN),
+  ...storesOf(ACCOUNT_WAITING),
+]);
+
+/** The module stores `op` needs, screening modules' first. */
+function storesFor(op: AccountOp): readonly string[] {
+  let stores: string[];
+  if (op.kind === "session-bound") stores = storesOf(ACCOUNT_BOUND);
+  else if (op.kind === "module-iq") {
+    const payload = childElements(op.iq)[0];
+    const entry = payload === undefined ? undefined : ACCOUNT_IQ.get(payloadKey(payload));
+    if (entry === undefined) stores = [];
+    else stores = [entry.store, ...entry.alsoStores];
+  } else if (op.kind === "resource-caps") stores = storesOf(ACCOUNT_CAPS);
+  // The common case (messages, presence): a list made once, nothing allocated.
+  else return WAITING_OPS.has(op.kind) ? SCREEN_WAITING_STORES : SCREEN_STORES;
+  if (WAITING_OPS.has(op.kind)) stores = [...stores, ...storesOf(ACCOUNT_WAITING)];
+  return unique([...storesOf(ACCOUNT_SCREEN), ...stores]);
+}
+
+/** The stores `op` needs that `state` lacks; undefined when it has them all (the common case). */
+function missingStores(state: AccountState, op: AccountOp): string[] | undefined {
+  let missing: string[] | undefined;
+  for (const name of storesFor(op)) {
+    if (!(name in state.modules)) (missing ??= []).push(name);
+  }
+  return missing;
+}
+
 /** A hub over the given stores. */
 export function createAccountHub(deps: AccountHubDeps): AccountHub {
   const entries = new Map<string, Entry>();
@@ -177,18 +217,16 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     };
   }
 
-  /** Fills in `lastArchived` from the archive's newest item before an op that may archive. */
-  async function withArchiveTail(
-    bare: string,
-    entry: Entry,
-    state: AccountState,
-    op: AccountOp,
-  ): Promise<AccountState> {
+  /** Whether `lastArchived` must be read from the archive before `op` (see `Entry`). */
+  function needsArchiveTail(entry: Entry, state: AccountState, op: AccountOp): boolean {
     // Nothing is archived for a JID without an account (whose name may not even be storable).
-    if (entry.archiveTail || !deps.ctx.archive.enabled || !state.exists) return state;
-    if (op.kind !== "incoming-message" && op.kind !== "outgoing-message") return state;
-    const [host, user] = split(bare);
-    const { last } = await deps.archive.metadata(host, user);
+    if (entry.archiveTail || !deps.ctx.archive.enabled || !state.exists) return false;
+    return op.kind === "incoming-message" || op.kind === "outgoing-message";
+  }
+
+  /** Fills in `lastArchived` from the archive's newest item. */
+  async function withArchiveTail(entry: Entry, state: AccountState): Promise<AccountState> {
+    const { last } = await deps.archive.metadata(entry.host, entry.user);
     entry.archiveTail = true;
     return { ...state, lastArchived: Math.max(state.lastArchived, last?.ts ?? 0) };
   }
@@ -200,26 +238,13 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     return store;
   }
 
-  /** Loads the module data an op needs, so that the reducer finds it in the state. */
+  /** Loads the module data of `stores`, so that the reducer finds it in the state. */
   async function withModuleData(
-    bare: string,
+    entry: Entry,
     state: AccountState,
-    op: AccountOp,
+    stores: readonly string[],
   ): Promise<AccountState> {
-    let stores: string[] = [];
-    if (op.kind === "session-bound") stores = ACCOUNT_BOUND.map((m) => m.store);
-    else if (op.kind === "module-iq") {
-      const payload = childElements(op.iq)[0];
-      const entry = payload === undefined ? undefined : ACCOUNT_IQ.get(payloadKey(payload));
-      if (entry !== undefined) stores = [entry.store, ...entry.alsoStores];
-    } else if (op.kind === "resource-caps") stores = ACCOUNT_CAPS.map((m) => m.store);
-    // Modules watching for messages that wait (XEP-0357 push) judge these ops.
-    if (WAITING_OPS.has(op.kind)) stores = [...stores, ...ACCOUNT_WAITING.map((m) => m.store)];
-    // Screening modules (XEP-0191 blocking) judge every op, so their data is always at hand.
-    stores = [...ACCOUNT_SCREEN.map((m) => m.store), ...stores];
-    stores = [...new Set(stores)].filter((name) => !(name in state.modules));
-    if (stores.length === 0) return state;
-    const [host, user] = split(bare);
+    const { host, user } = entry;
     const loaded = await Promise.all(stores.map((name) => moduleStore(name).get(host, user)));
     const modules = { ...state.modules };
     stores.forEach((name, i) => modules[name] = loaded[i]);
@@ -227,35 +252,26 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
   }
 
   /**
-   * Carries out one output, in order with the others of its op. What it routes on is not
-   * waited for here (two accounts' queues must never wait for each other) but added to
-   * `onward`, which the op's submitter waits for.
+   * Carries out one output, in order with the others of its op: a promise when it waits for a
+   * store, nothing when it is done already (a delivery, a route), so that an op awaits only
+   * what is asynchronous. What it routes on is not waited for here (two accounts' queues must
+   * never wait for each other) but added to `onward`, which the op's submitter waits for.
    */
-  async function execute(
-    bare: string,
+  function execute(
+    entry: Entry,
     out: AccountOutput,
-    onward: Promise<void>[] = [],
-  ): Promise<void> {
-    const [host, user] = split(bare);
+    onward: Promise<void>[],
+  ): Promise<void> | void {
+    const { bare, host, user } = entry;
     switch (out.kind) {
       case "store-roster":
-        await deps.rosters.set(host, user, out.roster);
-        return;
-      case "store-offline": {
-        if (out.action === "append") {
-          await deps.offline.append(host, user, out.message);
-          return;
-        }
+        return deps.rosters.set(host, user, out.roster);
+      case "store-offline":
         // A session gone meanwhile must not cost the messages: failing reloads the account's
         // count from the store, where they still are.
-        const session = deps.registry.get(out.to);
-        if (session === undefined) throw new Error(`${out.to} left before its offline messages`);
-        for (const stanza of await deps.offline.all(host, user)) {
-          session.dispatch({ kind: "inbound", stanza });
-        }
-        await deps.offline.delete(host, user);
-        return;
-      }
+        return out.action === "append"
+          ? deps.offline.append(host, user, out.message)
+          : sendOffline(entry, out.to);
       case "deliver":
         deps.registry.get(out.to)?.dispatch({ kind: "inbound", stanza: out.stanza });
         return;
@@ -293,57 +309,84 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
         }
         return;
       }
-      case "delete-account": {
-        const ok = await deleteAccount(bare);
-        // The reducer answers the deletion within the same op: nothing comes in between.
-        const entry = entries.get(bare)!;
-        const [next, outputs] = reduceAccount(
-          entry.state!,
-          { kind: "account-removed", iq: out.iq, ok },
-          ctx,
-        );
-        entry.state = next;
-        for (const o of outputs) await execute(bare, o, onward);
-        if (!ok) {
-          // Part of the data may be gone: what is cached is read again for the next op.
-          entry.state = undefined;
-          entry.archiveTail = false;
-        }
-        return;
-      }
+      case "delete-account":
+        return removeAndAnswer(entry, out.iq, onward);
       case "end-sessions":
         endSessions(bare, out.reply);
         return;
       case "archive-append":
-        await deps.archive.append(host, user, [out.item]);
-        return;
+        return deps.archive.append(host, user, [out.item]);
       case "sm-stash":
-        await deps.smStash?.append(host, user, out.sid, out.messages);
-        return;
+        return deps.smStash?.append(host, user, out.sid, out.messages);
       case "sm-unstash":
-        await deps.smStash?.drop(host, user, out.sid);
-        return;
+        return deps.smStash?.drop(host, user, out.sid);
       case "store-prefs":
-        await deps.prefs.set(host, user, out.prefs);
-        return;
+        return deps.prefs.set(host, user, out.prefs);
       case "store-module": {
         const store = moduleStore(out.store);
-        if (out.data === undefined) await store.delete(host, user);
-        else await store.set(host, user, out.data);
-        return;
+        return out.data === undefined ? store.delete(host, user) : store.set(host, user, out.data);
       }
       // The shell loads; the reducers decide what is sent.
-      case "mam-query": {
-        const page = await deps.archive.query(host, user, out.query);
-        for (const o of mamPageAnswer(out.iq, out.query, page)) await execute(bare, o, onward);
-        return;
-      }
-      case "mam-metadata": {
-        const { first, last } = await deps.archive.metadata(host, user);
-        for (const o of mamMetadataAnswer(out.iq, first, last)) await execute(bare, o, onward);
-        return;
-      }
+      case "mam-query":
+        return answerMamQuery(entry, out.iq, out.query, onward);
+      case "mam-metadata":
+        return answerMamMetadata(entry, out.iq, onward);
     }
+  }
+
+  /** Carries out `outputs` in order, each store finished before what follows it. */
+  async function executeAll(
+    entry: Entry,
+    outputs: readonly AccountOutput[],
+    onward: Promise<void>[],
+  ): Promise<void> {
+    for (const o of outputs) await execute(entry, o, onward);
+  }
+
+  async function sendOffline(entry: Entry, to: string): Promise<void> {
+    const { host, user } = entry;
+    const session = deps.registry.get(to);
+    if (session === undefined) throw new Error(`${to} left before its offline messages`);
+    for (const stanza of await deps.offline.all(host, user)) {
+      session.dispatch({ kind: "inbound", stanza });
+    }
+    await deps.offline.delete(host, user);
+  }
+
+  async function removeAndAnswer(
+    entry: Entry,
+    iq: Element,
+    onward: Promise<void>[],
+  ): Promise<void> {
+    const ok = await deleteAccount(entry.bare);
+    // The reducer answers the deletion within the same op: nothing comes in between.
+    const [next, outputs] = reduceAccount(entry.state!, { kind: "account-removed", iq, ok }, ctx);
+    entry.state = next;
+    await executeAll(entry, outputs, onward);
+    if (!ok) {
+      // Part of the data may be gone: what is cached is read again for the next op.
+      entry.state = undefined;
+      entry.archiveTail = false;
+    }
+  }
+
+  async function answerMamQuery(
+    entry: Entry,
+    iq: Element,
+    query: Extract<AccountOutput, { kind: "mam-query" }>["query"],
+    onward: Promise<void>[],
+  ): Promise<void> {
+    const page = await deps.archive.query(entry.host, entry.user, query);
+    await executeAll(entry, mamPageAnswer(iq, query, page), onward);
+  }
+
+  async function answerMamMetadata(
+    entry: Entry,
+    iq: Element,
+    onward: Promise<void>[],
+  ): Promise<void> {
+    const { first, last } = await deps.archive.metadata(entry.host, entry.user);
+    await executeAll(entry, mamMetadataAnswer(iq, first, last), onward);
   }
 
   /**
@@ -383,24 +426,43 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
   }
 
   /**
-   * Runs one op. Whatever fails (loading the account, a store, the reducer), the op gets the
-   * answer {@link failedOpReplies} gives, unless something of it was sent already, and the
-   * queue goes on with the next: one bad op never takes its neighbours with it.
+   * Runs the account's queue until it is empty. Each op's submitter hears once the op was
+   * carried out and what it routed on is durable (`onward`).
    */
-  async function run(bare: string, entry: Entry, queued: Queued): Promise<void> {
-    const { done } = queued;
-    const onward: Promise<void>[] = [];
+  async function drain(entry: Entry): Promise<void> {
+    const { bare, queue } = entry;
     try {
-      const op = queued.op instanceof Promise ? await queued.op : queued.op;
-      try {
-        if (op !== undefined) await runOp(bare, entry, op, onward);
-      } finally {
-        if (op?.kind === "initial-presence") announced(bare, op.fullJid);
+      while (queue.length > 0) {
+        const { op: next, done } = queue.shift()!;
+        const onward: Promise<void>[] = [];
+        try {
+          // A kept place waits here, holding the ops behind it, until it is filled or given up.
+          const op = next instanceof Promise ? await next : next;
+          if (op !== undefined) {
+            try {
+              await runOp(entry, op, onward);
+            } finally {
+              if (op.kind === "initial-presence") announced(bare, op.fullJid);
+            }
+          }
+        } finally {
+          if (onward.length === 0) done();
+          // One route onward (a message to one recipient): no list of outcomes to settle.
+          else if (onward.length === 1) onward[0].then(done, done);
+          else settled(onward).then(done);
+        }
       }
     } finally {
-      if (onward.length === 0) done();
-      else settled(onward).then(done);
+      entry.running = false;
+      if (queue.length > 0) start(entry);
+      else if (!online(bare)) entries.delete(bare);
     }
+  }
+
+  /** Whether a session of `bare` is bound (its account's data is kept while one is). */
+  function online(bare: string): boolean {
+    const { registry } = deps;
+    return registry.hasResources?.(bare) ?? registry.resourcesOf(bare).length > 0;
   }
 
   function announced(bare: string, fullJid: string): void {
@@ -409,32 +471,36 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     if (waiting?.size === 0) announcing.delete(bare);
   }
 
-  async function runOp(
-    bare: string,
-    entry: Entry,
-    op: AccountOp,
-    onward: Promise<void>[],
-  ): Promise<void> {
+  /**
+   * Runs one op. Whatever fails (loading the account, a store, the reducer), the op gets the
+   * answer {@link failedOpReplies} gives, unless something of it was sent already, and the
+   * queue goes on with the next: one bad op never takes its neighbours with it. Only what is
+   * asynchronous is awaited: an account in memory with its module data goes straight to its
+   * reducer, and a delivery or a route is not a wait.
+   */
+  async function runOp(entry: Entry, op: AccountOp, onward: Promise<void>[]): Promise<void> {
     let sent = false;
     let executing = false;
     try {
-      let state = entry.state ?? await load(bare);
-      entry.state = state;
-      state = await withModuleData(bare, state, op);
-      state = await withArchiveTail(bare, entry, state, op);
-      entry.state = state;
+      let state = entry.state ?? (entry.state = await load(entry.bare));
+      const stores = missingStores(state, op);
+      if (stores !== undefined) state = entry.state = await withModuleData(entry, state, stores);
+      if (needsArchiveTail(entry, state, op)) {
+        state = entry.state = await withArchiveTail(entry, state);
+      }
       const [next, outputs] = reduceAccount(state, op, ctx);
       entry.state = next;
       // In order, each store finished before what follows it is sent (persist, then
       // acknowledge).
       for (const out of outputs) {
         executing = true;
-        await execute(bare, out, onward);
+        const stored = execute(entry, out, onward);
+        if (stored !== undefined) await stored;
         if (ANSWERS.has(out.kind)) sent = true;
       }
     } catch (err) {
       deps.log.error("Account {bare}: {op} failed: {err}", {
-        bare,
+        bare: entry.bare,
         op: op.kind,
         err: String(err),
       });
@@ -447,10 +513,10 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       if (sent) return;
       for (const out of failedOpReplies(op)) {
         try {
-          await execute(bare, out, onward);
+          await execute(entry, out, onward);
         } catch (e) {
           deps.log.error("Account {bare}: answering a failed {op} failed: {err}", {
-            bare,
+            bare: entry.bare,
             op: op.kind,
             err: String(e),
           });
@@ -459,19 +525,9 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     }
   }
 
-  async function drain(bare: string, entry: Entry): Promise<void> {
-    try {
-      while (entry.queue.length > 0) await run(bare, entry, entry.queue.shift()!);
-    } finally {
-      entry.running = false;
-      if (entry.queue.length > 0) start(bare, entry);
-      else if (deps.registry.resourcesOf(bare).length === 0) entries.delete(bare);
-    }
-  }
-
-  function start(bare: string, entry: Entry): void {
+  function start(entry: Entry): void {
     entry.running = true;
-    const p = drain(bare, entry);
+    const p = drain(entry);
     running.add(p);
     p.finally(() => running.delete(p));
   }
@@ -484,12 +540,14 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     }
     let entry = entries.get(bare);
     if (entry === undefined) {
-      entries.set(bare, entry = { queue: [], running: false, archiveTail: false });
+      const [host, user] = split(bare);
+      entry = { bare, host, user, queue: [], running: false, archiveTail: false };
+      entries.set(bare, entry);
     }
     let done!: () => void;
     const effects = new Promise<void>((resolve) => (done = resolve));
     entry.queue.push({ op, done });
-    if (!entry.running) start(bare, entry);
+    if (!entry.running) start(entry);
     return effects;
   }
 

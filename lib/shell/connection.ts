@@ -125,7 +125,7 @@ interface C2s extends Driver<Session, Event, Output> {
 
 /** A stanza on its way to a user (see `C2s.inFlight`). */
 interface InFlight {
-  /** Settles once it has arrived (its effects are done). */
+  /** Settles once it has arrived (its effects are done); may reject. */
   readonly done: Promise<void>;
   /** A message that passes the account queues (see {@link passesQueues}). */
   readonly queued: boolean;
@@ -143,40 +143,51 @@ function passesQueues(d: C2s, stanza: Element, key: string): boolean {
   return d.deps.ctx.hosts.includes(key.slice(key.indexOf("@") + 1));
 }
 
+/** Adds `p` to the effects a later `<a/>` waits for, until it settles. */
 function track(d: C2s, p: Promise<void> | void): void {
   if (p === undefined) return;
   const effects = d.effects ??= new Set();
   effects.add(p);
-  p.then(() => effects.delete(p));
+  const settle = () => effects.delete(p);
+  p.then(settle, settle);
 }
 
 /**
  * Routes a stanza after what this connection routed to the same user (`key`, a bare JID) before
- * (RFC 6120 §10.1).
+ * (RFC 6120 §10.1), and tracks its effects (see {@link track}). One callback per routed
+ * stanza ends both its tracking and its place in `inFlight`: a message that passes the archive
+ * makes no other closure or promise here.
  */
 function routeInOrder(
   d: C2s,
   stanza: Element,
   then: readonly Element[] | undefined,
   key: string | undefined,
-): Promise<void> | void {
+): void {
   const opts = then === undefined ? undefined : { then };
   const entry = key === undefined ? undefined : d.inFlight?.get(key);
   const queued = entry !== undefined && passesQueues(d, stanza, key!);
   const before = entry === undefined || (queued && entry.queued) ? undefined : entry.done;
+  let routed: Promise<void> | void;
   // Nothing on its way to this user (the common case): routed now, no closure made.
-  const routed = before === undefined
-    ? d.deps.route(stanza, opts)
-    : before.then(() => d.deps.route(stanza, opts));
-  if (key === undefined || routed === undefined) return routed;
+  if (before === undefined) routed = d.deps.route(stanza, opts);
+  else {
+    // Whether what went before arrived or failed, this one goes.
+    const go = () => d.deps.route(stanza, opts);
+    routed = before.then(go, go);
+  }
+  if (key === undefined || routed === undefined) return track(d, routed);
+  const p = routed;
+  const effects = d.effects ??= new Set();
+  effects.add(p);
   const inFlight = d.inFlight ??= new Map();
-  const done = routed.then(() => {}, () => {});
-  const mine: InFlight = { done, queued: queued || passesQueues(d, stanza, key) };
+  const mine: InFlight = { done: p, queued: queued || passesQueues(d, stanza, key) };
   inFlight.set(key, mine);
-  done.then(() => {
+  const settle = () => {
+    effects.delete(p);
     if (inFlight.get(key) === mine) inFlight.delete(key);
-  });
-  return routed;
+  };
+  p.then(settle, settle);
 }
 
 function noteTarget(d: C2s, bare: string | undefined): void {
@@ -245,7 +256,7 @@ function execute(d: C2s, out: Exclude<Output, { kind: "send" | "open-stream" | "
       // A user's, not a domain's (a domain holds no `@`).
       const bare = to !== undefined && to.includes("@") ? to : undefined;
       if (phaseOf(d.session) !== "unauthenticated") noteTarget(d, bare);
-      track(d, routeInOrder(d, out.stanza, out.then, bare));
+      routeInOrder(d, out.stanza, out.then, bare);
       return;
     }
     case "account":

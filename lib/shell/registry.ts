@@ -31,6 +31,11 @@ export interface Registry {
   unbind(fullJid: string, h: SessionHandle): void;
   get(fullJid: string): SessionHandle | undefined;
   resourcesOf(bareJid: string): readonly ResourceView[];
+  /**
+   * Whether `bareJid` has a bound session: what `resourcesOf(bareJid).length > 0` says, without
+   * making its views (the account hub asks after every op). Optional for stand-ins in tests.
+   */
+  hasResources?(bareJid: string): boolean;
   /** Every connection, bound or not. */
   connections(): readonly SessionHandle[];
   addConnection(h: SessionHandle): void;
@@ -115,6 +120,7 @@ export function createRegistry(
       for (const full of set) out.push(viewOf(full, byFull.get(full)!.session()));
       return out;
     },
+    hasResources: (bareJid) => byBare.has(bareJid),
     connections: () => [...live],
     addConnection: (h) => void live.add(h),
     removeConnection: (h) => void live.delete(h),

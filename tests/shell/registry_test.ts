@@ -86,3 +86,26 @@ Deno.test("registry: a replacing handle's session is shown, not the replaced one
   assert.equal(registry.bind("juliet@example.com/r", fresh), old);
   assert.equal(registry.resourcesOf("juliet@example.com")[0].priority, 2);
 });
+
+Deno.test("registry: hasResources says what resourcesOf's length says, through binds and unbinds", () => {
+  const registry = createRegistry();
+  const bare = "juliet@example.com";
+  const agree = (expected: boolean) => {
+    assert.equal(registry.hasResources?.(bare), expected);
+    assert.equal(registry.resourcesOf(bare).length > 0, expected);
+  };
+  agree(false);
+  const a = handleOf(bound("a"));
+  const b = handleOf(bound("b"));
+  registry.bind(`${bare}/a`, a);
+  registry.bind(`${bare}/b`, b);
+  agree(true);
+  registry.unbind(`${bare}/a`, a);
+  agree(true);
+  // Not the registered handle: nothing changes.
+  registry.unbind(`${bare}/b`, a);
+  agree(true);
+  registry.unbind(`${bare}/b`, b);
+  agree(false);
+  assert.equal(registry.hasResources?.("romeo@example.com"), false);
+});
