@@ -7,7 +7,6 @@
  * @module
  */
 import type tls from "node:tls";
-import { setImmediate } from "node:timers";
 import type { ChannelBindings } from "../core/session.ts";
 import { type Driver, hangUp, pressured, receive, type Transport } from "./driver.ts";
 import { whenRelieved } from "./flow.ts";
@@ -61,31 +60,6 @@ function takeOut(need: number): Uint8Array {
 function giveOut(buf: Uint8Array): void {
   // Larger ones were made for one large batch: they go with it.
   if (buf.length === OUT_SIZE && outPool.length < OUT_POOL_MAX) outPool.push(buf);
-}
-
-// Connections with output queued this turn of the event loop, flushed together by one
-// immediate: it runs once the microtask queue is empty (and after the I/O the loop completed
-// in the same turn), with no timer's delay. A microtask would flush too soon: deliveries
-// released by one journal commit resume at different depths of the microtask queue, and each
-// after the first would cost its own TLS record and write syscall (on loopback, the write is
-// most of a delivery's CPU). One immediate serves every connection; the list holds one entry
-// per connection with output, rarely two (a STARTTLS or a close flushes at once).
-let dueFlushes: (() => unknown)[] = [];
-let flushArmed = false;
-
-function flushDue(): void {
-  flushArmed = false;
-  const due = dueFlushes;
-  dueFlushes = [];
-  for (const flush of due) flush();
-}
-
-function flushSoon(flush: () => unknown): void {
-  dueFlushes.push(flush);
-  if (!flushArmed) {
-    flushArmed = true;
-    setImmediate(flushDue);
-  }
 }
 
 /** The peer's address, for limits and logs. */
@@ -319,7 +293,7 @@ export function tcpTransport<S, E, O>(
       queue(text);
       if (!scheduled) {
         scheduled = true;
-        flushSoon(flush);
+        queueMicrotask(flush);
       }
     },
     read() {

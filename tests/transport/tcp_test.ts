@@ -1,7 +1,11 @@
 /**
- * The TCP transport's writes, on a real loopback socket: what is sent in one turn of the event
- * loop leaves in one write, however deep in the microtask queue each send was made (deliveries
- * released by one journal commit resume at different depths), and nothing waits for a later turn.
+ * The TCP transport's writes, on a real loopback socket: what is sent in one run of code leaves
+ * in one write, and nothing waits for a later turn. (Flushing once per turn of the event loop
+ * instead, as Prosody's network layer does, saved a third of the writes under load, but
+ * @xmpp/client 0.14, whose initial presence can overtake its own `<enable/>`, then acknowledged
+ * more XEP-0198 stanzas than were sent when the echo, `<enabled/>` and the next stanza came in
+ * one write, and the server rightly ended the stream (handled-count-too-high; tests/integration/
+ * mam_test.ts caught it). Kept per microtask for that client.)
  */
 import assert from "node:assert/strict";
 import { createDriver, type DriverKind } from "../../lib/transport/driver.ts";
@@ -71,24 +75,14 @@ async function pair() {
   return { d, counts, readUntil, close };
 }
 
-Deno.test("tcp: sends of one turn, at any microtask depth, leave in one write, in order", async () => {
+Deno.test("tcp: sends made in one run of code leave in one write, in order", async () => {
   const { d, counts, readUntil, close } = await pair();
   try {
-    const send = (id: string) => d.transport.send({ kind: "send", stanza: stanza(id) });
-    send("a");
-    // Continuations of one settled promise, each a few microtasks deeper than the one before.
-    const chain = async (id: string, depth: number) => {
-      for (let i = 0; i < depth; i++) await Promise.resolve();
-      send(id);
-    };
-    void chain("b", 3);
-    void chain("c", 10);
-    void chain("d", 40);
-    const text = await readUntil('id="d"');
+    for (const id of ["a", "b", "c"]) d.transport.send({ kind: "send", stanza: stanza(id) });
+    const text = await readUntil('id="c"');
     assert.equal(counts.writes, 1);
-    const order = ["a", "b", "c", "d"].map((id) => text.indexOf(`id="${id}"`));
-    assert.deepEqual([...order].sort((x, y) => x - y), order);
-    assert.ok(order[0] >= 0);
+    assert.ok(text.indexOf('id="a"') < text.indexOf('id="b"'));
+    assert.ok(text.indexOf('id="b"') < text.indexOf('id="c"'));
   } finally {
     close();
   }
@@ -107,23 +101,5 @@ Deno.test("tcp: a send is written in its own turn, without waiting for the next"
     assert.ok(text.indexOf('id="first"') < text.indexOf('id="second"'));
   } finally {
     close();
-  }
-});
-
-Deno.test("tcp: connections sending in the same turn each write once", async () => {
-  const a = await pair();
-  const b = await pair();
-  try {
-    for (const id of ["1", "2", "3"]) {
-      a.d.transport.send({ kind: "send", stanza: stanza(`a${id}`) });
-      b.d.transport.send({ kind: "send", stanza: stanza(`b${id}`) });
-      await Promise.resolve();
-    }
-    await Promise.all([a.readUntil('id="a3"'), b.readUntil('id="b3"')]);
-    assert.equal(a.counts.writes, 1);
-    assert.equal(b.counts.writes, 1);
-  } finally {
-    a.close();
-    b.close();
   }
 });
