@@ -104,19 +104,28 @@ Deno.test({
       for (const name of [".list-journal-0", ".list-journal-1"]) {
         assert.equal((await Deno.stat(join(dir, name))).size, 0, `${name} emptied`);
       }
-      for (const user of Object.keys(cuts)) {
-        assert.deepEqual(await ids(dir, user), report.acked[user], `${user} after replay`);
-        const store = openListStore<JournalItem>(dir, storeName);
-        const st = await store.stat(host, user);
-        assert.deepEqual(st.corrupt.filter((c) => c.kind === "checksum"), [], user);
-        const { records } = await scanRaw(listPath(dir, user));
-        assert.deepEqual(misplaced(records), [], `${user}: block layout`);
-      }
+      await assertReplayed(dir, Object.keys(cuts), report.acked);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   },
 });
+
+/** After replay, each list holds exactly what was acknowledged, checksummed and block-aligned. */
+async function assertReplayed(
+  dir: string,
+  users: readonly string[],
+  acked: Readonly<Record<string, readonly string[]>>,
+): Promise<void> {
+  const store = openListStore<JournalItem>(dir, storeName);
+  for (const user of users) {
+    assert.deepEqual(await ids(dir, user), acked[user], `${user} after replay`);
+    const st = await store.stat(host, user);
+    assert.deepEqual(st.corrupt.filter((c) => c.kind === "checksum"), [], user);
+    const { records } = await scanRaw(listPath(dir, user));
+    assert.deepEqual(misplaced(records), [], `${user}: block layout`);
+  }
+}
 
 Deno.test({
   name: "journal: a process that dies holding write-behind appends loses none: replay writes " +
@@ -149,14 +158,7 @@ Deno.test({
       const journal = await openListJournal(dir);
       assert.ok(journal !== undefined);
       await journal.close();
-      for (const user of users) {
-        assert.deepEqual(await ids(dir, user), report.acked[user], `${user} after replay`);
-        const store = openListStore<JournalItem>(dir, storeName);
-        const st = await store.stat(host, user);
-        assert.deepEqual(st.corrupt.filter((c) => c.kind === "checksum"), [], user);
-        const { records } = await scanRaw(listPath(dir, user));
-        assert.deepEqual(misplaced(records), [], `${user}: block layout`);
-      }
+      await assertReplayed(dir, users, report.acked);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
