@@ -232,6 +232,8 @@ async function spawnOurs(
       ...v8Flags(Deno.env.get("OUR_V8_FLAGS") ?? SERVER_V8_FLAGS),
       // Written when the process exits; `main.ts serve` exits normally on SIGTERM.
       ...(cpuProfDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`]),
+      // For heap snapshots of a loaded server (a DevTools client on this address).
+      ...(Deno.env.get("OUR_INSPECT") ? [`--inspect=${Deno.env.get("OUR_INSPECT")}`] : []),
       mainTs,
       "--config",
       config,

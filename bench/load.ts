@@ -883,6 +883,9 @@ async function main(args: readonly string[]): Promise<number> {
         });
         const file = [...Deno.readDirSync(dir)].find((e) => e.name.endsWith(".cpuprofile"));
         if (file === undefined) throw new Error("no .cpuprofile written");
+        const keep = Deno.env.get("BENCH_KEEP_PROFILE");
+        // For a closer look (inclusive times, flame graphs) than the split gives.
+        if (keep) await Deno.copyFile(`${dir}/${file.name}`, `${keep}-${s}-${mode}.cpuprofile`);
         const profile = JSON.parse(await Deno.readTextFile(`${dir}/${file.name}`));
         // baseline: the whole life of the process, start-up included (what it loads is the
         // point there); the others: the generator's run only.

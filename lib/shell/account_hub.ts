@@ -101,6 +101,11 @@ interface Entry {
   archiveTail: boolean;
   readonly queue: Queued[];
   running: boolean;
+  /**
+   * The outputs of earlier ops still being carried out after their archive appends (see
+   * {@link runOp}): what the account's later ops output waits for it.
+   */
+  tail?: Promise<void>;
 }
 
 /** An op waiting in a queue, with whoever waits for its effects. */
@@ -123,6 +128,16 @@ const ANSWERS: ReadonlySet<AccountOutput["kind"]> = new Set([
   // Answered inside: the reducer's answer to the deletion is carried out with it.
   "delete-account",
   "end-sessions",
+]);
+
+/**
+ * Outputs an op may have and still be carried out after the account's next ops were reduced:
+ * none of them reads the account's state or a store another op writes.
+ */
+const PIPELINED: ReadonlySet<AccountOutput["kind"]> = new Set([
+  "archive-append",
+  "route",
+  "deliver",
 ]);
 
 /** The ops that may raise a `WaitingEvent` (see `onWaiting` in lib/account/account.ts). */
@@ -435,28 +450,40 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       while (queue.length > 0) {
         const { op: next, done } = queue.shift()!;
         const onward: Promise<void>[] = [];
+        // What of the op is still being carried out when the next op is taken.
+        let tail: Promise<void> | undefined;
+        const finish = () => {
+          if (onward.length === 0) done();
+          // One route onward (a message to one recipient): no list of outcomes to settle.
+          else if (onward.length === 1) onward[0].then(done, done);
+          else settled(onward).then(done);
+        };
         try {
           // A kept place waits here, holding the ops behind it, until it is filled or given up.
           const op = next instanceof Promise ? await next : next;
           if (op !== undefined) {
             try {
-              await runOp(entry, op, onward);
+              tail = (await runOp(entry, op, onward))?.tail;
             } finally {
               if (op.kind === "initial-presence") announced(bare, op.fullJid);
             }
           }
         } finally {
-          if (onward.length === 0) done();
-          // One route onward (a message to one recipient): no list of outcomes to settle.
-          else if (onward.length === 1) onward[0].then(done, done);
-          else settled(onward).then(done);
+          if (tail === undefined) finish();
+          else tail.then(finish);
         }
       }
     } finally {
       entry.running = false;
       if (queue.length > 0) start(entry);
-      else if (!online(bare)) entries.delete(bare);
+      else forgetIfIdle(entry);
     }
+  }
+
+  /** Lets the account's data go when nothing of it runs, waits or is online. */
+  function forgetIfIdle(entry: Entry): void {
+    if (entry.running || entry.tail !== undefined || entry.queue.length > 0) return;
+    if (!online(entry.bare) && entries.get(entry.bare) === entry) entries.delete(entry.bare);
   }
 
   /** Whether a session of `bare` is bound (its account's data is kept while one is). */
@@ -477,10 +504,21 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
    * queue goes on with the next: one bad op never takes its neighbours with it. Only what is
    * asynchronous is awaited: an account in memory with its module data goes straight to its
    * reducer, and a delivery or a route is not a wait.
+   *
+   * An op that archives (a message) does not hold up the next one: its appends start at once
+   * and the rest of its outputs, in order, once they are durable and after what the account's
+   * earlier ops still carry out; the `tail` returned is that rest. So the messages an account
+   * receives while one append is being synced go to disk together in the next batch, instead
+   * of one per sync. An op that only routes and delivers (a receipt) queues behind such a rest
+   * the same way; an op with any other output waits for the earlier ones to be carried out and
+   * is carried out before the next op is taken.
    */
-  async function runOp(entry: Entry, op: AccountOp, onward: Promise<void>[]): Promise<void> {
-    let sent = false;
-    let executing = false;
+  async function runOp(
+    entry: Entry,
+    op: AccountOp,
+    onward: Promise<void>[],
+  ): Promise<{ readonly tail: Promise<void> } | undefined> {
+    let outputs: readonly AccountOutput[];
     try {
       let state = entry.state ?? (entry.state = await load(entry.bare));
       const stores = missingStores(state, op);
@@ -488,39 +526,108 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       if (needsArchiveTail(entry, state, op)) {
         state = entry.state = await withArchiveTail(entry, state);
       }
-      const [next, outputs] = reduceAccount(state, op, ctx);
+      const [next, out] = reduceAccount(state, op, ctx);
       entry.state = next;
-      // In order, each store finished before what follows it is sent (persist, then
-      // acknowledge).
-      for (const out of outputs) {
+      outputs = out;
+    } catch (err) {
+      // A load or a reducer that threw changed nothing, so the cache stays.
+      opFailed(entry, op, err);
+      if (entry.tail !== undefined) await entry.tail;
+      await answerFailed(entry, op, onward);
+      return undefined;
+    }
+    let appends = false;
+    let pipelined = true;
+    for (const out of outputs) {
+      if (out.kind === "archive-append") appends = true;
+      else if (!PIPELINED.has(out.kind)) pipelined = false;
+    }
+    // Nothing deferred and nothing to append: carried out now, as most ops are.
+    if (!pipelined || (!appends && entry.tail === undefined)) {
+      if (entry.tail !== undefined) await entry.tail;
+      await carryOut(entry, op, outputs, onward, undefined);
+      return undefined;
+    }
+    // The appends join the list store's next batch now; failing, they are answered in order.
+    const started = outputs.map((out) => {
+      if (out.kind !== "archive-append") return undefined;
+      try {
+        const p = execute(entry, out, onward) ?? undefined;
+        p?.catch(() => {});
+        return p;
+      } catch (err) {
+        const failed = Promise.reject(err);
+        failed.catch(() => {});
+        return failed;
+      }
+    });
+    const before = entry.tail;
+    const run = before === undefined
+      ? carryOut(entry, op, outputs, onward, started)
+      : before.then(() => carryOut(entry, op, outputs, onward, started));
+    entry.tail = run;
+    running.add(run);
+    run.then(() => {
+      running.delete(run);
+      if (entry.tail !== run) return;
+      entry.tail = undefined;
+      forgetIfIdle(entry);
+    });
+    // In a record: an async function returning the promise itself would resolve with it.
+    return { tail: run };
+  }
+
+  function opFailed(entry: Entry, op: AccountOp, err: unknown): void {
+    deps.log.error("Account {bare}: {op} failed: {err}", {
+      bare: entry.bare,
+      op: op.kind,
+      err: String(err),
+    });
+  }
+
+  /**
+   * Carries out an op's outputs in order, each store finished before what follows it is sent
+   * (persist, then acknowledge); `started`: the promises of those already started, by index.
+   * Never rejects: a failure is answered (see {@link runOp}).
+   */
+  async function carryOut(
+    entry: Entry,
+    op: AccountOp,
+    outputs: readonly AccountOutput[],
+    onward: Promise<void>[],
+    started: readonly (Promise<void> | undefined)[] | undefined,
+  ): Promise<void> {
+    let sent = false;
+    let executing = false;
+    try {
+      for (let i = 0; i < outputs.length; i++) {
+        const out = outputs[i];
         executing = true;
-        const stored = execute(entry, out, onward);
+        const stored = started?.[i] ?? execute(entry, out, onward);
         if (stored !== undefined) await stored;
         if (ANSWERS.has(out.kind)) sent = true;
       }
     } catch (err) {
-      deps.log.error("Account {bare}: {op} failed: {err}", {
-        bare: entry.bare,
-        op: op.kind,
-        err: String(err),
-      });
-      // What is cached may now differ from what is stored: read it again for the next op. A
-      // load or a reducer that threw changed nothing, so the cache stays.
+      opFailed(entry, op, err);
+      // What is cached may now differ from what is stored: read it again for the next op.
       if (executing) {
         entry.state = undefined;
         entry.archiveTail = false;
       }
-      if (sent) return;
-      for (const out of failedOpReplies(op)) {
-        try {
-          await execute(entry, out, onward);
-        } catch (e) {
-          deps.log.error("Account {bare}: answering a failed {op} failed: {err}", {
-            bare: entry.bare,
-            op: op.kind,
-            err: String(e),
-          });
-        }
+      if (!sent) await answerFailed(entry, op, onward);
+    }
+  }
+
+  async function answerFailed(entry: Entry, op: AccountOp, onward: Promise<void>[]) {
+    for (const out of failedOpReplies(op)) {
+      try {
+        await execute(entry, out, onward);
+      } catch (e) {
+        deps.log.error("Account {bare}: answering a failed {op} failed: {err}", {
+          bare: entry.bare,
+          op: op.kind,
+          err: String(e),
+        });
       }
     }
   }

@@ -415,3 +415,126 @@ Deno.test("account hub: a submitted op resolves only once its archive append and
     await effects;
     assert.equal(resolved, true);
   }));
+
+// ---- Archived messages of one account are pipelined ----
+
+/** An archive whose appends each wait for a release of their own, by the stanza's id. */
+function heldArchive(dir: string) {
+  const archive = listArchiveStore(openListStore<ArchivedMessage>(dir, "archive", { ffi: "off" }));
+  const started: string[] = [];
+  const release = new Map<string, (err?: Error) => void>();
+  const held: ArchiveStore = {
+    ...archive,
+    append: async (host, user, items) => {
+      const id = items[0].stanza.attrs.id!;
+      started.push(id);
+      const err = await new Promise<Error | undefined>((r) => release.set(id, r));
+      if (err !== undefined) throw err;
+      return await archive.append(host, user, items);
+    },
+  };
+  return { held, started, release: (id: string, err?: Error) => release.get(id)!(err) };
+}
+
+function archivingHub(dir: string, over: Partial<Parameters<typeof createAccountHub>[0]> = {}) {
+  return testHub(dir, {
+    ...over,
+    ctx: {
+      now: () => NOW,
+      newId: () => "id",
+      resourcesOf: () => [],
+      limits: DEFAULT_LIMITS,
+      archive: { enabled: true, policy: "always" },
+      random: () => "r",
+    },
+  });
+}
+
+const sentBy = (id: string) =>
+  stanza("message", { from: "romeo@h/r", to: "juliet@h", id, type: "chat" }, [
+    elem("body", {}, [id]),
+  ]);
+
+Deno.test("account hub: an account's next message is appended before the last is durable; each goes on in order once durable", () =>
+  withTemp(async (dir) => {
+    const { held, started, release } = heldArchive(dir);
+    const { hub, routed, deps } = archivingHub(dir, { archive: held });
+    await deps.accounts.create("h", "romeo", "pw");
+    const done: string[] = [];
+    for (const id of ["m1", "m2", "m3"]) {
+      hub.submit("romeo@h", { kind: "outgoing-message", stanza: sentBy(id) })
+        .then(() => done.push(id));
+    }
+    // All three appends are under way together (one sync can take them all)...
+    await eventually(() => started.length, (n) => n === 3);
+    assert.deepEqual(started, ["m1", "m2", "m3"]);
+    assert.equal(routed.length, 0);
+    // ...and none goes on before the ones before it: m2 durable first still waits for m1.
+    release("m2");
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(routed.length, 0);
+    release("m1");
+    await eventually(() => routed.length, (n) => n === 2);
+    assert.deepEqual(routed.map((x) => x.match(/id="(m\d)"/)?.[1]), ["m1", "m2"]);
+    release("m3");
+    await hub.idle();
+    assert.deepEqual(routed.map((x) => x.match(/id="(m\d)"/)?.[1]), ["m1", "m2", "m3"]);
+    assert.deepEqual(done, ["m1", "m2", "m3"]);
+  }));
+
+Deno.test("account hub: an op that writes another store waits until the messages before it went on", () =>
+  withTemp(async (dir) => {
+    const { held, started, release } = heldArchive(dir);
+    const rosters = openKeyvalStore<Roster>(dir, "roster", { soleWriter: true });
+    const order: string[] = [];
+    const { hub, routed, deps } = archivingHub(dir, {
+      archive: held,
+      rosters: {
+        ...rosters,
+        set: (host, user, value) => (order.push("roster"), rosters.set(host, user, value)),
+      },
+      route: (el: Element) => void (order.push(`route ${el.attrs.id}`), routed.push("")),
+    });
+    await deps.accounts.create("h", "romeo", "pw");
+    hub.submit("romeo@h", { kind: "outgoing-message", stanza: sentBy("m1") });
+    hub.submit("romeo@h", {
+      kind: "roster-set",
+      iq: stanza("iq", { type: "set", id: "r1", from: "romeo@h/r", to: "romeo@h" }, [
+        elem("query", { xmlns: "jabber:iq:roster" }, [elem("item", { jid: "juliet@h" })]),
+      ]),
+      change: { kind: "update", jid: "juliet@h", groups: [] },
+    });
+    hub.submit("romeo@h", { kind: "outgoing-message", stanza: sentBy("m2") });
+    await eventually(() => started.length, (n) => n === 1);
+    await new Promise((r) => setTimeout(r, 20));
+    // The roster write and the message after it wait for m1.
+    assert.equal(order.length, 0);
+    assert.deepEqual(started, ["m1"]);
+    release("m1");
+    await eventually(() => started.length, (n) => n === 2);
+    release("m2");
+    await hub.idle();
+    assert.deepEqual(order, ["route m1", "roster", "route m2"]);
+  }));
+
+Deno.test("account hub: a message whose append fails is answered with an error in its place; the next goes on", () =>
+  withTemp(async (dir) => {
+    const { held, started, release } = heldArchive(dir);
+    const { hub, routed, deps } = archivingHub(dir, { archive: held });
+    await deps.accounts.create("h", "romeo", "pw");
+    for (const id of ["m1", "m2"]) {
+      hub.submit("romeo@h", { kind: "outgoing-message", stanza: sentBy(id) });
+    }
+    await eventually(() => started.length, (n) => n === 2);
+    release("m2");
+    release("m1", new Error("disk full"));
+    await hub.idle();
+    assert.equal(routed.length, 2);
+    assert.match(
+      routed[0],
+      /^<message [^>]*type="error"[^>]*id="m1"|^<message [^>]*id="m1"[^>]*type="error"/,
+    );
+    assert.match(routed[0], /internal-server-error/);
+    assert.match(routed[1], /id="m2"/);
+    assert.doesNotMatch(routed[1], /type="error"/);
+  }));
