@@ -46,7 +46,10 @@ export interface AccountHub {
    * server received them. The ops behind it wait until it is filled or given up.
    */
   reserve(bare: string): Reservation;
-  /** Operations waiting in the account's queue (for backpressure on its sessions). */
+  /**
+   * Operations waiting in the account's queue or still being carried out behind later ones
+   * (for backpressure on its sessions).
+   */
   queueLength(bare: string): number;
   /** Resolves when every queue is empty (for shutdown and tests). */
   idle(): Promise<void>;
@@ -106,6 +109,8 @@ interface Entry {
    * {@link runOp}): what the account's later ops output waits for it.
    */
   tail?: Promise<void>;
+  /** How many ops that {@link tail} still carries out (they count in the queue's length). */
+  deferred: number;
 }
 
 /** An op waiting in a queue, with whoever waits for its effects. */
@@ -139,6 +144,12 @@ const PIPELINED: ReadonlySet<AccountOutput["kind"]> = new Set([
   "route",
   "deliver",
 ]);
+
+/**
+ * Most ops of one account carried out behind its next ones at a time: past it, the next op
+ * waits, so that what an account holds in flight stays bounded whoever feeds its queue.
+ */
+export const PIPELINE_MAX = 64;
 
 /** The ops that may raise a `WaitingEvent` (see `onWaiting` in lib/account/account.ts). */
 const WAITING_OPS: ReadonlySet<AccountOp["kind"]> = new Set([
@@ -543,7 +554,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       else if (!PIPELINED.has(out.kind)) pipelined = false;
     }
     // Nothing deferred and nothing to append: carried out now, as most ops are.
-    if (!pipelined || (!appends && entry.tail === undefined)) {
+    if (!pipelined || (!appends && entry.tail === undefined) || entry.deferred >= PIPELINE_MAX) {
       if (entry.tail !== undefined) await entry.tail;
       await carryOut(entry, op, outputs, onward, undefined);
       return undefined;
@@ -566,8 +577,10 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       ? carryOut(entry, op, outputs, onward, started)
       : before.then(() => carryOut(entry, op, outputs, onward, started));
     entry.tail = run;
+    entry.deferred++;
     running.add(run);
     run.then(() => {
+      entry.deferred--;
       running.delete(run);
       if (entry.tail !== run) return;
       entry.tail = undefined;
@@ -648,7 +661,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     let entry = entries.get(bare);
     if (entry === undefined) {
       const [host, user] = split(bare);
-      entry = { bare, host, user, queue: [], running: false, archiveTail: false };
+      entry = { bare, host, user, queue: [], running: false, archiveTail: false, deferred: 0 };
       entries.set(bare, entry);
     }
     let done!: () => void;
@@ -681,7 +694,8 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
       };
     },
     queueLength(bare) {
-      return entries.get(bare)?.queue.length ?? 0;
+      const entry = entries.get(bare);
+      return entry === undefined ? 0 : entry.queue.length + entry.deferred;
     },
     async idle() {
       while (running.size > 0) await Promise.allSettled([...running]);

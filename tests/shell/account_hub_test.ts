@@ -1,7 +1,7 @@
 import { DEFAULT_LIMITS } from "../../lib/limits.ts";
 import assert from "node:assert/strict";
 import { eventually } from "../_eventually.ts";
-import { createAccountHub } from "../../lib/shell/account_hub.ts";
+import { createAccountHub, PIPELINE_MAX } from "../../lib/shell/account_hub.ts";
 import { createRegistry } from "../../lib/shell/registry.ts";
 import { getLogger } from "../../lib/log.ts";
 import { type ArchivedMessage, type ArchivePrefs, newArchiveId } from "../../lib/core/archive.ts";
@@ -537,4 +537,29 @@ Deno.test("account hub: a message whose append fails is answered with an error i
     assert.match(routed[0], /internal-server-error/);
     assert.match(routed[1], /id="m2"/);
     assert.doesNotMatch(routed[1], /type="error"/);
+  }));
+
+Deno.test("account hub: ops carried out behind later ones count in the queue's length, and at most PIPELINE_MAX wait so", () =>
+  withTemp(async (dir) => {
+    const { held, started, release } = heldArchive(dir);
+    const { hub, routed, deps } = archivingHub(dir, { archive: held });
+    await deps.accounts.create("h", "romeo", "pw");
+    const n = PIPELINE_MAX + 5;
+    for (let i = 0; i < n; i++) {
+      hub.submit("romeo@h", { kind: "outgoing-message", stanza: sentBy(`m${i}`) });
+    }
+    await eventually(() => started.length, (k) => k === PIPELINE_MAX);
+    await new Promise((r) => setTimeout(r, 20));
+    // The next one waits for the first to be carried out; all count for backpressure but the
+    // one being taken (out of the queue, as before pipelining).
+    assert.equal(started.length, PIPELINE_MAX);
+    assert.equal(hub.queueLength("romeo@h"), n - 1);
+    for (let i = 0; i < n; i++) {
+      await eventually(() => started.length, (k) => k > i);
+      release(`m${i}`);
+    }
+    await hub.idle();
+    assert.equal(routed.length, n);
+    assert.deepEqual(routed.map((x) => x.match(/id="(m\d+)"/)?.[1]), started);
+    assert.equal(hub.queueLength("romeo@h"), 0);
   }));
