@@ -111,6 +111,21 @@ function testHub(
   return { hub: createAccountHub(deps), routed, deps };
 }
 
+/** {@link testHub} with archiving on and no session online. */
+function archivingHub(dir: string, over: Partial<Parameters<typeof createAccountHub>[0]> = {}) {
+  return testHub(dir, {
+    ...over,
+    ctx: {
+      now: () => NOW,
+      newId: () => "id",
+      resourcesOf: () => [],
+      limits: DEFAULT_LIMITS,
+      archive: { enabled: true, policy: "always" },
+      random: () => "r",
+    },
+  });
+}
+
 const chat = (id: string, from = "romeo@h/r") =>
   stanza("message", { from, to: "juliet@h", id, type: "chat" }, [elem("body", {}, [id])]);
 const vcardGet = (id: string) =>
@@ -247,16 +262,7 @@ Deno.test("account hub: a store that fails answers its op once, and the cache is
 
 Deno.test("account hub: a JID whose localpart cannot be stored is answered as one without an account", () =>
   withTemp(async (dir) => {
-    const { hub, routed } = testHub(dir, {
-      ctx: {
-        now: () => NOW,
-        newId: () => "id",
-        resourcesOf: () => [],
-        limits: DEFAULT_LIMITS,
-        archive: { enabled: true, policy: "always" },
-        random: () => "r",
-      },
-    });
+    const { hub, routed } = archivingHub(dir);
     const long = `${"a".repeat(241)}@h`;
     hub.submit(long, { kind: "incoming-message", stanza: withAttrs(chat("m1"), { to: long }) });
     hub.submit(long, { kind: "module-iq", iq: withAttrs(vcardGet("v1"), { to: long }) });
@@ -380,19 +386,11 @@ Deno.test("account hub: a submitted op resolves only once its archive append and
     let releaseRecipient!: () => void;
     const recipient = new Promise<void>((r) => (releaseRecipient = r));
     const routedWith: unknown[] = [];
-    const { hub: archiving, deps } = testHub(dir, {
+    const { hub: archiving, deps } = archivingHub(dir, {
       archive: gatedArchive,
       route: (el: Element, opts?: { readonly senderArchived?: boolean }) => {
         routedWith.push([el.attrs.id, opts?.senderArchived]);
         return recipient;
-      },
-      ctx: {
-        now: () => NOW,
-        newId: () => "id",
-        resourcesOf: () => [],
-        limits: DEFAULT_LIMITS,
-        archive: { enabled: true, policy: "always" },
-        random: () => "r",
       },
     });
     await deps.accounts.create("h", "romeo", "pw");
@@ -434,20 +432,6 @@ function heldArchive(dir: string) {
     },
   };
   return { held, started, release: (id: string, err?: Error) => release.get(id)!(err) };
-}
-
-function archivingHub(dir: string, over: Partial<Parameters<typeof createAccountHub>[0]> = {}) {
-  return testHub(dir, {
-    ...over,
-    ctx: {
-      now: () => NOW,
-      newId: () => "id",
-      resourcesOf: () => [],
-      limits: DEFAULT_LIMITS,
-      archive: { enabled: true, policy: "always" },
-      random: () => "r",
-    },
-  });
 }
 
 const sentBy = (id: string) =>
