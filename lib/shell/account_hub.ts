@@ -137,13 +137,18 @@ const ANSWERS: ReadonlySet<AccountOutput["kind"]> = new Set([
 
 /**
  * Outputs an op may have and still be carried out after the account's next ops were reduced:
- * none of them reads the account's state or a store another op writes.
+ * appends (see {@link isAppend}), routes and deliveries. None of them reads the account's state
+ * or a store another op writes.
  */
-const PIPELINED: ReadonlySet<AccountOutput["kind"]> = new Set([
-  "archive-append",
-  "route",
-  "deliver",
-]);
+const PIPELINED: ReadonlySet<AccountOutput["kind"]> = new Set(["route", "deliver"]);
+
+/**
+ * An append to one of the account's lists (its archive, its offline messages): started as soon
+ * as its op is reduced, since the list keeps appends in the order they are made.
+ */
+function isAppend(out: AccountOutput): boolean {
+  return out.kind === "archive-append" || (out.kind === "store-offline" && out.action === "append");
+}
 
 /**
  * Most ops of one account carried out behind its next ones at a time: past it, the next op
@@ -516,11 +521,11 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
    * asynchronous is awaited: an account in memory with its module data goes straight to its
    * reducer, and a delivery or a route is not a wait.
    *
-   * An op that archives (a message) does not hold up the next one: its appends start at once
-   * and the rest of its outputs, in order, once they are durable and after what the account's
-   * earlier ops still carry out; the `tail` returned is that rest. So the messages an account
-   * receives while one append is being synced go to disk together in the next batch, instead
-   * of one per sync. An op that only routes and delivers (a receipt) queues behind such a rest
+   * An op that appends to a list (a message archived or stored offline) does not hold up the
+   * next one: its appends start at once and the rest of its outputs, in order, once they are
+   * durable and after what the account's earlier ops still carry out; the `tail` returned is
+   * that rest. So the messages an account receives while one append is being synced go to
+   * disk together in the next batch, instead of one per sync. An op that only routes and delivers (a receipt) queues behind such a rest
    * the same way; an op with any other output waits for the earlier ones to be carried out and
    * is carried out before the next op is taken.
    */
@@ -550,7 +555,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     let appends = false;
     let pipelined = true;
     for (const out of outputs) {
-      if (out.kind === "archive-append") appends = true;
+      if (isAppend(out)) appends = true;
       else if (!PIPELINED.has(out.kind)) pipelined = false;
     }
     // Nothing deferred and nothing to append: carried out now, as most ops are.
@@ -561,7 +566,7 @@ export function createAccountHub(deps: AccountHubDeps): AccountHub {
     }
     // The appends join the list store's next batch now; failing, they are answered in order.
     const started = outputs.map((out) => {
-      if (out.kind !== "archive-append") return undefined;
+      if (!isAppend(out)) return undefined;
       try {
         const p = execute(entry, out, onward) ?? undefined;
         p?.catch(() => {});

@@ -547,3 +547,32 @@ Deno.test("account hub: ops carried out behind later ones count in the queue's l
     assert.deepEqual(routed.map((x) => x.match(/id="(m\d+)"/)?.[1]), started);
     assert.equal(hub.queueLength("romeo@h"), 0);
   }));
+
+Deno.test("account hub: messages for an absent user are stored together and in order", () =>
+  withTemp(async (dir) => {
+    const offline = openOfflineStore(dir, { soleWriter: true, ffi: "off" });
+    const started: string[] = [];
+    const release = new Map<string, () => void>();
+    const { hub, deps } = testHub(dir, {
+      offline: {
+        ...offline,
+        // Written at once, in the order called; answered when released, as a sync would be.
+        append: async (host, user, message) => {
+          const written = offline.append(host, user, message);
+          started.push(message.attrs.id!);
+          await new Promise<void>((r) => release.set(message.attrs.id!, r));
+          return await written;
+        },
+      },
+    });
+    await deps.accounts.create("h", "juliet", "pw");
+    for (const id of ["o1", "o2", "o3"]) {
+      hub.submit("juliet@h", { kind: "incoming-message", stanza: chat(id) });
+    }
+    // One sync can take all three.
+    await eventually(() => started.length, (n) => n === 3);
+    for (const id of ["o3", "o1", "o2"]) release.get(id)!();
+    await hub.idle();
+    assert.deepEqual(await storedIds(dir), ["o1", "o2", "o3"]);
+    assert.equal(hub.queueLength("juliet@h"), 0);
+  }));
