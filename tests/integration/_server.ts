@@ -35,7 +35,7 @@ export async function startTestServer(
     dataDir,
     async stop() {
       await server.shutdown();
-      await Deno.remove(dataDir, { recursive: true });
+      await removeDataDir(dataDir);
     },
   };
 }
@@ -108,4 +108,21 @@ export async function rawExchange(
 export function clientHeader(to = "localhost", extra = ""): string {
   return `<?xml version='1.0'?><stream:stream xmlns='jabber:client' ` +
     `xmlns:stream='http://etherx.jabber.org/streams' to='${to}' version='1.0'${extra}>`;
+}
+
+/**
+ * Removes a stopped server's data directory. Shutdown waits at most a few seconds for the
+ * accounts' last writes, and a list file's lease may still write its index when it lapses, so
+ * on a loaded machine a file can appear while the directory is being removed: tried again.
+ */
+export async function removeDataDir(dir: string): Promise<void> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      await Deno.remove(dir, { recursive: true });
+      return;
+    } catch (err) {
+      if (attempt >= 50 || err instanceof Deno.errors.NotFound) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }

@@ -65,8 +65,9 @@ Deno.test({
       running = false;
       await appending;
       assert.equal(deleted.out, "deleted");
-      // Process start-up (~100s of ms) plus at most one lease.
-      assert.ok(deleted.ms < LEASE_MAX_MS + 5000, `delete took ${deleted.ms} ms`);
+      // Process start-up (~100s of ms; seconds when the whole suite runs in parallel on two
+      // cores: 8 s was seen) plus at most one lease.
+      assert.ok(deleted.ms < LEASE_MAX_MS + 15_000, `delete took ${deleted.ms} ms`);
       const left = (await store.range(host, user, 0, 1e9)).map((it) => it.id);
       assert.ok(left.every((id) => id >= 1000), "nothing from before the delete survives");
       assert.deepEqual(left, [...left].sort((a, b) => a - b));
