@@ -60,11 +60,24 @@ function refusal(stanza: Element, text: string): Element | undefined {
   return errorReply(stanza, "resource-constraint", { text });
 }
 
+/**
+ * One room's queue. Stanzas are reduced in the order they came, each as soon as the one before
+ * it was (`reduced`) if that one only broadcasts and archives, so that its archive append
+ * starts while earlier ones are being synced and one sync takes many; what the reductions
+ * output is carried out in the same order (`tail`), each after the one before it was.
+ */
+interface RoomQueue {
+  reduced: Promise<void>;
+  tail: Promise<void>;
+  /** Stanzas queued and not yet carried out (at most `maxQueue`). */
+  waiting: number;
+}
+
 /** Loads the persistent rooms and starts the service. */
 export async function startMucRunner(deps: MucRunnerDeps): Promise<MucRunner> {
   const domain = deps.ctx.domain;
   const rooms = new Map<string, Room>();
-  const queues = new Map<string, { tail: Promise<void>; waiting: number }>();
+  const queues = new Map<string, RoomQueue>();
   let stopping = false;
 
   const ctx: MucCtx = {
@@ -159,12 +172,27 @@ export async function startMucRunner(deps: MucRunnerDeps): Promise<MucRunner> {
     settled.then(() => inFlight.get(key) === settled && inFlight.delete(key));
   }
 
+  /** Starts a reduction's archive appends at once; their promises by output index. */
+  function startAppends(outputs: readonly RoomOutput[]): (Promise<void> | undefined)[] {
+    return outputs.map((o) => {
+      if (o.kind !== "archive-append") return undefined;
+      const p = deps.archive.append(domain, localOf(o.jid), [o.item]);
+      p.catch(() => {});
+      return p;
+    });
+  }
+
   /**
    * Executes a room's outputs in order: what is stored is durable before what follows, and
-   * each user gets the room's stanzas in the order the room sent them.
+   * each user gets the room's stanzas in the order the room sent them. `started`: appends
+   * already under way, by output index.
    */
-  async function execute(outputs: readonly RoomOutput[], waits: Promise<void>[]): Promise<void> {
-    for (const o of outputs) {
+  async function execute(
+    outputs: readonly RoomOutput[],
+    waits: Promise<void>[],
+    started?: readonly (Promise<void> | undefined)[],
+  ): Promise<void> {
+    for (const [i, o] of outputs.entries()) {
       switch (o.kind) {
         case "route":
           await routeInOrder(o.stanza, waits);
@@ -176,7 +204,7 @@ export async function startMucRunner(deps: MucRunnerDeps): Promise<MucRunner> {
           await deps.store.delete(domain, localOf(o.jid));
           break;
         case "archive-append":
-          await deps.archive.append(domain, localOf(o.jid), [o.item]);
+          await (started?.[i] ?? deps.archive.append(domain, localOf(o.jid), [o.item]));
           break;
         case "mam-query": {
           const page = await deps.archive.query(domain, localOf(o.jid), o.query);
@@ -192,25 +220,36 @@ export async function startMucRunner(deps: MucRunnerDeps): Promise<MucRunner> {
     }
   }
 
-  /**
-   * Runs `work` on the room's queue, after what was queued for it before; resolves once the
-   * work and the effects of what it routed (the promises it put in its list) are durable.
-   */
-  function enqueue(
+  /** The room's queue, or the refusal of a stanza past `maxQueue`. */
+  function admit(
     roomJid: string,
     stanza: Element | undefined,
-    work: (waits: Promise<void>[]) => Promise<void>,
-  ): Promise<void> | void {
+  ): RoomQueue | { readonly refused: Promise<void> | void } {
     let q = queues.get(roomJid);
-    if (q === undefined) queues.set(roomJid, q = { tail: Promise.resolve(), waiting: 0 });
+    if (q === undefined) {
+      q = { reduced: Promise.resolve(), tail: Promise.resolve(), waiting: 0 };
+      queues.set(roomJid, q);
+    }
     if (stanza !== undefined && q.waiting >= deps.maxQueue) {
       const reply = refusal(stanza, "The room is busy; try again later");
-      return reply === undefined ? undefined : deps.route(withFrom(reply, roomJid));
+      return { refused: reply === undefined ? undefined : deps.route(withFrom(reply, roomJid)) };
     }
-    const queue = q;
-    queue.waiting++;
-    const waits: Promise<void>[] = [];
-    const done = queue.tail.then(() => work(waits)).catch((e) => {
+    q.waiting++;
+    return q;
+  }
+
+  /**
+   * Ends a queued stanza's turn once `run` settled: a failure answers the stanza; resolves
+   * once the work and the effects of what it routed (the promises in `waits`) are durable.
+   */
+  function settle(
+    roomJid: string,
+    q: RoomQueue,
+    stanza: Element | undefined,
+    run: Promise<void>,
+    waits: Promise<void>[],
+  ): Promise<void> {
+    const done = run.catch((e) => {
       deps.log.error("Room {jid} failed: {error}", { jid: roomJid, error: String(e) });
       const reply = stanza === undefined ? undefined : errorReply(stanza, "internal-server-error");
       if (reply !== undefined && stanza!.name !== "presence") {
@@ -218,10 +257,60 @@ export async function startMucRunner(deps: MucRunnerDeps): Promise<MucRunner> {
       }
     }).finally(() => {
       // An idle room's queue goes, so that the map holds only rooms with work.
-      if (--queue.waiting === 0 && queues.get(roomJid) === queue) queues.delete(roomJid);
+      if (--q.waiting === 0 && queues.get(roomJid) === q) queues.delete(roomJid);
     }) as Promise<void>;
-    queue.tail = done;
+    q.tail = done;
     return done.then(() => Promise.all(waits)).then(() => {});
+  }
+
+  /**
+   * Runs `work` on the room's queue once everything queued for it before was carried out, and
+   * before anything queued after it is reduced; resolves as {@link settle} says.
+   */
+  function enqueue(
+    roomJid: string,
+    stanza: Element | undefined,
+    work: (waits: Promise<void>[]) => Promise<void>,
+  ): Promise<void> | void {
+    const q = admit(roomJid, stanza);
+    if ("refused" in q) return q.refused;
+    const waits: Promise<void>[] = [];
+    const effects = settle(roomJid, q, stanza, q.tail.then(() => work(waits)), waits);
+    q.reduced = q.tail;
+    return effects;
+  }
+
+  /**
+   * Reduces a stanza for the room as soon as the stanzas before it were, starting its archive
+   * appends then, and carries out the rest of its outputs after theirs (see {@link RoomQueue}).
+   */
+  function enqueueReduction(
+    roomJid: string,
+    stanza: Element,
+    reduce: () => readonly RoomOutput[],
+  ): Promise<void> | void {
+    const q = admit(roomJid, stanza);
+    if ("refused" in q) return q.refused;
+    const waits: Promise<void>[] = [];
+    const reduced = q.reduced.then(() => {
+      const outputs = reduce();
+      return { outputs, started: startAppends(outputs) };
+    });
+    reduced.catch(() => {});
+    const run = q.tail.then(() => reduced).then((r) => execute(r.outputs, waits, r.started));
+    const effects = settle(roomJid, q, stanza, run, waits);
+    const done = q.tail;
+    // Only broadcasts and appends let the next stanza be reduced before they are carried out:
+    // after anything else (an archive query, a stored configuration) the next one waits, so
+    // that a query never sees a message that came after it.
+    q.reduced = reduced.then(
+      (r) =>
+        r.outputs.every((o) => o.kind === "route" || o.kind === "archive-append")
+          ? undefined
+          : done,
+      () => {},
+    );
+    return effects;
   }
 
   /** Joins per user in the current second; the map starts over each second, so it stays small. */
@@ -254,13 +343,13 @@ export async function startMucRunner(deps: MucRunnerDeps): Promise<MucRunner> {
       });
       return deps.route(withFrom(reply, stanza.attrs.to ?? roomJid));
     }
-    return enqueue(roomJid, stanza, async (waits) => {
+    return enqueueReduction(roomJid, stanza, () => {
       const [next, outputs] = reduceRoom(rooms.get(roomJid), stanza, ctx);
       // The room as it now is serves the next stanza even while this one's writes finish:
       // they are in order on this queue.
       if (next === undefined || isDead(next)) rooms.delete(roomJid);
       else rooms.set(roomJid, next);
-      await execute(outputs, waits);
+      return outputs;
     });
   }
 
