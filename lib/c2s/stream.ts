@@ -14,21 +14,6 @@ import type { Ctx, Event, Step } from "../core/types.ts";
 
 type StreamOpen = Extract<Event, { kind: "stream-open" }>;
 
-/**
- * `prepDomainpart` of the stream's `to`, remembered for the names of served hosts, which is
- * what every header but a stranger's says (one per stream restart of every login). Bounded:
- * only names equal to a configured host are kept.
- */
-const PREPPED = new Map<string, string | undefined>();
-
-function prepHost(to: string, ctx: Ctx): string | undefined {
-  let host = PREPPED.get(to);
-  if (host !== undefined || PREPPED.has(to)) return host;
-  host = prepDomainpart(to);
-  if (ctx.hosts.includes(to) && PREPPED.size < 64) PREPPED.set(to, host);
-  return host;
-}
-
 /** The first problem with a stream header, in the order RFC 6120 §4.9.3 lets us check. */
 export function checkHeader(
   ev: StreamOpen,
@@ -57,7 +42,7 @@ export function checkHeader(
   if (to === undefined || to === "") {
     return { condition: "improper-addressing", text: "The stream header needs a 'to' address" };
   }
-  const host = prepHost(to, ctx);
+  const host = prepDomainpart(to);
   if (host === undefined || !ctx.hosts.includes(host)) {
     return { condition: "host-unknown", text: "This server does not serve " + to };
   }

@@ -14,7 +14,7 @@ import { openListStore } from "../../lib/storage/file/list_store.ts";
 import { listArchiveStore } from "../../lib/storage/file/archive.ts";
 import type { ArchiveStore } from "../../lib/storage/mod.ts";
 import { elem, type Element, stanza } from "../../lib/xml/element.ts";
-import { NS_DATA } from "../../lib/xmpp/namespaces.ts";
+import { NS_DATA, NS_MAM } from "../../lib/xmpp/namespaces.ts";
 
 const ROOM = "room@conference.h";
 
@@ -116,4 +116,36 @@ Deno.test("muc runner: a room's next message is archived before the last is dura
     release("g3");
     await eventually(() => broadcastIds(routed).length, (k) => k === 3);
     assert.deepEqual(broadcastIds(routed), ["g1", "g2", "g3"]);
+  }));
+
+Deno.test("muc runner: the stanza after a room archive query waits for it, so the query sees only what came before", () =>
+  withRunner(async ({ submit, routed, started, release }) => {
+    submit(stanza("presence", { from: "romeo@h/r", to: `${ROOM}/Romeo` }, [
+      elem("x", { xmlns: NS_MUC }),
+    ]));
+    submit(stanza("iq", { from: "romeo@h/r", to: ROOM, type: "set", id: "cfg" }, [
+      elem("query", { xmlns: NS_MUC_OWNER }, [elem("x", { xmlns: NS_DATA, type: "submit" })]),
+    ]));
+    await eventually(() => routed.some((el) => el.attrs.id === "cfg"), (ok) => ok);
+    submit(groupchat("g1"));
+    submit(stanza("iq", { from: "romeo@h/r", to: ROOM, type: "set", id: "q" }, [
+      elem("query", { xmlns: NS_MAM, queryid: "q" }),
+    ]));
+    submit(groupchat("g2"));
+    await eventually(() => started.length, (k) => k === 1);
+    await new Promise((r) => setTimeout(r, 20));
+    // g2 is not even reduced while the query waits for g1.
+    assert.deepEqual(started, ["g1"]);
+    release("g1");
+    await eventually(() => started.length, (k) => k === 2);
+    release("g2");
+    await eventually(() => routed.some((el) => el.attrs.id === "q"), (ok) => ok);
+    // The page: g1 alone.
+    const results = routed.filter((el) =>
+      el.name === "message" &&
+      el.children.some((c) => typeof c !== "string" && c.name === "result")
+    );
+    assert.equal(results.length, 1);
+    assert.match(JSON.stringify(results[0]), /g1/);
+    assert.doesNotMatch(JSON.stringify(results[0]), /g2/);
   }));
