@@ -27,10 +27,15 @@ export type Mechanism =
   | "SCRAM-SHA-1"
   | "PLAIN";
 
-/** Channel binding types this session could use for SCRAM-*-PLUS. */
+/**
+ * Channel binding types this session could use for SCRAM-*-PLUS. A type whose value the TLS
+ * layer computes when first read (a getter) counts without being computed.
+ */
 export function bindingTypes(s: Session): string[] {
-  return Object.keys(s.channelBindings).filter((k) =>
-    s.channelBindings[k as keyof typeof s.channelBindings] !== undefined
+  const cb = s.channelBindings;
+  return Object.keys(cb).filter((k) =>
+    Object.getOwnPropertyDescriptor(cb, k)?.get !== undefined ||
+    cb[k as keyof typeof cb] !== undefined
   );
 }
 

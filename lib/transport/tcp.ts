@@ -90,18 +90,37 @@ function tlsExporter(socket: tls.TLSSocket): Uint8Array | undefined {
   }
 }
 
+/**
+ * The channel bindings of a connection. An exporter given as a function is computed the first
+ * time it is read and kept: a login that does not choose a -PLUS mechanism never reads it, and
+ * deriving it is ~2 % of a login's CPU. The property is there from the start, so that the
+ * stream features can list the type without computing the value (see `bindingTypes`).
+ */
 function bindingsFor(
   name: string | undefined,
-  exporter: Uint8Array | undefined,
+  exporter: Uint8Array | (() => Uint8Array | undefined) | undefined,
   opts: TcpOptions,
 ): ChannelBindings {
   const endPoints = opts.endPoints ?? new Map<string, Uint8Array>();
   const host = typeof name === "string" && endPoints.has(name) ? name : opts.tls!.defaultHost;
   const endPoint = endPoints.get(host);
-  return {
-    ...(endPoint === undefined ? {} : { "tls-server-end-point": endPoint }),
-    ...(exporter === undefined ? {} : { "tls-exporter": exporter }),
-  };
+  const bindings: ChannelBindings = endPoint === undefined
+    ? {}
+    : { "tls-server-end-point": endPoint };
+  if (exporter === undefined) return bindings;
+  if (typeof exporter !== "function") return { ...bindings, "tls-exporter": exporter };
+  let derived: Uint8Array | undefined;
+  let asked = false;
+  return Object.defineProperty({ ...bindings }, "tls-exporter", {
+    enumerable: true,
+    get: () => {
+      if (!asked) {
+        asked = true;
+        derived = exporter();
+      }
+      return derived;
+    },
+  });
 }
 
 /** The transport of `d` over `conn`; reading starts with `read()`. */
@@ -327,7 +346,7 @@ export function tcpTransport<S, E, O>(
       }
       mode = "tls";
       const exporter = sslVersion(s) === "TLSv1.3"
-        ? sslExportKeyingMaterial(s, 32, EXPORTER_LABEL)
+        ? () => sslExportKeyingMaterial(s, 32, EXPORTER_LABEL)
         : undefined;
       return bindingsFor(sslServerName(s), exporter, opts);
     },

@@ -34,6 +34,21 @@ Deno.test("features: one element per state and context, rebuilt for what differs
   assert.deepEqual(mechanisms(fresh(true), ctx), ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]);
 });
 
+Deno.test("features: a binding computed when read is offered without computing it", () => {
+  let derived = 0;
+  const channelBindings = Object.defineProperty({}, "tls-exporter", {
+    enumerable: true,
+    get: () => (derived++, new Uint8Array([7])),
+  });
+  const s = { ...fresh(true), channelBindings };
+  assert.deepEqual(mechanisms(s).slice(0, 2), ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"]);
+  assert.match(serialize(streamFeatures(s, testCtx())), /<channel-binding type="tls-exporter"\/>/);
+  assert.equal(derived, 0);
+  // A type present with no value is not offered.
+  const none = { ...fresh(true), channelBindings: { "tls-exporter": undefined } };
+  assert.deepEqual(mechanisms(none).slice(0, 1), ["SCRAM-SHA-256"]);
+});
+
 Deno.test("stream_xml: a fixed element's kept text is its text, per stream namespace", () => {
   const build = () =>
     elem("features", { xmlns: "http://etherx.jabber.org/streams" }, [
