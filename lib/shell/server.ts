@@ -15,6 +15,7 @@ import { openArchiveStore } from "../storage/file/archive.ts";
 import { openOfflineStore } from "../storage/offline.ts";
 import { openSmStash } from "../storage/sm_stash.ts";
 import type { ArchivePrefs } from "../core/archive.ts";
+import type { ArchiveStore, OfflineStore, SmStash } from "../storage/mod.ts";
 import {
   ensureSelfSigned,
   loadTlsMaterial,
@@ -297,6 +298,42 @@ function loaded<T>(mod: T | undefined, what: string): T {
   return mod;
 }
 
+/** The list stores (one list file per user, over the journal) and the journal itself. */
+interface ListStores {
+  readonly journal: ListJournal | undefined;
+  readonly archive: ArchiveStore;
+  readonly offline: OfflineStore;
+  readonly smStash: SmStash;
+}
+
+/** Opens the list stores over `journal` (nothing on disk is touched until first use). */
+function openListStores(config: Config, journal: ListJournal | undefined): ListStores {
+  return {
+    journal,
+    archive: openArchiveStore(config.dataDir),
+    // Written by the account hub alone (see `soleWriter` in startWith).
+    offline: openOfflineStore(config.dataDir, { soleWriter: true }),
+    smStash: openSmStash(config.dataDir),
+  };
+}
+
+/**
+ * Closes the list stores, then the journal: a store's leases end as they would lapse (writing
+ * what they held back and their index), and the journal's last checkpoint then syncs that. A
+ * lease left open would write its index when it lapsed, after shutdown returned. A store that
+ * fails to close is logged: the journal still closes, and keeps what it could not sync.
+ */
+async function closeListStores(stores: ListStores): Promise<void> {
+  const closing = [stores.archive, stores.offline, stores.smStash].map((store) =>
+    store.close().catch((err) =>
+      getLogger("server").error("Closing a list store failed: {err}", { err: String(err) })
+    )
+  );
+  // Capped like the other waits of a shutdown: a store waits for the calls made before it.
+  await within(3000, Promise.all(closing));
+  await stores.journal?.close();
+}
+
 /** How a server is started beyond its configuration. */
 export interface StartOptions {
   /**
@@ -320,10 +357,12 @@ export async function startServer(
   // One fdatasync for the appends of many list files (archives, offline, SM stashes); it
   // first writes back what an unclean stop left only in it.
   const journal = await openListJournal(config.dataDir);
+  // Closed if the start fails too: recovering SM stashes may have leased offline lists.
+  const lists = openListStores(config, journal);
   try {
-    return await startWith(config, lazy, journal, options.clock ?? Date.now);
+    return await startWith(config, lazy, lists, options.clock ?? Date.now);
   } catch (err) {
-    await journal?.close();
+    await closeListStores(lists);
     throw err;
   }
 }
@@ -332,7 +371,7 @@ export async function startServer(
 async function startWith(
   config: Config,
   lazy: Subsystems,
-  journal: ListJournal | undefined,
+  lists: ListStores,
   clock: () => number,
 ): Promise<RunningServer> {
   const log = getLogger("server");
@@ -382,7 +421,7 @@ async function startWith(
   };
   const endPoints = new Map<string, Uint8Array>();
   for (const [host, m] of material) endPoints.set(host, tlsServerEndPoint(m.certDer));
-  const archive = openArchiveStore(config.dataDir);
+  const { archive, offline, smStash } = lists;
   const tombstones = openTombstoneStore(config.dataDir);
   const components: ComponentRegistry = new Map();
   const secrets = new Map(config.components.map((c) => [c.domain, c.secret]));
@@ -410,8 +449,6 @@ async function startWith(
   const soleWriter = { soleWriter: true };
   // Messages of sessions that hibernated when the server crashed: to offline storage, before
   // anyone can log in (XEP-0198 resumption cannot survive a restart; the messages must).
-  const offline = openOfflineStore(config.dataDir, soleWriter);
-  const smStash = openSmStash(config.dataDir);
   const recovered = await smStash.recover(config.hosts, offline);
   if (recovered > 0) {
     log.info("Moved {n} messages of sessions that were waiting to be resumed to offline storage", {
@@ -996,7 +1033,8 @@ async function startWith(
       await within(3000, httpStopped);
       // Let the accounts finish what the last sessions asked of them (stores, goodbyes).
       await within(3000, hub.idle());
-      await journal?.close();
+      // Nothing under the data directory is written once this returns.
+      await closeListStores(lists);
     })();
 
   return {

@@ -53,6 +53,13 @@ export interface ListStore<T> {
   delete(host: string, user: string): Promise<void>;
   /** The users of a host that have a list, sorted. */
   users(host: string): Promise<string[]>;
+  /**
+   * Lets the calls already made finish, then lets go of every file or connection: once it
+   * resolves the store writes nothing more (a server's data directory can be removed, another
+   * process takes over). Every later call rejects with an error saying the store is closed.
+   * Calling it again returns the same promise.
+   */
+  close(): Promise<void>;
 }
 
 /** The answer to an archive query: a page, or an id of the query that the archive lacks. */
@@ -103,6 +110,8 @@ export interface ArchiveStore {
   delete(host: string, user: string): Promise<void>;
   /** The users of a host that have an archive, sorted. */
   users(host: string): Promise<string[]>;
+  /** As {@link ListStore.close}. */
+  close(): Promise<void>;
 }
 
 /** How much is stored for a user, without reading the messages. */
@@ -126,6 +135,8 @@ export interface OfflineStore {
   all(host: string, user: string): Promise<Element[]>;
   /** Removes the user's messages (after delivery); removing none is not an error. */
   delete(host: string, user: string): Promise<void>;
+  /** As {@link ListStore.close}. */
+  close(): Promise<void>;
 }
 
 /**
@@ -144,4 +155,6 @@ export interface SmStash {
   recover(hosts: readonly string[], offline: OfflineStore): Promise<number>;
   /** Drops every stash of the user (the account is being deleted). */
   delete(host: string, user: string): Promise<void>;
+  /** As {@link ListStore.close}. */
+  close(): Promise<void>;
 }

@@ -51,6 +51,9 @@ export function offlineStore(
 ): OfflineStore {
   // Per host, the users that have a list (see soleWriter above).
   const listings = new Map<string, Promise<Set<string>>>();
+  // Set by `close`. The list refuses every call after it; `stat` alone could answer without
+  // it (from a listing) or write without it (the legacy store), so it checks this first.
+  let closed = false;
   function listing(host: string): Promise<Set<string>> | undefined {
     if (opts.soleWriter !== true) return undefined;
     let names = listings.get(host);
@@ -79,6 +82,7 @@ export function offlineStore(
 
   return {
     async stat(host, user) {
+      if (closed) throw new Error("Offline store is closed");
       try {
         await migrate(host, user);
         const names = await listing(host);
@@ -105,6 +109,10 @@ export function offlineStore(
     async delete(host, user) {
       await list.delete(host, user);
       (await listing(host))?.delete(user);
+    },
+    close() {
+      closed = true;
+      return list.close();
     },
   };
 }

@@ -43,6 +43,7 @@ export function smStash(list: ListStore<Element>): SmStash {
         if (userOf(name) === user) await list.delete(host, name);
       }
     },
+    close: () => list.close(),
   };
 }
 

@@ -111,9 +111,10 @@ export function clientHeader(to = "localhost", extra = ""): string {
 }
 
 /**
- * Removes a stopped server's data directory. Shutdown waits at most a few seconds for the
- * accounts' last writes, and a list file's lease may still write its index when it lapses, so
- * on a loaded machine a file can appear while the directory is being removed: tried again.
+ * Removes a stopped server's data directory. Shutdown closes the list stores (every lease ends
+ * before it returns, none lapses later), but it waits at most a few seconds for the accounts'
+ * last writes and for the stores' close, so on a loaded machine a write cut off by such a cap
+ * can still create a file while the directory is being removed: tried again.
  */
 export async function removeDataDir(dir: string): Promise<void> {
   for (let attempt = 0;; attempt++) {

@@ -262,6 +262,7 @@ export function listArchiveStore(list: Archive): ArchiveStore {
     },
     delete: (host, user) => list.delete(host, user),
     users: (host) => list.users(host),
+    close: () => list.close(),
   };
 }
 

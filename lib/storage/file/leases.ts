@@ -14,7 +14,9 @@
  * deleting an account, gets it), when more than {@link MAX_CACHED_FILES} files are cached, and
  * before a shift or a delete. Another store instance of this process that wants the file asks
  * the holder to end its lease at once. A lease ends only after what the store held back of the
- * file (write-behind, list_store.ts) is written; when that fails, the lease stays.
+ * file (write-behind, list_store.ts) is written; when that fails, the lease stays, except when
+ * the store closes: then every lease ends (after what was queued on its file, as it would
+ * lapse), so that no timer is left to write after the close.
  * @module
  */
 import { join } from "node:path";
@@ -162,6 +164,13 @@ export interface FileCache {
   endLease(state: FileState): void;
   /** Ends the lease of another instance of this process on this file; false if none. */
   takeFromSibling(state: FileState): Promise<boolean>;
+  /**
+   * Waits for what is queued on every cached file (appends included), then ends every lease
+   * as its lapse would, timers and all: once it resolves, nothing of this cache writes any
+   * more. Its caller takes no new operation from the moment it calls this. Rejects (after
+   * every file is let go) with the first lease whose end failed.
+   */
+  close(): Promise<void>;
 }
 
 function idle(state: FileState): boolean {
@@ -255,13 +264,7 @@ export function createFileCache(
     if (file === null) return;
     // Throws (the lease stays) when what it holds cannot be written before the lock goes.
     beforeLeaseEnd(state);
-    clearTimeout(state.timer);
-    state.timer = undefined;
-    if (leases.get(state.listPath)?.state === state) leases.delete(state.listPath);
-    closeIndex(state);
-    state.file = null;
-    state.pos = -1;
-    state.reserved = -1;
+    letGo(state);
     try {
       const info = file.statSync();
       state.ino = info.ino;
@@ -271,6 +274,17 @@ export function createFileCache(
       state.loaded = false;
     }
     file.close();
+  }
+
+  /** Forgets the lease of `state`: its timer, its holder, its index. The caller closes the file. */
+  function letGo(state: FileState): void {
+    clearTimeout(state.timer);
+    state.timer = undefined;
+    if (leases.get(state.listPath)?.state === state) leases.delete(state.listPath);
+    closeIndex(state);
+    state.file = null;
+    state.pos = -1;
+    state.reserved = -1;
   }
 
   /** {@link endLease} where nobody waits for it: a failure is logged, the lease kept. */
@@ -320,6 +334,38 @@ export function createFileCache(
     return true;
   }
 
+  async function close(): Promise<void> {
+    const failures = await Promise.all([...order.keys()].map(closeFile));
+    const failed = failures.find((err) => err !== undefined);
+    if (failed !== undefined) throw failed;
+  }
+
+  /** Ends the lease of one file once what is queued on it is done; the error if its end failed. */
+  async function closeFile(state: FileState): Promise<unknown> {
+    // What was asked before the close runs to its end. `lock` is the tail of the file's chain
+    // while anything is queued on it, and a flush queues its next batch in the turn its last
+    // one ends: so this waits without spinning, and no new work comes (the caller refuses it).
+    while (!idle(state)) await state.lock;
+    const file = state.file;
+    if (file === null) return undefined;
+    try {
+      endLease(state);
+      return undefined;
+    } catch (err) {
+      log.error("List file {path}: let go at close, its lease's end failed: {error}", {
+        path: state.listPath,
+        error: err instanceof Error ? err.message : String(err),
+      });
+      // Let go all the same: no timer may try again after the close. What it held back stays
+      // in `behind`, so that the journal's checkpoint fails on it and keeps its entries for
+      // the next start's replay (dropped, the checkpoint would empty the journal without them).
+      letGo(state);
+      state.loaded = false;
+      file.close();
+      return err;
+    }
+  }
+
   function serialised<R>(state: FileState, fn: () => Promise<R>): Promise<R> {
     state.active++;
     const run = state.lock.then(fn).finally(() => state.active--);
@@ -327,5 +373,5 @@ export function createFileCache(
     return run;
   }
 
-  return { stateFor, serialised, startLease, endLease, takeFromSibling };
+  return { stateFor, serialised, startLease, endLease, takeFromSibling, close };
 }

@@ -24,6 +24,12 @@
  * processes never write one file at once, and notices changes made by another process. Small
  * writes are synchronous: to the page cache they cost less than the thread hand-off of an
  * asynchronous op; only the sync waits off-thread.
+ *
+ * Closing (`close`, at shutdown): the calls already made run to their end, every later one is
+ * refused, and every lease ends as its lapse would end it (held bytes and the index's lag
+ * written, the room cut), its timer with it: nothing under the store's directory is written
+ * once it resolves. The journal, if any, is closed after the stores: its last checkpoint syncs
+ * what the leases' ends wrote, and until then its entries cover those bytes.
  * @module
  */
 import { getLogger } from "../../log.ts";
@@ -153,7 +159,7 @@ export function openListStore<T>(
   encodePathPart(store); // fail at open time, not at first use
   const ffi = opts.ffi ?? "auto";
   const behindOn = opts.writeBehind ?? false;
-  const { stateFor, serialised, startLease, endLease, takeFromSibling } = createFileCache(
+  const cache = createFileCache(
     dataDir,
     store,
     (state) => {
@@ -174,6 +180,18 @@ export function openListStore<T>(
       flushIndexLag(state);
     },
   );
+  const { stateFor, serialised, startLease, endLease, takeFromSibling } = cache;
+  // Set by `close`: every call from then on is refused, before it touches a file.
+  let closing: Promise<void> | undefined;
+
+  /** The answer to a call after `close`: it would write, or find files let go. */
+  function refused(): Promise<never> {
+    return Promise.reject(new Error(`List store ${store} under ${dataDir} is closed`));
+  }
+
+  function close(): Promise<void> {
+    return closing ??= cache.close();
+  }
 
   /**
    * Opens and locks the list file (exclusively to write) and brings `state` up to date with
@@ -473,6 +491,7 @@ export function openListStore<T>(
   }
 
   function append(host: string, user: string, items: readonly T[]): Promise<void> {
+    if (closing !== undefined) return refused();
     let jsons: string[];
     try {
       jsons = items.map(itemJson);
@@ -488,10 +507,12 @@ export function openListStore<T>(
   }
 
   function count(host: string, user: string): Promise<number> {
+    if (closing !== undefined) return refused();
     return withRead(host, user, 0, (state) => Promise.resolve(state.count));
   }
 
   function get(host: string, user: string, index: number): Promise<T | undefined> {
+    if (closing !== undefined) return refused();
     const bad = badIndex(index);
     if (bad) return bad;
     return withRead<T | undefined>(host, user, undefined, async (state, file) => {
@@ -501,6 +522,7 @@ export function openListStore<T>(
   }
 
   function range(host: string, user: string, start: number, end: number): Promise<T[]> {
+    if (closing !== undefined) return refused();
     const bad = badIndex(start, end);
     if (bad) return bad;
     return withRead<T[]>(host, user, [], (state, file) => {
@@ -516,6 +538,7 @@ export function openListStore<T>(
     k: number,
     key: (item: T) => number,
   ): Promise<number> {
+    if (closing !== undefined) return refused();
     return withRead(host, user, 0, async (state, file) => {
       let lo = 0;
       let hi = state.count;
@@ -529,6 +552,7 @@ export function openListStore<T>(
   }
 
   function stat(host: string, user: string): Promise<ListStat> {
+    if (closing !== undefined) return refused();
     const none: ListStat = { count: 0, bytes: 0, corrupt: [] };
     return withRead(
       host,
@@ -540,6 +564,7 @@ export function openListStore<T>(
   }
 
   function shift(host: string, user: string, n: number): Promise<{ readonly method: ShiftMethod }> {
+    if (closing !== undefined) return refused();
     const bad = badIndex(n);
     if (bad) return bad;
     const state = stateFor(host, user);
@@ -564,6 +589,7 @@ export function openListStore<T>(
   }
 
   function remove(host: string, user: string): Promise<void> {
+    if (closing !== undefined) return refused();
     const state = stateFor(host, user);
     return serialised(state, async () => {
       endLease(state);
@@ -584,6 +610,7 @@ export function openListStore<T>(
   }
 
   async function users(host: string): Promise<string[]> {
+    if (closing !== undefined) return await refused();
     const found: string[] = [];
     try {
       for await (const entry of Deno.readDir(storeDir(dataDir, host, store))) {
@@ -598,5 +625,5 @@ export function openListStore<T>(
     return found.sort();
   }
 
-  return { append, count, get, range, lowerBound, shift, delete: remove, users, stat };
+  return { append, count, get, range, lowerBound, shift, delete: remove, users, stat, close };
 }
