@@ -15,7 +15,7 @@ import { openAccountStore } from "../lib/storage/accounts.ts";
 import { ensureSelfSigned } from "../lib/transport/certs.ts";
 
 /** V8 flags of the `start` and `compile` tasks in deno.json; keep the three in step. */
-export const SERVER_V8_FLAGS = "--max-semi-space-size=4,--expose-gc";
+export const SERVER_V8_FLAGS = "--max-semi-space-size=8,--expose-gc";
 
 /** The `--v8-flags` argument for `flags`; none when empty (V8 rejects an empty flag). */
 function v8Flags(flags: string): string[] {
