@@ -1,6 +1,6 @@
 /** A real server on 127.0.0.1 with ephemeral ports and a temporary data dir, for tests. */
 import { configFromObject } from "../../lib/config.ts";
-import { type RunningServer, startServer } from "../../lib/shell/server.ts";
+import { ListenError, type RunningServer, startServer } from "../../lib/shell/server.ts";
 
 /** A started test server and its data dir. */
 export interface TestServer extends RunningServer {
@@ -29,7 +29,13 @@ export async function startTestServer(
     // Merged, so that a test turning on one HTTP port does not get a fixed 5281 beside it.
     http: { http_port: false, https_port: false, ...settings.http as object | undefined },
   }, "test");
-  const server = await startServer(config);
+  let server: RunningServer;
+  try {
+    server = await startServer(config);
+  } catch (err) {
+    await removeDataDir(dataDir);
+    throw err;
+  }
   return {
     ...server,
     dataDir,
@@ -124,6 +130,23 @@ export async function removeDataDir(dir: string): Promise<void> {
     } catch (err) {
       if (attempt >= 50 || err instanceof Deno.errors.NotFound) throw err;
       await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/**
+ * Runs `start`, which picks its listening ports by probing for free ones (servers that must
+ * know each other's ports before either starts), again with fresh ports when one was taken
+ * between the probe and the listen: the other test files run at the same time and bind
+ * ephemeral ports too.
+ */
+export async function retryWhenPortTaken<T>(start: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      const taken = err instanceof ListenError && /address is in use/.test(err.message);
+      if (!taken || attempt >= attempts) throw err;
     }
   }
 }

@@ -11,7 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { closeAll, connectPeer, type Peer } from "./_peer.ts";
-import { rawExchange, startTestServer, type TestServer } from "./_server.ts";
+import { rawExchange, retryWhenPortTaken, startTestServer, type TestServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
 import { createStreamParser, type ParseEvent } from "../../lib/xml/parser.ts";
 import type { Element } from "../../lib/xml/element.ts";
@@ -186,7 +186,11 @@ interface Pair {
 /** The domains a.localhost's static map sends into the black hole. */
 const HOLES = Array.from({ length: 20 }, (_, i) => `hole${i + 1}.localhost`);
 
-async function startPair(): Promise<Pair> {
+function startPair(): Promise<Pair> {
+  return retryWhenPortTaken(startPairOnce);
+}
+
+async function startPairOnce(): Promise<Pair> {
   const pa = freePort();
   const pb = freePort();
   const hole = blackHole();
@@ -196,25 +200,38 @@ async function startPair(): Promise<Pair> {
     pubsub: { enabled: false },
     upload: { enabled: false },
   };
-  const a = await startTestServer({
-    ...base,
-    hosts: ["a.localhost"],
-    s2s_port: pa,
-    s2s: {
-      hosts: {
-        "b.localhost": `127.0.0.1:${pb}`,
-        // Nobody listens there: a connection is refused at once.
-        "gone.localhost": `127.0.0.1:${freePort()}`,
-        ...Object.fromEntries(HOLES.map((d) => [d, `127.0.0.1:${hole.port}`])),
+  let a: TestServer;
+  try {
+    a = await startTestServer({
+      ...base,
+      hosts: ["a.localhost"],
+      s2s_port: pa,
+      s2s: {
+        hosts: {
+          "b.localhost": `127.0.0.1:${pb}`,
+          // Nobody listens there: a connection is refused at once.
+          "gone.localhost": `127.0.0.1:${freePort()}`,
+          ...Object.fromEntries(HOLES.map((d) => [d, `127.0.0.1:${hole.port}`])),
+        },
       },
-    },
-  });
-  const b = await startTestServer({
-    ...base,
-    hosts: ["b.localhost"],
-    s2s_port: pb,
-    s2s: { hosts: { "a.localhost": `127.0.0.1:${pa}` } },
-  });
+    });
+  } catch (err) {
+    hole.close();
+    throw err;
+  }
+  let b: TestServer;
+  try {
+    b = await startTestServer({
+      ...base,
+      hosts: ["b.localhost"],
+      s2s_port: pb,
+      s2s: { hosts: { "a.localhost": `127.0.0.1:${pa}` } },
+    });
+  } catch (err) {
+    hole.close();
+    await a.stop();
+    throw err;
+  }
   await a.accounts.create("a.localhost", "alice", "pw");
   await b.accounts.create("b.localhost", "bob", "pw");
   return { a, b, hole };
