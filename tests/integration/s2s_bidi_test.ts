@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { closeAll, connectPeer, type Peer } from "./_peer.ts";
-import { startTestServer, type TestServer } from "./_server.ts";
+import { retryWhenPortTaken, startTestServer, type TestServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
 import { makeCa, makeLeaf, type TestCert, writeCert } from "./_certs.ts";
 import { type Proxy, startProxy } from "./_proxy.ts";
@@ -34,9 +34,17 @@ interface Pair {
  * a.localhost and b.localhost, each reaching the other through a proxy; with `certs`, both
  * trust a test CA and refuse dialback (`s2s_secure_auth`). `blockToA`: b's proxy refuses all.
  */
-async function startPair(
+function startPair(
   certs: { readonly ca: string; readonly a: TestCert; readonly b: TestCert } | undefined,
   blockToA = false,
+): Promise<Pair> {
+  // The ports are probed first: one taken meanwhile by another test means a new try.
+  return retryWhenPortTaken(() => startPairOnce(certs, blockToA));
+}
+
+async function startPairOnce(
+  certs: { readonly ca: string; readonly a: TestCert; readonly b: TestCert } | undefined,
+  blockToA: boolean,
 ): Promise<Pair> {
   const dir = await Deno.makeTempDir({ prefix: "xmpp-bidi-" });
   const portA = freePort();
@@ -60,8 +68,18 @@ async function startPair(
       pubsub: { enabled: false },
       upload: { enabled: false },
     });
-  const a = await start("a.localhost", portA, "b.localhost", toB);
-  const b = await start("b.localhost", portB, "a.localhost", toA);
+  let a: TestServer | undefined;
+  let b: TestServer;
+  try {
+    a = await start("a.localhost", portA, "b.localhost", toB);
+    b = await start("b.localhost", portB, "a.localhost", toA);
+  } catch (err) {
+    await a?.stop();
+    await toA.close();
+    await toB.close();
+    await Deno.remove(dir, { recursive: true });
+    throw err;
+  }
   await a.accounts.create("a.localhost", "alice", "pw");
   await b.accounts.create("b.localhost", "bob", "pw");
   return {

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import tls from "node:tls";
 import { closeAll, connectPeer, type Peer } from "./_peer.ts";
-import { startTestServer, type TestServer } from "./_server.ts";
+import { retryWhenPortTaken, startTestServer, type TestServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
 import { makeCa, makeLeaf, makeSelfSigned, type TestCert, writeCert } from "./_certs.ts";
 
@@ -33,8 +33,15 @@ interface Pair {
   stop(): Promise<void>;
 }
 
-/** Two servers that know each other's address; `caPem` is each one's ca_file. */
-async function startPair(sa: Side, sb: Side, caPem: string, extra = {}): Promise<Pair> {
+/**
+ * Two servers that know each other's address; `caPem` is each one's ca_file. Their ports are
+ * probed first, so a port taken meanwhile by another test means a new try.
+ */
+function startPair(sa: Side, sb: Side, caPem: string, extra = {}): Promise<Pair> {
+  return retryWhenPortTaken(() => startPairOnce(sa, sb, caPem, extra));
+}
+
+async function startPairOnce(sa: Side, sb: Side, caPem: string, extra: object): Promise<Pair> {
   const dir = await Deno.makeTempDir({ prefix: "xmpp-certs-" });
   const caFile = `${dir}/ca.pem`;
   await Deno.writeTextFile(caFile, caPem);
@@ -60,8 +67,16 @@ async function startPair(sa: Side, sb: Side, caPem: string, extra = {}): Promise
       ...extra,
     });
   };
-  const a = await start(sa, sb);
-  const b = await start(sb, sa);
+  let a: TestServer | undefined;
+  let b: TestServer;
+  try {
+    a = await start(sa, sb);
+    b = await start(sb, sa);
+  } catch (err) {
+    await a?.stop();
+    await Deno.remove(dir, { recursive: true });
+    throw err;
+  }
   await a.accounts.create(sa.host, "alice", "pw");
   await b.accounts.create(sb.host, "bob", "pw");
   return {
