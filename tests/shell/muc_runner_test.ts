@@ -85,6 +85,23 @@ const groupchat = (id: string) =>
     elem("body", {}, [id]),
   ]);
 
+/**
+ * Romeo joins ROOM, creating it, and accepts the default configuration (an instant room,
+ * XEP-0045 §10.1.2); resolves once the room answered.
+ */
+async function instantRoom(
+  submit: (el: Element) => unknown,
+  routed: readonly Element[],
+): Promise<void> {
+  submit(stanza("presence", { from: "romeo@h/r", to: `${ROOM}/Romeo` }, [
+    elem("x", { xmlns: NS_MUC }),
+  ]));
+  submit(stanza("iq", { from: "romeo@h/r", to: ROOM, type: "set", id: "cfg" }, [
+    elem("query", { xmlns: NS_MUC_OWNER }, [elem("x", { xmlns: NS_DATA, type: "submit" })]),
+  ]));
+  await eventually(() => routed.some((el) => el.attrs.id === "cfg"), (ok) => ok);
+}
+
 /** The ids of the groupchat messages with a body the room sent out (not its subject). */
 const broadcastIds = (routed: readonly Element[]) =>
   routed.filter((el) =>
@@ -94,14 +111,7 @@ const broadcastIds = (routed: readonly Element[]) =>
 
 Deno.test("muc runner: a room's next message is archived before the last is durable; they go out in order", () =>
   withRunner(async ({ submit, routed, started, release }) => {
-    submit(stanza("presence", { from: "romeo@h/r", to: `${ROOM}/Romeo` }, [
-      elem("x", { xmlns: NS_MUC }),
-    ]));
-    // An instant room (XEP-0045 §10.1.2): the owner accepts the default configuration.
-    submit(stanza("iq", { from: "romeo@h/r", to: ROOM, type: "set", id: "cfg" }, [
-      elem("query", { xmlns: NS_MUC_OWNER }, [elem("x", { xmlns: NS_DATA, type: "submit" })]),
-    ]));
-    await eventually(() => routed.some((el) => el.attrs.id === "cfg"), (ok) => ok);
+    await instantRoom(submit, routed);
     for (const id of ["g1", "g2", "g3"]) submit(groupchat(id));
     // All three appends are under way together...
     await eventually(() => started.length, (k) => k === 3);
@@ -120,13 +130,7 @@ Deno.test("muc runner: a room's next message is archived before the last is dura
 
 Deno.test("muc runner: the stanza after a room archive query waits for it, so the query sees only what came before", () =>
   withRunner(async ({ submit, routed, started, release }) => {
-    submit(stanza("presence", { from: "romeo@h/r", to: `${ROOM}/Romeo` }, [
-      elem("x", { xmlns: NS_MUC }),
-    ]));
-    submit(stanza("iq", { from: "romeo@h/r", to: ROOM, type: "set", id: "cfg" }, [
-      elem("query", { xmlns: NS_MUC_OWNER }, [elem("x", { xmlns: NS_DATA, type: "submit" })]),
-    ]));
-    await eventually(() => routed.some((el) => el.attrs.id === "cfg"), (ok) => ok);
+    await instantRoom(submit, routed);
     submit(groupchat("g1"));
     submit(stanza("iq", { from: "romeo@h/r", to: ROOM, type: "set", id: "q" }, [
       elem("query", { xmlns: NS_MAM, queryid: "q" }),
