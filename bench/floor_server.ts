@@ -18,12 +18,16 @@
  *     (journal.ts), as our server archives: the message goes on once both resolved, in order.
  *     xml=0 splits the stream at `</message>` (no parser); xml=1 parses, stamps `from` and
  *     serializes as the relay does
- *   floor_server.ts login engine=openssl|node|tcp script=PATH cert=PATH key=PATH
+ *   floor_server.ts login engine=openssl|node|tcp xml=0|1 script=PATH cert=PATH key=PATH
  *     each connection goes through the steps of bench/fixtures/floor_login.json: once a step's
  *     client bytes are in (counted, not read), its canned server bytes go out; TLS starts after
  *     the `starttls` step: OpenSSL through lib/transport/openssl.ts, or node:tls as our server
  *     runs it where OpenSSL cannot (lib/transport/tls.ts acceptTls: a TLSSocket over the
- *     Deno connection); tcp is the plain login's steps, without TLS
+ *     Deno connection); tcp is the plain login's steps, without TLS. xml=1 adds the work no
+ *     login can skip: the client's bytes parsed by lib/xml/parser.ts (a new parser at each
+ *     stream restart), each reply's elements serialized (lib/xmpp/stream_xml.ts) behind a stream
+ *     header with a fresh id, and SCRAM's proof checked (lib/xmpp/scram.ts) with credentials
+ *     derived at start from the recorded salt and xmppbench's password
  *   floor_server.ts idle engine=tcp|openssl|node|rustls read=1|0 cert=PATH key=PATH
  *     holds every connection after its TLS handshake (direct TLS), with a pending read into a
  *     buffer of the size lib/transport/tcp.ts keeps while idle (read=1) or none (read=0); node
@@ -47,8 +51,17 @@ import {
 } from "../lib/transport/openssl.ts";
 import { acceptTls } from "../lib/transport/tls.ts";
 import { openMallocTrim } from "../lib/shell/malloc_trim.ts";
-import { createStreamParser } from "../lib/xml/parser.ts";
-import { type Element, serialize, withAttrs } from "../lib/xml/element.ts";
+import { createStreamParser, type StreamParser } from "../lib/xml/parser.ts";
+import { type Element, serialize, text, withAttrs } from "../lib/xml/element.ts";
+import { NS_CLIENT } from "../lib/xmpp/namespaces.ts";
+import { serializeTopIn } from "../lib/xmpp/stream_xml.ts";
+import {
+  type ClientFirst,
+  deriveCredentials,
+  parseClientFirst,
+  type ScramCredentials,
+  verifyClientFinal,
+} from "../lib/xmpp/scram.ts";
 import { isArchivable, newArchiveId } from "../lib/core/archive.ts";
 import { openListStore } from "../lib/storage/file/list_store.ts";
 import { openListJournal } from "../lib/storage/file/journal.ts";
@@ -410,7 +423,7 @@ interface Script {
 }
 
 /** Counts a connection's bytes through its steps; says when a reply is due and TLS starts. */
-function stepper(steps: readonly Step[], reply: (s: string) => void) {
+function stepper(steps: readonly Step[], reply: (k: number) => void) {
   const need = steps.map((s) => s.c.reduce((n, c) => n + encoder.encode(c).length, 0));
   let k = 0;
   let got = 0;
@@ -420,7 +433,7 @@ function stepper(steps: readonly Step[], reply: (s: string) => void) {
       got += b.length;
       while (k < steps.length && got >= need[k]) {
         got -= need[k];
-        reply(steps[k].s);
+        reply(k);
         if (steps[k++].starttls === true) return true;
       }
       return false;
@@ -431,23 +444,125 @@ function stepper(steps: readonly Step[], reply: (s: string) => void) {
   };
 }
 
+const STREAM_HEADER = /^(?:<\?xml[^>]*\?>)?<stream:stream[^>]*>/;
+const PARSER_LIMITS = { maxStanzaBytes: 65536 };
+
+/** The stanzas in `content` (what follows a stream header), parsed as a client stream's. */
+function parseContent(content: string): Element[] {
+  const parser = createStreamParser(PARSER_LIMITS);
+  const events = parser.push(encoder.encode(
+    `<stream:stream xmlns='${NS_CLIENT}' xmlns:stream='http://etherx.jabber.org/streams'>${content}`,
+  ));
+  return events.flatMap((e) => e.kind === "stanza" ? [e.stanza] : []);
+}
+
+/**
+ * A canned reply made as our server makes it: the stream header as text with a fresh id, the
+ * elements serialized. Checked against the recording, since the client counts the bytes.
+ */
+function xmlReply(recorded: string): () => string {
+  const header = STREAM_HEADER.exec(recorded)?.[0] ?? "";
+  const rest = recorded.slice(header.length);
+  if (rest.startsWith("</stream:stream>")) return () => recorded;
+  const elements = parseContent(rest);
+  const serialized = () => elements.map((el) => serializeTopIn(el, NS_CLIENT)).join("");
+  if (serialized() !== rest) throw new Error(`reply not reproduced: ${recorded}`);
+  const idAt = header.indexOf(" id='") + 5;
+  const idEnd = idAt < 5 ? -1 : header.indexOf("'", idAt);
+  if (idEnd < 0) return () => header + serialized();
+  // A fresh stream id of the recorded length, as ours draws one per stream.
+  const before = header.slice(0, idAt);
+  const after = header.slice(idEnd);
+  const id = new Uint8Array(idEnd - idAt);
+  return () => {
+    crypto.getRandomValues(id);
+    return before + String.fromCharCode(...id.map((b) => 97 + b % 26)) + after + serialized();
+  };
+}
+
+/** SCRAM-SHA-1's server side for the recorded exchange in `steps`: what ours computes per login. */
+function scramCheck(steps: readonly Step[]) {
+  const payloadOf = (xml: string, name: string) => {
+    const el = parseContent(xml).find((e) => e.name === name);
+    if (el === undefined) throw new Error(`no <${name}/> in the script`);
+    return atob(text(el));
+  };
+  const serverFirst = payloadOf(steps.find((s) => s.s.includes("<challenge"))!.s, "challenge");
+  const attrs = Object.fromEntries(serverFirst.split(",").map((p) => [p[0], p.slice(2)]));
+  const creds: ScramCredentials = deriveCredentials(
+    "benchpass",
+    "SHA-1",
+    Uint8Array.from(atob(attrs.s), (c) => c.charCodeAt(0)),
+    Number(attrs.i),
+  );
+  const check = {
+    first(el: Element): ClientFirst | undefined {
+      const r = parseClientFirst(atob(text(el)));
+      return "error" in r ? undefined : r;
+    },
+    final(first: ClientFirst | undefined, el: Element): boolean {
+      if (first === undefined) return false;
+      const clientFinal = atob(text(el));
+      return verifyClientFinal({ hash: "SHA-1", creds, first, serverFirst, clientFinal }).ok;
+    },
+  };
+  // The recording must verify, or the floor would measure a failure's path.
+  const auth = parseContent(steps.find((s) => s.c.join("").includes("<auth"))!.c.join(""))[0];
+  const resp = parseContent(steps.find((s) => s.c.join("").includes("<response"))!.c.join(""))[0];
+  if (!check.final(check.first(auth), resp)) throw new Error("the recorded SCRAM does not verify");
+  return check;
+}
+
+/** Per connection: the client's bytes through a stream parser, SCRAM checked on the way. */
+function loginXml(check: ReturnType<typeof scramCheck>) {
+  let parser: StreamParser | undefined;
+  let first: ClientFirst | undefined;
+  return {
+    feed(b: Uint8Array): void {
+      parser ??= createStreamParser(PARSER_LIMITS);
+      for (const ev of parser.push(b)) {
+        if (ev.kind === "error") throw new Error(`parse error: ${ev.text}`);
+        if (ev.kind !== "stanza") continue;
+        if (ev.stanza.name === "auth") first = check.first(ev.stanza);
+        else if (ev.stanza.name === "response" && !check.final(first, ev.stanza)) {
+          throw new Error("SCRAM proof refused");
+        }
+      }
+    },
+    /** After <proceed/> and <success/>: the client opens a new stream. */
+    restart(): void {
+      parser = undefined;
+    },
+  };
+}
+
 async function login(a: Args): Promise<void> {
   const script: Script = JSON.parse(await Deno.readTextFile(a.script));
   const engine = a.engine;
+
   const tls = engine === "openssl" ? await openssl(a) : undefined;
   // node:tls as our server runs it where OpenSSL cannot: lib/transport/tls.ts's acceptTls.
   const nodeContexts = engine === "node"
     ? { material: new Map([["localhost", await material(a)]]), defaultHost: "localhost" }
     : undefined;
   const steps = [...(engine === "tcp" ? script.tcp : script.tls), script.close];
+  const check = a.xml === "1" ? scramCheck(steps) : undefined;
+  const replies = steps.map((s) => check === undefined ? () => s.s : xmlReply(s.s));
+  const restarts = steps.map((s) => s.s.includes("<proceed") || s.s.includes("<success"));
   for await (const conn of accepted()) {
     (async () => {
       let ssl: SslSession | undefined;
       const out = makeOut(conn, () => ssl);
       let upgrade = false;
       let node: { write(s: string): unknown; end(): unknown } | undefined;
-      const st = stepper(steps, (s) => node === undefined ? out.push(s) : node.write(s));
+      const xml = check === undefined ? undefined : loginXml(check);
+      const st = stepper(steps, (k) => {
+        const s = replies[k]();
+        if (restarts[k]) xml?.restart();
+        return node === undefined ? out.push(s) : node.write(s);
+      });
       const onBytes = (b: Uint8Array) => {
+        xml?.feed(b);
         if (st.feed(b)) upgrade = true;
       };
       try {
