@@ -44,10 +44,10 @@ import {
   rosterOf,
   subscribeMutually,
 } from "./_peer.ts";
-import { startTestServer, type TestServer } from "./_server.ts";
+import { retryWhenPortTaken, startTestServer, type TestServer } from "./_server.ts";
 import { xml, type XmppClient } from "./_xmpp_client.ts";
 import { makeCa, makeLeaf, type TestCert, writeCert } from "./_certs.ts";
-import { startProxy } from "./_proxy.ts";
+import { type Proxy, startProxy } from "./_proxy.ts";
 
 const PROSODY = "/usr/bin/prosody";
 const PROSODYCTL = "/usr/bin/prosodyctl";
@@ -132,10 +132,30 @@ interface ProsodyOptions {
   readonly bidi?: boolean;
 }
 
-/** Starts Prosody serving `THEIRS` with `users` (password "pw"), ready for c2s and s2s. */
+/** Prosody could not bind a port probed free moments before: another test took it meanwhile. */
+class ProsodyPortTaken extends Error {}
+
+/**
+ * Starts Prosody serving `THEIRS` with `users` (password "pw"), ready for c2s and s2s; on
+ * fresh ports again when one it was given was taken before it could bind it.
+ */
 async function startProsody(
   users: readonly string[],
   opts: ProsodyOptions = {},
+  attempts = 5,
+): Promise<Prosody> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await startProsodyOnce(users, opts);
+    } catch (err) {
+      if (!(err instanceof ProsodyPortTaken) || attempt >= attempts) throw err;
+    }
+  }
+}
+
+async function startProsodyOnce(
+  users: readonly string[],
+  opts: ProsodyOptions,
 ): Promise<Prosody> {
   const dir = await Deno.makeTempDir({ prefix: "prosody-s2s-" });
   const c2sPort = freePort();
@@ -222,15 +242,24 @@ VirtualHost ${lua(THEIRS)}
     await Deno.remove(dir, { recursive: true });
   };
 
+  // Prosody logs a port it cannot bind and carries on; what answers there is someone else.
+  const portTaken = async () =>
+    /Failed to open server port/.test(await Deno.readTextFile(logFile).catch(() => ""));
   const deadline = Date.now() + 15000;
   while (!(await canConnect(c2sPort) && await canConnect(s2sPort))) {
     if (exited || Date.now() > deadline) {
       const why = exited ? "exited" : "did not listen within 15 s";
       const tail = await logTail();
+      const taken = await portTaken();
       await stop();
-      throw new Error(`prosody ${why}\n${tail}`);
+      throw new (taken ? ProsodyPortTaken : Error)(`prosody ${why}\n${tail}`);
     }
     await new Promise((r) => setTimeout(r, 100));
+  }
+  if (await portTaken()) {
+    const tail = await logTail();
+    await stop();
+    throw new ProsodyPortTaken(`prosody could not bind its ports\n${tail}`);
   }
   return { c2sPort, s2sPort, logTail, stop };
 }
@@ -275,26 +304,37 @@ async function federate(setup: Setup): Promise<void> {
   const prosody = await startProsody(["bob"], setup.prosody);
   const dir = await Deno.makeTempDir({ prefix: "ours-s2s-" });
   // Both ways through counting proxies: Prosody reaches ours at 127.0.0.1:5269, the proxy.
-  const ourPort = freePort();
-  const toOurs = startProxy(ourPort, false, S2S_PORT);
   const toProsody = startProxy(prosody.s2sPort);
+  let toOurs: Proxy | undefined;
   let ours: TestServer | undefined;
   let alice: Peer | undefined;
   let bob: Peer | undefined;
   try {
     const extra = await setup.ours?.(dir) ?? {};
-    ours = await startTestServer({
-      hosts: [OURS],
-      s2s_port: ourPort,
-      muc: { enabled: false },
-      pubsub: { enabled: false },
-      upload: { enabled: false },
-      ...(level === undefined ? {} : { log_level: level }),
-      ...extra,
-      s2s: {
-        hosts: { [THEIRS]: `127.0.0.1:${toProsody.port}` },
-        ...(extra.s2s as object | undefined),
-      },
+    // Our s2s port is probed free; taken before ours binds it, both start again elsewhere.
+    ours = await retryWhenPortTaken(async () => {
+      const ourPort = freePort();
+      const proxy = startProxy(ourPort, false, S2S_PORT);
+      try {
+        const started = await startTestServer({
+          hosts: [OURS],
+          s2s_port: ourPort,
+          muc: { enabled: false },
+          pubsub: { enabled: false },
+          upload: { enabled: false },
+          ...(level === undefined ? {} : { log_level: level }),
+          ...extra,
+          s2s: {
+            hosts: { [THEIRS]: `127.0.0.1:${toProsody.port}` },
+            ...(extra.s2s as object | undefined),
+          },
+        });
+        toOurs = proxy;
+        return started;
+      } catch (err) {
+        await proxy.close();
+        throw err;
+      }
     });
     await ours.accounts.create(OURS, "alice", "pw");
     alice = await connectPeer(ours, "alice", undefined, { domain: OURS });
@@ -371,7 +411,7 @@ async function federate(setup: Setup): Promise<void> {
     setup.after?.({
       log: await prosody.logTail(1_000_000),
       toProsody: toProsody.count(),
-      toOurs: toOurs.count(),
+      toOurs: toOurs!.count(),
     });
   } catch (err) {
     const log = await prosody.logTail(100000);
@@ -384,7 +424,7 @@ async function federate(setup: Setup): Promise<void> {
     await closeAll(...[alice, bob].filter((p): p is Peer => p !== undefined));
     await ours?.stop();
     await prosody.stop();
-    await toOurs.close();
+    await toOurs?.close();
     await toProsody.close();
     await Deno.remove(dir, { recursive: true });
   }
