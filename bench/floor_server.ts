@@ -539,7 +539,6 @@ function loginXml(check: ReturnType<typeof scramCheck>) {
 async function login(a: Args): Promise<void> {
   const script: Script = JSON.parse(await Deno.readTextFile(a.script));
   const engine = a.engine;
-
   const tls = engine === "openssl" ? await openssl(a) : undefined;
   // node:tls as our server runs it where OpenSSL cannot: lib/transport/tls.ts's acceptTls.
   const nodeContexts = engine === "node"
