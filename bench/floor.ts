@@ -850,10 +850,25 @@ function sectionNumber(heading: string): number {
 }
 
 /**
+ * `head` without the item `first` and its indented lines: the facts of an earlier re-run of the
+ * same sections, whose figures the new run replaces.
+ */
+function withoutRerun(head: readonly string[], first: string): string[] {
+  const out: string[] = [];
+  let skipping = false;
+  for (const line of head) {
+    if (line === first) skipping = true;
+    else if (skipping && !line.startsWith("  ")) skipping = false;
+    if (!skipping) out.push(line);
+  }
+  return out;
+}
+
+/**
  * The saved report after a run of some floors only (`--only`): the old report's sections, each
  * replaced by the new one of its number (or heading), new ones put in by number; the old
  * head stays, with the new run's facts added as one item, since they hold only for its
- * sections.
+ * sections (an earlier re-run of the same sections leaves with the figures it measured).
  */
 export function mergeReports(old: string, fresh: string): string {
   const o = sections(old);
@@ -873,7 +888,7 @@ export function mergeReports(old: string, fresh: string): string {
   }
   const rerun = f.parts.map(([h]) => h.replace(/^### /, "").split(": ")[0]).join("; ");
   const facts = f.head.filter((l) => l.startsWith("- ") || l.startsWith("  "));
-  const head = [...o.head];
+  const head = withoutRerun(o.head, `- re-run alone later (${rerun}), with these facts:`);
   while (head.length > 0 && head[head.length - 1] === "") head.pop();
   head.push(
     `- re-run alone later (${rerun}), with these facts:`,
